@@ -1,0 +1,184 @@
+"""SOAP layer throughput and scaling, printed as figures.
+
+    .venv/bin/python benchmarks/bench_soap.py [--seconds 10] [--clients 8] [--large 10000] [--database-url URL]
+
+Starts `mailsrv serve` on a fresh data directory, then measures with N concurrent keep-alive
+clients (raw HTTP/1.1 SOAP 1.1 posts, one connection per client):
+  - calls/s of GetDomainSettings and AddUser next to GetEdition, the baseline: an operation that
+    does nothing but the login every call pays, on the same server in the same run;
+  - per-call time of AddDomain and GetAllDomains with 100 domains and with --large domains.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import itertools
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ADMIN = ("bench", "Measure-pass-123")
+DOMAIN = "bench.example"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def envelope(op: str, params: dict[str, str]) -> bytes:
+    body = "".join(f"<{k}>{v}</{k}>" for k, v in params.items())
+    return (f'<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">'
+            f'<soap:Body><{op} xmlns="http://tempuri.org/">{body}</{op}></soap:Body></soap:Envelope>').encode()
+
+
+class Client:
+    def __init__(self, port: int) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+
+    def call(self, service: str, op: str, **params: str) -> bytes:
+        self.conn.request("POST", f"/Services/{service}.asmx", envelope(op, params),
+                          {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"http://tempuri.org/{op}"'})
+        response = self.conn.getresponse()
+        data = response.read()
+        if response.status != 200 or b"<Result>true</Result>" not in data:
+            raise RuntimeError(f"{op} failed: {response.status} {data[:300]!r}")
+        return data
+
+
+def auth(user: str = "AuthUserName", password: str = "AuthPassword") -> dict[str, str]:
+    return {user: ADMIN[0], password: ADMIN[1]}
+
+
+def add_domain_params(name: str) -> dict[str, str]:
+    return {**auth(), "DomainName": name, "Path": "", "PrimaryDomainAdminUserName": "postmaster",
+            "PrimaryDomainAdminPassword": "Domain-pass-1", "PrimaryDomainAdminFirstName": "",
+            "PrimaryDomainAdminLastName": "", "IP": ""}
+
+
+def throughput(port: int, clients: int, seconds: float, make_call) -> float:  # type: ignore[no-untyped-def]
+    """Calls per second over `seconds` with `clients` keep-alive connections."""
+    counts = [0] * clients
+    stop = time.monotonic() + seconds
+    errors: list[BaseException] = []
+
+    def worker(index: int) -> None:
+        client = Client(port)
+        try:
+            while time.monotonic() < stop:
+                make_call(client, index, counts[index])
+                counts[index] += 1
+        except BaseException as exc:  # reported after the run
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return sum(counts) / (time.monotonic() - started)
+
+
+def fill_domains(port: int, clients: int, first: int, last: int) -> None:
+    """Create domains d<first>..d<last-1> with `clients` connections."""
+    numbers = iter(range(first, last))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        client = Client(port)
+        while True:
+            with lock:
+                n = next(numbers, None)
+            if n is None:
+                return
+            client.call("svcDomainAdmin", "AddDomainEx", **add_domain_params(f"d{n:06d}.example"))
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def per_call_ms(client: Client, calls: int, make_call) -> float:  # type: ignore[no-untyped-def]
+    times = []
+    for i in range(calls):
+        started = time.perf_counter()
+        make_call(client, i)
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--large", type=int, default=10000)
+    parser.add_argument("--database-url", default="")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        config = Path(tmp) / "mailsrv.toml"
+        config.write_text(f'data_dir = "{tmp}/data"\ndatabase_url = "{args.database_url}"\n'
+                          f'[listen]\nweb = "127.0.0.1:{port}"\n')
+        mailsrv = [str(Path(sys.executable).parent / "mailsrv")]
+        subprocess.run([*mailsrv, "admin", "reset", "--username", ADMIN[0], "--password", ADMIN[1],
+                        "--config", str(config)], check=True, stdout=subprocess.DEVNULL)
+        server = subprocess.Popen([*mailsrv, "serve", "--config", str(config)], stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(200):
+                try:
+                    Client(port).call("svcServerAdmin", "GetEdition", **auth())
+                    break
+                except (OSError, RuntimeError):
+                    time.sleep(0.05)
+            run(port, args)
+        finally:
+            server.terminate()
+            server.wait(30)
+
+
+def run(port: int, args: argparse.Namespace) -> None:
+    setup = Client(port)
+    setup.call("svcDomainAdmin", "AddDomainEx", **add_domain_params(DOMAIN))
+    setup.call("svcDomainAdmin", "SetRequestedDomainSettings", **auth(), DomainName=DOMAIN,
+               newSettings="<string>maxusers=0</string>")
+    print(f"mailsrv SOAP benchmark: {args.clients} keep-alive clients, {args.seconds:.0f} s per operation, "
+          f"{os.cpu_count()} cores, database {args.database_url or 'SQLite (embedded default)'}")
+
+    baseline = throughput(port, args.clients, args.seconds,
+                          lambda c, i, n: c.call("svcServerAdmin", "GetEdition", **auth()))
+    settings = throughput(port, args.clients, args.seconds,
+                          lambda c, i, n: c.call("svcDomainAdmin", "GetDomainSettings", **auth(), domainName=DOMAIN))
+    add_user = throughput(port, args.clients, args.seconds, lambda c, i, n: c.call(
+        "svcUserAdmin", "AddUser", **auth(), NewUsername=f"u{i}x{n}", NewPassword="User-pass-123",
+        DomainName=DOMAIN, FirstName="", LastName="", IsDomainAdmin="false"))
+    print(f"  GetEdition (baseline: login only)  {baseline:8.1f} calls/s")
+    print(f"  GetDomainSettings                  {settings:8.1f} calls/s   {settings / baseline:5.2f} x baseline")
+    print(f"  AddUser                            {add_user:8.1f} calls/s   {add_user / baseline:5.2f} x baseline")
+
+    counter = itertools.count()
+    add = lambda c, i: c.call("svcDomainAdmin", "AddDomainEx", **add_domain_params(f"t{next(counter):06d}.example"))
+    list_all = lambda c, i: c.call("svcDomainAdmin", "GetAllDomains", **auth())
+    existing = 1
+    for size in (100, args.large):
+        fill_domains(port, args.clients, existing, size)
+        existing = size
+        print(f"  at {size:6d} domains: AddDomain {per_call_ms(Client(port), 20, add):7.1f} ms/call, "
+              f"GetAllDomains {per_call_ms(Client(port), 20, list_all):7.1f} ms/call (median of 20)")
+        existing += 20
+
+
+if __name__ == "__main__":
+    main()

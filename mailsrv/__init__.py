@@ -1,0 +1,3 @@
+"""mailsrv: a mail server administered over SmarterMail's SOAP/ASMX automation contract."""
+
+__version__ = "0.1.0"

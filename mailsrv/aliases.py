@@ -1,0 +1,162 @@
+"""Address aliases (including the domain catch-all) and domain aliases."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from mailsrv import names
+from mailsrv.auth import Actor
+from mailsrv.config import Config
+from mailsrv.domains import domain_for, name_taken
+from mailsrv.errors import MailsrvError, ResultCode
+from mailsrv.mx_check import mx_points_here
+from mailsrv.store.db import Store
+from mailsrv.store.models import Alias, Domain, DomainAlias, User
+
+MAX_TARGETS = 1000
+
+
+@dataclass(frozen=True)
+class AliasView:
+    name: str
+    addresses: list[str]
+
+
+@dataclass(frozen=True)
+class DomainAliasView:
+    name: str
+    domain: str
+
+
+def _targets(raw: Iterable[str | None] | None) -> list[str]:
+    """Validated, de-duplicated target addresses in the order given (blank entries skipped)."""
+    out: list[str] = []
+    for item in raw or []:
+        if item is None or not item.strip():
+            continue
+        address = names.address_text(item)
+        if address not in out:
+            out.append(address)
+    if not out:
+        raise MailsrvError(ResultCode.INVALID_ARGUMENT, "An alias needs at least one target address.")
+    if len(out) > MAX_TARGETS:
+        raise MailsrvError(ResultCode.VALUE_OUT_OF_RANGE, f"An alias may have at most {MAX_TARGETS} targets.")
+    return out
+
+
+def _get(s: Session, domain: Domain, name: str) -> Alias:
+    alias = s.execute(select(Alias).where(Alias.domain_id == domain.id, Alias.name == name)).scalar_one_or_none()
+    if alias is None:
+        raise MailsrvError(ResultCode.ALIAS_NOT_FOUND, f"The alias {name}@{domain.name} does not exist.")
+    return alias
+
+
+def _limit_reached(s: Session, domain: Domain, model: type, setting: str) -> bool:
+    limit = domain.settings.get(setting, 0)
+    return bool(limit) and s.execute(select(func.count(model.id)).where(model.domain_id == domain.id)).scalar_one() >= limit
+
+
+class Aliases:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def add(self, actor: Actor, raw_domain: str | None, raw_name: str | None,
+            addresses: Iterable[str | None] | None) -> None:
+        name = names.local_part(raw_name, "alias name")
+        targets = _targets(addresses)
+        with self.store.session() as s:
+            domain = domain_for(s, actor, raw_domain)
+            if s.execute(select(Alias.id).where(Alias.domain_id == domain.id, Alias.name == name)).first():
+                raise MailsrvError(ResultCode.ALIAS_EXISTS, f"The alias {name}@{domain.name} already exists.")
+            if s.execute(select(User.id).where(User.domain_id == domain.id, User.name == name)).first():
+                raise MailsrvError(ResultCode.NAME_IN_USE, f"{name}@{domain.name} is already a user.")
+            if _limit_reached(s, domain, Alias, "maxaliases"):
+                raise MailsrvError(ResultCode.LIMIT_REACHED, f"The domain {domain.name} has reached its alias limit.")
+            s.add(Alias(domain_id=domain.id, name=name, addresses=targets))
+
+    def update(self, actor: Actor, raw_domain: str | None, raw_name: str | None,
+               addresses: Iterable[str | None] | None) -> None:
+        name = names.local_part(raw_name, "alias name")
+        targets = _targets(addresses)
+        with self.store.session() as s:
+            _get(s, domain_for(s, actor, raw_domain), name).addresses = targets
+
+    def delete(self, actor: Actor, raw_domain: str | None, raw_name: str | None) -> None:
+        name = names.local_part(raw_name, "alias name")
+        with self.store.session() as s:
+            domain = domain_for(s, actor, raw_domain)
+            s.delete(_get(s, domain, name))
+            if domain.settings.get("catchall") == name:
+                domain.settings = {**domain.settings, "catchall": ""}
+
+    def get(self, actor: Actor, raw_domain: str | None, raw_name: str | None) -> AliasView:
+        name = names.local_part(raw_name, "alias name")
+        with self.store.session() as s:
+            alias = _get(s, domain_for(s, actor, raw_domain), name)
+            return AliasView(alias.name, list(alias.addresses))
+
+    def list(self, actor: Actor, raw_domain: str | None) -> list[AliasView]:
+        with self.store.session() as s:
+            domain = domain_for(s, actor, raw_domain)
+            rows = s.execute(select(Alias).where(Alias.domain_id == domain.id).order_by(Alias.name)).scalars()
+            return [AliasView(a.name, list(a.addresses)) for a in rows]
+
+    def set_catch_all(self, actor: Actor, raw_domain: str | None, raw_name: str | None) -> None:
+        """Make an existing alias the catch-all; a blank name clears it."""
+        with self.store.session() as s:
+            domain = domain_for(s, actor, raw_domain)
+            name = ""
+            if (raw_name or "").strip():
+                name = _get(s, domain, names.local_part(raw_name, "alias name")).name
+            domain.settings = {**domain.settings, "catchall": name}
+
+
+class DomainAliases:
+    def __init__(self, store: Store, config: Config) -> None:
+        self.store = store
+        self.config = config
+
+    def add(self, actor: Actor, raw_domain: str | None, raw_alias: str | None, check_mx: bool) -> None:
+        alias_name = names.domain_name(raw_alias)
+        with self.store.session() as s:
+            domain = domain_for(s, actor, raw_domain)
+            if name_taken(s, alias_name):
+                raise MailsrvError(ResultCode.DOMAIN_ALIAS_EXISTS, f"{alias_name} is already a domain or domain alias.")
+            if _limit_reached(s, domain, DomainAlias, "maxdomainaliases"):
+                raise MailsrvError(ResultCode.LIMIT_REACHED,
+                                   f"The domain {domain.name} has reached its domain alias limit.")
+        # Outside the transaction: a DNS lookup may take seconds and must not hold database locks.
+        if check_mx:
+            mx_points_here(alias_name, self.config.dns.nameservers)
+        with self.store.session() as s:
+            domain = domain_for(s, actor, raw_domain)
+            if name_taken(s, alias_name):
+                raise MailsrvError(ResultCode.DOMAIN_ALIAS_EXISTS, f"{alias_name} is already a domain or domain alias.")
+            s.add(DomainAlias(domain_id=domain.id, name=alias_name))
+
+    def delete(self, actor: Actor, raw_domain: str | None, raw_alias: str | None) -> None:
+        alias_name = names.domain_name(raw_alias)
+        with self.store.session() as s:
+            domain = domain_for(s, actor, raw_domain)
+            row = s.execute(select(DomainAlias).where(DomainAlias.domain_id == domain.id,
+                                                      DomainAlias.name == alias_name)).scalar_one_or_none()
+            if row is None:
+                raise MailsrvError(ResultCode.DOMAIN_ALIAS_NOT_FOUND,
+                                   f"{alias_name} is not a domain alias of {domain.name}.")
+            s.delete(row)
+
+    def list(self, actor: Actor, raw_domain: str | None) -> list[str]:
+        with self.store.session() as s:
+            domain = domain_for(s, actor, raw_domain)
+            return list(s.execute(select(DomainAlias.name).where(DomainAlias.domain_id == domain.id)
+                                  .order_by(DomainAlias.name)).scalars())
+
+    def list_all(self, actor: Actor) -> list[DomainAliasView]:
+        actor.require_system()
+        with self.store.session() as s:
+            rows = s.execute(select(DomainAlias.name, Domain.name).join(Domain)
+                             .order_by(Domain.name, DomainAlias.name)).all()
+            return [DomainAliasView(alias, domain) for alias, domain in rows]

@@ -1,0 +1,155 @@
+"""Who is calling: logins for every protocol, the shared brute-force limit, and the rights table.
+
+Rights: a system administrator may do everything; a domain administrator (a user with
+IsDomainAdmin, logging in as user@domain) manages its own domain's users, aliases and settings and
+nothing server-wide; any other user may only check its own credentials. The factory admin/admin
+login grants nothing but completing setup.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import logging
+from dataclasses import dataclass
+from enum import Enum
+
+from sqlalchemy import delete, func, or_, select
+from sqlalchemy.orm import Session
+
+from mailsrv.config import SecurityConfig
+from mailsrv.errors import MailsrvError, ResultCode
+from mailsrv.passwords import Verifier
+from mailsrv.store.db import Store
+from mailsrv.store.models import Domain, LoginFailure, SystemAdmin, User, UserLogin, utcnow
+
+log = logging.getLogger(__name__)
+
+LOGIN_FAILED_MESSAGE = "Failed to log in: the user name or password is incorrect."
+LOGIN_TIME_RESOLUTION = dt.timedelta(minutes=1)
+LOCKED_MESSAGE = "Failed to log in: too many failed attempts; try again later."
+
+
+class Role(Enum):
+    SYSTEM_ADMIN = "system"
+    DOMAIN_ADMIN = "domain"
+    USER = "user"
+
+
+@dataclass(frozen=True)
+class Actor:
+    role: Role
+    login: str
+    domain: str = ""  # the user's domain (ASCII form) for domain admins and users
+    user: str = ""
+    setup_pending: bool = False
+
+    def require_system(self) -> None:
+        self._require_setup_done()
+        if self.role is not Role.SYSTEM_ADMIN:
+            raise MailsrvError(ResultCode.PERMISSION_DENIED,
+                               "Permission denied: this operation requires a system administrator.")
+
+    def require_domain(self, domain: str) -> None:
+        """Allow system admins, and domain admins of `domain` (ASCII form)."""
+        self._require_setup_done()
+        if self.role is Role.SYSTEM_ADMIN or (self.role is Role.DOMAIN_ADMIN and self.domain == domain):
+            return
+        raise MailsrvError(ResultCode.PERMISSION_DENIED,
+                           f"Permission denied: {self.login} may not manage the domain {domain}.")
+
+    def _require_setup_done(self) -> None:
+        if self.setup_pending:
+            raise MailsrvError(ResultCode.SETUP_REQUIRED,
+                               "Setup must be completed first: change the factory administrator login "
+                               "(web setup wizard, or `mailsrv admin reset`).")
+
+
+def ip_allowed(client_ip: str, networks: list[str]) -> bool:
+    try:
+        addr = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return False
+    return any(addr in net for spec in networks for net in parse_network(spec))
+
+
+def parse_network(spec: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """An address, a CIDR block, or a `first-last` range, as networks."""
+    text = spec.strip()
+    if "-" in text:
+        first, last = (ipaddress.ip_address(part.strip()) for part in text.split("-", 1))
+        if first.version != last.version or first > last:
+            raise ValueError(f"'{spec}' is not an address range")
+        return list(ipaddress.summarize_address_range(first, last))
+    return [ipaddress.ip_network(text, strict=False)]
+
+
+class Authenticator:
+    def __init__(self, store: Store, security: SecurityConfig) -> None:
+        self.store = store
+        self.security = security
+        self.verifier = Verifier()
+
+    def login(self, login: str | None, password: str | None, client_ip: str, protocol: str = "webservice") -> Actor:
+        """The actor for a login, or LOGIN_FAILED / LOGIN_LOCKED (same answer whether the name exists)."""
+        name = (login or "").strip().lower()
+        now = utcnow()
+        with self.store.session() as s:
+            earlier_failures = self._refuse_if_locked(s, name, client_ip, now)
+            actor, restricted = self._check(s, name, password, client_ip, protocol, now)
+            if actor is None:
+                s.add(LoginFailure(client_ip=client_ip, login=name[:320], at=now))
+                if restricted:
+                    log.warning("login of %s refused: client %s outside its IP restrictions", name, client_ip)
+            elif earlier_failures:
+                s.execute(delete(LoginFailure).where(LoginFailure.login == name))
+        if actor is None:
+            raise MailsrvError(ResultCode.LOGIN_FAILED, LOGIN_FAILED_MESSAGE)
+        return actor
+
+    def _refuse_if_locked(self, s: Session, name: str, client_ip: str, now: dt.datetime) -> int:
+        """Refuse when a limit is reached; else the number of recent failures of this login name."""
+        since = now - dt.timedelta(seconds=self.security.failure_window_seconds)
+        row = s.execute(
+            select(func.count().filter(LoginFailure.client_ip == client_ip),
+                   func.count().filter(LoginFailure.login == name),
+                   func.max(LoginFailure.at))
+            .where(LoginFailure.at >= since, or_(LoginFailure.client_ip == client_ip, LoginFailure.login == name))
+        ).one()
+        ip_count, login_count, last = row
+        if ip_count >= self.security.max_failures_per_address or login_count >= self.security.max_failures_per_login:
+            last = last if last.tzinfo else last.replace(tzinfo=dt.timezone.utc)
+            if now - last < dt.timedelta(seconds=self.security.lockout_seconds):
+                raise MailsrvError(ResultCode.LOGIN_LOCKED, LOCKED_MESSAGE)
+        return login_count
+
+    @staticmethod
+    def _note_login(s: Session, user_id: int, protocol: str, now: dt.datetime) -> None:
+        # Clients that log in on every call (SOAP, POP3 pollers) would otherwise turn each read into a
+        # write; last-login times are kept to the minute.
+        row = s.get(UserLogin, (user_id, protocol))
+        if row is None:
+            s.add(UserLogin(user_id=user_id, protocol=protocol, at=now))
+        elif now - (row.at if row.at.tzinfo else row.at.replace(tzinfo=dt.timezone.utc)) >= LOGIN_TIME_RESOLUTION:
+            row.at = now
+
+    def _check(self, s: Session, name: str, password: str | None, client_ip: str, protocol: str,
+               now: dt.datetime) -> tuple[Actor | None, bool]:
+        if "@" in name:
+            local, _, domain_name = name.rpartition("@")
+            row = s.execute(select(User, Domain).join(Domain)
+                            .where(Domain.name == domain_name, User.name == local)).first()
+            user, domain = row if row else (None, None)
+            if not self.verifier.verify(user.password_hash if user else None, password):
+                return None, False
+            if not (domain.settings.get("isenabled", True) and user.settings.get("isenabled", True)):
+                return None, False
+            self._note_login(s, user.id, protocol, now)
+            role = Role.DOMAIN_ADMIN if user.is_domain_admin else Role.USER
+            return Actor(role, name, domain=domain.name, user=user.name), False
+        admin = s.execute(select(SystemAdmin).where(SystemAdmin.username == name)).scalar_one_or_none()
+        if not self.verifier.verify(admin.password_hash if admin else None, password):
+            return None, False
+        networks = [r.network for r in admin.ip_restrictions]
+        if networks and not ip_allowed(client_ip, networks):
+            return None, True
+        return Actor(Role.SYSTEM_ADMIN, name, setup_pending=admin.setup_pending), False

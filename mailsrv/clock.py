@@ -1,0 +1,37 @@
+"""The time the mail engine runs on, injectable so that schedules can be tested in seconds.
+
+Everything that stamps or schedules spool work (received_at, next_attempt_at, leases, the counter
+day) asks a Clock; tests hand in a ManualClock and move it forward instead of waiting.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> dt.datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+class SystemClock:
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.timezone.utc)
+
+
+class ManualClock:
+    """A clock that moves only when told to; safe to read from the delivery threads."""
+
+    def __init__(self, start: dt.datetime | None = None) -> None:
+        self._now = start or dt.datetime.now(dt.timezone.utc)
+        self._lock = threading.Lock()
+
+    def now(self) -> dt.datetime:
+        with self._lock:
+            return self._now
+
+    def advance(self, delta: dt.timedelta) -> None:
+        with self._lock:
+            self._now += delta

@@ -1,0 +1,157 @@
+"""Server configuration: a TOML file whose every key is optional.
+
+Found by `--config FILE` or the MAILSRV_CONFIG environment variable; with neither, the embedded
+defaults below apply. An unknown key stops the server at start with the key named, because a typo
+in a mail server's config silently falling back to a default is how open relays happen.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, get_type_hints
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the offending key."""
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "mailsrv"
+
+
+@dataclass
+class ListenConfig:
+    # SmarterMail's own port, so the seed's documented URLs work unchanged.
+    web: str = "0.0.0.0:9998"
+    # Inbound mail from other servers (MX traffic) and message submission (RFC 6409, AUTH
+    # required). An empty value disables that listener.
+    smtp: str = "0.0.0.0:25"
+    submission: str = "0.0.0.0:587"
+
+
+@dataclass
+class WebConfig:
+    # Largest SOAP/HTTP request body accepted; bigger ones get 413 before any parsing.
+    max_request_bytes: int = 4 * 1024 * 1024
+
+
+@dataclass
+class SecurityConfig:
+    # Brute-force limits, shared by every protocol: failures counted per client address and per
+    # login name inside the window; past the limit every attempt is refused for the lockout time.
+    max_failures_per_address: int = 20
+    max_failures_per_login: int = 10
+    failure_window_seconds: int = 900
+    lockout_seconds: int = 900
+
+
+@dataclass
+class DnsConfig:
+    # "ip:port" or "ip" entries; empty means the system resolver (/etc/resolv.conf).
+    nameservers: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SmtpConfig:
+    # The name in the greeting, the EHLO answer and our Received headers.
+    hostname: str = field(default_factory=socket.getfqdn)
+    # AUTH is offered only after STARTTLS unless this is set: a password sent in the clear is a
+    # password given away.
+    allow_plaintext_auth: bool = False
+    # Client networks (address, CIDR or first-last range) that may relay without AUTH, e.g. a web
+    # server's mail forms. Empty by default: no open relay in any default.
+    relay_networks: list[str] = field(default_factory=list)
+    # Server-wide caps, above any domain's own limits; SIZE advertises max_message_kb.
+    max_message_kb: int = 51200
+    max_recipients: int = 1000
+    # The server-wide catch-all switch; a domain's catch-all works only when this and the
+    # domain's `enablecatchalls` are both on (SmarterMail's default: on).
+    allow_catchalls: bool = True
+
+
+@dataclass
+class TlsConfig:
+    # PEM files for STARTTLS. Both empty: a self-signed pair is made in <data_dir>/tls at first start.
+    cert_file: str = ""
+    key_file: str = ""
+
+
+@dataclass
+class Config:
+    data_dir: Path = field(default_factory=_default_data_dir)
+    # Empty means the embedded SQLite file <data_dir>/mailsrv.db.
+    database_url: str = ""
+    listen: ListenConfig = field(default_factory=ListenConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    dns: DnsConfig = field(default_factory=DnsConfig)
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'mailsrv.db'}"
+
+
+def _build(cls: type, table: dict[str, Any], prefix: str) -> Any:
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for key, raw in table.items():
+        dotted = f"{prefix}{key}"
+        if key not in known:
+            raise ConfigError(f"unknown configuration key '{dotted}'")
+        kind = hints[key]
+        if is_dataclass(kind):
+            if not isinstance(raw, dict):
+                raise ConfigError(f"configuration key '{dotted}' must be a table")
+            values[key] = _build(kind, raw, f"{dotted}.")
+        elif kind is Path:
+            if not isinstance(raw, str):
+                raise ConfigError(f"configuration key '{dotted}' must be a string path")
+            values[key] = Path(raw).expanduser()
+        elif kind is bool:
+            if not isinstance(raw, bool):
+                raise ConfigError(f"configuration key '{dotted}' must be true or false")
+            values[key] = raw
+        elif kind is int:
+            if not isinstance(raw, int) or isinstance(raw, bool) or raw < 0:
+                raise ConfigError(f"configuration key '{dotted}' must be a non-negative integer")
+            values[key] = raw
+        elif kind is str:
+            if not isinstance(raw, str):
+                raise ConfigError(f"configuration key '{dotted}' must be a string")
+            values[key] = raw
+        elif kind == list[str]:
+            if not isinstance(raw, list) or not all(isinstance(item, str) for item in raw):
+                raise ConfigError(f"configuration key '{dotted}' must be a list of strings")
+            values[key] = list(raw)
+        else:  # pragma: no cover - a new field type must be taught here
+            raise ConfigError(f"configuration key '{dotted}' has an unsupported type")
+    return cls(**values)
+
+
+def parse_config(text: str) -> Config:
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration is not valid TOML: {exc}") from None
+    config = _build(Config, table, "")
+    config.data_dir = config.data_dir.resolve()
+    return config
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read the config named by `path`, else by MAILSRV_CONFIG, else the embedded defaults."""
+    chosen = path or os.environ.get("MAILSRV_CONFIG")
+    if not chosen:
+        return parse_config("")
+    try:
+        text = Path(chosen).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {chosen}: {exc.strerror}") from None
+    return parse_config(text)

@@ -1,0 +1,126 @@
+"""Where a domain lives on disk, and the moves that keep store and disk in agreement.
+
+Every change that touches both is ordered so that a failure on either side can be undone: the
+directory change is made first (atomic renames where possible) and reverted if the database
+transaction then fails.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from mailsrv.errors import MailsrvError, ResultCode
+
+MAILDIR_PARTS = ("cur", "new", "tmp")
+
+
+def _fs(what: str, fn: Callable[..., object], *args: object) -> None:
+    """Run a filesystem step; a failure becomes a refusal the caller can read, not a server fault."""
+    try:
+        fn(*args)
+    except OSError as exc:
+        raise MailsrvError(ResultCode.STORAGE_ERROR, f"Could not {what}: {exc.strerror or exc}.") from None
+
+
+class Disk:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir.resolve()
+        self.domains_dir = self.data_dir / "domains"
+        self.trash_dir = self.data_dir / "trash"
+
+    def domain_path(self, domain: str, requested: str | None) -> Path:
+        """The directory for a domain: the requested Path if inside the data directory, else the default."""
+        if not (requested or "").strip():
+            return self.domains_dir / domain
+        path = Path(requested.strip()).expanduser()
+        if not path.is_absolute():
+            path = self.data_dir / path
+        path = Path(os.path.normpath(path))
+        if path == self.data_dir or self.data_dir not in path.parents:
+            raise MailsrvError(ResultCode.INVALID_PATH,
+                               f"The path '{requested}' must lie inside the data directory {self.data_dir}.")
+        if path.exists() and any(path.iterdir()):
+            raise MailsrvError(ResultCode.INVALID_PATH, f"The path '{requested}' exists and is not empty.")
+        return path
+
+    @staticmethod
+    def maildir(domain_path: str | Path, user: str) -> Path:
+        return Path(domain_path) / "users" / user / "Maildir"
+
+    def create_mailbox(self, domain_path: str | Path, user: str) -> None:
+        root = self.maildir(domain_path, user)
+        for part in MAILDIR_PARTS:
+            _fs("create the mailbox directory", (root / part).mkdir, 0o700, True, True)
+
+    @contextmanager
+    def new_directory(self, path: Path) -> Iterator[None]:
+        """Create `path` for the block's transaction; remove it again if the block fails."""
+        existed = path.exists()
+        _fs("create the domain directory", path.mkdir, 0o700, True, True)
+        try:
+            yield
+        except BaseException:
+            if not existed:
+                shutil.rmtree(path, ignore_errors=True)
+            raise
+
+    @contextmanager
+    def moved(self, old: Path, new: Path) -> Iterator[None]:
+        """Move a directory for the block's transaction; move it back if the block fails."""
+        if new.exists() and any(new.iterdir()):
+            raise MailsrvError(ResultCode.INVALID_PATH, f"The target directory {new} exists and is not empty.")
+        present = old.exists()
+        if present:
+            _fs("create the target directory", new.parent.mkdir, 0o700, True, True)
+            if new.exists():
+                new.rmdir()
+            _fs("move the domain directory", shutil.move, str(old), str(new))
+        else:
+            _fs("create the domain directory", new.mkdir, 0o700, True, True)
+        try:
+            yield
+        except BaseException:
+            if present:
+                shutil.move(str(new), str(old))
+            raise
+
+    @contextmanager
+    def removed(self, path: Path) -> Iterator[None]:
+        """Delete a directory once the block's transaction succeeds; untouched if it fails.
+
+        The directory is first renamed into trash/ (atomic), so a crash between commit and delete
+        leaves it in trash/ rather than half-deleted under its live name."""
+        if not path.exists():
+            yield
+            return
+        _fs("create the trash directory", self.trash_dir.mkdir, 0o700, True, True)
+        parked = self.trash_dir / f"{path.name}.{uuid.uuid4().hex}"
+        _fs("remove the directory", shutil.move, str(path), str(parked))
+        try:
+            yield
+        except BaseException:
+            shutil.move(str(parked), str(path))
+            raise
+        shutil.rmtree(parked, ignore_errors=True)
+
+    @staticmethod
+    def size(path: str | Path) -> int:
+        """Bytes used by the files under `path` (0 when it does not exist)."""
+        total = 0
+        stack = [str(path)]
+        while stack:
+            try:
+                entries = os.scandir(stack.pop())
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            with entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_size
+        return total

@@ -1,0 +1,117 @@
+"""Local delivery: a spooled message into a user's Maildir, exactly once; and the mailbox quota.
+
+What lands in the Maildir is `Return-Path`, `Delivered-To` and our `Received` header, then the
+message exactly as the client transferred it (dot-unstuffed). Line ends are kept as sent, which
+over SMTP means CRLF: the added headers end in CRLF too, so a stored message is uniformly CRLF and
+its size is the RFC 822 size POP3 and IMAP report, without conversion. (Dovecot reads such files
+as they are; it is its `mail_save_crlf = yes` layout.)
+
+Exactly once: the Maildir file name is derived from the spool message id and the recipient row
+id, not from time and pid. A delivery that completed on disk but whose outcome never reached
+the database (crash in between) finds its file on the next attempt and reports success without
+writing a second copy. Within one attempt: write tmp/, fsync, rename into new/, fsync new/.
+
+Quota: a mailbox may hold `maxsize` MB (the user's setting), else the domain's `maxmailboxsize`
+MB; 0 is unlimited. The SMTP listener checks it at RCPT (with the SIZE the client declared, or 0)
+and again after DATA with the real size; mail accepted is delivered even if the mailbox filled up
+in between, because refusing then would only turn into a bounce of mail we already took.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from sqlalchemy import select
+
+from mailsrv.disk import Disk
+from mailsrv.recipients import LocalMailbox
+from mailsrv.spool import ClaimedRecipient, Delivered, Failed, Job, Outcome, SpooledMessage
+from mailsrv.store.db import Store
+from mailsrv.store.models import Domain, User
+
+
+def mailbox_usage(mailbox: LocalMailbox) -> int:
+    return Disk.size(Disk.maildir(mailbox.domain.path, mailbox.user))
+
+
+def first_over_quota(mailboxes: list[LocalMailbox], incoming: int) -> LocalMailbox | None:
+    """The first mailbox that `incoming` more bytes would take past its quota (blocking: walks the Maildir)."""
+    for mailbox in mailboxes:
+        if mailbox.quota_bytes and mailbox_usage(mailbox) + incoming > mailbox.quota_bytes:
+            return mailbox
+    return None
+
+
+def maildir_name(message: SpooledMessage, recipient: ClaimedRecipient) -> str:
+    """`<seconds>.M<microseconds>Q<spool id>_<recipient id>.mailsrv`: unique (the spool id is a UUID)
+    and the same on every attempt and every node, which is what makes redelivery detectable."""
+    seconds = int(message.received_at.timestamp())
+    return f"{seconds}.M{message.received_at.microsecond}Q{message.id}_{recipient.id}.mailsrv"
+
+
+def _already_delivered(maildir: Path, name: str) -> bool:
+    if (maildir / "new" / name).exists():
+        return True
+    # A mail client may have seen it already: cur/ holds it as "<name>:2,<flags>".
+    try:
+        return any(entry.name == name or entry.name.startswith(name + ":") for entry in os.scandir(maildir / "cur"))
+    except FileNotFoundError:
+        return False
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalDelivery:
+    """The delivery target for recipients of kind "local" (mailsrv.delivery.Target)."""
+
+    def __init__(self, store: Store, disk: Disk) -> None:
+        self.store = store
+        self.disk = disk
+
+    async def deliver(self, job: Job) -> list[Outcome]:
+        return await asyncio.to_thread(self._deliver, job)
+
+    def _deliver(self, job: Job) -> list[Outcome]:
+        ids = {r.user_id for r in job.recipients}
+        with self.store.session() as s:
+            owners = {row.id: row for row in s.execute(
+                select(User.id, User.name, Domain.id.label("domain_id"), Domain.path)
+                .join(Domain, Domain.id == User.domain_id).where(User.id.in_(ids)))}
+        outcomes: list[Outcome] = []
+        for recipient in job.recipients:
+            owner = owners.get(recipient.user_id or 0)
+            # The name check guards against a deleted user's id having been reused (SQLite may).
+            if owner is None or recipient.address.rpartition("@")[0] != owner.name:
+                outcomes.append(Failed(f"5.1.1 the mailbox {recipient.address} no longer exists"))
+                continue
+            self._store(job.message, recipient, owner.path, owner.name)
+            outcomes.append(Delivered(mailbox=(owner.domain_id, owner.id)))
+        return outcomes
+
+    def _store(self, message: SpooledMessage, recipient: ClaimedRecipient, domain_path: str, user: str) -> None:
+        maildir = Disk.maildir(domain_path, user)
+        name = maildir_name(message, recipient)
+        if recipient.attempts > 1 and _already_delivered(maildir, name):
+            return
+        self.disk.create_mailbox(domain_path, user)
+        headers = (f"Return-Path: <{message.sender}>\r\n"
+                   f"Delivered-To: {recipient.address}\r\n").encode("utf-8", "surrogateescape")
+        headers += message.trace_header.encode("utf-8", "surrogateescape")
+        # A tmp name of our own: two nodes redelivering the same recipient must not share a file.
+        tmp = maildir / "tmp" / f"{name}.{uuid.uuid4().hex}"
+        with open(tmp, "wb") as out, open(message.path, "rb") as body:
+            out.write(headers)
+            shutil.copyfileobj(body, out, 1024 * 1024)
+            out.flush()
+            os.fsync(out.fileno())
+        os.rename(tmp, maildir / "new" / name)
+        _fsync_dir(maildir / "new")

@@ -1,0 +1,151 @@
+"""`mailsrv serve`: every listener of one MailServer in one asyncio process, until SIGTERM/SIGINT.
+
+A listener is a coroutine function taking the process-wide stop event: it serves until the event
+is set, then stops gracefully and returns. The web listener is the first; the SMTP, POP3 and IMAP
+listeners join the list in `run` the same way.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import ipaddress
+import logging
+import signal
+import socket
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from mailsrv.config import Config, ConfigError
+from mailsrv.server import MailServer
+from mailsrv.smtp_in import serve_smtp
+from mailsrv.tls import server_context
+from services.app import create_app
+
+log = logging.getLogger("mailsrv.serve")
+
+Listener = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+
+# Bounds how long SIGTERM waits for in-flight requests, so `docker stop` (10 s) never has to kill.
+_GRACEFUL_SHUTDOWN_SECONDS = 5
+
+
+class ListenError(Exception):
+    """A listener's address cannot be bound (in use, not local, no permission)."""
+
+
+def parse_address(value: str, key: str) -> tuple[str, int]:
+    """Split "ip:port" or "[ipv6]:port" into an IP literal and a port (0 = any free port)."""
+    host, sep, port_text = value.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host
+    try:
+        # Brackets exactly around IPv6: "::1:9998" could be a port or the address's last group.
+        valid_host = ipaddress.ip_address(host).version == (6 if bracketed else 4)
+    except ValueError:
+        valid_host = False
+    if not (sep and valid_host and port_text.isascii() and port_text.isdigit() and int(port_text) <= 65535):
+        raise ConfigError(f"configuration key '{key}' must be 'address:port' with an IP address "
+                          f"(e.g. 0.0.0.0:9998 or [::1]:9998), not '{value}'")
+    return host, int(port_text)
+
+
+def format_address(sockname: tuple[Any, ...]) -> str:
+    host, port = sockname[0], sockname[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def bind(value: str, key: str) -> socket.socket:
+    """A listening TCP socket for the configured address; ConfigError/ListenError name the key."""
+    host, port = parse_address(value, key)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return tcp_listener(host, port, family)
+    except OSError as exc:
+        raise ListenError(f"cannot listen on {value} ({key}): {exc.strerror}") from None
+
+
+def tcp_listener(host: str, port: int, family: socket.AddressFamily = socket.AF_INET) -> socket.socket:
+    """A listening socket whose accepted connections asyncio sets to TCP_NODELAY.
+
+    asyncio only does that for sockets whose proto is IPPROTO_TCP, and create_server leaves it 0:
+    without it every keep-alive response waits ~40 ms on Nagle and the peer's delayed ACK."""
+    sock = socket.create_server((host, port), family=family)
+    return socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())
+
+
+class _WebServer(uvicorn.Server):
+    # `_serve_all` owns SIGTERM/SIGINT for every listener. uvicorn's own handlers would stop only
+    # the web listener and then re-raise the signal, killing the process before the others stop.
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve_web(app: ASGIApp, sock: socket.socket, stop: asyncio.Event) -> None:
+    """SOAP services and web pages on the bound socket until `stop` is set, then a graceful stop."""
+    web = _WebServer(uvicorn.Config(
+        app,
+        lifespan="off",
+        log_config=None,  # keep the process's logging setup
+        # The HTTP GET binding carries authPassword in the query string: never log request lines.
+        access_log=False,
+        # Login limits and admin IP restrictions apply to the TCP peer, never to a header.
+        proxy_headers=False,
+        timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_SECONDS,
+    ))
+    serving = asyncio.create_task(web.serve(sockets=[sock]))
+    stopping = asyncio.create_task(stop.wait())
+    log.info("web listener (SOAP/HTTP) on http://%s", format_address(sock.getsockname()))
+    # Whichever comes first: the stop signal, or the web server ending on its own (an error).
+    await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    web.should_exit = True
+    await serving
+
+
+async def _serve_all(listeners: list[Listener]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        # One listener failing cancels the others, and its error ends the process.
+        async with asyncio.TaskGroup() as group:
+            for listener in listeners:
+                group.create_task(listener(stop))
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def run(config: Config) -> None:
+    """Serve until SIGTERM/SIGINT, then stop every listener and close the store."""
+    # Bind before opening the store: a taken port or a bad address fails without touching data.
+    web_socket = bind(config.listen.web, "listen.web")
+    smtp_sockets: dict[bool, socket.socket] = {}  # by "is submission"
+    try:
+        for submission, value, key in ((False, config.listen.smtp, "listen.smtp"),
+                                       (True, config.listen.submission, "listen.submission")):
+            if value:  # an empty address disables that listener
+                smtp_sockets[submission] = bind(value, key)
+        server = MailServer(config)
+        try:
+            listeners: list[Listener] = [functools.partial(serve_web, create_app(server), web_socket)]
+            if smtp_sockets:
+                tls_context = server_context(config)
+                listeners += [functools.partial(serve_smtp, server, tls_context, submission, sock)
+                              for submission, sock in smtp_sockets.items()]
+            # The queue manager delivers from the spool (also what other nodes accepted).
+            listeners.append(server.delivery.run)
+            asyncio.run(_serve_all(listeners))
+        finally:
+            server.close()
+    finally:
+        web_socket.close()
+        for sock in smtp_sockets.values():
+            sock.close()
+    log.info("stopped")

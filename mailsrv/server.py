@@ -1,0 +1,56 @@
+"""The engine as one object: configuration, store, disk and the services every listener calls."""
+from __future__ import annotations
+
+from mailsrv.admins import Admins
+from mailsrv.aliases import Aliases, DomainAliases
+from mailsrv.archive_rules import ArchiveRules
+from mailsrv.auth import Actor, Authenticator
+from mailsrv.clock import Clock, SystemClock
+from mailsrv.config import Config
+from mailsrv.delivery import QueueManager
+from mailsrv.disk import Disk
+from mailsrv.dkim_keys import DkimKeys
+from mailsrv.domains import Domains
+from mailsrv.forwarding_blocks import ForwardingBlocks
+from mailsrv.local_delivery import LocalDelivery
+from mailsrv.policy import Policy
+from mailsrv.product import Product
+from mailsrv.recipients import Resolver
+from mailsrv.spool import LOCAL, Spool
+from mailsrv.stats import Stats
+from mailsrv.store.db import Store
+from mailsrv.users import Users
+
+
+class MailServer:
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(config.effective_database_url)
+        self.store.migrate()
+        self.disk = Disk(config.data_dir)
+        self.auth = Authenticator(self.store, config.security)
+        self.admins = Admins(self.store)
+        self.admins.ensure_factory_login()
+        self.domains = Domains(self.store, self.disk)
+        self.users = Users(self.store, self.disk, self.auth)
+        self.aliases = Aliases(self.store)
+        self.domain_aliases = DomainAliases(self.store, config)
+        self.stats = Stats(self.store, self.disk)
+        self.product = Product(self.store)
+        self.forwarding_blocks = ForwardingBlocks(self.store)
+        self.dkim_keys = DkimKeys(self.store)
+        self.archive_rules = ArchiveRules(self.store)
+        # The mail engine: what SMTP in asks (resolver, policy), where it puts mail (spool), and
+        # the queue manager that delivers from the spool (started by `mailsrv serve`).
+        self.resolver = Resolver(self.store, config.smtp.allow_catchalls)
+        self.policy = Policy(config.smtp.relay_networks)
+        self.spool = Spool(self.store, config.data_dir, self.clock)
+        self.delivery = QueueManager(self.spool, {LOCAL: LocalDelivery(self.store, self.disk)})
+
+    def login(self, login: str | None, password: str | None, client_ip: str) -> Actor:
+        return self.auth.login(login, password, client_ip)
+
+    def close(self) -> None:
+        self.store.close()

@@ -1,0 +1,340 @@
+"""The durable spool: messages accepted over SMTP and the per-recipient queue state.
+
+Acceptance (enqueue) is durable before it is acknowledged, in this order:
+1. the session writes `<data_dir>/spool/<id>.tmp`, fsyncs it and renames it to `spool/<id>`;
+2. one writer task takes every message waiting at that moment (group commit), fsyncs the spool
+   directory once for all their renames, and inserts all their rows in one transaction;
+3. only then does each session's DATA answer 250.
+A crash before 3 leaves at worst a file without a row (removed by `sweep`) and the client, having
+no 250, sends again; a crash after 2 loses nothing.
+
+Delivery claims due recipients under a lease (`claim`, FOR UPDATE SKIP LOCKED so nodes on one
+PostgreSQL never take the same row) and records outcomes with `finish`: status and traffic
+counters in one transaction, and only for rows this node still holds — so a completed delivery is
+recorded exactly once, and never repeated after a restart. The transaction that finishes a
+message's last open recipient deletes its rows; its file is unlinked after that commit.
+
+Traffic counted here (mailsrv.counters, same transaction as the event):
+- at acceptance, when the client authenticated as a local user: MessagesSent +1 and BytesSent
+  +size for that user and its domain — once per message, whatever the recipients;
+- at each delivery into a local mailbox: MessagesReceived +1 and BytesReceived +size for the
+  mailbox's user and domain (an alias expanding to three mailboxes counts three receptions;
+  forwarding away without keeping a copy counts nothing for the forwarding user).
+`size` is the DATA as transferred by the client (dot-unstuffed, line ends as sent), without the
+trace headers we add; the day is the UTC day of the event.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from mailsrv.clock import Clock
+from mailsrv.counters import TrafficEvent, record
+from mailsrv.store.db import Store
+from mailsrv.store.models import Domain, SpoolMessage, SpoolRecipient, User
+
+log = logging.getLogger(__name__)
+
+PENDING, DEFERRED, DELIVERED, FAILED = "pending", "deferred", "delivered", "failed"
+OPEN = (PENDING, DEFERRED)
+LOCAL, REMOTE = "local", "remote"
+
+
+@dataclass(frozen=True)
+class NewRecipient:
+    original: str  # the RCPT TO address
+    address: str  # the mailbox (user@domain) or remote address to deliver to
+    kind: str  # LOCAL or REMOTE
+    user_id: int | None = None
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    id: str
+    sender: str
+    content: bytes
+    received_at: dt.datetime
+    client_ip: str
+    helo: str
+    trace_header: str
+    recipients: Sequence[NewRecipient]
+    auth_login: str = ""
+    sent_by: tuple[str, str] | None = None  # (domain, user) of an authenticated local sender
+
+
+@dataclass(frozen=True)
+class SpooledMessage:
+    id: str
+    path: Path
+    sender: str
+    size: int
+    received_at: dt.datetime
+    trace_header: str
+
+
+@dataclass(frozen=True)
+class ClaimedRecipient:
+    id: int
+    address: str
+    original: str
+    user_id: int | None
+    attempts: int  # including this one: more than 1 means an earlier attempt may have got far
+
+
+@dataclass(frozen=True)
+class Job:
+    """Claimed recipients of one message that one target delivers together."""
+    kind: str
+    message: SpooledMessage
+    recipients: tuple[ClaimedRecipient, ...]
+
+
+@dataclass(frozen=True)
+class Delivered:
+    mailbox: tuple[int, int] | None = None  # (domain id, user id) of a local mailbox: counted as received
+
+
+@dataclass(frozen=True)
+class Deferred:
+    error: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    error: str
+
+
+Outcome = Delivered | Deferred | Failed
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    # SQLite hands back naive datetimes; everything stored is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class _Waiting:
+    message: IncomingMessage
+    done: asyncio.Future[None] = field(repr=False)
+
+
+class Spool:
+    def __init__(self, store: Store, data_dir: Path, clock: Clock, max_batch: int = 256) -> None:
+        self.store = store
+        self.data_dir = data_dir
+        self.directory = data_dir / "spool"
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.clock = clock
+        self.max_batch = max_batch
+        # Set after each committed batch: wakes this node's queue manager at once.
+        self.committed = asyncio.Event()
+        self._queue: asyncio.Queue[_Waiting] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+
+    @staticmethod
+    def new_id() -> str:
+        return uuid.uuid4().hex
+
+    # -- acceptance -------------------------------------------------------------------------
+
+    async def enqueue(self, message: IncomingMessage) -> None:
+        """Return once the message is durably spooled; raise if it could not be."""
+        await asyncio.to_thread(self._write_file, message)
+        waiting = _Waiting(message, asyncio.get_running_loop().create_future())
+        self._queue.put_nowait(waiting)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_batches(), name="spool-writer")
+        # Shielded: a client hanging up must not cancel the batch its message is part of.
+        await asyncio.shield(waiting.done)
+
+    def _write_file(self, message: IncomingMessage) -> None:
+        final = self.directory / message.id
+        tmp = final.with_name(message.id + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            try:
+                view = memoryview(message.content)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # e.g. the disk is full: leave nothing half-written behind
+            raise
+
+    async def _write_batches(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await asyncio.to_thread(self._commit, [w.message for w in batch])
+            except Exception as exc:  # the sessions answer 451; the writer lives on
+                log.exception("spooling %d message(s) failed", len(batch))
+                for waiting in batch:
+                    if not waiting.done.done():
+                        waiting.done.set_exception(exc)
+                continue
+            for waiting in batch:
+                if not waiting.done.done():
+                    waiting.done.set_result(None)
+            self.committed.set()
+
+    def _commit(self, messages: list[IncomingMessage]) -> None:
+        try:
+            _fsync_dir(self.directory)
+            with self.store.session() as s:
+                for m in messages:
+                    s.add(SpoolMessage(
+                        id=m.id, path=str((self.directory / m.id).relative_to(self.data_dir)), sender=m.sender,
+                        size=len(m.content), received_at=m.received_at, client_ip=m.client_ip, helo=m.helo,
+                        auth_user=m.auth_login, trace_header=m.trace_header,
+                        recipients=[SpoolRecipient(address=r.address, original=r.original, kind=r.kind,
+                                                   user_id=r.user_id, status=PENDING, attempts=0,
+                                                   next_attempt_at=m.received_at, last_error="")
+                                    for r in m.recipients]))
+                    if m.sent_by:
+                        self._count_sent(s, m, m.sent_by)
+        except BaseException:
+            for m in messages:
+                (self.directory / m.id).unlink(missing_ok=True)
+            raise
+
+    @staticmethod
+    def _count_sent(s: Session, m: IncomingMessage, sent_by: tuple[str, str]) -> None:
+        domain_name, user_name = sent_by
+        ids = s.execute(select(Domain.id, User.id).join(User, User.domain_id == Domain.id)
+                        .where(Domain.name == domain_name, User.name == user_name)).first()
+        if ids is not None:  # a user deleted mid-session has nobody left to bill
+            record(s, TrafficEvent(ids[0], ids[1], m.received_at.astimezone(dt.timezone.utc).date(),
+                                   messages_sent=1, bytes_sent=len(m.content)))
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            try:
+                await self._writer
+            except asyncio.CancelledError:
+                pass
+            self._writer = None
+
+    # -- delivery ---------------------------------------------------------------------------
+
+    def claim(self, node: str, limit: int, lease: dt.timedelta) -> list[Job]:
+        """Take up to `limit` due recipients for `node` until now + lease, grouped into jobs."""
+        now = self.clock.now()
+        with self.store.session() as s:
+            rows = s.execute(
+                select(SpoolRecipient)
+                .where(SpoolRecipient.status.in_(OPEN), SpoolRecipient.next_attempt_at <= now,
+                       or_(SpoolRecipient.claimed_until.is_(None), SpoolRecipient.claimed_until < now))
+                .order_by(SpoolRecipient.next_attempt_at, SpoolRecipient.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).scalars().all()
+            if not rows:
+                return []
+            for row in rows:
+                row.claimed_by, row.claimed_until, row.attempts = node, now + lease, row.attempts + 1
+            messages = {m.id: m for m in s.execute(
+                select(SpoolMessage).where(SpoolMessage.id.in_({r.message_id for r in rows}))).scalars()}
+            groups: dict[tuple[str, str], list[ClaimedRecipient]] = {}
+            for row in rows:
+                groups.setdefault((row.message_id, row.kind), []).append(
+                    ClaimedRecipient(row.id, row.address, row.original, row.user_id, row.attempts))
+            jobs = []
+            for (message_id, kind), recipients in groups.items():
+                m = messages[message_id]
+                jobs.append(Job(kind, SpooledMessage(m.id, self.data_dir / m.path, m.sender, m.size,
+                                                     _aware(m.received_at), m.trace_header),
+                                tuple(recipients)))
+            return jobs
+
+    def finish(self, node: str, results: Sequence[tuple[Job, Sequence[Outcome]]],
+               retry_delay: Callable[[int], dt.timedelta]) -> None:
+        """Record outcomes (one per job recipient, in order) in one transaction.
+
+        A row another node has taken over since (our lease ran out) is left alone: that node's
+        outcome is the one recorded, so nothing is counted twice."""
+        now = self.clock.now()
+        finished: list[Path] = []
+        with self.store.session() as s:
+            # Message rows are locked in id order, so two nodes finishing together cannot deadlock.
+            for job, outcomes in sorted(results, key=lambda result: result[0].message.id):
+                for recipient, outcome in zip(job.recipients, outcomes, strict=True):
+                    if isinstance(outcome, Delivered):
+                        values: dict[str, object] = {"status": DELIVERED, "last_error": ""}
+                    elif isinstance(outcome, Failed):
+                        values = {"status": FAILED, "last_error": outcome.error}
+                    else:
+                        values = {"status": DEFERRED, "last_error": outcome.error,
+                                  "next_attempt_at": now + retry_delay(recipient.attempts)}
+                    updated = s.execute(
+                        update(SpoolRecipient)
+                        .where(SpoolRecipient.id == recipient.id, SpoolRecipient.claimed_by == node,
+                               SpoolRecipient.status.in_(OPEN))
+                        .values(claimed_by=None, claimed_until=None, **values)
+                    ).rowcount
+                    if updated and isinstance(outcome, Delivered) and outcome.mailbox is not None:
+                        record(s, TrafficEvent(*outcome.mailbox, now.date(), messages_received=1,
+                                               bytes_received=job.message.size))
+                if self._close_if_done(s, job.message.id):
+                    finished.append(job.message.path)
+        for path in finished:
+            path.unlink(missing_ok=True)
+
+    @staticmethod
+    def _close_if_done(s: Session, message_id: str) -> bool:
+        # Lock the message row first: two nodes finishing its last two recipients at once must
+        # not each see the other's row still open and both leave the message behind.
+        if s.execute(select(SpoolMessage.id).where(SpoolMessage.id == message_id).with_for_update()).first() is None:
+            return False
+        still_open = s.execute(select(func.count()).select_from(SpoolRecipient).where(
+            SpoolRecipient.message_id == message_id, SpoolRecipient.status.in_(OPEN))).scalar_one()
+        if still_open:
+            return False
+        s.execute(delete(SpoolMessage).where(SpoolMessage.id == message_id))
+        return True
+
+    # -- housekeeping -----------------------------------------------------------------------
+
+    def count(self) -> int:
+        """Messages with any recipient not yet delivered or failed (GetSpoolMessageCount)."""
+        with self.store.session() as s:
+            return s.execute(select(func.count(func.distinct(SpoolRecipient.message_id)))
+                             .where(SpoolRecipient.status.in_(OPEN))).scalar_one()
+
+    def sweep(self, min_age: dt.timedelta = dt.timedelta(hours=1)) -> int:
+        """Remove spool files no row refers to (a crash between file and commit, or after the
+        last delivery's commit). Only files older than `min_age`: a node sharing the directory
+        may be between its rename and its commit right now."""
+        cutoff = time.time() - min_age.total_seconds()
+        with self.store.session() as s:
+            known = set(s.execute(select(SpoolMessage.id)).scalars())
+        removed = 0
+        for entry in os.scandir(self.directory):
+            name = entry.name.removesuffix(".tmp")
+            if entry.is_file() and name not in known and entry.stat().st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed += 1
+        return removed

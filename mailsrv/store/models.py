@@ -1,0 +1,233 @@
+"""The domain model as tables. Every schema change goes through a migration in mailsrv/migrations."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer, String, Text,
+                        UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dt.datetime: DateTime(timezone=True), dict[str, Any]: JSON, list[str]: JSON}
+
+
+class Domain(Base):
+    __tablename__ = "domains"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # ASCII (IDNA) lower-case form; what DNS, SMTP and every lookup use.
+    name: Mapped[str] = mapped_column(String(253), unique=True)
+    path: Mapped[str] = mapped_column(Text)
+    primary_admin: Mapped[str] = mapped_column(String(64), default="")
+    # Every key=value setting of the domain (mailsrv.settings.DOMAIN), complete: filled from the
+    # domain defaults at creation so a later change of the defaults never changes existing domains.
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    users: Mapped[list["User"]] = relationship(back_populates="domain", cascade="all, delete-orphan",
+                                               passive_deletes=True)
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("domain_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    password_hash: Mapped[str] = mapped_column(Text)
+    first_name: Mapped[str] = mapped_column(String(128), default="")
+    last_name: Mapped[str] = mapped_column(String(128), default="")
+    is_domain_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    # mailsrv.settings.USER keys (isenabled, maxsize, lockpassword, replytoaddress, signature).
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    forwarding_addresses: Mapped[list[str]] = mapped_column(JSON, default=list)
+    delete_on_forward: Mapped[bool] = mapped_column(Boolean, default=False)
+    autoresponder_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    autoresponder_subject: Mapped[str] = mapped_column(Text, default="")
+    autoresponder_body: Mapped[str] = mapped_column(Text, default="")
+    activesync_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    domain: Mapped[Domain] = relationship(back_populates="users")
+
+
+class Alias(Base):
+    __tablename__ = "aliases"
+    __table_args__ = (UniqueConstraint("domain_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    addresses: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class DomainAlias(Base):
+    __tablename__ = "domain_aliases"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(253), unique=True)
+
+
+class UserGroup(Base):
+    __tablename__ = "user_groups"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    members: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class RssFeed(Base):
+    __tablename__ = "rss_feeds"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(Text)
+    url: Mapped[str] = mapped_column(Text)
+    folder: Mapped[str] = mapped_column(Text)
+
+
+class MigrationJob(Base):
+    """A queued mailbox import (QueueMailBoxMigration); stored only, see README "Stored-only features"."""
+    __tablename__ = "migration_jobs"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    parameters: Mapped[list[str]] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(32), default="Queued")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class DomainForwardingBlock(Base):
+    __tablename__ = "domain_forwarding_blocks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    target_address: Mapped[str] = mapped_column(String(320), unique=True)
+    domains: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class DomainKey(Base):
+    """The DKIM signing key of a domain (one active selector)."""
+    __tablename__ = "domain_keys"
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id", ondelete="CASCADE"), primary_key=True)
+    selector: Mapped[str] = mapped_column(String(63))
+    private_key: Mapped[str] = mapped_column(Text)
+    public_key: Mapped[str] = mapped_column(Text)
+
+
+class ArchiveRule(Base):
+    __tablename__ = "archive_rules"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id", ondelete="CASCADE"), unique=True)
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class SystemAdmin(Base):
+    __tablename__ = "system_admins"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    username: Mapped[str] = mapped_column(String(128), unique=True)
+    password_hash: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, default="")
+    is_primary: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The factory admin/admin login: it may only complete setup until its login is changed.
+    setup_pending: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    ip_restrictions: Mapped[list["AdminIpRestriction"]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="AdminIpRestriction.id")
+
+
+class AdminIpRestriction(Base):
+    __tablename__ = "admin_ip_restrictions"
+    __table_args__ = (UniqueConstraint("admin_id", "network"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    admin_id: Mapped[str] = mapped_column(ForeignKey("system_admins.id", ondelete="CASCADE"), index=True)
+    # As given by the admin (an address, a CIDR or a "first-last" range), normalised.
+    network: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text, default="")
+
+
+class LoginFailure(Base):
+    """One failed login; counted per client address and per login name inside a window.
+
+    Rows rather than in-memory counters so that several nodes on one database share the limit."""
+    __tablename__ = "login_failures"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_ip: Mapped[str] = mapped_column(String(45), index=True)
+    login: Mapped[str] = mapped_column(String(320), index=True)
+    at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+class UserLogin(Base):
+    """The last successful login of a user per protocol (GetLastLoginTimes, GetInactiveUsers)."""
+    __tablename__ = "user_logins"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    protocol: Mapped[str] = mapped_column(String(16), primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column()
+
+
+class ServerSetting(Base):
+    """Server-wide key=value state (domain defaults, system settings, license), one row per key so
+    that two nodes changing different keys never overwrite each other."""
+    __tablename__ = "server_settings"
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+
+
+class TrafficDaily(Base):
+    """Per-day traffic of a domain; user_id 0 holds traffic not owned by one user (aliases, lists).
+
+    No foreign key on user_id: deleting a user must not delete what the domain is billed for."""
+    __tablename__ = "traffic_daily"
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    messages_received: Mapped[int] = mapped_column(BigInteger, default=0)
+    messages_sent: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_received: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_sent: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class SpoolMessage(Base):
+    """A message accepted over SMTP, waiting for its recipients to be delivered (mailsrv.spool).
+
+    The bytes live in the file at `path` (relative to data_dir), exactly as the client sent them;
+    the row and its recipients go away in the transaction that finishes the last recipient."""
+    __tablename__ = "spool_messages"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    path: Mapped[str] = mapped_column(Text)
+    sender: Mapped[str] = mapped_column(String(320))  # "" for the null sender <>
+    size: Mapped[int] = mapped_column(BigInteger)  # bytes of the DATA as transferred (dot-unstuffed)
+    received_at: Mapped[dt.datetime] = mapped_column()
+    client_ip: Mapped[str] = mapped_column(String(45))
+    helo: Mapped[str] = mapped_column(String(255))
+    auth_user: Mapped[str] = mapped_column(String(320), default="")  # "" when not authenticated
+    # The Received: header written at acceptance; every delivery target prepends it.
+    trace_header: Mapped[str] = mapped_column(Text)
+
+    recipients: Mapped[list["SpoolRecipient"]] = relationship(cascade="all, delete-orphan",
+                                                              passive_deletes=True)
+
+
+class SpoolRecipient(Base):
+    """One delivery of a spooled message: a local mailbox or a remote address.
+
+    status: pending (never tried), deferred (tried, will be retried), delivered, failed. A node
+    works on a row only while it holds the lease (claimed_by/claimed_until), taken with
+    SELECT … FOR UPDATE SKIP LOCKED so that several nodes on one PostgreSQL share the queue."""
+    __tablename__ = "spool_recipients"
+    # The claim query's access path: open rows by due time.
+    __table_args__ = (Index("ix_spool_recipients_due", "status", "next_attempt_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(ForeignKey("spool_messages.id", ondelete="CASCADE"), index=True)
+    address: Mapped[str] = mapped_column(String(320))  # the mailbox or remote address delivered to
+    original: Mapped[str] = mapped_column(String(320))  # the RCPT TO address it was reached through
+    kind: Mapped[str] = mapped_column(String(8))  # "local" or "remote"
+    # The mailbox owner for local deliveries. No foreign key: deleting a user must not silently
+    # drop mail already accepted for it; delivery then fails the recipient instead.
+    user_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column()
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(nullable=True)

@@ -1,0 +1,1 @@
+"""SmarterMail's ASMX web services, driven by the WSDL documents in the top-level wsdl/ folder."""

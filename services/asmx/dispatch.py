@@ -1,0 +1,64 @@
+"""Call an operation's handler and turn what it returns, or refuses, into the operation's result.
+
+Handlers are synchronous and use the database, so they run in Starlette's worker threads. Their
+outcome is filled in as services/asmx/ops/__init__.py promises: a result type carrying `ResultCode`
+gets Result (LoginValidated for LoginResult) = true and ResultCode = 0 unless the handler supplied
+them, and a MailsrvError becomes Result=false with its code and message. A result type that cannot
+express a refusal (an array result such as GetMigrationStatus's, or a void operation) answers a
+MailsrvError with a client fault carrying the message instead. Any other exception propagates: the
+caller logs it and answers with a generic server fault.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from mailsrv.errors import MailsrvError
+from services.asmx.call import Call
+from services.asmx.codec import check_keys, member
+from services.asmx.contract import ComplexType, Operation, Service
+from services.asmx.faults import RequestError
+from services.asmx.registry import BoundService
+
+_STATUS_FIELDS = ("Result", "LoginValidated")
+
+
+def _outcome_type(service: Service, op: Operation) -> tuple[ComplexType, str] | None:
+    """The result type and its status field, when the result reports an outcome."""
+    if op.result is None or op.result.simple:
+        return None
+    complex_type = service.types[op.result.type]
+    names = {f.name for f in complex_type.fields}
+    status = next((s for s in _STATUS_FIELDS if s in names), None)
+    return (complex_type, status) if status and "ResultCode" in names else None
+
+
+def _success(service: Service, op: Operation, returned: Any) -> Any:
+    outcome = _outcome_type(service, op)
+    if outcome is None:
+        return returned
+    complex_type, status = outcome
+    check_keys(complex_type, returned)
+    filled = {f.name: member(returned, f.name) for f in complex_type.fields} if returned is not None else {}
+    if filled.get(status) is None:
+        filled[status] = True
+    if filled.get("ResultCode") is None:
+        filled["ResultCode"] = 0
+    return filled
+
+
+def _refusal(service: Service, op: Operation, error: MailsrvError) -> Any:
+    outcome = _outcome_type(service, op)
+    if outcome is None:
+        raise RequestError(error.message)
+    return {outcome[1]: False, "ResultCode": int(error.code), "Message": error.message}
+
+
+async def invoke(bound: BoundService, op: Operation, params: dict[str, Any], call: Call) -> Any:
+    """Run the handler in a worker thread; return the value to serialise as the operation's result."""
+    try:
+        returned = await run_in_threadpool(bound.handlers[op.name], call, **params)
+    except MailsrvError as error:
+        return _refusal(bound.contract, op, error)
+    return _success(bound.contract, op, returned)

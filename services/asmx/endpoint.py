@@ -1,0 +1,180 @@
+"""The ASGI application behind /Services: routes each request to its binding and answers it.
+
+    GET  svcX.asmx                 help page          GET  svcX.asmx?WSDL      the WSDL
+    GET  svcX.asmx?op=Name         operation page     POST svcX.asmx           SOAP 1.1 / 1.2
+    GET  svcX.asmx/Name?a=..       HTTP GET binding   POST svcX.asmx/Name      HTTP POST binding
+
+Service names, operation names in paths and query keys are matched ignoring case, as IIS does.
+Request bodies over the configured limit are refused with 413 before any parsing: by Content-Length
+when given, and by counting while reading otherwise. Every unexpected error is logged with its
+traceback and answered with a generic message, never with internals.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from services.asmx import helppages, httpbind, soap
+from services.asmx.call import Call
+from services.asmx.codec import decode_request
+from services.asmx.dispatch import invoke
+from services.asmx.faults import SERVER_ERROR, RequestError
+from services.asmx.registry import BoundService
+from services.asmx.xmlutil import XML_CONTENT_TYPE
+
+if TYPE_CHECKING:
+    from mailsrv.server import MailServer
+
+log = logging.getLogger(__name__)
+
+_PATH = re.compile(r"/(?P<service>[^/]+)\.asmx(?:/(?P<operation>[^/]+))?", re.IGNORECASE)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _client_host(request: Request) -> str:
+    """The TCP peer's address (no proxy headers are trusted)."""
+    return request.client.host if request.client else ""
+
+
+def _media_type(request: Request) -> tuple[str, dict[str, str]]:
+    header = request.headers.get("content-type")
+    return soap.parse_content_type(header) if header else ("", {})
+
+
+def _method_not_allowed(allowed: str) -> Response:
+    return PlainTextResponse("Method not allowed.", 405, headers={"Allow": allowed})
+
+
+class AsmxApp:
+    """Serves every bound service of one MailServer; mounted at /Services by services.app."""
+
+    def __init__(self, server: MailServer, services: Mapping[str, BoundService], max_body: int) -> None:
+        self.server = server
+        self.services = {name.lower(): bound for name, bound in services.items()}
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        try:
+            response = await self._route(request)
+        except BodyTooLarge:
+            response = PlainTextResponse(f"The request body is larger than {self.max_body} bytes.", 413)
+        await response(scope, receive, send)
+
+    async def _route(self, request: Request) -> Response:
+        # The part of the path below the mount point (/Services), as the client spelled it.
+        path, mount = request.scope["path"], request.scope.get("root_path", "")
+        rest = path[len(mount):] if path.startswith(mount) else path
+        match = _PATH.fullmatch(rest)
+        bound = self.services.get(match["service"].lower()) if match else None
+        if match is None or bound is None:
+            return HTMLResponse(helppages.not_found_page(request.url.path), 404)
+        if match["operation"] is not None:
+            return await self._http_binding(request, bound, match["operation"])
+        if request.method == "GET":
+            return self._describe(request, bound)
+        if request.method == "POST":
+            return await self._soap(request, bound)
+        return _method_not_allowed("GET, POST")
+
+    def _call(self, request: Request) -> Call:
+        return Call(server=self.server, client_ip=_client_host(request))
+
+    @staticmethod
+    async def _answer(label: str, work: Callable[[], Awaitable[Response]],
+                      refuse: Callable[[str, str], Response]) -> Response:
+        """Run `work`; a request error becomes `refuse(code, message)`, anything else a logged server error."""
+        try:
+            return await work()
+        except RequestError as exc:
+            return refuse(exc.code, str(exc))
+        except Exception:
+            log.exception("%s failed", label)
+            return refuse("Server", SERVER_ERROR)
+
+    def _describe(self, request: Request, bound: BoundService) -> Response:
+        query = {key.lower(): value for key, value in request.query_params.multi_items()}
+        contract = bound.contract
+        if "wsdl" in query:
+            address = str(request.url.replace(query="", fragment=""))
+            return Response(bound.wsdl.render(address), media_type=XML_CONTENT_TYPE)
+        if "op" in query:
+            op = contract.lookup(query["op"])
+            if op is None:
+                return HTMLResponse(helppages.unknown_operation_page(contract, query["op"]), 404)
+            # Starlette's netloc is the Host header when it is well-formed, else the server address.
+            host = request.url.netloc
+            local = helppages.is_local_client(_client_host(request))
+            return HTMLResponse(helppages.operation_page(contract, op, request.url.path, host, local))
+        return HTMLResponse(helppages.service_page(contract))
+
+    async def _soap(self, request: Request, bound: BoundService) -> Response:
+        media_type, params = _media_type(request)
+        version = soap.version_for(media_type)
+        if version is None:
+            return PlainTextResponse("SOAP requests are text/xml (SOAP 1.1) or application/soap+xml (SOAP 1.2).",
+                                     415)
+        body = await read_body(request, self.max_body)
+        action = request.headers.get("soapaction") if version is soap.SOAP11 else params.get("action")
+        contract = bound.contract
+
+        async def work() -> Response:
+            op, element = soap.read_request(contract, version, body, action)
+            value = await invoke(bound, op, decode_request(contract, op, element), self._call(request))
+            return Response(soap.response(contract, version, op, value), media_type=version.content_type)
+
+        def refuse(code: str, message: str) -> Response:
+            return Response(soap.fault(version, code, message), 500, media_type=version.content_type)
+
+        return await self._answer(f"{contract.name} SOAP call", work, refuse)
+
+    async def _http_binding(self, request: Request, bound: BoundService, name: str) -> Response:
+        contract = bound.contract
+        op = contract.lookup(name)
+        if op is None or not op.http_verbs:
+            return PlainTextResponse(f"{contract.name} has no operation {name} over HTTP GET or POST.", 404)
+        if request.method not in op.http_verbs:
+            return _method_not_allowed(", ".join(sorted(op.http_verbs)))
+        if request.method == "GET":
+            pairs = request.query_params.multi_items()
+        else:
+            media_type, _ = _media_type(request)
+            if media_type not in ("", httpbind.FORM_MEDIA_TYPE):
+                return PlainTextResponse(f"HTTP POST parameters are {httpbind.FORM_MEDIA_TYPE}.", 415)
+            body = await read_body(request, self.max_body)
+            try:
+                pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
+            except UnicodeDecodeError:
+                return PlainTextResponse("The form body is not UTF-8.", 500)
+
+        async def work() -> Response:
+            value = await invoke(bound, op, httpbind.decode_pairs(contract, op, pairs), self._call(request))
+            return Response(httpbind.result_document(contract, op, value), media_type=XML_CONTENT_TYPE)
+
+        def refuse(code: str, message: str) -> Response:
+            return PlainTextResponse(message, 500)
+
+        return await self._answer(f"{contract.name}.{op.name} over HTTP {request.method}", work, refuse)

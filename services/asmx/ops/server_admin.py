@@ -1,0 +1,49 @@
+"""svcServerAdmin: the operations implemented so far (its WSDL in wsdl/ lists exactly these)."""
+from __future__ import annotations
+
+from typing import Any
+
+from services.asmx.call import Call
+
+SERVICE = "svcServerAdmin"
+
+
+def GetEdition(call: Call, AuthUserName: str | None, AuthPassword: str | None) -> dict[str, str]:
+    return {"Edition": call.server.product.edition(call.server.login(AuthUserName, AuthPassword, call.client_ip))}
+
+
+def ListSystemAdmins(call: Call, authUsername: str | None, authPassword: str | None) -> dict[str, Any]:
+    admins = call.server.admins.list(call.server.login(authUsername, authPassword, call.client_ip))
+    return {"Admins": [{"ID": a.id, "Username": a.username, "IsPrimaryAdmin": a.is_primary,
+                        "RestrictedByIp": a.restricted_by_ip, "DateCreated": a.created_at,
+                        "Description": a.description} for a in admins]}
+
+
+def AddSystemAdmin(call: Call, authUsername: str | None, authPassword: str | None, newAdminUsername: str | None,
+                   newAdminPassword: str | None, newAdminDescription: str | None) -> None:
+    actor = call.server.login(authUsername, authPassword, call.client_ip)
+    call.server.admins.add(actor, newAdminUsername, newAdminPassword, newAdminDescription)
+
+
+def SetSystemAdminPassword(call: Call, authUsername: str | None, authPassword: str | None,
+                           systemAdminUsername: str | None, newPassword: str | None) -> None:
+    actor = call.server.login(authUsername, authPassword, call.client_ip)
+    call.server.admins.set_password(actor, systemAdminUsername, newPassword)
+
+
+def DeleteSystemAdmin(call: Call, authUsername: str | None, authPassword: str | None,
+                      systemAdminUsername: str | None) -> None:
+    call.server.admins.delete(call.server.login(authUsername, authPassword, call.client_ip), systemAdminUsername)
+
+
+def AddIPRestrictionToSystemAdmin(call: Call, authUsername: str | None, authPassword: str | None,
+                                  adminUsername: str | None, ipAddressOrRange: str | None,
+                                  restrictionDescription: str | None) -> None:
+    actor = call.server.login(authUsername, authPassword, call.client_ip)
+    call.server.admins.add_ip_restriction(actor, adminUsername, ipAddressOrRange, restrictionDescription)
+
+
+def RemoveIPRestrictionFromSystemAdmin(call: Call, authUsername: str | None, authPassword: str | None,
+                                       adminUsername: str | None, ipAddressOrRange: str | None) -> None:
+    actor = call.server.login(authUsername, authPassword, call.client_ip)
+    call.server.admins.remove_ip_restriction(actor, adminUsername, ipAddressOrRange)

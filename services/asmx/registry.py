@@ -1,0 +1,90 @@
+"""Bind every operation of every served WSDL to its handler function, or refuse to start.
+
+Handlers live in services/asmx/ops/, one module per service naming itself with `SERVICE`; the
+function is named exactly like the operation. Binding happens once, at app creation, and checks
+each handler's signature against the WSDL's parameters, so a served operation can never reach
+missing code or a misspelt parameter name at run time. Registries are per service: two services
+may both have an operation called GetAliases.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from services.asmx import ops
+from services.asmx.contract import Service, load_service
+from services.asmx.wsdl_serve import PublishedWsdl
+
+Handler = Callable[..., Any]
+
+
+class HandlerError(RuntimeError):
+    """A served operation has no handler, or one whose parameters disagree with the WSDL."""
+
+
+@dataclass(frozen=True)
+class BoundService:
+    """Everything served for one service: its operation table, handlers and WSDL document."""
+    contract: Service
+    handlers: Mapping[str, Handler]
+    wsdl: PublishedWsdl
+
+
+def handler_modules() -> dict[str, ModuleType]:
+    """Handler modules by the service they declare."""
+    modules: dict[str, ModuleType] = {}
+    for info in pkgutil.iter_modules(ops.__path__):
+        module = importlib.import_module(f"{ops.__name__}.{info.name}")
+        service = getattr(module, "SERVICE", None)
+        if service is None:
+            continue
+        if service in modules:
+            raise HandlerError(f"{modules[service].__name__} and {module.__name__} both declare {service}")
+        modules[service] = module
+    return modules
+
+
+def _check_signature(service: str, name: str, handler: Handler, expected: list[str]) -> None:
+    parameters = list(inspect.signature(handler).parameters.values())
+    # The first parameter receives the Call; the rest are passed by their contract names.
+    named = {p.name: p for p in parameters[1:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters)
+    missing = [n for n in expected if n not in named and not takes_any]
+    extra = [n for n, p in named.items() if n not in expected and p.default is p.empty]
+    if not parameters or missing or extra:
+        raise HandlerError(f"{service}.{name}: handler parameters disagree with the WSDL "
+                           f"(missing {missing or 'none'}, unexpected {extra or 'none'})")
+
+
+def bind(contract: Service, module: ModuleType | None, wsdl: PublishedWsdl) -> BoundService:
+    if module is None:
+        raise HandlerError(f"no module in {ops.__name__} declares SERVICE = {contract.name!r}")
+    handlers = {}
+    for op in contract.operations.values():
+        handler = getattr(module, op.name, None)
+        if not callable(handler):
+            raise HandlerError(f"{contract.name}.{op.name} has no handler in {module.__name__}")
+        _check_signature(contract.name, op.name, handler, [p.name for p in op.params])
+        handlers[op.name] = handler
+    return BoundService(contract, handlers, wsdl)
+
+
+def load_services(wsdl_dir: Path) -> dict[str, BoundService]:
+    """Every wsdl_dir/svcX.wsdl, bound to its handlers, by service name."""
+    modules = handler_modules()
+    services = {}
+    for path in sorted(wsdl_dir.glob("*.wsdl")):
+        data = path.read_bytes()
+        contract = load_service(data)
+        if contract.name != path.stem:
+            raise HandlerError(f"{path.name} defines service {contract.name}")
+        services[contract.name] = bind(contract, modules.get(contract.name), PublishedWsdl(data))
+    if not services:
+        raise HandlerError(f"no WSDL documents in {wsdl_dir}")
+    return services

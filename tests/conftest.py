@@ -1,0 +1,66 @@
+"""Shared fixtures: a real mailsrv web listener on loopback, backed by a fresh data directory.
+
+With MAILSRV_TEST_DATABASE_URL set (e.g. PostgreSQL), every test runs against that database and
+drops all its tables on teardown, so each test starts clean.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from mailsrv.config import Config
+from mailsrv.serve import tcp_listener
+from mailsrv.server import MailServer
+from services.app import create_app
+
+
+@pytest.fixture(scope="session")
+def contract_dir() -> Path:
+    """The shared contract folder, which lies beside the repository (here and in CI)."""
+    path = Path(__file__).resolve().parents[2] / "shared" / "contract"
+    if not path.is_dir():
+        # CI always lays shared/ beside the clone: there, a missing contract is a failure, not a skip.
+        if os.environ.get("CI"):
+            pytest.fail(f"the shared contract folder {path} is missing")
+        pytest.skip(f"the shared contract folder {path} is not on this machine")
+    return path
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    url: str  # base URL, e.g. http://127.0.0.1:43123
+    server: MailServer
+
+
+@pytest.fixture
+def live_server(tmp_path) -> Iterator[LiveServer]:
+    database_url = os.environ.get("MAILSRV_TEST_DATABASE_URL", "")
+    server = MailServer(Config(data_dir=(tmp_path / "data").resolve(), database_url=database_url))
+    # Bind first and hand uvicorn the socket: no window in which another process takes the port.
+    sock = tcp_listener("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    web = uvicorn.Server(uvicorn.Config(create_app(server), log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=web.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not web.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test web server did not start")
+        time.sleep(0.01)
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", server)
+    finally:
+        web.should_exit = True
+        thread.join(10)
+        sock.close()
+        if database_url:
+            server.store.drop_all()
+        server.close()

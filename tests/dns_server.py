@@ -1,0 +1,51 @@
+"""A real authoritative DNS server on loopback UDP, answering from a dict of records.
+
+Tests that exercise MX checks and routing point mailsrv's `[dns] nameservers` at it."""
+from __future__ import annotations
+
+import socket
+import threading
+
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+
+class DnsServer:
+    """`records` maps (name, type) to a list of rdata texts, e.g. ("example.com", "MX"): ["10 mx.example.com."]."""
+
+    def __init__(self, records: dict[tuple[str, str], list[str]]) -> None:
+        self.records = {(name.lower().rstrip("."), rtype.upper()): values for (name, rtype), values in records.items()}
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _answer(self, wire: bytes) -> bytes:
+        query = dns.message.from_wire(wire)
+        response = dns.message.make_response(query)
+        response.flags |= dns.flags.AA
+        question = query.question[0]
+        name = question.name.to_text().lower().rstrip(".")
+        rtype = dns.rdatatype.to_text(question.rdtype)
+        values = self.records.get((name, rtype))
+        if values:
+            response.answer.append(dns.rrset.from_text_list(question.name, 300, dns.rdataclass.IN, rtype, values))
+        elif not any(known == name for known, _ in self.records):
+            response.set_rcode(dns.rcode.NXDOMAIN)
+        return response.to_wire()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                wire, peer = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            self.sock.sendto(self._answer(wire), peer)
+
+    def close(self) -> None:
+        self.sock.close()

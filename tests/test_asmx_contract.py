@@ -1,0 +1,130 @@
+"""The WSDL-driven operation table: loading, the subset tool, and binding operations to handlers."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+
+import pytest
+
+from services.app import WSDL_DIR
+from services.asmx.contract import ContractError, load_service
+from services.asmx.registry import HandlerError, bind, load_services
+from services.asmx.wsdl_serve import PublishedWsdl
+from services.asmx.wsdl_subset import SubsetError, subset
+
+SERVER_ADMIN_OPS = ["GetEdition", "ListSystemAdmins", "AddSystemAdmin", "SetSystemAdminPassword", "DeleteSystemAdmin",
+                    "AddIPRestrictionToSystemAdmin", "RemoveIPRestrictionFromSystemAdmin"]
+FULL_SERVICES = ["svcDomainAdmin", "svcUserAdmin", "svcAliasAdmin", "svcDomainAliasAdmin", "svcProductInfo"]
+
+
+def service(name: str):
+    return load_service((WSDL_DIR / f"{name}.wsdl").read_bytes())
+
+
+@pytest.mark.parametrize("name", FULL_SERVICES)
+def test_full_services_are_the_contract_files_verbatim(contract_dir, name):
+    assert (WSDL_DIR / f"{name}.wsdl").read_bytes() == (contract_dir / "wsdl" / f"{name}.wsdl").read_bytes()
+
+
+def test_every_contract_wsdl_loads(contract_dir):
+    """Including those we serve only part of (svcServerAdmin) or not yet (svcMailListAdmin)."""
+    paths = sorted((contract_dir / "wsdl").glob("*.wsdl"))
+    assert len(paths) >= 7
+    for path in paths:
+        contract = load_service(path.read_bytes())
+        assert contract.name == path.stem and contract.operations and contract.documentation
+
+
+def test_operation_table_reads_types_arrays_and_bindings():
+    users = service("svcUserAdmin")
+    window = users.operations["GetLastLoginTimes"]
+    assert [p.name for p in window.params] == ["AuthUserName", "AuthPassword", "EmailAddress", "DateStart", "DateEnd"]
+    start = window.params[3]
+    assert (start.type, start.simple, start.min_occurs, start.nillable) == ("dateTime", True, 1, True)
+    assert window.http_verbs == frozenset()  # SOAP only: nullable parameters have no GET/POST binding
+    assert users.operations["RemoveFromMigrationQueue"].result is None  # void
+    status = users.operations["GetMigrationStatus"]
+    assert (status.result.type, status.http_result_element) == ("ArrayOfStatusResults", "ArrayOfStatusResults")
+    assert users.types["ArrayOfStatusResults"].item.name == "StatusResults"
+    assert users.types["StatusResults"].fields[0].type == "guid"
+    add = service("svcAliasAdmin").operations["AddAlias"]
+    assert add.soap_action == "http://tempuri.org/AddAlias" and add.http_verbs == {"GET", "POST"}
+    assert add.params[-1].type == "ArrayOfString" and add.documentation.startswith("Create an alias")
+    assert service("svcProductInfo").lookup("getproductinfo").name == "GetProductInfo"
+
+
+def test_unsupported_schema_constructs_are_refused_at_load():
+    text = (WSDL_DIR / "svcProductInfo.wsdl").read_text()
+    with pytest.raises(ContractError, match="unsupported type"):
+        load_service(text.replace('type="s:string"', 'type="s:double"', 1).encode())
+    with pytest.raises(ContractError, match="only xsd:sequence"):
+        load_service(text.replace("<s:sequence>", "<s:choice>", 1).replace("</s:sequence>", "</s:choice>", 1).encode())
+
+
+def test_server_admin_wsdl_is_the_subset_tool_output(contract_dir):
+    reference = (contract_dir / "wsdl" / "svcServerAdmin.wsdl").read_bytes()
+    assert subset(reference, SERVER_ADMIN_OPS) == (WSDL_DIR / "svcServerAdmin.wsdl").read_bytes()
+    assert sorted(service("svcServerAdmin").operations) == sorted(SERVER_ADMIN_OPS)
+
+
+def test_subset_only_removes(contract_dir):
+    """Against the full reference, the subset differs only by what it left out — nothing changed."""
+    out = subprocess.run([sys.executable, str(contract_dir / "wsdl_compare.py"),
+                          str(contract_dir / "wsdl" / "svcServerAdmin.wsdl"),
+                          str(WSDL_DIR / "svcServerAdmin.wsdl")], capture_output=True, text=True)
+    lines = out.stdout.splitlines()
+    assert lines[:-1] and all(line.startswith("missing ") for line in lines[:-1]), out.stdout[-2000:]
+    # Orphans are gone: no type survives that only the removed operations used.
+    text = (WSDL_DIR / "svcServerAdmin.wsdl").read_text()
+    assert "IncomingGatewayAttributes" not in text and "StringArray" not in text and "GetGateway" not in text
+
+
+def test_subset_tool_command_line(contract_dir):
+    reference = contract_dir / "wsdl" / "svcServerAdmin.wsdl"
+    run = [sys.executable, "-m", "services.asmx.wsdl_subset", str(reference)]
+    done = subprocess.run([*run, "GetEdition"], capture_output=True, cwd=WSDL_DIR.parent)
+    assert done.returncode == 0 and sorted(load_service(done.stdout).operations) == ["GetEdition"]
+    assert b"EditionResult" in done.stdout and b"SystemAdminListResult" not in done.stdout
+    refused = subprocess.run([*run, "NoSuchOperation"], capture_output=True, text=True, cwd=WSDL_DIR.parent)
+    assert refused.returncode == 1 and "NoSuchOperation" in refused.stderr
+    with pytest.raises(SubsetError):
+        subset(reference.read_bytes(), ["GetEdition", "Nope"])
+
+
+def test_every_served_operation_is_bound_to_real_handler_code():
+    services = load_services(WSDL_DIR)
+    assert set(services) == {*FULL_SERVICES, "svcServerAdmin"}
+    for bound in services.values():
+        assert set(bound.handlers) == set(bound.contract.operations)
+        for name, handler in bound.handlers.items():
+            assert handler.__name__ == name and handler.__module__.startswith("services.asmx.ops.")
+    # Two services share an operation name; each has its own handler.
+    alias, domain_alias = services["svcAliasAdmin"], services["svcDomainAliasAdmin"]
+    assert alias.handlers["GetAliases"] is not domain_alias.handlers["GetAliases"]
+
+
+def _module(**functions) -> types.ModuleType:
+    module = types.ModuleType("fake_ops")
+    module.SERVICE = "svcProductInfo"
+    for name, function in functions.items():
+        setattr(module, name, function)
+    return module
+
+
+def test_binding_refuses_missing_handlers_and_wrong_signatures():
+    contract, wsdl = service("svcProductInfo"), PublishedWsdl((WSDL_DIR / "svcProductInfo.wsdl").read_bytes())
+
+    def two(call, AuthUserName, AuthPassword): ...
+    def key(call, AuthUserName, AuthPassword, Key): ...
+    def activate(call, **params): ...
+    def misspelt(call, AuthUsername, AuthPassword): ...
+
+    complete = dict(GetProductInfo=two, GetLicenseInfo=two, SetLicenseKey=key, ActivateLicenseKey=activate)
+    assert set(bind(contract, _module(**complete), wsdl).handlers) == set(complete)
+    with pytest.raises(HandlerError, match="svcProductInfo.SetLicenseKey has no handler"):
+        bind(contract, _module(**{**complete, "SetLicenseKey": None}), wsdl)
+    with pytest.raises(HandlerError, match="GetProductInfo: handler parameters disagree"):
+        bind(contract, _module(**{**complete, "GetProductInfo": misspelt}), wsdl)
+    with pytest.raises(HandlerError, match="no module"):
+        bind(contract, None, wsdl)

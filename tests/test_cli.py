@@ -1,0 +1,210 @@
+"""The `mailsrv` command as an operator runs it: real processes, real sockets, real signals."""
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mailsrv import __version__
+from mailsrv.config import ConfigError
+from mailsrv.serve import parse_address
+from mailsrv.store.db import Store
+
+MAILSRV = str(Path(sys.executable).with_name("mailsrv"))  # the console script of this environment
+LISTENING = re.compile(r"web listener \(SOAP/HTTP\) on http://(\S+)")
+
+
+@pytest.fixture
+def database_url() -> Iterator[str]:
+    """The suite's database (MAILSRV_TEST_DATABASE_URL), emptied afterwards; '' means SQLite."""
+    url = os.environ.get("MAILSRV_TEST_DATABASE_URL", "")
+    yield url
+    if url:
+        store = Store(url)
+        store.drop_all()
+        store.close()
+
+
+@pytest.fixture
+def env(tmp_path) -> dict[str, str]:
+    """The environment for child processes: no configuration or data directory of the host's."""
+    child = {k: v for k, v in os.environ.items() if k != "MAILSRV_CONFIG"}
+    child["XDG_DATA_HOME"] = str(tmp_path / "xdg")
+    return child
+
+
+def write_config(path: Path, database_url: str, web: str = "127.0.0.1:0", extra: str = "") -> Path:
+    # SMTP listeners off: these tests are about the process, and port 25 needs root.
+    path.write_text(f'data_dir = "{path.parent / "data"}"\ndatabase_url = "{database_url}"\n{extra}'
+                    f'[listen]\nweb = "{web}"\nsmtp = ""\nsubmission = ""\n')
+    return path
+
+
+@pytest.fixture
+def config(tmp_path, database_url) -> Path:
+    return write_config(tmp_path / "mailsrv.toml", database_url)
+
+
+def mailsrv(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([MAILSRV, *args], env=env, capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+
+
+class Serving:
+    """`mailsrv serve` in the background, its stderr read line by line as it comes."""
+
+    def __init__(self, config: Path, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen([MAILSRV, "serve", "--config", str(config)], env=env,
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE, text=True)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.log: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.put(line)
+
+    def wait_for(self, pattern: re.Pattern[str], timeout: float = 30) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                if self.process.poll() is not None and self.lines.empty():
+                    break
+                continue
+            self.log.append(line)
+            if match := pattern.search(line):
+                return match
+        raise AssertionError(f"no line matching {pattern.pattern!r}; stderr so far:\n{''.join(self.log)}")
+
+    def base_url(self) -> str:
+        """The web listener's URL, read from the address it logs once bound."""
+        return f"http://{self.wait_for(LISTENING).group(1)}"
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 10) -> int:
+        self.process.send_signal(sig)
+        return self.process.wait(timeout)
+
+    def __enter__(self) -> Serving:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        # A test that failed before stopping the server must not leave it running.
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def list_system_admins(base_url: str, username: str, password: str) -> httpx.Response:
+    return httpx.get(f"{base_url}/Services/svcServerAdmin.asmx/ListSystemAdmins",
+                     params={"authUsername": username, "authPassword": password}, timeout=10)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_serve_answers_then_stops_cleanly_on_a_signal(config, env, sig):
+    with Serving(config, env) as server:
+        response = httpx.get(f"{server.base_url()}/Services/svcProductInfo.asmx", timeout=10)
+        assert response.status_code == 200
+
+        started = time.monotonic()
+        assert server.stop(sig) == 0
+        assert time.monotonic() - started < 8
+        server.wait_for(re.compile(r"mailsrv\.serve: stopped"))
+
+
+def test_serve_listens_on_ipv6(tmp_path, database_url, env):
+    try:
+        with socket.create_server(("::1", 0), family=socket.AF_INET6):
+            pass
+    except OSError:
+        pytest.skip("this machine has no IPv6 loopback")
+    with Serving(write_config(tmp_path / "v6.toml", database_url, web="[::1]:0"), env) as server:
+        base_url = server.base_url()
+        assert base_url.startswith("http://[::1]:")
+        assert httpx.get(f"{base_url}/Services/svcProductInfo.asmx", timeout=10).status_code == 200
+        assert server.stop() == 0
+
+
+@pytest.mark.parametrize("args", [["serve"], ["admin", "reset", "--username", "root", "--password", "Pw-12345678"]],
+                         ids=["serve", "admin reset"])
+def test_an_unknown_configuration_key_exits_2_naming_it(tmp_path, env, args):
+    config = write_config(tmp_path / "typo.toml", "", extra="[security]\nlockout_secs = 60\n")
+    result = mailsrv(*args, "--config", str(config), env=env)
+    assert result.returncode == 2
+    assert "mailsrv: unknown configuration key 'security.lockout_secs'" in result.stderr
+    assert not (tmp_path / "data").exists()  # refused before anything was created
+
+
+@pytest.mark.parametrize("web", ["9998", "localhost:9998", "::1:9998", "[127.0.0.1]:9998", "0.0.0.0:65536"])
+def test_a_bad_web_address_exits_2_naming_listen_web(tmp_path, env, web):
+    result = mailsrv("serve", "--config", str(write_config(tmp_path / "bad.toml", "", web=web)), env=env)
+    assert result.returncode == 2
+    assert "mailsrv: configuration key 'listen.web' must be 'address:port'" in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_taken_web_port_exits_1_naming_listen_web(tmp_path, env):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        web = f"127.0.0.1:{taken.getsockname()[1]}"
+        result = mailsrv("serve", "--config", str(write_config(tmp_path / "taken.toml", "", web=web)), env=env)
+    assert result.returncode == 1
+    assert f"mailsrv: cannot listen on {web} (listen.web)" in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("0.0.0.0:9998", ("0.0.0.0", 9998)),
+    ("127.0.0.1:0", ("127.0.0.1", 0)),
+    ("[::]:25", ("::", 25)),
+    ("[::1]:9998", ("::1", 9998)),
+])
+def test_listen_addresses_are_ip_and_port(value, expected):
+    assert parse_address(value, "listen.web") == expected
+
+
+@pytest.mark.parametrize("value", ["", ":9998", "[::1]", "[::1]:", "host:25", "1.2.3.4:x", "1.2.3.4:-1",
+                                   "1.2.3.4:٩٩", "1.2.3.4:99999"])
+def test_malformed_listen_addresses_are_refused_naming_the_key(value):
+    with pytest.raises(ConfigError, match="'listen.smtp' must be 'address:port'"):
+        parse_address(value, "listen.smtp")
+
+
+def test_admin_reset_sets_the_login_the_soap_services_accept(config, env):
+    env = {**env, "MAILSRV_CONFIG": str(config)}  # found without --config, as an operator would
+    result = mailsrv("admin", "reset", "--username", "postmaster", "--password", "Correct-Horse-9", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "The primary system administrator now logs in as 'postmaster'."
+
+    with Serving(config, env) as server:
+        base_url = server.base_url()
+        accepted = list_system_admins(base_url, "postmaster", "Correct-Horse-9")
+        assert "<Result>true</Result>" in accepted.text
+        assert "<Result>true</Result>" not in list_system_admins(base_url, "admin", "admin").text
+        assert server.stop() == 0
+
+
+def test_admin_reset_refusal_exits_1_with_the_reason(config, env):
+    result = mailsrv("admin", "reset", "--config", str(config), "--username", "postmaster", "--password", "short",
+                     env=env)
+    assert result.returncode == 1
+    assert result.stderr.startswith("mailsrv: ") and "password" in result.stderr.lower()
+    assert result.stdout == ""
+
+
+def test_version(env):
+    result = mailsrv("--version", env=env)
+    assert (result.returncode, result.stdout.strip()) == (0, f"mailsrv {__version__}")

@@ -1,0 +1,65 @@
+"""AddDomainAlias's MX check, against a real DNS server on loopback."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from dns_server import DnsServer
+from mailsrv.config import parse_config
+from mailsrv.errors import MailsrvError
+from mailsrv.server import MailServer
+
+
+@pytest.fixture
+def dns():
+    server = DnsServer({
+        ("here.example", "MX"): ["10 mx.here.example."],
+        ("mx.here.example", "A"): ["127.0.0.1"],
+        ("elsewhere.example", "MX"): ["10 mx.elsewhere.example.", "20 backup.elsewhere.example."],
+        ("mx.elsewhere.example", "A"): ["192.0.2.10"],
+        ("backup.elsewhere.example", "AAAA"): ["2001:db8::25"],
+        ("implicit.example", "A"): ["127.0.0.1"],
+    })
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def engine(tmp_path, dns):
+    url = os.environ.get("MAILSRV_TEST_DATABASE_URL", "")
+    server = MailServer(parse_config(f'data_dir = "{tmp_path}"\ndatabase_url = "{url}"\n'
+                                     f'[dns]\nnameservers = ["{dns.address}"]\n'))
+    server.admins.reset_primary("root", "Gr8-secret-pw")
+    actor = server.login("root", "Gr8-secret-pw", "127.0.0.1")
+    server.domains.add(actor, "primary.example", "", "postmaster", "Domain-pass-1", "", "", {})
+    yield server, actor
+    if url:
+        server.store.drop_all()
+    server.close()
+
+
+def test_alias_whose_mx_is_this_machine_is_added(engine):
+    server, actor = engine
+    server.domain_aliases.add(actor, "primary.example", "here.example", check_mx=True)
+    server.domain_aliases.add(actor, "primary.example", "implicit.example", check_mx=True)
+    assert server.domain_aliases.list(actor, "primary.example") == ["here.example", "implicit.example"]
+
+
+def test_alias_whose_mx_points_elsewhere_is_refused_with_what_was_found(engine):
+    server, actor = engine
+    with pytest.raises(MailsrvError) as refused:
+        server.domain_aliases.add(actor, "primary.example", "elsewhere.example", check_mx=True)
+    assert refused.value.code == -62
+    assert refused.value.message == ("The MX records of elsewhere.example do not point at this server "
+                                     "(mx.elsewhere.example -> 192.0.2.10; backup.elsewhere.example -> 2001:db8::25).")
+    assert server.domain_aliases.list(actor, "primary.example") == []
+
+
+def test_alias_missing_from_dns_is_refused(engine):
+    server, actor = engine
+    with pytest.raises(MailsrvError) as refused:
+        server.domain_aliases.add(actor, "primary.example", "nowhere.example", check_mx=True)
+    assert (refused.value.code, refused.value.message) == (-62, "The domain nowhere.example does not exist in DNS.")
+    server.domain_aliases.add(actor, "primary.example", "nowhere.example", check_mx=False)
+    assert server.domain_aliases.list(actor, "primary.example") == ["nowhere.example"]

@@ -4,20 +4,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailsrv import names
 from mailsrv.auth import Actor
 from mailsrv.config import Config
-from mailsrv.domains import domain_for, name_taken
+from mailsrv.domains import domain_for, limit_reached, name_taken
 from mailsrv.errors import MailsrvError, ResultCode
 from mailsrv.mx_check import mx_points_here
 from mailsrv.store.db import Store
 from mailsrv.store.models import Alias, Domain, DomainAlias, User
-
-MAX_TARGETS = 1000
-
 
 @dataclass(frozen=True)
 class AliasView:
@@ -32,18 +29,9 @@ class DomainAliasView:
 
 
 def _targets(raw: Iterable[str | None] | None) -> list[str]:
-    """Validated, de-duplicated target addresses in the order given (blank entries skipped)."""
-    out: list[str] = []
-    for item in raw or []:
-        if item is None or not item.strip():
-            continue
-        address = names.address_text(item)
-        if address not in out:
-            out.append(address)
+    out = names.address_list(raw, "An alias")
     if not out:
         raise MailsrvError(ResultCode.INVALID_ARGUMENT, "An alias needs at least one target address.")
-    if len(out) > MAX_TARGETS:
-        raise MailsrvError(ResultCode.VALUE_OUT_OF_RANGE, f"An alias may have at most {MAX_TARGETS} targets.")
     return out
 
 
@@ -52,11 +40,6 @@ def _get(s: Session, domain: Domain, name: str) -> Alias:
     if alias is None:
         raise MailsrvError(ResultCode.ALIAS_NOT_FOUND, f"The alias {name}@{domain.name} does not exist.")
     return alias
-
-
-def _limit_reached(s: Session, domain: Domain, model: type, setting: str) -> bool:
-    limit = domain.settings.get(setting, 0)
-    return bool(limit) and s.execute(select(func.count(model.id)).where(model.domain_id == domain.id)).scalar_one() >= limit
 
 
 class Aliases:
@@ -73,7 +56,7 @@ class Aliases:
                 raise MailsrvError(ResultCode.ALIAS_EXISTS, f"The alias {name}@{domain.name} already exists.")
             if s.execute(select(User.id).where(User.domain_id == domain.id, User.name == name)).first():
                 raise MailsrvError(ResultCode.NAME_IN_USE, f"{name}@{domain.name} is already a user.")
-            if _limit_reached(s, domain, Alias, "maxaliases"):
+            if limit_reached(s, domain, Alias, "maxaliases"):
                 raise MailsrvError(ResultCode.LIMIT_REACHED, f"The domain {domain.name} has reached its alias limit.")
             s.add(Alias(domain_id=domain.id, name=name, addresses=targets))
 
@@ -125,7 +108,7 @@ class DomainAliases:
             domain = domain_for(s, actor, raw_domain)
             if name_taken(s, alias_name):
                 raise MailsrvError(ResultCode.DOMAIN_ALIAS_EXISTS, f"{alias_name} is already a domain or domain alias.")
-            if _limit_reached(s, domain, DomainAlias, "maxdomainaliases"):
+            if limit_reached(s, domain, DomainAlias, "maxdomainaliases"):
                 raise MailsrvError(ResultCode.LIMIT_REACHED,
                                    f"The domain {domain.name} has reached its domain alias limit.")
         # Outside the transaction: a DNS lookup may take seconds and must not hold database locks.

@@ -82,6 +82,12 @@ def validate_settings(s: Session, domain: Domain | None, changes: Mapping[str, A
                                f"The catch-all must name an existing alias; {alias} does not exist.")
 
 
+def limit_reached(s: Session, domain: Domain, model: type[Alias | DomainAlias | User], setting: str) -> bool:
+    """Whether the domain already holds as many `model` rows as its `setting` allows (0: unlimited)."""
+    limit = domain.settings.get(setting, 0)
+    return bool(limit) and s.execute(select(func.count(model.id)).where(model.domain_id == domain.id)).scalar_one() >= limit
+
+
 def name_taken(s: Session, name: str) -> bool:
     """Whether a domain or a domain alias already answers for `name`."""
     return (s.execute(select(Domain.id).where(Domain.name == name)).first() is not None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 import idna
 
@@ -61,3 +62,18 @@ def address(raw: str | None) -> tuple[str, str]:
 def address_text(raw: str | None) -> str:
     local, domain = address(raw)
     return f"{local}@{domain}"
+
+
+# More targets than this is a mailing list, and belongs in one.
+MAX_ADDRESSES = 1000
+
+
+def address_list(items: Iterable[str | None] | None, what: str) -> list[str]:
+    """Validated, de-duplicated addresses in the order given (blank entries skipped)."""
+    out: list[str] = []
+    for item in items or []:
+        if item and item.strip() and (text := address_text(item)) not in out:
+            out.append(text)
+    if len(out) > MAX_ADDRESSES:
+        raise MailsrvError(ResultCode.VALUE_OUT_OF_RANGE, f"{what} may have at most {MAX_ADDRESSES} addresses.")
+    return out

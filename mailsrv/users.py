@@ -23,10 +23,9 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from mailsrv import names, passwords, settings
-from mailsrv.aliases import MAX_TARGETS, _limit_reached
 from mailsrv.auth import Actor, Authenticator, Role
 from mailsrv.disk import Disk
-from mailsrv.domains import domain_for, get_domain
+from mailsrv.domains import domain_for, get_domain, limit_reached
 from mailsrv.errors import MailsrvError, ResultCode
 from mailsrv.stats import Traffic, day_range, traffic_sums
 from mailsrv.store.db import Store
@@ -160,13 +159,7 @@ def _name_in(raw: str | None, domain: str) -> str:
 
 def _forward_targets(raw: str | None) -> list[str]:
     """The addresses of a forwarding string (`,` or `;` separated), validated and de-duplicated."""
-    out: list[str] = []
-    for part in _FORWARD_SEPARATORS.split(raw or ""):
-        if part.strip() and (address := names.address_text(part)) not in out:
-            out.append(address)
-    if len(out) > MAX_TARGETS:
-        raise MailsrvError(ResultCode.VALUE_OUT_OF_RANGE, f"A user may forward to at most {MAX_TARGETS} addresses.")
-    return out
+    return names.address_list(_FORWARD_SEPARATORS.split(raw or ""), "Forwarding")
 
 
 def _feed_url(raw: str | None) -> str:
@@ -305,7 +298,7 @@ def _refuse_new_name(s: Session, domain: Domain, name: str) -> None:
         raise MailsrvError(ResultCode.USER_EXISTS, f"The user {name}@{domain.name} already exists.")
     if s.execute(select(Alias.id).where(Alias.domain_id == domain.id, Alias.name == name)).first():
         raise MailsrvError(ResultCode.NAME_IN_USE, f"{name}@{domain.name} is already an alias.")
-    if _limit_reached(s, domain, User, "maxusers"):
+    if limit_reached(s, domain, User, "maxusers"):
         raise MailsrvError(ResultCode.LIMIT_REACHED, f"The domain {domain.name} has reached its user limit.")
 
 

@@ -6,17 +6,16 @@ drops all its tables on teardown, so each test starts clean.
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import uvicorn
 
-from mailsrv.config import Config
+from mailsrv.config import parse_config
 from mailsrv.serve import tcp_listener
 from mailsrv.server import MailServer
 from services.app import create_app
@@ -34,6 +33,26 @@ def contract_dir() -> Path:
     return path
 
 
+@pytest.fixture
+def make_server(tmp_path) -> Iterator[Callable[..., MailServer]]:
+    """MailServer(config) on a fresh data directory and the test database; `extra` is more TOML.
+
+    With MAILSRV_TEST_DATABASE_URL set, each server empties that database at teardown."""
+    database_url = os.environ.get("MAILSRV_TEST_DATABASE_URL", "")
+    made: list[MailServer] = []
+
+    def make(extra: str = "") -> MailServer:
+        text = f'data_dir = "{(tmp_path / "data").resolve()}"\ndatabase_url = "{database_url}"\n{extra}'
+        made.append(MailServer(parse_config(text)))
+        return made[-1]
+
+    yield make
+    for server in made:
+        if database_url:
+            server.store.drop_all()
+        server.close()
+
+
 @dataclass(frozen=True)
 class LiveServer:
     url: str  # base URL, e.g. http://127.0.0.1:43123
@@ -41,9 +60,8 @@ class LiveServer:
 
 
 @pytest.fixture
-def live_server(tmp_path) -> Iterator[LiveServer]:
-    database_url = os.environ.get("MAILSRV_TEST_DATABASE_URL", "")
-    server = MailServer(Config(data_dir=(tmp_path / "data").resolve(), database_url=database_url))
+def live_server(make_server) -> Iterator[LiveServer]:
+    server = make_server()
     # Bind first and hand uvicorn the socket: no window in which another process takes the port.
     sock = tcp_listener("127.0.0.1", 0)
     port = sock.getsockname()[1]
@@ -61,6 +79,3 @@ def live_server(tmp_path) -> Iterator[LiveServer]:
         web.should_exit = True
         thread.join(10)
         sock.close()
-        if database_url:
-            server.store.drop_all()
-        server.close()

@@ -2,31 +2,24 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import threading
 
 import pytest
 
-from mailsrv.config import parse_config
 from mailsrv.counters import TrafficEvent, record
 from mailsrv.domains import get_domain
-from mailsrv.server import MailServer
 
 DAY = dt.date(2026, 3, 10)
 
 
 @pytest.fixture
-def engine(tmp_path):
-    url = os.environ.get("MAILSRV_TEST_DATABASE_URL", "")
-    server = MailServer(parse_config(f'data_dir = "{tmp_path}"\ndatabase_url = "{url}"\n'))
+def engine(make_server):
+    server = make_server()
     server.admins.reset_primary("root", "Gr8-secret-pw")
     actor = server.login("root", "Gr8-secret-pw", "127.0.0.1")
     for name in ("a.example", "b.example"):
         server.domains.add(actor, name, "", "postmaster", "Domain-pass-1", "", "", {})
-    yield server, actor
-    if url:
-        server.store.drop_all()
-    server.close()
+    return server, actor
 
 
 def domain_id(server, name):

@@ -1,14 +1,11 @@
 """AddDomainAlias's MX check, against a real DNS server on loopback."""
 from __future__ import annotations
 
-import os
 
 import pytest
 
 from dns_server import DnsServer
-from mailsrv.config import parse_config
 from mailsrv.errors import MailsrvError
-from mailsrv.server import MailServer
 
 
 @pytest.fixture
@@ -26,17 +23,12 @@ def dns():
 
 
 @pytest.fixture
-def engine(tmp_path, dns):
-    url = os.environ.get("MAILSRV_TEST_DATABASE_URL", "")
-    server = MailServer(parse_config(f'data_dir = "{tmp_path}"\ndatabase_url = "{url}"\n'
-                                     f'[dns]\nnameservers = ["{dns.address}"]\n'))
+def engine(make_server, dns):
+    server = make_server(f'[dns]\nnameservers = ["{dns.address}"]\n')
     server.admins.reset_primary("root", "Gr8-secret-pw")
     actor = server.login("root", "Gr8-secret-pw", "127.0.0.1")
     server.domains.add(actor, "primary.example", "", "postmaster", "Domain-pass-1", "", "", {})
-    yield server, actor
-    if url:
-        server.store.drop_all()
-    server.close()
+    return server, actor
 
 
 def test_alias_whose_mx_is_this_machine_is_added(engine):

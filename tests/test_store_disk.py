@@ -2,27 +2,19 @@
 refused or failed change leaves both as they were."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import pytest
 
-from mailsrv.config import parse_config
 from mailsrv.errors import MailsrvError
-from mailsrv.server import MailServer
 
 
 @pytest.fixture
-def engine(tmp_path):
-    url = os.environ.get("MAILSRV_TEST_DATABASE_URL", "")
-    server = MailServer(parse_config(f'data_dir = "{tmp_path / "data"}"\ndatabase_url = "{url}"\n'))
+def engine(make_server):
+    server = make_server()
     server.admins.reset_primary("root", "Gr8-secret-pw")
     actor = server.login("root", "Gr8-secret-pw", "127.0.0.1")
     server.domains.add(actor, "one.example", "", "postmaster", "Domain-pass-1", "", "", {})
-    yield server, actor, tmp_path / "data"
-    if url:
-        server.store.drop_all()
-    server.close()
+    return server, actor, server.config.data_dir
 
 
 def code_of(call, *args) -> int:

@@ -3,7 +3,6 @@ plus a few round trips through the live svcUserAdmin endpoint for the shapes onl
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,6 @@ import pytest
 
 from contract_clients import make_client
 from mailsrv.auth import Actor, Role
-from mailsrv.config import Config
 from mailsrv.errors import MailsrvError
 from mailsrv.server import MailServer
 from mailsrv.store.models import Domain, TrafficDaily, User, UserLogin
@@ -40,17 +38,13 @@ class Env:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
-    url = os.environ.get("MAILSRV_TEST_DATABASE_URL", "")
-    server = MailServer(Config(data_dir=(tmp_path / "data").resolve(), database_url=url))
+def env(make_server: Callable[..., MailServer]) -> Env:
+    server = make_server()
     server.admins.reset_primary("root", "Secret-pass-1")
     root = server.login("root", "Secret-pass-1", IP)
     server.domains.add(root, DOM, "", "postmaster", "Admin-pass-1", "", "", {})
     admin = server.login(f"postmaster@{DOM}", "Admin-pass-1", IP)
-    yield Env(server, root, admin, Path(server.domains.get(root, DOM).path))
-    if url:
-        server.store.drop_all()
-    server.close()
+    return Env(server, root, admin, Path(server.domains.get(root, DOM).path))
 
 
 def refusal(call: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[int, str]:

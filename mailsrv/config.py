@@ -74,6 +74,22 @@ class SmtpConfig:
 
 
 @dataclass
+class AutoReplyConfig:
+    # A user's auto-responder answers each sender at most once per this many days (RFC 3834's
+    # "no more than once per period"); 0 answers every message (loops are still never answered).
+    window_days: int = 1
+
+
+@dataclass
+class DeliveryConfig:
+    # The port remote MX hosts are dialled on; only tests (a peer on a loopback port) change it.
+    remote_port: int = 25
+    # Simultaneous connections to one recipient domain: more would look like a flood to the
+    # receiving server and get us throttled or greylisted.
+    max_connections_per_domain: int = 4
+
+
+@dataclass
 class TlsConfig:
     # PEM files for STARTTLS. Both empty: a self-signed pair is made in <data_dir>/tls at first start.
     cert_file: str = ""
@@ -90,7 +106,9 @@ class Config:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     dns: DnsConfig = field(default_factory=DnsConfig)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
+    autoreply: AutoReplyConfig = field(default_factory=AutoReplyConfig)
 
     @property
     def effective_database_url(self) -> str:

@@ -1,10 +1,15 @@
 """The queue manager: one asyncio task per node that claims due recipients and hands them to targets.
 
 A Target delivers one Job (claimed recipients of one message, all of one kind) and answers one
-Outcome per recipient. Targets are looked up by recipient kind: "local" is mailsrv.local_delivery;
-"remote" (MX lookup and SMTP out) is not written yet, so remote recipients are deferred with a
-plain reason and stay in the spool, retried on the schedule below, until a remote target is
-registered. A target that raises defers its job; the error is logged, the loop goes on.
+Outcome per recipient. Targets are looked up by recipient kind: "local" is mailsrv.local_delivery,
+"remote" mailsrv.remote_delivery. A target that raises defers its job; the error is logged, the
+loop goes on.
+
+Deferred recipients are retried on the admin's schedule (system setting `retryminutes`, read at
+each run so a change applies at once): after the n-th failed attempt the n-th entry is waited;
+when the attempt after the last entry fails too, the recipient fails for good (mailsrv.spool
+then spools the DSN, mailsrv.bounces). A target may also end a run with `end_run` (the remote
+target closes the connections it kept open for reuse within the run).
 
 Several nodes may run this against one database: claims are leases taken with SKIP LOCKED, so
 each recipient is worked on by one node at a time, and a node that dies mid-delivery only delays
@@ -19,19 +24,12 @@ import os
 import socket
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from mailsrv.spool import REMOTE, Deferred, Job, Outcome, Spool
+from mailsrv.spool import Deferred, Job, Outcome, Spool
+from mailsrv.system_settings import SystemSettings
 
 log = logging.getLogger(__name__)
-
-# Time between attempts: the n-th retry waits RETRY_DELAYS[n-1], then the last value again. The
-# retry and give-up policy proper (and bounces) belong to the remote-delivery work.
-RETRY_DELAYS = tuple(dt.timedelta(minutes=m) for m in (15, 30, 60, 90))
-
-
-def retry_delay(attempts: int) -> dt.timedelta:
-    return RETRY_DELAYS[min(max(attempts, 1), len(RETRY_DELAYS)) - 1]
 
 
 class Target(Protocol):
@@ -40,11 +38,19 @@ class Target(Protocol):
         ...
 
 
+@runtime_checkable
+class RunAware(Protocol):
+    async def end_run(self) -> None:
+        """Called after each batch's outcomes are recorded: release what the batch kept open."""
+        ...
+
+
 class QueueManager:
-    def __init__(self, spool: Spool, targets: Mapping[str, Target], batch: int = 100,
+    def __init__(self, spool: Spool, targets: Mapping[str, Target], system: SystemSettings, batch: int = 100,
                  lease: dt.timedelta = dt.timedelta(minutes=10), poll_seconds: float = 5.0) -> None:
         self.spool = spool
         self.targets = dict(targets)
+        self.system = system
         # Unique per process: a restarted node must not mistake its predecessor's leases for its own.
         self.node = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.batch = batch
@@ -56,8 +62,14 @@ class QueueManager:
         jobs = await asyncio.to_thread(self.spool.claim, self.node, self.batch, self.lease)
         if not jobs:
             return 0
-        outcomes = await asyncio.gather(*(self._attempt(job) for job in jobs))
-        await asyncio.to_thread(self.spool.finish, self.node, list(zip(jobs, outcomes)), retry_delay)
+        try:
+            outcomes = await asyncio.gather(*(self._attempt(job) for job in jobs))
+        finally:
+            for target in self.targets.values():
+                if isinstance(target, RunAware):
+                    await target.end_run()
+        schedule = await asyncio.to_thread(self.system.retry_schedule)
+        await asyncio.to_thread(self.spool.finish, self.node, list(zip(jobs, outcomes)), schedule.delay)
         return len(jobs)
 
     async def run_until_idle(self) -> int:
@@ -70,8 +82,7 @@ class QueueManager:
     async def _attempt(self, job: Job) -> Sequence[Outcome]:
         target = self.targets.get(job.kind)
         if target is None:
-            reason = "remote delivery is not available yet" if job.kind == REMOTE else f"no target for {job.kind}"
-            return [Deferred(reason)] * len(job.recipients)
+            return [Deferred(f"4.3.0 no delivery target for {job.kind} recipients")] * len(job.recipients)
         try:
             return await target.deliver(job)
         except Exception as exc:

@@ -16,6 +16,9 @@ from pathlib import Path
 from mailsrv.errors import MailsrvError, ResultCode
 
 MAILDIR_PARTS = ("cur", "new", "tmp")
+# Every mailbox gets these Maildir++ folders (`Maildir/.Sent`, …) at creation: IMAP announces them
+# with their RFC 6154 SPECIAL-USE attribute and the web interface files sent and deleted mail there.
+SPECIAL_FOLDERS = ("Sent", "Drafts", "Trash", "Junk")
 
 
 def _fs(what: str, fn: Callable[..., object], *args: object) -> None:
@@ -24,6 +27,15 @@ def _fs(what: str, fn: Callable[..., object], *args: object) -> None:
         fn(*args)
     except OSError as exc:
         raise MailsrvError(ResultCode.STORAGE_ERROR, f"Could not {what}: {exc.strerror or exc}.") from None
+
+
+def fsync_directory(path: Path) -> None:
+    """Make the renames into `path` durable: a file's own fsync does not cover its directory entry."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class Disk:
@@ -53,8 +65,9 @@ class Disk:
 
     def create_mailbox(self, domain_path: str | Path, user: str) -> None:
         root = self.maildir(domain_path, user)
-        for part in MAILDIR_PARTS:
-            _fs("create the mailbox directory", (root / part).mkdir, 0o700, True, True)
+        for folder in (root, *(root / f".{name}" for name in SPECIAL_FOLDERS)):
+            for part in MAILDIR_PARTS:
+                _fs("create the mailbox directory", (folder / part).mkdir, 0o700, True, True)
 
     @contextmanager
     def new_directory(self, path: Path) -> Iterator[None]:

@@ -19,18 +19,25 @@ in between, because refusing then would only turn into a bounce of mail we alrea
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from mailsrv.disk import Disk
+from mailsrv.disk import Disk, fsync_directory
 from mailsrv.recipients import LocalMailbox
 from mailsrv.spool import ClaimedRecipient, Delivered, Failed, Job, Outcome, SpooledMessage
 from mailsrv.store.db import Store
 from mailsrv.store.models import Domain, User
+
+if TYPE_CHECKING:
+    from mailsrv.autoreply import AutoResponder, PendingReply
+
+log = logging.getLogger(__name__)
 
 
 def mailbox_usage(mailbox: LocalMailbox) -> int:
@@ -62,20 +69,15 @@ def _already_delivered(maildir: Path, name: str) -> bool:
         return False
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LocalDelivery:
     """The delivery target for recipients of kind "local" (mailsrv.delivery.Target)."""
 
-    def __init__(self, store: Store, disk: Disk) -> None:
+    def __init__(self, store: Store, disk: Disk, responder: AutoResponder) -> None:
         self.store = store
         self.disk = disk
+        self.responder = responder
 
     async def deliver(self, job: Job) -> list[Outcome]:
         return await asyncio.to_thread(self._deliver, job)
@@ -84,7 +86,7 @@ class LocalDelivery:
         ids = {r.user_id for r in job.recipients}
         with self.store.session() as s:
             owners = {row.id: row for row in s.execute(
-                select(User.id, User.name, Domain.id.label("domain_id"), Domain.path)
+                select(User.id, User.name, User.autoresponder_enabled, Domain.id.label("domain_id"), Domain.path)
                 .join(Domain, Domain.id == User.domain_id).where(User.id.in_(ids)))}
         outcomes: list[Outcome] = []
         for recipient in job.recipients:
@@ -94,8 +96,16 @@ class LocalDelivery:
                 outcomes.append(Failed(f"5.1.1 the mailbox {recipient.address} no longer exists"))
                 continue
             self._store(job.message, recipient, owner.path, owner.name)
-            outcomes.append(Delivered(mailbox=(owner.domain_id, owner.id)))
+            reply = self._auto_reply(job.message, recipient, owner.id) if owner.autoresponder_enabled else None
+            outcomes.append(Delivered(mailbox=(owner.domain_id, owner.id), follow_up=reply))
         return outcomes
+
+    def _auto_reply(self, message: SpooledMessage, recipient: ClaimedRecipient, user_id: int) -> PendingReply | None:
+        try:
+            return self.responder.prepare(message, recipient.address, user_id)
+        except Exception:  # a broken auto-reply must never hold up the mail it answers
+            log.exception("auto-reply to %s for %s failed", message.id, recipient.address)
+            return None
 
     def _store(self, message: SpooledMessage, recipient: ClaimedRecipient, domain_path: str, user: str) -> None:
         maildir = Disk.maildir(domain_path, user)
@@ -114,4 +124,4 @@ class LocalDelivery:
             out.flush()
             os.fsync(out.fileno())
         os.rename(tmp, maildir / "new" / name)
-        _fsync_dir(maildir / "new")
+        fsync_directory(maildir / "new")

@@ -1,10 +1,13 @@
 """The engine as one object: configuration, store, disk and the services every listener calls."""
 from __future__ import annotations
 
+import datetime as dt
+
 from mailsrv.admins import Admins
 from mailsrv.aliases import Aliases, DomainAliases
 from mailsrv.archive_rules import ArchiveRules
 from mailsrv.auth import Actor, Authenticator
+from mailsrv.autoreply import AutoResponder
 from mailsrv.clock import Clock, SystemClock
 from mailsrv.config import Config
 from mailsrv.delivery import QueueManager
@@ -19,6 +22,7 @@ from mailsrv.recipients import Resolver
 from mailsrv.spool import LOCAL, Spool
 from mailsrv.stats import Stats
 from mailsrv.store.db import Store
+from mailsrv.system_settings import SystemSettings
 from mailsrv.users import Users
 
 
@@ -47,7 +51,10 @@ class MailServer:
         self.resolver = Resolver(self.store, config.smtp.allow_catchalls)
         self.policy = Policy(config.smtp.relay_networks)
         self.spool = Spool(self.store, config.data_dir, self.clock)
-        self.delivery = QueueManager(self.spool, {LOCAL: LocalDelivery(self.store, self.disk)})
+        self.autoresponder = AutoResponder(self.store, self.resolver, self.spool, self.clock, config.smtp.hostname,
+                                           dt.timedelta(days=config.autoreply.window_days))
+        self.delivery = QueueManager(self.spool, {LOCAL: LocalDelivery(self.store, self.disk, self.autoresponder)},
+                                     SystemSettings(self.store))
 
     def login(self, login: str | None, password: str | None, client_ip: str) -> Actor:
         return self.auth.login(login, password, client_ip)

@@ -141,7 +141,7 @@ def _mailboxes(resolutions: Iterable[Deliver]) -> list[LocalMailbox]:
     return list(seen.values())
 
 
-def _new_recipients(accepted: Iterable[tuple[str, Deliver]]) -> list[NewRecipient]:
+def spool_recipients(accepted: Iterable[tuple[str, Deliver]]) -> list[NewRecipient]:
     """One spool recipient per distinct mailbox or remote address, however many RCPTs reach it."""
     out: dict[tuple[str, str], NewRecipient] = {}
     for original, resolution in accepted:
@@ -272,7 +272,7 @@ class Handler:
             id=message_id, sender=envelope.sender, content=content, received_at=now,
             client_ip=_peer_ip(session), helo=_printable(session.host_name or ""),
             trace_header=received_header(session, self.config.hostname, message_id, envelope.rcpt_tos, now),
-            recipients=_new_recipients(envelope.accepted),
+            recipients=spool_recipients(envelope.accepted),
             auth_login=actor.login if actor else "",
             sent_by=(actor.domain, actor.user) if actor else None))
         return f"250 2.0.0 Ok: queued as {message_id}"

@@ -34,12 +34,15 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from mailsrv.auth import Actor
 from mailsrv.clock import Clock
 from mailsrv.counters import TrafficEvent, record
+from mailsrv.disk import fsync_directory
 from mailsrv.store.db import Store
 from mailsrv.store.models import Domain, SpoolMessage, SpoolRecipient, User
 
@@ -70,6 +73,7 @@ class IncomingMessage:
     recipients: Sequence[NewRecipient]
     auth_login: str = ""
     sent_by: tuple[str, str] | None = None  # (domain, user) of an authenticated local sender
+    spf_result: str = ""  # mailsrv.spf_check's result for the sender; "" when not checked
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,8 @@ class SpooledMessage:
     size: int
     received_at: dt.datetime
     trace_header: str
+    spf_result: str = ""
+    authenticated: bool = False  # the client authenticated as a local user
 
 
 @dataclass(frozen=True)
@@ -99,19 +105,44 @@ class Job:
     recipients: tuple[ClaimedRecipient, ...]
 
 
+class FollowUp(Protocol):
+    """A message a delivery gives rise to (an auto-reply). Its spool file is written before
+    `finish`; `finish` spools its rows in the transaction that records the delivery, so a crash
+    can neither lose it nor, the delivery being retried, send it twice."""
+    message: IncomingMessage
+
+    def claim(self, s: Session, now: dt.datetime) -> bool:
+        """In finish's transaction: whether to spool `message` now (False: it is not wanted after all)."""
+        ...
+
+
 @dataclass(frozen=True)
 class Delivered:
     mailbox: tuple[int, int] | None = None  # (domain id, user id) of a local mailbox: counted as received
+    follow_up: FollowUp | None = None
 
 
 @dataclass(frozen=True)
 class Deferred:
-    error: str
+    error: str  # starts with an RFC 3463 status code when one is known
+    remote_mta: str = ""  # the host that answered, for a DSN's Remote-MTA
+    reply: str = ""  # its SMTP reply, for a DSN's Diagnostic-Code
 
 
 @dataclass(frozen=True)
 class Failed:
     error: str
+    remote_mta: str = ""
+    reply: str = ""
+
+
+class FailureNotifier(Protocol):
+    """Writes to the sender of a message some of whose recipients failed for good (mailsrv.bounces)."""
+
+    def notice(self, s: Session, message: SpooledMessage,
+               failures: Sequence[tuple[ClaimedRecipient, Deferred | Failed]]) -> IncomingMessage | None:
+        """In finish's transaction: the notice to spool, or None when none is to be sent."""
+        ...
 
 
 Outcome = Delivered | Deferred | Failed
@@ -120,14 +151,6 @@ Outcome = Delivered | Deferred | Failed
 def _aware(value: dt.datetime) -> dt.datetime:
     # SQLite hands back naive datetimes; everything stored is UTC.
     return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass
@@ -148,6 +171,8 @@ class Spool:
         self.committed = asyncio.Event()
         self._queue: asyncio.Queue[_Waiting] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        # Set by the server once the bounce machinery exists (it needs the resolver and settings).
+        self.notifier: FailureNotifier | None = None
 
     @staticmethod
     def new_id() -> str:
@@ -157,7 +182,7 @@ class Spool:
 
     async def enqueue(self, message: IncomingMessage) -> None:
         """Return once the message is durably spooled; raise if it could not be."""
-        await asyncio.to_thread(self._write_file, message)
+        await asyncio.to_thread(self.write_file, message)
         waiting = _Waiting(message, asyncio.get_running_loop().create_future())
         self._queue.put_nowait(waiting)
         if self._writer is None or self._writer.done():
@@ -165,7 +190,8 @@ class Spool:
         # Shielded: a client hanging up must not cancel the batch its message is part of.
         await asyncio.shield(waiting.done)
 
-    def _write_file(self, message: IncomingMessage) -> None:
+    def write_file(self, message: IncomingMessage) -> None:
+        """The message's spool file, durable; its rows are added by `enqueue` or with a FollowUp."""
         final = self.directory / message.id
         tmp = final.with_name(message.id + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -202,23 +228,26 @@ class Spool:
 
     def _commit(self, messages: list[IncomingMessage]) -> None:
         try:
-            _fsync_dir(self.directory)
+            fsync_directory(self.directory)
             with self.store.session() as s:
                 for m in messages:
-                    s.add(SpoolMessage(
-                        id=m.id, path=str((self.directory / m.id).relative_to(self.data_dir)), sender=m.sender,
-                        size=len(m.content), received_at=m.received_at, client_ip=m.client_ip, helo=m.helo,
-                        auth_user=m.auth_login, trace_header=m.trace_header,
-                        recipients=[SpoolRecipient(address=r.address, original=r.original, kind=r.kind,
-                                                   user_id=r.user_id, status=PENDING, attempts=0,
-                                                   next_attempt_at=m.received_at, last_error="")
-                                    for r in m.recipients]))
+                    self._add_rows(s, m)
                     if m.sent_by:
                         self._count_sent(s, m, m.sent_by)
         except BaseException:
             for m in messages:
                 (self.directory / m.id).unlink(missing_ok=True)
             raise
+
+    def _add_rows(self, s: Session, m: IncomingMessage) -> None:
+        s.add(SpoolMessage(
+            id=m.id, path=str((self.directory / m.id).relative_to(self.data_dir)), sender=m.sender,
+            size=len(m.content), received_at=m.received_at, client_ip=m.client_ip, helo=m.helo,
+            auth_user=m.auth_login, trace_header=m.trace_header, spf_result=m.spf_result,
+            recipients=[SpoolRecipient(address=r.address, original=r.original, kind=r.kind,
+                                       user_id=r.user_id, status=PENDING, attempts=0,
+                                       next_attempt_at=m.received_at, last_error="")
+                        for r in m.recipients]))
 
     @staticmethod
     def _count_sent(s: Session, m: IncomingMessage, sent_by: tuple[str, str]) -> None:
@@ -266,38 +295,60 @@ class Spool:
             for (message_id, kind), recipients in groups.items():
                 m = messages[message_id]
                 jobs.append(Job(kind, SpooledMessage(m.id, self.data_dir / m.path, m.sender, m.size,
-                                                     _aware(m.received_at), m.trace_header),
+                                                     _aware(m.received_at), m.trace_header, m.spf_result,
+                                                     bool(m.auth_user)),
                                 tuple(recipients)))
             return jobs
 
     def finish(self, node: str, results: Sequence[tuple[Job, Sequence[Outcome]]],
-               retry_delay: Callable[[int], dt.timedelta]) -> None:
+               retry_delay: Callable[[int], dt.timedelta | None]) -> None:
         """Record outcomes (one per job recipient, in order) in one transaction.
+
+        `retry_delay(attempts)` is the wait before the next attempt, None when the schedule is
+        used up: a Deferred outcome then fails the recipient for good. Recipients that fail in
+        this call are reported to the sender through `notifier` in the same transaction, so a
+        notice is spooled exactly when the failure is recorded.
 
         A row another node has taken over since (our lease ran out) is left alone: that node's
         outcome is the one recorded, so nothing is counted twice."""
         now = self.clock.now()
-        finished: list[Path] = []
+        finished: list[Path] = []  # spool files no longer needed once this transaction commits
         with self.store.session() as s:
             # Message rows are locked in id order, so two nodes finishing together cannot deadlock.
             for job, outcomes in sorted(results, key=lambda result: result[0].message.id):
+                failures: list[tuple[ClaimedRecipient, Deferred | Failed]] = []
                 for recipient, outcome in zip(job.recipients, outcomes, strict=True):
+                    delay = retry_delay(recipient.attempts) if isinstance(outcome, Deferred) else None
                     if isinstance(outcome, Delivered):
                         values: dict[str, object] = {"status": DELIVERED, "last_error": ""}
-                    elif isinstance(outcome, Failed):
+                    elif delay is None:  # a permanent failure, or the last attempt of the schedule
                         values = {"status": FAILED, "last_error": outcome.error}
                     else:
-                        values = {"status": DEFERRED, "last_error": outcome.error,
-                                  "next_attempt_at": now + retry_delay(recipient.attempts)}
+                        values = {"status": DEFERRED, "last_error": outcome.error, "next_attempt_at": now + delay}
                     updated = s.execute(
                         update(SpoolRecipient)
                         .where(SpoolRecipient.id == recipient.id, SpoolRecipient.claimed_by == node,
                                SpoolRecipient.status.in_(OPEN))
                         .values(claimed_by=None, claimed_until=None, **values)
                     ).rowcount
+                    if updated and not isinstance(outcome, Delivered) and values["status"] == FAILED:
+                        failures.append((recipient, outcome))
                     if updated and isinstance(outcome, Delivered) and outcome.mailbox is not None:
                         record(s, TrafficEvent(*outcome.mailbox, now.date(), messages_received=1,
                                                bytes_received=job.message.size))
+                    if isinstance(outcome, Delivered) and outcome.follow_up is not None:
+                        follow_up = outcome.follow_up.message
+                        if updated and outcome.follow_up.claim(s, now):
+                            self._add_rows(s, follow_up)
+                        else:
+                            finished.append(self.directory / follow_up.id)
+                if failures and self.notifier is not None:
+                    # Read before _close_if_done: the notice quotes the original's headers.
+                    notice = self.notifier.notice(s, job.message, failures)
+                    if notice is not None:
+                        # Should this transaction roll back, the file is an orphan `sweep` removes.
+                        self.write_file(notice)
+                        self._add_rows(s, notice)
                 if self._close_if_done(s, job.message.id):
                     finished.append(job.message.path)
         for path in finished:
@@ -316,10 +367,26 @@ class Spool:
         s.execute(delete(SpoolMessage).where(SpoolMessage.id == message_id))
         return True
 
+    def reset_retries(self) -> int:
+        """Make every deferred recipient due now with its attempts counted from zero (SmarterMail's
+        "reset retry counts", e.g. once a primary MX is back); the number of recipients reset.
+
+        Rows still marked as claimed are left alone: their node may have got far before it died,
+        and local delivery reads an attempt count above 1 as "look for a copy already written"."""
+        with self.store.session() as s:
+            return s.execute(update(SpoolRecipient)
+                             .where(SpoolRecipient.status == DEFERRED, SpoolRecipient.claimed_by.is_(None))
+                             .values(attempts=0, next_attempt_at=self.clock.now())).rowcount
+
     # -- housekeeping -----------------------------------------------------------------------
 
+    def message_count(self, actor: Actor) -> int:
+        """GetSpoolMessageCount: the whole server's queue, so for system administrators only."""
+        actor.require_system()
+        return self.count()
+
     def count(self) -> int:
-        """Messages with any recipient not yet delivered or failed (GetSpoolMessageCount)."""
+        """Messages with any recipient not yet delivered or failed."""
         with self.store.session() as s:
             return s.execute(select(func.count(func.distinct(SpoolRecipient.message_id)))
                              .where(SpoolRecipient.status.in_(OPEN))).scalar_one()

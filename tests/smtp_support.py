@@ -65,6 +65,12 @@ class MailHarness:
     def call(self, coroutine: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(60)
 
+    def close_listener(self, listener: asyncio.Server) -> None:
+        """asyncio servers are not thread-safe: close on the loop that owns them."""
+        async def close() -> None:
+            listener.close()
+        self.call(close())
+
     def deliver(self) -> int:
         """Run the queue manager until nothing is due; the number of jobs attempted."""
         return self.call(self.server.delivery.run_until_idle())

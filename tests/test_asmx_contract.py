@@ -14,7 +14,7 @@ from services.asmx.wsdl_serve import PublishedWsdl
 from services.asmx.wsdl_subset import SubsetError, subset
 
 SERVER_ADMIN_OPS = ["GetEdition", "ListSystemAdmins", "AddSystemAdmin", "SetSystemAdminPassword", "DeleteSystemAdmin",
-                    "AddIPRestrictionToSystemAdmin", "RemoveIPRestrictionFromSystemAdmin"]
+                    "AddIPRestrictionToSystemAdmin", "RemoveIPRestrictionFromSystemAdmin", "GetSpoolMessageCount"]
 FULL_SERVICES = ["svcDomainAdmin", "svcUserAdmin", "svcAliasAdmin", "svcDomainAliasAdmin", "svcProductInfo"]
 
 

@@ -7,8 +7,10 @@ import smtplib
 import pytest
 from smtp_support import DOMAIN, USER_PASSWORD, make_harness, send
 from smtp_support import mail  # noqa: F401  (the fixture)
+from sqlalchemy import select
 
 from mailsrv.recipients import Deliver, LocalMailbox, RemoteAddress, Resolver, Unknown
+from mailsrv.store.models import SpoolMessage
 
 MSG = b"Subject: routed\r\n\r\nbody\r\n"
 
@@ -105,6 +107,10 @@ def test_forwarding_keeps_or_drops_the_copy_and_spools_the_remote_part(mail, del
     remote = [row for row in mail.spool_rows() if row[1] == "remote"]
     assert remote == [("carol@elsewhere.example", "remote", "deferred")]
     assert mail.server.spool.count() == 1
+    # The forwarded copy is a recipient of the accepted message itself, so it leaves with the
+    # original envelope sender (no SRS rewriting).
+    with mail.server.store.session() as s:
+        assert s.execute(select(SpoolMessage.sender)).scalars().all() == ["ext@example.org"]
 
 
 def test_resolution_types(mail):

@@ -204,6 +204,6 @@ def test_starttls_with_a_configured_certificate(mail, tmp_path):
             smtp.starttls(context=mail.client_tls())
             assert smtp.ehlo()[0] == 250
     finally:
-        listener.close()
+        mail.close_listener(listener)
     with pytest.raises(ConfigError, match="'tls.cert_file' and 'tls.key_file' must be given together"):
         server_context(parse_config(f'[tls]\ncert_file = "{pem}"\n'))

@@ -203,6 +203,9 @@ class SpoolMessage(Base):
     auth_user: Mapped[str] = mapped_column(String(320), default="")  # "" when not authenticated
     # The Received: header written at acceptance; every delivery target prepends it.
     trace_header: Mapped[str] = mapped_column(Text)
+    # pyspf's result for the sender at acceptance ("pass", "fail", …); "" when not checked (null
+    # sender, authenticated client, or no policy asked for SPF then). See mailsrv.spf_check.
+    spf_result: Mapped[str] = mapped_column(String(16), default="", server_default="")
 
     recipients: Mapped[list["SpoolRecipient"]] = relationship(cascade="all, delete-orphan",
                                                               passive_deletes=True)
@@ -231,3 +234,12 @@ class SpoolRecipient(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     claimed_until: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+class AutoReplySent(Base):
+    """When a user's auto-responder last answered a sender (mailsrv.autoreply): at most one reply
+    per sender per window. Written in the transaction that records the delivery it answers."""
+    __tablename__ = "autoreply_sent"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    sender: Mapped[str] = mapped_column(String(320), primary_key=True)  # the envelope sender, lower-case
+    sent_at: Mapped[dt.datetime] = mapped_column()

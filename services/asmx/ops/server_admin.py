@@ -47,3 +47,8 @@ def RemoveIPRestrictionFromSystemAdmin(call: Call, authUsername: str | None, aut
                                        adminUsername: str | None, ipAddressOrRange: str | None) -> None:
     actor = call.server.login(authUsername, authPassword, call.client_ip)
     call.server.admins.remove_ip_restriction(actor, adminUsername, ipAddressOrRange)
+
+
+def GetSpoolMessageCount(call: Call, AuthUserName: str | None, AuthPassword: str | None) -> dict[str, int]:
+    actor = call.server.login(AuthUserName, AuthPassword, call.client_ip)
+    return {"messageCount": call.server.spool.message_count(actor)}

@@ -1,0 +1,120 @@
+"""What the mail benchmarks share: a provisioned data directory, `mailsrv serve` as a child process
+with its SMTP and web listeners on free loopback ports, the spool count over SOAP, and the Maildir.
+
+Listeners are configured on port 0 and their bound addresses read from the server's log lines, so
+no other process can take a port between choosing and binding it.
+"""
+from __future__ import annotations
+
+import http.client
+import re
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the engine, for provisioning straight into the store
+MAILSRV = ROOT / ".venv" / "bin" / "mailsrv"
+ADMIN = ("bench", "Measure-pass-123")
+DOMAIN = "bench.example"
+USER = "inbox"
+USER_PASSWORD = "Mailbox-key-123"
+_LISTENER = re.compile(r"(web listener \(SOAP/HTTP\) on http://|SMTP listener on )([\d.]+):(\d+)")
+
+
+def provision(data_dir: Path, database_url: str = "") -> Path:
+    """A config file, and through the engine: the admin login, DOMAIN and USER (with its Maildir)."""
+    from mailsrv.config import parse_config
+    from mailsrv.server import MailServer
+
+    config_path = data_dir / "mailsrv.toml"
+    config_path.write_text(f'data_dir = "{data_dir}"\ndatabase_url = "{database_url}"\n'
+                           '[listen]\nweb = "127.0.0.1:0"\nsmtp = "127.0.0.1:0"\nsubmission = ""\n'
+                           '[smtp]\nhostname = "mx.bench.example"\n')
+    server = MailServer(parse_config(config_path.read_text()))
+    try:
+        server.admins.reset_primary(*ADMIN)
+        actor = server.login(*ADMIN, "127.0.0.1")
+        server.domains.add(actor, DOMAIN, "", "postmaster", "Domain-pass-123", "", "", {})
+        server.users.add(actor, USER, USER_PASSWORD, DOMAIN, "", "", False)
+    finally:
+        server.close()
+    return config_path
+
+
+def maildir(data_dir: Path) -> Path:
+    """The Maildir of USER: DOMAIN was added without a path, so it lives in the default place."""
+    from mailsrv.disk import Disk
+    return Disk.maildir(Disk(data_dir).domain_path(DOMAIN, ""), USER)
+
+
+def maildir_files(root: Path) -> list[Path]:
+    return [entry for part in ("new", "cur") if (root / part).is_dir() for entry in (root / part).iterdir()]
+
+
+@dataclass
+class Mailsrv:
+    """`mailsrv serve` as a child process; its listeners' ports once it has logged them."""
+    config: Path
+    process: subprocess.Popen[bytes] = field(init=False)
+    smtp_port: int = 0
+    web_port: int = 0
+
+    def start(self, timeout: float = 60) -> None:
+        self.smtp_port = self.web_port = 0
+        self.process = subprocess.Popen([str(MAILSRV), "serve", "--config", str(self.config)],
+                                        stderr=subprocess.PIPE)
+        ready = threading.Event()
+        threading.Thread(target=self._read_log, args=(ready,), daemon=True).start()
+        if not ready.wait(timeout):
+            self.process.kill()
+            raise RuntimeError("mailsrv serve did not report its listeners")
+
+    def _read_log(self, ready: threading.Event) -> None:
+        # Keeps draining stderr for the process's whole life: a full pipe would block the server.
+        assert self.process.stderr is not None
+        for raw in self.process.stderr:
+            line = raw.decode(errors="replace")
+            if match := _LISTENER.search(line):
+                if match.group(1).startswith("web"):
+                    self.web_port = int(match.group(3))
+                else:
+                    self.smtp_port = int(match.group(3))
+                if self.web_port and self.smtp_port:
+                    ready.set()
+            elif " ERROR " in line:
+                sys.stderr.write(line)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+    def spool_count(self) -> int:
+        """GetSpoolMessageCount over the HTTP GET binding."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.web_port, timeout=30)
+        try:
+            conn.request("GET", f"/Services/svcServerAdmin.asmx/GetSpoolMessageCount"
+                                f"?AuthUserName={ADMIN[0]}&AuthPassword={ADMIN[1]}")
+            body = conn.getresponse().read().decode()
+        finally:
+            conn.close()
+        match = re.search(r"<messageCount>(\d+)</messageCount>", body)
+        if match is None:
+            raise RuntimeError(f"GetSpoolMessageCount failed: {body[:300]}")
+        return int(match.group(1))
+
+    def wait_until_spool_empty(self, timeout: float = 600) -> float:
+        """Seconds waited until the spool held nothing."""
+        start = time.monotonic()
+        while self.spool_count():
+            if time.monotonic() - start > timeout:
+                raise RuntimeError("the spool did not empty in time")
+            time.sleep(0.2)
+        return time.monotonic() - start

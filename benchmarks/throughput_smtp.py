@@ -1,0 +1,149 @@
+"""Inbound SMTP throughput into one local mailbox, next to Postfix on the same machine.
+
+    .venv/bin/python benchmarks/throughput_smtp.py [--messages 2000] [--sessions 16] [--size 4096]
+                                                   [--no-postfix] [--database-url URL]
+
+Load: Postfix's `smtp-source` (Debian package postfix) sends --messages messages of --size bytes
+over --sessions concurrent sessions to one mailbox. Printed per server:
+  accepted msg/s    messages / smtp-source's elapsed time (every DATA answered 250);
+  end-to-end msg/s  messages / time until all of them are files in the Maildir.
+Postfix runs from a throwaway configuration directory under /tmp (`postfix -c DIR start`), SMTP on
+a free loopback port, virtual Maildir delivery; it never touches the machine's own configuration.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import pwd
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from mail_bench import DOMAIN, USER, Mailsrv, maildir, maildir_files, provision
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def load(port: int, args: argparse.Namespace, count: Callable[[], int]) -> tuple[float, float]:
+    """(accepted msg/s, end-to-end msg/s) of one smtp-source run against 127.0.0.1:port."""
+    start = time.monotonic()
+    subprocess.run(["smtp-source", "-c", "-l", str(args.size), "-m", str(args.messages), "-s", str(args.sessions),
+                    "-f", "sender@client.example", "-t", f"{USER}@{DOMAIN}", "-M", "client.example",
+                    f"127.0.0.1:{port}"], check=True, stdout=subprocess.DEVNULL)
+    accepted = time.monotonic() - start
+    while count() < args.messages:
+        if time.monotonic() - start > 600:
+            raise RuntimeError(f"only {count()} of {args.messages} messages arrived")
+        time.sleep(0.05)
+    return args.messages / accepted, args.messages / (time.monotonic() - start)
+
+
+def run_mailsrv(args: argparse.Namespace, tmp: Path) -> tuple[float, float]:
+    data_dir = tmp / "mailsrv"
+    data_dir.mkdir()
+    server = Mailsrv(provision(data_dir, args.database_url))
+    server.start()
+    try:
+        print(f"mailsrv pid {server.process.pid}", flush=True)  # for attaching a profiler
+        return load(server.smtp_port, args, lambda: len(maildir_files(maildir(data_dir))))
+    finally:
+        server.stop()
+
+
+def postfix_config(directory: Path, port: int, mail_root: Path) -> None:
+    """A self-contained Postfix instance: its own queue, loopback SMTP, virtual Maildir delivery."""
+    user = pwd.getpwnam("postfix")
+    directory.mkdir()
+    (directory / "queue").mkdir()
+    (directory / "data").mkdir()
+    mail_root.mkdir()
+    shutil.chown(mail_root, user.pw_uid, user.pw_gid)
+    (directory / "main.cf").write_text(f"""\
+compatibility_level = 3.6
+queue_directory = {directory}/queue
+data_directory = {directory}/data
+command_directory = /usr/sbin
+daemon_directory = /usr/lib/postfix/sbin
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = postfix.bench.local
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_banner = $myhostname ESMTP
+virtual_mailbox_domains = {DOMAIN}
+virtual_mailbox_base = {mail_root}
+virtual_mailbox_maps = static:{USER}/Maildir/
+virtual_uid_maps = static:{user.pw_uid}
+virtual_gid_maps = static:{user.pw_gid}
+virtual_destination_concurrency_limit = 20
+maillog_file = {directory}/maillog
+""")
+    master = Path("/etc/postfix/master.cf").read_text()
+    # No chroot (it would need a copy of /etc inside our queue directory), and the SMTP listener
+    # on our loopback port instead of 25.
+    master = re.sub(r"^(\S+\s+\S+\s+\S+\s+\S+\s+)y(\s)", r"\1n\2", master, flags=re.MULTILINE)
+    master = re.sub(r"^smtp(\s+inet\s)", f"127.0.0.1:{port}\\1", master, count=1, flags=re.MULTILINE)
+    (directory / "master.cf").write_text(master)
+
+
+def run_postfix(args: argparse.Namespace, tmp: Path) -> tuple[float, float]:
+    directory, mail_root, port = tmp / "postfix", tmp / "postfix-mail", free_port()
+    postfix_config(directory, port, mail_root)
+    postfix = ["postfix", "-c", str(directory)]
+    subprocess.run([*postfix, "set-permissions"], check=True, capture_output=True)
+    subprocess.run([*postfix, "start"], check=True, capture_output=True)
+    try:
+        box = mail_root / USER / "Maildir"
+        for _ in range(100):  # the master starts its smtpd listener asynchronously
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        return load(port, args, lambda: len(maildir_files(box)))
+    finally:
+        subprocess.run([*postfix, "stop"], capture_output=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--sessions", type=int, default=16)
+    parser.add_argument("--size", type=int, default=4096)
+    parser.add_argument("--no-postfix", action="store_true")
+    parser.add_argument("--database-url", default="")
+    args = parser.parse_args()
+    if shutil.which("smtp-source") is None:
+        print("smtp-source not found: apt-get install -y postfix", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="mailsrv-throughput-") as name:
+        tmp = Path(name).resolve()
+        os.chmod(tmp, 0o755)  # Postfix's unprivileged processes walk into it
+        mailsrv = run_mailsrv(args, tmp)
+        print(f"mailsrv: accepted {mailsrv[0]:.0f} msg/s, end-to-end {mailsrv[1]:.0f} msg/s "
+              f"({args.messages} x {args.size} B, {args.sessions} sessions)")
+        if args.no_postfix:
+            return 0
+        try:
+            postfix = run_postfix(args, tmp)
+        except (subprocess.CalledProcessError, RuntimeError, KeyError) as exc:
+            print(f"postfix: not measured ({exc})")
+            return 0
+        print(f"postfix: accepted {postfix[0]:.0f} msg/s, end-to-end {postfix[1]:.0f} msg/s")
+        print(f"mailsrv / postfix: accepted {mailsrv[0] / postfix[0]:.2f}, end-to-end {mailsrv[1] / postfix[1]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

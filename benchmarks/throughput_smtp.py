@@ -64,10 +64,10 @@ def postfix_config(directory: Path, port: int, mail_root: Path) -> None:
     """A self-contained Postfix instance: its own queue, loopback SMTP, virtual Maildir delivery."""
     user = pwd.getpwnam("postfix")
     directory.mkdir()
-    (directory / "queue").mkdir()
-    (directory / "data").mkdir()
-    mail_root.mkdir()
-    shutil.chown(mail_root, user.pw_uid, user.pw_gid)
+    (directory / "queue").mkdir()  # `postfix start` creates what goes inside
+    for owned_by_postfix in (directory / "data", mail_root):
+        owned_by_postfix.mkdir()
+        shutil.chown(owned_by_postfix, user.pw_uid, user.pw_gid)
     (directory / "main.cf").write_text(f"""\
 compatibility_level = 3.6
 queue_directory = {directory}/queue
@@ -88,7 +88,8 @@ virtual_mailbox_maps = static:{USER}/Maildir/
 virtual_uid_maps = static:{user.pw_uid}
 virtual_gid_maps = static:{user.pw_gid}
 virtual_destination_concurrency_limit = 20
-maillog_file = {directory}/maillog
+# start-fg logs here (no syslog needed); the Popen sends it to a file
+maillog_file = /dev/stdout
 """)
     master = Path("/etc/postfix/master.cf").read_text()
     # No chroot (it would need a copy of /etc inside our queue directory), and the SMTP listener
@@ -102,8 +103,11 @@ def run_postfix(args: argparse.Namespace, tmp: Path) -> tuple[float, float]:
     directory, mail_root, port = tmp / "postfix", tmp / "postfix-mail", free_port()
     postfix_config(directory, port, mail_root)
     postfix = ["postfix", "-c", str(directory)]
-    subprocess.run([*postfix, "set-permissions"], check=True, capture_output=True)
-    subprocess.run([*postfix, "start"], check=True, capture_output=True)
+    # `start-fg` rather than `start`: the daemonised start fails silently without syslog, and
+    # `set-permissions` expects the package's own directories. Warnings about the queue
+    # directories' owner (ours, not root) are harmless.
+    with open(directory / "maillog", "wb") as maillog:
+        master = subprocess.Popen([*postfix, "start-fg"], stdout=maillog, stderr=subprocess.STDOUT)
     try:
         box = mail_root / USER / "Maildir"
         for _ in range(100):  # the master starts its smtpd listener asynchronously
@@ -111,9 +115,12 @@ def run_postfix(args: argparse.Namespace, tmp: Path) -> tuple[float, float]:
                 if sock.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.1)
+        if master.poll() is not None:
+            raise RuntimeError(f"postfix did not start: see {directory / 'maillog'}")
         return load(port, args, lambda: len(maildir_files(box)))
     finally:
         subprocess.run([*postfix, "stop"], capture_output=True)
+        master.wait(30)
 
 
 def main() -> int:

@@ -43,10 +43,10 @@ from sqlalchemy.orm import Session
 from mailsrv import spf_check, system_settings
 from mailsrv.clock import Clock
 from mailsrv.recipients import Deliver, Resolver
-from mailsrv.smtp_in import spool_recipients
 from mailsrv.spool import IncomingMessage, Spool, SpooledMessage
 from mailsrv.store.db import Store
 from mailsrv.store.models import AutoReplySent, User
+from mailsrv.submission import spool_recipients
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,9 @@ _DAEMON_NAMES = frozenset({"mailer-daemon", "postmaster", "listserv", "majordomo
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 
 
-def read_headers(path: Path) -> Message:
-    """The header section of a spooled message: up to the first empty line, at most _HEADER_LIMIT."""
+def header_bytes(path: Path) -> bytes:
+    """The header section of a spooled message as stored: up to the first empty line, at most
+    about _HEADER_LIMIT."""
     lines: list[bytes] = []
     size = 0
     with open(path, "rb") as message:
@@ -68,10 +69,14 @@ def read_headers(path: Path) -> Message:
                 break
             lines.append(line)
             size += len(line)
-    return BytesHeaderParser(policy=email.policy.compat32).parsebytes(b"".join(lines))
+    return b"".join(lines)
 
 
-def _token(value: object) -> str:
+def read_headers(path: Path) -> Message:
+    return BytesHeaderParser(policy=email.policy.compat32).parsebytes(header_bytes(path))
+
+
+def first_token(value: object) -> str:
     """The first word of a structured header value, e.g. "auto-replied" of "auto-replied; owner=…"."""
     return str(value or "").split(";")[0].strip().lower()
 
@@ -89,9 +94,9 @@ def refusal(sender: str, headers: Message) -> str | None:
         return "daemon or list sender"
     if headers.get("List-Id") is not None or headers.get("List-Unsubscribe") is not None:
         return "mailing list"
-    if _token(headers.get("Precedence")) in ("bulk", "junk", "list"):
+    if first_token(headers.get("Precedence")) in ("bulk", "junk", "list"):
         return "bulk mail"
-    if _token(headers.get("Auto-Submitted")) not in ("", "no"):
+    if first_token(headers.get("Auto-Submitted")) not in ("", "no"):
         return "automatic message"
     return None
 

@@ -31,6 +31,14 @@ class ListenConfig:
     # required). An empty value disables that listener.
     smtp: str = "0.0.0.0:25"
     submission: str = "0.0.0.0:587"
+    # Mailbox access: IMAP and POP3 with STARTTLS/STLS, and their implicit-TLS ports (off unless
+    # set, e.g. "0.0.0.0:993" and "0.0.0.0:995").
+    imap: str = "0.0.0.0:143"
+    imaps: str = ""
+    pop3: str = "0.0.0.0:110"
+    pop3s: str = ""
+    # IMAP/POP3 logins are refused before TLS except from loopback, unless this is set.
+    allow_plaintext_auth: bool = False
 
 
 @dataclass

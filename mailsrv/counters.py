@@ -1,7 +1,7 @@
 """Traffic counters: per domain, per user, per UTC day.
 
-An event adds to its day's row with one atomic upsert (`x = x + n`) inside the caller's
-transaction, so the count commits or rolls back with the event that caused it and two nodes adding
+Events add to their day's rows with one atomic upsert (`x = x + n`) inside the caller's
+transaction, so the count commits or rolls back with the events that caused it and two nodes adding
 to the same row never lose an increment."""
 from __future__ import annotations
 
@@ -27,11 +27,22 @@ class TrafficEvent:
     bytes_sent: int = 0
 
 
-def record(s: Session, event: TrafficEvent) -> None:
+def record(s: Session, *events: TrafficEvent) -> None:
+    """Add the events to their rows: summed per (domain, user, day), in one statement.
+
+    The rows go in key order so that two transactions adding to the same rows (two nodes finishing
+    batches at once) lock them in the same order: one waits for the other instead of deadlocking."""
+    totals: dict[tuple[int, int, dt.date], dict[str, int]] = {}
+    for event in events:
+        row = totals.setdefault((event.domain_id, event.user_id, event.day), dict.fromkeys(_COLUMNS, 0))
+        for name in _COLUMNS:
+            row[name] += getattr(event, name)
+    if not totals:
+        return
     dialect = s.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    values = {name: getattr(event, name) for name in _COLUMNS}
-    statement = insert(TrafficDaily).values(domain_id=event.domain_id, user_id=event.user_id, day=event.day, **values)
+    statement = insert(TrafficDaily).values([{"domain_id": domain_id, "user_id": user_id, "day": day, **values}
+                                             for (domain_id, user_id, day), values in sorted(totals.items())])
     statement = statement.on_conflict_do_update(
         index_elements=[TrafficDaily.domain_id, TrafficDaily.user_id, TrafficDaily.day],
         set_={name: getattr(TrafficDaily, name) + getattr(statement.excluded, name) for name in _COLUMNS})

@@ -84,7 +84,7 @@ class LocalDelivery:
 
     def _deliver(self, job: Job) -> list[Outcome]:
         ids = {r.user_id for r in job.recipients}
-        with self.store.session() as s:
+        with self.store.reading() as s:
             owners = {row.id: row for row in s.execute(
                 select(User.id, User.name, User.autoresponder_enabled, Domain.id.label("domain_id"), Domain.path)
                 .join(Domain, Domain.id == User.domain_id).where(User.id.in_(ids)))}

@@ -96,7 +96,7 @@ class Resolver:
         self.allow_catchalls = allow_catchalls
 
     def resolve(self, address: str) -> Resolution:
-        with self.store.session() as s:
+        with self.store.reading() as s:
             result = self._address(s, address, 0, {address.lower()})
         if isinstance(result, Deliver) and not result.routes:
             return Unknown(address)
@@ -104,7 +104,7 @@ class Resolver:
 
     def domain(self, name: str) -> DomainInfo | None:
         """The local domain answering for `name` (its own name or a domain alias), if any."""
-        with self.store.session() as s:
+        with self.store.reading() as s:
             row = self._lookup(s, "", name)
             return row[0] if row else None
 

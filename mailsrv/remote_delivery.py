@@ -28,7 +28,6 @@ import logging
 import random
 import re
 import smtplib
-import socket
 import ssl
 from collections import defaultdict
 from collections.abc import Sequence
@@ -81,14 +80,19 @@ def mx_hosts(resolver: dns.resolver.Resolver, domain: str) -> list[str]:
 
 
 def host_addresses(resolver: dns.resolver.Resolver, host: str) -> list[str]:
+    """A then AAAA addresses of `host`; [] when it has none; RouteError (temporary) when none
+    were found and a lookup failed, so a DNS outage is never mistaken for "no such host"."""
     found: list[str] = []
+    failed = ""
     for rdtype in ("A", "AAAA"):
         try:
             found += [r.to_text() for r in resolver.resolve(host, rdtype, search=False)]
         except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
             continue
         except dns.exception.DNSException as exc:
-            log.warning("address lookup of %s (%s) failed: %s", host, rdtype, exc)
+            failed = f"the {rdtype} lookup of {host} failed: {exc}"
+    if not found and failed:
+        raise RouteError("4.4.3", failed)
     return found
 
 
@@ -109,7 +113,8 @@ def _classify(code: int, message: bytes | str, host: str) -> Delivered | Deferre
         return Delivered()
     reply = _reply_text(code, message)
     found = _STATUS.match(reply[4:])
-    status = found.group(0) if found else ("5.0.0" if 500 <= code < 600 else "4.0.0")
+    # The reply code decides; an enhanced code of another class (a "450 5.1.1") keeps its detail only.
+    status = str(code)[0] + found.group(0)[1:] if found else ("5.0.0" if 500 <= code < 600 else "4.0.0")
     kind = Failed if 500 <= code < 600 else Deferred
     return kind(f"{status} {host} said: {reply}", host, reply)
 
@@ -140,7 +145,11 @@ class Dialer:
         hosts = mx_hosts(self.resolver, domain)
         problems: list[str] = []
         for host in hosts:
-            addresses = host_addresses(self.resolver, host)
+            try:
+                addresses = host_addresses(self.resolver, host)
+            except RouteError as exc:
+                problems.append(f"{host}: {exc}")
+                continue
             if not addresses:
                 problems.append(f"{host}: no address")
             for address in addresses:
@@ -160,16 +169,19 @@ class Dialer:
 
     def _session(self, host: str, address: str, tls: bool) -> Connection:
         smtp = smtplib.SMTP(local_hostname=self.helo, timeout=TIMEOUT_SECONDS)
+        # We dial an address we looked up ourselves; STARTTLS names the MX host (SNI) from this
+        # attribute, which smtplib otherwise only sets from a host given to its constructor.
+        smtp._host = host
         try:
             code, greeting = smtp.connect(address, self.port)
             if code != 220:
                 raise smtplib.SMTPConnectError(code, greeting)
             smtp.ehlo_or_helo_if_needed()
             if tls and smtp.has_extn("starttls"):
-                code, reply = smtp.starttls(context=self.tls_context)
-                if code == 220:
+                try:
+                    smtp.starttls(context=self.tls_context)
                     smtp.ehlo()  # RFC 3207: forget what was said before TLS, ask again
-                else:
+                except smtplib.SMTPResponseException:  # e.g. 454: the session goes on in plaintext
                     tls = False
             else:
                 tls = False
@@ -193,22 +205,22 @@ def _mail_options(smtp: smtplib.SMTP, sender: str, recipients: Sequence[ClaimedR
     return options
 
 
-def transact(conn: Connection, sender: str, recipients: Sequence[ClaimedRecipient], content: bytes) -> list[Outcome]:
-    """One MAIL/RCPT…/DATA transaction; one outcome per recipient. Raises on a broken connection."""
+def transact(conn: Connection, sender: str, recipients: Sequence[ClaimedRecipient],
+             content: bytes) -> tuple[list[Outcome], bool]:
+    """One MAIL/RCPT…/DATA transaction: one outcome per recipient, and whether the connection may
+    carry another. Raises on a connection that broke before the outcomes were known."""
     smtp = conn.smtp
     code, reply = smtp.mail(sender, _mail_options(smtp, sender, recipients, content))
     refused = _classify(code, reply, conn.host)
     if not isinstance(refused, Delivered):
-        smtp.rset()
-        return [refused] * len(recipients)
+        return [refused] * len(recipients), _reset(smtp)
     outcomes: list[Outcome] = []
     for recipient in recipients:
         code, reply = smtp.rcpt(recipient.address)
         outcomes.append(_classify(code, reply, conn.host))
     accepted = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, Delivered)]
     if not accepted:
-        smtp.rset()
-        return outcomes
+        return outcomes, _reset(smtp)
     try:
         code, reply = smtp.data(content)
     except smtplib.SMTPDataError as exc:  # DATA itself refused (not 354)
@@ -216,7 +228,15 @@ def transact(conn: Connection, sender: str, recipients: Sequence[ClaimedRecipien
     result = _classify(code, reply, conn.host)
     for i in accepted:
         outcomes[i] = result
-    return outcomes
+    return outcomes, isinstance(result, Delivered) or _reset(smtp)
+
+
+def _reset(smtp: smtplib.SMTP) -> bool:
+    """RSET after a refusal; False when the peer is gone (the outcomes stand all the same)."""
+    try:
+        return smtp.rset()[0] == 250
+    except (OSError, smtplib.SMTPException):
+        return False
 
 
 class RemoteDelivery:
@@ -237,7 +257,7 @@ class RemoteDelivery:
         results = await asyncio.gather(*(
             self._deliver_domain(domain, job.message.sender, [job.recipients[i] for i in indexes], content)
             for domain, indexes in by_domain.items()))
-        for indexes, domain_outcomes in zip(by_domain.values(), results):
+        for indexes, domain_outcomes in zip(by_domain.values(), results, strict=True):
             for i, outcome in zip(indexes, domain_outcomes, strict=True):
                 outcomes[i] = outcome
         return outcomes
@@ -256,24 +276,27 @@ class RemoteDelivery:
     def _send(self, domain: str, conn: Connection | None, sender: str, recipients: list[ClaimedRecipient],
               content: bytes) -> tuple[list[Outcome], Connection | None]:
         """The outcomes, and the connection if it may be used again (blocking)."""
-        if conn is not None:
+        reused = conn is not None
+        if conn is None:
             try:
-                return transact(conn, sender, recipients, content), conn
-            except (OSError, smtplib.SMTPException):
-                conn.smtp.close()  # the peer closed an idle connection: dial afresh below
+                conn = self.dialer.open(domain)
+            except RouteError as exc:
+                return [exc.outcome()] * len(recipients), None
         try:
-            conn = self.dialer.open(domain)
-        except RouteError as exc:
-            return [exc.outcome()] * len(recipients), None
-        try:
-            return transact(conn, sender, recipients, content), conn
+            outcomes, reusable = transact(conn, sender, recipients, content)
         except RouteError as exc:
             conn.close()
             return [exc.outcome()] * len(recipients), None
         except (OSError, smtplib.SMTPException) as exc:
             conn.smtp.close()
+            if reused:  # the peer closed a connection kept from an earlier message: dial afresh
+                return self._send(domain, None, sender, recipients, content)
             error = f"4.4.2 the connection to {conn.host} broke: {exc or type(exc).__name__}"
             return [Deferred(error, conn.host)] * len(recipients), None
+        if reusable:
+            return outcomes, conn
+        conn.close()
+        return outcomes, None
 
     async def end_run(self) -> None:
         idle = [conn for conns in self._idle.values() for conn in conns]
@@ -295,4 +318,4 @@ def make_remote_delivery(resolver: dns.resolver.Resolver, hostname: str, port: i
 
 
 __all__ = ["Connection", "Dialer", "RemoteDelivery", "RouteError", "host_addresses", "make_remote_delivery",
-           "mx_hosts", "transact", "socket"]
+           "mx_hosts", "transact"]

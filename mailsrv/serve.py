@@ -11,17 +11,21 @@ import contextlib
 import functools
 import ipaddress
 import logging
+import os
 import signal
 import socket
-from collections.abc import Callable, Coroutine, Iterator
+import tempfile
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
 
 from mailsrv.config import Config, ConfigError
+from mailsrv.imap.listener import mailbox_subsystem, remove_all_stale_locks, start_imap_listener
+from mailsrv.pop3 import start_pop3_listener
 from mailsrv.server import MailServer
-from mailsrv.smtp_in import serve_smtp
+from mailsrv.smtp_in import start_listener
 from mailsrv.tls import server_context
 from services.app import create_app
 
@@ -107,6 +111,16 @@ async def serve_web(app: ASGIApp, sock: socket.socket, stop: asyncio.Event) -> N
     await serving
 
 
+async def serve_tcp(name: str, start: Callable[[], Awaitable[asyncio.Server]], stop: asyncio.Event) -> None:
+    """One mail protocol listener (SMTP, IMAP, POP3 …): serve until `stop` is set."""
+    listener = await start()
+    log.info("%s listener on %s", name, format_address(listener.sockets[0].getsockname()))
+    try:
+        await stop.wait()
+    finally:
+        listener.close()
+
+
 async def _serve_all(listeners: list[Listener]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -122,23 +136,43 @@ async def _serve_all(listeners: list[Listener]) -> None:
             loop.remove_signal_handler(sig)
 
 
+# [listen] key -> (name in the log, listener, implicit TLS)
+_MAILBOX_LISTENERS = {"imap": ("IMAP", start_imap_listener, False), "imaps": ("IMAPS", start_imap_listener, True),
+                      "pop3": ("POP3", start_pop3_listener, False), "pop3s": ("POP3S", start_pop3_listener, True)}
+
+
 def run(config: Config) -> None:
     """Serve until SIGTERM/SIGINT, then stop every listener and close the store."""
     # Bind before opening the store: a taken port or a bad address fails without touching data.
     web_socket = bind(config.listen.web, "listen.web")
     smtp_sockets: dict[bool, socket.socket] = {}  # by "is submission"
+    mailbox_sockets: dict[str, socket.socket] = {}  # by [listen] key
     try:
         for submission, value, key in ((False, config.listen.smtp, "listen.smtp"),
                                        (True, config.listen.submission, "listen.submission")):
             if value:  # an empty address disables that listener
                 smtp_sockets[submission] = bind(value, key)
+        for name in _MAILBOX_LISTENERS:
+            if getattr(config.listen, name):
+                mailbox_sockets[name] = bind(getattr(config.listen, name), f"listen.{name}")
         server = MailServer(config)
         try:
             listeners: list[Listener] = [functools.partial(serve_web, create_app(server), web_socket)]
-            if smtp_sockets:
+            if smtp_sockets or mailbox_sockets:
                 tls_context = server_context(config)
-                listeners += [functools.partial(serve_smtp, server, tls_context, submission, sock)
-                              for submission, sock in smtp_sockets.items()]
+                listeners += [functools.partial(serve_tcp, "submission" if submission else "SMTP", functools.partial(
+                    start_listener, server, sock, submission, tls_context)) for submission, sock in smtp_sockets.items()]
+            if mailbox_sockets:
+                # pymap writes dovecot-uidlist as a temporary file renamed into the Maildir: the
+                # temporary directory must be on the mail filesystem, or the rename fails (EXDEV).
+                tempfile.tempdir = str(config.data_dir / "tmp")
+                os.makedirs(tempfile.tempdir, 0o700, exist_ok=True)
+                remove_all_stale_locks(server)
+                subsystem = mailbox_subsystem()
+                for name, sock in mailbox_sockets.items():
+                    log_name, start, implicit_tls = _MAILBOX_LISTENERS[name]
+                    listeners.append(functools.partial(serve_tcp, log_name, functools.partial(
+                        start, server, sock, tls_context, implicit_tls, subsystem)))
             # The queue manager delivers from the spool (also what other nodes accepted).
             listeners.append(server.delivery.run)
             asyncio.run(_serve_all(listeners))
@@ -146,6 +180,6 @@ def run(config: Config) -> None:
             server.close()
     finally:
         web_socket.close()
-        for sock in smtp_sockets.values():
+        for sock in (*smtp_sockets.values(), *mailbox_sockets.values()):
             sock.close()
     log.info("stopped")

@@ -8,6 +8,7 @@ from mailsrv.aliases import Aliases, DomainAliases
 from mailsrv.archive_rules import ArchiveRules
 from mailsrv.auth import Actor, Authenticator
 from mailsrv.autoreply import AutoResponder
+from mailsrv.bounces import Bouncer
 from mailsrv.clock import Clock, SystemClock
 from mailsrv.config import Config
 from mailsrv.delivery import QueueManager
@@ -16,14 +17,18 @@ from mailsrv.dkim_keys import DkimKeys
 from mailsrv.domains import Domains
 from mailsrv.forwarding_blocks import ForwardingBlocks
 from mailsrv.local_delivery import LocalDelivery
+from mailsrv.mx_check import make_resolver
 from mailsrv.policy import Policy
 from mailsrv.product import Product
 from mailsrv.recipients import Resolver
-from mailsrv.spool import LOCAL, Spool
+from mailsrv.remote_delivery import make_remote_delivery
+from mailsrv.spool import LOCAL, REMOTE, Spool
 from mailsrv.stats import Stats
 from mailsrv.store.db import Store
 from mailsrv.system_settings import SystemSettings
 from mailsrv.users import Users
+from mailsrv.web_sessions import WebSessions
+from mailsrv.webmail import Webmail
 
 
 class MailServer:
@@ -53,8 +58,17 @@ class MailServer:
         self.spool = Spool(self.store, config.data_dir, self.clock)
         self.autoresponder = AutoResponder(self.store, self.resolver, self.spool, self.clock, config.smtp.hostname,
                                            dt.timedelta(days=config.autoreply.window_days))
-        self.delivery = QueueManager(self.spool, {LOCAL: LocalDelivery(self.store, self.disk, self.autoresponder)},
-                                     SystemSettings(self.store))
+        # DNS for SPF at acceptance and MX lookups when delivering ([dns] nameservers).
+        self.dns = make_resolver(config.dns.nameservers)
+        self.system_settings = SystemSettings(self.store)
+        self.spool.notifier = Bouncer(self.resolver, self.clock, config.smtp.hostname)
+        remote = make_remote_delivery(self.dns, config.smtp.hostname, config.delivery.remote_port,
+                                      config.delivery.max_connections_per_domain)
+        self.delivery = QueueManager(self.spool, {LOCAL: LocalDelivery(self.store, self.disk, self.autoresponder),
+                                                  REMOTE: remote}, self.system_settings)
+        # The web interface: its sign-ins, and what a signed-in user does with its mailbox.
+        self.web_sessions = WebSessions(self.store, self.auth, self.clock)
+        self.webmail = Webmail(self)
 
     def login(self, login: str | None, password: str | None, client_ip: str) -> Actor:
         return self.auth.login(login, password, client_ip)

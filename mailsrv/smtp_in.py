@@ -16,6 +16,10 @@ Answers:
   server retries later), 552 5.2.2 after DATA (the real size does not fit);
 - any internal failure 451 4.3.0, and the session goes on.
 
+SPF: while a server policy (bouncing, auto-responders) is RequireSPF, the sender of an
+unauthenticated client's message (not the null sender) is checked at DATA with mailsrv.spf_check
+on the `[dns]` resolver, and the result is kept with the spooled message for those policies.
+
 AUTH checks the password with the one Authenticator every protocol shares (one brute-force
 counter), in a worker thread so the event loop never waits on argon2 or the database. We
 implement PLAIN and LOGIN as handler `auth_*` methods rather than aiosmtpd's `authenticator`
@@ -37,20 +41,18 @@ from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 
+from mailsrv import spf_check
 from mailsrv.auth import Actor
 from mailsrv.errors import MailsrvError, ResultCode
-from mailsrv.local_delivery import first_over_quota
-from mailsrv.policy import Client, RecipientCheck, Reply, SenderCheck
-from mailsrv.recipients import Deliver, Disabled, DomainInfo, LocalMailbox, Unknown
-from mailsrv.spool import LOCAL, REMOTE, IncomingMessage, NewRecipient, Spool
+from mailsrv.policy import Client, Reply, SenderCheck
+from mailsrv.recipients import Deliver, DomainInfo
+from mailsrv.submission import TOO_BIG, Submission, check_recipient, submit
 
 if TYPE_CHECKING:
     from mailsrv.server import MailServer
 
 log = logging.getLogger(__name__)
 
-TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
-TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
 TEMPORARY_FAILURE = Reply(451, "4.3.0", "Temporary failure; please try again later")
 
 # Default enhanced codes (RFC 3463) for the replies aiosmtpd makes itself without one.
@@ -132,28 +134,6 @@ def _declared_size(options: Iterable[str]) -> int:
     return 0
 
 
-def _mailboxes(resolutions: Iterable[Deliver]) -> list[LocalMailbox]:
-    seen: dict[int, LocalMailbox] = {}
-    for resolution in resolutions:
-        for route in resolution.routes:
-            if isinstance(route, LocalMailbox):
-                seen.setdefault(route.user_id, route)
-    return list(seen.values())
-
-
-def spool_recipients(accepted: Iterable[tuple[str, Deliver]]) -> list[NewRecipient]:
-    """One spool recipient per distinct mailbox or remote address, however many RCPTs reach it."""
-    out: dict[tuple[str, str], NewRecipient] = {}
-    for original, resolution in accepted:
-        for route in resolution.routes:
-            if isinstance(route, LocalMailbox):
-                recipient = NewRecipient(original, route.address, LOCAL, route.user_id)
-            else:
-                recipient = NewRecipient(original, route.address, REMOTE)
-            out.setdefault((recipient.kind, recipient.address.lower()), recipient)
-    return list(out.values())
-
-
 def _printable(text: str) -> str:
     # HELO is client text going into a header: keep it to visible ASCII.
     return re.sub(r"[^!-~]", "?", text)[:255]
@@ -221,28 +201,10 @@ class Handler:
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Transaction, address: str,
                           rcpt_options: list[str]) -> str:
-        count, own = len(envelope.rcpt_tos), envelope.own_domain
-        if count >= self.config.max_recipients or (own and own.max_recipients and count >= own.max_recipients):
-            return str(TOO_MANY_RECIPIENTS)
-        result = await asyncio.to_thread(self.server.resolver.resolve, address)
-        if isinstance(result, Unknown):
-            return f"550 5.1.1 <{address}>: no such user here"
-        if isinstance(result, Disabled):
-            return f"550 5.2.1 <{address}>: {result.what} disabled"
-        refusal = self.server.policy.check_recipient(
-            RecipientCheck(self._client(session), envelope.sender, address, local=result.domain is not None))
-        if refusal:
-            return str(refusal)
-        domain = result.domain
-        if domain is not None:
-            same_domain = sum(1 for _, r in envelope.accepted if r.domain is not None and r.domain.id == domain.id)
-            if domain.max_recipients and same_domain >= domain.max_recipients:
-                return str(TOO_MANY_RECIPIENTS)
-            if domain.max_message_bytes and envelope.declared_size > domain.max_message_bytes:
-                return str(TOO_BIG)
-        full = await asyncio.to_thread(first_over_quota, _mailboxes([result]), envelope.declared_size)
-        if full is not None:
-            return f"452 4.2.2 <{address}>: mailbox full"
+        result = await check_recipient(self.server, self._client(session), envelope.sender, envelope.own_domain,
+                                       envelope.accepted, address, envelope.declared_size)
+        if isinstance(result, Reply):
+            return str(result)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         envelope.accepted.append((address, result))
@@ -258,24 +220,25 @@ class Handler:
             return str(TEMPORARY_FAILURE)
 
     async def _accept(self, session: Session, envelope: Transaction) -> str:
-        content = envelope.original_content or b""
-        limits = [d.max_message_bytes for d in [envelope.own_domain, *(r.domain for _, r in envelope.accepted)]
-                  if d is not None and d.max_message_bytes]
-        if limits and len(content) > min(limits):
-            return str(TOO_BIG)
-        full = await asyncio.to_thread(first_over_quota, _mailboxes(r for _, r in envelope.accepted), len(content))
-        if full is not None:
-            return f"552 5.2.2 <{full.address}>: mailbox full"
-        actor = _actor(session)
-        message_id, now = Spool.new_id(), self.server.clock.now()
-        await self.server.spool.enqueue(IncomingMessage(
-            id=message_id, sender=envelope.sender, content=content, received_at=now,
-            client_ip=_peer_ip(session), helo=_printable(session.host_name or ""),
-            trace_header=received_header(session, self.config.hostname, message_id, envelope.rcpt_tos, now),
-            recipients=spool_recipients(envelope.accepted),
-            auth_login=actor.login if actor else "",
-            sent_by=(actor.domain, actor.user) if actor else None))
-        return f"250 2.0.0 Ok: queued as {message_id}"
+        outcome = await submit(self.server, Submission(
+            sender=envelope.sender, content=envelope.original_content or b"", accepted=envelope.accepted,
+            own_domain=envelope.own_domain, actor=_actor(session), client_ip=_peer_ip(session),
+            helo=_printable(session.host_name or ""),
+            trace=lambda message_id, now: received_header(session, self.config.hostname, message_id,
+                                                          envelope.rcpt_tos, now),
+            spf_result=await asyncio.to_thread(self._spf, session, envelope.sender)))
+        return str(outcome) if isinstance(outcome, Reply) else f"250 2.0.0 Ok: queued as {outcome}"
+
+    def _spf(self, session: Session, sender: str) -> str:
+        """The sender's SPF result when a policy asks for it, else "" (blocking: DNS, the store).
+        Authenticated clients and the null sender are never checked: the policies do not ask."""
+        if _actor(session) or not sender or not spf_check.needed(self.server.system_settings.values()):
+            return ""
+        try:
+            return spf_check.check(self.server.dns, _peer_ip(session), sender, session.host_name or "")
+        except Exception:  # the result only decides whether we answer: never refuse mail over it
+            log.exception("SPF check of %s failed", sender)
+            return "temperror"
 
     # AUTH mechanisms: aiosmtpd calls these with the session's SMTP object; they answer an
     # AuthResult, and handled=True when they have already replied themselves.
@@ -348,15 +311,3 @@ async def start_listener(server: MailServer, sock: socket.socket, submission: bo
                            auth_required=submission, auth_require_tls=not config.allow_plaintext_auth, loop=loop)
 
     return await loop.create_server(session, sock=sock)
-
-
-async def serve_smtp(server: MailServer, tls_context: ssl.SSLContext | None, submission: bool,
-                     sock: socket.socket, stop: asyncio.Event) -> None:
-    """A mailsrv.serve listener: serve until `stop` is set."""
-    listener = await start_listener(server, sock, submission, tls_context)
-    host, port = sock.getsockname()[:2]
-    log.info("%s listener on %s:%d", "submission" if submission else "SMTP", host, port)
-    try:
-        await stop.wait()
-    finally:
-        listener.close()

@@ -15,15 +15,25 @@ import dns.rrset
 
 
 class DnsServer:
-    """`records` maps (name, type) to a list of rdata texts, e.g. ("example.com", "MX"): ["10 mx.example.com."]."""
+    """`records` maps (name, type) to a list of rdata texts, e.g. ("example.com", "MX"): ["10 mx.example.com."].
 
-    def __init__(self, records: dict[tuple[str, str], list[str]]) -> None:
-        self.records = {(name.lower().rstrip("."), rtype.upper()): values for (name, rtype), values in records.items()}
+    A name without any record is answered with `unknown`: NXDOMAIN, or SERVFAIL to stand for a
+    DNS that cannot be reached (the SMTP harness: mail to unknown domains stays deferred)."""
+
+    def __init__(self, records: dict[tuple[str, str], list[str]], unknown: int = dns.rcode.NXDOMAIN) -> None:
+        self.records: dict[tuple[str, str], list[str]] = {}
+        self.unknown = unknown
+        self.add(records)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
+
+    def add(self, records: dict[tuple[str, str], list[str]]) -> None:
+        """More records (replacing those of the same name and type), live at once."""
+        self.records = {**self.records, **{(name.lower().rstrip("."), rtype.upper()): values
+                                           for (name, rtype), values in records.items()}}
 
     def _answer(self, wire: bytes) -> bytes:
         query = dns.message.from_wire(wire)
@@ -36,7 +46,7 @@ class DnsServer:
         if values:
             response.answer.append(dns.rrset.from_text_list(question.name, 300, dns.rdataclass.IN, rtype, values))
         elif not any(known == name for known, _ in self.records):
-            response.set_rcode(dns.rcode.NXDOMAIN)
+            response.set_rcode(self.unknown)
         return response.to_wire()
 
     def _serve(self) -> None:

@@ -1,7 +1,9 @@
 """A MailServer with its SMTP and submission listeners on free loopback ports, for the SMTP tests.
 
 The listeners run on an asyncio loop in a background thread, exactly as `mailsrv serve` runs them;
-the tests talk to them with smtplib. Delivery is driven explicitly (`deliver()` runs the queue
+the tests talk to them with smtplib. DNS is the harness's own loopback server (`dns`): tests add
+the records they need; any other name is a SERVFAIL, so remote mail stays deferred and no test
+depends on the real DNS. Delivery is driven explicitly (`deliver()` runs the queue
 manager until nothing is due), so no test waits on a timer. The clock is a ManualClock.
 """
 from __future__ import annotations
@@ -16,7 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import dns.rcode
 import pytest
+from dns_server import DnsServer
 from sqlalchemy import select
 
 from mailsrv import settings
@@ -42,7 +46,9 @@ class MailHarness:
         self.data_dir = data_dir
         self.clock = clock
         self.database_url = os.environ.get("MAILSRV_TEST_DATABASE_URL", "")
+        self.dns = DnsServer({}, unknown=dns.rcode.SERVFAIL)
         self.config_text = (f'data_dir = "{data_dir}"\ndatabase_url = "{self.database_url}"\n'
+                            f'[dns]\nnameservers = ["{self.dns.address}"]\n'
                             f'[listen]\nsmtp = ""\nsubmission = ""\n'
                             f'[smtp]\nhostname = "mx.test"\n{extra_config}')
         self.start()
@@ -161,6 +167,7 @@ def make_harness(tmp_path: Path, extra_config: str = "") -> Iterator[MailHarness
         if harness.database_url:
             harness.server.store.drop_all()
         harness.stop()
+        harness.dns.close()
 
 
 def send(smtp: smtplib.SMTP, sender: str, recipients: list[str], content: bytes,

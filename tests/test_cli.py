@@ -45,9 +45,10 @@ def env(tmp_path) -> dict[str, str]:
 
 
 def write_config(path: Path, database_url: str, web: str = "127.0.0.1:0", extra: str = "") -> Path:
-    # SMTP listeners off: these tests are about the process, and port 25 needs root.
+    # SMTP, IMAP and POP3 listeners off: these tests are about the process, and ports below 1024
+    # need root (and may be another server's).
     path.write_text(f'data_dir = "{path.parent / "data"}"\ndatabase_url = "{database_url}"\n{extra}'
-                    f'[listen]\nweb = "{web}"\nsmtp = ""\nsubmission = ""\n')
+                    f'[listen]\nweb = "{web}"\nsmtp = ""\nsubmission = ""\nimap = ""\npop3 = ""\n')
     return path
 
 

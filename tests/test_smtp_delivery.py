@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import datetime as dt
 import email.utils
 import os
@@ -10,8 +9,6 @@ import os
 from smtp_support import DOMAIN, START, send
 from smtp_support import mail  # noqa: F401  (the fixture)
 
-from mailsrv.config import parse_config
-from mailsrv.server import MailServer
 from mailsrv.spool import Delivered
 from mailsrv.stats import Traffic
 
@@ -199,25 +196,3 @@ def test_a_spool_failure_answers_451_and_the_session_goes_on(mail):
             away.rename(spool_dir)
     mail.deliver()
     assert len(mail.messages("alice@a.test")) == 1
-
-
-def test_two_nodes_on_one_database_share_the_queue_without_doing_anything_twice(mail):
-    count = 30
-    with mail.client() as smtp:
-        for n in range(count):
-            send(smtp, "ext@example.org", ["alice@a.test", "bob@a.test"], f"Subject: {n}\r\n\r\n{n}\r\n".encode())
-    # A second node: its own MailServer (and queue manager) on the same database and data directory.
-    other = MailServer(parse_config(mail.config_text), mail.clock)
-    other.delivery.batch = mail.server.delivery.batch = 4  # many small claims, interleaved
-    try:
-        with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            here = pool.submit(mail.deliver)
-            there = pool.submit(asyncio.run, other.delivery.run_until_idle())
-            jobs = here.result() + there.result()
-    finally:
-        other.close()
-    assert count <= jobs <= 2 * count  # a claim may split a message's two recipients
-    assert len(mail.messages("alice@a.test")) == count and len(mail.messages("bob@a.test")) == count
-    t = mail.server.stats.domain(mail.admin(), DOMAIN, None, None)
-    assert t.messages_received == 2 * count
-    assert mail.spool_rows() == []

@@ -15,6 +15,7 @@ from mailsrv.store.models import Base
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 # Any constant works; it only has to be the same on every node sharing the database.
 _MIGRATION_LOCK_ID = 0x6D61696C
+_READ_ONLY = "mailsrv_read_only"
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -31,7 +32,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
 def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
     # Take the write lock up front: a deferred transaction that reads and then writes fails at once
     # with "database is locked" when another writer got in between; IMMEDIATE waits its turn.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # A `reading` session never writes: under WAL it reads beside the writer instead of queueing.
+    conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READ_ONLY) else "BEGIN IMMEDIATE")
 
 
 class Store:
@@ -45,6 +47,7 @@ class Store:
         else:
             self.engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = sessionmaker(self.engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False)
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration; nodes starting together take turns."""
@@ -60,6 +63,12 @@ class Store:
     def session(self) -> Iterator[Session]:
         """A unit of work: committed when the block ends, rolled back if it raises."""
         with self._sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A unit of work that only reads (one consistent snapshot); it must not write."""
+        with self._readers() as session, session.begin():
             yield session
 
     def drop_all(self) -> None:

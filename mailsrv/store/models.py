@@ -165,6 +165,17 @@ class UserLogin(Base):
     at: Mapped[dt.datetime] = mapped_column()
 
 
+class WebSession(Base):
+    """A signed-in web interface session. The cookie holds a random token; only its SHA-256 is
+    stored, so a copy of the database lets nobody take over a session. Rows rather than memory so
+    that any node on the database serves the session and a logout ends it everywhere."""
+    __tablename__ = "web_sessions"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
 class ServerSetting(Base):
     """Server-wide key=value state (domain defaults, system settings, license), one row per key so
     that two nodes changing different keys never overwrite each other."""

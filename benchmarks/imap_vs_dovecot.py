@@ -1,0 +1,244 @@
+"""IMAP on a big INBOX: mailsrv (pymap) next to Dovecot on the same machine and the same Maildir.
+
+    .venv/bin/python benchmarks/imap_vs_dovecot.py [--messages 10000] [--fetch 100] [--rounds 3]
+                                                   [--no-dovecot]
+
+One INBOX of --messages unread messages (2-12 KB, CRLF, as local delivery writes them) is made
+once and copied, so each server serves its own identical Maildir. For each server, --rounds times,
+imaplib over loopback times:
+  login      LOGIN (plaintext: both servers allow it from loopback)
+  select     SELECT INBOX
+  flags      UID FETCH 1:* (FLAGS)          (a client's first sync of the flags)
+  fetch      --fetch × UID FETCH <uid> (BODY.PEEK[])   (opening messages one by one)
+Round 1 is cold (mailsrv writes its dovecot-uidlist, Dovecot builds its index); the other rounds
+are reported as their median. The ratio is mailsrv / Dovecot: below 1 mailsrv is faster.
+Dovecot (Debian `dovecot-imapd`) runs from its own config file under a temp dir, on a free loopback
+port, passwd-file auth; it never touches the machine's own configuration.
+"""
+from __future__ import annotations
+
+import argparse
+import imaplib
+import random
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from mail_bench import DOMAIN, MAILSRV, USER, USER_PASSWORD, maildir, provision
+
+_NOBODY = 65534
+STEPS = ("login", "select", "flags", "fetch")
+_IMAP_LISTENER = re.compile(r"IMAP listener on ([\d.]+):(\d+)")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def fill_inbox(root: Path, count: int) -> None:
+    rng = random.Random(4)
+    filler = "The quick brown fox jumps over the lazy dog, again and again.\r\n"
+    start = 1_764_000_000
+    for n in range(count):
+        body = filler * rng.randint(30, 190)
+        content = (f"Return-Path: <sender{n % 97}@example.org>\r\nDelivered-To: {USER}@{DOMAIN}\r\n"
+                   f"From: Sender {n % 97} <sender{n % 97}@example.org>\r\nTo: {USER}@{DOMAIN}\r\n"
+                   f"Subject: Message number {n}\r\nDate: Mon, 24 Nov 2025 12:00:00 +0000\r\n"
+                   f"Message-ID: <{n}.bench@example.org>\r\nMIME-Version: 1.0\r\n"
+                   f"Content-Type: text/plain; charset=us-ascii\r\n\r\n{body}")
+        (root / "new" / f"{start + n // 10}.M{(n % 10) * 1000}P{n}.bench").write_bytes(content.encode())
+
+
+def measure(port: int, login: str, fetch: int) -> dict[str, float]:
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    client = imaplib.IMAP4("127.0.0.1", port, timeout=600)
+    client.login(login, USER_PASSWORD)
+    times["login"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    typ, data = client.select("INBOX")
+    times["select"] = time.perf_counter() - t0
+    exists = int(data[0])
+    t0 = time.perf_counter()
+    typ, flags = client.uid("FETCH", "1:*", "(FLAGS)")
+    times["flags"] = time.perf_counter() - t0
+    uids = sorted(int(m[1]) for line in flags if (m := re.search(rb"UID (\d+)", line)))
+    assert typ == "OK" and len(uids) == exists, (typ, len(uids), exists)
+    picked = uids[:: max(1, len(uids) // fetch)][:fetch]
+    t0 = time.perf_counter()
+    for uid in picked:
+        typ, data = client.uid("FETCH", str(uid), "(BODY.PEEK[])")
+        assert typ == "OK" and isinstance(data[0], tuple) and b"Subject: Message number" in data[0][1]
+    times["fetch"] = time.perf_counter() - t0
+    client.logout()
+    return times
+
+
+def run_rounds(name: str, port: int, login: str, args: argparse.Namespace) -> list[dict[str, float]]:
+    rounds = []
+    for n in range(args.rounds):
+        result = measure(port, login, args.fetch)
+        rounds.append(result)
+        print(f"  {name} round {n + 1}: " + "  ".join(f"{k} {v:.3f}s" for k, v in result.items()), flush=True)
+    return rounds
+
+
+class MailsrvImap:
+    """`mailsrv serve` with only web, SMTP and IMAP listeners on free loopback ports."""
+
+    def __init__(self, data_dir: Path) -> None:
+        config = provision(data_dir)
+        config.write_text(config.read_text().replace('imap = ""', 'imap = "127.0.0.1:0"'))
+        self.config = config
+        self.port = 0
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([str(MAILSRV), "serve", "--config", str(self.config)], stderr=subprocess.PIPE)
+        ready = threading.Event()
+        threading.Thread(target=self._read_log, args=(ready,), daemon=True).start()
+        if not ready.wait(60):
+            self.process.kill()
+            raise RuntimeError("mailsrv serve did not report its IMAP listener")
+
+    def _read_log(self, ready: threading.Event) -> None:
+        assert self.process.stderr is not None
+        for raw in self.process.stderr:
+            line = raw.decode(errors="replace")
+            if match := _IMAP_LISTENER.search(line):
+                self.port = int(match[2])
+                ready.set()
+            elif " ERROR " in line or "Traceback" in line:
+                sys.stderr.write(line)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+class Dovecot:
+    def __init__(self, tmp: Path, mail: Path) -> None:
+        self.tmp = tmp
+        self.port = free_port()
+        (tmp / "run").mkdir()
+        (tmp / "passwd").write_text(f"{USER}:{{PLAIN}}{USER_PASSWORD}::::::\n")
+        self.config = tmp / "dovecot.conf"
+        self.config.write_text(f"""
+base_dir = {tmp}/run
+state_dir = {tmp}/state
+log_path = {tmp}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain
+mail_location = maildir:{mail}:INDEX={tmp}/index
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN {tmp}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid={_NOBODY} gid={_NOBODY} home={tmp}/home
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {self.port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service stats {{
+  unix_listener stats-reader {{
+    mode = 0600
+  }}
+  unix_listener stats-writer {{
+    mode = 0600
+  }}
+}}
+""")
+
+    def start(self) -> None:
+        # Dovecot refuses to serve mail as root: its copy of the mail belongs to "nobody".
+        subprocess.run(["chown", "-R", f"{_NOBODY}:{_NOBODY}", str(self.tmp)], check=True)
+        subprocess.run(["dovecot", "-c", str(self.config)], check=True)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"Dovecot did not start; see {self.tmp}/dovecot.log") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        subprocess.run(["doveadm", "-c", str(self.config), "stop"], check=False)
+
+
+def summary(rounds: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, float]]:
+    cold = rounds[0]
+    warm_rounds = rounds[1:] or rounds
+    warm = {step: statistics.median(r[step] for r in warm_rounds) for step in STEPS}
+    return cold, warm
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--fetch", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-dovecot", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="imap-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        # Dovecot's auth process runs as its own unprivileged user and must reach the passwd file.
+        tmp.chmod(0o755)
+        (tmp / "mailsrv").mkdir()
+        mailsrv = MailsrvImap(tmp / "mailsrv")
+        inbox = maildir(tmp / "mailsrv")
+        print(f"filling an INBOX with {args.messages} messages…", flush=True)
+        fill_inbox(inbox, args.messages)
+        results: dict[str, list[dict[str, float]]] = {}
+        if not args.no_dovecot:
+            dovecot_mail = tmp / "dovecot" / "Maildir"
+            shutil.copytree(inbox, dovecot_mail)
+            dovecot = Dovecot(tmp / "dovecot", dovecot_mail)
+            dovecot.start()
+            try:
+                results["dovecot"] = run_rounds("dovecot", dovecot.port, USER, args)
+            finally:
+                dovecot.stop()
+        mailsrv.start()
+        try:
+            results["mailsrv"] = run_rounds("mailsrv", mailsrv.port, f"{USER}@{DOMAIN}", args)
+        finally:
+            mailsrv.stop()
+    print(f"\n{args.messages}-message INBOX, {args.fetch} messages fetched one by one; seconds")
+    header = f"{'':22}" + "".join(f"{step:>10}" for step in (*STEPS, "total"))
+    print(header)
+    table = {name: summary(rounds) for name, rounds in results.items()}
+    for name, (cold, warm) in table.items():
+        for label, row in (("cold", cold), ("warm", warm)):
+            print(f"{name + ' ' + label:22}" + "".join(f"{row[s]:10.3f}" for s in STEPS)
+                  + f"{sum(row.values()):10.3f}")
+    if "dovecot" in table:
+        for index, label in ((0, "cold"), (1, "warm")):
+            ours, theirs = table["mailsrv"][index], table["dovecot"][index]
+            print(f"{'ratio ' + label:22}" + "".join(f"{ours[s] / theirs[s]:10.1f}" for s in STEPS)
+                  + f"{sum(ours.values()) / sum(theirs.values()):10.1f}")
+        print("ratio = mailsrv / Dovecot (goal: total within 2.0)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""Bounces: the delivery status notification (RFC 3464) to the sender of mail that failed for good.
+
+mailsrv.spool calls `Bouncer.notice` (its FailureNotifier) in the transaction that records the
+failures — a 5xx at once, a temporary failure after the last attempt of the retry schedule — so a
+DSN is spooled exactly when, and only once, a failure is recorded. It is an ordinary spool
+message from the null sender `<>` (RFC 5321 §4.5.5: a DSN that cannot be delivered is dropped,
+never bounced again) to the original envelope sender, delivered locally or remotely.
+
+No DSN is sent:
+- to the null sender (the failed message was itself a DSN or an auto-reply);
+- for a message that is a DSN (multipart/report; report-type=delivery-status) or any other
+  automatic message (`Auto-Submitted` other than `no`): answering those is how loops start;
+- when the server's bounce policy (system setting `bouncing`) is Disabled, or RequireSPF and the
+  sender neither passed SPF at acceptance nor authenticated (mailsrv.spf_check.may_answer):
+  bouncing to forged senders is backscatter;
+- to a sender address that no longer resolves (a deleted local user).
+
+Nothing is counted for the DSN as sent (it has no `sent_by`); delivered into a local mailbox it is
+counted as received there, like any message.
+"""
+from __future__ import annotations
+
+import email.utils
+import logging
+import re
+from collections.abc import Sequence
+
+from sqlalchemy.orm import Session
+
+from mailsrv import spf_check, system_settings
+from mailsrv.autoreply import first_token, header_bytes
+from mailsrv.clock import Clock
+from mailsrv.recipients import Deliver, Resolver
+from mailsrv.spool import ClaimedRecipient, Deferred, Failed, IncomingMessage, Spool, SpooledMessage
+from mailsrv.submission import spool_recipients
+
+log = logging.getLogger(__name__)
+
+_STATUS = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}\b")
+# A Content-Type field, folded lines included.
+_REPORT = re.compile(rb"^content-type:[ \t]*multipart/report[^\r\n]*(?:\r?\n[ \t][^\r\n]*)*",
+                     re.IGNORECASE | re.MULTILINE)
+_DELIVERY_STATUS = re.compile(rb"report-type\s*=\s*\"?delivery-status", re.IGNORECASE)
+
+
+def _ascii(text: str) -> str:
+    # DSN fields are US-ASCII (RFC 3464 §2.1.1); one line each.
+    return re.sub(r"[^ -~]", "?", " ".join(text.split()))
+
+
+def status_of(failure: Deferred | Failed) -> str:
+    """The RFC 3463 status of a failure: the code its error starts with, else the class default."""
+    found = _STATUS.match(failure.error)
+    return found.group(0) if found else ("4.0.0" if isinstance(failure, Deferred) else "5.0.0")
+
+
+def is_automatic(headers: bytes) -> bool:
+    """Whether a message (its header section) is a DSN or another automatic message."""
+    report = _REPORT.search(headers)
+    if report and _DELIVERY_STATUS.search(report.group(0)):
+        return True
+    auto = re.search(rb"^auto-submitted:([^\r\n]*)", headers, re.IGNORECASE | re.MULTILINE)
+    return auto is not None and first_token(auto.group(1).decode("ascii", "replace")) not in ("", "no")
+
+
+def compose(hostname: str, message: SpooledMessage, headers: bytes,
+            failures: Sequence[tuple[ClaimedRecipient, Deferred | Failed]], when_text: str, message_id: str) -> bytes:
+    """The DSN as CRLF bytes: human part, message/delivery-status, text/rfc822-headers."""
+    boundary = f"{message_id}/{hostname}"
+    human = [f"This is the mail system at {hostname}.", "",
+             "Your message could not be delivered to the following recipients:", ""]
+    for recipient, failure in failures:
+        human += [f"  <{recipient.address}>: {_ascii(failure.error)}"]
+    human += ["", "The headers of your message are attached."]
+    status = [f"Reporting-MTA: dns; {hostname}",
+              f"Arrival-Date: {email.utils.format_datetime(message.received_at)}"]
+    for recipient, failure in failures:
+        status += ["", f"Final-Recipient: rfc822; {recipient.address}"]
+        if recipient.original.lower() != recipient.address.lower():  # an alias or forwarding expanded it
+            status.append(f"Original-Recipient: rfc822; {recipient.original}")
+        status += ["Action: failed", f"Status: {status_of(failure)}"]
+        if failure.remote_mta:
+            status.append(f"Remote-MTA: dns; {failure.remote_mta}")
+        status.append(f"Diagnostic-Code: smtp; {_ascii(failure.reply or failure.error)}")
+        status.append(f"Last-Attempt-Date: {when_text}")
+    lines = [
+        "From: Mail Delivery System <MAILER-DAEMON@" + hostname + ">",
+        f"To: <{message.sender}>",
+        "Subject: Undelivered Mail Returned to Sender",
+        f"Date: {when_text}",
+        f"Message-ID: <{message_id}@{hostname}>",
+        "Auto-Submitted: auto-replied",
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"',
+        "",
+        "This is a MIME-encapsulated message.",
+        "",
+        f"--{boundary}",
+        "Content-Type: text/plain; charset=us-ascii",
+        "Content-Description: Notification",
+        "",
+        *human,
+        "",
+        f"--{boundary}",
+        "Content-Type: message/delivery-status",
+        "Content-Description: Delivery report",
+        "",
+        *status,
+        "",
+        f"--{boundary}",
+        "Content-Type: text/rfc822-headers",
+        "Content-Description: Undelivered message headers",
+        "",
+    ]
+    original = headers.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8") + original + f"\r\n--{boundary}--\r\n".encode("ascii")
+
+
+class Bouncer:
+    """mailsrv.spool.FailureNotifier: writes DSNs under the server's bounce policy."""
+
+    def __init__(self, resolver: Resolver, clock: Clock, hostname: str) -> None:
+        self.resolver = resolver
+        self.clock = clock
+        self.hostname = hostname
+
+    def notice(self, s: Session, message: SpooledMessage,
+               failures: Sequence[tuple[ClaimedRecipient, Deferred | Failed]]) -> IncomingMessage | None:
+        sender = message.sender
+        if not sender:
+            return None
+        policy = system_settings.read(s)["bouncing"]
+        if not spf_check.may_answer(policy, message.spf_result, message.authenticated):
+            log.info("no DSN to %s for %s: bounce policy %s (SPF %s)", sender, message.id, policy,
+                     message.spf_result or "not checked")
+            return None
+        # Our trace header first: the sender sees where the message got to.
+        headers = message.trace_header.encode("utf-8", "surrogateescape") + header_bytes(message.path)
+        if is_automatic(headers):
+            log.info("no DSN to %s for %s: it is an automatic message", sender, message.id)
+            return None
+        resolution = self.resolver.resolve(sender)
+        if not isinstance(resolution, Deliver):
+            log.info("no DSN for %s: its sender %s does not resolve", message.id, sender)
+            return None
+        now = self.clock.now()
+        dsn_id = Spool.new_id()
+        when = email.utils.format_datetime(now)
+        return IncomingMessage(
+            id=dsn_id, sender="", received_at=now, client_ip="", helo="",
+            content=compose(self.hostname, message, headers, failures, when, dsn_id),
+            trace_header=f"Received: by {self.hostname} (mailsrv DSN) id {dsn_id};\r\n\t{when}\r\n",
+            recipients=spool_recipients([(sender, resolution)]))

@@ -1,0 +1,138 @@
+"""Who may open a mailbox over IMAP or POP3, and the pymap session on that user's Maildir.
+
+Passwords are checked by mailsrv's Authenticator, so the brute-force counter is the one SOAP and
+SMTP share, and disabled users or domains are refused with the same answer as a wrong password.
+pymap runs this in a worker thread (its own event loop), which is why the store is used
+synchronously here.
+"""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+
+from pymap.backend.maildir import Config as MaildirConfig
+from pymap.backend.maildir import FilterSet, Session
+from pymap.context import socket_info
+from pymap.exceptions import AuthorizationFailure, InvalidAuth, NotAllowedError
+from pymap.interfaces.login import IdentityInterface, LoginInterface
+from pymap.token import AllTokens
+from pymap.user import UserMetadata
+from pysasl.creds.server import ServerCredentials
+
+from mailsrv.auth import Actor, Role
+from mailsrv.disk import Disk
+from mailsrv.domains import get_domain
+from mailsrv.errors import MailsrvError
+from mailsrv.imap.maildir import open_folders, remove_stale_locks
+from mailsrv.server import MailServer
+
+# A uidlist lock is held for milliseconds; one this old was left by a process that died (on this
+# node or another sharing the data directory).
+STALE_LOCK_SECONDS = 60.0
+
+
+class _AuthenticatorCheck:
+    """A pysasl Identity whose secret comparison is a mailsrv login; remembers who logged in."""
+
+    def __init__(self, server: MailServer, authcid: str, client_ip: str, protocol: str) -> None:
+        self.server = server
+        self.authcid = authcid
+        self.client_ip = client_ip
+        self.protocol = protocol
+        self.actor: Actor | None = None
+
+    def compare_authcid(self, authcid: str) -> bool:
+        return authcid == self.authcid
+
+    def compare_secret(self, secret: str) -> bool:
+        try:
+            actor = self.server.auth.login(self.authcid, secret, self.client_ip, self.protocol)
+        except MailsrvError:
+            return False
+        # System administrators have no mailbox.
+        if actor.role not in (Role.USER, Role.DOMAIN_ADMIN):
+            return False
+        self.actor = actor
+        return True
+
+    def get_clear_secret(self) -> None:
+        return None
+
+
+def client_ip() -> str:
+    # The address alone: the brute-force counter counts per client address, not per connection.
+    return str(socket_info.get().peername_ip or "")
+
+
+class MailboxUser(IdentityInterface):
+    """A logged-in user@domain and its Maildir."""
+
+    def __init__(self, config: MaildirConfig, disk: Disk, login: str, domain_path: Path, user: str) -> None:
+        self.config = config
+        self.disk = disk
+        self._name = login
+        self.domain_path = domain_path
+        self.user = user
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def roles(self) -> frozenset[str]:
+        return frozenset()
+
+    @property
+    def maildir(self) -> Path:
+        return Disk.maildir(self.domain_path, self.user)
+
+    @asynccontextmanager
+    async def new_session(self) -> AsyncIterator[Session]:
+        # Mailboxes made before the special folders existed get them now; a no-op otherwise.
+        self.disk.create_mailbox(self.domain_path, self.user)
+        remove_stale_locks(self.maildir, STALE_LOCK_SECONDS)
+        folders = open_folders(self.maildir)
+        yield Session(self.name, self.config, folders, FilterSet(str(self.maildir)))
+
+    async def new_token(self, *, expiration: datetime | None = None) -> str | None:
+        return None
+
+    async def get(self) -> UserMetadata:
+        raise NotAllowedError()
+
+    async def set(self, metadata: UserMetadata) -> None:
+        raise NotAllowedError()
+
+    async def delete(self) -> None:
+        raise NotAllowedError()
+
+
+class MailboxLogin(LoginInterface):
+    def __init__(self, server: MailServer, config: MaildirConfig, protocol: str) -> None:
+        self.server = server
+        self.config = config
+        self.protocol = protocol
+        self._tokens = AllTokens(config)
+
+    @property
+    def tokens(self) -> AllTokens:
+        return self._tokens
+
+    async def authenticate(self, credentials: ServerCredentials) -> MailboxUser:
+        return await self.authenticate_from(credentials, client_ip())
+
+    async def authenticate_from(self, credentials: ServerCredentials, peer_ip: str) -> MailboxUser:
+        check = _AuthenticatorCheck(self.server, credentials.authcid, peer_ip, self.protocol)
+        if not credentials.verify(check) or check.actor is None:
+            raise InvalidAuth()
+        actor = check.actor
+        with self.server.store.session() as s:
+            domain_path = Path(get_domain(s, actor.domain).path)
+        return MailboxUser(self.config, self.server.disk, actor.login, domain_path, actor.user)
+
+    async def authorize(self, authenticated: IdentityInterface, authzid: str) -> IdentityInterface:
+        if authzid and authzid.lower() != authenticated.name:
+            raise AuthorizationFailure()
+        return authenticated

@@ -1,0 +1,111 @@
+"""Taking a message in: the recipient checks and the acceptance into the spool.
+
+Shared by SMTP (RCPT and DATA answers) and the web interface's send, so a message sent from the
+browser meets the same limits, resolution and counting as one submitted over SMTP AUTH: it is
+spooled with `sent_by` set, which makes the spool count MessagesSent/BytesSent for the sender.
+Refusals are SMTP replies; the web interface shows their text.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mailsrv.auth import Actor
+from mailsrv.local_delivery import first_over_quota
+from mailsrv.policy import Client, RecipientCheck, Reply
+from mailsrv.recipients import Deliver, Disabled, DomainInfo, LocalMailbox, Unknown
+from mailsrv.spool import LOCAL, REMOTE, IncomingMessage, NewRecipient, Spool
+
+if TYPE_CHECKING:
+    from mailsrv.server import MailServer
+
+TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
+TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
+
+
+@dataclass(frozen=True)
+class Submission:
+    sender: str  # the envelope sender, "" for the null sender
+    content: bytes
+    accepted: Sequence[tuple[str, Deliver]]  # (recipient as given, its resolution), each passed check_recipient
+    own_domain: DomainInfo | None  # the authenticated sender's domain
+    actor: Actor | None  # the authenticated local user, None for unauthenticated clients
+    client_ip: str
+    helo: str
+    trace: Callable[[str, dt.datetime], str]  # our Received header for (message id, time)
+    spf_result: str = ""
+
+
+def mailboxes(resolutions: Iterable[Deliver]) -> list[LocalMailbox]:
+    seen: dict[int, LocalMailbox] = {}
+    for resolution in resolutions:
+        for route in resolution.routes:
+            if isinstance(route, LocalMailbox):
+                seen.setdefault(route.user_id, route)
+    return list(seen.values())
+
+
+def spool_recipients(accepted: Iterable[tuple[str, Deliver]]) -> list[NewRecipient]:
+    """One spool recipient per distinct mailbox or remote address, however many RCPTs reach it."""
+    out: dict[tuple[str, str], NewRecipient] = {}
+    for original, resolution in accepted:
+        for route in resolution.routes:
+            if isinstance(route, LocalMailbox):
+                recipient = NewRecipient(original, route.address, LOCAL, route.user_id)
+            else:
+                recipient = NewRecipient(original, route.address, REMOTE)
+            out.setdefault((recipient.kind, recipient.address.lower()), recipient)
+    return list(out.values())
+
+
+async def check_recipient(server: MailServer, client: Client, sender: str, own_domain: DomainInfo | None,
+                          accepted: Sequence[tuple[str, Deliver]], address: str, declared_size: int) -> Deliver | Reply:
+    """The resolution of one more recipient, or the refusal to answer for it."""
+    count = len(accepted)
+    if count >= server.config.smtp.max_recipients or (
+            own_domain and own_domain.max_recipients and count >= own_domain.max_recipients):
+        return TOO_MANY_RECIPIENTS
+    result = await asyncio.to_thread(server.resolver.resolve, address)
+    if isinstance(result, Unknown):
+        return Reply(550, "5.1.1", f"<{address}>: no such user here")
+    if isinstance(result, Disabled):
+        return Reply(550, "5.2.1", f"<{address}>: {result.what} disabled")
+    refusal = server.policy.check_recipient(RecipientCheck(client, sender, address, local=result.domain is not None))
+    if refusal:
+        return refusal
+    domain = result.domain
+    if domain is not None:
+        same_domain = sum(1 for _, r in accepted if r.domain is not None and r.domain.id == domain.id)
+        if domain.max_recipients and same_domain >= domain.max_recipients:
+            return TOO_MANY_RECIPIENTS
+        if domain.max_message_bytes and declared_size > domain.max_message_bytes:
+            return TOO_BIG
+    full = await asyncio.to_thread(first_over_quota, mailboxes([result]), declared_size)
+    if full is not None:
+        return Reply(452, "4.2.2", f"<{address}>: mailbox full")
+    return result
+
+
+async def submit(server: MailServer, message: Submission) -> str | Reply:
+    """The spool id once the message is durably spooled, or the refusal (size, quota)."""
+    content = message.content
+    limits = [d.max_message_bytes for d in [message.own_domain, *(r.domain for _, r in message.accepted)]
+              if d is not None and d.max_message_bytes]
+    if limits and len(content) > min(limits):
+        return TOO_BIG
+    full = await asyncio.to_thread(first_over_quota, mailboxes(r for _, r in message.accepted), len(content))
+    if full is not None:
+        return Reply(552, "5.2.2", f"<{full.address}>: mailbox full")
+    actor = message.actor
+    message_id, now = Spool.new_id(), server.clock.now()
+    await server.spool.enqueue(IncomingMessage(
+        id=message_id, sender=message.sender, content=content, received_at=now,
+        client_ip=message.client_ip, helo=message.helo, trace_header=message.trace(message_id, now),
+        recipients=spool_recipients(message.accepted),
+        auth_login=actor.login if actor else "",
+        sent_by=(actor.domain, actor.user) if actor else None,
+        spf_result=message.spf_result))
+    return message_id

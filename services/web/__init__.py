@@ -1,0 +1,1 @@
+"""The web interface: Login.aspx and webmail, server-rendered pages over mailsrv's engine."""

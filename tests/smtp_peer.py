@@ -1,0 +1,76 @@
+"""A remote mail server for the delivery tests: a real aiosmtpd listener on a loopback address.
+
+Remote delivery dials every MX on one port (`[delivery] remote_port`), so peers standing for
+different MX hosts share a port and differ by loopback address (127.0.0.1, 127.0.0.2, …): an
+address with nothing listening on that port is a host that is down. `remote_config` points the
+harness at the port; its DNS (`MailHarness.dns`) names the hosts.
+"""
+from __future__ import annotations
+
+import socket
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from mailsrv.tls import ensure_self_signed
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def remote_config(port: int) -> str:
+    return f"[delivery]\nremote_port = {port}\n"
+
+
+@dataclass(frozen=True)
+class Arrival:
+    sender: str
+    recipients: list[str]
+    content: bytes
+    tls: bool
+
+
+@dataclass
+class PeerHandler:
+    refuse: dict[str, str] = field(default_factory=dict)  # RCPT address -> its reply
+    arrivals: list[Arrival] = field(default_factory=list)
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.arrivals.append(Arrival(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content or b"",
+                                     session.ssl is not None))
+        return "250 2.0.0 queued"
+
+
+class Peer:
+    """An SMTP server on `address`:`port`, offering STARTTLS when given a certificate directory."""
+
+    def __init__(self, address: str, port: int, tls_dir: Path | None = None) -> None:
+        self.handler = PeerHandler()
+        tls = None
+        if tls_dir is not None:
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            pem = ensure_self_signed(tls_dir, "peer.test")
+            tls.load_cert_chain(pem, pem)
+        self.controller = Controller(self.handler, hostname=address, port=port, tls_context=tls,
+                                     require_starttls=False)
+        self.controller.start()
+
+    @property
+    def arrivals(self) -> list[Arrival]:
+        return self.handler.arrivals
+
+    def stop(self) -> None:
+        self.controller.stop()

@@ -7,7 +7,7 @@ Load: Postfix's `smtp-source` (Debian package postfix) sends --messages messages
 over --sessions concurrent sessions to one mailbox. Printed per server:
   accepted msg/s    messages / smtp-source's elapsed time (every DATA answered 250);
   end-to-end msg/s  messages / time until all of them are files in the Maildir.
-Postfix runs from a throwaway configuration directory under /tmp (`postfix -c DIR start`), SMTP on
+Postfix runs from a throwaway configuration directory under /tmp (`postfix -c DIR start-fg`), SMTP on
 a free loopback port, virtual Maildir delivery; it never touches the machine's own configuration.
 """
 from __future__ import annotations

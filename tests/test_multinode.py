@@ -50,8 +50,8 @@ def numbers_in(node: MailHarness, address: str) -> collections.Counter[int]:
     return collections.Counter(int(n) for stored in node.messages(address) for n in _NUMBER.findall(stored))
 
 
-def deliver_on_both(*harnesses: MailHarness) -> list[int]:
-    """Both queue managers until idle, at the same time, each on its own loop; jobs per node."""
+def deliver_concurrently(*harnesses: MailHarness) -> list[int]:
+    """The nodes' queue managers until idle, all at once, each on its own loop; jobs per node."""
     running = [asyncio.run_coroutine_threadsafe(h.server.delivery.run_until_idle(), h.loop) for h in harnesses]
     return [future.result(120) for future in running]
 
@@ -75,7 +75,7 @@ def test_two_nodes_accept_and_deliver_a_shared_spool_with_nothing_lost_or_double
 
     for h in (first, second):
         h.server.delivery.batch = BATCH
-    jobs = deliver_on_both(first, second)
+    jobs = deliver_concurrently(first, second)
     deliveries = sum(len(recipients_of(n)) for n in range(MESSAGES))
     # A claim may split a message's two recipients into two jobs, never more.
     assert MESSAGES <= sum(jobs) <= deliveries
@@ -99,9 +99,9 @@ def test_a_node_that_dies_holding_a_lease_is_taken_over_once_it_expires(nodes):
     assert len(dead.server.spool.claim(queue.node, 10, queue.lease)) == 1  # and never finishes
     # (A node that died after writing the Maildir: test_smtp_delivery's crash test.)
 
-    assert deliver_on_both(survivor) == [0]  # the lease still holds
+    assert deliver_concurrently(survivor) == [0]  # the lease still holds
     survivor.clock.advance(queue.lease + dt.timedelta(seconds=1))
-    assert deliver_on_both(survivor) == [1]
+    assert deliver_concurrently(survivor) == [1]
 
     for address in ("alice@a.test", "bob@a.test"):
         assert len(survivor.messages(address)) == 1

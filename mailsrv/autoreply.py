@@ -187,7 +187,7 @@ class AutoResponder:
             user = s.get(User, user_id)
             if user is None or not user.autoresponder_enabled:
                 return "auto-responder off", "", ""
-            policy = system_settings.read(s)["autoresponders"]
+            policy = system_settings.read(s.connection())["autoresponders"]
             if not spf_check.may_answer(policy, message.spf_result, message.authenticated):
                 return f"server policy {policy} (SPF {message.spf_result or 'not checked'})", "", ""
             answered = s.execute(select(AutoReplySent.sent_at).where(

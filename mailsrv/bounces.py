@@ -129,7 +129,7 @@ class Bouncer:
         sender = message.sender
         if not sender:
             return None
-        policy = system_settings.read(s)["bouncing"]
+        policy = system_settings.read(s.connection())["bouncing"]
         if not spf_check.may_answer(policy, message.spf_result, message.authenticated):
             log.info("no DSN to %s for %s: bounce policy %s (SPF %s)", sender, message.id, policy,
                      message.spf_result or "not checked")

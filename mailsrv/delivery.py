@@ -1,9 +1,11 @@
 """The queue manager: one asyncio task per node that claims due recipients and hands them to targets.
 
 A Target delivers one Job (claimed recipients of one message, all of one kind) and answers one
-Outcome per recipient. Targets are looked up by recipient kind: "local" is mailsrv.local_delivery,
-"remote" mailsrv.remote_delivery. A target that raises defers its job; the error is logged, the
-loop goes on.
+Outcome per recipient; a BatchTarget takes all of a batch's jobs of its kind at once, so it can
+share work between them (local delivery: one mailbox lookup and one directory fsync per batch).
+Targets are looked up by recipient kind: "local" is mailsrv.local_delivery, "remote"
+mailsrv.remote_delivery. A target that raises defers its job (a BatchTarget: its jobs); the error
+is logged, the loop goes on.
 
 Deferred recipients are retried on the admin's schedule (system setting `retryminutes`, read at
 each run so a change applies at once): after the n-th failed attempt the n-th entry is waited;
@@ -39,6 +41,18 @@ class Target(Protocol):
 
 
 @runtime_checkable
+class BatchTarget(Protocol):
+    async def deliver_batch(self, jobs: Sequence[Job]) -> list[Sequence[Outcome]]:
+        """One outcome list per job, in order, each as Target.deliver's. Must be safe to repeat after a crash."""
+        ...
+
+
+def deferred_after(job: Job, exc: Exception) -> list[Outcome]:
+    """The outcomes of a job whose delivery raised `exc`: every recipient tries again later."""
+    return [Deferred(f"temporary delivery error: {exc}")] * len(job.recipients)
+
+
+@runtime_checkable
 class RunAware(Protocol):
     async def end_run(self) -> None:
         """Called after each batch's outcomes are recorded: release what the batch kept open."""
@@ -46,8 +60,8 @@ class RunAware(Protocol):
 
 
 class QueueManager:
-    def __init__(self, spool: Spool, targets: Mapping[str, Target], system: SystemSettings, batch: int = 100,
-                 lease: dt.timedelta = dt.timedelta(minutes=10), poll_seconds: float = 5.0) -> None:
+    def __init__(self, spool: Spool, targets: Mapping[str, Target | BatchTarget], system: SystemSettings,
+                 batch: int = 100, lease: dt.timedelta = dt.timedelta(minutes=10), poll_seconds: float = 5.0) -> None:
         self.spool = spool
         self.targets = dict(targets)
         self.system = system
@@ -62,14 +76,18 @@ class QueueManager:
         jobs = await asyncio.to_thread(self.spool.claim, self.node, self.batch, self.lease)
         if not jobs:
             return 0
+        by_kind: dict[str, list[Job]] = {}
+        for job in jobs:
+            by_kind.setdefault(job.kind, []).append(job)
         try:
-            outcomes = await asyncio.gather(*(self._attempt(job) for job in jobs))
+            attempts = await asyncio.gather(*(self._attempt(kind, kind_jobs) for kind, kind_jobs in by_kind.items()))
         finally:
             for target in self.targets.values():
                 if isinstance(target, RunAware):
                     await target.end_run()
         schedule = await asyncio.to_thread(self.system.retry_schedule)
-        await asyncio.to_thread(self.spool.finish, self.node, list(zip(jobs, outcomes)), schedule.delay)
+        results = [pair for kind_jobs, outcomes in zip(by_kind.values(), attempts) for pair in zip(kind_jobs, outcomes)]
+        await asyncio.to_thread(self.spool.finish, self.node, results, schedule.delay)
         return len(jobs)
 
     async def run_until_idle(self) -> int:
@@ -79,15 +97,25 @@ class QueueManager:
             total += done
         return total
 
-    async def _attempt(self, job: Job) -> Sequence[Outcome]:
-        target = self.targets.get(job.kind)
+    async def _attempt(self, kind: str, jobs: list[Job]) -> list[Sequence[Outcome]]:
+        """The outcomes of a batch's jobs of one kind, in order."""
+        target = self.targets.get(kind)
         if target is None:
-            return [Deferred(f"4.3.0 no delivery target for {job.kind} recipients")] * len(job.recipients)
+            return [[Deferred(f"4.3.0 no delivery target for {kind} recipients")] * len(job.recipients) for job in jobs]
+        if isinstance(target, BatchTarget):
+            try:
+                return await target.deliver_batch(jobs)
+            except Exception as exc:
+                log.exception("delivery of %d %s jobs failed", len(jobs), kind)
+                return [deferred_after(job, exc) for job in jobs]
+        return list(await asyncio.gather(*(self._attempt_one(target, job) for job in jobs)))
+
+    async def _attempt_one(self, target: Target, job: Job) -> Sequence[Outcome]:
         try:
             return await target.deliver(job)
         except Exception as exc:
             log.exception("delivery of %s (%s) failed", job.message.id, job.kind)
-            return [Deferred(f"temporary delivery error: {exc}")] * len(job.recipients)
+            return deferred_after(job, exc)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set; woken at once by this node's spool, else every poll_seconds."""

@@ -1,6 +1,6 @@
 """Who an address is, asked at RCPT time: mailboxes, aliases, domain aliases, catch-alls, forwarding.
 
-Every call reads the store (one query per address looked at), so a domain, user or alias added
+Every call reads the store (one prepared query per address looked at), so a domain, user or alias added
 over SOAP answers for SMTP at once; there is no cache to go stale.
 
 Expansion rules:
@@ -20,8 +20,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, and_, bindparam, or_, select
 
 from mailsrv import names, settings
 from mailsrv.errors import MailsrvError
@@ -85,6 +84,18 @@ class Disabled:
 Resolution = Deliver | Unknown | Disabled
 
 
+# Built once and run on a bare connection: this runs for MAIL and every RCPT, where building the
+# statement and its cache key each time and the ORM's execution path cost more than the query.
+_LOOKUP = (
+    select(Domain.id, Domain.name, Domain.path, Domain.settings,
+           User.id, User.name, User.settings, User.forwarding_addresses, User.delete_on_forward,
+           Alias.addresses)
+    .outerjoin(DomainAlias, and_(DomainAlias.domain_id == Domain.id, DomainAlias.name == bindparam("domain")))
+    .outerjoin(User, and_(User.domain_id == Domain.id, User.name == bindparam("local")))
+    .outerjoin(Alias, and_(Alias.domain_id == Domain.id, Alias.name == bindparam("local")))
+    .where(or_(Domain.name == bindparam("domain"), DomainAlias.name == bindparam("domain"))))
+
+
 def _setting(values: dict[str, Any], key: str) -> Any:
     # Domains created before a key existed lack it; the key's default is what they mean.
     return values.get(key, settings.DOMAIN[key].default)
@@ -96,7 +107,7 @@ class Resolver:
         self.allow_catchalls = allow_catchalls
 
     def resolve(self, address: str) -> Resolution:
-        with self.store.reading() as s:
+        with self.store.read_connection() as s:
             result = self._address(s, address, 0, {address.lower()})
         if isinstance(result, Deliver) and not result.routes:
             return Unknown(address)
@@ -104,11 +115,11 @@ class Resolver:
 
     def domain(self, name: str) -> DomainInfo | None:
         """The local domain answering for `name` (its own name or a domain alias), if any."""
-        with self.store.reading() as s:
+        with self.store.read_connection() as s:
             row = self._lookup(s, "", name)
             return row[0] if row else None
 
-    def _address(self, s: Session, address: str, depth: int, seen: set[str]) -> Resolution:
+    def _address(self, s: Connection, address: str, depth: int, seen: set[str]) -> Resolution:
         local, _, domain_name = address.rpartition("@")
         row = self._lookup(s, local.lower(), domain_name) if local else None
         if row is None:
@@ -135,7 +146,7 @@ class Resolver:
                 return Deliver(result.routes, domain) if isinstance(result, Deliver) else Unknown(address)
         return Unknown(address)
 
-    def _expand(self, s: Session, targets: list[str], depth: int, seen: set[str]) -> list[Route]:
+    def _expand(self, s: Connection, targets: list[str], depth: int, seen: set[str]) -> list[Route]:
         routes: list[Route] = []
         if targets and depth >= MAX_DEPTH:
             log.warning("address expansion deeper than %d levels stopped at %s", MAX_DEPTH, targets)
@@ -152,21 +163,13 @@ class Resolver:
                 log.warning("skipping alias/forwarding target %s: %s", target, type(result).__name__.lower())
         return routes
 
-    def _lookup(self, s: Session, local: str, raw_domain: str) -> tuple[DomainInfo, Any, list[str] | None] | None:
+    def _lookup(self, s: Connection, local: str, raw_domain: str) -> tuple[DomainInfo, Any, list[str] | None] | None:
         """The domain answering for `raw_domain` with the user and the alias named `local`, in one query."""
         try:
             domain_name = names.domain_name(raw_domain)
         except MailsrvError:
             return None
-        row = s.execute(
-            select(Domain.id, Domain.name, Domain.path, Domain.settings,
-                   User.id, User.name, User.settings, User.forwarding_addresses, User.delete_on_forward,
-                   Alias.addresses)
-            .outerjoin(DomainAlias, and_(DomainAlias.domain_id == Domain.id, DomainAlias.name == domain_name))
-            .outerjoin(User, and_(User.domain_id == Domain.id, User.name == local))
-            .outerjoin(Alias, and_(Alias.domain_id == Domain.id, Alias.name == local))
-            .where(or_(Domain.name == domain_name, DomainAlias.name == domain_name))
-        ).first()
+        row = s.execute(_LOOKUP, {"domain": domain_name, "local": local}).first()
         if row is None:
             return None
         d_id, d_name, d_path, d_settings, u_id, *user, alias_targets = row

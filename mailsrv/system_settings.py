@@ -22,8 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, select
 
 from mailsrv import settings
 from mailsrv.errors import MailsrvError, ResultCode
@@ -73,11 +72,16 @@ class RetrySchedule:
         return self.delays[attempts - 1] if 1 <= attempts <= len(self.delays) else None
 
 
-def read(s: Session) -> dict[str, Any]:
-    """Every key's value inside the caller's transaction (e.g. the one recording a failure)."""
+# Built once and run on a bare connection: it is read at every DATA, where building it and the
+# ORM execution path cost more than the query.
+_READ = select(ServerSetting.key, ServerSetting.value).where(ServerSetting.key.in_(SYSTEM))
+
+
+def read(conn: Connection) -> dict[str, Any]:
+    """Every key's value inside the caller's transaction (e.g. the one recording a failure: pass
+    its session's `connection()`)."""
     # .all(), not the Result itself: dict() would take a Result's keys() for a mapping's.
-    stored = dict(s.execute(select(ServerSetting.key, ServerSetting.value)
-                            .where(ServerSetting.key.in_(SYSTEM))).all())
+    stored = dict(conn.execute(_READ).all())
     return {name: stored.get(name, key.default) for name, key in SYSTEM.items()}
 
 
@@ -86,8 +90,10 @@ class SystemSettings:
         self.store = store
 
     def values(self) -> dict[str, Any]:
-        with self.store.session() as s:
-            return read(s)
+        # Read-only: on SQLite a writing transaction takes the write lock, and this is read at every
+        # DATA (the SPF policy check), where it would queue behind the spool's group commits.
+        with self.store.read_connection() as conn:
+            return read(conn)
 
     def update(self, changes: Mapping[str, Any]) -> None:
         """Store already parsed values (see `parse_assignments`)."""

@@ -156,7 +156,7 @@ def test_a_crash_between_delivery_and_its_record_sends_one_reply(mail):
     server = mail.server
     [job] = server.spool.claim("crashing-node", 10, dt.timedelta(minutes=10))
     target = server.delivery.targets[job.kind]
-    mail.call(target.deliver(job))  # the Maildir copy and the reply's file are written …
+    mail.call(target.deliver_batch([job]))  # the Maildir copy and the reply's file are written …
     mail.restart()  # … and the node dies before finish records either
     mail.clock.advance(dt.timedelta(minutes=11))  # its lease runs out
     mail.deliver()

@@ -106,7 +106,7 @@ def test_a_crash_between_writing_the_maildir_and_recording_it_neither_duplicates
     # A node claims the delivery and writes the Maildir files, then dies before recording it.
     queue = mail.server.delivery
     [job] = mail.server.spool.claim(queue.node, 10, queue.lease)
-    outcomes = mail.call(queue.targets["local"].deliver(job))
+    [outcomes] = mail.call(queue.targets["local"].deliver_batch([job]))
     assert all(isinstance(o, Delivered) for o in outcomes)
     mail.restart()
 

@@ -16,21 +16,39 @@ from pymap.concurrent import Subsystem
 from pymap.context import connection_exit
 from pymap.imap import IMAPConnection, IMAPServer
 from pymap.imap.state import ConnectionState
+from pymap.interfaces.message import MessageInterface
 from pymap.parsing.command import CommandAuth, CommandNoArgs, CommandSelect
 from pymap.parsing.command.auth import ListCommand
 from pymap.parsing.command.select import FetchCommand
 from pymap.parsing.commands import Commands
 from pymap.parsing.response import Response, ResponseCode, ResponseOk, UntaggedResponse
 from pymap.parsing.response.specials import ListResponse, LSubResponse
+from pymap.parsing.specials.fetchattr import FetchAttribute
 from pymap.selected import SelectedMailbox
 from pysasl import SASLAuth
 from pysasl.hashing import BuiltinHash
 
 from mailsrv.disk import SPECIAL_FOLDERS
+from mailsrv.imap.maildir import message_bytes
 
 _SPECIAL_USE = {name: name.encode() for name in SPECIAL_FOLDERS}  # "Sent" -> \Sent, …
 _EXTRA_CAPABILITIES = [b"NAMESPACE", b"UNSELECT", b"SPECIAL-USE"]
 _FLUSH_BYTES = 256 * 1024
+
+
+def _is_whole_peek(attr: FetchAttribute) -> bool:
+    """`BODY.PEEK[]`: the whole message, no section part or byte range."""
+    section = attr.section
+    return (attr.value == b"BODY.PEEK" and attr.partial is None and section is not None
+            and not section.parts and section.specifier is None and not section.headers)
+
+
+def _stored_or_empty(message: MessageInterface) -> bytes:
+    # A file removed by another session (expunged or not yet seen as such) is sent empty, as pymap does.
+    try:
+        return message_bytes(message)  # type: ignore[arg-type]
+    except (KeyError, FileNotFoundError):
+        return b""
 
 
 class NamespaceCommand(CommandNoArgs, CommandAuth):
@@ -88,6 +106,8 @@ class MailConnectionState(ConnectionState):
         return ResponseOk(cmd.tag, b"UNSELECT completed."), None
 
     async def do_fetch(self, cmd: FetchCommand) -> tuple[ResponseOk, SelectedMailbox | None]:
+        if all(attr.value == b"UID" or _is_whole_peek(attr) for attr in cmd.attributes):
+            return await self._fetch_whole(cmd)
         if any(attr.value not in (b"FLAGS", b"UID") for attr in cmd.attributes):
             return await super().do_fetch(cmd)
         # A client's sync (`UID FETCH 1:* (FLAGS)`) answered without pymap's generic formatting,
@@ -102,6 +122,27 @@ class MailConnectionState(ConnectionState):
                 response.code = ResponseCode.of(b"EXPUNGEISSUED")
             items = [b"FLAGS (%b)" % b" ".join(sorted(bytes(flag) for flag in message.get_flags(session_flags)))
                      if attr.value == b"FLAGS" else b"UID %d" % message.uid for attr in cmd.attributes]
+            response.add_untagged(UntaggedResponse(b"%d FETCH (%b)" % (seq, b" ".join(items))))
+        return response, updates
+
+    async def _fetch_whole(self, cmd: FetchCommand) -> tuple[ResponseOk, SelectedMailbox | None]:
+        # Opening a message (`UID FETCH n (BODY.PEEK[])`): the file is stored CRLF exactly as sent,
+        # so its bytes go out as the literal, without pymap parsing the MIME structure to
+        # re-serialise it. PEEK sets no \Seen, so no flag update is needed.
+        if not cmd.uid:
+            self.selected.hide_expunged = True
+        messages, updates = await self.session.fetch_messages(self.selected, cmd.sequence_set, False)
+        response = ResponseOk(cmd.tag, cmd.command + b" completed.")
+        for seq, message in messages:
+            if message.expunged:
+                response.code = ResponseCode.of(b"EXPUNGEISSUED")
+            items: list[bytes] = []
+            for attr in cmd.attributes:
+                if attr.value == b"UID":
+                    items.append(b"UID %d" % message.uid)
+                else:
+                    data = _stored_or_empty(message)
+                    items.append(b"BODY[] {%d}\r\n%b" % (len(data), data))
             response.add_untagged(UntaggedResponse(b"%d FETCH (%b)" % (seq, b" ".join(items))))
         return response, updates
 

@@ -14,9 +14,9 @@ until the spool is empty (GetSpoolMessageCount) and counts the Maildir:
     unacknowledged, delivered   sent but never answered 250, yet delivered (allowed: the kill came
                                 between the commit and the reply; a real client would send it again)
 
-The restarted server delivers what the killed one had claimed only once its lease (10 minutes) has
-run out: a new process cannot tell a dead node from a slow one. Exit status 1 when anything was
-lost or doubled.
+The restarted server releases at start what the killed process had claimed (same host, process
+gone: mailsrv.delivery) and delivers it at once; "spool empty" says how long after the restart.
+Exit status 1 when anything was lost or doubled.
 """
 from __future__ import annotations
 

@@ -86,7 +86,7 @@ class Mailsrv:
                     self.smtp_port = int(match.group(3))
                 if self.web_port and self.smtp_port:
                     ready.set()
-            elif " ERROR " in line:
+            elif " ERROR " in line or "released" in line:
                 sys.stderr.write(line)
 
     def kill(self) -> None:

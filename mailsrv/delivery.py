@@ -14,8 +14,12 @@ then spools the DSN, mailsrv.bounces). A target may also end a run with `end_run
 target closes the connections it kept open for reuse within the run).
 
 Several nodes may run this against one database: claims are leases taken with SKIP LOCKED, so
-each recipient is worked on by one node at a time, and a node that dies mid-delivery only delays
-its claimed recipients until the lease runs out.
+each recipient is worked on by one node at a time. A node renews its leases while its batch is
+being delivered, so a lease can be short (2 minutes) however long a remote peer takes, and a node
+that dies mid-delivery delays its claimed recipients only until its lease runs out. A node that
+restarts on the same host does not wait even that: node ids are `host:pid:random`, and at start the
+leases of this host's nodes whose process no longer exists are released at once. (So nodes
+sharing a database need distinct host names, which containers and machines have by default.)
 """
 from __future__ import annotations
 
@@ -61,7 +65,7 @@ class RunAware(Protocol):
 
 class QueueManager:
     def __init__(self, spool: Spool, targets: Mapping[str, Target | BatchTarget], system: SystemSettings,
-                 batch: int = 100, lease: dt.timedelta = dt.timedelta(minutes=10), poll_seconds: float = 5.0) -> None:
+                 batch: int = 100, lease: dt.timedelta = dt.timedelta(minutes=2), poll_seconds: float = 5.0) -> None:
         self.spool = spool
         self.targets = dict(targets)
         self.system = system
@@ -79,9 +83,11 @@ class QueueManager:
         by_kind: dict[str, list[Job]] = {}
         for job in jobs:
             by_kind.setdefault(job.kind, []).append(job)
+        renewing = asyncio.create_task(self._renew_leases())
         try:
             attempts = await asyncio.gather(*(self._attempt(kind, kind_jobs) for kind, kind_jobs in by_kind.items()))
         finally:
+            renewing.cancel()
             for target in self.targets.values():
                 if isinstance(target, RunAware):
                     await target.end_run()
@@ -117,9 +123,28 @@ class QueueManager:
             log.exception("delivery of %s (%s) failed", job.message.id, job.kind)
             return deferred_after(job, exc)
 
+    async def _renew_leases(self) -> None:
+        # A third of the lease between renewals: two may fail (database busy) before it runs out.
+        while True:
+            await asyncio.sleep(self.lease.total_seconds() / 3)
+            try:
+                await asyncio.to_thread(self.spool.renew, self.node, self.lease)
+            except Exception:
+                log.exception("renewing the leases of %s failed", self.node)
+
+    async def release_dead_predecessors(self) -> int:
+        """Release the leases of this host's nodes whose process has ended; how many recipients."""
+        dead = [node for node in await asyncio.to_thread(self.spool.lease_holders) if _ended_here(node)]
+        if not dead:
+            return 0
+        released = await asyncio.to_thread(self.spool.release, dead)
+        log.warning("released %d recipients claimed by ended processes %s", released, ", ".join(sorted(dead)))
+        return released
+
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set; woken at once by this node's spool, else every poll_seconds."""
         await asyncio.to_thread(self.spool.sweep)
+        await self.release_dead_predecessors()
         while not stop.is_set():
             self.spool.committed.clear()
             try:
@@ -131,3 +156,18 @@ class QueueManager:
             _, pending = await asyncio.wait(waiters, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED)
             for task in pending:
                 task.cancel()
+
+
+def _ended_here(node: str) -> bool:
+    """Whether `node` (a QueueManager's id) ran on this host in a process that no longer exists."""
+    host, _, rest = node.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, under another user
+        pass
+    return False

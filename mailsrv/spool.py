@@ -303,6 +303,29 @@ class Spool:
                                 tuple(recipients)))
             return jobs
 
+    def renew(self, node: str, lease: dt.timedelta) -> int:
+        """Extend every lease `node` holds to now + lease; the number of recipients renewed."""
+        with self.store.session() as s:
+            return s.execute(update(SpoolRecipient)
+                             .where(SpoolRecipient.claimed_by == node, SpoolRecipient.status.in_(OPEN))
+                             .values(claimed_until=self.clock.now() + lease)).rowcount
+
+    def lease_holders(self) -> set[str]:
+        """The nodes holding a lease that has not run out."""
+        with self.store.session() as s:
+            return set(s.execute(select(SpoolRecipient.claimed_by).distinct().where(
+                SpoolRecipient.status.in_(OPEN), SpoolRecipient.claimed_until >= self.clock.now())).scalars())
+
+    def release(self, nodes: Sequence[str]) -> int:
+        """End the leases of `nodes`, known dead, so their recipients are due at once; how many.
+
+        `claimed_by` stays: local delivery reads the attempt already counted as "look for a copy
+        written before the crash", and the dead node can record nothing."""
+        with self.store.session() as s:
+            return s.execute(update(SpoolRecipient)
+                             .where(SpoolRecipient.claimed_by.in_(nodes), SpoolRecipient.status.in_(OPEN))
+                             .values(claimed_until=None)).rowcount
+
     def finish(self, node: str, results: Sequence[tuple[Job, Sequence[Outcome]]],
                retry_delay: Callable[[int], dt.timedelta | None]) -> None:
         """Record outcomes (one per job recipient, in order) in one transaction.

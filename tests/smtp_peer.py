@@ -57,8 +57,8 @@ class PeerHandler:
 class Peer:
     """An SMTP server on `address`:`port`, offering STARTTLS when given a certificate directory."""
 
-    def __init__(self, address: str, port: int, tls_dir: Path | None = None) -> None:
-        self.handler = PeerHandler()
+    def __init__(self, address: str, port: int, tls_dir: Path | None = None, handler: PeerHandler | None = None) -> None:
+        self.handler = handler or PeerHandler()
         tls = None
         if tls_dir is not None:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -17,7 +17,15 @@ import datetime as dt
 import re
 from collections.abc import Iterator
 
+import os
+import socket
+import subprocess
+import sys
+import threading
+
 import pytest
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from smtp_peer import Peer, PeerHandler, free_port, remote_config
 from smtp_support import DOMAIN, MailHarness, make_harness, send
 
 MESSAGES = 120
@@ -27,14 +35,18 @@ BATCH = 5
 _NUMBER = re.compile(rb"^X-Number: (\d+)\r$", re.MULTILINE)
 
 
-@pytest.fixture
-def nodes(tmp_path) -> Iterator[tuple[MailHarness, MailHarness]]:
-    for first in make_harness(tmp_path):
-        second = MailHarness(first.data_dir, first.clock)
+def two_nodes(tmp_path, extra_config: str = "") -> Iterator[tuple[MailHarness, MailHarness]]:
+    for first in make_harness(tmp_path, extra_config):
+        second = MailHarness(first.data_dir, first.clock, extra_config)
         try:
             yield first, second
         finally:
             second.stop()  # before the first node's teardown empties the database
+
+
+@pytest.fixture
+def nodes(tmp_path) -> Iterator[tuple[MailHarness, MailHarness]]:
+    yield from two_nodes(tmp_path)
 
 
 def recipients_of(number: int) -> list[str]:
@@ -108,3 +120,67 @@ def test_a_node_that_dies_holding_a_lease_is_taken_over_once_it_expires(nodes):
     assert survivor.spool_rows() == []
     t = survivor.server.stats.domain(survivor.admin(), DOMAIN, None, None)
     assert (t.messages_received, t.bytes_received) == (2, 2 * len(b"Subject: orphaned\r\n\r\nbody\r\n"))
+
+
+class SlowPeer(PeerHandler):
+    """A peer that takes its time to answer DATA: until the test opens `gate`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.receiving, self.gate = threading.Event(), threading.Event()
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.receiving.set()
+        await asyncio.to_thread(self.gate.wait, 30)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_a_node_renews_its_leases_while_a_slow_delivery_lasts(tmp_path):
+    port = free_port()
+    for busy, other in two_nodes(tmp_path, remote_config(port)):
+        busy.dns.add({("peer.test", "MX"): ["10 mx.peer.test."], ("mx.peer.test", "A"): ["127.0.0.1"]})
+        handler = SlowPeer()
+        peer = Peer("127.0.0.1", port, handler=handler)
+        try:
+            with busy.authenticated("alice@a.test") as smtp:
+                send(smtp, "alice@a.test", ["friend@peer.test"], b"Subject: slow\r\n\r\nbody\r\n")
+            queue = busy.server.delivery
+            queue.lease = dt.timedelta(seconds=0.6)  # renewed every 0.2 s
+            delivering = asyncio.run_coroutine_threadsafe(queue.run_until_idle(), busy.loop)
+            assert handler.receiving.wait(30)
+            # The delivery outlasts its first lease; renewals keep it, so no other node may take it.
+            busy.clock.advance(dt.timedelta(minutes=30))
+            threading.Event().wait(0.5)
+            assert other.server.spool.claim("other-node", 10, queue.lease) == []
+            handler.gate.set()
+            assert delivering.result(30) == 1
+        finally:
+            handler.gate.set()
+            peer.stop()
+        assert len(peer.arrivals) == 1
+        assert busy.spool_rows() == []
+
+
+def ended_process() -> int:
+    """The pid of a process that has just ended (as a node killed with SIGKILL leaves it)."""
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+    return int(child.stdout)
+
+
+def test_a_restarted_node_releases_the_leases_of_its_ended_predecessor_at_once(nodes):
+    restarted, _ = nodes
+    with restarted.client() as smtp:
+        send(smtp, "ext@example.org", ["alice@a.test"], b"Subject: orphaned\r\n\r\nbody\r\n")
+        send(smtp, "ext@example.org", ["bob@a.test"], b"Subject: held\r\n\r\nbody\r\n")
+    host, spool = socket.gethostname(), restarted.server.spool
+    # One lease held by a process of this host that ended, one by a live process (pytest's parent).
+    ended, alive = f"{host}:{ended_process()}:0dead000", f"{host}:{os.getppid()}:0a11fe00"
+    assert len(spool.claim(ended, 1, dt.timedelta(minutes=2))) == 1
+    assert len(spool.claim(alive, 1, dt.timedelta(minutes=2))) == 1
+
+    assert restarted.call(restarted.server.delivery.release_dead_predecessors()) == 1
+    assert restarted.deliver() == 1  # no clock advanced: the released lease is due now
+    assert [m.endswith(b"Subject: orphaned\r\n\r\nbody\r\n") for m in restarted.messages("alice@a.test")] == [True]
+    assert restarted.messages("bob@a.test") == []  # the live process's lease still holds
+    assert spool.lease_holders() == {alive}

@@ -119,21 +119,3 @@ class Disk:
             shutil.move(str(parked), str(path))
             raise
         shutil.rmtree(parked, ignore_errors=True)
-
-    @staticmethod
-    def size(path: str | Path) -> int:
-        """Bytes used by the files under `path` (0 when it does not exist)."""
-        total = 0
-        stack = [str(path)]
-        while stack:
-            try:
-                entries = os.scandir(stack.pop())
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            with entries:
-                for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-                    elif entry.is_file(follow_symlinks=False):
-                        total += entry.stat(follow_symlinks=False).st_size
-        return total

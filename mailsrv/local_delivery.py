@@ -34,6 +34,7 @@ from sqlalchemy import Row, select
 
 from mailsrv.delivery import deferred_after
 from mailsrv.disk import Disk, fsync_directory
+from mailsrv.disk_usage import used_bytes
 from mailsrv.recipients import LocalMailbox
 from mailsrv.spool import ClaimedRecipient, Delivered, Failed, Job, Outcome, SpooledMessage
 from mailsrv.store.db import Store
@@ -46,7 +47,7 @@ log = logging.getLogger(__name__)
 
 
 def mailbox_usage(mailbox: LocalMailbox) -> int:
-    return Disk.size(Disk.maildir(mailbox.domain.path, mailbox.user))
+    return used_bytes(Disk.maildir(mailbox.domain.path, mailbox.user))
 
 
 def first_over_quota(mailboxes: list[LocalMailbox], incoming: int) -> LocalMailbox | None:

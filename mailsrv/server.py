@@ -46,7 +46,7 @@ class MailServer:
         self.users = Users(self.store, self.disk, self.auth)
         self.aliases = Aliases(self.store)
         self.domain_aliases = DomainAliases(self.store, config)
-        self.stats = Stats(self.store, self.disk)
+        self.stats = Stats(self.store)
         self.product = Product(self.store)
         self.forwarding_blocks = ForwardingBlocks(self.store)
         self.dkim_keys = DkimKeys(self.store)

@@ -11,7 +11,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from mailsrv.auth import Actor
-from mailsrv.disk import Disk
+from mailsrv.disk_usage import used_bytes
 from mailsrv.domains import domain_for
 from mailsrv.errors import MailsrvError, ResultCode
 from mailsrv.store.db import Store
@@ -60,9 +60,8 @@ def traffic_sums() -> list[ColumnElement[int]]:
 
 
 class Stats:
-    def __init__(self, store: Store, disk: Disk) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
-        self.disk = disk
 
     def domain(self, actor: Actor, raw_domain: str | None, start: dt.datetime | None,
                end: dt.datetime | None) -> Traffic:
@@ -73,7 +72,7 @@ class Stats:
                              .where(TrafficDaily.domain_id == domain.id,
                                     TrafficDaily.day.between(first, last))).one()
             path = domain.path
-        return Traffic(*map(int, sums), bytes_size=self.disk.size(path))
+        return Traffic(*map(int, sums), bytes_size=used_bytes(path))
 
     def all_domains(self, actor: Actor, start: dt.datetime | None, end: dt.datetime | None) -> list[DomainTraffic]:
         actor.require_system()
@@ -83,7 +82,7 @@ class Stats:
             rows = s.execute(select(Domain.name, Domain.path, *traffic_sums())
                              .outerjoin(TrafficDaily, window).group_by(Domain.id, Domain.name, Domain.path)
                              .order_by(Domain.name)).all()
-        return [DomainTraffic(name, Traffic(*map(int, sums), bytes_size=self.disk.size(path)))
+        return [DomainTraffic(name, Traffic(*map(int, sums), bytes_size=used_bytes(path)))
                 for name, path, *sums in rows]
 
     def counts(self, actor: Actor, raw_domain: str | None) -> DomainCounts:
@@ -93,4 +92,4 @@ class Stats:
             aliases = s.execute(select(func.count(Alias.id)).where(Alias.domain_id == domain.id)).scalar_one()
             path = domain.path
         # Mailing lists arrive with svcMailListAdmin; until then a domain truly has none.
-        return DomainCounts(users, 0, aliases, self.disk.size(path))
+        return DomainCounts(users, 0, aliases, used_bytes(path))

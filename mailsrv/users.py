@@ -25,6 +25,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from mailsrv import names, passwords, settings
 from mailsrv.auth import Actor, Authenticator, Role
 from mailsrv.disk import Disk
+from mailsrv.disk_usage import used_bytes
 from mailsrv.domains import domain_for, get_domain, limit_reached
 from mailsrv.errors import MailsrvError, ResultCode
 from mailsrv.stats import Traffic, day_range, traffic_sums
@@ -602,7 +603,7 @@ class Users:
                              .order_by(User.name)).all()
             path = domain.path
         return [Quota(name, (user_settings.get("maxsize", 0) or domain_mb) * MB,
-                      self.disk.size(Disk.maildir(path, name))) for name, user_settings in rows]
+                      used_bytes(Disk.maildir(path, name))) for name, user_settings in rows]
 
     def traffic(self, actor: Actor, raw_address: str | None, start: dt.datetime | None,
                 end: dt.datetime | None) -> Traffic:
@@ -614,7 +615,7 @@ class Users:
                              .where(TrafficDaily.domain_id == user.domain_id, TrafficDaily.user_id == user.id,
                                     TrafficDaily.day.between(first, last))).one()
             maildir = Disk.maildir(user.domain.path, user.name)
-        return Traffic(*map(int, sums), bytes_size=self.disk.size(maildir))
+        return Traffic(*map(int, sums), bytes_size=used_bytes(maildir))
 
     def inactive(self, actor: Actor, since: dt.datetime) -> list[LastLogin]:
         """Users whose newest login (any protocol) is before `since`, or who never logged in (NEVER):

@@ -92,6 +92,8 @@ class AutoReplyConfig:
 class DeliveryConfig:
     # The port remote MX hosts are dialled on; only tests (a peer on a loopback port) change it.
     remote_port: int = 25
+    # Simultaneous outbound SMTP transactions in all (each holds a thread while it waits on its peer).
+    max_connections: int = 64
     # Simultaneous connections to one recipient domain: more would look like a flood to the
     # receiving server and get us throttled or greylisted.
     max_connections_per_domain: int = 4

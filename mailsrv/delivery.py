@@ -1,11 +1,12 @@
-"""The queue manager: one asyncio task per node that claims due recipients and hands them to targets.
+"""The queue manager: per node, one asyncio loop per kind of recipient that claims due recipients
+of that kind and hands them to its target. Separate loops, so that local mail never waits behind a
+batch with a slow remote peer in it.
 
 A Target delivers one Job (claimed recipients of one message, all of one kind) and answers one
-Outcome per recipient; a BatchTarget takes all of a batch's jobs of its kind at once, so it can
-share work between them (local delivery: one mailbox lookup and one directory fsync per batch).
-Targets are looked up by recipient kind: "local" is mailsrv.local_delivery, "remote"
-mailsrv.remote_delivery. A target that raises defers its job (a BatchTarget: its jobs); the error
-is logged, the loop goes on.
+Outcome per recipient; a BatchTarget takes all of a batch's jobs at once, so it can share work
+between them (local delivery: one mailbox lookup and one directory fsync per batch). Targets are
+keyed by recipient kind: "local" is mailsrv.local_delivery, "remote" mailsrv.remote_delivery. A
+target that raises defers its job (a BatchTarget: its jobs); the error is logged, the loop goes on.
 
 Deferred recipients are retried on the admin's schedule (system setting `retryminutes`, read at
 each run so a change applies at once): after the n-th failed attempt the n-th entry is waited;
@@ -76,25 +77,8 @@ class QueueManager:
         self.poll_seconds = poll_seconds
 
     async def run_once(self) -> int:
-        """Claim and attempt one batch of due recipients; the number of jobs attempted."""
-        jobs = await asyncio.to_thread(self.spool.claim, self.node, self.batch, self.lease)
-        if not jobs:
-            return 0
-        by_kind: dict[str, list[Job]] = {}
-        for job in jobs:
-            by_kind.setdefault(job.kind, []).append(job)
-        renewing = asyncio.create_task(self._renew_leases())
-        try:
-            attempts = await asyncio.gather(*(self._attempt(kind, kind_jobs) for kind, kind_jobs in by_kind.items()))
-        finally:
-            renewing.cancel()
-            for target in self.targets.values():
-                if isinstance(target, RunAware):
-                    await target.end_run()
-        schedule = await asyncio.to_thread(self.system.retry_schedule)
-        results = [pair for kind_jobs, outcomes in zip(by_kind.values(), attempts) for pair in zip(kind_jobs, outcomes)]
-        await asyncio.to_thread(self.spool.finish, self.node, results, schedule.delay)
-        return len(jobs)
+        """Claim and attempt one batch of due recipients of each kind; the number of jobs attempted."""
+        return sum(await asyncio.gather(*(self._run_batch(kind) for kind in self.targets)))
 
     async def run_until_idle(self) -> int:
         """Attempt batches until nothing is due; the number of jobs attempted."""
@@ -103,11 +87,26 @@ class QueueManager:
             total += done
         return total
 
-    async def _attempt(self, kind: str, jobs: list[Job]) -> list[Sequence[Outcome]]:
-        """The outcomes of a batch's jobs of one kind, in order."""
-        target = self.targets.get(kind)
-        if target is None:
-            return [[Deferred(f"4.3.0 no delivery target for {kind} recipients")] * len(job.recipients) for job in jobs]
+    async def _run_batch(self, kind: str) -> int:
+        """Claim and attempt one batch of due `kind` recipients; the number of jobs attempted."""
+        jobs = await asyncio.to_thread(self.spool.claim, self.node, self.batch, self.lease, kind)
+        if not jobs:
+            return 0
+        target = self.targets[kind]
+        renewing = asyncio.create_task(self._renew_leases())
+        try:
+            outcomes = await self._attempt(target, kind, jobs)
+        finally:
+            renewing.cancel()
+            if isinstance(target, RunAware):
+                await target.end_run()
+        schedule = await asyncio.to_thread(self.system.retry_schedule)
+        await asyncio.to_thread(self.spool.finish, self.node, list(zip(jobs, outcomes)), schedule.delay)
+        self.spool.notify()  # the DSNs and auto-replies just spooled may be another loop's work
+        return len(jobs)
+
+    async def _attempt(self, target: Target | BatchTarget, kind: str, jobs: list[Job]) -> list[Sequence[Outcome]]:
+        """The outcomes of a batch's jobs, in order."""
         if isinstance(target, BatchTarget):
             try:
                 return await target.deliver_batch(jobs)
@@ -142,17 +141,23 @@ class QueueManager:
         return released
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Deliver until `stop` is set; woken at once by this node's spool, else every poll_seconds."""
+        """Deliver until `stop` is set: one loop per kind of recipient, so that a slow remote peer
+        never holds up local delivery."""
         await asyncio.to_thread(self.spool.sweep)
         await self.release_dead_predecessors()
+        await asyncio.gather(*(self._run_kind(kind, stop) for kind in self.targets))
+
+    async def _run_kind(self, kind: str, stop: asyncio.Event) -> None:
+        """Deliver `kind` recipients until `stop`; woken at once by this node's spool, else every poll_seconds."""
+        wake = self.spool.watch()
         while not stop.is_set():
-            self.spool.committed.clear()
+            wake.clear()
             try:
-                if await self.run_once():
+                if await self._run_batch(kind):
                     continue
             except Exception:  # e.g. the database is down: keep the node alive and try again
-                log.exception("queue run failed")
-            waiters = {asyncio.create_task(self.spool.committed.wait()), asyncio.create_task(stop.wait())}
+                log.exception("queue run (%s) failed", kind)
+            waiters = {asyncio.create_task(wake.wait()), asyncio.create_task(stop.wait())}
             _, pending = await asyncio.wait(waiters, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED)
             for task in pending:
                 task.cancel()

@@ -14,7 +14,10 @@ SMTP transaction carrying all of them (one DATA, per-recipient outcomes from the
 
 smtplib is used in worker threads (the queue manager is asyncio): it is the standard library's
 client, and a connection is only ever used by one thread at a time (the pool hands it over).
-At most `[delivery] max_connections_per_domain` transactions run to one domain at once; a
+The threads are this target's own, `[delivery] max_connections` of them: peers that answer
+slowly (up to TIMEOUT_SECONDS a step) must not take the process's default pool, which SMTP
+acceptance and local delivery wait on. At most `[delivery] max_connections` transactions run at
+once, and at most `[delivery] max_connections_per_domain` to one domain; a
 connection that ended its transaction cleanly is kept for the next message to the same domain
 within the same queue run and closed (QUIT) when the run ends (`end_run`).
 
@@ -31,6 +34,7 @@ import smtplib
 import ssl
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import dns.exception
@@ -242,8 +246,9 @@ def _reset(smtp: smtplib.SMTP) -> bool:
 class RemoteDelivery:
     """The delivery target for recipients of kind "remote" (mailsrv.delivery.Target, RunAware)."""
 
-    def __init__(self, dialer: Dialer, max_connections_per_domain: int) -> None:
+    def __init__(self, dialer: Dialer, max_connections: int, max_connections_per_domain: int) -> None:
         self.dialer = dialer
+        self._threads = ThreadPoolExecutor(max(1, max_connections), thread_name_prefix="smtp-out")
         self.max_connections = max(1, max_connections_per_domain)
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._idle: dict[str, list[Connection]] = defaultdict(list)
@@ -268,7 +273,8 @@ class RemoteDelivery:
         async with limit:
             idle = self._idle[domain]
             reused = idle.pop() if idle else None
-            outcomes, conn = await asyncio.to_thread(self._send, domain, reused, sender, recipients, content)
+            outcomes, conn = await asyncio.get_running_loop().run_in_executor(
+                self._threads, self._send, domain, reused, sender, recipients, content)
             if conn is not None:
                 self._idle[domain].append(conn)
             return outcomes
@@ -303,7 +309,11 @@ class RemoteDelivery:
         self._idle.clear()
         self._limits.clear()  # nothing holds one between runs; do not keep one per domain ever seen
         if idle:
-            await asyncio.to_thread(lambda: [conn.close() for conn in idle])
+            await asyncio.get_running_loop().run_in_executor(self._threads, lambda: [conn.close() for conn in idle])
+
+    def close(self) -> None:
+        """Stop the threads once their current transactions end."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
 
 def _content(message: SpooledMessage) -> bytes:
@@ -312,9 +322,9 @@ def _content(message: SpooledMessage) -> bytes:
         return message.trace_header.encode("utf-8", "surrogateescape") + body.read()
 
 
-def make_remote_delivery(resolver: dns.resolver.Resolver, hostname: str, port: int,
+def make_remote_delivery(resolver: dns.resolver.Resolver, hostname: str, port: int, max_connections: int,
                          max_connections_per_domain: int) -> RemoteDelivery:
-    return RemoteDelivery(Dialer(resolver, hostname, port), max_connections_per_domain)
+    return RemoteDelivery(Dialer(resolver, hostname, port), max_connections, max_connections_per_domain)
 
 
 __all__ = ["Connection", "Dialer", "RemoteDelivery", "RouteError", "host_addresses", "make_remote_delivery",

@@ -62,10 +62,11 @@ class MailServer:
         self.dns = make_resolver(config.dns.nameservers)
         self.system_settings = SystemSettings(self.store)
         self.spool.notifier = Bouncer(self.resolver, self.clock, config.smtp.hostname)
-        remote = make_remote_delivery(self.dns, config.smtp.hostname, config.delivery.remote_port,
+        self.remote_delivery = make_remote_delivery(self.dns, config.smtp.hostname, config.delivery.remote_port,
+                                      config.delivery.max_connections,
                                       config.delivery.max_connections_per_domain)
         self.delivery = QueueManager(self.spool, {LOCAL: LocalDelivery(self.store, self.disk, self.autoresponder),
-                                                  REMOTE: remote}, self.system_settings)
+                                                  REMOTE: self.remote_delivery}, self.system_settings)
         # The web interface: its sign-ins, and what a signed-in user does with its mailbox.
         self.web_sessions = WebSessions(self.store, self.auth, self.clock)
         self.webmail = Webmail(self)
@@ -74,4 +75,5 @@ class MailServer:
         return self.auth.login(login, password, client_ip)
 
     def close(self) -> None:
+        self.remote_delivery.close()
         self.store.close()

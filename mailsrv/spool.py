@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from mailsrv.auth import Actor
@@ -167,12 +167,23 @@ class Spool:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.clock = clock
         self.max_batch = max_batch
-        # Set after each committed batch: wakes this node's queue manager at once.
-        self.committed = asyncio.Event()
+        # The events of this node's queue loops (`watch`), set when there is new work for them.
+        self._watchers: list[asyncio.Event] = []
         self._queue: asyncio.Queue[_Waiting] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         # Set by the server once the bounce machinery exists (it needs the resolver and settings).
         self.notifier: FailureNotifier | None = None
+
+    def watch(self) -> asyncio.Event:
+        """An event that `notify` sets: the caller clears it, then waits on it for new work."""
+        event = asyncio.Event()
+        self._watchers.append(event)
+        return event
+
+    def notify(self) -> None:
+        """Wake this node's queue loops: rows were committed (accepted mail, DSNs, auto-replies)."""
+        for event in self._watchers:
+            event.set()
 
     @staticmethod
     def new_id() -> str:
@@ -224,7 +235,7 @@ class Spool:
             for waiting in batch:
                 if not waiting.done.done():
                     waiting.done.set_result(None)
-            self.committed.set()
+            self.notify()
 
     def _commit(self, messages: list[IncomingMessage]) -> None:
         try:
@@ -272,13 +283,15 @@ class Spool:
 
     # -- delivery ---------------------------------------------------------------------------
 
-    def claim(self, node: str, limit: int, lease: dt.timedelta) -> list[Job]:
-        """Take up to `limit` due recipients for `node` until now + lease, grouped into jobs."""
+    def claim(self, node: str, limit: int, lease: dt.timedelta, kind: str | None = None) -> list[Job]:
+        """Take up to `limit` due recipients (of `kind`, if given) for `node` until now + lease,
+        grouped into jobs."""
         now = self.clock.now()
         with self.store.session() as s:
             rows = s.execute(
                 select(SpoolRecipient)
                 .where(SpoolRecipient.status.in_(OPEN), SpoolRecipient.next_attempt_at <= now,
+                       SpoolRecipient.kind == kind if kind is not None else true(),
                        or_(SpoolRecipient.claimed_until.is_(None), SpoolRecipient.claimed_until < now))
                 .order_by(SpoolRecipient.next_attempt_at, SpoolRecipient.id)
                 .limit(limit)

@@ -7,8 +7,10 @@ harness at the port; its DNS (`MailHarness.dns`) names the hosts.
 """
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +54,19 @@ class PeerHandler:
         self.arrivals.append(Arrival(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content or b"",
                                      session.ssl is not None))
         return "250 2.0.0 queued"
+
+
+class SlowPeer(PeerHandler):
+    """A peer that takes its time to answer DATA: until the test opens `gate`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.receiving, self.gate = threading.Event(), threading.Event()
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.receiving.set()
+        await asyncio.to_thread(self.gate.wait, 60)
+        return await super().handle_DATA(server, session, envelope)
 
 
 class Peer:

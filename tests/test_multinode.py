@@ -14,18 +14,16 @@ import asyncio
 import collections
 import concurrent.futures
 import datetime as dt
-import re
-from collections.abc import Iterator
-
 import os
+import re
 import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 
 import pytest
-from aiosmtpd.smtp import SMTP, Envelope, Session
-from smtp_peer import Peer, PeerHandler, free_port, remote_config
+from smtp_peer import Peer, SlowPeer, free_port, remote_config
 from smtp_support import DOMAIN, MailHarness, make_harness, send
 
 MESSAGES = 120
@@ -120,19 +118,6 @@ def test_a_node_that_dies_holding_a_lease_is_taken_over_once_it_expires(nodes):
     assert survivor.spool_rows() == []
     t = survivor.server.stats.domain(survivor.admin(), DOMAIN, None, None)
     assert (t.messages_received, t.bytes_received) == (2, 2 * len(b"Subject: orphaned\r\n\r\nbody\r\n"))
-
-
-class SlowPeer(PeerHandler):
-    """A peer that takes its time to answer DATA: until the test opens `gate`."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.receiving, self.gate = threading.Event(), threading.Event()
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        self.receiving.set()
-        await asyncio.to_thread(self.gate.wait, 30)
-        return await super().handle_DATA(server, session, envelope)
 
 
 def test_a_node_renews_its_leases_while_a_slow_delivery_lasts(tmp_path):

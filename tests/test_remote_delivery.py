@@ -2,12 +2,15 @@
 peers, STARTTLS, per-recipient replies and the retry schedule."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import os
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
-from smtp_peer import Peer, free_port, remote_config
+from smtp_peer import Peer, SlowPeer, free_port, remote_config
 from smtp_support import MailHarness, make_harness, send
 
 MSG = (b"From: Alice <alice@a.test>\r\nTo: friend@peer.test\r\nSubject: hi\r\n\r\n"
@@ -166,3 +169,40 @@ def test_relaying_to_a_remote_domain_needs_authentication(mail):
         smtp.ehlo()
         smtp.mail("ext@elsewhere.test")
         assert smtp.rcpt("friend@peer.test") == (550, b"5.7.1 Relaying denied: authenticate first")
+
+
+def eventually(condition: Callable[[], bool], seconds: float = 20) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_local_mail_flows_while_more_remote_peers_hang_than_a_default_thread_pool_has_threads(mail, port):
+    # asyncio's default pool has min(32, CPUs + 4) threads; SMTP acceptance and local delivery use it.
+    hanging = min(32, (os.cpu_count() or 1) + 4) + 2
+    domains = [f"slow{n}.test" for n in range(hanging)]
+    for domain in domains:
+        mx(mail, domain, (10, f"mx.{domain}", "127.0.0.1"))
+    handler = SlowPeer()
+    peer = Peer("127.0.0.1", port, handler=handler)
+    stop = asyncio.Event()
+    running = asyncio.run_coroutine_threadsafe(mail.server.delivery.run(stop), mail.loop)  # as `serve` runs it
+    try:
+        from_alice(mail, [f"friend@{domain}" for domain in domains])
+        assert handler.receiving.wait(30)
+        with mail.client() as smtp:
+            smtp.sock.settimeout(15)
+            send(smtp, "ext@example.org", ["bob@a.test"], b"Subject: local\r\n\r\nwhile the peers think\r\n")
+        assert eventually(lambda: len(mail.messages("bob@a.test")) == 1)
+        assert peer.arrivals == []  # every remote transaction is still waiting for its DATA reply
+        handler.gate.set()
+        assert eventually(lambda: len(peer.arrivals) == hanging)
+    finally:
+        handler.gate.set()
+        mail.loop.call_soon_threadsafe(stop.set)
+        running.result(30)
+        peer.stop()
+    assert mail.spool_rows() == []

@@ -11,8 +11,8 @@ target that raises defers its job (a BatchTarget: its jobs); the error is logged
 Deferred recipients are retried on the admin's schedule (system setting `retryminutes`, read at
 each run so a change applies at once): after the n-th failed attempt the n-th entry is waited;
 when the attempt after the last entry fails too, the recipient fails for good (mailsrv.spool
-then spools the DSN, mailsrv.bounces). A target may also end a run with `end_run` (the remote
-target closes the connections it kept open for reuse within the run).
+then spools the DSN, mailsrv.bounces). A RunAware target hears when its loop has nothing left
+in flight (`end_run`: the remote target closes the connections it kept open for reuse).
 
 Several nodes may run this against one database: claims are leases taken with SKIP LOCKED, so
 each recipient is worked on by one node at a time. A node renews its leases while its batch is
@@ -60,7 +60,7 @@ def deferred_after(job: Job, exc: Exception) -> list[Outcome]:
 @runtime_checkable
 class RunAware(Protocol):
     async def end_run(self) -> None:
-        """Called after each batch's outcomes are recorded: release what the batch kept open."""
+        """Called when the target's loop has nothing in flight: release what it kept open."""
         ...
 
 
@@ -76,34 +76,74 @@ class QueueManager:
         self.lease = lease
         self.poll_seconds = poll_seconds
 
-    async def run_once(self) -> int:
-        """Claim and attempt one batch of due recipients of each kind; the number of jobs attempted."""
-        return sum(await asyncio.gather(*(self._run_batch(kind) for kind in self.targets)))
-
     async def run_until_idle(self) -> int:
-        """Attempt batches until nothing is due; the number of jobs attempted."""
+        """Deliver until nothing is due or in flight; the number of jobs attempted. Rounds repeat
+        until one attempts nothing, as one kind's outcomes may spool another's work (a DSN)."""
         total = 0
-        while (done := await self.run_once()):
+        while (done := sum(await asyncio.gather(*(self._run_kind(kind, None) for kind in self.targets)))):
             total += done
         return total
 
-    async def _run_batch(self, kind: str) -> int:
-        """Claim and attempt one batch of due `kind` recipients; the number of jobs attempted."""
-        jobs = await asyncio.to_thread(self.spool.claim, self.node, self.batch, self.lease, kind)
-        if not jobs:
-            return 0
+    async def _run_kind(self, kind: str, stop: asyncio.Event | None) -> int:
+        """Deliver `kind` recipients until `stop` is set (None: until nothing is due or in flight);
+        the number of jobs attempted.
+
+        Up to `batch` jobs are in flight, and each unit's outcomes are recorded as soon as they are
+        known, its room claimed again at once: a peer that takes minutes holds up only its own
+        messages. A unit is one job, or for a BatchTarget everything claimed together."""
         target = self.targets[kind]
-        renewing = asyncio.create_task(self._renew_leases())
+        wake = self.spool.watch()
+        in_flight: dict[asyncio.Task[None], int] = {}  # unit -> its number of jobs
+        renewing: asyncio.Task[None] | None = None
+        attempted = 0
         try:
-            outcomes = await self._attempt(target, kind, jobs)
+            while stop is None or not stop.is_set():
+                wake.clear()
+                room = self.batch - sum(in_flight.values())
+                try:
+                    jobs = await asyncio.to_thread(self.spool.claim, self.node, room, self.lease, kind) if room else []
+                except Exception:  # e.g. the database is down: keep the node alive and try again
+                    log.exception("claiming %s recipients failed", kind)
+                    jobs = []
+                if jobs:
+                    renewing = renewing or asyncio.create_task(self._renew_leases())
+                    for unit in [jobs] if isinstance(target, BatchTarget) else [[job] for job in jobs]:
+                        in_flight[asyncio.create_task(self._deliver(target, kind, unit))] = len(unit)
+                    attempted += len(jobs)
+                    continue
+                if not in_flight:
+                    if renewing is not None:
+                        renewing.cancel()
+                        renewing = None
+                    if isinstance(target, RunAware):
+                        await target.end_run()
+                    if stop is None:
+                        break
+                waiters = {asyncio.create_task(wake.wait())} | ({asyncio.create_task(stop.wait())} if stop else set())
+                done, _ = await asyncio.wait(set(in_flight) | waiters, timeout=self.poll_seconds,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                for task in waiters:
+                    task.cancel()
+                for task in done & set(in_flight):
+                    del in_flight[task]
+            if in_flight:  # stopping: what is under way is finished and recorded
+                await asyncio.wait(in_flight)
         finally:
-            renewing.cancel()
-            if isinstance(target, RunAware):
-                await target.end_run()
-        schedule = await asyncio.to_thread(self.system.retry_schedule)
-        await asyncio.to_thread(self.spool.finish, self.node, list(zip(jobs, outcomes)), schedule.delay)
+            if renewing is not None:
+                renewing.cancel()
+            self.spool.unwatch(wake)
+        return attempted
+
+    async def _deliver(self, target: Target | BatchTarget, kind: str, jobs: list[Job]) -> None:
+        """Attempt a unit of jobs and record its outcomes."""
+        outcomes = await self._attempt(target, kind, jobs)
+        try:
+            schedule = await asyncio.to_thread(self.system.retry_schedule)
+            await asyncio.to_thread(self.spool.finish, self.node, list(zip(jobs, outcomes)), schedule.delay)
+        except Exception:  # the leases run out and the recipients are attempted again
+            log.exception("recording the outcomes of %d %s jobs failed", len(jobs), kind)
+            return
         self.spool.notify()  # the DSNs and auto-replies just spooled may be another loop's work
-        return len(jobs)
 
     async def _attempt(self, target: Target | BatchTarget, kind: str, jobs: list[Job]) -> list[Sequence[Outcome]]:
         """The outcomes of a batch's jobs, in order."""
@@ -146,21 +186,6 @@ class QueueManager:
         await asyncio.to_thread(self.spool.sweep)
         await self.release_dead_predecessors()
         await asyncio.gather(*(self._run_kind(kind, stop) for kind in self.targets))
-
-    async def _run_kind(self, kind: str, stop: asyncio.Event) -> None:
-        """Deliver `kind` recipients until `stop`; woken at once by this node's spool, else every poll_seconds."""
-        wake = self.spool.watch()
-        while not stop.is_set():
-            wake.clear()
-            try:
-                if await self._run_batch(kind):
-                    continue
-            except Exception:  # e.g. the database is down: keep the node alive and try again
-                log.exception("queue run (%s) failed", kind)
-            waiters = {asyncio.create_task(wake.wait()), asyncio.create_task(stop.wait())}
-            _, pending = await asyncio.wait(waiters, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
 
 
 def _ended_here(node: str) -> bool:

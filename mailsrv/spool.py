@@ -180,6 +180,9 @@ class Spool:
         self._watchers.append(event)
         return event
 
+    def unwatch(self, event: asyncio.Event) -> None:
+        self._watchers.remove(event)
+
     def notify(self) -> None:
         """Wake this node's queue loops: rows were committed (accepted mail, DSNs, auto-replies)."""
         for event in self._watchers:

@@ -180,6 +180,30 @@ def eventually(condition: Callable[[], bool], seconds: float = 20) -> bool:
     return True
 
 
+def test_a_peer_that_takes_its_time_holds_up_only_its_own_messages(mail, port):
+    mx(mail, "slow.test", (10, "mx.slow.test", "127.0.0.2"))
+    mx(mail, "fast.test", (10, "mx.fast.test", "127.0.0.1"))
+    handler = SlowPeer()
+    slow, fast = Peer("127.0.0.2", port, handler=handler), Peer("127.0.0.1", port)
+    stop = asyncio.Event()
+    running = asyncio.run_coroutine_threadsafe(mail.server.delivery.run(stop), mail.loop)
+    try:
+        from_alice(mail, ["friend@slow.test"])
+        assert handler.receiving.wait(30)
+        from_alice(mail, ["friend@fast.test"])
+        assert eventually(lambda: len(fast.arrivals) == 1)
+        assert slow.arrivals == [] and mail.spool_rows() == [("friend@slow.test", "remote", "pending")]
+        handler.gate.set()
+        assert eventually(lambda: len(slow.arrivals) == 1)
+    finally:
+        handler.gate.set()
+        mail.loop.call_soon_threadsafe(stop.set)
+        running.result(30)
+        slow.stop()
+        fast.stop()
+    assert mail.spool_rows() == []
+
+
 def test_local_mail_flows_while_more_remote_peers_hang_than_a_default_thread_pool_has_threads(mail, port):
     # asyncio's default pool has min(32, CPUs + 4) threads; SMTP acceptance and local delivery use it.
     hanging = min(32, (os.cpu_count() or 1) + 4) + 2

@@ -27,6 +27,9 @@ def _default_data_dir() -> Path:
 class ListenConfig:
     # SmarterMail's own port, so the seed's documented URLs work unchanged.
     web: str = "0.0.0.0:9998"
+    # The same over HTTPS (certificate from [tls]), off unless set, e.g. "0.0.0.0:443": the web
+    # interface's sign-in carries passwords, and its cookie is Secure there.
+    webs: str = ""
     # Inbound mail from other servers (MX traffic) and message submission (RFC 6409, AUTH
     # required). An empty value disables that listener.
     smtp: str = "0.0.0.0:25"

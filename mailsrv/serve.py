@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import tempfile
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any
@@ -89,8 +90,9 @@ class _WebServer(uvicorn.Server):
         yield
 
 
-async def serve_web(app: ASGIApp, sock: socket.socket, stop: asyncio.Event) -> None:
-    """SOAP services and web pages on the bound socket until `stop` is set, then a graceful stop."""
+async def serve_web(app: ASGIApp, sock: socket.socket, tls: ssl.SSLContext | None, stop: asyncio.Event) -> None:
+    """SOAP services and web pages on the bound socket (HTTPS with `tls`) until `stop` is set,
+    then a graceful stop."""
     web = _WebServer(uvicorn.Config(
         app,
         lifespan="off",
@@ -100,10 +102,15 @@ async def serve_web(app: ASGIApp, sock: socket.socket, stop: asyncio.Event) -> N
         # Login limits and admin IP restrictions apply to the TCP peer, never to a header.
         proxy_headers=False,
         timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_SECONDS,
+        # The mail listeners' context: one certificate and one TLS policy for every protocol.
+        ssl_context_factory=(lambda _config, _default: tls) if tls else None,
     ))
     serving = asyncio.create_task(web.serve(sockets=[sock]))
     stopping = asyncio.create_task(stop.wait())
-    log.info("web listener (SOAP/HTTP) on http://%s", format_address(sock.getsockname()))
+    if tls:
+        log.info("web listener (HTTPS) on https://%s", format_address(sock.getsockname()))
+    else:
+        log.info("web listener (SOAP/HTTP) on http://%s", format_address(sock.getsockname()))
     # Whichever comes first: the stop signal, or the web server ending on its own (an error).
     await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
     stopping.cancel()
@@ -145,9 +152,12 @@ def run(config: Config) -> None:
     """Serve until SIGTERM/SIGINT, then stop every listener and close the store."""
     # Bind before opening the store: a taken port or a bad address fails without touching data.
     web_socket = bind(config.listen.web, "listen.web")
+    web_tls_socket: socket.socket | None = None
     smtp_sockets: dict[bool, socket.socket] = {}  # by "is submission"
     mailbox_sockets: dict[str, socket.socket] = {}  # by [listen] key
     try:
+        if config.listen.webs:
+            web_tls_socket = bind(config.listen.webs, "listen.webs")
         for submission, value, key in ((False, config.listen.smtp, "listen.smtp"),
                                        (True, config.listen.submission, "listen.submission")):
             if value:  # an empty address disables that listener
@@ -157,11 +167,14 @@ def run(config: Config) -> None:
                 mailbox_sockets[name] = bind(getattr(config.listen, name), f"listen.{name}")
         server = MailServer(config)
         try:
-            listeners: list[Listener] = [functools.partial(serve_web, create_app(server), web_socket)]
-            if smtp_sockets or mailbox_sockets:
+            app = create_app(server)
+            listeners: list[Listener] = [functools.partial(serve_web, app, web_socket, None)]
+            if web_tls_socket or smtp_sockets or mailbox_sockets:
                 tls_context = server_context(config)
-                listeners += [functools.partial(serve_tcp, "submission" if submission else "SMTP", functools.partial(
-                    start_listener, server, sock, submission, tls_context)) for submission, sock in smtp_sockets.items()]
+            if web_tls_socket:
+                listeners.append(functools.partial(serve_web, app, web_tls_socket, tls_context))
+            listeners += [functools.partial(serve_tcp, "submission" if submission else "SMTP", functools.partial(
+                start_listener, server, sock, submission, tls_context)) for submission, sock in smtp_sockets.items()]
             if mailbox_sockets:
                 # pymap writes dovecot-uidlist as a temporary file renamed into the Maildir: the
                 # temporary directory must be on the mail filesystem, or the rename fails (EXDEV).
@@ -180,6 +193,6 @@ def run(config: Config) -> None:
             server.close()
     finally:
         web_socket.close()
-        for sock in (*smtp_sockets.values(), *mailbox_sockets.values()):
+        for sock in (*([web_tls_socket] if web_tls_socket else []), *smtp_sockets.values(), *mailbox_sockets.values()):
             sock.close()
     log.info("stopped")

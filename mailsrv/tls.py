@@ -22,13 +22,19 @@ SELF_SIGNED_NAME = "selfsigned.pem"
 _VALID_DAYS = 3650
 
 
-def server_context(config: Config) -> ssl.SSLContext:
-    """An SSLContext for the SMTP listeners (TLS 1.2 or newer, no client certificates)."""
+def certificate_files(config: Config) -> tuple[str, str]:
+    """The PEM files of the certificate and its key: the configured pair, else the self-signed one."""
     cert_file, key_file = config.tls.cert_file, config.tls.key_file
     if bool(cert_file) != bool(key_file):
         raise ConfigError("configuration keys 'tls.cert_file' and 'tls.key_file' must be given together")
     if not cert_file:
         cert_file = key_file = str(ensure_self_signed(config.data_dir / "tls", config.smtp.hostname))
+    return cert_file, key_file
+
+
+def server_context(config: Config) -> ssl.SSLContext:
+    """An SSLContext for the mail listeners (TLS 1.2 or newer, no client certificates)."""
+    cert_file, key_file = certificate_files(config)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:

@@ -6,6 +6,7 @@ import queue
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -20,6 +21,7 @@ from mailsrv import __version__
 from mailsrv.config import ConfigError
 from mailsrv.serve import parse_address
 from mailsrv.store.db import Store
+from mailsrv.tls import SELF_SIGNED_NAME
 
 MAILSRV = str(Path(sys.executable).with_name("mailsrv"))  # the console script of this environment
 LISTENING = re.compile(r"web listener \(SOAP/HTTP\) on http://(\S+)")
@@ -44,11 +46,11 @@ def env(tmp_path) -> dict[str, str]:
     return child
 
 
-def write_config(path: Path, database_url: str, web: str = "127.0.0.1:0", extra: str = "") -> Path:
+def write_config(path: Path, database_url: str, web: str = "127.0.0.1:0", extra: str = "", listen: str = "") -> Path:
     # SMTP, IMAP and POP3 listeners off: these tests are about the process, and ports below 1024
     # need root (and may be another server's).
     path.write_text(f'data_dir = "{path.parent / "data"}"\ndatabase_url = "{database_url}"\n{extra}'
-                    f'[listen]\nweb = "{web}"\nsmtp = ""\nsubmission = ""\nimap = ""\npop3 = ""\n')
+                    f'[listen]\nweb = "{web}"\nsmtp = ""\nsubmission = ""\nimap = ""\npop3 = ""\n{listen}')
     return path
 
 
@@ -137,6 +139,19 @@ def test_serve_listens_on_ipv6(tmp_path, database_url, env):
         base_url = server.base_url()
         assert base_url.startswith("http://[::1]:")
         assert httpx.get(f"{base_url}/Services/svcProductInfo.asmx", timeout=10).status_code == 200
+        assert server.stop() == 0
+
+
+def test_serve_offers_the_web_interface_over_https_with_the_mail_certificate(tmp_path, database_url, env):
+    config = write_config(tmp_path / "https.toml", database_url, listen='webs = "127.0.0.1:0"\n')
+    with Serving(config, env) as server:
+        address = server.wait_for(re.compile(r"web listener \(HTTPS\) on https://(\S+)")).group(1)
+        trust = ssl.create_default_context(cafile=str(tmp_path / "data" / "tls" / SELF_SIGNED_NAME))
+        trust.check_hostname = False  # the certificate names the mail host; we dial 127.0.0.1
+        with httpx.Client(verify=trust, timeout=10) as client:
+            response = client.get(f"https://{address}/Login.aspx")
+            assert response.status_code == 200 and "<form" in response.text
+            assert response.extensions["network_stream"].get_extra_info("ssl_object").version() in ("TLSv1.2", "TLSv1.3")
         assert server.stop() == 0
 
 

@@ -185,6 +185,33 @@ def test_sending_to_an_unknown_local_address_is_refused_with_the_reason(web):
     assert files(web, ALICE, "Sent") == []
 
 
+def test_a_refused_send_keeps_its_attachments_for_the_next_try(web):
+    client = web.signed_in()
+    refused = client.post("/Mail/Send", data={"csrf": csrf(client.get("/Mail/Compose")), "to": f"nobody@{DOMAIN}",
+                                              "subject": "figures", "body": "see attached"},
+                          files={"attachments": ("figures.pdf", PDF, "application/pdf")})
+    assert refused.status_code == 400 and "no such user here" in refused.text
+    kept = re.findall(r'<input type="checkbox" name="kept" value="([^"]+)" checked> figures.pdf \((\d+) bytes\)',
+                      refused.text)
+    assert [size for _, size in kept] == [str(len(PDF))]
+
+    # The user corrects the address and sends again, adding a second file.
+    answer = client.post("/Mail/Send", data={"csrf": csrf(refused), "to": BOB, "subject": "figures",
+                                             "body": "see attached", "kept": [kept[0][0]]},
+                         files={"attachments": ("notes.txt", b"two\r\n", "text/plain")})
+    assert answer.status_code == 303
+    web.mail.deliver()
+    [received] = web.mail.messages(BOB)
+    attached = list(message_from_bytes(received, policy=policy.default).iter_attachments())
+    assert [(a.get_filename(), a.get_content_type()) for a in attached] == [
+        ("figures.pdf", "application/pdf"), ("notes.txt", "text/plain")]
+    assert attached[0].get_content() == PDF
+
+    damaged = client.post("/Mail/Send", data={"csrf": csrf(refused), "to": BOB, "subject": "x", "body": "y",
+                                              "kept": ["not-a.token"]})
+    assert damaged.status_code == 400 and "please attach it again" in damaged.text
+
+
 def test_delete_moves_to_trash_and_deleting_from_trash_removes_for_good(web):
     deliver(web, "old news")
     client = web.signed_in()

@@ -5,7 +5,9 @@ mailsrv.message_view, mailsrv.outgoing, mailsrv.webmail) and renders or redirect
 """
 from __future__ import annotations
 
+import base64
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from urllib.parse import quote, urlencode
 
 from starlette.concurrency import run_in_threadpool
@@ -14,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from mailsrv import message_view, outgoing
-from mailsrv.errors import MailsrvError
+from mailsrv.errors import MailsrvError, ResultCode
 from mailsrv.folders import INBOX, Mailbox
 from mailsrv.server import MailServer
 from mailsrv.web_sessions import SignedIn
@@ -51,8 +53,26 @@ def _not_found(exc: MailsrvError) -> Response:
 
 
 async def _uploads(form: FormData) -> tuple[outgoing.Upload, ...]:
+    """The files attached in this form, after those kept from an earlier try (`kept_token`)."""
     files = [f for f in form.getlist("attachments") if isinstance(f, UploadFile) and f.filename]
-    return tuple([outgoing.Upload(f.filename or "", f.content_type or "", await f.read()) for f in files])
+    uploaded = [outgoing.Upload(f.filename or "", f.content_type or "", await f.read()) for f in files]
+    return tuple([_kept(str(token)) for token in form.getlist("kept")] + uploaded)
+
+
+def kept_token(upload: outgoing.Upload) -> str:
+    """An attachment as a form value: a send that was refused re-renders the form with its
+    attachments as checked boxes carrying these, as a browser cannot refill a file input."""
+    return ".".join(base64.urlsafe_b64encode(part).decode("ascii")
+                    for part in (upload.filename.encode(), upload.content_type.encode(), upload.data))
+
+
+def _kept(token: str) -> outgoing.Upload:
+    try:
+        name, content_type, data = (base64.urlsafe_b64decode(part) for part in token.split("."))
+        return outgoing.Upload(name.decode(), content_type.decode(), data)
+    except (ValueError, UnicodeDecodeError):  # binascii.Error is a ValueError
+        raise MailsrvError(ResultCode.INVALID_ARGUMENT, "An attachment kept from the last try was damaged; "
+                                                         "please attach it again.") from None
 
 
 class MailPages:
@@ -131,27 +151,29 @@ class MailPages:
                 answering = Answering(folder, key)
         return page(request, "compose.html", await self._context(
             session, mailbox, draft=draft, carried=carried, answering=answering,
-            forward=(folder, key) if mode == "forward" else None, error=""))
+            forward=(folder, key) if mode == "forward" else None, error="", kept=[]))
 
     async def send(self, request: Request, session: SignedIn, mailbox: Mailbox) -> Response:
         form = await request.form()
         draft = outgoing.Draft(
             to=str(form.get("to") or ""), cc=str(form.get("cc") or ""), bcc=str(form.get("bcc") or ""),
             subject=str(form.get("subject") or ""), body=str(form.get("body") or ""),
-            attachments=await _uploads(form), in_reply_to=str(form.get("in_reply_to") or ""),
-            references=str(form.get("references") or ""))
+            in_reply_to=str(form.get("in_reply_to") or ""), references=str(form.get("references") or ""))
         forward_folder, forward_key = str(form.get("forward_folder") or ""), str(form.get("forward_id") or "")
         reply_folder, reply_key = str(form.get("reply_folder") or ""), str(form.get("reply_id") or "")
         answering = Answering(reply_folder, reply_key) if reply_key else None
         try:
+            draft = replace(draft, attachments=await _uploads(form))
             if forward_key:
                 raw = await run_in_threadpool(mailbox.read, forward_folder, forward_key)
                 carry = [_int(i, -1) for i in form.getlist("carry")]
                 draft = await run_in_threadpool(outgoing.with_attachments_of, draft, raw, carry)
             await self.server.webmail.send(session.actor, draft, client_ip(request), answering)
         except MailsrvError as exc:
+            # Everything attached so far (uploads and forwarded parts alike) comes back as kept.
             return page(request, "compose.html", await self._context(
-                session, mailbox, draft=draft, carried=[], answering=answering, forward=None, error=exc.message), 400)
+                session, mailbox, draft=draft, carried=[], answering=answering, forward=None, error=exc.message,
+                kept=[(upload, kept_token(upload)) for upload in draft.attachments]), 400)
         return redirect(list_url(INBOX, notice="sent"))
 
     async def action(self, request: Request, session: SignedIn, mailbox: Mailbox) -> Response:

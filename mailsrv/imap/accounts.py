@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from pymap.backend.maildir import Config as MaildirConfig
-from pymap.backend.maildir import FilterSet, Session
+from pymap.backend.maildir import FilterSet
 from pymap.context import socket_info
 from pymap.exceptions import AuthorizationFailure, InvalidAuth, NotAllowedError
 from pymap.interfaces.login import IdentityInterface, LoginInterface
@@ -25,7 +25,7 @@ from mailsrv.auth import Actor, Role
 from mailsrv.disk import Disk
 from mailsrv.domains import get_domain
 from mailsrv.errors import MailsrvError
-from mailsrv.imap.maildir import open_folders, remove_stale_locks
+from mailsrv.imap.maildir import MailSession, open_folders, remove_stale_locks
 from mailsrv.server import MailServer
 
 # A uidlist lock is held for milliseconds; one this old was left by a process that died (on this
@@ -89,12 +89,12 @@ class MailboxUser(IdentityInterface):
         return Disk.maildir(self.domain_path, self.user)
 
     @asynccontextmanager
-    async def new_session(self) -> AsyncIterator[Session]:
+    async def new_session(self) -> AsyncIterator[MailSession]:
         # Mailboxes made before the special folders existed get them now; a no-op otherwise.
         self.disk.create_mailbox(self.domain_path, self.user)
         remove_stale_locks(self.maildir, STALE_LOCK_SECONDS)
         folders = open_folders(self.maildir)
-        yield Session(self.name, self.config, folders, FilterSet(str(self.maildir)))
+        yield MailSession(self.name, self.config, folders, FilterSet(str(self.maildir)))
 
     async def new_token(self, *, expiration: datetime | None = None) -> str | None:
         return None

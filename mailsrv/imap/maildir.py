@@ -6,7 +6,10 @@
 - Arrival order: new files get UIDs in `os.listdir` order unless the keys are sorted by the time
   at the start of their Maildir names.
 - Big mailboxes: pymap rescans a folder on every command and re-reads dovecot-uidlist for every
-  message a command touches; scans are reused while the folder is unchanged (CachedMailboxData).
+  message a command touches; scans are reused while the folder is unchanged (CachedMailboxData),
+  and by every session of the folder. pymap also walks and copies the whole client view on every
+  command (ClientView, SelectedFolder, MailSession).
+- \\Recent: pymap's SELECT gave it to only some of the messages it moved out of new/.
 - CREATE of an existing folder (our special folders exist from the start) is ALREADYEXISTS, not
   a server error.
 - Lock files left by a killed process would block a mailbox for up to 10 minutes.
@@ -19,20 +22,24 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from pymap.backend.maildir import Session
 from pymap.backend.maildir.layout import MaildirLayout
 from pymap.backend.maildir.mailbox import MailboxData, MailboxSet, Maildir, Message
 from pymap.backend.maildir.uidlist import Record, UidList
 from pymap.concurrent import Event
-from pymap.flags import FlagOp
+from pymap.flags import FlagOp, PermanentFlags, SessionFlags
 from pymap.interfaces.message import CachedMessage
-from pymap.parsing.specials import ObjectId
-from pymap.parsing.specials.flag import Flag
-from pymap.selected import SelectedMailbox
+from pymap.mailbox import MailboxSnapshot
+from pymap.parsing.command import Command
+from pymap.parsing.response import UntaggedResponse
+from pymap.parsing.specials import ObjectId, SequenceSet
+from pymap.parsing.specials.flag import Flag, Seen
+from pymap.selected import SelectedMailbox, SynchronizedMessages
 
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 _NAME_TIME = re.compile(r"(\d+)(?:\.M(\d{1,6}))?")
@@ -40,20 +47,25 @@ LOCK_FILE = UidList.LOCK_FILE
 _SETTLE_NS = 100_000_000
 # What one session learnt about a folder state, for the next sessions (a login's SELECT would
 # otherwise rescan the whole folder): folder path -> stamp at which the uidlist was in sync, and
-# folder path -> (stamp, rows of uid, key, subdir, file name, mtime, email id, thread id).
-# Entries are replaced whole, never mutated, so worker threads can share them.
-_ScanRow = tuple[int, str, str, str, float, str | None, str | None]
+# folder path -> (stamp, uid -> message). Building 10,000 pymap messages costs more than the
+# scan itself, so sessions share the messages: pymap never changes one (a flag update makes a new
+# one), and the Maildir each refers to serves every session of that folder. Entries are replaced
+# whole, never mutated, so worker threads can share them.
 _SYNCED: dict[str, tuple[int, ...]] = {}
-_SCANS: dict[str, tuple[tuple[int, ...], tuple[_ScanRow, ...]]] = {}
-_SHARED_FOLDERS = 512  # the most recently used folders are remembered
+_SCANS: dict[str, tuple[tuple[int, ...], dict[int, Message]]] = {}
+_SHARED_FOLDERS = 512  # the most recently used folders are remembered,
+_SHARED_MESSAGES = 200_000  # and the scans of no more messages than this (~0.7 KB each)
 _shared_lock = threading.Lock()
 
 
-def _remember(table: dict[str, Any], path: str, value: Any) -> None:
+def _remember(table: dict[str, Any], path: str, value: Any, weight: Callable[[Any], int] | None = None) -> None:
+    """Remember `value` for `path` as the most recent entry, forgetting the oldest ones beyond
+    _SHARED_FOLDERS entries or, with `weight`, beyond _SHARED_MESSAGES in all (the newest stays)."""
     with _shared_lock:
         table.pop(path, None)
         table[path] = value
-        while len(table) > _SHARED_FOLDERS:
+        while len(table) > _SHARED_FOLDERS or (
+                weight is not None and len(table) > 1 and sum(map(weight, table.values())) > _SHARED_MESSAGES):
             del table[next(iter(table))]
 
 
@@ -135,6 +147,84 @@ class CRLFMaildir(Maildir):
         target.write(to_crlf(buffer.getvalue()))
 
 
+class ClientView(SynchronizedMessages):
+    """pymap's record of the messages a client has seen, with lookups that don't walk them all.
+
+    pymap finds the messages of a sequence set by enumerating every message of the folder, so a
+    `UID FETCH n` costs as much as a `UID FETCH 1:*`; `version` counts the changes to the view."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.version = 0
+
+    def _update(self, messages: Iterable[CachedMessage]) -> None:
+        messages = list(messages)
+        if messages:
+            self.version += 1
+        super()._update(messages)
+
+    def _remove(self, uids: Iterable[int], pending: bool) -> None:
+        uids = list(uids)
+        if not pending and (uids or self._pending_remove):
+            self.version += 1
+        super()._remove(uids, pending)
+
+    def get_uids(self, seq_set: SequenceSet) -> Sequence[tuple[int, int]]:
+        if seq_set.uid:
+            seqs = self._seqs_cache
+            return [(seqs[uid], uid) for uid in sorted(seq_set.flatten(self.max_uid) & self._uids)]
+        ordered = self._sorted
+        return [(seq, ordered[seq - 1]) for seq in sorted(seq_set.flatten(self.exists)) if 0 < seq <= len(ordered)]
+
+    def get_all(self, seq_set: SequenceSet) -> Sequence[tuple[int, CachedMessage]]:
+        cache = self._cache
+        return [(seq, cache[uid]) for seq, uid in self.get_uids(seq_set)]
+
+    def numbered(self) -> Iterable[tuple[int, CachedMessage]]:
+        cache = self._cache
+        return enumerate((cache[uid] for uid in self._sorted), 1)
+
+
+class SelectedFolder(SelectedMailbox):
+    """pymap's selected mailbox, which copies and compares the whole client view after every
+    command to find what to tell the client; skipped when nothing changed since the last time."""
+
+    __slots__ = ["_compared"]
+
+    def __init__(self, *args: Any, _compared: tuple[Any, ...] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._compared = _compared
+
+    def _state(self) -> tuple[Any, ...]:
+        view: ClientView = self._messages  # type: ignore[assignment]
+        flags = self._session_flags
+        return view.version, self._is_deleted, frozenset(flags.recent_uids), frozenset(flags.flags.items())
+
+    def fork(self, command: Command) -> tuple[SelectedMailbox, Iterable[UntaggedResponse]]:
+        state = self._state()
+        if self._prev is not None and state == self._compared:
+            return type(self)(self._mailbox_id, self._readonly, self._permanent_flags, self._session_flags,
+                              self._selected_set, self._lookup, _mod_sequence=self._mod_sequence,
+                              _prev=self._prev, _messages=self._messages, _compared=state), []
+        copy, untagged = super().fork(command)
+        copy._compared = state  # type: ignore[attr-defined]
+        return copy, untagged
+
+
+class MailSession(Session):
+    async def select_mailbox(self, name: str, readonly: bool = False) -> tuple[MailboxSnapshot, SelectedMailbox]:
+        # pymap's, with the selected state above, and the counts taken from the client view
+        # rather than from a second scan of the folder.
+        mbx: CachedMailboxData = await self._get_mailbox(name)  # type: ignore[assignment]
+        selected = SelectedFolder(mbx.mailbox_id, readonly or mbx.readonly, PermanentFlags(mbx.permanent_flags),
+                                  SessionFlags(mbx.session_flags), selected_set=mbx.selected_set, lookup=name,
+                                  _messages=ClientView())
+        if not selected.readonly:
+            await mbx.claim_recent(selected)
+        await mbx.update_selected(selected)
+        return mbx.snapshot_of(selected.messages.numbered()), selected  # type: ignore[attr-defined]
+
+
 class CachedMailboxData(MailboxData):
     """A mailbox that re-reads the disk only when it changed.
 
@@ -166,19 +256,22 @@ class CachedMailboxData(MailboxData):
     async def reset(self) -> MailboxData:
         # pymap calls this at the start of every command.
         stamp = self._folder_stamp()
+        if stamp is None or stamp != self._reset_stamp:
+            if stamp is not None and _SYNCED.get(self._path) == stamp:
+                # Another session brought the uidlist up to date with exactly this folder state.
+                uidl = UidList.file_open(self._path)
+                self._uid_validity, self._next_uid = uidl.uid_validity, uidl.next_uid
+            else:
+                await super().reset()
+                if stamp is not None:
+                    _remember(_SYNCED, self._path, stamp)
+            self._reset_stamp = stamp
         if stamp is None or stamp != self._messages_stamp:
             self._messages_stamp = None
-        if stamp is not None and stamp == self._reset_stamp:
-            return self
-        if stamp is not None and _SYNCED.get(self._path) == stamp:
-            # Another session brought the uidlist up to date with exactly this folder state.
-            uidl = UidList.file_open(self._path)
-            self._uid_validity, self._next_uid = uidl.uid_validity, uidl.next_uid
-        else:
-            await super().reset()
-            if stamp is not None:
-                _remember(_SYNCED, self._path, stamp)
-        self._reset_stamp = stamp
+            if stamp is not None and self._folder_stamp() == stamp:
+                # Scanned now rather than when the command ends, so that its lookups (get) use it
+                # (not if syncing the uidlist just changed the folder).
+                await self._current()
         return self
 
     async def _current(self) -> dict[int, Message]:
@@ -190,24 +283,13 @@ class CachedMailboxData(MailboxData):
 
     async def _scan(self, stamp: tuple[int, ...] | None) -> dict[int, Message]:
         """pymap's `messages()`, from one stat per message (not two) or from another session's scan."""
-        maildir: CRLFMaildir = self._maildir  # type: ignore[assignment]
         shared = _SCANS.get(self._path)
         if stamp is not None and shared is not None and shared[0] == stamp:
-            rows = shared[1]
-        else:
-            rows = await self._scan_rows(maildir)
-            if stamp is not None:
-                _remember(_SCANS, self._path, (stamp, rows))
+            return shared[1]
+        maildir: CRLFMaildir = self._maildir  # type: ignore[assignment]
+        records = (await self._uid_records()).values()
         flags = self.maildir_flags
-        return {uid: Message(uid, datetime.fromtimestamp(mtime), flags.from_maildir(_flag_letters(name, maildir.colon)),
-                             email_id=ObjectId.maybe(email_id), thread_id=ObjectId.maybe(thread_id),
-                             recent=subdir == "new", maildir=maildir, key=key)
-                for uid, key, subdir, name, mtime, email_id, thread_id in rows}
-
-    async def _scan_rows(self, maildir: CRLFMaildir) -> tuple[_ScanRow, ...]:
-        async with UidList.with_read(self._path) as uidl:
-            records = list(uidl.records)
-        rows: list[_ScanRow] = []
+        messages: dict[int, Message] = {}
         async with self.messages_lock.read_lock():
             toc = maildir.table()
             for rec in records:
@@ -219,12 +301,32 @@ class CachedMailboxData(MailboxData):
                 except FileNotFoundError:
                     continue
                 subdir, _, name = subpath.partition(os.sep)
-                rows.append((rec.uid, rec.key, subdir, name, mtime, rec.fields.get("E"), rec.fields.get("T")))
-        return tuple(rows)
+                messages[rec.uid] = Message(
+                    rec.uid, datetime.fromtimestamp(mtime), flags.from_maildir(_flag_letters(name, maildir.colon)),
+                    email_id=ObjectId.maybe(rec.fields.get("E")), thread_id=ObjectId.maybe(rec.fields.get("T")),
+                    recent=subdir == "new", maildir=maildir, key=rec.key)
+        if stamp is not None:
+            _remember(_SCANS, self._path, (stamp, messages), weight=lambda scan: len(scan[1]))
+        return messages
 
     async def messages(self) -> AsyncIterator[Message]:
         for message in list((await self._current()).values()):
             yield message
+
+    async def snapshot(self) -> MailboxSnapshot:
+        return self.snapshot_of(enumerate((await self._current()).values(), 1))
+
+    def snapshot_of(self, messages: Iterable[tuple[int, CachedMessage]]) -> MailboxSnapshot:
+        """pymap's snapshot (the counts SELECT and STATUS report) of (sequence number, message) pairs."""
+        exists = recent = unseen = 0
+        first_unseen: int | None = None
+        for exists, message in messages:
+            recent += message.recent  # type: ignore[attr-defined]
+            if Seen not in message.permanent_flags:
+                unseen += 1
+                first_unseen = first_unseen or exists
+        return MailboxSnapshot(self.mailbox_id, self.readonly, self.uid_validity, self.permanent_flags,
+                               self.session_flags, exists, recent, unseen, first_unseen, self._next_uid)
 
     async def update_selected(self, selected: SelectedMailbox, *,
                               wait_on: Event | None = None) -> SelectedMailbox:
@@ -252,11 +354,23 @@ class CachedMailboxData(MailboxData):
             return self._messages[uid]
         return await super().get(uid, cached_msg)
 
+    async def claim_recent(self, selected: SelectedMailbox) -> None:
+        # pymap parses the whole uidlist on every SELECT, even with new/ empty as it mostly is,
+        # and looks the keys up in a generator, which each miss exhausts: most new messages lost
+        # their \Recent.
+        async with self.messages_lock.write_lock():
+            keys = set(self._maildir.claim_new())
+        if keys:
+            for rec in (await self._uid_records()).values():
+                if rec.key in keys:
+                    selected.session_flags.add_recent(rec.uid)
+
     async def update(self, uid: int, cached_msg: CachedMessage, flag_set: frozenset[Flag], mode: FlagOp) -> Message:
         self._messages_stamp = None
         return await super().update(uid, cached_msg, flag_set, mode)
 
-    async def _record(self, uid: int) -> Record:
+    async def _uid_records(self) -> dict[int, Record]:
+        """The uidlist's records by UID, parsed again only when the file was replaced."""
         try:
             st = os.stat(UidList.get_file(self._path))
             stamp: tuple[int, int, int] | None = (st.st_ino, st.st_size, st.st_mtime_ns)
@@ -264,9 +378,12 @@ class CachedMailboxData(MailboxData):
             stamp = None
         if stamp is None or stamp != self._records_stamp:
             async with UidList.with_read(self._path) as uidl:
-                self._records = dict((rec.uid, rec) for rec in uidl.records)
+                self._records = {rec.uid: rec for rec in uidl.records}
             self._records_stamp = stamp
-        return self._records[uid]
+        return self._records
+
+    async def _record(self, uid: int) -> Record:
+        return (await self._uid_records())[uid]
 
     async def _get_maildir_msg(self, uid: int) -> tuple[Record, Any]:
         record = await self._record(uid)

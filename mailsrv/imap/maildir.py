@@ -98,6 +98,13 @@ class RawMessage:
 
 
 class CRLFMaildir(Maildir):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Messages shared between sessions (_SCANS) read through the Maildir of the session that
+        # scanned them, from every session's worker thread: one table rescan at a time, so that
+        # no reader takes the new mtimes for a table still being built.
+        self._refreshing = threading.Lock()
+        super().__init__(*args, **kwargs)
+
     def get_message(self, key: str) -> RawMessage:  # type: ignore[override]
         with open(os.path.join(self._path, self._lookup(key)), "rb") as f:  # type: ignore[attr-defined]
             return RawMessage(to_crlf(f.read()))
@@ -111,21 +118,22 @@ class CRLFMaildir(Maildir):
     def _refresh(self) -> None:
         # The standard library's, listing with scandir: it stats every file to skip directories,
         # a tenth of a second on 10,000 messages; directory entries already say so.
-        if time.time() - self._last_read > 2 + self._skewfactor:  # type: ignore[attr-defined]
-            mtimes = {subdir: os.path.getmtime(self._paths[subdir])  # type: ignore[attr-defined]
-                      for subdir in self._toc_mtimes}  # type: ignore[attr-defined]
-            changed = any(mtimes[subdir] > self._toc_mtimes[subdir] for subdir in mtimes)  # type: ignore[attr-defined]
-            self._toc_mtimes = mtimes
-            if not changed:
-                return
-        toc: dict[str, str] = {}
-        for subdir in self._toc_mtimes:  # type: ignore[attr-defined]
-            with os.scandir(self._paths[subdir]) as entries:  # type: ignore[attr-defined]
-                for entry in entries:
-                    if not entry.is_dir():
-                        toc[entry.name.split(self.colon)[0]] = os.path.join(subdir, entry.name)
-        self._toc = toc
-        self._last_read = time.time()
+        with self._refreshing:
+            if time.time() - self._last_read > 2 + self._skewfactor:  # type: ignore[attr-defined]
+                mtimes = {subdir: os.path.getmtime(self._paths[subdir])  # type: ignore[attr-defined]
+                          for subdir in self._toc_mtimes}  # type: ignore[attr-defined]
+                changed = any(mtimes[subdir] > self._toc_mtimes[subdir] for subdir in mtimes)  # type: ignore[attr-defined]
+                self._toc_mtimes = mtimes
+                if not changed:
+                    return
+            toc: dict[str, str] = {}
+            for subdir in self._toc_mtimes:  # type: ignore[attr-defined]
+                with os.scandir(self._paths[subdir]) as entries:  # type: ignore[attr-defined]
+                    for entry in entries:
+                        if not entry.is_dir():
+                            toc[entry.name.split(self.colon)[0]] = os.path.join(subdir, entry.name)
+            self._toc = toc
+            self._last_read = time.time()
 
     @property
     def path(self) -> str:

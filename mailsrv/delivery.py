@@ -30,7 +30,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from mailsrv.spool import Deferred, Job, Outcome, Spool
@@ -58,6 +58,14 @@ def deferred_after(job: Job, exc: Exception) -> list[Outcome]:
 
 
 @runtime_checkable
+class Abortable(Protocol):
+    def abort(self) -> None:
+        """Called when the node stops and deliveries are still under way after `stop_grace`:
+        break off their blocking work, whose outcomes will not be recorded."""
+        ...
+
+
+@runtime_checkable
 class RunAware(Protocol):
     async def end_run(self) -> None:
         """Called when the target's loop has nothing in flight: release what it kept open."""
@@ -66,7 +74,8 @@ class RunAware(Protocol):
 
 class QueueManager:
     def __init__(self, spool: Spool, targets: Mapping[str, Target | BatchTarget], system: SystemSettings,
-                 batch: int = 100, lease: dt.timedelta = dt.timedelta(minutes=2), poll_seconds: float = 5.0) -> None:
+                 batch: int = 100, lease: dt.timedelta = dt.timedelta(minutes=2), poll_seconds: float = 5.0,
+                 stop_grace: float = 5.0) -> None:
         self.spool = spool
         self.targets = dict(targets)
         self.system = system
@@ -75,6 +84,9 @@ class QueueManager:
         self.batch = batch
         self.lease = lease
         self.poll_seconds = poll_seconds
+        # How long a stop waits for deliveries under way (a hung peer could hold it for minutes);
+        # those it gives up on keep their claims, which a restart on this host releases at once.
+        self.stop_grace = stop_grace
 
     async def run_until_idle(self) -> int:
         """Deliver until nothing is due or in flight; the number of jobs attempted. Rounds repeat
@@ -126,13 +138,25 @@ class QueueManager:
                     task.cancel()
                 for task in done & set(in_flight):
                     del in_flight[task]
-            if in_flight:  # stopping: what is under way is finished and recorded
-                await asyncio.wait(in_flight)
+            if in_flight:  # stopping: what finishes within the grace period is recorded
+                await self._abandon(target, kind, in_flight)
         finally:
             if renewing is not None:
                 renewing.cancel()
             self.spool.unwatch(wake)
         return attempted
+
+    async def _abandon(self, target: Target | BatchTarget, kind: str, in_flight: Iterable[asyncio.Task[None]]) -> None:
+        _, unfinished = await asyncio.wait(in_flight, timeout=self.stop_grace)
+        if unfinished:
+            log.warning("stopping with %d %s deliveries under way: they will be attempted again", len(unfinished), kind)
+            for task in unfinished:
+                task.cancel()
+            if isinstance(target, Abortable):
+                target.abort()
+            await asyncio.wait(unfinished)
+        if isinstance(target, RunAware):
+            await target.end_run()
 
     async def _deliver(self, target: Target | BatchTarget, kind: str, jobs: list[Job]) -> None:
         """Attempt a unit of jobs and record its outcomes."""

@@ -31,7 +31,9 @@ import logging
 import random
 import re
 import smtplib
+import socket
 import ssl
+import threading
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -249,6 +251,10 @@ class RemoteDelivery:
     def __init__(self, dialer: Dialer, max_connections: int, max_connections_per_domain: int) -> None:
         self.dialer = dialer
         self._threads = ThreadPoolExecutor(max(1, max_connections), thread_name_prefix="smtp-out")
+        # The sessions in a transaction right now, which `abort` breaks off when the node stops.
+        self._transacting: set[smtplib.SMTP] = set()
+        self._transacting_lock = threading.Lock()
+        self._stopping = False
         self.max_connections = max(1, max_connections_per_domain)
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._idle: dict[str, list[Connection]] = defaultdict(list)
@@ -283,13 +289,21 @@ class RemoteDelivery:
               content: bytes) -> tuple[list[Outcome], Connection | None]:
         """The outcomes, and the connection if it may be used again (blocking)."""
         reused = conn is not None
+        if self._stopping:
+            return [Deferred("4.3.2 the server is stopping")] * len(recipients), conn
         if conn is None:
             try:
                 conn = self.dialer.open(domain)
             except RouteError as exc:
                 return [exc.outcome()] * len(recipients), None
         try:
-            outcomes, reusable = transact(conn, sender, recipients, content)
+            with self._transacting_lock:
+                self._transacting.add(conn.smtp)
+            try:
+                outcomes, reusable = transact(conn, sender, recipients, content)
+            finally:
+                with self._transacting_lock:
+                    self._transacting.discard(conn.smtp)
         except RouteError as exc:
             conn.close()
             return [exc.outcome()] * len(recipients), None
@@ -310,6 +324,20 @@ class RemoteDelivery:
         self._limits.clear()  # nothing holds one between runs; do not keep one per domain ever seen
         if idle:
             await asyncio.get_running_loop().run_in_executor(self._threads, lambda: [conn.close() for conn in idle])
+
+    def abort(self) -> None:
+        """Break off the transactions under way and start no more (the node is stopping and has
+        stopped waiting for them): their threads end at once instead of holding the process up
+        to TIMEOUT_SECONDS a step. Their outcomes are not recorded, so they are attempted again."""
+        self._stopping = True
+        with self._transacting_lock:
+            sessions = list(self._transacting)
+        for smtp in sessions:
+            if smtp.sock is not None:
+                try:
+                    smtp.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def close(self) -> None:
         """Stop the threads once their current transactions end."""

@@ -89,3 +89,37 @@ class Peer:
 
     def stop(self) -> None:
         self.controller.stop()
+
+
+class HangingPeer:
+    """A peer that takes a whole message and then never answers it, on `address`:`port`, and
+    notices when the client hangs up: `receiving` is set once the message is in, `dropped` once
+    the client closed the connection."""
+
+    def __init__(self, address: str, port: int) -> None:
+        self.receiving, self.dropped = threading.Event(), threading.Event()
+        self._listener = socket.create_server((address, port))
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        conn, _ = self._listener.accept()
+        with conn, conn.makefile("rb") as lines:
+            conn.sendall(b"220 hanging.test ESMTP\r\n")
+            in_data = False
+            for line in lines:
+                if in_data:
+                    if line == b".\r\n":
+                        self.receiving.set()  # and no reply, ever
+                    continue
+                verb = line[:4].upper()
+                if verb == b"EHLO":
+                    conn.sendall(b"250-hanging.test\r\n250 8BITMIME\r\n")
+                elif verb == b"DATA":
+                    conn.sendall(b"354 go on\r\n")
+                    in_data = True
+                else:
+                    conn.sendall(b"250 OK\r\n")
+        self.dropped.set()  # the client closed its side
+
+    def stop(self) -> None:
+        self._listener.close()

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from smtp_peer import Peer, SlowPeer, free_port, remote_config
+from smtp_peer import HangingPeer, Peer, SlowPeer, free_port, remote_config
 from smtp_support import MailHarness, make_harness, send
 
 MSG = (b"From: Alice <alice@a.test>\r\nTo: friend@peer.test\r\nSubject: hi\r\n\r\n"
@@ -229,4 +229,33 @@ def test_local_mail_flows_while_more_remote_peers_hang_than_a_default_thread_poo
         mail.loop.call_soon_threadsafe(stop.set)
         running.result(30)
         peer.stop()
+    assert mail.spool_rows() == []
+
+
+def test_a_stop_breaks_off_a_peer_that_hangs_and_the_message_goes_out_later_once(mail, port):
+    mx(mail, "slow.test", (10, "mx.slow.test", "127.0.0.1"))
+    hanging = HangingPeer("127.0.0.1", port)
+    queue = mail.server.delivery
+    queue.stop_grace = 0.5
+    stop = asyncio.Event()
+    running = asyncio.run_coroutine_threadsafe(queue.run(stop), mail.loop)
+    try:
+        from_alice(mail, ["friend@slow.test"])
+        assert hanging.receiving.wait(30)
+        mail.loop.call_soon_threadsafe(stop.set)
+        running.result(20)  # without a grace period: until the 120 s timeout
+        assert hanging.dropped.wait(20)  # the transaction was broken off, not left to time out
+        assert mail.spool_rows() == [("friend@slow.test", "remote", "pending")]
+    finally:
+        hanging.stop()
+    # The claim outlives the stop: a restarted process releases it at once (its predecessor's pid
+    # is gone); this restart is in the same process, so here the lease runs out instead.
+    mail.restart()
+    up = Peer("127.0.0.1", port)
+    try:
+        mail.clock.advance(queue.lease + dt.timedelta(seconds=1))
+        assert mail.deliver() == 1
+        assert len(up.arrivals) == 1
+    finally:
+        up.stop()
     assert mail.spool_rows() == []

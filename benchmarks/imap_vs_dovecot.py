@@ -25,17 +25,14 @@ import shutil
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-from mail_bench import DOMAIN, MAILSRV, USER, USER_PASSWORD, maildir, provision
+from mail_bench import DOMAIN, USER, USER_PASSWORD, Mailsrv, maildir, provision
 
 _NOBODY = 65534
 STEPS = ("login", "select", "flags", "fetch")
-_IMAP_LISTENER = re.compile(r"IMAP listener on ([\d.]+):(\d+)")
 
 
 def free_port() -> int:
@@ -92,36 +89,11 @@ def run_rounds(name: str, port: int, login: str, args: argparse.Namespace) -> li
     return rounds
 
 
-class MailsrvImap:
+def mailsrv_imap(data_dir: Path) -> Mailsrv:
     """`mailsrv serve` with only web, SMTP and IMAP listeners on free loopback ports."""
-
-    def __init__(self, data_dir: Path) -> None:
-        config = provision(data_dir)
-        config.write_text(config.read_text().replace('imap = ""', 'imap = "127.0.0.1:0"'))
-        self.config = config
-        self.port = 0
-
-    def start(self) -> None:
-        self.process = subprocess.Popen([str(MAILSRV), "serve", "--config", str(self.config)], stderr=subprocess.PIPE)
-        ready = threading.Event()
-        threading.Thread(target=self._read_log, args=(ready,), daemon=True).start()
-        if not ready.wait(60):
-            self.process.kill()
-            raise RuntimeError("mailsrv serve did not report its IMAP listener")
-
-    def _read_log(self, ready: threading.Event) -> None:
-        assert self.process.stderr is not None
-        for raw in self.process.stderr:
-            line = raw.decode(errors="replace")
-            if match := _IMAP_LISTENER.search(line):
-                self.port = int(match[2])
-                ready.set()
-            elif " ERROR " in line or "Traceback" in line:
-                sys.stderr.write(line)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
+    config = provision(data_dir)
+    config.write_text(config.read_text().replace('imap = ""', 'imap = "127.0.0.1:0"'))
+    return Mailsrv(config, needs=("web", "SMTP", "IMAP"))
 
 
 class Dovecot:
@@ -205,7 +177,7 @@ def main() -> None:
         # Dovecot's auth process runs as its own unprivileged user and must reach the passwd file.
         tmp.chmod(0o755)
         (tmp / "mailsrv").mkdir()
-        mailsrv = MailsrvImap(tmp / "mailsrv")
+        mailsrv = mailsrv_imap(tmp / "mailsrv")
         inbox = maildir(tmp / "mailsrv")
         print(f"filling an INBOX with {args.messages} messages…", flush=True)
         fill_inbox(inbox, args.messages)
@@ -221,7 +193,7 @@ def main() -> None:
                 dovecot.stop()
         mailsrv.start()
         try:
-            results["mailsrv"] = run_rounds("mailsrv", mailsrv.port, f"{USER}@{DOMAIN}", args)
+            results["mailsrv"] = run_rounds("mailsrv", mailsrv.ports["IMAP"], f"{USER}@{DOMAIN}", args)
         finally:
             mailsrv.stop()
     print(f"\n{args.messages}-message INBOX, {args.fetch} messages fetched one by one; seconds")

@@ -22,7 +22,7 @@ ADMIN = ("bench", "Measure-pass-123")
 DOMAIN = "bench.example"
 USER = "inbox"
 USER_PASSWORD = "Mailbox-key-123"
-_LISTENER = re.compile(r"(web listener \(SOAP/HTTP\) on http://|SMTP listener on )([\d.]+):(\d+)")
+_LISTENER = re.compile(r"(\w+) listener (\(SOAP/HTTP\) on http://|on )([\d.]+):(\d+)")
 
 
 def provision(data_dir: Path, database_url: str = "") -> Path:
@@ -58,21 +58,30 @@ def maildir_files(root: Path) -> list[Path]:
 
 @dataclass
 class Mailsrv:
-    """`mailsrv serve` as a child process; its listeners' ports once it has logged them."""
+    """`mailsrv serve` as a child process; the ports of its listeners (by the name it logs: "web",
+    "SMTP", "IMAP", …) once every listener in `needs` has logged its bound address."""
     config: Path
+    needs: tuple[str, ...] = ("web", "SMTP")
     process: subprocess.Popen[bytes] = field(init=False)
-    smtp_port: int = 0
-    web_port: int = 0
+    ports: dict[str, int] = field(init=False, default_factory=dict)
+
+    @property
+    def smtp_port(self) -> int:
+        return self.ports["SMTP"]
+
+    @property
+    def web_port(self) -> int:
+        return self.ports["web"]
 
     def start(self, timeout: float = 60) -> None:
-        self.smtp_port = self.web_port = 0
+        self.ports = {}
         self.process = subprocess.Popen([str(MAILSRV), "serve", "--config", str(self.config)],
                                         stderr=subprocess.PIPE)
         ready = threading.Event()
         threading.Thread(target=self._read_log, args=(ready,), daemon=True).start()
         if not ready.wait(timeout):
             self.process.kill()
-            raise RuntimeError("mailsrv serve did not report its listeners")
+            raise RuntimeError(f"mailsrv serve did not report its listeners {', '.join(self.needs)}")
 
     def _read_log(self, ready: threading.Event) -> None:
         # Keeps draining stderr for the process's whole life: a full pipe would block the server.
@@ -80,13 +89,10 @@ class Mailsrv:
         for raw in self.process.stderr:
             line = raw.decode(errors="replace")
             if match := _LISTENER.search(line):
-                if match.group(1).startswith("web"):
-                    self.web_port = int(match.group(3))
-                else:
-                    self.smtp_port = int(match.group(3))
-                if self.web_port and self.smtp_port:
+                self.ports[match[1]] = int(match[4])
+                if all(name in self.ports for name in self.needs):
                     ready.set()
-            elif " ERROR " in line or "released" in line:
+            elif " ERROR " in line or "Traceback" in line or "released" in line:
                 sys.stderr.write(line)
 
     def kill(self) -> None:

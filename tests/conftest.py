@@ -19,6 +19,13 @@ from mailsrv.config import parse_config
 from mailsrv.serve import tcp_listener
 from mailsrv.server import MailServer
 from services.app import create_app
+from smtp_peer import free_port
+
+
+@pytest.fixture
+def port() -> int:
+    """A free loopback port: the one remote delivery dials and the tests' peers listen on."""
+    return free_port()
 
 
 @pytest.fixture(scope="session")

@@ -15,12 +15,11 @@ from pathlib import Path
 import pytest
 from pymap.concurrent import Subsystem
 
-from mailsrv.clock import ManualClock
 from mailsrv.imap.listener import remove_all_stale_locks, start_imap_listener
 from mailsrv.pop3 import start_pop3_listener
 from mailsrv.serve import tcp_listener
 from mailsrv.tls import server_context
-from smtp_support import ADMIN, DOMAIN, START, USER_PASSWORD, MailHarness, send
+from smtp_support import DOMAIN, USER_PASSWORD, MailHarness, make_harness, send
 
 ALICE, BOB = f"alice@{DOMAIN}", f"bob@{DOMAIN}"
 
@@ -74,23 +73,9 @@ class MailboxHarness(MailHarness):
         return poplib.POP3_SSL("127.0.0.1", self.ports["pop3s"], context=self.client_tls(), timeout=60)
 
 
-def make_mailbox_harness(tmp_path: Path, extra_config: str = "") -> Iterator[MailboxHarness]:
-    harness = MailboxHarness((tmp_path / "data").resolve(), ManualClock(START), extra_config)
-    try:
-        harness.server.admins.reset_primary(*ADMIN)
-        harness.server.domains.add(harness.admin(), DOMAIN, "", "postmaster", "Domain-pass-1", "", "", {})
-        harness.add_user(DOMAIN, "alice")
-        harness.add_user(DOMAIN, "bob")
-        yield harness
-    finally:
-        if harness.database_url:
-            harness.server.store.drop_all()
-        harness.stop()
-
-
 @pytest.fixture
 def mailbox(tmp_path: Path) -> Iterator[MailboxHarness]:
-    yield from make_mailbox_harness(tmp_path)
+    yield from make_harness(tmp_path, kind=MailboxHarness)
 
 
 def message(subject: str, body: str = "Hello.\r\n") -> bytes:

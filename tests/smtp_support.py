@@ -16,7 +16,7 @@ import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dns.rcode
 import pytest
@@ -150,13 +150,18 @@ class MailHarness:
         return [tuple(row) for row in rows]
 
 
+H = TypeVar("H", bound=MailHarness)
+
+
 @pytest.fixture
 def mail(tmp_path: Path) -> Iterator[MailHarness]:
     yield from make_harness(tmp_path)
 
 
-def make_harness(tmp_path: Path, extra_config: str = "") -> Iterator[MailHarness]:
-    harness = MailHarness((tmp_path / "data").resolve(), ManualClock(START), extra_config)
+def make_harness(tmp_path: Path, extra_config: str = "", kind: type[H] = MailHarness) -> Iterator[H]:  # type: ignore[assignment]  # mypy cannot default a TypeVar
+    """A started harness of `kind` with the admin, DOMAIN and its users alice and bob; emptied,
+    stopped and its DNS server closed afterwards."""
+    harness = kind((tmp_path / "data").resolve(), ManualClock(START), extra_config)
     try:
         harness.server.admins.reset_primary(*ADMIN)
         harness.server.domains.add(harness.admin(), DOMAIN, "", "postmaster", "Domain-pass-1", "", "", {})

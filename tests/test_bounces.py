@@ -9,15 +9,10 @@ from collections.abc import Iterator
 from email.message import EmailMessage
 
 import pytest
-from smtp_peer import Peer, free_port, remote_config
+from smtp_peer import Peer, remote_config
 from smtp_support import DOMAIN, MailHarness, make_harness, send
 
 MSG = b"From: Alice <alice@a.test>\r\nSubject: for a friend\r\nMessage-ID: <m1@a.test>\r\n\r\nHello\r\n"
-
-
-@pytest.fixture
-def port() -> int:
-    return free_port()
 
 
 @pytest.fixture

@@ -5,18 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from smtp_peer import Peer, free_port, remote_config
+from smtp_peer import Peer, remote_config
 from smtp_support import DOMAIN, MailHarness, make_harness, send
 
 ONE = b"Subject: one\r\n\r\n" + b"a" * 100 + b"\r\n"
 TWO = b"Subject: two\r\n\r\n" + (b"b" * 76 + b"\r\n") * 33
 THREE = b"Subject: three\r\n\r\n" + b"c" * 777 + b"\r\n"
 FOUR = b"Subject: four\r\n\r\n" + b"d" * 55 + b"\r\n"
-
-
-@pytest.fixture
-def port() -> int:
-    return free_port()
 
 
 @pytest.fixture

@@ -10,16 +10,11 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from smtp_peer import HangingPeer, Peer, SlowPeer, free_port, remote_config
+from smtp_peer import HangingPeer, Peer, SlowPeer, remote_config
 from smtp_support import MailHarness, make_harness, send
 
 MSG = (b"From: Alice <alice@a.test>\r\nTo: friend@peer.test\r\nSubject: hi\r\n\r\n"
        b"Hello there\r\n.a line that starts with a dot\r\n")
-
-
-@pytest.fixture
-def port() -> int:
-    return free_port()
 
 
 @pytest.fixture

@@ -118,7 +118,7 @@ class QueueManager:
                     log.exception("claiming %s recipients failed", kind)
                     jobs = []
                 if jobs:
-                    renewing = renewing or asyncio.create_task(self._renew_leases())
+                    renewing = renewing or asyncio.create_task(self._renew_leases(kind))
                     for unit in [jobs] if isinstance(target, BatchTarget) else [[job] for job in jobs]:
                         in_flight[asyncio.create_task(self._deliver(target, kind, unit))] = len(unit)
                     attempted += len(jobs)
@@ -186,12 +186,13 @@ class QueueManager:
             log.exception("delivery of %s (%s) failed", job.message.id, job.kind)
             return deferred_after(job, exc)
 
-    async def _renew_leases(self) -> None:
+    async def _renew_leases(self, kind: str) -> None:
         # A third of the lease between renewals: two may fail (database busy) before it runs out.
+        # Per kind: each loop renews what it holds, while it holds anything.
         while True:
             await asyncio.sleep(self.lease.total_seconds() / 3)
             try:
-                await asyncio.to_thread(self.spool.renew, self.node, self.lease)
+                await asyncio.to_thread(self.spool.renew, self.node, self.lease, kind)
             except Exception:
                 log.exception("renewing the leases of %s failed", self.node)
 

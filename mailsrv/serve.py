@@ -164,13 +164,12 @@ _MAILBOX_LISTENERS = {"imap": ("IMAP", start_imap_listener, False), "imaps": ("I
 def run(config: Config) -> None:
     """Serve until SIGTERM/SIGINT, then stop every listener and close the store."""
     # Bind before opening the store: a taken port or a bad address fails without touching data.
-    web_socket = bind(config.listen.web, "listen.web")
-    web_tls_socket: socket.socket | None = None
+    web_sockets = {False: bind(config.listen.web, "listen.web")}  # by "is HTTPS"
     smtp_sockets: dict[bool, socket.socket] = {}  # by "is submission"
     mailbox_sockets: dict[str, socket.socket] = {}  # by [listen] key
     try:
         if config.listen.webs:
-            web_tls_socket = bind(config.listen.webs, "listen.webs")
+            web_sockets[True] = bind(config.listen.webs, "listen.webs")
         for submission, value, key in ((False, config.listen.smtp, "listen.smtp"),
                                        (True, config.listen.submission, "listen.submission")):
             if value:  # an empty address disables that listener
@@ -180,12 +179,11 @@ def run(config: Config) -> None:
                 mailbox_sockets[name] = bind(getattr(config.listen, name), f"listen.{name}")
         server = MailServer(config)
         try:
-            app = create_app(server)
-            listeners: list[Listener] = [functools.partial(serve_web, app, web_socket, None)]
-            if web_tls_socket or smtp_sockets or mailbox_sockets:
+            if True in web_sockets or smtp_sockets or mailbox_sockets:
                 tls_context = server_context(config)
-            if web_tls_socket:
-                listeners.append(functools.partial(serve_web, app, web_tls_socket, tls_context))
+            app = create_app(server)
+            listeners: list[Listener] = [functools.partial(serve_web, app, sock, tls_context if https else None)
+                                         for https, sock in web_sockets.items()]
             listeners += [functools.partial(serve_tcp, "submission" if submission else "SMTP", functools.partial(
                 start_listener, server, sock, submission, tls_context)) for submission, sock in smtp_sockets.items()]
             if mailbox_sockets:
@@ -206,7 +204,6 @@ def run(config: Config) -> None:
         finally:
             server.close()
     finally:
-        web_socket.close()
-        for sock in (*([web_tls_socket] if web_tls_socket else []), *smtp_sockets.values(), *mailbox_sockets.values()):
+        for sock in (*web_sockets.values(), *smtp_sockets.values(), *mailbox_sockets.values()):
             sock.close()
     log.info("stopped")

@@ -319,11 +319,12 @@ class Spool:
                                 tuple(recipients)))
             return jobs
 
-    def renew(self, node: str, lease: dt.timedelta) -> int:
-        """Extend every lease `node` holds to now + lease; the number of recipients renewed."""
+    def renew(self, node: str, lease: dt.timedelta, kind: str) -> int:
+        """Extend the leases `node` holds on `kind` recipients to now + lease; how many."""
         with self.store.session() as s:
             return s.execute(update(SpoolRecipient)
-                             .where(SpoolRecipient.claimed_by == node, SpoolRecipient.status.in_(OPEN))
+                             .where(SpoolRecipient.claimed_by == node, SpoolRecipient.kind == kind,
+                                    SpoolRecipient.status.in_(OPEN))
                              .values(claimed_until=self.clock.now() + lease)).rowcount
 
     def lease_holders(self) -> set[str]:

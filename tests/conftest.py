@@ -28,16 +28,27 @@ def port() -> int:
     return free_port()
 
 
+REPOSITORY = Path(__file__).resolve().parents[1]
+CONTRACT_DIR = REPOSITORY / "tests" / "contract"
+
+
+@dataclass(frozen=True)
+class Contract:
+    """The files taken from SmarterMail's wire contract (tests/contract/README.md), by repository path."""
+    sums: dict[Path, str]  # each file's SHA-256 as the contract has it
+    compare: Path = CONTRACT_DIR / "wsdl_compare.py"
+
+    @property
+    def wsdls(self) -> dict[str, Path]:
+        """Every contract WSDL by service name: the served ones in wsdl/ verbatim, the rest in tests/contract/wsdl/."""
+        return {path.stem: path for path in self.sums if path.suffix == ".wsdl"}
+
+
 @pytest.fixture(scope="session")
-def contract_dir() -> Path:
-    """The shared contract folder, which lies beside the repository (here and in CI)."""
-    path = Path(__file__).resolve().parents[2] / "shared" / "contract"
-    if not path.is_dir():
-        # CI always lays shared/ beside the clone: there, a missing contract is a failure, not a skip.
-        if os.environ.get("CI"):
-            pytest.fail(f"the shared contract folder {path} is missing")
-        pytest.skip(f"the shared contract folder {path} is not on this machine")
-    return path
+def contract() -> Contract:
+    """The contract files listed in tests/contract/SHA256SUMS; a missing one fails the tests that use it."""
+    lines = (CONTRACT_DIR / "SHA256SUMS").read_text().splitlines()
+    return Contract({REPOSITORY / path: digest for digest, path in (line.split("  ", 1) for line in lines)})
 
 
 @pytest.fixture

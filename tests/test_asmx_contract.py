@@ -1,6 +1,7 @@
 """The WSDL-driven operation table: loading, the subset tool, and binding operations to handlers."""
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 import types
@@ -22,18 +23,21 @@ def service(name: str):
     return load_service((WSDL_DIR / f"{name}.wsdl").read_bytes())
 
 
-@pytest.mark.parametrize("name", FULL_SERVICES)
-def test_full_services_are_the_contract_files_verbatim(contract_dir, name):
-    assert (WSDL_DIR / f"{name}.wsdl").read_bytes() == (contract_dir / "wsdl" / f"{name}.wsdl").read_bytes()
+def test_contract_files_are_in_the_repository_with_the_contracts_bytes(contract):
+    """The full services are served from the contract's own files; no contract file was edited."""
+    assert all(contract.wsdls[name] == WSDL_DIR / f"{name}.wsdl" for name in FULL_SERVICES)
+    for path, digest in contract.sums.items():
+        assert path.resolve().is_relative_to(WSDL_DIR.parent), path
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, path
 
 
-def test_every_contract_wsdl_loads(contract_dir):
+def test_every_contract_wsdl_loads(contract):
     """Including those we serve only part of (svcServerAdmin) or not yet (svcMailListAdmin)."""
-    paths = sorted((contract_dir / "wsdl").glob("*.wsdl"))
-    assert len(paths) >= 7
+    paths = contract.wsdls.values()
+    assert len(paths) == 11
     for path in paths:
-        contract = load_service(path.read_bytes())
-        assert contract.name == path.stem and contract.operations and contract.documentation
+        loaded = load_service(path.read_bytes())
+        assert loaded.name == path.stem and loaded.operations and loaded.documentation
 
 
 def test_operation_table_reads_types_arrays_and_bindings():
@@ -62,16 +66,15 @@ def test_unsupported_schema_constructs_are_refused_at_load():
         load_service(text.replace("<s:sequence>", "<s:choice>", 1).replace("</s:sequence>", "</s:choice>", 1).encode())
 
 
-def test_server_admin_wsdl_is_the_subset_tool_output(contract_dir):
-    reference = (contract_dir / "wsdl" / "svcServerAdmin.wsdl").read_bytes()
+def test_server_admin_wsdl_is_the_subset_tool_output(contract):
+    reference = contract.wsdls["svcServerAdmin"].read_bytes()
     assert subset(reference, SERVER_ADMIN_OPS) == (WSDL_DIR / "svcServerAdmin.wsdl").read_bytes()
     assert sorted(service("svcServerAdmin").operations) == sorted(SERVER_ADMIN_OPS)
 
 
-def test_subset_only_removes(contract_dir):
+def test_subset_only_removes(contract):
     """Against the full reference, the subset differs only by what it left out — nothing changed."""
-    out = subprocess.run([sys.executable, str(contract_dir / "wsdl_compare.py"),
-                          str(contract_dir / "wsdl" / "svcServerAdmin.wsdl"),
+    out = subprocess.run([sys.executable, str(contract.compare), str(contract.wsdls["svcServerAdmin"]),
                           str(WSDL_DIR / "svcServerAdmin.wsdl")], capture_output=True, text=True)
     lines = out.stdout.splitlines()
     assert lines[:-1] and all(line.startswith("missing ") for line in lines[:-1]), out.stdout[-2000:]
@@ -80,8 +83,8 @@ def test_subset_only_removes(contract_dir):
     assert "IncomingGatewayAttributes" not in text and "StringArray" not in text and "GetGateway" not in text
 
 
-def test_subset_tool_command_line(contract_dir):
-    reference = contract_dir / "wsdl" / "svcServerAdmin.wsdl"
+def test_subset_tool_command_line(contract):
+    reference = contract.wsdls["svcServerAdmin"]
     run = [sys.executable, "-m", "services.asmx.wsdl_subset", str(reference)]
     done = subprocess.run([*run, "GetEdition"], capture_output=True, cwd=WSDL_DIR.parent)
     assert done.returncode == 0 and sorted(load_service(done.stdout).operations) == ["GetEdition"]

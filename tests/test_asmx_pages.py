@@ -16,9 +16,9 @@ EXAMPLE_ADDRESS = b"http://localhost:9998/Services/%s.asmx"
 
 
 @pytest.mark.parametrize("name", FULL_SERVICES)
-def test_served_wsdl_has_zero_differences_from_the_contract(live_server, contract_dir, name):
-    reference, served = contract_dir / "wsdl" / f"{name}.wsdl", f"{live_server.url}/Services/{name}.asmx?WSDL"
-    done = subprocess.run([sys.executable, str(contract_dir / "wsdl_compare.py"), str(reference), served],
+def test_served_wsdl_has_zero_differences_from_the_contract(live_server, contract, name):
+    reference, served = contract.wsdls[name], f"{live_server.url}/Services/{name}.asmx?WSDL"
+    done = subprocess.run([sys.executable, str(contract.compare), str(reference), served],
                           capture_output=True, text=True, timeout=60)
     assert done.stdout.splitlines()[-1] == "0 differences", done.stdout[-3000:]
     assert done.returncode == 0

@@ -93,8 +93,8 @@ def test_soap_parameters_refused(xml, fragment):
         _request(xml)
 
 
-def test_complex_parameters_decode_into_mappings(contract_dir):
-    full = load_service((contract_dir / "wsdl" / "svcServerAdmin.wsdl").read_bytes())
+def test_complex_parameters_decode_into_mappings(contract):
+    full = load_service(contract.wsdls["svcServerAdmin"].read_bytes())
     _, params = _request(f'<AddIncomingGateway {NS}><newIncomingGateway><IPAddress>192.0.2.7</IPAddress>'
                          f'<domainsToForward><string>a.example</string></domainsToForward>'
                          f'</newIncomingGateway></AddIncomingGateway>', full)

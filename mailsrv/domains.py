@@ -169,10 +169,13 @@ class Domains:
             return DomainView(d.name, d.path, d.primary_admin, {**settings.defaults(settings.DOMAIN), **d.settings})
 
     def update(self, actor: Actor, raw_name: str | None, changes: Mapping[str, Any], system_only: bool = False) -> None:
+        """Every change of a domain's settings goes through here, so the rights on its keys hold for
+        every operation that carries them (SetRequestedDomainSettings, UpdateDomain, Enable/DisableDomain)."""
         if system_only:
             actor.require_system()
         with self.store.session() as s:
             domain = domain_for(s, actor, raw_name)
+            settings.refuse_system_only(actor, settings.DOMAIN, domain.settings, changes)
             validate_settings(s, domain, changes)
             domain.settings = {**domain.settings, **changes}
 

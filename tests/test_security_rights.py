@@ -53,3 +53,66 @@ def test_secondary_domain_admin_cannot_make_itself_primary(c):
     ok(c.call("svcDomainAdmin", "SetPrimaryDomainAdmin", **PRIMARY, DomainName=DOM, AdminUserName="second"))
     assert primary_admin(c) == "second"
     assert refused(c.call("svcUserAdmin", "DeleteUser", **PRIMARY, Username="second", DomainName=DOM))[0] == -61
+
+
+LIMITS = ["maxusers=3", "maxmailboxsize=10", "maxmessagesize=1024", "maxdomainaliases=1"]
+
+
+def domain_settings(c) -> list[str]:
+    keys = [item.split("=")[0] for item in LIMITS] + ["isenabled", "bypassgreylisting"]
+    return ok(c.call("svcDomainAdmin", "GetRequestedDomainSettings", **ADMIN, DomainName=DOM,
+                     requestedSettings=keys))["settingValues"]
+
+
+def test_domain_admin_cannot_lift_the_limits_a_system_admin_set(c):
+    ok(c.call("svcDomainAdmin", "SetRequestedDomainSettings", **ADMIN, DomainName=DOM, newSettings=LIMITS))
+    before = domain_settings(c)
+    lifted = ["maxusers=0", "maxmailboxsize=0", "maxmessagesize=51200", "maxdomainaliases=0",
+              "bypassgreylisting=True", "isenabled=False"]
+    code, message = refused(c.call("svcDomainAdmin", "SetRequestedDomainSettings", **PRIMARY, DomainName=DOM,
+                                   newSettings=lifted))
+    assert code == -5 and "'maxusers'" in message
+    for item in lifted:  # each one alone, so every key is named in its own refusal
+        code, message = refused(c.call("svcDomainAdmin", "SetRequestedDomainSettings", **PRIMARY, DomainName=DOM,
+                                       newSettings=["listcommandaddress=lists", item]))
+        assert (code, f"'{item.split('=')[0]}'" in message) == (-5, True), message
+    assert domain_settings(c) == before
+
+    # A control panel echoes every setting back: unchanged limits pass beside the keys it may change.
+    ok(c.call("svcDomainAdmin", "SetRequestedDomainSettings", **PRIMARY, DomainName=DOM,
+              newSettings=[*LIMITS, "listcommandaddress=lists", "isenabled=True"]))
+    assert domain_settings(c) == before
+
+    # And the limits still hold: three users at most.
+    ok(add_user(c, "alice", "Wonder-land-1", auth=PRIMARY))
+    ok(add_user(c, "bob", "Builder-pass-1", auth=PRIMARY))
+    assert refused(add_user(c, "carol", "Song-pass-12", auth=PRIMARY))[0] == -50
+
+
+def test_domain_admin_sizes_mailboxes_only_within_the_domain_limit(c):
+    ok(c.call("svcDomainAdmin", "SetRequestedDomainSettings", **ADMIN, DomainName=DOM, newSettings=LIMITS))
+    ok(add_user(c, "alice", "Wonder-land-1", auth=PRIMARY))
+    alice = f"alice@{DOM}"
+
+    def maxsize() -> list[str]:
+        return ok(c.call("svcUserAdmin", "GetRequestedUserSettings", **ADMIN, EmailAddress=alice,
+                         requestedSettings=["maxsize"]))["settingValues"]
+
+    code, message = refused(c.call("svcUserAdmin", "SetRequestedUserSettings", **PRIMARY, EmailAddress=alice,
+                                   newSettings=["maxsize=5000"]))
+    assert code == -5 and "maxsize" in message and "10 MB" in message
+    code, _ = refused(c.call("svcUserAdmin", "UpdateUser2", **PRIMARY, EmailAddress=alice, NewPassword="",
+                             NewFirstName="", NewLastName="", IsDomainAdmin=False, maxMailboxSize=5000))
+    assert code == -5
+    code, _ = refused(c.call("svcUserAdmin", "AddUser2", **PRIMARY, NewUsername="bob", NewPassword="Builder-pass-1",
+                             DomainName=DOM, FirstName="", LastName="", IsDomainAdmin=False, maxMailboxSize=5000))
+    assert code == -5
+    assert maxsize() == ["maxsize=0"]
+
+    ok(c.call("svcUserAdmin", "SetRequestedUserSettings", **PRIMARY, EmailAddress=alice, newSettings=["maxsize=8"]))
+    assert maxsize() == ["maxsize=8"]
+    # A system administrator may grant more; the domain administrator may then echo it unchanged.
+    ok(c.call("svcUserAdmin", "SetRequestedUserSettings", **ADMIN, EmailAddress=alice, newSettings=["maxsize=5000"]))
+    ok(c.call("svcUserAdmin", "UpdateUser2", **PRIMARY, EmailAddress=alice, NewPassword="", NewFirstName="A",
+              NewLastName="", IsDomainAdmin=False, maxMailboxSize=5000))
+    assert maxsize() == ["maxsize=5000"]

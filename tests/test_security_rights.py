@@ -2,7 +2,11 @@
 another domain local through a domain alias, or take the primary administrator's place."""
 from __future__ import annotations
 
+import re
+
 import pytest
+from smtp_support import ADMIN as SYSTEM_ADMIN, send
+from web_support import web  # noqa: F401  (the fixture: SMTP, SOAP and a loopback DNS server)
 
 from contract_clients import HttpClient
 
@@ -116,3 +120,75 @@ def test_domain_admin_sizes_mailboxes_only_within_the_domain_limit(c):
     ok(c.call("svcUserAdmin", "UpdateUser2", **PRIMARY, EmailAddress=alice, NewPassword="", NewFirstName="A",
               NewLastName="", IsDomainAdmin=False, maxMailboxSize=5000))
     assert maxsize() == ["maxsize=5000"]
+
+
+SYSADMIN = {"AuthUserName": SYSTEM_ADMIN[0], "AuthPassword": SYSTEM_ADMIN[1]}
+MSG = b"Subject: for remote.test\r\n\r\nbody\r\n"
+
+
+@pytest.fixture
+def dns_records(web):
+    """remote.test is someone else's domain (its MX is elsewhere); here.test's MX is this machine."""
+    web.mail.dns.add({("remote.test", "MX"): ["10 mx.remote.test."], ("mx.remote.test", "A"): ["192.0.2.10"],
+                      ("here.test", "MX"): ["10 mx.here.test."], ("mx.here.test", "A"): ["127.0.0.1"]})
+    return HttpClient(web.url, "GET")
+
+
+def add_domain_alias(c, auth: dict, alias: str, operation: str = "AddDomainAliasWithoutMxCheck",
+                     domain: str = DOM) -> dict:
+    return c.call("svcDomainAliasAdmin", operation, **auth, DomainName=domain, DomainAliasName=alias)
+
+
+def domain_aliases(c) -> list[str]:
+    return ok(c.call("svcDomainAliasAdmin", "GetAliases", **SYSADMIN, DomainName=DOM))["DomainAliasNames"] or []
+
+
+def test_domain_admin_cannot_make_another_domain_local(web, dns_records):
+    c = dns_records
+    for operation in ("AddDomainAliasWithoutMxCheck", "AddDomainAlias"):
+        code, message = refused(add_domain_alias(c, PRIMARY, "remote.test", operation))
+        assert code == -62 and "do not point at this server" in message
+        assert "TXT record _mailsrv-verify.remote.test" in message
+    assert domain_aliases(c) == []
+
+    # Mail a local user sends to remote.test leaves for remote.test's own MX, not a.test's mailbox.
+    with web.mail.authenticated(f"alice@{DOM}") as smtp:
+        send(smtp, f"alice@{DOM}", ["postmaster@remote.test"], MSG)
+    assert web.mail.spool_rows() == [("postmaster@remote.test", "remote", "pending")]
+    web.mail.deliver()
+    assert web.mail.messages(f"postmaster@{DOM}") == []
+    ok(c.call("svcDomainAdmin", "AddDomainEx", **SYSADMIN, DomainName="remote.test", Path="",
+              PrimaryDomainAdminUserName="postmaster", PrimaryDomainAdminPassword="Domain-pass-1",
+              PrimaryDomainAdminFirstName="", PrimaryDomainAdminLastName="", IP=""))
+
+    # A domain whose MX is this machine is proof enough.
+    ok(add_domain_alias(c, PRIMARY, "here.test"))
+    assert domain_aliases(c) == ["here.test"]
+
+
+def test_domain_admin_proves_control_with_the_txt_token(web, dns_records):
+    c = dns_records
+    message = refused(add_domain_alias(c, PRIMARY, "remote.test"))[1]
+    token = re.search(r'TXT record _mailsrv-verify\.remote\.test with the value "([^"]+)"', message)[1]
+    web.mail.dns.add({("_mailsrv-verify.remote.test", "TXT"): ['"not-the-token"', f'"{token}"']})
+
+    # The token is bound to a.test: another domain's administrator cannot use it.
+    ok(c.call("svcDomainAdmin", "AddDomainEx", **SYSADMIN, DomainName="b.test", Path="",
+              PrimaryDomainAdminUserName="postmaster", PrimaryDomainAdminPassword="Domain-pass-1",
+              PrimaryDomainAdminFirstName="", PrimaryDomainAdminLastName="", IP=""))
+    other = {"AuthUserName": "postmaster@b.test", "AuthPassword": "Domain-pass-1"}
+    assert refused(add_domain_alias(c, other, "remote.test", domain="b.test"))[0] == -62
+
+    ok(add_domain_alias(c, PRIMARY, "remote.test"))
+    assert domain_aliases(c) == ["remote.test"]
+    with web.mail.authenticated(f"alice@{DOM}") as smtp:
+        send(smtp, f"alice@{DOM}", ["postmaster@remote.test"], MSG)
+    web.mail.deliver()
+    assert len(web.mail.messages(f"postmaster@{DOM}")) == 1
+
+
+def test_system_admin_may_still_skip_the_check(web, dns_records):
+    c = dns_records
+    assert refused(add_domain_alias(c, SYSADMIN, "remote.test", "AddDomainAlias"))[0] == -62
+    ok(add_domain_alias(c, SYSADMIN, "remote.test"))
+    assert domain_aliases(c) == ["remote.test"]

@@ -1,20 +1,25 @@
 """Address aliases (including the domain catch-all) and domain aliases."""
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mailsrv import names
-from mailsrv.auth import Actor
+from mailsrv.auth import Actor, Role
 from mailsrv.config import Config
 from mailsrv.domains import domain_for, limit_reached, name_taken
 from mailsrv.errors import MailsrvError, ResultCode
-from mailsrv.mx_check import mx_points_here
+from mailsrv.mx_check import prove_control
 from mailsrv.store.db import Store
-from mailsrv.store.models import Alias, Domain, DomainAlias, User
+from mailsrv.store.models import Alias, Domain, DomainAlias, ServerSetting, User
+
+# In the store, not the data directory: every node must derive the same TXT token.
+_VERIFY_SECRET_KEY = "domainalias.verifysecret"
 
 @dataclass(frozen=True)
 class AliasView:
@@ -102,18 +107,36 @@ class DomainAliases:
         self.store = store
         self.config = config
 
+    def _verify_secret(self) -> str:
+        with self.store.session() as s:
+            row = s.get(ServerSetting, _VERIFY_SECRET_KEY)
+            if row is not None:
+                return str(row.value)
+        try:
+            with self.store.session() as s:
+                s.add(ServerSetting(key=_VERIFY_SECRET_KEY, value=secrets.token_hex(32)))
+        except IntegrityError:
+            pass  # another node made it first: theirs is the one
+        with self.store.session() as s:
+            return str(s.get(ServerSetting, _VERIFY_SECRET_KEY).value)
+
     def add(self, actor: Actor, raw_domain: str | None, raw_alias: str | None, check_mx: bool) -> None:
+        """Make `raw_alias` another name of a domain. Only a system administrator may skip the DNS
+        check (AddDomainAliasWithoutMxCheck): anyone else must show control of the alias's DNS
+        (`prove_control`), or a domain administrator could make any domain local and receive the
+        mail this server's users send there."""
         alias_name = names.domain_name(raw_alias)
         with self.store.session() as s:
             domain = domain_for(s, actor, raw_domain)
+            domain_name = domain.name
             if name_taken(s, alias_name):
                 raise MailsrvError(ResultCode.DOMAIN_ALIAS_EXISTS, f"{alias_name} is already a domain or domain alias.")
             if limit_reached(s, domain, DomainAlias, "maxdomainaliases"):
                 raise MailsrvError(ResultCode.LIMIT_REACHED,
                                    f"The domain {domain.name} has reached its domain alias limit.")
         # Outside the transaction: a DNS lookup may take seconds and must not hold database locks.
-        if check_mx:
-            mx_points_here(alias_name, self.config.dns.nameservers)
+        if check_mx or actor.role is not Role.SYSTEM_ADMIN:
+            prove_control(domain_name, alias_name, self._verify_secret(), self.config.dns.nameservers)
         with self.store.session() as s:
             domain = domain_for(s, actor, raw_domain)
             if name_taken(s, alias_name):

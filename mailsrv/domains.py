@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mailsrv import names, passwords, settings
-from mailsrv.auth import Actor
+from mailsrv.auth import Actor, Role
 from mailsrv.disk import Disk
 from mailsrv.errors import MailsrvError, ResultCode
 from mailsrv.store.db import Store
@@ -169,10 +169,13 @@ class Domains:
             return DomainView(d.name, d.path, d.primary_admin, {**settings.defaults(settings.DOMAIN), **d.settings})
 
     def update(self, actor: Actor, raw_name: str | None, changes: Mapping[str, Any], system_only: bool = False) -> None:
+        """Every change of a domain's settings goes through here, so the rights on its keys hold for
+        every operation that carries them (SetRequestedDomainSettings, UpdateDomain, Enable/DisableDomain)."""
         if system_only:
             actor.require_system()
         with self.store.session() as s:
             domain = domain_for(s, actor, raw_name)
+            settings.refuse_system_only(actor, settings.DOMAIN, domain.settings, changes)
             validate_settings(s, domain, changes)
             domain.settings = {**domain.settings, **changes}
 
@@ -223,8 +226,14 @@ class Domains:
         return self.get(actor, raw_name).primary_admin
 
     def set_primary_admin(self, actor: Actor, raw_name: str | None, raw_user: str | None) -> None:
+        """Make a user the domain's primary administrator. Only a system administrator or the current
+        primary may: a secondary one that could take the role could then delete the primary."""
         with self.store.session() as s:
             domain = domain_for(s, actor, raw_name)
+            if actor.role is not Role.SYSTEM_ADMIN and actor.user != domain.primary_admin:
+                raise MailsrvError(ResultCode.PERMISSION_DENIED,
+                                   f"Permission denied: only a system administrator or the primary administrator "
+                                   f"of {domain.name} may change its primary administrator.")
             user_name = names.local_part(raw_user)
             user = s.execute(select(User).where(User.domain_id == domain.id, User.name == user_name)).scalar_one_or_none()
             if user is None:

@@ -1,6 +1,9 @@
-"""Whether a domain's mail is routed to this machine (AddDomainAlias's MX check)."""
+"""Whether a domain's mail is routed to this machine (AddDomainAlias's MX check), or whoever runs
+its DNS has published our token for it (a domain alias's proof of control)."""
 from __future__ import annotations
 
+import hashlib
+import hmac
 import socket
 
 import dns.exception
@@ -71,3 +74,37 @@ def mx_points_here(domain: str, nameservers: list[str]) -> None:
         seen = "; ".join(f"{h} -> {', '.join(a) or 'no address'}" for h, a in checked.items())
         raise MailsrvError(ResultCode.DNS_CHECK_FAILED,
                            f"The MX records of {domain} do not point at this server ({seen}).")
+
+
+VERIFY_LABEL = "_mailsrv-verify"
+
+
+def verification_token(secret: str, domain: str, alias: str) -> str:
+    """The TXT value proving that `alias`'s DNS owner wants it to be an alias of `domain`: bound to
+    both names, so a token published for one domain proves nothing for another."""
+    digest = hmac.new(secret.encode(), f"{domain}\n{alias}".encode(), hashlib.sha256).hexdigest()
+    return f"mailsrv-verify={digest[:32]}"
+
+
+def _txt_values(resolver: dns.resolver.Resolver, name: str) -> list[bytes]:
+    try:
+        return [b"".join(r.strings) for r in resolver.resolve(name, "TXT")]
+    except dns.exception.DNSException:
+        return []
+
+
+def prove_control(domain: str, alias: str, secret: str, nameservers: list[str]) -> None:
+    """Refuse unless `alias`'s MX points here or its `_mailsrv-verify` TXT record carries the token
+    for `domain`; the refusal says which record to publish."""
+    try:
+        mx_points_here(alias, nameservers)
+        return
+    except MailsrvError as refusal:
+        mx_message = refusal.message
+    token = verification_token(secret, domain, alias)
+    record = f"{VERIFY_LABEL}.{alias}"
+    if any(hmac.compare_digest(value, token.encode()) for value in _txt_values(make_resolver(nameservers), record)):
+        return
+    raise MailsrvError(ResultCode.DNS_CHECK_FAILED,
+                       f"{mx_message} To prove control of {alias} otherwise, publish the TXT record {record} "
+                       f'with the value "{token}" and try again.')

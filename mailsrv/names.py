@@ -32,6 +32,14 @@ def domain_name(raw: str | None) -> str:
             raise MailsrvError(ResultCode.INVALID_DOMAIN_NAME,
                                f"'{raw}' is not a valid domain name: label '{label}' must be 1-63 letters, "
                                "digits or inner hyphens.")
+        # An A-label must decode to a valid U-label, or it names nothing a client could show or type.
+        if label.startswith("xn--"):
+            try:
+                idna.decode(label)
+            except idna.IDNAError as exc:
+                raise MailsrvError(ResultCode.INVALID_DOMAIN_NAME,
+                                   f"'{raw}' is not a valid domain name: label '{label}' is not a valid A-label "
+                                   f"({exc}).") from None
     if labels[-1].isdigit():
         raise MailsrvError(ResultCode.INVALID_DOMAIN_NAME, f"'{raw}' ends in a numeric label.")
     return ascii_name

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mailsrv.auth import Actor, Role
 from mailsrv.errors import MailsrvError, ResultCode
 
 INT32_MAX = 2**31 - 1
@@ -22,6 +23,9 @@ class SettingKey:
     default: Any
     # For enumerated strings: the accepted spellings (first is canonical) keyed by canonical value.
     choices: Mapping[str, tuple[str, ...]] | None = None
+    # Limits, features and server bindings the system administrator grants: a domain administrator
+    # may send the current value back but not change it (see `refuse_system_only`).
+    system_only: bool = False
 
     def parse(self, raw: str | None, spelled: str) -> Any:
         text = (raw or "").strip()
@@ -54,34 +58,46 @@ def _enabled_disabled(default: str) -> SettingKey:
     return SettingKey("", str, default, {"Enabled": ("enabled", "true"), "Disabled": ("disabled", "false")})
 
 
+def granted(value: Any) -> SettingKey:
+    """A key only a system administrator may change (a limit, a feature, a server binding)."""
+    key = value if isinstance(value, SettingKey) else SettingKey("", type(value), value)
+    return SettingKey("", key.kind, key.default, key.choices, system_only=True)
+
+
 def keys(**spec: Any) -> dict[str, SettingKey]:
     out: dict[str, SettingKey] = {}
     for name, value in spec.items():
         key = value if isinstance(value, SettingKey) else SettingKey(name, type(value), value)
-        out[name] = SettingKey(name, key.kind, key.default, key.choices)
+        out[name] = SettingKey(name, key.kind, key.default, key.choices, key.system_only)
     return out
 
 
 # Limits are 0 for "unlimited". Sizes: maxsize in KB (domain disk), maxmailboxsize in MB (per user
-# unless the user sets its own), maxmessagesize in KB.
+# unless the user sets its own), maxmessagesize in KB. `granted(...)` marks what the system
+# administrator grants the domain: limits, enables/features, exemptions, SMTP authentication, the
+# server's IP and ports. The rest (catch-all, list command address, URL, spam and auto-reply
+# options, DKIM signing) is the domain administrator's own.
 DOMAIN: dict[str, SettingKey] = keys(
-    isenabled=True, catchall="", enablecatchalls=_enabled_disabled("Enabled"),
-    serverip="", imapport=143, popport=110, smtpport=25, altsmtpport=0, altsmtpportenabled=False,
-    ldapport=389, maxaliases=0, maxdomainaliases=0, maxlists=0, maxsize=0, maxusers=0,
-    maxmailboxsize=0, maxmessagesize=25600, maxrecipients=200,
-    requiresmtpauthentication=True, listcommandaddress="stserv", domainurl="",
-    autoresponderrestriction="All", bypassgreylisting=False, bypassforwardblacklist=False,
+    isenabled=granted(True), catchall="", enablecatchalls=granted(_enabled_disabled("Enabled")),
+    serverip=granted(""), imapport=granted(143), popport=granted(110), smtpport=granted(25),
+    altsmtpport=granted(0), altsmtpportenabled=granted(False), ldapport=granted(389),
+    maxaliases=granted(0), maxdomainaliases=granted(0), maxlists=granted(0), maxsize=granted(0),
+    maxusers=granted(0), maxmailboxsize=granted(0), maxmessagesize=granted(25600), maxrecipients=granted(200),
+    requiresmtpauthentication=granted(True), listcommandaddress="stserv", domainurl="",
+    autoresponderrestriction="All", bypassgreylisting=granted(False), bypassforwardblacklist=granted(False),
     enabledomainkeys=False, enablemailsigning=False,
-    enablepopretrieval=True, enableimapretrieval=True, maxpopretrievalaccounts=5, maximapretrievalaccounts=5,
-    maxmessagesperhour=0, maxmessagesperhourenabled=False,
-    maxsmtpoutbandwidthperhour=0, maxsmtpoutbandwidthperhourenabled=False,
-    maxbouncesreceivedperhour=0, maxbouncesreceivedperhourenabled=False,
-    sharedcalendar=True, sharedcontact=True, sharedfolder=True, sharednotes=True, sharedtasks=True,
-    sharedgal=True, showcalendar=True, showcontacts=True, shownotes=True, showtasks=True,
-    showcontentfilteringmenu=True, showdomainaliasmenu=True, showlistmenu=True, showspammenu=True,
-    showstatsmenu=True, showdomainreports=True, showuserreports=True,
-    spamresponderoption="", spamforwardoption="", enableemailreports=True, syncml=False,
-    enabledomainuserservicecontrol=False,
+    enablepopretrieval=granted(True), enableimapretrieval=granted(True),
+    maxpopretrievalaccounts=granted(5), maximapretrievalaccounts=granted(5),
+    maxmessagesperhour=granted(0), maxmessagesperhourenabled=granted(False),
+    maxsmtpoutbandwidthperhour=granted(0), maxsmtpoutbandwidthperhourenabled=granted(False),
+    maxbouncesreceivedperhour=granted(0), maxbouncesreceivedperhourenabled=granted(False),
+    sharedcalendar=granted(True), sharedcontact=granted(True), sharedfolder=granted(True),
+    sharednotes=granted(True), sharedtasks=granted(True), sharedgal=granted(True),
+    showcalendar=granted(True), showcontacts=granted(True), shownotes=granted(True), showtasks=granted(True),
+    showcontentfilteringmenu=granted(True), showdomainaliasmenu=granted(True), showlistmenu=granted(True),
+    showspammenu=granted(True), showstatsmenu=granted(True), showdomainreports=granted(True),
+    showuserreports=granted(True), spamresponderoption="", spamforwardoption="",
+    enableemailreports=granted(True), syncml=granted(False), enabledomainuserservicecontrol=granted(False),
 )
 
 DOMAIN_DEFAULTS: dict[str, SettingKey] = {
@@ -89,8 +105,10 @@ DOMAIN_DEFAULTS: dict[str, SettingKey] = {
     "defaultskin": SettingKey("defaultskin", str, "Default"),
 }
 
+# `maxsize` is bounded for domain administrators by the domain's `maxmailboxsize` (users.py).
+# `lockpassword` protects a password from domain administrators, so they may not lift it.
 USER: dict[str, SettingKey] = keys(
-    isenabled=True, maxsize=0, lockpassword=False, replytoaddress="", signature="",
+    isenabled=True, maxsize=0, lockpassword=granted(False), replytoaddress="", signature="",
 )
 # Two spellings clients use for the same flag.
 USER_KEY_ALIASES = {"passwordlocked": "lockpassword"}
@@ -116,6 +134,19 @@ def read_requested(table: Mapping[str, SettingKey], values: Mapping[str, Any], r
         key = _lookup(table, spelled or "", aliases)
         out.append(f"{(spelled or '').strip()}={key.format(values.get(key.name, key.default))}")
     return out
+
+
+def refuse_system_only(actor: Actor, table: Mapping[str, SettingKey], current: Mapping[str, Any],
+                       changes: Mapping[str, Any]) -> None:
+    """Refuse a change of a system-only key unless `actor` is a system administrator. Sending the
+    current value passes: control panels echo every setting back."""
+    if actor.role is Role.SYSTEM_ADMIN:
+        return
+    for name, value in changes.items():
+        key = table[name]
+        if key.system_only and value != current.get(name, key.default):
+            raise MailsrvError(ResultCode.PERMISSION_DENIED,
+                               f"Permission denied: only a system administrator may change '{name}'.")
 
 
 def parse_assignments(table: Mapping[str, SettingKey], assignments: Iterable[str | None],

@@ -231,6 +231,17 @@ def _require_lock_right(actor: Actor, user: User) -> None:
                            "only a system administrator may change it or its lock.")
 
 
+def _refuse_mailbox_beyond_domain(actor: Actor, domain: Domain, size_mb: int, current_mb: int) -> None:
+    """A domain administrator sizes mailboxes within the domain's `maxmailboxsize`, the limit the
+    system administrator set (0: unlimited). A size a system administrator granted above it may be
+    sent back unchanged, as control panels echo every field."""
+    limit = domain.settings.get("maxmailboxsize", settings.DOMAIN["maxmailboxsize"].default)
+    if actor.role is not Role.SYSTEM_ADMIN and limit and size_mb > limit and size_mb != current_mb:
+        raise MailsrvError(ResultCode.PERMISSION_DENIED,
+                           f"Permission denied: mailboxes of {domain.name} may hold at most {limit} MB; only a "
+                           "system administrator may set 'maxsize' above the domain's maxmailboxsize.")
+
+
 def _user_settings(user: User) -> dict[str, Any]:
     return {**settings.defaults(settings.USER), **user.settings}
 
@@ -367,6 +378,7 @@ class Users:
             domain = get_domain(s, domain_name)
             _lock_domain(s, domain)
             _refuse_new_name(s, domain, name)
+            _refuse_mailbox_beyond_domain(actor, domain, user.settings["maxsize"], 0)
             user.domain_id = domain.id
             s.add(user)
             self.disk.create_mailbox(domain.path, name)
@@ -406,6 +418,8 @@ class Users:
         first, last = _text(first_name, "first name", NAME_LIMIT), _text(last_name, "last name", NAME_LIMIT)
         size = None if max_mailbox_mb is None else _mailbox_mb(max_mailbox_mb)
         with self._user(actor, raw_address) as (_, user):
+            if size is not None:
+                _refuse_mailbox_beyond_domain(actor, user.domain, size, _user_settings(user)["maxsize"])
             if not is_domain_admin:
                 _refuse_primary_admin(user.domain, user, "demoted")
             if password_hash is not None:
@@ -446,15 +460,17 @@ class Users:
 
     def set_requested_settings(self, actor: Actor, raw_address: str | None,
                                assignments: Iterable[str | None]) -> None:
-        """Apply `key=value` user settings. Changing `lockpassword` takes a system administrator:
-        a lock that domain administrators could lift would not protect against them."""
+        """Apply `key=value` user settings. Changing `lockpassword` takes a system administrator (a
+        lock that domain administrators could lift would not protect against them), and so does a
+        `maxsize` above the domain's `maxmailboxsize`."""
         changes = settings.parse_assignments(settings.USER, assignments, settings.USER_KEY_ALIASES)
         if changes.get("replytoaddress"):
             changes["replytoaddress"] = names.address_text(changes["replytoaddress"])
         with self._user(actor, raw_address) as (_, user):
             current = _user_settings(user)
-            if changes.get("lockpassword", current["lockpassword"]) != current["lockpassword"]:
-                _require_lock_right(actor, user)
+            settings.refuse_system_only(actor, settings.USER, current, changes)
+            if "maxsize" in changes:
+                _refuse_mailbox_beyond_domain(actor, user.domain, changes["maxsize"], current["maxsize"])
             user.settings = {**current, **changes}
 
     # Forwarding, auto-responder, ActiveSync

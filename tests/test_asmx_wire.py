@@ -147,6 +147,16 @@ def test_soap_bad_value_is_a_client_fault(live):
     assert "DeleteFiles" in fault_of(response)[1]
 
 
+@pytest.mark.parametrize("date", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:00:00-14:00"])
+def test_date_outside_what_a_datetime_holds_is_a_client_fault(live, date):
+    body = envelope("GetAllDomainStatistics", login() + f"<StartDate>{date}</StartDate>"
+                    "<EndDate>2026-01-01T00:00:00</EndDate>")
+    response = post11(live, body, "http://tempuri.org/GetAllDomainStatistics", "/Services/svcDomainAdmin.asmx")
+    assert response.status_code == 500
+    code, message = fault_of(response)
+    assert code == "soap:Client" and "StartDate" in message and "outside" in message
+
+
 ACTION = "http://tempuri.org/GetProductInfo"
 
 

@@ -41,10 +41,20 @@ def answer(result):
     ("space here.com", "label 'space here'"),
     ("example.123", "ends in a numeric label"),
     ("../../etc.com", "is not a valid domain name"),
+    ("xn--zz.test", "label 'xn--zz' is not a valid A-label"),
+    ("mail.xn--ab.test", "label 'xn--ab' is not a valid A-label"),
 ])
 def test_domain_names_refused(c, name, fragment):
     code, message = answer(add_domain(c, name))
     assert code == -10 and fragment in message
+
+
+def test_invalid_a_label_refused_wherever_a_domain_is_named(c):
+    assert answer(c.call("svcDomainAliasAdmin", "AddDomainAliasWithoutMxCheck", **ADMIN, DomainName=DOM,
+                         DomainAliasName="xn--zz.test"))[0] == -10
+    assert answer(c.call("svcAliasAdmin", "AddAlias", **ADMIN, DomainName=DOM, AliasName="team",
+                         Addresses=["someone@xn--zz.test"]))[0] == -12
+    assert "xn--zz.test" not in c.call("svcDomainAdmin", "GetAllDomains", **ADMIN)["DomainNames"]
 
 
 def test_idna_domain_is_stored_in_ascii_form(c):

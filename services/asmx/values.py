@@ -77,7 +77,11 @@ def _parse_datetime(text: str) -> dt.datetime:
                                           f"{'+00:00' if zone == 'Z' else zone or ''}")
     except ValueError:
         raise BadValue("is not a valid calendar date and time") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        # e.g. 0001-01-01T00:00:00+14:00: in UTC it falls before year 1, which no datetime holds.
+        raise BadValue("is outside the dates 0001-01-01 to 9999-12-31 once converted to UTC") from None
 
 
 def _format_datetime(value: dt.datetime) -> str:

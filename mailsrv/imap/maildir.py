@@ -220,6 +220,10 @@ class SelectedFolder(SelectedMailbox):
 
 
 class MailSession(Session):
+    def __init__(self, *args: Any, append_limit: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.append_limit = append_limit
+
     async def select_mailbox(self, name: str, readonly: bool = False) -> tuple[MailboxSnapshot, SelectedMailbox]:
         # pymap's, with the selected state above, and the counts taken from the client view
         # rather than from a second scan of the folder.

@@ -179,3 +179,20 @@ def test_append_limit_is_the_servers_when_the_domain_sets_none(small_server_limi
     wire.send(b"a APPEND INBOX {307201}\r\n")
     assert wire.readline().startswith(b"a NO [TOOBIG]")
     wire.close()
+
+
+def _literal(name: bytes) -> bytes:
+    return b"{%d+}\r\n%b" % (len(name), name)
+
+
+def test_delete_of_dot_or_empty_name_deletes_nothing(mailbox: MailboxHarness, wire: Wire) -> None:
+    mailbox.deliver_to(ALICE, message("one"))
+    mailbox.deliver_to(ALICE, message("two"))
+    wire.login()
+    # "." was Maildir/.. (the user's whole directory), "" the Maildir itself.
+    for name in (b'"."', b'""', _literal(b"."), _literal(b"")):
+        answer = wire.command(b"d", b"DELETE " + name)
+        assert answer.startswith(b"d NO"), answer
+        assert wire.command(b"n", b"NOOP").startswith(b"n OK")
+    assert len(mailbox.messages(ALICE)) == 2
+    assert wire.command(b"s", b"SELECT INBOX").startswith(b"s OK")

@@ -13,6 +13,8 @@
 - CREATE of an existing folder (our special folders exist from the start) is ALREADYEXISTS, not
   a server error.
 - Lock files left by a killed process would block a mailbox for up to 10 minutes.
+- Folder names: pymap makes any name a path, "." being Maildir/.. and "" the Maildir itself;
+  every name now becomes a directory through mailsrv.folders.folder_directory (MailLayout).
 """
 from __future__ import annotations
 
@@ -28,18 +30,22 @@ from pathlib import Path
 from typing import IO, Any
 
 from pymap.backend.maildir import Session
-from pymap.backend.maildir.layout import MaildirLayout
+from pymap.backend.maildir.layout import DefaultLayout, MaildirLayout
 from pymap.backend.maildir.mailbox import MailboxData, MailboxSet, Maildir, Message
 from pymap.backend.maildir.uidlist import Record, UidList
 from pymap.concurrent import Event
+from pymap.exceptions import MailboxError
 from pymap.flags import FlagOp, PermanentFlags, SessionFlags
 from pymap.interfaces.message import CachedMessage
 from pymap.mailbox import MailboxSnapshot
 from pymap.parsing.command import Command
-from pymap.parsing.response import UntaggedResponse
+from pymap.parsing.response import ResponseCode, UntaggedResponse
 from pymap.parsing.specials import ObjectId, SequenceSet
 from pymap.parsing.specials.flag import Flag, Seen
 from pymap.selected import SelectedMailbox, SynchronizedMessages
+
+from mailsrv.errors import MailsrvError
+from mailsrv.folders import folder_directory
 
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 _NAME_TIME = re.compile(r"(\d+)(?:\.M(\d{1,6}))?")
@@ -424,6 +430,20 @@ class CachedMailboxData(MailboxData):
         return new_rec.uid
 
 
+class MailLayout(DefaultLayout[CRLFMaildir]):
+    """pymap's Maildir++ layout, in which a folder name becomes a directory only through
+    folder_directory: a name that is no folder is NO [CANNOT] before anything is touched."""
+
+    @classmethod
+    def _get_subdir(cls, parts: Sequence[str]) -> str:
+        if not parts:
+            return ""
+        try:
+            return folder_directory(parts)
+        except MailsrvError as exc:
+            raise MailboxError(None, exc.message.encode(), ResponseCode.of(b"CANNOT")) from None
+
+
 class MailFolders(MailboxSet):
     """A user's Maildir++ folders as pymap mailboxes, with the fixes above."""
 
@@ -466,8 +486,7 @@ class MailFolders(MailboxSet):
 
 
 def open_folders(root: Path) -> MailFolders:
-    layout = MaildirLayout.get(str(root), "++", CRLFMaildir)
-    return MailFolders(CRLFMaildir(str(root), create=False), layout)
+    return MailFolders(CRLFMaildir(str(root), create=False), MailLayout(str(root), CRLFMaildir))
 
 
 def stored_size(message: Message) -> int:

@@ -33,7 +33,6 @@ PAGE_SIZE = 25
 _FIXED_ORDER = (INBOX, *SPECIAL_FOLDERS)
 # Maildir names never hold "/" or ":" in their unique part; refusing leading dots keeps ".." out.
 _KEY = re.compile(r"[^./:\x00][^/:\x00]{0,254}")
-_FOLDER = re.compile(r"[^./\x00][^/\x00]{0,254}")
 # A folder's levels are joined with "." on disk (Maildir++: `.Projects.2024` is Projects/2024 in
 # IMAP), so no level may hold a "." or the IMAP separator "/", nor be empty: "" and "." would
 # name the Maildir itself and its parent. Control characters (CR LF in a LIST answer) and lone
@@ -98,6 +97,14 @@ def folder_directory(levels: Sequence[str]) -> str:
     return directory
 
 
+def is_folder_directory(name: str) -> bool:
+    """Whether a directory in a Maildir is a folder any client can name (others are not listed)."""
+    try:
+        return name.startswith(LEVEL_SEPARATOR) and folder_directory(name[1:].split(LEVEL_SEPARATOR)) == name
+    except MailsrvError:
+        return False
+
+
 def _not_found() -> MailsrvError:
     return MailsrvError(ResultCode.ITEM_NOT_FOUND, "No such message: it may have been moved or deleted.")
 
@@ -146,9 +153,7 @@ class Mailbox:
     def _folder_dir(self, folder: str) -> Path:
         if folder == INBOX:
             return self.root
-        if not _FOLDER.fullmatch(folder):
-            raise MailsrvError(ResultCode.ITEM_NOT_FOUND, f"No such folder: {folder}.")
-        path = self.root / f".{folder}"
+        path = self.root / folder_directory(folder.split(LEVEL_SEPARATOR))
         if not (path / "cur").is_dir():
             if folder not in SPECIAL_FOLDERS:
                 raise MailsrvError(ResultCode.ITEM_NOT_FOUND, f"No such folder: {folder}.")
@@ -197,7 +202,7 @@ class Mailbox:
         names = {INBOX, *SPECIAL_FOLDERS}
         for entry in os.scandir(self.root):
             if entry.name.startswith(".") and entry.is_dir() and (Path(entry.path) / "cur").is_dir() \
-                    and _FOLDER.fullmatch(entry.name[1:]):
+                    and is_folder_directory(entry.name):
                 names.add(entry.name[1:])
         ordered = [n for n in _FIXED_ORDER if n in names] + sorted(names - set(_FIXED_ORDER), key=str.lower)
         out = []

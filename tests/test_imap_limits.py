@@ -12,6 +12,8 @@ import pytest
 
 from mailbox_support import ALICE, MailboxHarness, mailbox, message  # noqa: F401
 from mailsrv.domains import get_domain
+from mailsrv.errors import MailsrvError
+from mailsrv.folders import Mailbox
 from smtp_support import DOMAIN, USER_PASSWORD, make_harness
 
 # More than any limit, and more than the kernel buffers between client and server can hold: a
@@ -185,6 +187,10 @@ def _literal(name: bytes) -> bytes:
     return b"{%d+}\r\n%b" % (len(name), name)
 
 
+def _tree(root: Path) -> set[Path]:
+    return {path.relative_to(root) for path in root.rglob("*")}
+
+
 def test_delete_of_dot_or_empty_name_deletes_nothing(mailbox: MailboxHarness, wire: Wire) -> None:
     mailbox.deliver_to(ALICE, message("one"))
     mailbox.deliver_to(ALICE, message("two"))
@@ -196,3 +202,52 @@ def test_delete_of_dot_or_empty_name_deletes_nothing(mailbox: MailboxHarness, wi
         assert wire.command(b"n", b"NOOP").startswith(b"n OK")
     assert len(mailbox.messages(ALICE)) == 2
     assert wire.command(b"s", b"SELECT INBOX").startswith(b"s OK")
+
+
+BAD_NAMES = [b".", b"..", b"", b"../../x", b"x" * 300, b"a\r\nb", b"a\nb", b"a\x01b", b"a\x7fb",
+             b"/x", b"x/", b"a//b", b"a/../b", b"a/./b", b"a.b", b"Projects/.."]
+# (command, whether it needs a selected mailbox); the name goes where %b is.
+NAME_COMMANDS = [(b"CREATE %b", False), (b"DELETE %b", False), (b"RENAME %b Renamed", False),
+                 (b"RENAME Projects %b", False), (b"SELECT %b", False), (b"EXAMINE %b", False),
+                 (b"STATUS %b (MESSAGES UIDNEXT)", False), (b"SUBSCRIBE %b", False),
+                 (b"UNSUBSCRIBE %b", False), (b"APPEND %b {8+}\r\nSubject:", False),
+                 (b"COPY 1 %b", True), (b"MOVE 1 %b", True), (b"UID COPY 1 %b", True)]
+
+
+def test_a_name_that_is_no_folder_gets_a_tagged_no_and_touches_nothing(mailbox: MailboxHarness,
+                                                                        wire: Wire) -> None:
+    mailbox.deliver_to(ALICE, message("stays"))
+    wire.login()
+    assert wire.command(b"p", b"CREATE Projects").startswith(b"p OK")
+    assert wire.command(b"s", b"SELECT INBOX").startswith(b"s OK")
+    before = _tree(mailbox.data_dir)
+    for name in BAD_NAMES:
+        for template, selected in NAME_COMMANDS:
+            if selected:
+                assert wire.command(b"s", b"SELECT INBOX").startswith(b"s OK")
+            answer = wire.command(b"c", template % _literal(name))
+            assert answer.startswith(b"c NO"), (template, name, answer)
+            assert wire.command(b"n", b"NOOP").startswith(b"n OK"), (template, name)
+    assert _tree(mailbox.data_dir) == before
+    assert wire.command(b"s", b"SELECT INBOX").startswith(b"s OK")
+    wire.send(b"f FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n")
+    assert any(b"Subject: stays" in line for line in wire.tagged(b"f")[1])
+
+
+def test_directories_no_folder_name_reaches_are_listed_by_neither_imap_nor_the_web(mailbox: MailboxHarness,
+                                                                                 wire: Wire) -> None:
+    # As the unchecked names left them: the web and IMAP apply the same rule.
+    root = mailbox.maildir(ALICE)
+    for bad in (".a\r\nb", ".a..b", ".x."):
+        for part in ("cur", "new", "tmp"):
+            (root / bad / part).mkdir(parents=True)
+    wire.login()
+    wire.send(b'l LIST "" "*"\r\n')
+    tagged, lines = wire.tagged(b"l")
+    assert tagged.startswith(b"l OK")
+    assert sorted(line.rsplit(b" ", 1)[1] for line in lines) == [b"Drafts\r\n", b"INBOX\r\n", b"Junk\r\n",
+                                                                 b"Sent\r\n", b"Trash\r\n"]
+    assert [folder.name for folder in Mailbox(root).folders()] == ["INBOX", "Sent", "Drafts", "Trash", "Junk"]
+    for name in ("a\r\nb", "a..b", "x.", ".", ""):
+        with pytest.raises(MailsrvError):
+            Mailbox(root).page(name, 1)

@@ -45,7 +45,7 @@ from pymap.parsing.specials.flag import Flag, Seen
 from pymap.selected import SelectedMailbox, SynchronizedMessages
 
 from mailsrv.errors import MailsrvError
-from mailsrv.folders import folder_directory
+from mailsrv.folders import folder_directory, is_folder_directory
 
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 _NAME_TIME = re.compile(r"(\d+)(?:\.M(\d{1,6}))?")
@@ -443,6 +443,11 @@ class MailLayout(DefaultLayout[CRLFMaildir]):
         except MailsrvError as exc:
             raise MailboxError(None, exc.message.encode(), ResponseCode.of(b"CANNOT")) from None
 
+    def _list_folders(self, parts: Sequence[str]) -> Iterable[Sequence[str]]:
+        # Directories no client could name (made before names were checked) are not listed.
+        return (found for found in super()._list_folders(parts)
+                if not found or is_folder_directory(DefaultLayout._get_subdir(found)))
+
 
 class MailFolders(MailboxSet):
     """A user's Maildir++ folders as pymap mailboxes, with the fixes above."""
@@ -477,8 +482,16 @@ class MailFolders(MailboxSet):
             raise ValueError(name) from exc
 
     async def rename_mailbox(self, before: str, after: str) -> None:
+        # Both names checked before pymap creates the new name's parents.
+        self._layout.get_path(before, self.delimiter)
+        self._layout.get_path(after, self.delimiter)
         self._mailboxes.pop(before, None)
         await super().rename_mailbox(before, after)
+
+    async def set_subscribed(self, name: str, subscribed: bool) -> None:
+        # The subscriptions file holds a name a line: only folder names go in.
+        self._layout.get_path(name, self.delimiter)
+        await super().set_subscribed(name, subscribed)
 
     async def delete_mailbox(self, name: str) -> None:
         self._mailboxes.pop(name, None)

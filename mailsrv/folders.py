@@ -17,6 +17,7 @@ import email.utils
 import os
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
@@ -32,7 +33,13 @@ PAGE_SIZE = 25
 _FIXED_ORDER = (INBOX, *SPECIAL_FOLDERS)
 # Maildir names never hold "/" or ":" in their unique part; refusing leading dots keeps ".." out.
 _KEY = re.compile(r"[^./:\x00][^/:\x00]{0,254}")
-_FOLDER = re.compile(r"[^./\x00][^/\x00]{0,254}")
+# A folder's levels are joined with "." on disk (Maildir++: `.Projects.2024` is Projects/2024 in
+# IMAP), so no level may hold a "." or the IMAP separator "/", nor be empty: "" and "." would
+# name the Maildir itself and its parent. Control characters (CR LF in a LIST answer) and lone
+# surrogates (no UTF-8 file name) are no name.
+LEVEL_SEPARATOR = "."
+_LEVEL = re.compile(r"[^./\x00-\x1f\x7f-\x9f\ud800-\udfff]+")
+_NAME_MAX = 255  # bytes in one directory name
 _NAME_TIME = re.compile(r"(\d+)(?:\.M(\d{1,6}))?")
 _FLAG_LETTERS = "DFPRST"
 # Headers longer than this are not looked for when listing: no real message needs more.
@@ -75,6 +82,27 @@ class _Entry:
     path: Path
     flags: str
     order: tuple[float, int, str]
+
+
+def folder_directory(levels: Sequence[str]) -> str:
+    """The directory in a Maildir (`.Projects.2024`) of the folder with these levels (Projects,
+    2024): the one check between a folder name, from IMAP or the web, and the disk."""
+    for level in levels:
+        if not _LEVEL.fullmatch(level):
+            raise MailsrvError(ResultCode.INVALID_ARGUMENT, f"{level!r} cannot be a folder name: folder names are "
+                               "not empty and hold no '.', '/' or control characters.")
+    directory = LEVEL_SEPARATOR + LEVEL_SEPARATOR.join(levels)
+    if len(directory.encode()) > _NAME_MAX:
+        raise MailsrvError(ResultCode.INVALID_ARGUMENT, f"A folder name is at most {_NAME_MAX - 1} bytes.")
+    return directory
+
+
+def is_folder_directory(name: str) -> bool:
+    """Whether a directory in a Maildir is a folder any client can name (others are not listed)."""
+    try:
+        return name.startswith(LEVEL_SEPARATOR) and folder_directory(name[1:].split(LEVEL_SEPARATOR)) == name
+    except MailsrvError:
+        return False
 
 
 def _not_found() -> MailsrvError:
@@ -125,9 +153,7 @@ class Mailbox:
     def _folder_dir(self, folder: str) -> Path:
         if folder == INBOX:
             return self.root
-        if not _FOLDER.fullmatch(folder):
-            raise MailsrvError(ResultCode.ITEM_NOT_FOUND, f"No such folder: {folder}.")
-        path = self.root / f".{folder}"
+        path = self.root / folder_directory(folder.split(LEVEL_SEPARATOR))
         if not (path / "cur").is_dir():
             if folder not in SPECIAL_FOLDERS:
                 raise MailsrvError(ResultCode.ITEM_NOT_FOUND, f"No such folder: {folder}.")
@@ -176,7 +202,7 @@ class Mailbox:
         names = {INBOX, *SPECIAL_FOLDERS}
         for entry in os.scandir(self.root):
             if entry.name.startswith(".") and entry.is_dir() and (Path(entry.path) / "cur").is_dir() \
-                    and _FOLDER.fullmatch(entry.name[1:]):
+                    and is_folder_directory(entry.name):
                 names.add(entry.name[1:])
         ordered = [n for n in _FIXED_ORDER if n in names] + sorted(names - set(_FIXED_ORDER), key=str.lower)
         out = []

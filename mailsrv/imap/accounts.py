@@ -21,12 +21,15 @@ from pymap.token import AllTokens
 from pymap.user import UserMetadata
 from pysasl.creds.server import ServerCredentials
 
+from mailsrv import settings
 from mailsrv.auth import Actor, Role
+from mailsrv.config import SmtpConfig
 from mailsrv.disk import Disk
 from mailsrv.domains import get_domain
 from mailsrv.errors import MailsrvError
 from mailsrv.imap.maildir import MailSession, open_folders, remove_stale_locks
 from mailsrv.server import MailServer
+from mailsrv.store.models import Domain
 
 # A uidlist lock is held for milliseconds; one this old was left by a process that died (on this
 # node or another sharing the data directory).
@@ -61,6 +64,14 @@ class _AuthenticatorCheck:
         return None
 
 
+def append_limit(domain: Domain, server_max_kb: int) -> int:
+    """The largest message a user of `domain` may store over IMAP: the domain's MaxMessageSize
+    within the server's `[smtp] max_message_kb`. APPEND holds the message in memory, so with both
+    unlimited (0) it is still the default server cap."""
+    domain_kb = domain.settings.get("maxmessagesize", settings.DOMAIN["maxmessagesize"].default)
+    return min((kb for kb in (domain_kb, server_max_kb) if kb), default=SmtpConfig.max_message_kb) * 1024
+
+
 def client_ip() -> str:
     # The address alone: the brute-force counter counts per client address, not per connection.
     return str(socket_info.get().peername_ip or "")
@@ -69,12 +80,14 @@ def client_ip() -> str:
 class MailboxUser(IdentityInterface):
     """A logged-in user@domain and its Maildir."""
 
-    def __init__(self, config: MaildirConfig, disk: Disk, login: str, domain_path: Path, user: str) -> None:
+    def __init__(self, config: MaildirConfig, disk: Disk, login: str, domain_path: Path, user: str,
+                 append_limit: int) -> None:
         self.config = config
         self.disk = disk
         self._name = login
         self.domain_path = domain_path
         self.user = user
+        self.append_limit = append_limit
 
     @property
     def name(self) -> str:
@@ -94,7 +107,8 @@ class MailboxUser(IdentityInterface):
         self.disk.create_mailbox(self.domain_path, self.user)
         remove_stale_locks(self.maildir, STALE_LOCK_SECONDS)
         folders = open_folders(self.maildir)
-        yield MailSession(self.name, self.config, folders, FilterSet(str(self.maildir)))
+        yield MailSession(self.name, self.config, folders, FilterSet(str(self.maildir)),
+                          append_limit=self.append_limit)
 
     async def new_token(self, *, expiration: datetime | None = None) -> str | None:
         return None
@@ -129,8 +143,10 @@ class MailboxLogin(LoginInterface):
             raise InvalidAuth()
         actor = check.actor
         with self.server.store.session() as s:
-            domain_path = Path(get_domain(s, actor.domain).path)
-        return MailboxUser(self.config, self.server.disk, actor.login, domain_path, actor.user)
+            domain = get_domain(s, actor.domain)
+            domain_path = Path(domain.path)
+            limit = append_limit(domain, self.server.config.smtp.max_message_kb)
+        return MailboxUser(self.config, self.server.disk, actor.login, domain_path, actor.user, limit)
 
     async def authorize(self, authenticated: IdentityInterface, authzid: str) -> IdentityInterface:
         if authzid and authzid.lower() != authenticated.name:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from mailsrv.disk import Disk
 from mailsrv.imap.accounts import MailboxLogin
 from mailsrv.imap.maildir import remove_stale_locks
-from mailsrv.imap.protocol import MailboxConfig, MailImapServer
+from mailsrv.imap.protocol import COMMAND_LIMIT, MailboxConfig, MailImapServer
 from mailsrv.server import MailServer
 from mailsrv.store.models import Domain, User
 
@@ -56,4 +56,7 @@ async def start_imap_listener(server: MailServer, sock: socket.socket, tls_conte
         config.apply_context()
         await callback(reader, writer)
 
-    return await asyncio.start_server(connection, sock=sock, ssl=tls_context if implicit_tls else None)
+    # The reader's limit is the longest line it buffers: without it a line that never ends grows
+    # without bound.
+    return await asyncio.start_server(connection, sock=sock, ssl=tls_context if implicit_tls else None,
+                                      limit=COMMAND_LIMIT)

@@ -13,6 +13,8 @@
 - CREATE of an existing folder (our special folders exist from the start) is ALREADYEXISTS, not
   a server error.
 - Lock files left by a killed process would block a mailbox for up to 10 minutes.
+- Folder names: pymap makes any name a path, "." being Maildir/.. and "" the Maildir itself;
+  every name now becomes a directory through mailsrv.folders.folder_directory (MailLayout).
 """
 from __future__ import annotations
 
@@ -28,18 +30,22 @@ from pathlib import Path
 from typing import IO, Any
 
 from pymap.backend.maildir import Session
-from pymap.backend.maildir.layout import MaildirLayout
+from pymap.backend.maildir.layout import DefaultLayout, MaildirLayout
 from pymap.backend.maildir.mailbox import MailboxData, MailboxSet, Maildir, Message
 from pymap.backend.maildir.uidlist import Record, UidList
 from pymap.concurrent import Event
+from pymap.exceptions import MailboxError
 from pymap.flags import FlagOp, PermanentFlags, SessionFlags
 from pymap.interfaces.message import CachedMessage
 from pymap.mailbox import MailboxSnapshot
 from pymap.parsing.command import Command
-from pymap.parsing.response import UntaggedResponse
+from pymap.parsing.response import ResponseCode, UntaggedResponse
 from pymap.parsing.specials import ObjectId, SequenceSet
 from pymap.parsing.specials.flag import Flag, Seen
 from pymap.selected import SelectedMailbox, SynchronizedMessages
+
+from mailsrv.errors import MailsrvError
+from mailsrv.folders import folder_directory, is_folder_directory
 
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 _NAME_TIME = re.compile(r"(\d+)(?:\.M(\d{1,6}))?")
@@ -220,6 +226,10 @@ class SelectedFolder(SelectedMailbox):
 
 
 class MailSession(Session):
+    def __init__(self, *args: Any, append_limit: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.append_limit = append_limit
+
     async def select_mailbox(self, name: str, readonly: bool = False) -> tuple[MailboxSnapshot, SelectedMailbox]:
         # pymap's, with the selected state above, and the counts taken from the client view
         # rather than from a second scan of the folder.
@@ -420,6 +430,25 @@ class CachedMailboxData(MailboxData):
         return new_rec.uid
 
 
+class MailLayout(DefaultLayout[CRLFMaildir]):
+    """pymap's Maildir++ layout, in which a folder name becomes a directory only through
+    folder_directory: a name that is no folder is NO [CANNOT] before anything is touched."""
+
+    @classmethod
+    def _get_subdir(cls, parts: Sequence[str]) -> str:
+        if not parts:
+            return ""
+        try:
+            return folder_directory(parts)
+        except MailsrvError as exc:
+            raise MailboxError(None, exc.message.encode(), ResponseCode.of(b"CANNOT")) from None
+
+    def _list_folders(self, parts: Sequence[str]) -> Iterable[Sequence[str]]:
+        # Directories no client could name (made before names were checked) are not listed.
+        return (found for found in super()._list_folders(parts)
+                if not found or is_folder_directory(DefaultLayout._get_subdir(found)))
+
+
 class MailFolders(MailboxSet):
     """A user's Maildir++ folders as pymap mailboxes, with the fixes above."""
 
@@ -453,8 +482,16 @@ class MailFolders(MailboxSet):
             raise ValueError(name) from exc
 
     async def rename_mailbox(self, before: str, after: str) -> None:
+        # Both names checked before pymap creates the new name's parents.
+        self._layout.get_path(before, self.delimiter)
+        self._layout.get_path(after, self.delimiter)
         self._mailboxes.pop(before, None)
         await super().rename_mailbox(before, after)
+
+    async def set_subscribed(self, name: str, subscribed: bool) -> None:
+        # The subscriptions file holds a name a line: only folder names go in.
+        self._layout.get_path(name, self.delimiter)
+        await super().set_subscribed(name, subscribed)
 
     async def delete_mailbox(self, name: str) -> None:
         self._mailboxes.pop(name, None)
@@ -462,8 +499,7 @@ class MailFolders(MailboxSet):
 
 
 def open_folders(root: Path) -> MailFolders:
-    layout = MaildirLayout.get(str(root), "++", CRLFMaildir)
-    return MailFolders(CRLFMaildir(str(root), create=False), layout)
+    return MailFolders(CRLFMaildir(str(root), create=False), MailLayout(str(root), CRLFMaildir))
 
 
 def stored_size(message: Message) -> int:

@@ -1,10 +1,13 @@
 """pymap's IMAP server with what it lacks: NAMESPACE (RFC 2342), UNSELECT (RFC 3691) and the RFC 6154
 SPECIAL-USE attributes on LIST, added through pymap's own command registry and connection state,
-and the login rule: LOGIN/AUTHENTICATE only under TLS, from loopback, or when the config allows.
+the login rule: LOGIN/AUTHENTICATE only under TLS, from loopback, or when the config allows,
+and input limits: pymap reads any literal a client announces, before login too, into memory.
 """
 from __future__ import annotations
 
+import re
 import ssl
+import sys
 from argparse import Namespace
 from asyncio import StreamReader, StreamWriter
 from collections.abc import Sequence
@@ -18,13 +21,17 @@ from pymap.context import connection_exit
 from pymap.imap import IMAPConnection, IMAPServer
 from pymap.imap.state import ConnectionState
 from pymap.interfaces.message import MessageInterface
-from pymap.parsing.command import CommandAuth, CommandNoArgs, CommandSelect
+from pymap.parsing import Params
+from pymap.parsing.command import Command, CommandAuth, CommandNoArgs, CommandSelect
 from pymap.parsing.command.auth import ListCommand
 from pymap.parsing.command.select import FetchCommand
-from pymap.parsing.commands import Commands
-from pymap.parsing.response import Response, ResponseCode, ResponseOk, UntaggedResponse
+from pymap.parsing.commands import Commands, InvalidCommand
+from pymap.parsing.response import (CommandResponse, Response, ResponseBad, ResponseBye, ResponseCode, ResponseNo,
+                                    ResponseOk, UntaggedResponse)
+from pymap.parsing.response.code import Capability
 from pymap.parsing.response.specials import ListResponse, LSubResponse
 from pymap.parsing.specials.fetchattr import FetchAttribute
+from pymap.parsing.state import ExpectContinuation, ParsingInterrupt
 from pymap.selected import SelectedMailbox
 from pysasl import SASLAuth
 from pysasl.hashing import BuiltinHash
@@ -35,6 +42,14 @@ from mailsrv.imap.maildir import message_bytes
 _SPECIAL_USE = {name: name.encode() for name in SPECIAL_FOLDERS}  # "Sent" -> \Sent, …
 _EXTRA_CAPABILITIES = [b"NAMESPACE", b"UNSELECT", b"SPECIAL-USE"]
 _FLUSH_BYTES = 256 * 1024
+# One command, its lines and literals together (an APPEND's message besides): also the longest
+# line the stream reader buffers while it looks for the line end.
+COMMAND_LIMIT = 64 * 1024
+# A literal other than an APPEND's message after login: a user name, a password, a search string.
+LITERAL_LIMIT = 8 * 1024
+_TOOBIG = ResponseCode.of(b"TOOBIG")
+_LITERAL_PLUS = re.compile(rb"{(\d+)\+}\r?\n$")  # pymap's IMAPConnection._literal_plus
+_APPEND = re.compile(rb"[^ ]* APPEND ", re.IGNORECASE)
 
 
 def _is_whole_peek(attr: FetchAttribute) -> bool:
@@ -73,6 +88,11 @@ class UnselectCommand(CommandNoArgs, CommandSelect):
     command = b"UNSELECT"
 
 
+class _TooBig(EOFError):
+    """Input over a limit: the connection ends with BYE [TOOBIG] without reading the rest (RFC 7888
+    allows it for a non-synchronising literal; for the rest there is no command left to answer)."""
+
+
 class MailboxConfig(MaildirConfig):
     """pymap's settings for one listener (STARTTLS or implicit TLS)."""
 
@@ -82,7 +102,9 @@ class MailboxConfig(MaildirConfig):
                          host=None, port=0, base_dir="", layout="++", colon=None,
                          ssl_context=tls_context, tls_enabled=starttls, subsystem=subsystem,
                          # Passwords are checked by mailsrv's Authenticator, never by pymap's hashes.
-                         hash_context=BuiltinHash(), reject_dnsbl=False, invalid_user_sleep=0)
+                         hash_context=BuiltinHash(), reject_dnsbl=False, invalid_user_sleep=0,
+                         # Each user's own limit (MailConnectionState), not pymap's 1 GB for all.
+                         max_append_len=None)
         self._hostname = hostname
         self._allow_plaintext_auth = allow_plaintext_auth
 
@@ -108,6 +130,27 @@ class MailboxConfig(MaildirConfig):
 
 
 class MailConnectionState(ConnectionState):
+    @property
+    def append_limit(self) -> int | None:
+        """The largest message the logged-in user may APPEND; None before login."""
+        return self._session.append_limit if self._session is not None else None  # type: ignore[attr-defined]
+
+    @property
+    def capability(self) -> Capability:
+        capability = super().capability
+        if self.append_limit is not None:
+            capability.capabilities.append(b"APPENDLIMIT=%d" % self.append_limit)  # RFC 7889
+        return capability
+
+    async def do_command(self, cmd: Command) -> CommandResponse:
+        parse_exc = cmd.parse_exc if isinstance(cmd, InvalidCommand) else None
+        if parse_exc is not None and parse_exc.code is not None and bytes(parse_exc.code) == bytes(_TOOBIG):
+            # A literal refused before its continuation: APPEND's message is NO (RFC 7889), the rest BAD.
+            if cmd.command_name == b"APPEND":
+                return ResponseNo(cmd.tag, b"APPEND: Message too big.", _TOOBIG)
+            return ResponseBad(cmd.tag, cmd.message, _TOOBIG)
+        return await super().do_command(cmd)
+
     async def do_namespace(self, cmd: NamespaceCommand) -> tuple[ResponseOk, None]:
         response = ResponseOk(cmd.tag, b"NAMESPACE completed.")
         # One personal namespace, no shared or other users' folders.
@@ -184,6 +227,74 @@ class _Coalescing:
 
 
 class MailImapConnection(IMAPConnection):
+    # What the command being read may still send, its largest literal, and whether its first line
+    # (which names it) is still to come. AUTHENTICATE and IDLE read their lines between commands.
+    _left = COMMAND_LIMIT
+    _literal_limit = LITERAL_LIMIT
+    _first_line = False
+    _append_limit: int | None = None
+
+    async def read_command(self, state: ConnectionState) -> Command:
+        self._append_limit = state.append_limit if isinstance(state, MailConnectionState) else None
+        # pymap's parser refuses a synchronising literal over this before sending "+" (APPEND's
+        # message; every other string is held to 4 KB by pymap itself).
+        self.params = Params(max_append_len=self._append_limit or LITERAL_LIMIT)
+        self._first_line = True
+        try:
+            return await super().read_command(state)
+        except _TooBig:
+            await self.send_error_disconnect()
+            raise
+        finally:
+            self._left, self._literal_limit, self._first_line = COMMAND_LIMIT, LITERAL_LIMIT, False
+
+    def _charge(self, size: int) -> None:
+        if size > self._left:
+            raise _TooBig(b"Command too long.")
+        self._left -= size
+
+    async def _read_line(self) -> bytes:
+        try:
+            line = await self.reader.readline()
+        except ValueError:  # no line end within the stream reader's limit (COMMAND_LIMIT)
+            raise _TooBig(b"Command line too long.") from None
+        if self._first_line:
+            self._first_line = False
+            if self._append_limit is not None and _APPEND.match(line):
+                self._left += self._append_limit
+                self._literal_limit = self._append_limit
+        self._charge(len(line))
+        return line
+
+    async def readline(self) -> memoryview:
+        # pymap's, which reads a non-synchronising literal of any announced size.
+        buf = bytearray(await self._read_line())
+        while buf.endswith(b"\n"):
+            match = _LITERAL_PLUS.search(buf) if buf.endswith((b"+}\n", b"+}\r\n")) else None
+            if match is None:
+                return memoryview(buf)
+            length = int(match[1])
+            if length > self._literal_limit:
+                raise _TooBig(b"Literal too big.")
+            self._charge(length)
+            buf += await self.reader.readexactly(length)
+            buf += await self._read_line()
+        raise EOFError()
+
+    async def _interrupt(self, state: ConnectionState, interrupt: ParsingInterrupt,
+                         continuations: list[memoryview]) -> None:
+        # A synchronising literal: the parser checked its own size, this the command's in all.
+        if isinstance(interrupt.expected, ExpectContinuation):
+            self._charge(interrupt.expected.literal_length)
+        await super()._interrupt(state, interrupt, continuations)
+
+    async def send_error_disconnect(self) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, _TooBig):
+            await self.write_response(ResponseBye(exc.args[0], _TOOBIG))
+        else:
+            await super().send_error_disconnect()
+
     async def write_response(self, resp: Response) -> None:
         # pymap's own writes each line to the socket separately, and serialises the whole response
         # a second time for a debug log line even when debug logging is off.

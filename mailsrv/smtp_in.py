@@ -7,7 +7,9 @@ mailsrv.policy, durability via mailsrv.spool (250 only once the message is on di
 
 Answers:
 - unknown local recipient 550 5.1.1; disabled mailbox or domain 550 5.2.1; relaying 550 5.7.1;
-  sender in a domain requiring AUTH without it 530 5.7.0 (see mailsrv.policy);
+  sender in a domain requiring AUTH without it 530 5.7.0 (see mailsrv.policy); an authenticated
+  user's envelope sender, `From:` or `Sender:` address it does not own 553 5.7.1 (at MAIL, after
+  DATA; see mailsrv.submission);
 - too many recipients (server cap, the sender's domain MaxRecipients when authenticated, the
   recipient's domain MaxRecipients per domain) 452 4.5.3;
 - message too big (SIZE at MAIL/RCPT, real size after DATA; the server cap, the authenticated
@@ -46,7 +48,7 @@ from mailsrv.auth import Actor
 from mailsrv.errors import MailsrvError, ResultCode
 from mailsrv.policy import Client, Reply, SenderCheck
 from mailsrv.recipients import Deliver, DomainInfo
-from mailsrv.submission import TOO_BIG, Submission, check_recipient, submit
+from mailsrv.submission import TOO_BIG, Submission, check_recipient, check_sender, submit
 
 if TYPE_CHECKING:
     from mailsrv.server import MailServer
@@ -187,10 +189,11 @@ class Handler:
         sender = "" if address == "<>" else address
         sender_domain = await self._domain(sender.rpartition("@")[2]) if "@" in sender else None
         refusal = self.server.policy.check_sender(SenderCheck(self._client(session), sender, sender_domain))
+        actor = _actor(session)
+        refusal = refusal or await check_sender(self.server, actor, sender)
         if refusal:
             return str(refusal)
         declared = _declared_size(mail_options)
-        actor = _actor(session)
         own = await self._domain(actor.domain) if actor else None
         if own and own.max_message_bytes and declared > own.max_message_bytes:
             return str(TOO_BIG)

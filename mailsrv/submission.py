@@ -4,13 +4,21 @@ Shared by SMTP (RCPT and DATA answers) and the web interface's send, so a messag
 browser meets the same limits, resolution and counting as one submitted over SMTP AUTH: it is
 spooled with `sent_by` set, which makes the spool count MessagesSent/BytesSent for the sender.
 Refusals are SMTP replies; the web interface shows their text.
+
+An authenticated user sends only as an address it owns (mailsrv.recipients.Resolver.owned_by):
+the envelope sender (the null sender is always allowed) and every address of the `From:` and
+`Sender:` headers; anything else is refused 553 5.7.1, so a login cannot put another user's,
+another domain's or a remote name on its mail.
 """
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import email.utils
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 from typing import TYPE_CHECKING
 
 from mailsrv.auth import Actor
@@ -37,6 +45,28 @@ class Submission:
     helo: str
     trace: Callable[[str, dt.datetime], str]  # our Received header for (message id, time)
     spf_result: str = ""
+
+
+async def check_sender(server: MailServer, actor: Actor | None, sender: str) -> Reply | None:
+    """The refusal of an envelope sender the authenticated user does not own; None when it may go ahead."""
+    return await _not_owned(server, actor, [sender] if sender else [])
+
+
+def _header_senders(content: bytes) -> list[str]:
+    """Every address of the message's `From:` and `Sender:` headers ("" for one that does not parse)."""
+    end = content.find(b"\r\n\r\n")  # the parser stops at the first empty line; spare it the body
+    header = BytesHeaderParser(policy=compat32).parsebytes(content if end < 0 else content[:end + 2])
+    values = [str(v) for v in header.get_all("From", []) + header.get_all("Sender", [])]
+    return [address for _, address in email.utils.getaddresses(values)]
+
+
+async def _not_owned(server: MailServer, actor: Actor | None, addresses: Iterable[str]) -> Reply | None:
+    if actor is None:  # unauthenticated mail is the relay policy's business (mailsrv.policy)
+        return None
+    for address in dict.fromkeys(a.lower() for a in addresses):  # once each: one lookup per address
+        if not await asyncio.to_thread(server.resolver.owned_by, actor.domain, actor.user, address):
+            return Reply(553, "5.7.1", f"<{address}>: {actor.login} may not send as this address")
+    return None
 
 
 def mailboxes(resolutions: Iterable[Deliver]) -> list[LocalMailbox]:
@@ -90,8 +120,11 @@ async def check_recipient(server: MailServer, client: Client, sender: str, own_d
 
 
 async def submit(server: MailServer, message: Submission) -> str | Reply:
-    """The spool id once the message is durably spooled, or the refusal (size, quota)."""
+    """The spool id once the message is durably spooled, or the refusal (header senders, size, quota)."""
     content = message.content
+    refusal = await _not_owned(server, message.actor, _header_senders(content))
+    if refusal:
+        return refusal
     limits = [d.max_message_bytes for d in [message.own_domain, *(r.domain for _, r in message.accepted)]
               if d is not None and d.max_message_bytes]
     if limits and len(content) > min(limits):

@@ -1,0 +1,69 @@
+"""Security #8, SMTP intake: who an authenticated user may send as, bare line ends, alias fan-out
+and a full disk, over real sockets, Maildirs and spool."""
+from __future__ import annotations
+
+import smtplib
+
+import pytest
+from smtp_support import DOMAIN, MailHarness, send
+from smtp_support import mail  # noqa: F401  (the fixture)
+
+
+def spoofable(mail: MailHarness) -> None:
+    """b.test with its user dadmin; sales@a.test reaching alice, team@a.test reaching only bob."""
+    actor = mail.admin()
+    mail.server.domains.add(actor, "b.test", "", "postmaster", "Domain-pass-1", "", "", {})
+    mail.add_user("b.test", "dadmin")
+    mail.server.aliases.add(actor, DOMAIN, "sales", ["alice@a.test"])
+    mail.server.aliases.add(actor, DOMAIN, "team", ["bob@a.test"])
+    mail.server.domain_aliases.add(actor, DOMAIN, "alias-a.test", False)
+
+
+@pytest.mark.parametrize("submission", [True, False])
+def test_an_envelope_sender_the_login_does_not_own_is_refused_at_mail_from(mail, submission):
+    spoofable(mail)
+    with mail.authenticated("alice@a.test", submission=submission) as smtp:
+        smtp.ehlo()
+        for sender in ("dadmin@b.test", "boss@remote.test", "bob@a.test", "team@a.test", "bob@alias-a.test"):
+            code, reply = smtp.mail(sender)
+            assert (code, reply[:5]) == (553, b"5.7.1"), sender
+            assert sender.encode() in reply
+        assert smtp.rcpt("friend@remote.test")[0] == 503  # no transaction was started
+    assert mail.spool_rows() == []
+
+
+@pytest.mark.parametrize("headers", [
+    b"From: dadmin@b.test\r\n",
+    b"From: Alice <alice@a.test>, Boss <boss@remote.test>\r\n",  # every From address must be owned
+    b"From: alice@a.test\r\nSender: dadmin@b.test\r\n",
+    b"From: alice@a.test\r\nFrom: bob@a.test\r\n",
+    b"From: someone\r\n",
+])
+def test_a_from_or_sender_header_the_login_does_not_own_is_refused_after_data(mail, headers):
+    spoofable(mail)
+    with mail.authenticated("alice@a.test") as smtp:
+        smtp.ehlo()
+        assert smtp.mail("alice@a.test")[0] == 250
+        assert smtp.rcpt("bob@a.test")[0] == 250
+        code, reply = smtp.data(headers + b"Subject: pay this\r\n\r\nbody\r\n")
+        assert (code, reply[:5]) == (553, b"5.7.1"), reply
+    assert mail.spool_rows() == []
+    mail.deliver()
+    assert mail.messages("bob@a.test") == []
+
+
+def test_own_addresses_aliases_domain_aliases_and_the_null_sender_are_delivered(mail):
+    spoofable(mail)
+    sent = [("alice@a.test", b"From: Alice <alice@a.test>\r\n"),
+            ("sales@a.test", b"From: Sales <sales@a.test>\r\nSender: alice@a.test\r\n"),
+            ("Alice@Alias-A.test", b"From: alice@alias-a.test, sales@a.test\r\n"),
+            ("<>", b"From: alice@a.test\r\n"),
+            ("alice@a.test", b"Subject: no From at all\r\n")]
+    for submission in (True, False):
+        with mail.authenticated("alice@a.test", submission=submission) as smtp:
+            for sender, headers in sent:
+                send(smtp, sender, ["bob@a.test"], headers + b"To: bob@a.test\r\n\r\nbody\r\n")
+    mail.deliver()
+    # What follows our trace headers (the last ends in "for <bob@a.test>; date") is the message as sent.
+    stored = [m[m.index(b"\r\n", m.index(b"\tfor <bob@a.test>")) + 2:] for m in mail.messages("bob@a.test")]
+    assert sorted(stored) == sorted(headers + b"To: bob@a.test\r\n\r\nbody\r\n" for _, headers in sent * 2)

@@ -12,6 +12,8 @@ Answers:
   DATA; see mailsrv.submission);
 - too many recipients (server cap, the sender's domain MaxRecipients when authenticated, the
   recipient's domain MaxRecipients per domain) 452 4.5.3;
+- a bare CR or LF anywhere in the DATA (SMTP smuggling towards a next hop) 550 5.6.0, and
+  nothing is spooled (see mailsrv.submission);
 - message too big (SIZE at MAIL/RCPT, real size after DATA; the server cap, the authenticated
   sender's domain and every local recipient's domain MaxMessageSize) 552 5.3.4;
 - mailbox quota: 452 4.2.2 at RCPT (full already, or full with the declared SIZE: the sending

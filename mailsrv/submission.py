@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
 TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
+BARE_LINE_END = Reply(550, "5.6.0", "Bare CR or LF in the message: every line must end with CRLF")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,14 @@ class Submission:
 async def check_sender(server: MailServer, actor: Actor | None, sender: str) -> Reply | None:
     """The refusal of an envelope sender the authenticated user does not own; None when it may go ahead."""
     return await _not_owned(server, actor, [sender] if sender else [])
+
+
+def _bare_line_end(content: bytes) -> bool:
+    # A next hop may take a bare CR or LF for a line end, and so "<LF>.<LF>" for the end of the
+    # data and what follows for commands of its own (SMTP smuggling): refused, as Postfix's
+    # smtpd_forbid_bare_newline does, rather than rewritten, which would break signatures.
+    pairs = content.count(b"\r\n")
+    return content.count(b"\r") != pairs or content.count(b"\n") != pairs
 
 
 def _header_senders(content: bytes) -> list[str]:
@@ -120,8 +129,10 @@ async def check_recipient(server: MailServer, client: Client, sender: str, own_d
 
 
 async def submit(server: MailServer, message: Submission) -> str | Reply:
-    """The spool id once the message is durably spooled, or the refusal (header senders, size, quota)."""
+    """The spool id once the message is durably spooled, or the refusal (line ends, header senders, size, quota)."""
     content = message.content
+    if _bare_line_end(content):
+        return BARE_LINE_END
     refusal = await _not_owned(server, message.actor, _header_senders(content))
     if refusal:
         return refusal

@@ -2,10 +2,9 @@
 and a full disk, over real sockets, Maildirs and spool."""
 from __future__ import annotations
 
-import smtplib
-
 import pytest
-from smtp_support import DOMAIN, MailHarness, send
+from smtp_peer import Peer, remote_config
+from smtp_support import DOMAIN, MailHarness, make_harness, send
 from smtp_support import mail  # noqa: F401  (the fixture)
 
 
@@ -67,3 +66,55 @@ def test_own_addresses_aliases_domain_aliases_and_the_null_sender_are_delivered(
     # What follows our trace headers (the last ends in "for <bob@a.test>; date") is the message as sent.
     stored = [m[m.index(b"\r\n", m.index(b"\tfor <bob@a.test>")) + 2:] for m in mail.messages("bob@a.test")]
     assert sorted(stored) == sorted(headers + b"To: bob@a.test\r\n\r\nbody\r\n" for _, headers in sent * 2)
+
+
+SMUGGLED = (b"MAIL FROM:<dadmin@a.test>\r\nRCPT TO:<bob@a.test>\r\nDATA\r\n"
+            b"From: dadmin@a.test\r\nSubject: smuggled\r\n\r\npay this\r\n")
+
+
+@pytest.mark.parametrize("end", [b"\r.\r", b"\n.\n", b"\r.\r\n", b"\n.\r\n", b"\r\n.\n"])
+@pytest.mark.parametrize("submission", [False, True])
+def test_bare_cr_or_lf_in_data_is_refused_and_a_smuggled_transaction_never_runs(mail, end, submission):
+    with (mail.authenticated("alice@a.test", submission=True) if submission else mail.client()) as smtp:
+        smtp.ehlo()
+        assert smtp.mail("alice@a.test" if submission else "ext@example.org")[0] == 250
+        assert smtp.rcpt("alice@a.test")[0] == 250
+        smtp.putcmd("data")
+        assert smtp.getreply()[0] == 354
+        smtp.sock.sendall(b"Subject: hello\r\n\r\nhello" + end + SMUGGLED + b".\r\n")
+        code, reply = smtp.getreply()
+        assert (code, reply[:5]) == (550, b"5.6.0"), reply
+        # One answer for the whole DATA: nothing of the smuggled commands was read as a command.
+        assert smtp.noop() == (250, b"2.0.0 OK")
+    assert mail.spool_rows() == []
+    mail.deliver()
+    assert mail.messages("alice@a.test") == [] and mail.messages("bob@a.test") == []
+
+
+@pytest.fixture
+def relay(tmp_path, port):
+    for harness in make_harness(tmp_path, remote_config(port)):
+        harness.dns.add({("peer.test", "MX"): ["10 mx.peer.test."], ("mx.peer.test", "A"): ["127.0.0.1"]})
+        peer = Peer("127.0.0.1", port)
+        try:
+            yield harness, peer
+        finally:
+            peer.stop()
+
+
+def test_a_next_hop_never_receives_a_bare_cr_or_lf(relay):
+    mail, peer = relay
+    clean = b"From: alice@a.test\r\nSubject: clean\r\n\r\nline one\r\n.line two\r\n"
+    with mail.authenticated("alice@a.test") as smtp:
+        for end in (b"\r.\r", b"\n.\n", b"\n"):
+            smtp.ehlo()
+            smtp.mail("alice@a.test")
+            smtp.rcpt("friend@peer.test")
+            code, reply = smtp.data(b"From: alice@a.test\r\n\r\nhi" + end + SMUGGLED)
+            assert (code, reply[:5]) == (550, b"5.6.0"), reply
+        send(smtp, "alice@a.test", ["friend@peer.test"], clean)
+    mail.deliver()
+    [arrival] = peer.arrivals
+    assert arrival.content.endswith(clean)
+    body = arrival.content.replace(b"\r\n", b"")
+    assert b"\r" not in body and b"\n" not in body

@@ -11,7 +11,8 @@ Answers:
   user's envelope sender, `From:` or `Sender:` address it does not own 553 5.7.1 (at MAIL, after
   DATA; see mailsrv.submission);
 - too many recipients (server cap, the sender's domain MaxRecipients when authenticated, the
-  recipient's domain MaxRecipients per domain) 452 4.5.3;
+  recipient's domain MaxRecipients per domain; an RCPT counts as the remote addresses its aliases
+  and forwarding expand to, at least one) 452 4.5.3, or 550 5.5.3 for one that alone exceeds a cap;
 - a bare CR or LF anywhere in the DATA (SMTP smuggling towards a next hop) 550 5.6.0, and
   nothing is spooled (see mailsrv.submission);
 - message too big (SIZE at MAIL/RCPT, real size after DATA; the server cap, the authenticated

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from mailsrv.auth import Actor
 from mailsrv.local_delivery import first_over_quota
 from mailsrv.policy import Client, RecipientCheck, Reply
-from mailsrv.recipients import Deliver, Disabled, DomainInfo, LocalMailbox, Unknown
+from mailsrv.recipients import Deliver, Disabled, DomainInfo, LocalMailbox, RemoteAddress, Unknown
 from mailsrv.spool import LOCAL, REMOTE, IncomingMessage, NewRecipient, Spool
 
 if TYPE_CHECKING:
@@ -100,13 +100,19 @@ def spool_recipients(accepted: Iterable[tuple[str, Deliver]]) -> list[NewRecipie
     return list(out.values())
 
 
+def _fan_out(resolution: Deliver) -> int:
+    return max(1, sum(1 for route in resolution.routes if isinstance(route, RemoteAddress)))
+
+
 async def check_recipient(server: MailServer, client: Client, sender: str, own_domain: DomainInfo | None,
                           accepted: Sequence[tuple[str, Deliver]], address: str, declared_size: int) -> Deliver | Reply:
-    """The resolution of one more recipient, or the refusal to answer for it."""
-    count = len(accepted)
-    if count >= server.config.smtp.max_recipients or (
-            own_domain and own_domain.max_recipients and count >= own_domain.max_recipients):
-        return TOO_MANY_RECIPIENTS
+    """The resolution of one more recipient, or the refusal to answer for it.
+
+    Recipient limits count what a message fans out to: each RCPT counts as one, or as the number
+    of remote addresses its aliases and forwarding send it on to, so one unauthenticated message
+    to an alias cannot become more outbound copies than the alias's domain allows. The RCPT that
+    crosses a limit gets 452 (the client may send it in another transaction); one that alone
+    exceeds it 550, since it can never fit."""
     result = await asyncio.to_thread(server.resolver.resolve, address)
     if isinstance(result, Unknown):
         return Reply(550, "5.1.1", f"<{address}>: no such user here")
@@ -116,12 +122,19 @@ async def check_recipient(server: MailServer, client: Client, sender: str, own_d
     if refusal:
         return refusal
     domain = result.domain
+    everyone = [r for _, r in accepted]
+    limits = [(server.config.smtp.max_recipients, everyone)]
+    if own_domain:
+        limits.append((own_domain.max_recipients, everyone))
     if domain is not None:
-        same_domain = sum(1 for _, r in accepted if r.domain is not None and r.domain.id == domain.id)
-        if domain.max_recipients and same_domain >= domain.max_recipients:
-            return TOO_MANY_RECIPIENTS
-        if domain.max_message_bytes and declared_size > domain.max_message_bytes:
-            return TOO_BIG
+        limits.append((domain.max_recipients, [r for r in everyone if r.domain is not None and r.domain.id == domain.id]))
+    weight = _fan_out(result)
+    for limit, counted in limits:
+        if limit and sum(map(_fan_out, counted)) + weight > limit:
+            return TOO_MANY_RECIPIENTS if weight <= limit else \
+                Reply(550, "5.5.3", f"<{address}>: expands to more recipients than allowed ({limit})")
+    if domain is not None and domain.max_message_bytes and declared_size > domain.max_message_bytes:
+        return TOO_BIG
     full = await asyncio.to_thread(first_over_quota, mailboxes([result]), declared_size)
     if full is not None:
         return Reply(452, "4.2.2", f"<{address}>: mailbox full")

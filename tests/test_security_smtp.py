@@ -118,3 +118,38 @@ def test_a_next_hop_never_receives_a_bare_cr_or_lf(relay):
     assert arrival.content.endswith(clean)
     body = arrival.content.replace(b"\r\n", b"")
     assert b"\r" not in body and b"\n" not in body
+
+
+def externals(prefix: str, count: int) -> list[str]:
+    return [f"{prefix}{n}@peer.test" for n in range(count)]
+
+
+def test_expanded_external_targets_count_against_the_domains_max_recipients(relay):
+    mail, peer = relay  # a.test keeps the default maxrecipients = 200
+    actor = mail.admin()
+    mail.server.aliases.add(actor, DOMAIN, "everyone", externals("e", 1000))
+    mail.add_user(DOMAIN, "carol", forwarding_addresses=externals("f", 201))  # forwarding counts too
+    mail.server.aliases.add(actor, DOMAIN, "half", externals("h", 150))
+    mail.server.aliases.add(actor, DOMAIN, "other-half", externals("o", 150))
+    mail.server.aliases.add(actor, DOMAIN, "few", externals("w", 3))
+    with mail.client() as smtp:
+        smtp.ehlo()
+        assert smtp.mail("ext@example.org")[0] == 250
+        for address in ("everyone@a.test", "carol@a.test"):
+            code, reply = smtp.rcpt(address)
+            assert (code, reply[:5]) == (550, b"5.5.3"), reply  # never fits: no point in retrying
+            assert b"expands to more recipients than allowed" in reply
+        smtp.putcmd("data")
+        assert smtp.getreply()[0] == 503  # no recipient was accepted
+        assert mail.spool_rows() == []
+        assert smtp.rset()[0] == 250
+        assert smtp.mail("ext@example.org")[0] == 250
+        assert smtp.rcpt("half@a.test")[0] == 250
+        assert smtp.rcpt("other-half@a.test") == (452, b"4.5.3 Too many recipients")  # 300 > 200: later
+        assert smtp.rcpt("alice@a.test")[0] == 250  # 151
+        assert smtp.data(b"Subject: half\r\n\r\nhi\r\n")[0] == 250
+        send(smtp, "ext@example.org", ["few@a.test"], b"Subject: few\r\n\r\nhi\r\n")
+    assert sorted(kind for _, kind, _ in mail.spool_rows()) == ["local"] + ["remote"] * 153
+    mail.deliver()
+    delivered = [r for a in peer.arrivals for r in a.recipients]
+    assert sorted(delivered) == sorted(externals("h", 150) + externals("w", 3))

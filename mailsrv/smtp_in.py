@@ -19,7 +19,9 @@ Answers:
   sender's domain and every local recipient's domain MaxMessageSize) 552 5.3.4;
 - mailbox quota: 452 4.2.2 at RCPT (full already, or full with the declared SIZE: the sending
   server retries later), 552 5.2.2 after DATA (the real size does not fit);
-- any internal failure 451 4.3.0, and the session goes on.
+- storage full (the spool's disk or quota, or the database) 452 4.3.1 after DATA; at MAIL when the
+  spool's filesystem has less free than the declared SIZE plus a 1 MiB reserve;
+- any other internal failure 451 4.3.0, and the session goes on.
 
 SPF: while a server policy (bouncing, auto-responders) is RequireSPF, the sender of an
 unauthenticated client's message (not the null sender) is checked at DATA with mailsrv.spf_check
@@ -51,7 +53,7 @@ from mailsrv.auth import Actor
 from mailsrv.errors import MailsrvError, ResultCode
 from mailsrv.policy import Client, Reply, SenderCheck
 from mailsrv.recipients import Deliver, DomainInfo
-from mailsrv.submission import TOO_BIG, Submission, check_recipient, check_sender, submit
+from mailsrv.submission import INSUFFICIENT_STORAGE, TOO_BIG, Submission, check_recipient, check_sender, submit
 
 if TYPE_CHECKING:
     from mailsrv.server import MailServer
@@ -197,6 +199,8 @@ class Handler:
         if refusal:
             return str(refusal)
         declared = _declared_size(mail_options)
+        if not await asyncio.to_thread(self.server.spool.has_room, declared):
+            return str(INSUFFICIENT_STORAGE)
         own = await self._domain(actor.domain) if actor else None
         if own and own.max_message_bytes and declared > own.max_message_bytes:
             return str(TOO_BIG)

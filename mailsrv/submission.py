@@ -25,13 +25,14 @@ from mailsrv.auth import Actor
 from mailsrv.local_delivery import first_over_quota
 from mailsrv.policy import Client, RecipientCheck, Reply
 from mailsrv.recipients import Deliver, Disabled, DomainInfo, LocalMailbox, RemoteAddress, Unknown
-from mailsrv.spool import LOCAL, REMOTE, IncomingMessage, NewRecipient, Spool
+from mailsrv.spool import LOCAL, REMOTE, IncomingMessage, NewRecipient, Spool, storage_full
 
 if TYPE_CHECKING:
     from mailsrv.server import MailServer
 
 TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
 TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
+INSUFFICIENT_STORAGE = Reply(452, "4.3.1", "Insufficient system storage")
 BARE_LINE_END = Reply(550, "5.6.0", "Bare CR or LF in the message: every line must end with CRLF")
 
 
@@ -142,7 +143,8 @@ async def check_recipient(server: MailServer, client: Client, sender: str, own_d
 
 
 async def submit(server: MailServer, message: Submission) -> str | Reply:
-    """The spool id once the message is durably spooled, or the refusal (line ends, header senders, size, quota)."""
+    """The spool id once the message is durably spooled, or the refusal (line ends, header senders, size,
+    quota, full storage)."""
     content = message.content
     if _bare_line_end(content):
         return BARE_LINE_END
@@ -158,11 +160,16 @@ async def submit(server: MailServer, message: Submission) -> str | Reply:
         return Reply(552, "5.2.2", f"<{full.address}>: mailbox full")
     actor = message.actor
     message_id, now = Spool.new_id(), server.clock.now()
-    await server.spool.enqueue(IncomingMessage(
-        id=message_id, sender=message.sender, content=content, received_at=now,
-        client_ip=message.client_ip, helo=message.helo, trace_header=message.trace(message_id, now),
-        recipients=spool_recipients(message.accepted),
-        auth_login=actor.login if actor else "",
-        sent_by=(actor.domain, actor.user) if actor else None,
-        spf_result=message.spf_result))
+    try:
+        await server.spool.enqueue(IncomingMessage(
+            id=message_id, sender=message.sender, content=content, received_at=now,
+            client_ip=message.client_ip, helo=message.helo, trace_header=message.trace(message_id, now),
+            recipients=spool_recipients(message.accepted),
+            auth_login=actor.login if actor else "",
+            sent_by=(actor.domain, actor.user) if actor else None,
+            spf_result=message.spf_result))
+    except Exception as exc:
+        if storage_full(exc):  # a sender retries a 452 later; any other failure stays 451
+            return INSUFFICIENT_STORAGE
+        raise
     return message_id

@@ -2,6 +2,14 @@
 and a full disk, over real sockets, Maildirs and spool."""
 from __future__ import annotations
 
+import errno
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 import pytest
 from smtp_peer import Peer, remote_config
 from smtp_support import DOMAIN, MailHarness, make_harness, send
@@ -153,3 +161,83 @@ def test_expanded_external_targets_count_against_the_domains_max_recipients(rela
     mail.deliver()
     delivered = [r for a in peer.arrivals for r in a.recipients]
     assert sorted(delivered) == sorted(externals("h", 150) + externals("w", 3))
+
+
+@contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A real small filesystem mounted on `path` for the block (the tests run as root, as CI does)."""
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+@pytest.fixture
+def small_spool(mail):
+    """The harness's spool directory on a 4 MiB tmpfs, its free space set by `fill`."""
+    with tmpfs(mail.data_dir / "spool", "4m") as spool:
+        yield spool
+
+
+def fill(spool: Path, leave: int) -> None:
+    """Grow spool/filler until about `leave` bytes are free (0: until the disk is full)."""
+    with open(spool / "filler", "ab") as filler:
+        try:
+            while (free := shutil.disk_usage(spool).free) > leave:
+                filler.write(b"\0" * min(free - leave, 1 << 20))
+                filler.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC and leave == 0
+
+
+def test_a_full_disk_answers_452_4_3_1_and_loses_nothing_accepted(mail, small_spool):
+    megabyte = 1 << 20
+    big = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 3 * 1024
+    with mail.client() as smtp:
+        first = send(smtp, "ext@example.org", ["alice@a.test"], b"Subject: before\r\n\r\nkept\r\n")
+        fill(small_spool, 2 * megabyte)
+        # The message does not fit: found out while spooling it.
+        smtp.ehlo()
+        assert smtp.mail("ext@example.org")[0] == 250
+        assert smtp.rcpt("alice@a.test")[0] == 250
+        assert smtp.data(big) == (452, b"4.3.1 Insufficient system storage")
+        assert sorted(os.listdir(small_spool)) == [first, "filler"]  # nothing half-written left
+        # Known at MAIL: a declared SIZE beyond the free space, or a full disk.
+        assert smtp.mail("ext@example.org", [f"SIZE={len(big)}"]) == (452, b"4.3.1 Insufficient system storage")
+        fill(small_spool, 0)
+        assert smtp.mail("ext@example.org") == (452, b"4.3.1 Insufficient system storage")
+        (small_spool / "filler").unlink()
+        send(smtp, "ext@example.org", ["alice@a.test"], big)
+    mail.deliver()
+    stored = mail.messages("alice@a.test")
+    assert sorted(m[-len(big):] == big for m in stored) == [False, True]
+    assert any(m.endswith(b"Subject: before\r\n\r\nkept\r\n") for m in stored)
+    assert mail.spool_rows() == []
+
+
+def test_a_full_database_disk_answers_452_4_3_1(tmp_path):
+    """SQLite's "database or disk is full": the data directory (database, Maildirs) fills up while
+    the spool, on a filesystem of its own, still has room."""
+    if os.environ.get("MAILSRV_TEST_DATABASE_URL"):
+        pytest.skip("the database is not in the data directory")
+    with tmpfs(tmp_path / "data", "16m") as data_dir:
+        for mail in make_harness(tmp_path):
+            with tmpfs(data_dir / "spool", "4m"):
+                with mail.client() as smtp:
+                    conn = mail.server.store.engine.raw_connection()  # outside a transaction, or it cannot run
+                    try:  # the WAL emptied: the next write must grow the file
+                        assert conn.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
+                    finally:
+                        conn.close()
+                    fill(data_dir, 0)
+                    smtp.ehlo()
+                    assert smtp.mail("ext@example.org")[0] == 250
+                    assert smtp.rcpt("alice@a.test")[0] == 250
+                    assert smtp.data(b"Subject: one\r\n\r\nbody\r\n") == (452, b"4.3.1 Insufficient system storage")
+                    (data_dir / "filler").unlink()
+                    send(smtp, "ext@example.org", ["alice@a.test"], b"Subject: two\r\n\r\nbody\r\n")
+                mail.deliver()
+            [stored] = mail.messages("alice@a.test")
+            assert stored.endswith(b"Subject: two\r\n\r\nbody\r\n")

@@ -119,6 +119,25 @@ class Resolver:
             row = self._lookup(s, "", name)
             return row[0] if row else None
 
+    def owned_by(self, domain: str, user: str, address: str) -> bool:
+        """Whether the user `user`@`domain` may send as `address`: its own address (at its domain or
+        one of the domain's domain aliases), or an alias of its domain that delivers to its mailbox.
+        A catch-all does not count: it would hand its target every unused name in the domain."""
+        local, _, domain_name = address.rpartition("@")
+        if not local:
+            return False
+        with self.store.read_connection() as s:
+            row = self._lookup(s, local.lower(), domain_name)
+            if row is None or row[0].name != domain:
+                return False
+            found, account, alias_targets = row
+            if account is not None:
+                return bool(account[1] == user)
+            if alias_targets is None:
+                return False
+            routes = self._expand(s, alias_targets, 0, {f"{local.lower()}@{found.name}"})
+        return any(isinstance(r, LocalMailbox) and r.user == user and r.domain.name == domain for r in routes)
+
     def _address(self, s: Connection, address: str, depth: int, seen: set[str]) -> Resolution:
         local, _, domain_name = address.rpartition("@")
         row = self._lookup(s, local.lower(), domain_name) if local else None

@@ -7,14 +7,21 @@ mailsrv.policy, durability via mailsrv.spool (250 only once the message is on di
 
 Answers:
 - unknown local recipient 550 5.1.1; disabled mailbox or domain 550 5.2.1; relaying 550 5.7.1;
-  sender in a domain requiring AUTH without it 530 5.7.0 (see mailsrv.policy);
+  sender in a domain requiring AUTH without it 530 5.7.0 (see mailsrv.policy); an authenticated
+  user's envelope sender, `From:` or `Sender:` address it does not own 553 5.7.1 (at MAIL, after
+  DATA; see mailsrv.submission);
 - too many recipients (server cap, the sender's domain MaxRecipients when authenticated, the
-  recipient's domain MaxRecipients per domain) 452 4.5.3;
+  recipient's domain MaxRecipients per domain; an RCPT counts as the remote addresses its aliases
+  and forwarding expand to, at least one) 452 4.5.3, or 550 5.5.3 for one that alone exceeds a cap;
+- a bare CR or LF anywhere in the DATA (SMTP smuggling towards a next hop) 550 5.6.0, and
+  nothing is spooled (see mailsrv.submission);
 - message too big (SIZE at MAIL/RCPT, real size after DATA; the server cap, the authenticated
   sender's domain and every local recipient's domain MaxMessageSize) 552 5.3.4;
 - mailbox quota: 452 4.2.2 at RCPT (full already, or full with the declared SIZE: the sending
   server retries later), 552 5.2.2 after DATA (the real size does not fit);
-- any internal failure 451 4.3.0, and the session goes on.
+- storage full (the spool's disk or quota, or the database) 452 4.3.1 after DATA; at MAIL when the
+  spool's filesystem has less free than the declared SIZE plus a 1 MiB reserve;
+- any other internal failure 451 4.3.0, and the session goes on.
 
 SPF: while a server policy (bouncing, auto-responders) is RequireSPF, the sender of an
 unauthenticated client's message (not the null sender) is checked at DATA with mailsrv.spf_check
@@ -46,7 +53,7 @@ from mailsrv.auth import Actor
 from mailsrv.errors import MailsrvError, ResultCode
 from mailsrv.policy import Client, Reply, SenderCheck
 from mailsrv.recipients import Deliver, DomainInfo
-from mailsrv.submission import TOO_BIG, Submission, check_recipient, submit
+from mailsrv.submission import INSUFFICIENT_STORAGE, TOO_BIG, Submission, check_recipient, check_sender, submit
 
 if TYPE_CHECKING:
     from mailsrv.server import MailServer
@@ -187,10 +194,13 @@ class Handler:
         sender = "" if address == "<>" else address
         sender_domain = await self._domain(sender.rpartition("@")[2]) if "@" in sender else None
         refusal = self.server.policy.check_sender(SenderCheck(self._client(session), sender, sender_domain))
+        actor = _actor(session)
+        refusal = refusal or await check_sender(self.server, actor, sender)
         if refusal:
             return str(refusal)
         declared = _declared_size(mail_options)
-        actor = _actor(session)
+        if not await asyncio.to_thread(self.server.spool.has_room, declared):
+            return str(INSUFFICIENT_STORAGE)
         own = await self._domain(actor.domain) if actor else None
         if own and own.max_message_bytes and declared > own.max_message_bytes:
             return str(TOO_BIG)

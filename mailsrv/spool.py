@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import errno
 import logging
 import os
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -47,6 +49,10 @@ from mailsrv.store.db import Store
 from mailsrv.store.models import Domain, SpoolMessage, SpoolRecipient, User
 
 log = logging.getLogger(__name__)
+
+# Free space a message must leave on the spool's filesystem: the database, the Maildirs and the
+# other sessions' messages usually share it.
+RESERVE_BYTES = 1024 * 1024
 
 PENDING, DEFERRED, DELIVERED, FAILED = "pending", "deferred", "delivered", "failed"
 OPEN = (PENDING, DEFERRED)
@@ -153,6 +159,17 @@ def _aware(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
+def storage_full(exc: BaseException) -> bool:
+    """Whether `exc` says the storage is full: the disk or quota (ENOSPC, EDQUOT) or the database
+    (SQLite's "database or disk is full", PostgreSQL's disk_full), possibly wrapped by SQLAlchemy."""
+    for error in (exc, getattr(exc, "orig", None)):
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or getattr(error, "sqlstate", None) == "53100":
+            return True
+    return False
+
+
 @dataclass
 class _Waiting:
     message: IncomingMessage
@@ -193,6 +210,11 @@ class Spool:
         return uuid.uuid4().hex
 
     # -- acceptance -------------------------------------------------------------------------
+
+    def has_room(self, size: int) -> bool:
+        """Whether a message of `size` bytes fits on the spool's filesystem with RESERVE_BYTES to spare."""
+        usage = os.statvfs(self.directory)
+        return usage.f_bavail * usage.f_frsize >= size + RESERVE_BYTES
 
     async def enqueue(self, message: IncomingMessage) -> None:
         """Return once the message is durably spooled; raise if it could not be."""

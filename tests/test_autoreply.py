@@ -18,7 +18,7 @@ ORIGINAL_ID = "<orig-1@client.test>"
 
 
 def message(extra_headers: str = "", message_id: str = ORIGINAL_ID) -> bytes:
-    return (f"From: someone\r\nTo: alice@a.test\r\nSubject: hello\r\nMessage-ID: {message_id}\r\n"
+    return (f"From: Bob <bob@a.test>\r\nTo: alice@a.test\r\nSubject: hello\r\nMessage-ID: {message_id}\r\n"
             f"References: <earlier@client.test>\r\n{extra_headers}\r\nHi Alice\r\n").encode()
 
 

@@ -163,7 +163,8 @@ def test_require_smtp_authentication_refuses_unauthenticated_local_senders(mail)
         assert smtp.mail("alice@a.test") == (530, b"5.7.0 Authentication required to send as alice@a.test")
         assert smtp.mail("<>")[0] == 250  # bounces are never refused for this
     with mail.authenticated("bob@a.test", submission=False) as smtp:
-        send(smtp, "alice@a.test", ["bob@a.test"], MSG)
+        send(smtp, "bob@a.test", ["bob@a.test"], MSG)
+        assert smtp.mail("alice@a.test")[0] == 553  # authenticated, but not as alice
     mail.server.domains.update(mail.admin(), DOMAIN, {"requiresmtpauthentication": False})
     with mail.client() as smtp:
         send(smtp, "alice@a.test", ["bob@a.test"], MSG)

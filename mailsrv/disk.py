@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -38,25 +38,53 @@ def fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
+# The server's own directories under the data directory: a domain's tree may not be, contain or lie
+# inside one, or deleting the domain would delete them (the spool with its queued mail, say).
+SERVER_DIRECTORIES = ("spool", "trash", "tmp", "tls", "journal")
+
+
+def _real(path: str | Path) -> Path:
+    """Where a path leads once symlinks (of its existing part) are followed: what a deletion would hit."""
+    return Path(os.path.realpath(path))
+
+
+def _overlap(a: Path, b: Path) -> bool:
+    return a == b or a in b.parents or b in a.parents
+
+
 class Disk:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, server_paths: Iterable[Path] = ()) -> None:
+        """`server_paths`: further files or folders of the server (the database's) no domain may overlap."""
         self.data_dir = data_dir.resolve()
         self.domains_dir = self.data_dir / "domains"
         self.trash_dir = self.data_dir / "trash"
+        self.server_paths = [self.data_dir / name for name in SERVER_DIRECTORIES] + list(server_paths)
 
-    def domain_path(self, domain: str, requested: str | None) -> Path:
-        """The directory for a domain: the requested Path if inside the data directory, else the default."""
-        if not (requested or "").strip():
-            return self.domains_dir / domain
-        path = Path(requested.strip()).expanduser()
-        if not path.is_absolute():
-            path = self.data_dir / path
-        path = Path(os.path.normpath(path))
-        if path == self.data_dir or self.data_dir not in path.parents:
+    def domain_path(self, domain: str, requested: str | None, others: Iterable[str],
+                    default: Path | None = None) -> Path:
+        """The directory for a domain: the requested Path, else `default` (`domains/<domain>`).
+
+        Refused (-14) unless it lies inside the data directory and overlaps (is, contains or lies
+        inside) neither a server directory nor `others`, the other domains' directories — compared
+        where symlinks lead."""
+        if (requested or "").strip():
+            path = Path(requested.strip()).expanduser()
+            if not path.is_absolute():
+                path = self.data_dir / path
+            path = Path(os.path.normpath(path))
+            if path.exists() and any(path.iterdir()):
+                raise MailsrvError(ResultCode.INVALID_PATH, f"The path '{requested}' exists and is not empty.")
+        else:
+            path = default or self.domains_dir / domain
+        real, data = _real(path), _real(self.data_dir)
+        if data not in real.parents:
             raise MailsrvError(ResultCode.INVALID_PATH,
-                               f"The path '{requested}' must lie inside the data directory {self.data_dir}.")
-        if path.exists() and any(path.iterdir()):
-            raise MailsrvError(ResultCode.INVALID_PATH, f"The path '{requested}' exists and is not empty.")
+                               f"The path '{path}' must lie inside the data directory {self.data_dir}.")
+        domains = _real(self.domains_dir)
+        if real == domains or real in domains.parents or any(_overlap(real, _real(p)) for p in self.server_paths):
+            raise MailsrvError(ResultCode.INVALID_PATH, f"The path '{path}' overlaps a directory of the server.")
+        if any(_overlap(real, _real(other)) for other in others):
+            raise MailsrvError(ResultCode.INVALID_PATH, f"The path '{path}' overlaps another domain's directory.")
         return path
 
     @staticmethod

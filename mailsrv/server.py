@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
+
+from sqlalchemy import make_url
 
 from mailsrv.admins import Admins
 from mailsrv.aliases import Aliases, DomainAliases
@@ -31,6 +34,15 @@ from mailsrv.web_sessions import WebSessions
 from mailsrv.webmail import Webmail
 
 
+def _database_paths(config: Config) -> list[Path]:
+    """An SQLite database's folder (its file, when that folder is the data directory itself)."""
+    url = make_url(config.effective_database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return []
+    database = Path(url.database).resolve()
+    return [database if database.parent == config.data_dir.resolve() else database.parent]
+
+
 class MailServer:
     def __init__(self, config: Config, clock: Clock | None = None) -> None:
         self.config = config
@@ -38,7 +50,7 @@ class MailServer:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(config.effective_database_url)
         self.store.migrate()
-        self.disk = Disk(config.data_dir)
+        self.disk = Disk(config.data_dir, _database_paths(config))
         self.auth = Authenticator(self.store, config.security)
         self.admins = Admins(self.store)
         self.admins.ensure_factory_login()

@@ -6,6 +6,8 @@ transaction then fails.
 """
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import shutil
 import uuid
@@ -14,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mailsrv.errors import MailsrvError, ResultCode
+
+log = logging.getLogger(__name__)
 
 MAILDIR_PARTS = ("cur", "new", "tmp")
 # Every mailbox gets these Maildir++ folders (`Maildir/.Sent`, …) at creation: IMAP announces them
@@ -50,6 +54,24 @@ def _real(path: str | Path) -> Path:
 
 def _overlap(a: Path, b: Path) -> bool:
     return a == b or a in b.parents or b in a.parents
+
+
+def _merge(source: Path, target: Path) -> None:
+    """Move `source` to `target`. Where `target` exists already (files a domain was deleted without,
+    or a mailbox a delivery made meanwhile), move in what it lacks and keep what it has."""
+    try:
+        os.rename(source, target)
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+            raise
+    for entry in os.scandir(source):
+        inside = target / entry.name
+        if entry.is_dir(follow_symlinks=False) and inside.is_dir():
+            _merge(Path(entry.path), inside)
+        elif not os.path.lexists(inside):
+            os.rename(entry.path, inside)
+    shutil.rmtree(source, ignore_errors=True)
 
 
 class Disk:
@@ -92,22 +114,33 @@ class Disk:
         return Path(domain_path) / "users" / user / "Maildir"
 
     def create_mailbox(self, domain_path: str | Path, user: str) -> None:
-        root = self.maildir(domain_path, user)
+        self.create_maildir(self.maildir(domain_path, user))
+
+    @staticmethod
+    def create_maildir(root: Path) -> None:
         for folder in (root, *(root / f".{name}" for name in SPECIAL_FOLDERS)):
             for part in MAILDIR_PARTS:
                 _fs("create the mailbox directory", (folder / part).mkdir, 0o700, True, True)
 
     @contextmanager
-    def new_directory(self, path: Path) -> Iterator[None]:
-        """Create `path` for the block's transaction; remove it again if the block fails."""
-        existed = path.exists()
-        _fs("create the domain directory", path.mkdir, 0o700, True, True)
+    def created(self, path: Path) -> Iterator[Path]:
+        """A new directory for the block's transaction: built under a staging name of this request's
+        own beside `path` (yielded) and moved into place once the block, and so its commit, succeeds.
+
+        A request that fails or loses a race removes only its own staging directory, never a
+        directory another request made and the winner now uses."""
+        staging = path.parent / f".new-{path.name}.{uuid.uuid4().hex}"
+        _fs("create the directory", staging.mkdir, 0o700, True)
         try:
-            yield
+            yield staging
         except BaseException:
-            if not existed:
-                shutil.rmtree(path, ignore_errors=True)
+            shutil.rmtree(staging, ignore_errors=True)
             raise
+        try:
+            _merge(staging, path)
+        except OSError:
+            # The store change stands; mailbox directories are made again on first delivery or login.
+            log.exception("could not move %s into place as %s", staging, path)
 
     @contextmanager
     def moved(self, old: Path, new: Path) -> Iterator[None]:

@@ -116,7 +116,7 @@ class Domains:
         with self.store.session() as s:
             path = self.disk.domain_path(name, raw_path, other_paths(s, name))
         # The session commits before the directory context ends, so a failed commit removes the directory.
-        with self.disk.new_directory(path), self.store.session() as s:
+        with self.disk.created(path) as staging, self.store.session() as s:
             if name_taken(s, name):
                 raise MailsrvError(ResultCode.DOMAIN_EXISTS, f"The domain {name} already exists.")
             values = {k: v for k, v in load_defaults(s).items() if k in settings.DOMAIN}
@@ -128,7 +128,7 @@ class Domains:
                                      first_name=(first_name or "").strip(), last_name=(last_name or "").strip(),
                                      is_domain_admin=True, settings=settings.defaults(settings.USER)))
             s.add(domain)
-            self.disk.create_mailbox(path, admin)
+            self.disk.create_mailbox(staging, admin)
 
     def delete(self, actor: Actor, raw_name: str | None, delete_files: bool) -> None:
         actor.require_system()

@@ -4,6 +4,7 @@ removes or breaks nothing of anyone else's — all judged over SOAP, SMTP and th
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,29 @@ def test_database_folder_is_refused(tmp_path):
             assert refused.value.code == -14
     finally:
         server.close()
+
+
+# -- #8.15: a request's rollback removes only what that request made ---------------------------------
+
+def test_concurrent_adds_of_one_user_leave_the_winner_its_maildir(make_server):
+    server = make_server()
+    server.admins.reset_primary("root", "Gr8-secret-pw")
+    root = server.login("root", "Gr8-secret-pw", "127.0.0.1")
+    server.domains.add(root, "one.example", "", "postmaster", "Domain-pass-1", "", "", {})
+    domain_dir = Path(server.domains.get(root, "one.example").path)
+
+    def add(name: str) -> int:
+        try:
+            server.users.add(root, name, "Wonder-land-1", "one.example", "", "", False)
+            return 0
+        except MailsrvError as refused:
+            return refused.code
+
+    with ThreadPoolExecutor(8) as pool:
+        for round_ in range(20):
+            name = f"user{round_}"
+            codes = sorted(pool.map(add, [name] * 8))
+            assert codes == [-41] * 7 + [0], (round_, codes)
+            assert (domain_dir / "users" / name / "Maildir" / "new").is_dir(), round_
+    assert sorted(p.name for p in (domain_dir / "users").iterdir()) == sorted(
+        ["postmaster", *(f"user{n}" for n in range(20))])

@@ -93,6 +93,16 @@ def other_paths(s: Session, name: str) -> list[str]:
     return list(s.execute(select(Domain.path).where(Domain.name != name)).scalars())
 
 
+def refers_to(store: Store, path: Path) -> bool:
+    """Whether the store has a domain whose directory is `path`, or a user whose directory it is."""
+    with store.reading() as s:
+        if s.execute(select(Domain.id).where(Domain.path == str(path))).first() is not None:
+            return True
+        return path.parent.name == "users" and s.execute(
+            select(User.id).join(Domain, Domain.id == User.domain_id)
+            .where(Domain.path == str(path.parent.parent), User.name == path.name)).first() is not None
+
+
 def name_taken(s: Session, name: str) -> bool:
     """Whether a domain or a domain alias already answers for `name`."""
     return (s.execute(select(Domain.id).where(Domain.name == name)).first() is not None

@@ -17,7 +17,7 @@ from mailsrv.config import Config
 from mailsrv.delivery import QueueManager
 from mailsrv.disk import Disk
 from mailsrv.dkim_keys import DkimKeys
-from mailsrv.domains import Domains
+from mailsrv.domains import Domains, refers_to
 from mailsrv.forwarding_blocks import ForwardingBlocks
 from mailsrv.local_delivery import LocalDelivery
 from mailsrv.mx_check import make_resolver
@@ -51,6 +51,9 @@ class MailServer:
         self.store = Store(config.effective_database_url)
         self.store.migrate()
         self.disk = Disk(config.data_dir, _database_paths(config))
+        # Before any listener: a domain or user half added or deleted by a killed process must not
+        # take mail into a staging or trash directory, nor lose what it has.
+        self.disk.reconcile(lambda path: refers_to(self.store, path))
         self.auth = Authenticator(self.store, config.security)
         self.admins = Admins(self.store)
         self.admins.ensure_factory_login()

@@ -4,6 +4,9 @@ removes or breaks nothing of anyone else's — all judged over SOAP, SMTP and th
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -11,8 +14,13 @@ import pytest
 
 from contract_clients import make_client
 from mailsrv.config import parse_config
+from mailsrv.disk import FAULT_POINT_VARIABLE
 from mailsrv.errors import MailsrvError
 from mailsrv.server import MailServer
+from smtp_support import DOMAIN, MailHarness, make_harness, send
+from smtp_support import mail  # noqa: F401  (the fixture)
+
+ALICE = f"alice@{DOMAIN}"
 
 ADMIN = {"AuthUserName": "root", "AuthPassword": "Gr8-secret-pw"}
 DOMAINS = "svcDomainAdmin"
@@ -120,3 +128,141 @@ def test_concurrent_adds_of_one_user_leave_the_winner_its_maildir(make_server):
             assert (domain_dir / "users" / name / "Maildir" / "new").is_dir(), round_
     assert sorted(p.name for p in (domain_dir / "users").iterdir()) == sorted(
         ["postmaster", *(f"user{n}" for n in range(20))])
+
+
+# -- #8.12: a process killed half-way through a provisioning change is reconciled at start ----------
+
+KEPT = b"Subject: kept\r\n\r\nalice's mail from before\r\n"
+CHILD = """
+import sys
+from mailsrv.config import parse_config
+from mailsrv.server import MailServer
+server = MailServer(parse_config(sys.argv[1]))
+actor = server.login("sysadmin", "Secret-pass-123", "127.0.0.1")
+{operation}
+"""
+
+
+@pytest.fixture
+def crash(tmp_path):
+    """The mail harness (a.test with alice and bob; alice holds one message) and a function that
+    stops it, runs an engine call in a child process on the same data directory and database that
+    SIGKILLs itself at a named fault point, and starts the harness again."""
+    harness_iter = make_harness(tmp_path)
+    harness = next(harness_iter)
+    (harness.maildir(ALICE) / "new" / "1.kept").write_bytes(KEPT)
+
+    def run(operation: str, point: str) -> MailHarness:
+        harness.stop()
+        try:
+            child = subprocess.run([sys.executable, "-c", CHILD.format(operation=operation), harness.config_text],
+                                   env={**os.environ, FAULT_POINT_VARIABLE: point}, capture_output=True, timeout=120)
+        finally:
+            harness.start()
+        assert child.returncode == -signal.SIGKILL, child.stderr.decode()
+        return harness
+
+    yield run
+    next(harness_iter, None)
+
+
+def left_over(data: Path) -> list[str]:
+    """Staging, trash and journal entries anywhere in the data directory: none once reconciled."""
+    return sorted(str(p.relative_to(data)) for p in data.rglob("*")
+                  if p.name.startswith(".new-") or p.parent.name in ("trash", ".trash", "journal"))
+
+
+def rcpt(harness: MailHarness, address: str) -> int:
+    with harness.client() as smtp:
+        smtp.ehlo()
+        smtp.mail("carol@remote.test")
+        return smtp.rcpt(address)[0]
+
+
+def test_delete_domain_killed_before_its_commit_gives_the_domain_its_directory_back(crash):
+    harness = crash(f'server.domains.delete(actor, "{DOMAIN}", True)', "staged")
+    assert harness.server.domains.names(harness.admin()) == [DOMAIN]
+    assert left_over(harness.data_dir) == []
+    assert (harness.maildir(ALICE) / "new" / "1.kept").read_bytes() == KEPT
+    with harness.client() as smtp:
+        send(smtp, "carol@remote.test", [ALICE], b"Subject: after\r\n\r\nnew mail\r\n")
+    harness.deliver()
+    assert [m.endswith(b"new mail\r\n") for m in harness.messages(ALICE)].count(True) == 1
+    assert len(harness.messages(ALICE)) == 2
+
+
+def test_delete_domain_killed_after_its_commit_is_finished(crash):
+    harness = crash(f'server.domains.delete(actor, "{DOMAIN}", True)', "committed")
+    assert harness.server.domains.names(harness.admin()) == []
+    assert left_over(harness.data_dir) == []
+    assert not (harness.data_dir / "domains" / DOMAIN).exists()
+    assert rcpt(harness, ALICE) == 550
+
+
+def test_delete_user_killed_before_its_commit_keeps_the_mailbox(crash):
+    harness = crash(f'server.users.delete(actor, "alice", "{DOMAIN}")', "staged")
+    assert left_over(harness.data_dir) == []
+    assert (harness.maildir(ALICE) / "new" / "1.kept").read_bytes() == KEPT
+    assert rcpt(harness, ALICE) == 250
+
+
+@pytest.mark.parametrize("point", ["staged", "committed"])
+def test_add_user_killed_half_way_leaves_no_orphan(crash, point):
+    harness = crash(f'server.users.add(actor, "carol", "Wonder-land-1", "{DOMAIN}", "", "", False)', point)
+    assert left_over(harness.data_dir) == []
+    users = harness.data_dir / "domains" / DOMAIN / "users"
+    if point == "staged":  # never committed: no user, no directory; a later add starts afresh
+        assert rcpt(harness, f"carol@{DOMAIN}") == 550
+        assert not (users / "carol").exists()
+        harness.server.users.add(harness.admin(), "carol", "Wonder-land-1", DOMAIN, "", "", False)
+    assert (users / "carol" / "Maildir" / "new").is_dir()
+    assert rcpt(harness, f"carol@{DOMAIN}") == 250
+
+
+@pytest.mark.parametrize("point", ["staged", "committed"])
+def test_add_domain_killed_half_way_leaves_store_and_disk_agreeing(crash, point):
+    harness = crash('server.domains.add(actor, "b.test", "", "postmaster", "Domain-pass-1", "", "", {})', point)
+    assert left_over(harness.data_dir) == []
+    directory = harness.data_dir / "domains" / "b.test"
+    assert (harness.server.domains.names(harness.admin()) == [DOMAIN, "b.test"]) is (point == "committed")
+    assert (directory / "users" / "postmaster" / "Maildir" / "new").is_dir() is (point == "committed")
+    assert rcpt(harness, "postmaster@b.test") == (250 if point == "committed" else 550)
+
+
+@pytest.fixture
+def other_filesystem(tmp_path):
+    """Mounts a tmpfs on a directory (made if missing) and unmounts it afterwards."""
+    mounted: list[Path] = []
+
+    def mount(directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(directory)], check=True)
+        mounted.append(directory)
+        return directory
+
+    yield mount
+    for directory in reversed(mounted):
+        subprocess.run(["umount", "-l", str(directory)], check=True)
+
+
+def test_trash_on_another_filesystem_is_never_copied_into(mail, other_filesystem):
+    trash = other_filesystem(mail.data_dir / "trash")
+    for n in range(300):  # more than the 1 MB tmpfs holds: a copy would run out of room half-way
+        (mail.maildir(ALICE) / "cur" / f"{n}.msg").write_bytes(os.urandom(8192))
+    mail.server.domains.delete(mail.admin(), DOMAIN, True)
+    assert mail.server.domains.names(mail.admin()) == []
+    assert not (mail.data_dir / "domains" / DOMAIN).exists()
+    assert list(trash.iterdir()) == []
+    assert left_over(mail.data_dir) == []
+
+
+def test_move_to_another_filesystem_is_refused_and_loses_nothing(mail, other_filesystem):
+    other_filesystem(mail.data_dir / "elsewhere")
+    (mail.maildir(ALICE) / "cur" / "1.msg").write_bytes(KEPT)
+    admin = mail.admin()
+    with pytest.raises(MailsrvError) as refused:
+        mail.server.domains.rename(admin, DOMAIN, DOMAIN, "elsewhere/a")
+    assert refused.value.code == -70
+    assert mail.server.domains.get(admin, DOMAIN).path == str(mail.data_dir / "domains" / DOMAIN)
+    assert (mail.maildir(ALICE) / "cur" / "1.msg").read_bytes() == KEPT
+    assert list((mail.data_dir / "elsewhere").iterdir()) == []

@@ -104,6 +104,54 @@ def test_database_folder_is_refused(tmp_path):
         server.close()
 
 
+# -- #8.16b: a full disk is a -70 refusal with the store unchanged ----------------------
+
+@pytest.fixture
+def small_disk(tmp_path, request):
+    """A live server whose whole data directory is a small tmpfs, holding one.example; (client, data)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(data)], check=True)
+    try:
+        live_server = request.getfixturevalue("live_server")
+        live_server.server.admins.reset_primary("root", "Gr8-secret-pw")
+        client = make_client("post", live_server.url)
+        assert result_code(add_domain(client, "one.example")) == 0
+        yield client, data
+    finally:
+        subprocess.run(["umount", "-l", str(data)], check=True)
+
+
+def fill(directory: Path, leave: int) -> None:
+    """Take the free blocks of `directory`'s filesystem but `leave` bytes."""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"x" * 4096)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    os.truncate(filler, filler.stat().st_size - leave)
+
+
+@pytest.mark.parametrize("operation, leave", [("AddUser", 0), ("AddUser2", 0), ("AddUser", 4096)])
+def test_add_user_on_a_full_disk_is_storage_error(small_disk, operation, leave):
+    """Nothing left, or room for the directory change but not for the database's write."""
+    if leave and os.environ.get("MAILSRV_TEST_DATABASE_URL"):
+        pytest.skip("the database is not on the full disk")
+    client, data = small_disk
+    fill(data, leave)
+    extra = {"maxMailboxSize": 0} if operation == "AddUser2" else {}
+    result = client.call(USERS, operation, **ADMIN, NewUsername="alice", NewPassword="Wonder-land-1",
+                         DomainName="one.example", FirstName="", LastName="", IsDomainAdmin=False, **extra)
+    assert result_code(result) == -70
+    users = client.call(USERS, "GetUsers", **ADMIN, DomainName="one.example")["Users"]
+    assert [user["UserName"] for user in users] == ["postmaster"]
+    assert sorted(p.name for p in (data / "domains" / "one.example" / "users").iterdir()) == ["postmaster"]
+
+
 # -- #8.15: a request's rollback removes only what that request made ---------------------------------
 
 def test_concurrent_adds_of_one_user_leave_the_winner_its_maildir(make_server):

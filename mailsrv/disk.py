@@ -299,6 +299,14 @@ class Disk:
             fault_point("committed")
             shutil.rmtree(parked, ignore_errors=True)
 
+    def set_aside(self, path: Path) -> None:
+        """Move a directory no store row owns out of a new owner's way, into trash as
+        `<name>.orphan-<random>`, where it is kept (not removed) for an administrator to look at."""
+        if os.path.lexists(path):
+            aside = self._trash_for(path) / f"{path.name}.orphan-{uuid.uuid4().hex}"
+            log.warning("moving %s, which no store row owns, aside to %s", path, aside)
+            _fs("move an orphan directory aside", os.rename, path, aside)
+
     def _trash_for(self, path: Path) -> Path:
         """trash/ in the data directory, or `.trash` beside `path` when that lies on another filesystem."""
         trash = self.trash_dir

@@ -367,6 +367,9 @@ class Users:
             domain = get_domain(s, domain_name)
             _lock_domain(s, domain)
             _refuse_new_name(s, domain, name)
+            # Under the domain lock and with the name free, a directory there is nobody's: a
+            # winner of a race has committed before we get here, and is refused above.
+            self.disk.set_aside(_user_dir(domain.path, name))
             user.domain_id = domain.id
             s.add(user)
             self.disk.create_maildir(staging / "Maildir")

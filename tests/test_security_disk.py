@@ -277,6 +277,20 @@ def test_add_domain_killed_half_way_leaves_store_and_disk_agreeing(crash, point)
     assert rcpt(harness, "postmaster@b.test") == (250 if point == "committed" else 550)
 
 
+def test_add_user_sets_an_orphan_directory_aside_instead_of_reusing_it(soap):
+    """A directory no user owns under the new user's name (left by a version without the journal,
+    or made by a delivery that raced the previous owner's deletion) is not handed to the new user."""
+    client, data = soap
+    orphan = data / "domains" / "one.example" / "users" / "carol" / "Maildir"
+    for part in ("cur", "new", "tmp"):
+        (orphan / part).mkdir(parents=True)
+    (orphan / "new" / "1.old").write_bytes(KEPT)
+    assert result_code(client.call(USERS, "AddUser", **ADMIN, NewUsername="carol", NewPassword="Wonder-land-1",
+                                   DomainName="one.example", FirstName="", LastName="", IsDomainAdmin=False)) == 0
+    assert list((orphan / "new").iterdir()) == []
+    assert [p.read_bytes() for p in (data / "trash").rglob("1.old")] == [KEPT]
+
+
 @pytest.fixture
 def other_filesystem(tmp_path):
     """Mounts a tmpfs on a directory (made if missing) and unmounts it afterwards."""

@@ -88,6 +88,21 @@ def limit_reached(s: Session, domain: Domain, model: type[Alias | DomainAlias | 
     return bool(limit) and s.execute(select(func.count(model.id)).where(model.domain_id == domain.id)).scalar_one() >= limit
 
 
+def other_paths(s: Session, name: str) -> list[str]:
+    """The directories of every domain but `name`: a domain's directory may overlap none of them."""
+    return list(s.execute(select(Domain.path).where(Domain.name != name)).scalars())
+
+
+def refers_to(store: Store, path: Path) -> bool:
+    """Whether the store has a domain whose directory is `path`, or a user whose directory it is."""
+    with store.reading() as s:
+        if s.execute(select(Domain.id).where(Domain.path == str(path))).first() is not None:
+            return True
+        return path.parent.name == "users" and s.execute(
+            select(User.id).join(Domain, Domain.id == User.domain_id)
+            .where(Domain.path == str(path.parent.parent), User.name == path.name)).first() is not None
+
+
 def name_taken(s: Session, name: str) -> bool:
     """Whether a domain or a domain alias already answers for `name`."""
     return (s.execute(select(Domain.id).where(Domain.name == name)).first() is not None
@@ -108,9 +123,10 @@ class Domains:
         admin = names.local_part(admin_name, "administrator user name")
         # Hashed before the transaction: on SQLite the transaction holds the one write lock.
         password_hash = passwords.hash_password(passwords.check_rules(admin_password, admin))
-        path = self.disk.domain_path(name, raw_path)
+        with self.store.session() as s:
+            path = self.disk.domain_path(name, raw_path, other_paths(s, name))
         # The session commits before the directory context ends, so a failed commit removes the directory.
-        with self.disk.new_directory(path), self.store.session() as s:
+        with self.disk.created(path) as staging, self.store.session() as s:
             if name_taken(s, name):
                 raise MailsrvError(ResultCode.DOMAIN_EXISTS, f"The domain {name} already exists.")
             values = {k: v for k, v in load_defaults(s).items() if k in settings.DOMAIN}
@@ -122,7 +138,7 @@ class Domains:
                                      first_name=(first_name or "").strip(), last_name=(last_name or "").strip(),
                                      is_domain_admin=True, settings=settings.defaults(settings.USER)))
             s.add(domain)
-            self.disk.create_mailbox(path, admin)
+            self.disk.create_mailbox(staging, admin)
 
     def delete(self, actor: Actor, raw_name: str | None, delete_files: bool) -> None:
         actor.require_system()
@@ -140,10 +156,8 @@ class Domains:
             old_path = Path(get_domain(s, old_name).path)
             if new_name != old_name and name_taken(s, new_name):
                 raise MailsrvError(ResultCode.DOMAIN_EXISTS, f"The domain {new_name} already exists.")
-        if (raw_path or "").strip():
-            new_path = self.disk.domain_path(new_name, raw_path)
-        else:
-            new_path = old_path.parent / new_name if old_path.name == old_name else old_path
+            beside = old_path.parent / new_name if old_path.name == old_name else old_path
+            new_path = self.disk.domain_path(new_name, raw_path, other_paths(s, old_name), beside)
         with self.disk.moved(old_path, new_path) if new_path != old_path else nullcontext(), \
                 self.store.session() as s:
             domain = get_domain(s, old_name)

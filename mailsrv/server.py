@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
+
+from sqlalchemy import make_url
 
 from mailsrv.admins import Admins
 from mailsrv.aliases import Aliases, DomainAliases
@@ -14,7 +17,7 @@ from mailsrv.config import Config
 from mailsrv.delivery import QueueManager
 from mailsrv.disk import Disk
 from mailsrv.dkim_keys import DkimKeys
-from mailsrv.domains import Domains
+from mailsrv.domains import Domains, refers_to
 from mailsrv.forwarding_blocks import ForwardingBlocks
 from mailsrv.local_delivery import LocalDelivery
 from mailsrv.mx_check import make_resolver
@@ -31,6 +34,15 @@ from mailsrv.web_sessions import WebSessions
 from mailsrv.webmail import Webmail
 
 
+def _database_paths(config: Config) -> list[Path]:
+    """An SQLite database's folder (its file, when that folder is the data directory itself)."""
+    url = make_url(config.effective_database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return []
+    database = Path(url.database).resolve()
+    return [database if database.parent == config.data_dir.resolve() else database.parent]
+
+
 class MailServer:
     def __init__(self, config: Config, clock: Clock | None = None) -> None:
         self.config = config
@@ -38,7 +50,10 @@ class MailServer:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(config.effective_database_url)
         self.store.migrate()
-        self.disk = Disk(config.data_dir)
+        self.disk = Disk(config.data_dir, _database_paths(config))
+        # Before any listener: a domain or user half added or deleted by a killed process must not
+        # take mail into a staging or trash directory, nor lose what it has.
+        self.disk.reconcile(lambda path: refers_to(self.store, path))
         self.auth = Authenticator(self.store, config.security)
         self.admins = Admins(self.store)
         self.admins.ensure_factory_login()

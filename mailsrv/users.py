@@ -374,14 +374,17 @@ class Users:
             domain_path = get_domain(s, domain_name).path
         # The session commits before the directory context ends, so a refused or failed commit
         # removes the new directory again.
-        with self.disk.new_directory(_user_dir(domain_path, name)), self.store.session() as s:
+        with self.disk.created(_user_dir(domain_path, name)) as staging, self.store.session() as s:
             domain = get_domain(s, domain_name)
             _lock_domain(s, domain)
             _refuse_new_name(s, domain, name)
             _refuse_mailbox_beyond_domain(actor, domain, user.settings["maxsize"], 0)
+            # Under the domain lock and with the name free, a directory there is nobody's: a
+            # winner of a race has committed before we get here, and is refused above.
+            self.disk.set_aside(_user_dir(domain.path, name))
             user.domain_id = domain.id
             s.add(user)
-            self.disk.create_mailbox(domain.path, name)
+            self.disk.create_maildir(staging / "Maildir")
 
     def delete(self, actor: Actor, raw_name: str | None, raw_domain: str | None) -> None:
         """Delete a user and its directory; it leaves its user groups. Aliases naming it are left

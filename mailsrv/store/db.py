@@ -8,8 +8,10 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailsrv.errors import MailsrvError, ResultCode
 from mailsrv.store.models import Base
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -34,6 +36,18 @@ def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
     # with "database is locked" when another writer got in between; IMMEDIATE waits its turn.
     # A `reading` session never writes: under WAL it reads beside the writer instead of queueing.
     conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READ_ONLY) else "BEGIN IMMEDIATE")
+
+
+# SQLite's primary result codes SQLITE_READONLY and SQLITE_FULL; PostgreSQL's disk_full SQLSTATE.
+_SQLITE_STORAGE_CODES = {8, 13}
+_POSTGRES_DISK_FULL = "53100"
+
+
+def _storage_refused(error: BaseException | None) -> bool:
+    sqlite_code = getattr(error, "sqlite_errorcode", None)
+    if sqlite_code is not None:
+        return sqlite_code & 0xFF in _SQLITE_STORAGE_CODES
+    return getattr(error, "sqlstate", None) == _POSTGRES_DISK_FULL
 
 
 class Store:
@@ -62,9 +76,16 @@ class Store:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A unit of work: committed when the block ends, rolled back if it raises."""
-        with self._sessions() as session, session.begin():
-            yield session
+        """A unit of work: committed when the block ends, rolled back if it raises. A database whose
+        disk is full or read-only refuses it as STORAGE_ERROR (-70), not as a server fault."""
+        try:
+            with self._sessions() as session, session.begin():
+                yield session
+        except OperationalError as exc:
+            if not _storage_refused(exc.orig):
+                raise
+            raise MailsrvError(ResultCode.STORAGE_ERROR, "The database could not write: its disk is full "
+                                                         "or read-only.") from None
 
     @contextmanager
     def reading(self) -> Iterator[Session]:

@@ -30,7 +30,6 @@ import datetime as dt
 import errno
 import logging
 import os
-import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -45,7 +44,8 @@ from mailsrv.auth import Actor
 from mailsrv.clock import Clock
 from mailsrv.counters import TrafficEvent, record
 from mailsrv.disk import fsync_directory
-from mailsrv.store.db import Store
+from mailsrv.errors import MailsrvError, ResultCode
+from mailsrv.store.db import Store, storage_refused
 from mailsrv.store.models import Domain, SpoolMessage, SpoolRecipient, User
 
 log = logging.getLogger(__name__)
@@ -161,11 +161,13 @@ def _aware(value: dt.datetime) -> dt.datetime:
 
 def storage_full(exc: BaseException) -> bool:
     """Whether `exc` says the storage is full: the disk or quota (ENOSPC, EDQUOT) or the database
-    (SQLite's "database or disk is full", PostgreSQL's disk_full), possibly wrapped by SQLAlchemy."""
+    (refused by `Store.session` as STORAGE_ERROR, or raw, possibly wrapped by SQLAlchemy)."""
+    if isinstance(exc, MailsrvError):
+        return exc.code is ResultCode.STORAGE_ERROR
     for error in (exc, getattr(exc, "orig", None)):
         if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
-        if getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or getattr(error, "sqlstate", None) == "53100":
+        if storage_refused(error):
             return True
     return False
 

@@ -43,7 +43,8 @@ _SQLITE_STORAGE_CODES = {8, 13}
 _POSTGRES_DISK_FULL = "53100"
 
 
-def _storage_refused(error: BaseException | None) -> bool:
+def storage_refused(error: BaseException | None) -> bool:
+    """Whether a database error says its storage refused the write (full, read-only)."""
     sqlite_code = getattr(error, "sqlite_errorcode", None)
     if sqlite_code is not None:
         return sqlite_code & 0xFF in _SQLITE_STORAGE_CODES
@@ -82,7 +83,7 @@ class Store:
             with self._sessions() as session, session.begin():
                 yield session
         except OperationalError as exc:
-            if not _storage_refused(exc.orig):
+            if not storage_refused(exc.orig):
                 raise
             raise MailsrvError(ResultCode.STORAGE_ERROR, "The database could not write: its disk is full "
                                                          "or read-only.") from None

@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from enum import Enum
 
 from sqlalchemy import delete, func, or_, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from mailsrv.clock import Clock
 from mailsrv.config import SecurityConfig
 from mailsrv.errors import MailsrvError, ResultCode
 from mailsrv.passwords import Verifier
 from mailsrv.store.db import Store
-from mailsrv.store.models import Domain, LoginFailure, SystemAdmin, User, UserLogin, utcnow
+from mailsrv.store.models import Domain, LoginFailure, SystemAdmin, User, UserLogin
 
 log = logging.getLogger(__name__)
 
@@ -84,27 +86,40 @@ def parse_network(spec: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Netwo
 
 
 class Authenticator:
-    def __init__(self, store: Store, security: SecurityConfig) -> None:
+    def __init__(self, store: Store, security: SecurityConfig, clock: Clock) -> None:
         self.store = store
         self.security = security
+        self.clock = clock
         self.verifier = Verifier()
 
     def login(self, login: str | None, password: str | None, client_ip: str, protocol: str = "webservice") -> Actor:
         """The actor for a login, or LOGIN_FAILED / LOGIN_LOCKED (same answer whether the name exists)."""
         name = (login or "").strip().lower()
-        now = utcnow()
-        with self.store.session() as s:
+        now = self.clock.now()
+        # The check only reads, so a full or read-only disk still lets users in to read their mail.
+        with self.store.reading() as s:
             earlier_failures = self._refuse_if_locked(s, name, client_ip, now)
-            actor, restricted = self._check(s, name, password, client_ip, protocol, now)
-            if actor is None:
-                s.add(LoginFailure(client_ip=client_ip, login=name[:320], at=now))
-                if restricted:
-                    log.warning("login of %s refused: client %s outside its IP restrictions", name, client_ip)
-            elif earlier_failures:
-                s.execute(delete(LoginFailure).where(LoginFailure.login == name))
+            actor, restricted, note_user = self._check(s, name, password, client_ip, protocol, now)
         if actor is None:
+            with self.store.session() as s:
+                s.add(LoginFailure(client_ip=client_ip, login=name[:320], at=now))
+            if restricted:
+                log.warning("login of %s refused: client %s outside its IP restrictions", name, client_ip)
             raise MailsrvError(ResultCode.LOGIN_FAILED, LOGIN_FAILED_MESSAGE)
+        if earlier_failures or note_user is not None:
+            self._record_success(name, note_user, protocol, now)
         return actor
+
+    def _record_success(self, name: str, note_user: int | None, protocol: str, now: dt.datetime) -> None:
+        """Clear the login's failures and note the last-login time; best-effort, as the login has
+        already succeeded: a full or read-only disk must not keep anyone from their mail."""
+        try:
+            with self.store.session() as s:
+                s.execute(delete(LoginFailure).where(LoginFailure.login == name))
+                if note_user is not None:
+                    s.merge(UserLogin(user_id=note_user, protocol=protocol, at=now))
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("login of %s: could not record it (%s)", name, exc)
 
     def _refuse_if_locked(self, s: Session, name: str, client_ip: str, now: dt.datetime) -> int:
         """Refuse when a limit is reached; else the number of recent failures of this login name."""
@@ -123,33 +138,32 @@ class Authenticator:
         return login_count
 
     @staticmethod
-    def _note_login(s: Session, user_id: int, protocol: str, now: dt.datetime) -> None:
+    def _login_note_due(s: Session, user_id: int, protocol: str, now: dt.datetime) -> bool:
         # Clients that log in on every call (SOAP, POP3 pollers) would otherwise turn each read into a
         # write; last-login times are kept to the minute.
-        row = s.get(UserLogin, (user_id, protocol))
-        if row is None:
-            s.add(UserLogin(user_id=user_id, protocol=protocol, at=now))
-        elif now - (row.at if row.at.tzinfo else row.at.replace(tzinfo=dt.timezone.utc)) >= LOGIN_TIME_RESOLUTION:
-            row.at = now
+        last = s.execute(select(UserLogin.at).where(UserLogin.user_id == user_id,
+                                                    UserLogin.protocol == protocol)).scalar_one_or_none()
+        return last is None or now - (last if last.tzinfo else last.replace(tzinfo=dt.timezone.utc)) >= LOGIN_TIME_RESOLUTION
 
     def _check(self, s: Session, name: str, password: str | None, client_ip: str, protocol: str,
-               now: dt.datetime) -> tuple[Actor | None, bool]:
+               now: dt.datetime) -> tuple[Actor | None, bool, int | None]:
+        """(actor or None, refused by IP restrictions, user id whose last-login time is due)."""
         if "@" in name:
             local, _, domain_name = name.rpartition("@")
             row = s.execute(select(User, Domain).join(Domain)
                             .where(Domain.name == domain_name, User.name == local)).first()
             user, domain = row if row else (None, None)
             if not self.verifier.verify(user.password_hash if user else None, password):
-                return None, False
+                return None, False, None
             if not (domain.settings.get("isenabled", True) and user.settings.get("isenabled", True)):
-                return None, False
-            self._note_login(s, user.id, protocol, now)
+                return None, False, None
+            due = self._login_note_due(s, user.id, protocol, now)
             role = Role.DOMAIN_ADMIN if user.is_domain_admin else Role.USER
-            return Actor(role, name, domain=domain.name, user=user.name), False
+            return Actor(role, name, domain=domain.name, user=user.name), False, user.id if due else None
         admin = s.execute(select(SystemAdmin).where(SystemAdmin.username == name)).scalar_one_or_none()
         if not self.verifier.verify(admin.password_hash if admin else None, password):
-            return None, False
+            return None, False, None
         networks = [r.network for r in admin.ip_restrictions]
         if networks and not ip_allowed(client_ip, networks):
-            return None, True
-        return Actor(Role.SYSTEM_ADMIN, name, setup_pending=admin.setup_pending), False
+            return None, True, None
+        return Actor(Role.SYSTEM_ADMIN, name, setup_pending=admin.setup_pending), False, None

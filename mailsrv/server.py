@@ -39,7 +39,7 @@ class MailServer:
         self.store = Store(config.effective_database_url)
         self.store.migrate()
         self.disk = Disk(config.data_dir)
-        self.auth = Authenticator(self.store, config.security)
+        self.auth = Authenticator(self.store, config.security, self.clock)
         self.admins = Admins(self.store)
         self.admins.ensure_factory_login()
         self.domains = Domains(self.store, self.disk)

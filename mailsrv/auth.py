@@ -13,16 +13,16 @@ import logging
 from dataclasses import dataclass
 from enum import Enum
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from mailsrv.clock import Clock
-from mailsrv.config import SecurityConfig
+from mailsrv.config import ConfigError, SecurityConfig
 from mailsrv.errors import MailsrvError, ResultCode
 from mailsrv.passwords import Verifier
 from mailsrv.store.db import Store
-from mailsrv.store.models import Domain, LoginFailure, SystemAdmin, User, UserLogin
+from mailsrv.store.models import AdminIpRestriction, Domain, LoginFailure, SystemAdmin, User, UserLogin
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +66,29 @@ class Actor:
                                "(web setup wizard, or `mailsrv admin reset`).")
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
 def ip_allowed(client_ip: str, networks: list[str]) -> bool:
+    return address_in(client_ip, [net for spec in networks for net in parse_network(spec)])
+
+
+def address_in(client_ip: str, networks: list[Network]) -> bool:
     try:
         addr = ipaddress.ip_address(client_ip)
     except ValueError:
         return False
-    return any(addr in net for spec in networks for net in parse_network(spec))
+    return any(addr in net for net in networks)
 
 
-def parse_network(spec: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+def _within(now: dt.datetime, last: dt.datetime | None, period: dt.timedelta) -> bool:
+    """Whether `last` (None: never) is less than `period` ago."""
+    if last is None:
+        return False
+    return now - (last if last.tzinfo else last.replace(tzinfo=dt.timezone.utc)) < period
+
+
+def parse_network(spec: str) -> list[Network]:
     """An address, a CIDR block, or a `first-last` range, as networks."""
     text = spec.strip()
     if "-" in text:
@@ -91,6 +105,10 @@ class Authenticator:
         self.security = security
         self.clock = clock
         self.verifier = Verifier()
+        try:
+            self.trusted = [net for spec in security.trusted_networks for net in parse_network(spec)]
+        except ValueError as exc:
+            raise ConfigError(f"configuration key 'security.trusted_networks': {exc}") from None
 
     def login(self, login: str | None, password: str | None, client_ip: str, protocol: str = "webservice") -> Actor:
         """The actor for a login, or LOGIN_FAILED / LOGIN_LOCKED (same answer whether the name exists)."""
@@ -107,35 +125,57 @@ class Authenticator:
                 log.warning("login of %s refused: client %s outside its IP restrictions", name, client_ip)
             raise MailsrvError(ResultCode.LOGIN_FAILED, LOGIN_FAILED_MESSAGE)
         if earlier_failures or note_user is not None:
-            self._record_success(name, note_user, protocol, now)
+            self._record_success(name, client_ip, note_user, protocol, now)
         return actor
 
-    def _record_success(self, name: str, note_user: int | None, protocol: str, now: dt.datetime) -> None:
-        """Clear the login's failures and note the last-login time; best-effort, as the login has
+    def _record_success(self, name: str, client_ip: str, note_user: int | None, protocol: str,
+                        now: dt.datetime) -> None:
+        """Clear this address's failures at the login and note the last-login time; best-effort, as the login has
         already succeeded: a full or read-only disk must not keep anyone from their mail."""
         try:
             with self.store.session() as s:
-                s.execute(delete(LoginFailure).where(LoginFailure.login == name))
+                s.execute(delete(LoginFailure).where(LoginFailure.login == name, LoginFailure.client_ip == client_ip))
                 if note_user is not None:
                     s.merge(UserLogin(user_id=note_user, protocol=protocol, at=now))
         except (SQLAlchemyError, OSError) as exc:
             log.warning("login of %s: could not record it (%s)", name, exc)
 
     def _refuse_if_locked(self, s: Session, name: str, client_ip: str, now: dt.datetime) -> int:
-        """Refuse when a limit is reached; else the number of recent failures of this login name."""
+        """Refuse when this address is held back; else its recent failures at this login name."""
         since = now - dt.timedelta(seconds=self.security.failure_window_seconds)
-        row = s.execute(
-            select(func.count().filter(LoginFailure.client_ip == client_ip),
+        from_address = LoginFailure.client_ip == client_ip
+        pair = and_(from_address, LoginFailure.login == name)
+        ip_count, ip_last, login_count, pair_count, pair_last = s.execute(
+            select(func.count().filter(from_address), func.max(LoginFailure.at).filter(from_address),
                    func.count().filter(LoginFailure.login == name),
-                   func.max(LoginFailure.at))
-            .where(LoginFailure.at >= since, or_(LoginFailure.client_ip == client_ip, LoginFailure.login == name))
+                   func.count().filter(pair), func.max(LoginFailure.at).filter(pair))
+            .where(LoginFailure.at >= since, or_(from_address, LoginFailure.login == name))
         ).one()
-        ip_count, login_count, last = row
-        if ip_count >= self.security.max_failures_per_address or login_count >= self.security.max_failures_per_login:
-            last = last if last.tzinfo else last.replace(tzinfo=dt.timezone.utc)
-            if now - last < dt.timedelta(seconds=self.security.lockout_seconds):
+        if self._trusted(s, name, client_ip):
+            return pair_count
+        lockout = dt.timedelta(seconds=self.security.lockout_seconds)
+        if ip_count >= self.security.max_failures_per_address and _within(now, ip_last, lockout):
+            raise MailsrvError(ResultCode.LOGIN_LOCKED, LOCKED_MESSAGE)
+        # A login failing from many addresses leaves each address a single try before it waits;
+        # the login itself is never blocked, or anyone could switch its owner off.
+        allowed = (1 if login_count >= self.security.max_failures_per_login_all_addresses
+                   else self.security.max_failures_per_login)
+        if pair_count >= allowed:
+            doublings = min(pair_count - allowed, 32)
+            wait = min(dt.timedelta(seconds=self.security.backoff_seconds * 2 ** doublings), lockout)
+            if _within(now, pair_last, wait):
                 raise MailsrvError(ResultCode.LOGIN_LOCKED, LOCKED_MESSAGE)
-        return login_count
+        return pair_count
+
+    def _trusted(self, s: Session, name: str, client_ip: str) -> bool:
+        """A trusted network, or a system administrator inside its own IP restrictions."""
+        if address_in(client_ip, self.trusted):
+            return True
+        if "@" in name:
+            return False
+        networks = s.execute(select(AdminIpRestriction.network).join(SystemAdmin)
+                             .where(SystemAdmin.username == name)).scalars().all()
+        return bool(networks) and ip_allowed(client_ip, list(networks))
 
     @staticmethod
     def _login_note_due(s: Session, user_id: int, protocol: str, now: dt.datetime) -> bool:
@@ -143,7 +183,7 @@ class Authenticator:
         # write; last-login times are kept to the minute.
         last = s.execute(select(UserLogin.at).where(UserLogin.user_id == user_id,
                                                     UserLogin.protocol == protocol)).scalar_one_or_none()
-        return last is None or now - (last if last.tzinfo else last.replace(tzinfo=dt.timezone.utc)) >= LOGIN_TIME_RESOLUTION
+        return not _within(now, last, LOGIN_TIME_RESOLUTION)
 
     def _check(self, s: Session, name: str, password: str | None, client_ip: str, protocol: str,
                now: dt.datetime) -> tuple[Actor | None, bool, int | None]:

@@ -4,15 +4,111 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
+import imaplib
+import re
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from mailbox_support import ALICE, MailboxHarness, message
-from smtp_support import make_harness
+from smtp_support import ADMIN, USER_PASSWORD, make_harness
+from web_support import WebHarness
+
+STRANGER, OWNER = "127.0.0.2", "127.0.0.1"  # loopback aliases: Linux answers on all of 127/8
+LIMITS = "[security]\nmax_failures_per_login = 3\nmax_failures_per_login_all_addresses = 8\nbackoff_seconds = 60\n" \
+         'trusted_networks = ["127.0.0.9"]\n'
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[WebHarness]:
+    """SOAP, the web and IMAP/POP3 listeners of one server, with small brute-force limits."""
+    for mail in make_harness(tmp_path, LIMITS, kind=MailboxHarness):
+        web = WebHarness(mail)
+        try:
+            yield web
+        finally:
+            web.stop()
+
+
+def soap_code(site: WebHarness, source: str, login: str, password: str) -> int:
+    """The ResultCode of a SOAP login made from `source` (HTTP GET binding): a mailbox user's
+    LoginValidated, or an administrator's GetUser."""
+    if "@" in login:
+        operation, params = "LoginValidated", {"Username": login, "Password": password}
+    else:
+        operation, params = "GetUser", {"AuthUserName": login, "AuthPassword": password, "EmailAddress": ALICE}
+    with httpx.Client(base_url=site.url, timeout=30, transport=httpx.HTTPTransport(local_address=source)) as client:
+        answer = client.get(f"/Services/svcUserAdmin.asmx/{operation}", params=params)
+    return int(re.search(r"<ResultCode>(-?\d+)</ResultCode>", answer.text)[1])
+
+
+class _ImapFrom(imaplib.IMAP4):
+    """imaplib connecting from a chosen loopback address (plain text: loopback may log in so)."""
+
+    def __init__(self, source: str, port: int) -> None:
+        self.source = source
+        super().__init__("127.0.0.1", port, timeout=60)
+
+    def _create_socket(self, timeout: float | None) -> socket.socket:
+        return socket.create_connection((self.host, self.port), timeout, source_address=(self.source, 0))
+
+
+def imap_login(site: WebHarness, source: str, login: str, password: str) -> bool:
+    client = _ImapFrom(source, site.mail.ports["imap"])
+    try:
+        client.login(login, password)
+    except imaplib.IMAP4.error:
+        return False
+    finally:
+        client.logout()
+    return True
+
+
+def test_a_stranger_failing_over_soap_does_not_lock_the_administrator_out(site: WebHarness) -> None:
+    admin, password = ADMIN
+    assert [soap_code(site, STRANGER, admin, "guess") for _ in range(3)] == [-1, -1, -1]
+    # The stranger's address is held back, even with the right password...
+    assert soap_code(site, STRANGER, admin, password) == -3
+    # ...but the administrator at another address is not.
+    assert soap_code(site, OWNER, admin, password) == 0
+    # The back-off grows: 60 s after the limit one more try, then 120 s, then 240 s.
+    clock = site.mail.clock
+    for wait in (60, 120, 240):
+        clock.advance(dt.timedelta(seconds=wait - 1))
+        assert soap_code(site, STRANGER, admin, "guess") == -3
+        clock.advance(dt.timedelta(seconds=1))
+        assert soap_code(site, STRANGER, admin, "guess") == -1
+    assert soap_code(site, OWNER, admin, password) == 0
+
+
+def test_the_limit_is_shared_by_imap_and_soap_per_address(site: WebHarness) -> None:
+    assert not any(imap_login(site, STRANGER, ALICE, "guess") for _ in range(3))
+    assert not imap_login(site, STRANGER, ALICE, USER_PASSWORD)  # held back, right password or not
+    assert soap_code(site, STRANGER, ALICE, USER_PASSWORD) == -3
+    assert imap_login(site, OWNER, ALICE, USER_PASSWORD)
+    assert soap_code(site, OWNER, ALICE, USER_PASSWORD) == 0
+
+
+def test_many_addresses_failing_slow_down_failing_addresses_only(site: WebHarness) -> None:
+    # A distributed attack: the login's failures from all addresses reach 8 …
+    for n in range(2, 6):
+        assert [soap_code(site, f"127.0.0.{n}", ALICE, "guess") for _ in range(2)] == [-1, -1]
+    # … so from now on any address waits after its first failure, not its third …
+    assert soap_code(site, "127.0.0.6", ALICE, "guess") == -1
+    assert soap_code(site, "127.0.0.6", ALICE, "guess") == -3
+    # … but an address without failures still gets in, over every protocol.
+    assert imap_login(site, OWNER, ALICE, USER_PASSWORD)
+    assert soap_code(site, "127.0.0.7", ALICE, USER_PASSWORD) == 0
+
+
+def test_trusted_networks_are_never_locked_out(site: WebHarness) -> None:
+    assert [soap_code(site, "127.0.0.9", ALICE, "guess") for _ in range(5)] == [-1] * 5
+    assert soap_code(site, "127.0.0.9", ALICE, USER_PASSWORD) == 0
 
 
 def _fill(directory: Path) -> None:
@@ -61,3 +157,12 @@ def test_a_full_disk_still_lets_users_log_in_and_read_their_mail(small_disk: Mai
     pop3 = small_disk.pop3()
     assert b"Subject: before the disk filled up" in b"\r\n".join(pop3.retr(1)[1])
     pop3.quit()
+
+
+def test_an_administrator_inside_its_ip_restrictions_is_never_held_back(site: WebHarness) -> None:
+    admin, password = ADMIN
+    site.mail.server.admins.add_ip_restriction(site.mail.admin(), admin, "127.0.0.0/30", "")
+    assert [soap_code(site, OWNER, admin, "typo") for _ in range(5)] == [-1] * 5
+    assert soap_code(site, OWNER, admin, password) == 0
+    # Outside them the password is refused anyway, and the address is held back as any other.
+    assert [soap_code(site, "127.0.0.8", admin, password) for _ in range(4)] == [-1, -1, -1, -3]

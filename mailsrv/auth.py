@@ -44,6 +44,8 @@ class Actor:
     domain: str = ""  # the user's domain (ASCII form) for domain admins and users
     user: str = ""
     setup_pending: bool = False
+    user_id: int = 0  # mailbox users: the row id, and its credential_epoch when this actor logged in
+    credential_epoch: int = 0
 
     def require_system(self) -> None:
         self._require_setup_done()
@@ -67,6 +69,12 @@ class Actor:
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def user_actor(user: User, domain: Domain) -> Actor:
+    role = Role.DOMAIN_ADMIN if user.is_domain_admin else Role.USER
+    return Actor(role, f"{user.name}@{domain.name}", domain=domain.name, user=user.name, user_id=user.id,
+                 credential_epoch=user.credential_epoch)
 
 
 def ip_allowed(client_ip: str, networks: list[str]) -> bool:
@@ -127,6 +135,13 @@ class Authenticator:
         if earlier_failures or note_user is not None:
             self._record_success(name, client_ip, note_user, protocol, now)
         return actor
+
+    def credentials_current(self, actor: Actor) -> bool:
+        """Whether a mailbox user's password is still the one it logged in with (and the user
+        exists): asked by IMAP and POP3 sessions at every command, so one primary-key read."""
+        with self.store.read_connection() as conn:
+            epoch = conn.execute(select(User.credential_epoch).where(User.id == actor.user_id)).scalar_one_or_none()
+        return epoch == actor.credential_epoch
 
     def _record_success(self, name: str, client_ip: str, note_user: int | None, protocol: str,
                         now: dt.datetime) -> None:
@@ -198,8 +213,7 @@ class Authenticator:
             if not (domain.settings.get("isenabled", True) and user.settings.get("isenabled", True)):
                 return None, False, None
             due = self._login_note_due(s, user.id, protocol, now)
-            role = Role.DOMAIN_ADMIN if user.is_domain_admin else Role.USER
-            return Actor(role, name, domain=domain.name, user=user.name), False, user.id if due else None
+            return user_actor(user, domain), False, user.id if due else None
         admin = s.execute(select(SystemAdmin).where(SystemAdmin.username == name)).scalar_one_or_none()
         if not self.verifier.verify(admin.password_hash if admin else None, password):
             return None, False, None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import imaplib
+import poplib
 import re
 import socket
 import subprocess
@@ -166,3 +167,34 @@ def test_an_administrator_inside_its_ip_restrictions_is_never_held_back(site: We
     assert soap_code(site, OWNER, admin, password) == 0
     # Outside them the password is refused anyway, and the address is held back as any other.
     assert [soap_code(site, "127.0.0.8", admin, password) for _ in range(4)] == [-1, -1, -1, -3]
+
+
+def test_a_password_change_ends_web_imap_and_pop3_sessions(site: WebHarness) -> None:
+    site.mail.deliver_to(ALICE, message("still there"))
+    web = site.signed_in()
+    assert web.get("/Mail").status_code == 200
+    imap = site.mail.imap()
+    assert imap.select("INBOX")[0] == "OK"
+    pop3 = site.mail.pop3()
+    assert pop3.stat()[0] == 1
+    with site.client() as soap:
+        answer = soap.get("/Services/svcUserAdmin.asmx/UpdateUser", params={
+            "AuthUserName": ADMIN[0], "AuthPassword": ADMIN[1], "EmailAddress": ALICE, "NewPassword": "New-pass-456",
+            "NewFirstName": "", "NewLastName": "", "IsDomainAdmin": "false"})
+    assert "<Result>true</Result>" in answer.text, answer.text
+    # The web answers as for an expired session; IMAP says BYE and closes; POP3 -ERR and closes.
+    expired = web.get("/Mail")
+    assert (expired.status_code, expired.headers.get("location")) == (303, "/Login.aspx")
+    with pytest.raises(imaplib.IMAP4.abort, match="password"):
+        imap.noop()
+    with pytest.raises(poplib.error_proto, match="password"):
+        pop3.stat()
+    assert pop3.sock.recv(1) == b""  # closed by the server
+    # The new password works everywhere.
+    assert site.signed_in(ALICE, "New-pass-456").get("/Mail").status_code == 200
+    imap = site.mail.imap(ALICE, "New-pass-456")
+    assert imap.select("INBOX")[0] == "OK"
+    imap.logout()
+    pop3 = site.mail.pop3(ALICE, "New-pass-456")
+    assert pop3.stat()[0] == 1
+    pop3.quit()

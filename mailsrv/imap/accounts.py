@@ -21,7 +21,7 @@ from pymap.token import AllTokens
 from pymap.user import UserMetadata
 from pysasl.creds.server import ServerCredentials
 
-from mailsrv.auth import Actor, Role
+from mailsrv.auth import Actor, Authenticator, Role
 from mailsrv.disk import Disk
 from mailsrv.domains import get_domain
 from mailsrv.errors import MailsrvError
@@ -69,12 +69,20 @@ def client_ip() -> str:
 class MailboxUser(IdentityInterface):
     """A logged-in user@domain and its Maildir."""
 
-    def __init__(self, config: MaildirConfig, disk: Disk, login: str, domain_path: Path, user: str) -> None:
+    def __init__(self, config: MaildirConfig, disk: Disk, auth: Authenticator, domain_path: Path,
+                 actor: Actor) -> None:
         self.config = config
         self.disk = disk
-        self._name = login
+        self.auth = auth
+        self.actor = actor
+        self._name = actor.login
         self.domain_path = domain_path
-        self.user = user
+        self.user = actor.user
+
+    def credentials_current(self) -> bool:
+        """False once the password was changed (or the user deleted): the session must end.
+        Blocking (one database read); IMAP and POP3 ask before every command."""
+        return self.auth.credentials_current(self.actor)
 
     @property
     def name(self) -> str:
@@ -130,7 +138,7 @@ class MailboxLogin(LoginInterface):
         actor = check.actor
         with self.server.store.session() as s:
             domain_path = Path(get_domain(s, actor.domain).path)
-        return MailboxUser(self.config, self.server.disk, actor.login, domain_path, actor.user)
+        return MailboxUser(self.config, self.server.disk, self.server.auth, domain_path, actor)
 
     async def authorize(self, authenticated: IdentityInterface, authzid: str) -> IdentityInterface:
         if authzid and authzid.lower() != authenticated.name:

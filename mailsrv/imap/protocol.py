@@ -9,6 +9,7 @@ from argparse import Namespace
 from asyncio import StreamReader, StreamWriter
 from collections.abc import Sequence
 from contextlib import AsyncExitStack, closing
+from typing import cast
 
 from proxyprotocol.sock import SocketInfo
 from pymap.backend.maildir import Config as MaildirConfig
@@ -18,18 +19,22 @@ from pymap.context import connection_exit
 from pymap.imap import IMAPConnection, IMAPServer
 from pymap.imap.state import ConnectionState
 from pymap.interfaces.message import MessageInterface
-from pymap.parsing.command import CommandAuth, CommandNoArgs, CommandSelect
+from pymap.interfaces.session import SessionInterface
+from pymap.parsing.command import Command, CommandAuth, CommandNoArgs, CommandSelect
 from pymap.parsing.command.auth import ListCommand
 from pymap.parsing.command.select import FetchCommand
 from pymap.parsing.commands import Commands
-from pymap.parsing.response import Response, ResponseCode, ResponseOk, UntaggedResponse
+from pymap.parsing.response import (CommandResponse, Response, ResponseBye, ResponseCode, ResponseNo, ResponseOk,
+                                    UntaggedResponse)
 from pymap.parsing.response.specials import ListResponse, LSubResponse
 from pymap.parsing.specials.fetchattr import FetchAttribute
 from pymap.selected import SelectedMailbox
 from pysasl import SASLAuth
+from pysasl.creds.server import ServerCredentials
 from pysasl.hashing import BuiltinHash
 
 from mailsrv.disk import SPECIAL_FOLDERS
+from mailsrv.imap.accounts import MailboxUser
 from mailsrv.imap.maildir import message_bytes
 
 _SPECIAL_USE = {name: name.encode() for name in SPECIAL_FOLDERS}  # "Sent" -> \Sent, …
@@ -108,6 +113,22 @@ class MailboxConfig(MaildirConfig):
 
 
 class MailConnectionState(ConnectionState):
+    _user: MailboxUser | None = None
+
+    async def _login(self, creds: ServerCredentials) -> SessionInterface:
+        # pymap's, remembering who logged in for the check before each command.
+        user = await self.login.authorize(await self.login.authenticate(creds), creds.authzid)
+        self._user = cast(MailboxUser, user)
+        return await connection_exit.get().enter_async_context(user.new_session())
+
+    async def do_command(self, cmd: Command) -> CommandResponse:
+        # Runs in a worker thread, so the blocking database read is fine here.
+        if self._user is not None and not self._user.credentials_current():
+            response = ResponseNo(cmd.tag, b"Session ended: the password was changed.")
+            response.add_untagged(ResponseBye(b"The password was changed; log in again."))
+            return response
+        return await super().do_command(cmd)
+
     async def do_namespace(self, cmd: NamespaceCommand) -> tuple[ResponseOk, None]:
         response = ResponseOk(cmd.tag, b"NAMESPACE completed.")
         # One personal namespace, no shared or other users' folders.

@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import imaplib
+import os
 import poplib
 import re
 import socket
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import pytest
 
 from mailbox_support import ALICE, MailboxHarness, message
 from smtp_support import ADMIN, USER_PASSWORD, make_harness
-from web_support import WebHarness
+from web_support import WebHarness, csrf
 
 STRANGER, OWNER = "127.0.0.2", "127.0.0.1"  # loopback aliases: Linux answers on all of 127/8
 LIMITS = "[security]\nmax_failures_per_login = 3\nmax_failures_per_login_all_addresses = 8\nbackoff_seconds = 60\n" \
@@ -198,3 +200,88 @@ def test_a_password_change_ends_web_imap_and_pop3_sessions(site: WebHarness) -> 
     pop3 = site.mail.pop3(ALICE, "New-pass-456")
     assert pop3.stat()[0] == 1
     pop3.quit()
+
+
+@pytest.fixture
+def small_web(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebHarness]:
+    """The web interface with a 576 KiB limit on /Mail/Send (512 KiB message + 64 KiB form) and
+    its temporary files (where the form parser spools uploads) on an 8 MB tmpfs."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(spool)], check=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    try:
+        for mail in make_harness(tmp_path, "max_message_kb = 512\n[web]\nmax_request_bytes = 65536\n"):
+            web = WebHarness(mail)
+            try:
+                yield web
+            finally:
+                web.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(spool)], check=True)
+
+
+def _used(directory: str) -> int:
+    stats = os.statvfs(directory)
+    return (stats.f_blocks - stats.f_bfree) * stats.f_frsize
+
+
+def raw_post(web: WebHarness, target: str, cookie: str, headers: str, body: Iterator[bytes]) -> bytes:
+    """POST over a bare socket, the body sent from another thread: the status line, as soon as the
+    server answers, whether or not it has read (or the client has sent) the whole body."""
+    sock = socket.create_connection(("127.0.0.1", int(web.url.rsplit(":", 1)[1])), timeout=30)
+
+    def send_body() -> None:
+        try:
+            for part in body:
+                sock.sendall(part)
+        except OSError:  # the server answered and closed: the rest is not wanted
+            pass
+
+    sock.sendall(f"POST {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: mailsrv_session={cookie}\r\n"
+                 f"{headers}\r\n".encode())
+    sender = threading.Thread(target=send_body, daemon=True)
+    sender.start()
+    try:
+        answer = b""
+        while b"\r\n" not in answer:
+            part = sock.recv(4096)
+            if not part:
+                break
+            answer += part
+        return answer.split(b"\r\n", 1)[0]
+    finally:
+        sock.close()
+        sender.join(30)
+
+
+def _chunked(total: int, size: int = 65536) -> Iterator[bytes]:
+    boundary = b"--x\r\nContent-Disposition: form-data; name=\"attachments\"; filename=\"big.bin\"\r\n" \
+               b"Content-Type: application/octet-stream\r\n\r\n"
+    yield b"%x\r\n%b\r\n" % (len(boundary), boundary)
+    for _ in range(total // size):
+        yield b"%x\r\n%b\r\n" % (size, b"a" * size)
+    yield b"0\r\n\r\n"
+
+
+def test_a_chunked_upload_is_cut_at_the_limit_without_filling_the_disk(small_web: WebHarness) -> None:
+    client = small_web.signed_in()
+    token = csrf(client.get("/Mail/Compose"))
+    before = _used(tempfile.gettempdir())
+    status = raw_post(small_web, f"/Mail/Send?csrf={token}", client.cookies["mailsrv_session"],
+                      "Content-Type: multipart/form-data; boundary=x\r\nTransfer-Encoding: chunked\r\n",
+                      _chunked(20 * 1024 * 1024))
+    assert status == b"HTTP/1.1 413 Request Entity Too Large"
+    assert _used(tempfile.gettempdir()) - before < 1024 * 1024
+    assert client.get("/Mail").status_code == 200  # the listener is fine
+
+
+def test_a_post_without_the_csrf_token_is_refused_before_its_body_is_read(small_web: WebHarness) -> None:
+    client = small_web.signed_in()
+    cookie = client.cookies["mailsrv_session"]
+    for target in ("/Mail/Action", "/Mail/Action?csrf=forged", "/Mail/Send"):
+        # 60,000 bytes announced, 10 sent: the answer cannot wait for the rest.
+        status = raw_post(small_web, target, cookie,
+                          "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 60000\r\n",
+                          iter([b"action=rea"]))
+        assert status == b"HTTP/1.1 403 Forbidden", target

@@ -127,13 +127,12 @@ class Authenticator:
             earlier_failures = self._refuse_if_locked(s, name, client_ip, now)
             actor, restricted, note_user = self._check(s, name, password, client_ip, protocol, now)
         if actor is None:
-            with self.store.session() as s:
-                s.add(LoginFailure(client_ip=client_ip, login=name[:320], at=now))
+            self._record(name, client_ip, now, failed=True)
             if restricted:
                 log.warning("login of %s refused: client %s outside its IP restrictions", name, client_ip)
             raise MailsrvError(ResultCode.LOGIN_FAILED, LOGIN_FAILED_MESSAGE)
         if earlier_failures or note_user is not None:
-            self._record_success(name, client_ip, note_user, protocol, now)
+            self._record(name, client_ip, now, failed=False, note_user=note_user, protocol=protocol)
         return actor
 
     def credentials_current(self, actor: Actor) -> bool:
@@ -143,17 +142,22 @@ class Authenticator:
             epoch = conn.execute(select(User.credential_epoch).where(User.id == actor.user_id)).scalar_one_or_none()
         return epoch == actor.credential_epoch
 
-    def _record_success(self, name: str, client_ip: str, note_user: int | None, protocol: str,
-                        now: dt.datetime) -> None:
-        """Clear this address's failures at the login and note the last-login time; best-effort, as the login has
-        already succeeded: a full or read-only disk must not keep anyone from their mail."""
+    def _record(self, name: str, client_ip: str, now: dt.datetime, failed: bool, note_user: int | None = None,
+                protocol: str = "") -> None:
+        """Write down a login's outcome once its answer is known: a failure, or a success (this
+        address's failures cleared, the last-login time noted). Best-effort: a full or read-only
+        disk must not turn the answer into an error nor keep anyone from their mail."""
         try:
             with self.store.session() as s:
-                s.execute(delete(LoginFailure).where(LoginFailure.login == name, LoginFailure.client_ip == client_ip))
+                if failed:
+                    s.add(LoginFailure(client_ip=client_ip, login=name[:320], at=now))
+                else:
+                    s.execute(delete(LoginFailure).where(LoginFailure.login == name,
+                                                         LoginFailure.client_ip == client_ip))
                 if note_user is not None:
                     s.merge(UserLogin(user_id=note_user, protocol=protocol, at=now))
         except (SQLAlchemyError, OSError) as exc:
-            log.warning("login of %s: could not record it (%s)", name, exc)
+            log.warning("login of %s from %s: could not record its outcome (%s)", name, client_ip, exc)
 
     def _refuse_if_locked(self, s: Session, name: str, client_ip: str, now: dt.datetime) -> int:
         """Refuse when this address is held back; else its recent failures at this login name."""

@@ -151,6 +151,9 @@ def test_a_full_disk_still_lets_users_log_in_and_read_their_mail(small_disk: Mai
     _fill(small_disk.data_dir)
     # Well past the one-minute resolution of last-login times: each login below tries to note one.
     small_disk.clock.advance(dt.timedelta(minutes=5))
+    # A wrong password gets its ordinary answer, not a server error.
+    with pytest.raises(imaplib.IMAP4.error, match="Invalid authentication credentials"):
+        small_disk.imap(ALICE, "wrong")
     client = small_disk.imap()
     assert client.select("INBOX") == ("OK", [b"1"])
     typ, data = client.fetch("1", "(BODY.PEEK[])")

@@ -13,14 +13,16 @@ import logging
 from dataclasses import dataclass
 from enum import Enum
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from mailsrv.config import SecurityConfig
+from mailsrv.clock import Clock
+from mailsrv.config import ConfigError, SecurityConfig
 from mailsrv.errors import MailsrvError, ResultCode
 from mailsrv.passwords import Verifier
 from mailsrv.store.db import Store
-from mailsrv.store.models import Domain, LoginFailure, SystemAdmin, User, UserLogin, utcnow
+from mailsrv.store.models import AdminIpRestriction, Domain, LoginFailure, SystemAdmin, User, UserLogin
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,8 @@ class Actor:
     domain: str = ""  # the user's domain (ASCII form) for domain admins and users
     user: str = ""
     setup_pending: bool = False
+    user_id: int = 0  # mailbox users: the row id, and its credential_epoch when this actor logged in
+    credential_epoch: int = 0
 
     def require_system(self) -> None:
         self._require_setup_done()
@@ -64,15 +68,35 @@ class Actor:
                                "(web setup wizard, or `mailsrv admin reset`).")
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def user_actor(user: User, domain: Domain) -> Actor:
+    role = Role.DOMAIN_ADMIN if user.is_domain_admin else Role.USER
+    return Actor(role, f"{user.name}@{domain.name}", domain=domain.name, user=user.name, user_id=user.id,
+                 credential_epoch=user.credential_epoch)
+
+
 def ip_allowed(client_ip: str, networks: list[str]) -> bool:
+    return address_in(client_ip, [net for spec in networks for net in parse_network(spec)])
+
+
+def address_in(client_ip: str, networks: list[Network]) -> bool:
     try:
         addr = ipaddress.ip_address(client_ip)
     except ValueError:
         return False
-    return any(addr in net for spec in networks for net in parse_network(spec))
+    return any(addr in net for net in networks)
 
 
-def parse_network(spec: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+def _within(now: dt.datetime, last: dt.datetime | None, period: dt.timedelta) -> bool:
+    """Whether `last` (None: never) is less than `period` ago."""
+    if last is None:
+        return False
+    return now - (last if last.tzinfo else last.replace(tzinfo=dt.timezone.utc)) < period
+
+
+def parse_network(spec: str) -> list[Network]:
     """An address, a CIDR block, or a `first-last` range, as networks."""
     text = spec.strip()
     if "-" in text:
@@ -84,72 +108,120 @@ def parse_network(spec: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Netwo
 
 
 class Authenticator:
-    def __init__(self, store: Store, security: SecurityConfig) -> None:
+    def __init__(self, store: Store, security: SecurityConfig, clock: Clock) -> None:
         self.store = store
         self.security = security
+        self.clock = clock
         self.verifier = Verifier()
+        try:
+            self.trusted = [net for spec in security.trusted_networks for net in parse_network(spec)]
+        except ValueError as exc:
+            raise ConfigError(f"configuration key 'security.trusted_networks': {exc}") from None
 
     def login(self, login: str | None, password: str | None, client_ip: str, protocol: str = "webservice") -> Actor:
         """The actor for a login, or LOGIN_FAILED / LOGIN_LOCKED (same answer whether the name exists)."""
         name = (login or "").strip().lower()
-        now = utcnow()
-        with self.store.session() as s:
+        now = self.clock.now()
+        # The check only reads, so a full or read-only disk still lets users in to read their mail.
+        with self.store.reading() as s:
             earlier_failures = self._refuse_if_locked(s, name, client_ip, now)
-            actor, restricted = self._check(s, name, password, client_ip, protocol, now)
-            if actor is None:
-                s.add(LoginFailure(client_ip=client_ip, login=name[:320], at=now))
-                if restricted:
-                    log.warning("login of %s refused: client %s outside its IP restrictions", name, client_ip)
-            elif earlier_failures:
-                s.execute(delete(LoginFailure).where(LoginFailure.login == name))
+            actor, restricted, note_user = self._check(s, name, password, client_ip, protocol, now)
         if actor is None:
+            self._record(name, client_ip, now, failed=True)
+            if restricted:
+                log.warning("login of %s refused: client %s outside its IP restrictions", name, client_ip)
             raise MailsrvError(ResultCode.LOGIN_FAILED, LOGIN_FAILED_MESSAGE)
+        if earlier_failures or note_user is not None:
+            self._record(name, client_ip, now, failed=False, note_user=note_user, protocol=protocol)
         return actor
 
+    def credentials_current(self, actor: Actor) -> bool:
+        """Whether a mailbox user's password is still the one it logged in with (and the user
+        exists): asked by IMAP and POP3 sessions at every command, so one primary-key read."""
+        with self.store.read_connection() as conn:
+            epoch = conn.execute(select(User.credential_epoch).where(User.id == actor.user_id)).scalar_one_or_none()
+        return epoch == actor.credential_epoch
+
+    def _record(self, name: str, client_ip: str, now: dt.datetime, failed: bool, note_user: int | None = None,
+                protocol: str = "") -> None:
+        """Write down a login's outcome once its answer is known: a failure, or a success (this
+        address's failures cleared, the last-login time noted). Best-effort: a full or read-only
+        disk must not turn the answer into an error nor keep anyone from their mail."""
+        try:
+            with self.store.session() as s:
+                if failed:
+                    s.add(LoginFailure(client_ip=client_ip, login=name[:320], at=now))
+                else:
+                    s.execute(delete(LoginFailure).where(LoginFailure.login == name,
+                                                         LoginFailure.client_ip == client_ip))
+                if note_user is not None:
+                    s.merge(UserLogin(user_id=note_user, protocol=protocol, at=now))
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("login of %s from %s: could not record its outcome (%s)", name, client_ip, exc)
+
     def _refuse_if_locked(self, s: Session, name: str, client_ip: str, now: dt.datetime) -> int:
-        """Refuse when a limit is reached; else the number of recent failures of this login name."""
+        """Refuse when this address is held back; else its recent failures at this login name."""
         since = now - dt.timedelta(seconds=self.security.failure_window_seconds)
-        row = s.execute(
-            select(func.count().filter(LoginFailure.client_ip == client_ip),
+        from_address = LoginFailure.client_ip == client_ip
+        pair = and_(from_address, LoginFailure.login == name)
+        ip_count, ip_last, login_count, pair_count, pair_last = s.execute(
+            select(func.count().filter(from_address), func.max(LoginFailure.at).filter(from_address),
                    func.count().filter(LoginFailure.login == name),
-                   func.max(LoginFailure.at))
-            .where(LoginFailure.at >= since, or_(LoginFailure.client_ip == client_ip, LoginFailure.login == name))
+                   func.count().filter(pair), func.max(LoginFailure.at).filter(pair))
+            .where(LoginFailure.at >= since, or_(from_address, LoginFailure.login == name))
         ).one()
-        ip_count, login_count, last = row
-        if ip_count >= self.security.max_failures_per_address or login_count >= self.security.max_failures_per_login:
-            last = last if last.tzinfo else last.replace(tzinfo=dt.timezone.utc)
-            if now - last < dt.timedelta(seconds=self.security.lockout_seconds):
+        if self._trusted(s, name, client_ip):
+            return pair_count
+        lockout = dt.timedelta(seconds=self.security.lockout_seconds)
+        if ip_count >= self.security.max_failures_per_address and _within(now, ip_last, lockout):
+            raise MailsrvError(ResultCode.LOGIN_LOCKED, LOCKED_MESSAGE)
+        # A login failing from many addresses leaves each address a single try before it waits;
+        # the login itself is never blocked, or anyone could switch its owner off.
+        allowed = (1 if login_count >= self.security.max_failures_per_login_all_addresses
+                   else self.security.max_failures_per_login)
+        if pair_count >= allowed:
+            doublings = min(pair_count - allowed, 32)
+            wait = min(dt.timedelta(seconds=self.security.backoff_seconds * 2 ** doublings), lockout)
+            if _within(now, pair_last, wait):
                 raise MailsrvError(ResultCode.LOGIN_LOCKED, LOCKED_MESSAGE)
-        return login_count
+        return pair_count
+
+    def _trusted(self, s: Session, name: str, client_ip: str) -> bool:
+        """A trusted network, or a system administrator inside its own IP restrictions."""
+        if address_in(client_ip, self.trusted):
+            return True
+        if "@" in name:
+            return False
+        networks = s.execute(select(AdminIpRestriction.network).join(SystemAdmin)
+                             .where(SystemAdmin.username == name)).scalars().all()
+        return bool(networks) and ip_allowed(client_ip, list(networks))
 
     @staticmethod
-    def _note_login(s: Session, user_id: int, protocol: str, now: dt.datetime) -> None:
+    def _login_note_due(s: Session, user_id: int, protocol: str, now: dt.datetime) -> bool:
         # Clients that log in on every call (SOAP, POP3 pollers) would otherwise turn each read into a
         # write; last-login times are kept to the minute.
-        row = s.get(UserLogin, (user_id, protocol))
-        if row is None:
-            s.add(UserLogin(user_id=user_id, protocol=protocol, at=now))
-        elif now - (row.at if row.at.tzinfo else row.at.replace(tzinfo=dt.timezone.utc)) >= LOGIN_TIME_RESOLUTION:
-            row.at = now
+        last = s.execute(select(UserLogin.at).where(UserLogin.user_id == user_id,
+                                                    UserLogin.protocol == protocol)).scalar_one_or_none()
+        return not _within(now, last, LOGIN_TIME_RESOLUTION)
 
     def _check(self, s: Session, name: str, password: str | None, client_ip: str, protocol: str,
-               now: dt.datetime) -> tuple[Actor | None, bool]:
+               now: dt.datetime) -> tuple[Actor | None, bool, int | None]:
+        """(actor or None, refused by IP restrictions, user id whose last-login time is due)."""
         if "@" in name:
             local, _, domain_name = name.rpartition("@")
             row = s.execute(select(User, Domain).join(Domain)
                             .where(Domain.name == domain_name, User.name == local)).first()
             user, domain = row if row else (None, None)
             if not self.verifier.verify(user.password_hash if user else None, password):
-                return None, False
+                return None, False, None
             if not (domain.settings.get("isenabled", True) and user.settings.get("isenabled", True)):
-                return None, False
-            self._note_login(s, user.id, protocol, now)
-            role = Role.DOMAIN_ADMIN if user.is_domain_admin else Role.USER
-            return Actor(role, name, domain=domain.name, user=user.name), False
+                return None, False, None
+            due = self._login_note_due(s, user.id, protocol, now)
+            return user_actor(user, domain), False, user.id if due else None
         admin = s.execute(select(SystemAdmin).where(SystemAdmin.username == name)).scalar_one_or_none()
         if not self.verifier.verify(admin.password_hash if admin else None, password):
-            return None, False
+            return None, False, None
         networks = [r.network for r in admin.ip_restrictions]
         if networks and not ip_allowed(client_ip, networks):
-            return None, True
-        return Actor(Role.SYSTEM_ADMIN, name, setup_pending=admin.setup_pending), False
+            return None, True, None
+        return Actor(Role.SYSTEM_ADMIN, name, setup_pending=admin.setup_pending), False, None

@@ -52,12 +52,22 @@ class WebConfig:
 
 @dataclass
 class SecurityConfig:
-    # Brute-force limits, shared by every protocol: failures counted per client address and per
-    # login name inside the window; past the limit every attempt is refused for the lockout time.
+    # Brute-force limits, shared by every protocol and kept in the database (nodes share them).
+    # Failures inside the window are counted per client address, and per login name from one
+    # address: past max_failures_per_login that address waits backoff_seconds before its next try
+    # at that login, twice as long after each further failure, at most lockout_seconds. Other
+    # addresses are not held up, so a stranger's guesses never lock the owner out. Once a login has
+    # failed max_failures_per_login_all_addresses times from all addresses (a distributed attack),
+    # every address waits after its first failure; addresses without failures still get in.
     max_failures_per_address: int = 20
     max_failures_per_login: int = 10
+    max_failures_per_login_all_addresses: int = 100
+    backoff_seconds: int = 60
     failure_window_seconds: int = 900
     lockout_seconds: int = 900
+    # Client networks (address, CIDR or first-last range) never held back, e.g. the office or the
+    # control panel's server. A system administrator's own IP restrictions count as trusted for it.
+    trusted_networks: list[str] = field(default_factory=list)
 
 
 @dataclass

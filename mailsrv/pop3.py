@@ -34,7 +34,7 @@ from pysasl.creds.server import ServerCredentials
 from pysasl.exception import AuthenticationError
 from pysasl.mechanism import ChallengeResponse, ServerChallenge
 
-from mailsrv.imap.accounts import MailboxLogin
+from mailsrv.imap.accounts import MailboxLogin, MailboxUser
 from mailsrv.imap.listener import mailbox_config
 from mailsrv.imap.maildir import message_bytes, stored_size
 from mailsrv.server import MailServer
@@ -75,6 +75,7 @@ class Pop3Connection:
         self.tls = implicit_tls
         self.peer = str(writer.get_extra_info("peername")[0])
         self.user: str | None = None
+        self.identity: MailboxUser | None = None
         self.session: SessionInterface | None = None
         self.selected: SelectedMailbox | None = None
         self.uid_validity = 0
@@ -133,6 +134,10 @@ class Pop3Connection:
 
     async def dispatch(self, command: str, argument: str) -> bool:
         """Answer one command; False when the connection is to close."""
+        if self.identity is not None and not await asyncio.to_thread(self.identity.credentials_current):
+            # Not even QUIT's deletions are made for a session whose password is no longer valid.
+            await self.send("-ERR [AUTH] the password was changed; log in again")
+            return False
         if command == "QUIT":
             return await self.quit()
         if command == "CAPA":
@@ -221,13 +226,14 @@ class Pop3Connection:
     async def log_in(self, credentials: ServerCredentials) -> None:
         try:
             identity = await self._run(self.login.authenticate_from(credentials, self.peer))
-            identity = await self.login.authorize(identity, credentials.authzid)
+            await self.login.authorize(identity, credentials.authzid)
             self.session = await self._run(self.stack.enter_async_context(identity.new_session()))
             await self._run(self.open_inbox())
         except ResponseError:
             self.session = None
             await self.send("-ERR [AUTH] authentication failed")
             return
+        self.identity = identity
         total = sum(m.size for m in self.messages)
         await self.send(f"+OK {len(self.messages)} messages ({total} octets)")
 

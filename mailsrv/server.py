@@ -54,7 +54,7 @@ class MailServer:
         # Before any listener: a domain or user half added or deleted by a killed process must not
         # take mail into a staging or trash directory, nor lose what it has.
         self.disk.reconcile(lambda path: refers_to(self.store, path))
-        self.auth = Authenticator(self.store, config.security)
+        self.auth = Authenticator(self.store, config.security, self.clock)
         self.admins = Admins(self.store)
         self.admins.ensure_factory_login()
         self.domains = Domains(self.store, self.disk)

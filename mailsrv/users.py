@@ -429,6 +429,7 @@ class Users:
                 if _user_settings(user)["lockpassword"]:
                     _require_lock_right(actor, user)
                 user.password_hash = password_hash
+                user.credential_epoch = User.credential_epoch + 1  # in SQL: concurrent changes both count
             user.first_name, user.last_name, user.is_domain_admin = first, last, is_domain_admin
             if size is not None:
                 user.settings = {**user.settings, "maxsize": size}

@@ -1,7 +1,7 @@
 """Web interface sessions: signing in through the shared Authenticator, and who a cookie belongs to.
 
 A session lasts SESSION_LIFETIME from sign-in and ends at logout, when the user or its domain is
-deleted or disabled, or when it expires. Each has its own CSRF token, which every state-changing
+deleted or disabled, when the user's password changes, or when it expires. Each has its own CSRF token, which every state-changing
 form must send back.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, select
 
-from mailsrv.auth import LOGIN_FAILED_MESSAGE, Actor, Authenticator, Role
+from mailsrv.auth import LOGIN_FAILED_MESSAGE, Actor, Authenticator, user_actor
 from mailsrv.clock import Clock
 from mailsrv.errors import MailsrvError, ResultCode
 from mailsrv.store.db import Store
@@ -52,12 +52,10 @@ class WebSessions:
         token = secrets.token_urlsafe(32)
         now = self.clock.now()
         with self.store.session() as s:
-            user_id = s.execute(select(User.id).join(Domain)
-                                .where(Domain.name == actor.domain, User.name == actor.user)).scalar_one()
             # Expired sessions are cleared here rather than by a timer: sign-ins are rare enough.
             s.execute(delete(WebSession).where(WebSession.expires_at < now))
-            s.add(WebSession(token_hash=_hash(token), user_id=user_id, csrf_token=secrets.token_urlsafe(32),
-                             expires_at=now + SESSION_LIFETIME))
+            s.add(WebSession(token_hash=_hash(token), user_id=actor.user_id, csrf_token=secrets.token_urlsafe(32),
+                             expires_at=now + SESSION_LIFETIME, credential_epoch=actor.credential_epoch))
         return token
 
     def find(self, token: str | None) -> SignedIn | None:
@@ -68,16 +66,16 @@ class WebSessions:
             row = s.execute(select(WebSession, User, Domain).join(User, User.id == WebSession.user_id)
                             .join(Domain, Domain.id == User.domain_id)
                             .where(WebSession.token_hash == _hash(token),
-                                   WebSession.expires_at > self.clock.now())).first()
-            if row is None:  # never issued, signed out, or expired (cleared at a later sign-in)
+                                   WebSession.expires_at > self.clock.now(),
+                                   WebSession.credential_epoch == User.credential_epoch)).first()
+            # Never issued, signed out, expired (cleared at a later sign-in), or the password changed since.
+            if row is None:
                 return None
             session, user, domain = row
             if not (domain.settings.get("isenabled", True) and user.settings.get("isenabled", True)):
                 s.delete(session)
                 return None
-            role = Role.DOMAIN_ADMIN if user.is_domain_admin else Role.USER
-            actor = Actor(role, f"{user.name}@{domain.name}", domain=domain.name, user=user.name)
-            return SignedIn(actor, session.csrf_token)
+            return SignedIn(user_actor(user, domain), session.csrf_token)
 
     def sign_out(self, token: str | None) -> None:
         if token:

@@ -44,6 +44,8 @@ def test_an_empty_file_gives_the_documented_defaults(tmp_path, monkeypatch):
     assert config.web.max_request_bytes == 4 * 1024 * 1024
     assert (config.security.max_failures_per_address, config.security.max_failures_per_login) == (20, 10)
     assert (config.security.failure_window_seconds, config.security.lockout_seconds) == (900, 900)
+    assert (config.security.max_failures_per_login_all_addresses, config.security.backoff_seconds) == (100, 60)
+    assert config.security.trusted_networks == []
     assert config.dns.nameservers == []
     assert config.smtp.hostname == socket.getfqdn()
     assert (config.smtp.allow_plaintext_auth, config.smtp.allow_catchalls) == (False, True)
@@ -73,6 +75,9 @@ def test_every_key_can_be_set(tmp_path):
         max_failures_per_login = 2
         failure_window_seconds = 3
         lockout_seconds = 0
+        max_failures_per_login_all_addresses = 4
+        backoff_seconds = 5
+        trusted_networks = ["10.0.0.0/8"]
         [dns]
         nameservers = ["127.0.0.1:5353", "[::1]:53"]
         [smtp]
@@ -91,7 +96,8 @@ def test_every_key_can_be_set(tmp_path):
     assert (config.listen.web, config.listen.smtp, config.listen.submission) == ("[::1]:8080", "", "127.0.0.1:1587")
     assert config.web.max_request_bytes == 1024
     assert dataclasses.asdict(config.security) == {
-        "max_failures_per_address": 1, "max_failures_per_login": 2, "failure_window_seconds": 3, "lockout_seconds": 0}
+        "max_failures_per_address": 1, "max_failures_per_login": 2, "failure_window_seconds": 3, "lockout_seconds": 0,
+        "max_failures_per_login_all_addresses": 4, "backoff_seconds": 5, "trusted_networks": ["10.0.0.0/8"]}
     assert config.dns.nameservers == ["127.0.0.1:5353", "[::1]:53"]
     assert dataclasses.asdict(config.smtp) == {
         "hostname": "mx.example.test", "allow_plaintext_auth": True, "relay_networks": ["192.0.2.0/24"],

@@ -99,7 +99,7 @@ def test_logout_ends_the_session_on_the_server_too(web):
     client = web.signed_in()
     cookie = client.cookies["mailsrv_session"]
     inbox = client.get("/Mail")
-    answer = client.post("/Logout.aspx", data={"csrf": csrf(inbox)})
+    answer = client.post("/Logout.aspx", params={"csrf": csrf(inbox)}, data={})
     assert answer.status_code == 303 and answer.headers["location"] == "/Login.aspx"
     assert 'mailsrv_session=""' in answer.headers["set-cookie"] or "Max-Age=0" in answer.headers["set-cookie"]
     # A copy of the old cookie opens nothing any more.

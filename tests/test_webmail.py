@@ -51,8 +51,8 @@ def files(web, address: str, folder: str = "") -> list[str]:
 
 def action(client: httpx.Client, page: httpx.Response, folder: str, what: str, ids: list[str],
            target: str = "") -> httpx.Response:
-    return client.post("/Mail/Action", data={"csrf": csrf(page), "folder": folder, "action": what,
-                                             "id": ids, "target": target})
+    return client.post("/Mail/Action", params={"csrf": csrf(page)},
+                       data={"folder": folder, "action": what, "id": ids, "target": target})
 
 
 def test_the_folder_list_shows_unread_counts(web):
@@ -119,8 +119,8 @@ def test_attachments_download_as_files(web):
 def test_compose_with_an_attachment_is_delivered_filed_in_sent_and_counted_as_sent(web):
     client = web.signed_in()
     token = csrf(client.get("/Mail/Compose"))
-    answer = client.post("/Mail/Send", data={"csrf": token, "to": f"Bob <{BOB}>", "subject": "figures",
-                                             "body": "see attached"},
+    answer = client.post("/Mail/Send", params={"csrf": token},
+                         data={"to": f"Bob <{BOB}>", "subject": "figures", "body": "see attached"},
                          files={"attachments": ("figures.pdf", PDF, "application/pdf")})
     assert answer.status_code == 303 and "notice=sent" in answer.headers["location"]
     assert "Message sent." in client.get(answer.headers["location"]).text
@@ -148,8 +148,8 @@ def test_a_reply_threads_and_flags_the_original_as_answered(web):
     assert 'name="subject" value="Re: question"' in form.text
     assert "&gt; hello" in form.text
     assert 'name="in_reply_to" value="&lt;question@example.org&gt;"' in form.text
-    answer = client.post("/Mail/Send", data={
-        "csrf": csrf(form), "to": BOB, "subject": "Re: question", "body": "answer",
+    answer = client.post("/Mail/Send", params={"csrf": csrf(form)}, data={
+        "to": BOB, "subject": "Re: question", "body": "answer",
         "in_reply_to": "<question@example.org>", "references": "<question@example.org>",
         "reply_folder": "INBOX", "reply_id": key})
     assert answer.status_code == 303
@@ -166,8 +166,8 @@ def test_a_forward_carries_the_original_attachments(web):
     form = client.get("/Mail/Compose", params={"mode": "forward", "folder": "INBOX", "id": key})
     assert 'name="subject" value="Fwd: report"' in form.text
     carried = re.findall(r'name="carry" value="(\d+)" checked', form.text)
-    answer = client.post("/Mail/Send", data={
-        "csrf": csrf(form), "to": BOB, "subject": "Fwd: report", "body": "fyi",
+    answer = client.post("/Mail/Send", params={"csrf": csrf(form)}, data={
+        "to": BOB, "subject": "Fwd: report", "body": "fyi",
         "forward_folder": "INBOX", "forward_id": key, "carry": carried})
     assert answer.status_code == 303
     web.mail.deliver()
@@ -178,8 +178,8 @@ def test_a_forward_carries_the_original_attachments(web):
 
 def test_sending_to_an_unknown_local_address_is_refused_with_the_reason(web):
     client = web.signed_in()
-    answer = client.post("/Mail/Send", data={"csrf": csrf(client.get("/Mail/Compose")),
-                                             "to": f"nobody@{DOMAIN}", "subject": "x", "body": "y"})
+    answer = client.post("/Mail/Send", params={"csrf": csrf(client.get("/Mail/Compose"))},
+                         data={"to": f"nobody@{DOMAIN}", "subject": "x", "body": "y"})
     assert answer.status_code == 400
     assert f"Not sent: &lt;nobody@{DOMAIN}&gt;: no such user here." in answer.text
     assert files(web, ALICE, "Sent") == []
@@ -187,8 +187,8 @@ def test_sending_to_an_unknown_local_address_is_refused_with_the_reason(web):
 
 def test_a_refused_send_keeps_its_attachments_for_the_next_try(web):
     client = web.signed_in()
-    refused = client.post("/Mail/Send", data={"csrf": csrf(client.get("/Mail/Compose")), "to": f"nobody@{DOMAIN}",
-                                              "subject": "figures", "body": "see attached"},
+    refused = client.post("/Mail/Send", params={"csrf": csrf(client.get("/Mail/Compose"))},
+                          data={"to": f"nobody@{DOMAIN}", "subject": "figures", "body": "see attached"},
                           files={"attachments": ("figures.pdf", PDF, "application/pdf")})
     assert refused.status_code == 400 and "no such user here" in refused.text
     kept = re.findall(r'<input type="checkbox" name="kept" value="([^"]+)" checked> figures.pdf \((\d+) bytes\)',
@@ -196,8 +196,8 @@ def test_a_refused_send_keeps_its_attachments_for_the_next_try(web):
     assert [size for _, size in kept] == [str(len(PDF))]
 
     # The user corrects the address and sends again, adding a second file.
-    answer = client.post("/Mail/Send", data={"csrf": csrf(refused), "to": BOB, "subject": "figures",
-                                             "body": "see attached", "kept": [kept[0][0]]},
+    answer = client.post("/Mail/Send", params={"csrf": csrf(refused)},
+                         data={"to": BOB, "subject": "figures", "body": "see attached", "kept": [kept[0][0]]},
                          files={"attachments": ("notes.txt", b"two\r\n", "text/plain")})
     assert answer.status_code == 303
     web.mail.deliver()
@@ -207,8 +207,8 @@ def test_a_refused_send_keeps_its_attachments_for_the_next_try(web):
         ("figures.pdf", "application/pdf"), ("notes.txt", "text/plain")]
     assert attached[0].get_content() == PDF
 
-    damaged = client.post("/Mail/Send", data={"csrf": csrf(refused), "to": BOB, "subject": "x", "body": "y",
-                                              "kept": ["not-a.token"]})
+    damaged = client.post("/Mail/Send", params={"csrf": csrf(refused)},
+                          data={"to": BOB, "subject": "x", "body": "y", "kept": ["not-a.token"]})
     assert damaged.status_code == 400 and "please attach it again" in damaged.text
 
 
@@ -267,17 +267,17 @@ def test_state_changing_posts_without_the_csrf_token_are_refused(web):
     inbox = client.get("/Mail")
     key = keys(inbox)[0]
     for token in ({}, {"csrf": "forged"}):
-        refused = client.post("/Mail/Action", data={**token, "folder": "INBOX", "action": "delete", "id": key})
+        refused = client.post("/Mail/Action", params=token, data={"folder": "INBOX", "action": "delete", "id": key})
         assert refused.status_code == 403
-        refused = client.post("/Mail/Send", data={**token, "to": BOB, "subject": "s", "body": "b"})
+        refused = client.post("/Mail/Send", params=token, data={"to": BOB, "subject": "s", "body": "b"})
         assert refused.status_code == 403
     assert files(web, ALICE) == [key]
     web.mail.deliver()
     assert web.mail.messages(BOB) == []
     # Another user's token does not do either.
     other = web.signed_in(BOB)
-    refused = client.post("/Mail/Action", data={"csrf": csrf(other.get("/Mail")), "folder": "INBOX",
-                                                "action": "delete", "id": key})
+    refused = client.post("/Mail/Action", params={"csrf": csrf(other.get("/Mail"))},
+                          data={"folder": "INBOX", "action": "delete", "id": key})
     assert refused.status_code == 403 and files(web, ALICE) == [key]
 
 

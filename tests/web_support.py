@@ -58,7 +58,7 @@ class WebHarness:
 
 
 def csrf(page: httpx.Response) -> str:
-    match = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    match = re.search(r'action="/[^"?]+\?csrf=([^"&]+)"', page.text)
     assert match, page.text
     return match[1]
 

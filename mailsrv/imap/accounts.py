@@ -22,7 +22,7 @@ from pymap.user import UserMetadata
 from pysasl.creds.server import ServerCredentials
 
 from mailsrv import settings
-from mailsrv.auth import Actor, Role
+from mailsrv.auth import Actor, Authenticator, Role
 from mailsrv.config import SmtpConfig
 from mailsrv.disk import Disk
 from mailsrv.domains import get_domain
@@ -80,14 +80,21 @@ def client_ip() -> str:
 class MailboxUser(IdentityInterface):
     """A logged-in user@domain and its Maildir."""
 
-    def __init__(self, config: MaildirConfig, disk: Disk, login: str, domain_path: Path, user: str,
-                 append_limit: int) -> None:
+    def __init__(self, config: MaildirConfig, disk: Disk, auth: Authenticator, domain_path: Path,
+                 actor: Actor, append_limit: int) -> None:
         self.config = config
         self.disk = disk
-        self._name = login
+        self.auth = auth
+        self.actor = actor
+        self._name = actor.login
         self.domain_path = domain_path
-        self.user = user
+        self.user = actor.user
         self.append_limit = append_limit
+
+    def credentials_current(self) -> bool:
+        """False once the password was changed (or the user deleted): the session must end.
+        Blocking (one database read); IMAP and POP3 ask before every command."""
+        return self.auth.credentials_current(self.actor)
 
     @property
     def name(self) -> str:
@@ -146,7 +153,7 @@ class MailboxLogin(LoginInterface):
             domain = get_domain(s, actor.domain)
             domain_path = Path(domain.path)
             limit = append_limit(domain, self.server.config.smtp.max_message_kb)
-        return MailboxUser(self.config, self.server.disk, actor.login, domain_path, actor.user, limit)
+        return MailboxUser(self.config, self.server.disk, self.server.auth, domain_path, actor, limit)
 
     async def authorize(self, authenticated: IdentityInterface, authzid: str) -> IdentityInterface:
         if authzid and authzid.lower() != authenticated.name:

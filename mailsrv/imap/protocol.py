@@ -12,6 +12,7 @@ from argparse import Namespace
 from asyncio import StreamReader, StreamWriter
 from collections.abc import Sequence
 from contextlib import AsyncExitStack, closing
+from typing import cast
 
 from proxyprotocol.sock import SocketInfo
 from pymap.backend.maildir import Config as MaildirConfig
@@ -21,6 +22,7 @@ from pymap.context import connection_exit
 from pymap.imap import IMAPConnection, IMAPServer
 from pymap.imap.state import ConnectionState
 from pymap.interfaces.message import MessageInterface
+from pymap.interfaces.session import SessionInterface
 from pymap.parsing import Params
 from pymap.parsing.command import Command, CommandAuth, CommandNoArgs, CommandSelect
 from pymap.parsing.command.auth import ListCommand
@@ -34,9 +36,11 @@ from pymap.parsing.specials.fetchattr import FetchAttribute
 from pymap.parsing.state import ExpectContinuation, ParsingInterrupt
 from pymap.selected import SelectedMailbox
 from pysasl import SASLAuth
+from pysasl.creds.server import ServerCredentials
 from pysasl.hashing import BuiltinHash
 
 from mailsrv.disk import SPECIAL_FOLDERS
+from mailsrv.imap.accounts import MailboxUser
 from mailsrv.imap.maildir import message_bytes
 
 _SPECIAL_USE = {name: name.encode() for name in SPECIAL_FOLDERS}  # "Sent" -> \Sent, …
@@ -130,6 +134,14 @@ class MailboxConfig(MaildirConfig):
 
 
 class MailConnectionState(ConnectionState):
+    _user: MailboxUser | None = None
+
+    async def _login(self, creds: ServerCredentials) -> SessionInterface:
+        # pymap's, remembering who logged in for the check before each command.
+        user = await self.login.authorize(await self.login.authenticate(creds), creds.authzid)
+        self._user = cast(MailboxUser, user)
+        return await connection_exit.get().enter_async_context(user.new_session())
+
     @property
     def append_limit(self) -> int | None:
         """The largest message the logged-in user may APPEND; None before login."""
@@ -143,6 +155,11 @@ class MailConnectionState(ConnectionState):
         return capability
 
     async def do_command(self, cmd: Command) -> CommandResponse:
+        # Runs in a worker thread, so the blocking database read is fine here.
+        if self._user is not None and not self._user.credentials_current():
+            response = ResponseNo(cmd.tag, b"Session ended: the password was changed.")
+            response.add_untagged(ResponseBye(b"The password was changed; log in again."))
+            return response
         parse_exc = cmd.parse_exc if isinstance(cmd, InvalidCommand) else None
         if parse_exc is not None and parse_exc.code is not None and bytes(parse_exc.code) == bytes(_TOOBIG):
             # A literal refused before its continuation: APPEND's message is NO (RFC 7889), the rest BAD.

@@ -52,6 +52,8 @@ class User(Base):
     autoresponder_body: Mapped[str] = mapped_column(Text, default="")
     activesync_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Raised by every password change: sessions opened with an older value (web, IMAP, POP3) end.
+    credential_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     domain: Mapped[Domain] = relationship(back_populates="users")
 
@@ -174,6 +176,7 @@ class WebSession(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     csrf_token: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+    credential_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # the user's at sign-in
 
 
 class ServerSetting(Base):

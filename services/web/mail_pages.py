@@ -22,7 +22,7 @@ from mailsrv.server import MailServer
 from mailsrv.web_sessions import SignedIn
 from mailsrv.webmail import Answering
 from services.web.render import page, redirect, security_headers
-from services.web.signin import LOGIN_URL, client_ip, csrf_ok, csrf_refused, signed_in, too_large
+from services.web.signin import LOGIN_URL, BodyTooLarge, client_ip, counted, csrf_ok, csrf_refused, signed_in
 
 Handler = Callable[[Request, SignedIn, Mailbox], Awaitable[Response]]
 ACTIONS = ("delete", "move", "read", "unread")
@@ -87,11 +87,13 @@ class MailPages:
             if session is None:
                 return redirect(LOGIN_URL)
             if request.method == "POST":
-                refusal = too_large(request, body_limit) if body_limit is not None else None
-                if refusal is not None:
-                    return refusal
-                if not csrf_ok(session, await request.form()):
+                if not csrf_ok(session, request):
                     return csrf_refused()
+                request = counted(request, body_limit)
+                try:
+                    await request.form()  # parsed here, within the limit; handlers get it from the cache
+                except BodyTooLarge as exc:
+                    return exc.response
             mailbox = await run_in_threadpool(self.server.webmail.mailbox, session.actor)
             try:
                 return await handler(request, session, mailbox)

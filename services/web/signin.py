@@ -9,8 +9,8 @@ from __future__ import annotations
 import secrets
 
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData
 from starlette.requests import Request
+from starlette.types import Message
 from starlette.responses import PlainTextResponse, Response
 
 from mailsrv.errors import MailsrvError, ResultCode
@@ -36,17 +36,42 @@ async def signed_in(server: MailServer, request: Request) -> SignedIn | None:
     return await run_in_threadpool(server.web_sessions.find, _token(request))
 
 
-def csrf_ok(session: SignedIn, form: FormData) -> bool:
-    sent = form.get("csrf")
-    return isinstance(sent, str) and secrets.compare_digest(sent.encode(), session.csrf_token.encode())
+def csrf_ok(session: SignedIn, request: Request) -> bool:
+    """The session's token is in the form's URL (`?csrf=`), so it is checked before a byte of the
+    body is read: a forged POST never gets its upload parsed or spooled to disk."""
+    sent = request.query_params.get("csrf", "")
+    return secrets.compare_digest(sent.encode(), session.csrf_token.encode())
 
 
-def too_large(request: Request, limit: int) -> Response | None:
-    """413 when the declared body is over `limit` bytes, before any of it is parsed."""
+class BodyTooLarge(Exception):
+    """Raised by a `counted` request's form() once its body passes the limit; `response` is the 413."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.response = PlainTextResponse(f"The request body is larger than {limit} bytes.", 413,
+                                          headers=security_headers())
+
+
+def counted(request: Request, limit: int | None) -> Request:
+    """`request` with its body counted as it streams in, before python-multipart sees it: past
+    `limit` bytes (declared or received; None: no cap) reading it raises BodyTooLarge, so a chunked
+    body is cut at the limit too and no more than that is ever parsed or spooled to disk."""
+    if limit is None:
+        return request
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return PlainTextResponse(f"The request body is larger than {limit} bytes.", 413, headers=security_headers())
-    return None
+    received = 0
+
+    async def receive() -> Message:
+        nonlocal received
+        if declared.isdigit() and int(declared) > limit:  # nothing of it is read
+            raise BodyTooLarge(limit)
+        message = await request.receive()
+        received += len(message.get("body", b""))
+        if received > limit:
+            raise BodyTooLarge(limit)
+        return message
+
+    return Request(request.scope, receive)
 
 
 def csrf_refused() -> Response:
@@ -61,10 +86,10 @@ class SignInPages:
     async def login(self, request: Request) -> Response:
         if request.method == "GET":
             return page(request, "login.html", {"email": "", "error": ""})
-        refusal = too_large(request, self.server.config.web.max_request_bytes)
-        if refusal is not None:
-            return refusal
-        form = await request.form()
+        try:
+            form = await counted(request, self.server.config.web.max_request_bytes).form()
+        except BodyTooLarge as exc:
+            return exc.response
         email, password = str(form.get("email") or ""), str(form.get("password") or "")
         try:
             token = await run_in_threadpool(self.server.web_sessions.sign_in, email, password, client_ip(request))
@@ -83,10 +108,7 @@ class SignInPages:
     async def logout(self, request: Request) -> Response:
         session = await signed_in(self.server, request)
         if session is not None:
-            refusal = too_large(request, self.server.config.web.max_request_bytes)
-            if refusal is not None:
-                return refusal
-            if not csrf_ok(session, await request.form()):
+            if not csrf_ok(session, request):
                 return csrf_refused()
             await run_in_threadpool(self.server.web_sessions.sign_out, _token(request))
         response = redirect(LOGIN_URL)

@@ -156,7 +156,7 @@ class Authenticator:
                                                          LoginFailure.client_ip == client_ip))
                 if note_user is not None:
                     s.merge(UserLogin(user_id=note_user, protocol=protocol, at=now))
-        except (SQLAlchemyError, OSError) as exc:
+        except (SQLAlchemyError, OSError, MailsrvError) as exc:  # MailsrvError: the store refused the write
             log.warning("login of %s from %s: could not record its outcome (%s)", name, client_ip, exc)
 
     def _refuse_if_locked(self, s: Session, name: str, client_ip: str, now: dt.datetime) -> int:

@@ -7,9 +7,10 @@ message from the null sender `<>` (RFC 5321 §4.5.5: a DSN that cannot be delive
 never bounced again) to the original envelope sender, delivered locally or remotely.
 
 No DSN is sent:
-- to the null sender (the failed message was itself a DSN or an auto-reply);
-- for a message that is a DSN (multipart/report; report-type=delivery-status) or any other
-  automatic message (`Auto-Submitted` other than `no`): answering those is how loops start;
+- for automatic, bulk and list mail, by the rule auto-replies follow too (mailsrv.loop_guard): to
+  the null sender (the failed message was itself a DSN or an auto-reply), to daemon and list
+  senders by name, for DSNs, `Auto-Submitted` other than `no`, `Precedence: bulk/junk/list`,
+  List-Id, List-Unsubscribe: answering those is how loops start;
 - when the server's bounce policy (system setting `bouncing`) is Disabled, or RequireSPF and the
   sender neither passed SPF at acceptance nor authenticated (mailsrv.spf_check.may_answer):
   bouncing to forged senders is backscatter;
@@ -27,9 +28,9 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
-from mailsrv import spf_check, system_settings
-from mailsrv.autoreply import first_token, header_bytes
+from mailsrv import loop_guard, spf_check, system_settings
 from mailsrv.clock import Clock
+from mailsrv.headers import header_bytes, parse_headers
 from mailsrv.recipients import Deliver, Resolver
 from mailsrv.spool import ClaimedRecipient, Deferred, Failed, IncomingMessage, Spool, SpooledMessage
 from mailsrv.submission import spool_recipients
@@ -37,10 +38,6 @@ from mailsrv.submission import spool_recipients
 log = logging.getLogger(__name__)
 
 _STATUS = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}\b")
-# A Content-Type field, folded lines included.
-_REPORT = re.compile(rb"^content-type:[ \t]*multipart/report[^\r\n]*(?:\r?\n[ \t][^\r\n]*)*",
-                     re.IGNORECASE | re.MULTILINE)
-_DELIVERY_STATUS = re.compile(rb"report-type\s*=\s*\"?delivery-status", re.IGNORECASE)
 
 
 def _ascii(text: str) -> str:
@@ -52,15 +49,6 @@ def status_of(failure: Deferred | Failed) -> str:
     """The RFC 3463 status of a failure: the code its error starts with, else the class default."""
     found = _STATUS.match(failure.error)
     return found.group(0) if found else ("4.0.0" if isinstance(failure, Deferred) else "5.0.0")
-
-
-def is_automatic(headers: bytes) -> bool:
-    """Whether a message (its header section) is a DSN or another automatic message."""
-    report = _REPORT.search(headers)
-    if report and _DELIVERY_STATUS.search(report.group(0)):
-        return True
-    auto = re.search(rb"^auto-submitted:([^\r\n]*)", headers, re.IGNORECASE | re.MULTILINE)
-    return auto is not None and first_token(auto.group(1).decode("ascii", "replace")) not in ("", "no")
 
 
 def compose(hostname: str, message: SpooledMessage, headers: bytes,
@@ -127,7 +115,7 @@ class Bouncer:
     def notice(self, s: Session, message: SpooledMessage,
                failures: Sequence[tuple[ClaimedRecipient, Deferred | Failed]]) -> IncomingMessage | None:
         sender = message.sender
-        if not sender:
+        if not sender:  # never answered (mailsrv.loop_guard); known without reading the policy or the file
             return None
         policy = system_settings.read(s.connection())["bouncing"]
         if not spf_check.may_answer(policy, message.spf_result, message.authenticated):
@@ -136,8 +124,9 @@ class Bouncer:
             return None
         # Our trace header first: the sender sees where the message got to.
         headers = message.trace_header.encode("utf-8", "surrogateescape") + header_bytes(message.path)
-        if is_automatic(headers):
-            log.info("no DSN to %s for %s: it is an automatic message", sender, message.id)
+        reason = loop_guard.refusal(sender, parse_headers(headers))
+        if reason is not None:
+            log.info("no DSN to %s for %s: %s", sender, message.id, reason)
             return None
         resolution = self.resolver.resolve(sender)
         if not isinstance(resolution, Deliver):

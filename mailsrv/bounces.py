@@ -5,6 +5,8 @@ failures — a 5xx at once, a temporary failure after the last attempt of the re
 DSN is spooled exactly when, and only once, a failure is recorded. It is an ordinary spool
 message from the null sender `<>` (RFC 5321 §4.5.5: a DSN that cannot be delivered is dropped,
 never bounced again) to the original envelope sender, delivered locally or remotely.
+It is built with the standard `email` package: a text part for people, message/delivery-status
+(RFC 3464 §2.2, §2.3) and the original's headers as text/rfc822-headers.
 
 No DSN is sent:
 - for automatic, bulk and list mail, by the rule auto-replies follow too (mailsrv.loop_guard): to
@@ -21,10 +23,13 @@ counted as received there, like any message.
 """
 from __future__ import annotations
 
+import email.policy
 import email.utils
 import logging
 import re
 from collections.abc import Sequence
+from email.message import EmailMessage, Message, MIMEPart
+from email.policy import Policy
 
 from sqlalchemy.orm import Session
 
@@ -51,57 +56,65 @@ def status_of(failure: Deferred | Failed) -> str:
     return found.group(0) if found else ("4.0.0" if isinstance(failure, Deferred) else "5.0.0")
 
 
+def _fields(policy: Policy, fields: list[tuple[str, str]]) -> Message:
+    """One block of a message/delivery-status part: header fields only, no body."""
+    block = Message(policy)
+    for name, value in fields:
+        block[name] = value
+    return block
+
+
 def compose(hostname: str, message: SpooledMessage, headers: bytes,
             failures: Sequence[tuple[ClaimedRecipient, Deferred | Failed]], when_text: str, message_id: str) -> bytes:
     """The DSN as CRLF bytes: human part, message/delivery-status, text/rfc822-headers."""
-    boundary = f"{message_id}/{hostname}"
+    # SMTPUTF8: an internationalised address is written as the UTF-8 it is, not as an encoded word.
+    policy = email.policy.SMTPUTF8
     human = [f"This is the mail system at {hostname}.", "",
              "Your message could not be delivered to the following recipients:", ""]
     for recipient, failure in failures:
         human += [f"  <{recipient.address}>: {_ascii(failure.error)}"]
     human += ["", "The headers of your message are attached."]
-    status = [f"Reporting-MTA: dns; {hostname}",
-              f"Arrival-Date: {email.utils.format_datetime(message.received_at)}"]
+    blocks = [_fields(policy, [("Reporting-MTA", f"dns; {hostname}"),
+                               ("Arrival-Date", email.utils.format_datetime(message.received_at))])]
     for recipient, failure in failures:
-        status += ["", f"Final-Recipient: rfc822; {recipient.address}"]
+        fields = [("Final-Recipient", f"rfc822; {recipient.address}")]
         if recipient.original.lower() != recipient.address.lower():  # an alias or forwarding expanded it
-            status.append(f"Original-Recipient: rfc822; {recipient.original}")
-        status += ["Action: failed", f"Status: {status_of(failure)}"]
+            fields.append(("Original-Recipient", f"rfc822; {recipient.original}"))
+        fields += [("Action", "failed"), ("Status", status_of(failure))]
         if failure.remote_mta:
-            status.append(f"Remote-MTA: dns; {failure.remote_mta}")
-        status.append(f"Diagnostic-Code: smtp; {_ascii(failure.reply or failure.error)}")
-        status.append(f"Last-Attempt-Date: {when_text}")
-    lines = [
-        "From: Mail Delivery System <MAILER-DAEMON@" + hostname + ">",
-        f"To: <{message.sender}>",
-        "Subject: Undelivered Mail Returned to Sender",
-        f"Date: {when_text}",
-        f"Message-ID: <{message_id}@{hostname}>",
-        "Auto-Submitted: auto-replied",
-        "MIME-Version: 1.0",
-        f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"',
-        "",
-        "This is a MIME-encapsulated message.",
-        "",
-        f"--{boundary}",
-        "Content-Type: text/plain; charset=us-ascii",
-        "Content-Description: Notification",
-        "",
-        *human,
-        "",
-        f"--{boundary}",
-        "Content-Type: message/delivery-status",
-        "Content-Description: Delivery report",
-        "",
-        *status,
-        "",
-        f"--{boundary}",
-        "Content-Type: text/rfc822-headers",
-        "Content-Description: Undelivered message headers",
-        "",
-    ]
-    original = headers.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    return ("\r\n".join(lines) + "\r\n").encode("utf-8") + original + f"\r\n--{boundary}--\r\n".encode("ascii")
+            fields.append(("Remote-MTA", f"dns; {failure.remote_mta}"))
+        fields += [("Diagnostic-Code", f"smtp; {_ascii(failure.reply or failure.error)}"),
+                   ("Last-Attempt-Date", when_text)]
+        blocks.append(_fields(policy, fields))
+
+    dsn = EmailMessage(policy)
+    dsn["From"] = f"Mail Delivery System <MAILER-DAEMON@{hostname}>"
+    dsn["To"] = f"<{message.sender}>"
+    dsn["Subject"] = "Undelivered Mail Returned to Sender"
+    dsn["Date"] = when_text
+    dsn["Message-ID"] = f"<{message_id}@{hostname}>"
+    dsn["Auto-Submitted"] = "auto-replied"
+    dsn.set_type("multipart/report")
+    dsn.set_param("report-type", "delivery-status")
+    dsn.preamble = "This is a MIME-encapsulated message."
+
+    notification = MIMEPart(policy)
+    text = "\n".join(human) + "\n"
+    # Unwrapped, as written: quoted-printable would only make the raw text harder to read.
+    notification.set_content(text, cte="7bit" if text.isascii() else "8bit")
+    notification["Content-Description"] = "Notification"
+    report = MIMEPart(policy)
+    report["Content-Type"] = "message/delivery-status"
+    report["Content-Description"] = "Delivery report"
+    report.set_payload(blocks)
+    quoted = MIMEPart(policy)
+    quoted["Content-Type"] = "text/rfc822-headers"
+    quoted["Content-Description"] = "Undelivered message headers"
+    # The original's bytes as they came (surrogateescape round-trips any 8-bit byte unchanged).
+    quoted.set_payload(headers.decode("ascii", "surrogateescape"))
+    for part in (notification, report, quoted):
+        dsn.attach(part)
+    return dsn.as_bytes()
 
 
 class Bouncer:

@@ -56,6 +56,13 @@ def _message_ids(value: object) -> list[str]:
     return _MESSAGE_ID.findall(str(value or ""))
 
 
+def refusal(sender: str, user_address: str, headers: Message) -> str | None:
+    """Why a message from `sender` to the user at `user_address` must not be answered, on what
+    the message itself says (the user's settings, the policy and the window come after); None
+    when it may be."""
+    return loop_guard.refusal(sender, headers) or ("own address" if sender.lower() == user_address.lower() else None)
+
+
 def compose(user_address: str, sender: str, subject: str, body: str, original: Message, when: dt.datetime,
             hostname: str) -> bytes:
     """The reply as CRLF bytes, like everything in the spool."""
@@ -111,7 +118,7 @@ class AutoResponder:
         written; None when no reply is due. Blocking (reads the message and the store)."""
         sender = message.sender
         headers = read_headers(message.path)
-        reason = loop_guard.refusal(sender, headers) or ("own address" if sender.lower() == user_address.lower() else None)
+        reason = refusal(sender, user_address, headers)
         if reason is None:
             reason, subject, body = self._check_store(message, user_id, sender.lower())
         if reason is not None:

@@ -8,10 +8,10 @@ sender" row (`PendingReply.claim`). A crash before that commit retries the deliv
 write is idempotent) and prepares the reply again; after it, the reply is queued exactly once.
 
 Never answered (RFC 3834 section 2, the rules of Sieve's vacation, RFC 5230 section 4.6):
-- the null sender, daemon and list senders by name (MAILER-DAEMON, postmaster, owner-*, *-request, …),
-  and the user itself;
-- mailing-list mail (List-Id, List-Unsubscribe), `Precedence: bulk/junk/list`, and anything
-  `Auto-Submitted` other than `no` (which includes our own replies: no reply loops);
+- automatic, bulk and list mail, by the rule DSNs follow too (mailsrv.loop_guard): the null
+  sender, daemon and list senders by name, DSNs, `Auto-Submitted` other than `no` (which includes
+  our own replies: no reply loops), `Precedence: bulk/junk/list`, List-Id, List-Unsubscribe;
+- the user itself;
 - a sender already answered within `[autoreply] window_days` (default 1 day);
 - anything, when the server's Auto-Responders policy (system setting `autoresponders`) is Disabled;
   under RequireSPF, mail whose SPF check at SMTP time did not pass, unless its client authenticated
@@ -32,16 +32,15 @@ import logging
 import re
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
-from email.parser import BytesHeaderParser
-from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from mailsrv import spf_check, system_settings
+from mailsrv import loop_guard, spf_check, system_settings
 from mailsrv.clock import Clock
+from mailsrv.headers import read_headers
 from mailsrv.recipients import Deliver, Resolver
 from mailsrv.spool import IncomingMessage, Spool, SpooledMessage
 from mailsrv.store.db import Store
@@ -50,59 +49,18 @@ from mailsrv.submission import spool_recipients
 
 log = logging.getLogger(__name__)
 
-# Enough for any real header section; a message whose headers go on longer is answered (or not) on
-# what was read rather than read into memory whole.
-_HEADER_LIMIT = 256 * 1024
-_DAEMON_NAMES = frozenset({"mailer-daemon", "postmaster", "listserv", "majordomo", "nobody", "noreply",
-                           "no-reply", "donotreply", "do-not-reply", "bounce", "bounces"})
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
-
-
-def header_bytes(path: Path) -> bytes:
-    """The header section of a spooled message as stored: up to the first empty line, at most
-    about _HEADER_LIMIT."""
-    lines: list[bytes] = []
-    size = 0
-    with open(path, "rb") as message:
-        for line in message:
-            if line in (b"\r\n", b"\n") or size > _HEADER_LIMIT:
-                break
-            lines.append(line)
-            size += len(line)
-    return b"".join(lines)
-
-
-def read_headers(path: Path) -> Message:
-    return BytesHeaderParser(policy=email.policy.compat32).parsebytes(header_bytes(path))
-
-
-def first_token(value: object) -> str:
-    """The first word of a structured header value, e.g. "auto-replied" of "auto-replied; owner=…"."""
-    return str(value or "").split(";")[0].strip().lower()
-
-
-def _daemon_like(sender: str) -> bool:
-    local = sender.rpartition("@")[0].lower()
-    return local in _DAEMON_NAMES or local.startswith("owner-") or local.endswith(("-request", "-owner", "-bounces"))
-
-
-def refusal(sender: str, headers: Message) -> str | None:
-    """Why a message from `sender` with `headers` must not be answered; None when it may be."""
-    if not sender:
-        return "null sender"
-    if _daemon_like(sender):
-        return "daemon or list sender"
-    if headers.get("List-Id") is not None or headers.get("List-Unsubscribe") is not None:
-        return "mailing list"
-    if first_token(headers.get("Precedence")) in ("bulk", "junk", "list"):
-        return "bulk mail"
-    if first_token(headers.get("Auto-Submitted")) not in ("", "no"):
-        return "automatic message"
-    return None
 
 
 def _message_ids(value: object) -> list[str]:
     return _MESSAGE_ID.findall(str(value or ""))
+
+
+def refusal(sender: str, user_address: str, headers: Message) -> str | None:
+    """Why a message from `sender` to the user at `user_address` must not be answered, on what
+    the message itself says (the user's settings, the policy and the window come after); None
+    when it may be."""
+    return loop_guard.refusal(sender, headers) or ("own address" if sender.lower() == user_address.lower() else None)
 
 
 def compose(user_address: str, sender: str, subject: str, body: str, original: Message, when: dt.datetime,
@@ -160,7 +118,7 @@ class AutoResponder:
         written; None when no reply is due. Blocking (reads the message and the store)."""
         sender = message.sender
         headers = read_headers(message.path)
-        reason = refusal(sender, headers) or ("own address" if sender.lower() == user_address.lower() else None)
+        reason = refusal(sender, user_address, headers)
         if reason is None:
             reason, subject, body = self._check_store(message, user_id, sender.lower())
         if reason is not None:

@@ -5,11 +5,14 @@ failures — a 5xx at once, a temporary failure after the last attempt of the re
 DSN is spooled exactly when, and only once, a failure is recorded. It is an ordinary spool
 message from the null sender `<>` (RFC 5321 §4.5.5: a DSN that cannot be delivered is dropped,
 never bounced again) to the original envelope sender, delivered locally or remotely.
+It is built with the standard `email` package: a text part for people, message/delivery-status
+(RFC 3464 §2.2, §2.3) and the original's headers as text/rfc822-headers.
 
 No DSN is sent:
-- to the null sender (the failed message was itself a DSN or an auto-reply);
-- for a message that is a DSN (multipart/report; report-type=delivery-status) or any other
-  automatic message (`Auto-Submitted` other than `no`): answering those is how loops start;
+- for automatic, bulk and list mail, by the rule auto-replies follow too (mailsrv.loop_guard): to
+  the null sender (the failed message was itself a DSN or an auto-reply), to daemon and list
+  senders by name, for DSNs, `Auto-Submitted` other than `no`, `Precedence: bulk/junk/list`,
+  List-Id, List-Unsubscribe: answering those is how loops start;
 - when the server's bounce policy (system setting `bouncing`) is Disabled, or RequireSPF and the
   sender neither passed SPF at acceptance nor authenticated (mailsrv.spf_check.may_answer):
   bouncing to forged senders is backscatter;
@@ -20,16 +23,19 @@ counted as received there, like any message.
 """
 from __future__ import annotations
 
+import email.policy
 import email.utils
 import logging
 import re
 from collections.abc import Sequence
+from email.message import EmailMessage, Message, MIMEPart
+from email.policy import Policy
 
 from sqlalchemy.orm import Session
 
-from mailsrv import spf_check, system_settings
-from mailsrv.autoreply import first_token, header_bytes
+from mailsrv import loop_guard, spf_check, system_settings
 from mailsrv.clock import Clock
+from mailsrv.headers import header_bytes, parse_headers
 from mailsrv.recipients import Deliver, Resolver
 from mailsrv.spool import ClaimedRecipient, Deferred, Failed, IncomingMessage, Spool, SpooledMessage
 from mailsrv.submission import spool_recipients
@@ -37,10 +43,6 @@ from mailsrv.submission import spool_recipients
 log = logging.getLogger(__name__)
 
 _STATUS = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}\b")
-# A Content-Type field, folded lines included.
-_REPORT = re.compile(rb"^content-type:[ \t]*multipart/report[^\r\n]*(?:\r?\n[ \t][^\r\n]*)*",
-                     re.IGNORECASE | re.MULTILINE)
-_DELIVERY_STATUS = re.compile(rb"report-type\s*=\s*\"?delivery-status", re.IGNORECASE)
 
 
 def _ascii(text: str) -> str:
@@ -54,66 +56,65 @@ def status_of(failure: Deferred | Failed) -> str:
     return found.group(0) if found else ("4.0.0" if isinstance(failure, Deferred) else "5.0.0")
 
 
-def is_automatic(headers: bytes) -> bool:
-    """Whether a message (its header section) is a DSN or another automatic message."""
-    report = _REPORT.search(headers)
-    if report and _DELIVERY_STATUS.search(report.group(0)):
-        return True
-    auto = re.search(rb"^auto-submitted:([^\r\n]*)", headers, re.IGNORECASE | re.MULTILINE)
-    return auto is not None and first_token(auto.group(1).decode("ascii", "replace")) not in ("", "no")
+def _fields(policy: Policy, fields: list[tuple[str, str]]) -> Message:
+    """One block of a message/delivery-status part: header fields only, no body."""
+    block = Message(policy)
+    for name, value in fields:
+        block[name] = value
+    return block
 
 
 def compose(hostname: str, message: SpooledMessage, headers: bytes,
             failures: Sequence[tuple[ClaimedRecipient, Deferred | Failed]], when_text: str, message_id: str) -> bytes:
     """The DSN as CRLF bytes: human part, message/delivery-status, text/rfc822-headers."""
-    boundary = f"{message_id}/{hostname}"
+    # SMTPUTF8: an internationalised address is written as the UTF-8 it is, not as an encoded word.
+    policy = email.policy.SMTPUTF8
     human = [f"This is the mail system at {hostname}.", "",
              "Your message could not be delivered to the following recipients:", ""]
     for recipient, failure in failures:
         human += [f"  <{recipient.address}>: {_ascii(failure.error)}"]
     human += ["", "The headers of your message are attached."]
-    status = [f"Reporting-MTA: dns; {hostname}",
-              f"Arrival-Date: {email.utils.format_datetime(message.received_at)}"]
+    blocks = [_fields(policy, [("Reporting-MTA", f"dns; {hostname}"),
+                               ("Arrival-Date", email.utils.format_datetime(message.received_at))])]
     for recipient, failure in failures:
-        status += ["", f"Final-Recipient: rfc822; {recipient.address}"]
+        fields = [("Final-Recipient", f"rfc822; {recipient.address}")]
         if recipient.original.lower() != recipient.address.lower():  # an alias or forwarding expanded it
-            status.append(f"Original-Recipient: rfc822; {recipient.original}")
-        status += ["Action: failed", f"Status: {status_of(failure)}"]
+            fields.append(("Original-Recipient", f"rfc822; {recipient.original}"))
+        fields += [("Action", "failed"), ("Status", status_of(failure))]
         if failure.remote_mta:
-            status.append(f"Remote-MTA: dns; {failure.remote_mta}")
-        status.append(f"Diagnostic-Code: smtp; {_ascii(failure.reply or failure.error)}")
-        status.append(f"Last-Attempt-Date: {when_text}")
-    lines = [
-        "From: Mail Delivery System <MAILER-DAEMON@" + hostname + ">",
-        f"To: <{message.sender}>",
-        "Subject: Undelivered Mail Returned to Sender",
-        f"Date: {when_text}",
-        f"Message-ID: <{message_id}@{hostname}>",
-        "Auto-Submitted: auto-replied",
-        "MIME-Version: 1.0",
-        f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"',
-        "",
-        "This is a MIME-encapsulated message.",
-        "",
-        f"--{boundary}",
-        "Content-Type: text/plain; charset=us-ascii",
-        "Content-Description: Notification",
-        "",
-        *human,
-        "",
-        f"--{boundary}",
-        "Content-Type: message/delivery-status",
-        "Content-Description: Delivery report",
-        "",
-        *status,
-        "",
-        f"--{boundary}",
-        "Content-Type: text/rfc822-headers",
-        "Content-Description: Undelivered message headers",
-        "",
-    ]
-    original = headers.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    return ("\r\n".join(lines) + "\r\n").encode("utf-8") + original + f"\r\n--{boundary}--\r\n".encode("ascii")
+            fields.append(("Remote-MTA", f"dns; {failure.remote_mta}"))
+        fields += [("Diagnostic-Code", f"smtp; {_ascii(failure.reply or failure.error)}"),
+                   ("Last-Attempt-Date", when_text)]
+        blocks.append(_fields(policy, fields))
+
+    dsn = EmailMessage(policy)
+    dsn["From"] = f"Mail Delivery System <MAILER-DAEMON@{hostname}>"
+    dsn["To"] = f"<{message.sender}>"
+    dsn["Subject"] = "Undelivered Mail Returned to Sender"
+    dsn["Date"] = when_text
+    dsn["Message-ID"] = f"<{message_id}@{hostname}>"
+    dsn["Auto-Submitted"] = "auto-replied"
+    dsn.set_type("multipart/report")
+    dsn.set_param("report-type", "delivery-status")
+    dsn.preamble = "This is a MIME-encapsulated message."
+
+    notification = MIMEPart(policy)
+    text = "\n".join(human) + "\n"
+    # Unwrapped, as written: quoted-printable would only make the raw text harder to read.
+    notification.set_content(text, cte="7bit" if text.isascii() else "8bit")
+    notification["Content-Description"] = "Notification"
+    report = MIMEPart(policy)
+    report["Content-Type"] = "message/delivery-status"
+    report["Content-Description"] = "Delivery report"
+    report.set_payload(blocks)
+    quoted = MIMEPart(policy)
+    quoted["Content-Type"] = "text/rfc822-headers"
+    quoted["Content-Description"] = "Undelivered message headers"
+    # The original's bytes as they came (surrogateescape round-trips any 8-bit byte unchanged).
+    quoted.set_payload(headers.decode("ascii", "surrogateescape"))
+    for part in (notification, report, quoted):
+        dsn.attach(part)
+    return dsn.as_bytes()
 
 
 class Bouncer:
@@ -127,7 +128,7 @@ class Bouncer:
     def notice(self, s: Session, message: SpooledMessage,
                failures: Sequence[tuple[ClaimedRecipient, Deferred | Failed]]) -> IncomingMessage | None:
         sender = message.sender
-        if not sender:
+        if not sender:  # never answered (mailsrv.loop_guard); known without reading the policy or the file
             return None
         policy = system_settings.read(s.connection())["bouncing"]
         if not spf_check.may_answer(policy, message.spf_result, message.authenticated):
@@ -136,8 +137,9 @@ class Bouncer:
             return None
         # Our trace header first: the sender sees where the message got to.
         headers = message.trace_header.encode("utf-8", "surrogateescape") + header_bytes(message.path)
-        if is_automatic(headers):
-            log.info("no DSN to %s for %s: it is an automatic message", sender, message.id)
+        reason = loop_guard.refusal(sender, parse_headers(headers))
+        if reason is not None:
+            log.info("no DSN to %s for %s: %s", sender, message.id, reason)
             return None
         resolution = self.resolver.resolve(sender)
         if not isinstance(resolution, Deliver):

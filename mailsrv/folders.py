@@ -19,12 +19,11 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.parser import BytesHeaderParser
 from pathlib import Path
 
 from mailsrv.disk import MAILDIR_PARTS, SPECIAL_FOLDERS, fsync_directory
 from mailsrv.errors import MailsrvError, ResultCode
+from mailsrv.headers import read_headers
 
 INBOX = "INBOX"
 TRASH, SENT = "Trash", "Sent"
@@ -42,8 +41,6 @@ _LEVEL = re.compile(r"[^./\x00-\x1f\x7f-\x9f\ud800-\udfff]+")
 _NAME_MAX = 255  # bytes in one directory name
 _NAME_TIME = re.compile(r"(\d+)(?:\.M(\d{1,6}))?")
 _FLAG_LETTERS = "DFPRST"
-# Headers longer than this are not looked for when listing: no real message needs more.
-_HEADER_LIMIT = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -123,19 +120,8 @@ def _order(name: str, path: Path) -> tuple[float, int, str]:
     return mtime / 1e9, mtime, name
 
 
-def _read_headers(path: Path) -> EmailMessage:
-    with open(path, "rb") as f:
-        head = b""
-        while len(head) < _HEADER_LIMIT:
-            chunk = f.read(8192)
-            head += chunk
-            if not chunk or b"\n\n" in head or b"\r\n\r\n" in head:
-                break
-    return BytesHeaderParser(policy=email.policy.default).parsebytes(head)  # type: ignore[return-value]
-
-
 def _summary(entry: _Entry) -> Summary:
-    headers = _read_headers(entry.path)
+    headers = read_headers(entry.path, email.policy.default)
     try:
         date = email.utils.parsedate_to_datetime(str(headers.get("Date", "")))
     except (TypeError, ValueError):

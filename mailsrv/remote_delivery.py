@@ -6,10 +6,11 @@ SMTP transaction carrying all of them (one DATA, per-recipient outcomes from the
   §5.1), each host's A then AAAA addresses; no MX at all means the implicit MX, the domain's own
   addresses; a null MX (`0 .`, RFC 7505) or a domain that does not exist fails at once;
 - the first address that greets with 220 is used; EHLO (HELO if refused) as `[smtp] hostname`;
-- STARTTLS whenever the peer offers it, without verifying its certificate: opportunistic TLS
-  (RFC 7435) protects against passive listening, and refusing an unverifiable certificate would
-  only push the mail to plaintext. A handshake that fails is retried once on the same address in
-  plaintext, as MTAs do, so one broken TLS stack cannot hold mail forever;
+- STARTTLS whenever the peer offers it, naming the MX host (SNI) though we dial its address,
+  without verifying its certificate: opportunistic TLS (RFC 7435) protects against passive
+  listening, and refusing an unverifiable certificate would only push the mail to plaintext. A
+  handshake that fails is retried once on the same address in plaintext, as MTAs do, so one
+  broken TLS stack cannot hold mail forever;
 - replies: 2xx delivered, 4xx and any connection trouble deferred, 5xx failed.
 
 smtplib is used in worker threads (the queue manager is asyncio): it is the standard library's
@@ -125,6 +126,22 @@ def _classify(code: int, message: bytes | str, host: str) -> Delivered | Deferre
     return kind(f"{status} {host} said: {reply}", host, reply)
 
 
+class _MXClient(smtplib.SMTP):
+    """smtplib's client for MX host `host`, dialled at `address`, which we looked up ourselves.
+
+    The host name goes to smtplib's constructor, which keeps it as the name STARTTLS sends (SNI)
+    and then calls `connect` (documented); ours dials the address instead of having the system
+    resolver look the name up again."""
+
+    def __init__(self, host: str, address: str, port: int, helo: str) -> None:
+        self.address = address
+        super().__init__(host, port, local_hostname=helo, timeout=TIMEOUT_SECONDS)
+
+    def connect(self, host: str = "localhost", port: int = 0,
+                source_address: tuple[str, int] | None = None) -> tuple[int, bytes]:
+        return super().connect(self.address, port, source_address)
+
+
 @dataclass
 class Connection:
     smtp: smtplib.SMTP
@@ -174,14 +191,8 @@ class Dialer:
         raise RouteError("4.4.1", f"no mail server of {domain} could be reached ({'; '.join(problems)})")
 
     def _session(self, host: str, address: str, tls: bool) -> Connection:
-        smtp = smtplib.SMTP(local_hostname=self.helo, timeout=TIMEOUT_SECONDS)
-        # We dial an address we looked up ourselves; STARTTLS names the MX host (SNI) from this
-        # attribute, which smtplib otherwise only sets from a host given to its constructor.
-        smtp._host = host
+        smtp = _MXClient(host, address, self.port, self.helo)  # raises SMTPConnectError unless 220
         try:
-            code, greeting = smtp.connect(address, self.port)
-            if code != 220:
-                raise smtplib.SMTPConnectError(code, greeting)
             smtp.ehlo_or_helo_if_needed()
             if tls and smtp.has_extn("starttls"):
                 try:

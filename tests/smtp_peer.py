@@ -74,11 +74,13 @@ class Peer:
 
     def __init__(self, address: str, port: int, tls_dir: Path | None = None, handler: PeerHandler | None = None) -> None:
         self.handler = handler or PeerHandler()
+        self.server_names: list[str | None] = []  # the name each TLS client asked for (SNI), None: none
         tls = None
         if tls_dir is not None:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             pem = ensure_self_signed(tls_dir, "peer.test")
             tls.load_cert_chain(pem, pem)
+            tls.sni_callback = lambda _socket, name, _context: self.server_names.append(name)
         self.controller = Controller(self.handler, hostname=address, port=port, tls_context=tls,
                                      require_starttls=False)
         self.controller.start()

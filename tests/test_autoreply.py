@@ -104,6 +104,7 @@ def test_the_window_comes_from_the_configuration(tmp_path):
     ("ext@example.org", "Precedence: list\r\n"),
     ("ext@example.org", "Auto-Submitted: auto-generated\r\n"),
     ("ext@example.org", "Auto-Submitted: auto-replied; owner=x@example.org\r\n"),
+    ("ext@example.org", "Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n"),
     ("MAILER-DAEMON@example.org", ""),
     ("postmaster@example.org", ""),
     ("owner-friends@example.org", ""),

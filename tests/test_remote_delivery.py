@@ -86,6 +86,8 @@ def test_starttls_is_used_when_the_peer_offers_it(mail, port, tmp_path):
     finally:
         peer.stop()
     assert arrival.tls and arrival.content.endswith(MSG)
+    # We dial the address we looked up, yet TLS names the MX host (SNI), as the peer's certificate would.
+    assert peer.server_names == ["mx1.peer.test"]
 
 
 def test_one_transaction_per_domain_with_per_recipient_outcomes(mail, port):

@@ -15,7 +15,7 @@ until the spool is empty (GetSpoolMessageCount) and counts the Maildir:
                                 between the commit and the reply; a real client would send it again)
 
 The restarted server releases at start what the killed process had claimed (same host, process
-gone: mailsrv.delivery) and delivers it at once; "spool empty" says how long after the restart.
+gone: mailsrv.mta.queue) and delivers it at once; "spool empty" says how long after the restart.
 Exit status 1 when anything was lost or doubled.
 """
 from __future__ import annotations

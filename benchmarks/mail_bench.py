@@ -27,7 +27,7 @@ _LISTENER = re.compile(r"(\w+) listener (\(SOAP/HTTP\) on http://|on )([\d.]+):(
 
 def provision(data_dir: Path, database_url: str = "") -> Path:
     """A config file, and through the engine: the admin login, DOMAIN and USER (with its Maildir)."""
-    from mailsrv.config import parse_config
+    from mailsrv.core.config import parse_config
     from mailsrv.server import MailServer
 
     config_path = data_dir / "mailsrv.toml"
@@ -48,7 +48,7 @@ def provision(data_dir: Path, database_url: str = "") -> Path:
 
 def maildir(data_dir: Path) -> Path:
     """The Maildir of USER: DOMAIN was added without a path, so it lives in the default place."""
-    from mailsrv.disk import Disk
+    from mailsrv.mailstore.disk import Disk
     return Disk.maildir(Disk(data_dir).domain_path(DOMAIN, ""), USER)
 
 

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from mailsrv import __version__
-from mailsrv.config import Config, ConfigError, load_config
+from mailsrv.core.config import Config, ConfigError, load_config
 
 Command = Callable[[Config, argparse.Namespace], int]
 
@@ -31,7 +31,7 @@ def _serve(config: Config, _args: argparse.Namespace) -> int:
 
 def _admin_reset(config: Config, args: argparse.Namespace) -> int:
     """The seed's "Resetting an Unknown Login": set the primary admin's login from the shell."""
-    from mailsrv.errors import MailsrvError
+    from mailsrv.core.errors import MailsrvError
     from mailsrv.server import MailServer
 
     server = MailServer(config)

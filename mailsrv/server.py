@@ -6,32 +6,33 @@ from pathlib import Path
 
 from sqlalchemy import make_url
 
-from mailsrv.admins import Admins
-from mailsrv.aliases import Aliases, DomainAliases
-from mailsrv.archive_rules import ArchiveRules
-from mailsrv.auth import Actor, Authenticator
-from mailsrv.autoreply import AutoResponder
-from mailsrv.bounces import Bouncer
-from mailsrv.clock import Clock, SystemClock
-from mailsrv.config import Config
-from mailsrv.delivery import QueueManager
-from mailsrv.disk import Disk
-from mailsrv.dkim_keys import DkimKeys
-from mailsrv.domains import Domains, refers_to
-from mailsrv.forwarding_blocks import ForwardingBlocks
-from mailsrv.local_delivery import LocalDelivery
-from mailsrv.mx_check import make_resolver
-from mailsrv.policy import Policy
-from mailsrv.product import Product
-from mailsrv.recipients import Resolver
-from mailsrv.remote_delivery import make_remote_delivery
-from mailsrv.spool import LOCAL, REMOTE, Spool
-from mailsrv.stats import Stats
+from mailsrv.directory.admins import Admins
+from mailsrv.directory.aliases import Aliases, DomainAliases
+from mailsrv.directory.archive_rules import ArchiveRules
+from mailsrv.core.actor import Actor
+from mailsrv.directory.auth import Authenticator
+from mailsrv.mta.autoreply import AutoResponder
+from mailsrv.mta.bounces import Bouncer
+from mailsrv.core.clock import Clock, SystemClock
+from mailsrv.core.config import Config
+from mailsrv.mta.queue import QueueManager
+from mailsrv.mailstore.disk import Disk
+from mailsrv.directory.dkim_keys import DkimKeys
+from mailsrv.directory.domains import Domains, refers_to
+from mailsrv.directory.forwarding_blocks import ForwardingBlocks
+from mailsrv.mta.local_delivery import LocalDelivery
+from mailsrv.core.dns import make_resolver
+from mailsrv.mta.policy import Policy
+from mailsrv.directory.product import Product
+from mailsrv.mta.recipients import Resolver
+from mailsrv.mta.remote_delivery import make_remote_delivery
+from mailsrv.mta.spool import LOCAL, REMOTE, Spool
+from mailsrv.directory.stats import Stats
 from mailsrv.store.db import Store
-from mailsrv.system_settings import SystemSettings
-from mailsrv.users import Users
-from mailsrv.web_sessions import WebSessions
-from mailsrv.webmail import Webmail
+from mailsrv.directory.system_settings import SystemSettings
+from mailsrv.directory.users import Users
+from mailsrv.directory.web_sessions import WebSessions
+from mailsrv.webmail.service import Webmail
 
 
 def _database_paths(config: Config) -> list[Path]:

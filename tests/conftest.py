@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from mailsrv.config import parse_config
+from mailsrv.core.config import parse_config
 from mailsrv.serve import tcp_listener
 from mailsrv.server import MailServer
 from services.app import create_app

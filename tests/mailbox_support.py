@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from pymap.concurrent import Subsystem
 
-from mailsrv.imap.listener import remove_all_stale_locks, start_imap_listener
-from mailsrv.pop3 import start_pop3_listener
+from mailsrv.access.imap.listener import remove_all_stale_locks, start_imap_listener
+from mailsrv.access.pop3 import start_pop3_listener
 from mailsrv.serve import tcp_listener
-from mailsrv.tls import server_context
+from mailsrv.core.tls import server_context
 from smtp_support import DOMAIN, USER_PASSWORD, MailHarness, make_harness, send
 
 ALICE, BOB = f"alice@{DOMAIN}", f"bob@{DOMAIN}"

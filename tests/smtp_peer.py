@@ -17,7 +17,7 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from mailsrv.tls import ensure_self_signed
+from mailsrv.core.tls import ensure_self_signed
 
 
 def free_port() -> int:

@@ -23,17 +23,17 @@ import pytest
 from dns_server import DnsServer
 from sqlalchemy import select
 
-from mailsrv import settings
-from mailsrv.clock import ManualClock
-from mailsrv.config import parse_config
-from mailsrv.disk import Disk
-from mailsrv.domains import get_domain
-from mailsrv.passwords import hash_password
+from mailsrv.core import settings
+from mailsrv.core.clock import ManualClock
+from mailsrv.core.config import parse_config
+from mailsrv.mailstore.disk import Disk
+from mailsrv.directory.domains import get_domain
+from mailsrv.directory.passwords import hash_password
 from mailsrv.serve import tcp_listener
 from mailsrv.server import MailServer
-from mailsrv.smtp_in import start_listener
+from mailsrv.access.smtp import start_listener
 from mailsrv.store.models import SpoolRecipient, User
-from mailsrv.tls import SELF_SIGNED_NAME, server_context
+from mailsrv.core.tls import SELF_SIGNED_NAME, server_context
 
 START = dt.datetime(2026, 3, 10, 9, 30, 15, 250000, tzinfo=dt.timezone.utc)
 ADMIN = ("sysadmin", "Secret-pass-123")

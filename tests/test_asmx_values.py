@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from lxml import etree
 
-from mailsrv.errors import MailsrvError, ResultCode
+from mailsrv.core.errors import MailsrvError, ResultCode
 from services.app import WSDL_DIR
 from services.asmx import httpbind, soap
 from services.asmx.codec import decode_request

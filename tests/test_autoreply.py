@@ -28,7 +28,7 @@ def away(mail, address: str = "alice@a.test") -> None:
 
 def set_policy(mail, value: str) -> None:
     with mail.server.store.session() as s:
-        s.merge(ServerSetting(key="autoresponders", value=value))  # mailsrv.system_settings
+        s.merge(ServerSetting(key="autoresponders", value=value))  # mailsrv.directory.system_settings
 
 
 def from_bob(mail, content: bytes) -> None:

@@ -137,7 +137,7 @@ def test_require_spf_bounces_only_to_senders_whose_spf_passed(mail, peer, sender
     ("<>", ""),
     ("someone@pass.example", "Auto-Submitted: auto-replied\r\n"),
     ("someone@pass.example", 'Content-Type: multipart/report;\r\n report-type="delivery-status"; boundary=b\r\n'),
-    # The rule auto-replies follow (mailsrv.loop_guard): list and bulk mail, daemon senders.
+    # The rule auto-replies follow (mailsrv.mta.loop_guard): list and bulk mail, daemon senders.
     ("someone@pass.example", "List-Id: Friends <friends.pass.example>\r\n"),
     ("someone@pass.example", "Precedence: bulk\r\n"),
     ("postmaster@pass.example", ""),

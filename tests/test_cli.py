@@ -18,10 +18,10 @@ import httpx
 import pytest
 
 from mailsrv import __version__
-from mailsrv.config import ConfigError
+from mailsrv.core.config import ConfigError
 from mailsrv.serve import parse_address
 from mailsrv.store.db import Store
-from mailsrv.tls import SELF_SIGNED_NAME
+from mailsrv.core.tls import SELF_SIGNED_NAME
 
 MAILSRV = str(Path(sys.executable).with_name("mailsrv"))  # the console script of this environment
 LISTENING = re.compile(r"web listener \(SOAP/HTTP\) on http://(\S+)")

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
-from mailsrv.config import load_config
+from mailsrv.core.config import load_config
 from mailsrv.serve import parse_address
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mailsrv.config import Config, ConfigError, load_config, parse_config
+from mailsrv.core.config import Config, ConfigError, load_config, parse_config
 
 
 def _keys(cls: type = Config, prefix: str = "") -> list[tuple[str, typing.Any]]:

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from mailsrv.counters import TrafficEvent, record
-from mailsrv.domains import get_domain
+from mailsrv.directory.counters import TrafficEvent, record
+from mailsrv.directory.domains import get_domain
 
 DAY = dt.date(2026, 3, 10)
 

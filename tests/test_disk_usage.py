@@ -6,7 +6,7 @@ import shutil
 import time
 from pathlib import Path
 
-from mailsrv.disk_usage import SETTLE_NS, used_bytes
+from mailsrv.mailstore.disk_usage import SETTLE_NS, used_bytes
 
 
 def settle(*directories: Path) -> None:

@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from mailsrv.config import load_config
-from mailsrv.folders import Mailbox
-from mailsrv.imap.listener import start_imap_listener
-from mailsrv.pop3 import start_pop3_listener
+from mailsrv.core.config import load_config
+from mailsrv.mailstore.folders import Mailbox
+from mailsrv.access.imap.listener import start_imap_listener
+from mailsrv.access.pop3 import start_pop3_listener
 from mailsrv.server import MailServer
 from mailsrv.store.models import User
-from mailsrv.tls import SELF_SIGNED_NAME, server_context
+from mailsrv.core.tls import SELF_SIGNED_NAME, server_context
 from mailbox_support import ALICE, BOB, MailboxHarness, mailbox, message  # noqa: F401
 from smtp_support import USER_PASSWORD
 from test_cli import Serving, database_url, env, write_config  # noqa: F401 (fixtures)

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from mailbox_support import ALICE, MailboxHarness, mailbox, message  # noqa: F401
-from mailsrv.domains import get_domain
-from mailsrv.errors import MailsrvError
-from mailsrv.folders import Mailbox
+from mailsrv.directory.domains import get_domain
+from mailsrv.core.errors import MailsrvError
+from mailsrv.mailstore.folders import Mailbox
 from smtp_support import DOMAIN, USER_PASSWORD, make_harness
 
 # More than any limit, and more than the kernel buffers between client and server can hold: a

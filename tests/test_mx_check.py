@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dns_server import DnsServer
-from mailsrv.errors import MailsrvError
+from mailsrv.core.errors import MailsrvError
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import re
 import pytest
 from sqlalchemy import select
 
-from mailsrv.folders import Mailbox
+from mailsrv.mailstore.folders import Mailbox
 from mailsrv.store.models import User
 from mailbox_support import ALICE, BOB, MailboxHarness, mailbox, message  # noqa: F401
 from smtp_support import USER_PASSWORD

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from contract_clients import make_client
-from mailsrv.config import parse_config
-from mailsrv.disk import FAULT_POINT_VARIABLE
-from mailsrv.errors import MailsrvError
+from mailsrv.core.config import parse_config
+from mailsrv.mailstore.disk import FAULT_POINT_VARIABLE
+from mailsrv.core.errors import MailsrvError
 from mailsrv.server import MailServer
 from smtp_support import DOMAIN, MailHarness, make_harness, send
 from smtp_support import mail  # noqa: F401  (the fixture)
@@ -183,7 +183,7 @@ def test_concurrent_adds_of_one_user_leave_the_winner_its_maildir(make_server):
 KEPT = b"Subject: kept\r\n\r\nalice's mail from before\r\n"
 CHILD = """
 import sys
-from mailsrv.config import parse_config
+from mailsrv.core.config import parse_config
 from mailsrv.server import MailServer
 server = MailServer(parse_config(sys.argv[1]))
 actor = server.login("sysadmin", "Secret-pass-123", "127.0.0.1")

@@ -9,8 +9,8 @@ import os
 from smtp_support import DOMAIN, START, send
 from smtp_support import mail  # noqa: F401  (the fixture)
 
-from mailsrv.spool import Delivered
-from mailsrv.stats import Traffic
+from mailsrv.mta.spool import Delivered
+from mailsrv.directory.stats import Traffic
 
 BODY = (b"From: Ext <ext@example.org>\r\n"
         b"To: alice@a.test\r\n"

@@ -9,7 +9,7 @@ from smtp_support import DOMAIN, USER_PASSWORD, make_harness, send
 from smtp_support import mail  # noqa: F401  (the fixture)
 from sqlalchemy import select
 
-from mailsrv.recipients import Deliver, LocalMailbox, RemoteAddress, Resolver, Unknown
+from mailsrv.mta.recipients import Deliver, LocalMailbox, RemoteAddress, Resolver, Unknown
 from mailsrv.store.models import SpoolMessage
 
 MSG = b"Subject: routed\r\n\r\nbody\r\n"

@@ -10,10 +10,10 @@ from mailsrv.serve import tcp_listener
 from smtp_support import ADMIN, DOMAIN, USER_PASSWORD, make_harness, send
 from smtp_support import mail  # noqa: F401  (the fixture)
 
-from mailsrv.config import ConfigError, parse_config
-from mailsrv.errors import MailsrvError, ResultCode
-from mailsrv.smtp_in import start_listener
-from mailsrv.tls import SELF_SIGNED_NAME, server_context
+from mailsrv.core.config import ConfigError, parse_config
+from mailsrv.core.errors import MailsrvError, ResultCode
+from mailsrv.access.smtp import start_listener
+from mailsrv.core.tls import SELF_SIGNED_NAME, server_context
 
 MSG = b"Subject: s\r\n\r\nbody\r\n"
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 from contract_clients import ZeepClient
 
-from mailsrv.spool import LOCAL, REMOTE, IncomingMessage, NewRecipient, Spool
+from mailsrv.mta.spool import LOCAL, REMOTE, IncomingMessage, NewRecipient, Spool
 
 ADMIN = {"AuthUserName": "root", "AuthPassword": "Gr8-secret-pw"}
 

@@ -1,4 +1,4 @@
-"""Mailbox users through the engine (mailsrv.users), judged by what a caller or the disk can see;
+"""Mailbox users through the engine (mailsrv.directory.users), judged by what a caller or the disk can see;
 plus a few round trips through the live svcUserAdmin endpoint for the shapes only the wire shows."""
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from contract_clients import make_client
-from mailsrv.auth import Actor, Role
-from mailsrv.errors import MailsrvError
+from mailsrv.core.actor import Actor, Role
+from mailsrv.core.errors import MailsrvError
 from mailsrv.server import MailServer
 from mailsrv.store.models import Domain, TrafficDaily, User, UserLogin
-from mailsrv.users import NEVER
+from mailsrv.directory.users import NEVER
 
 IP = "192.0.2.10"
 DOM = "example.com"

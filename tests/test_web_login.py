@@ -9,8 +9,8 @@ from smtp_support import USER_PASSWORD
 from web_support import ALICE, BOB, WebHarness, csrf
 from web_support import web  # noqa: F401  (the fixture)
 
-from mailsrv.auth import LOCKED_MESSAGE, LOGIN_FAILED_MESSAGE
-from mailsrv.web_sessions import SESSION_LIFETIME
+from mailsrv.directory.auth import LOCKED_MESSAGE, LOGIN_FAILED_MESSAGE
+from mailsrv.directory.web_sessions import SESSION_LIFETIME
 
 AUTOLOGIN = {"shortcutLink": "autologin", "email": ALICE, "password": USER_PASSWORD}
 

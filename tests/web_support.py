@@ -17,7 +17,7 @@ import uvicorn
 from smtp_support import DOMAIN, USER_PASSWORD, MailHarness, make_harness
 
 from mailsrv.serve import tcp_listener
-from mailsrv.tls import SELF_SIGNED_NAME
+from mailsrv.core.tls import SELF_SIGNED_NAME
 from services.app import create_app
 
 ALICE, BOB = f"alice@{DOMAIN}", f"bob@{DOMAIN}"

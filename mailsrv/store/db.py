@@ -11,10 +11,10 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailsrv.errors import MailsrvError, ResultCode
+from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.store.models import Base
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Any constant works; it only has to be the same on every node sharing the database.
 _MIGRATION_LOCK_ID = 0x6D61696C
 _READ_ONLY = "mailsrv_read_only"

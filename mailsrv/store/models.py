@@ -1,4 +1,4 @@
-"""The domain model as tables. Every schema change goes through a migration in mailsrv/migrations."""
+"""The domain model as tables. Every schema change goes through a migration in mailsrv/store/migrations."""
 from __future__ import annotations
 
 import datetime as dt
@@ -24,7 +24,7 @@ class Domain(Base):
     name: Mapped[str] = mapped_column(String(253), unique=True)
     path: Mapped[str] = mapped_column(Text)
     primary_admin: Mapped[str] = mapped_column(String(64), default="")
-    # Every key=value setting of the domain (mailsrv.settings.DOMAIN), complete: filled from the
+    # Every key=value setting of the domain (mailsrv.core.settings.DOMAIN), complete: filled from the
     # domain defaults at creation so a later change of the defaults never changes existing domains.
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -43,7 +43,7 @@ class User(Base):
     first_name: Mapped[str] = mapped_column(String(128), default="")
     last_name: Mapped[str] = mapped_column(String(128), default="")
     is_domain_admin: Mapped[bool] = mapped_column(Boolean, default=False)
-    # mailsrv.settings.USER keys (isenabled, maxsize, lockpassword, replytoaddress, signature).
+    # mailsrv.core.settings.USER keys (isenabled, maxsize, lockpassword, replytoaddress, signature).
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     forwarding_addresses: Mapped[list[str]] = mapped_column(JSON, default=list)
     delete_on_forward: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -202,7 +202,7 @@ class TrafficDaily(Base):
 
 
 class SpoolMessage(Base):
-    """A message accepted over SMTP, waiting for its recipients to be delivered (mailsrv.spool).
+    """A message accepted over SMTP, waiting for its recipients to be delivered (mailsrv.mta.spool).
 
     The bytes live in the file at `path` (relative to data_dir), exactly as the client sent them;
     the row and its recipients go away in the transaction that finishes the last recipient."""
@@ -218,7 +218,7 @@ class SpoolMessage(Base):
     # The Received: header written at acceptance; every delivery target prepends it.
     trace_header: Mapped[str] = mapped_column(Text)
     # pyspf's result for the sender at acceptance ("pass", "fail", …); "" when not checked (null
-    # sender, authenticated client, or no policy asked for SPF then). See mailsrv.spf_check.
+    # sender, authenticated client, or no policy asked for SPF then). See mailsrv.mta.spf_check.
     spf_result: Mapped[str] = mapped_column(String(16), default="", server_default="")
 
     recipients: Mapped[list["SpoolRecipient"]] = relationship(cascade="all, delete-orphan",
@@ -251,7 +251,7 @@ class SpoolRecipient(Base):
 
 
 class AutoReplySent(Base):
-    """When a user's auto-responder last answered a sender (mailsrv.autoreply): at most one reply
+    """When a user's auto-responder last answered a sender (mailsrv.mta.autoreply): at most one reply
     per sender per window. Written in the transaction that records the delivery it answers."""
     __tablename__ = "autoreply_sent"
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from mailsrv.errors import MailsrvError
+from mailsrv.core.errors import MailsrvError
 from services.asmx.call import Call
 from services.asmx.codec import check_keys, member
 from services.asmx.contract import ComplexType, Operation, Service

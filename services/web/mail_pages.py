@@ -1,7 +1,7 @@
 """The webmail pages: folders and message lists, reading, attachments, compose/reply/forward, actions.
 
-Each handler checks the session (and, on POST, the CSRF token), makes engine calls (mailsrv.folders,
-mailsrv.message_view, mailsrv.outgoing, mailsrv.webmail) and renders or redirects.
+Each handler checks the session (and, on POST, the CSRF token), makes engine calls (mailsrv.mailstore.folders,
+mailsrv.webmail.message_view, mailsrv.webmail.outgoing, mailsrv.webmail.service) and renders or redirects.
 """
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from mailsrv import message_view, outgoing
-from mailsrv.errors import MailsrvError, ResultCode
-from mailsrv.folders import INBOX, Mailbox
+from mailsrv.webmail import message_view, outgoing
+from mailsrv.core.errors import MailsrvError, ResultCode
+from mailsrv.mailstore.folders import INBOX, Mailbox
 from mailsrv.server import MailServer
-from mailsrv.web_sessions import SignedIn
-from mailsrv.webmail import Answering
+from mailsrv.directory.web_sessions import SignedIn
+from mailsrv.webmail.service import Answering
 from services.web.render import page, redirect, security_headers
 from services.web.signin import LOGIN_URL, BodyTooLarge, client_ip, counted, csrf_ok, csrf_refused, signed_in
 

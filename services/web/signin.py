@@ -13,9 +13,9 @@ from starlette.requests import Request
 from starlette.types import Message
 from starlette.responses import PlainTextResponse, Response
 
-from mailsrv.errors import MailsrvError, ResultCode
+from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.server import MailServer
-from mailsrv.web_sessions import SESSION_LIFETIME, SignedIn
+from mailsrv.directory.web_sessions import SESSION_LIFETIME, SignedIn
 from services.web.render import page, redirect, security_headers
 
 COOKIE = "mailsrv_session"

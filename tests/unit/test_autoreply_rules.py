@@ -7,8 +7,8 @@ import email.policy
 
 import pytest
 
-from mailsrv.autoreply import compose, refusal
-from mailsrv.headers import parse_headers
+from mailsrv.mta.autoreply import compose, refusal
+from mailsrv.mailstore.headers import parse_headers
 
 WHEN = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
 

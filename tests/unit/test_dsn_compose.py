@@ -1,4 +1,4 @@
-"""mailsrv.bounces.compose without a server: the DSN's MIME structure, its RFC 3464 fields and its bytes."""
+"""mailsrv.mta.bounces.compose without a server: the DSN's MIME structure, its RFC 3464 fields and its bytes."""
 from __future__ import annotations
 
 import datetime as dt
@@ -6,8 +6,8 @@ import email
 import email.policy
 from pathlib import Path
 
-from mailsrv.bounces import compose, status_of
-from mailsrv.spool import ClaimedRecipient, Deferred, Failed, SpooledMessage
+from mailsrv.mta.bounces import compose, status_of
+from mailsrv.mta.spool import ClaimedRecipient, Deferred, Failed, SpooledMessage
 
 RECEIVED = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
 WHEN = "Fri, 02 Jan 2026 04:00:00 +0000"

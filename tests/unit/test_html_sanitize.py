@@ -1,7 +1,7 @@
-"""HTML mail made safe (mailsrv.message_view) without a server: scripts, handlers, remote images."""
+"""HTML mail made safe (mailsrv.webmail.message_view) without a server: scripts, handlers, remote images."""
 from __future__ import annotations
 
-from mailsrv.message_view import sanitize, view
+from mailsrv.webmail.message_view import sanitize, view
 
 
 def clean(html: str, show_remote: bool = False, cids: dict[str, str] | None = None) -> tuple[str, bool]:

@@ -1,10 +1,10 @@
-"""The one loop rule (mailsrv.loop_guard) and the header reader it reads (mailsrv.headers), without a server."""
+"""The one loop rule (mailsrv.mta.loop_guard) and the header reader it reads (mailsrv.mailstore.headers), without a server."""
 from __future__ import annotations
 
 import pytest
 
-from mailsrv.headers import HEADER_LIMIT, header_bytes, parse_headers, read_headers
-from mailsrv.loop_guard import refusal
+from mailsrv.mailstore.headers import HEADER_LIMIT, header_bytes, parse_headers, read_headers
+from mailsrv.mta.loop_guard import refusal
 
 PLAIN = b"From: Alice <alice@a.test>\r\nSubject: hi\r\n"
 

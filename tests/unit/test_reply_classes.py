@@ -7,9 +7,9 @@ import dns.rdata
 import dns.resolver
 import pytest
 
-from mailsrv.remote_delivery import RouteError, _classify, host_addresses, mx_hosts
-from mailsrv.smtp_in import with_enhanced_code
-from mailsrv.spool import Deferred, Delivered, Failed
+from mailsrv.mta.remote_delivery import RouteError, _classify, host_addresses, mx_hosts
+from mailsrv.access.smtp import with_enhanced_code
+from mailsrv.mta.spool import Deferred, Delivered, Failed
 
 
 @pytest.mark.parametrize("code, text, expected", [

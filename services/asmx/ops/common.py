@@ -1,8 +1,8 @@
 """Translations shared by several services' handlers (this module serves no service itself)."""
 from __future__ import annotations
 
-from mailsrv.auth import Actor
-from mailsrv.stats import Traffic
+from mailsrv.core.actor import Actor
+from mailsrv.directory.stats import Traffic
 from services.asmx.call import Call
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from mailsrv import settings
+from mailsrv.core import settings
 from services.asmx.call import Call
 from services.asmx.ops.common import login, traffic_fields
 

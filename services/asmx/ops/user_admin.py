@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from mailsrv.users import GroupView, LastLogin, UserView
+from mailsrv.directory.users import GroupView, LastLogin, UserView
 from services.asmx.call import Call
 from services.asmx.ops.common import login, traffic_fields
 from services.asmx.values import format_value

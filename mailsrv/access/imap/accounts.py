@@ -1,0 +1,162 @@
+"""Who may open a mailbox over IMAP or POP3, and the pymap session on that user's Maildir.
+
+Passwords are checked by mailsrv's Authenticator, so the brute-force counter is the one SOAP and
+SMTP share, and disabled users or domains are refused with the same answer as a wrong password.
+pymap runs this in a worker thread (its own event loop), which is why the store is used
+synchronously here.
+"""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+
+from pymap.backend.maildir import Config as MaildirConfig
+from pymap.backend.maildir import FilterSet
+from pymap.context import socket_info
+from pymap.exceptions import AuthorizationFailure, InvalidAuth, NotAllowedError
+from pymap.interfaces.login import IdentityInterface, LoginInterface
+from pymap.token import AllTokens
+from pymap.user import UserMetadata
+from pysasl.creds.server import ServerCredentials
+
+from mailsrv.core import settings
+from mailsrv.core.actor import Actor, Role
+from mailsrv.directory.auth import Authenticator
+from mailsrv.core.config import SmtpConfig
+from mailsrv.mailstore.disk import Disk
+from mailsrv.directory.domains import get_domain
+from mailsrv.core.errors import MailsrvError
+from mailsrv.access.imap.maildir import MailSession, open_folders, remove_stale_locks
+from mailsrv.server import MailServer
+from mailsrv.store.models import Domain
+
+# A uidlist lock is held for milliseconds; one this old was left by a process that died (on this
+# node or another sharing the data directory).
+STALE_LOCK_SECONDS = 60.0
+
+
+class _AuthenticatorCheck:
+    """A pysasl Identity whose secret comparison is a mailsrv login; remembers who logged in."""
+
+    def __init__(self, server: MailServer, authcid: str, client_ip: str, protocol: str) -> None:
+        self.server = server
+        self.authcid = authcid
+        self.client_ip = client_ip
+        self.protocol = protocol
+        self.actor: Actor | None = None
+
+    def compare_authcid(self, authcid: str) -> bool:
+        return authcid == self.authcid
+
+    def compare_secret(self, secret: str) -> bool:
+        try:
+            actor = self.server.auth.login(self.authcid, secret, self.client_ip, self.protocol)
+        except MailsrvError:
+            return False
+        # System administrators have no mailbox.
+        if actor.role not in (Role.USER, Role.DOMAIN_ADMIN):
+            return False
+        self.actor = actor
+        return True
+
+    def get_clear_secret(self) -> None:
+        return None
+
+
+def append_limit(domain: Domain, server_max_kb: int) -> int:
+    """The largest message a user of `domain` may store over IMAP: the domain's MaxMessageSize
+    within the server's `[smtp] max_message_kb`. APPEND holds the message in memory, so with both
+    unlimited (0) it is still the default server cap."""
+    domain_kb = domain.settings.get("maxmessagesize", settings.DOMAIN["maxmessagesize"].default)
+    return min((kb for kb in (domain_kb, server_max_kb) if kb), default=SmtpConfig.max_message_kb) * 1024
+
+
+def client_ip() -> str:
+    # The address alone: the brute-force counter counts per client address, not per connection.
+    return str(socket_info.get().peername_ip or "")
+
+
+class MailboxUser(IdentityInterface):
+    """A logged-in user@domain and its Maildir."""
+
+    def __init__(self, config: MaildirConfig, disk: Disk, auth: Authenticator, domain_path: Path,
+                 actor: Actor, append_limit: int) -> None:
+        self.config = config
+        self.disk = disk
+        self.auth = auth
+        self.actor = actor
+        self._name = actor.login
+        self.domain_path = domain_path
+        self.user = actor.user
+        self.append_limit = append_limit
+
+    def credentials_current(self) -> bool:
+        """False once the password was changed (or the user deleted): the session must end.
+        Blocking (one database read); IMAP and POP3 ask before every command."""
+        return self.auth.credentials_current(self.actor)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def roles(self) -> frozenset[str]:
+        return frozenset()
+
+    @property
+    def maildir(self) -> Path:
+        return Disk.maildir(self.domain_path, self.user)
+
+    @asynccontextmanager
+    async def new_session(self) -> AsyncIterator[MailSession]:
+        # Mailboxes made before the special folders existed get them now; a no-op otherwise.
+        self.disk.create_mailbox(self.domain_path, self.user)
+        remove_stale_locks(self.maildir, STALE_LOCK_SECONDS)
+        folders = open_folders(self.maildir)
+        yield MailSession(self.name, self.config, folders, FilterSet(str(self.maildir)),
+                          append_limit=self.append_limit)
+
+    async def new_token(self, *, expiration: datetime | None = None) -> str | None:
+        return None
+
+    async def get(self) -> UserMetadata:
+        raise NotAllowedError()
+
+    async def set(self, metadata: UserMetadata) -> None:
+        raise NotAllowedError()
+
+    async def delete(self) -> None:
+        raise NotAllowedError()
+
+
+class MailboxLogin(LoginInterface):
+    def __init__(self, server: MailServer, config: MaildirConfig, protocol: str) -> None:
+        self.server = server
+        self.config = config
+        self.protocol = protocol
+        self._tokens = AllTokens(config)
+
+    @property
+    def tokens(self) -> AllTokens:
+        return self._tokens
+
+    async def authenticate(self, credentials: ServerCredentials) -> MailboxUser:
+        return await self.authenticate_from(credentials, client_ip())
+
+    async def authenticate_from(self, credentials: ServerCredentials, peer_ip: str) -> MailboxUser:
+        check = _AuthenticatorCheck(self.server, credentials.authcid, peer_ip, self.protocol)
+        if not credentials.verify(check) or check.actor is None:
+            raise InvalidAuth()
+        actor = check.actor
+        with self.server.store.session() as s:
+            domain = get_domain(s, actor.domain)
+            domain_path = Path(domain.path)
+            limit = append_limit(domain, self.server.config.smtp.max_message_kb)
+        return MailboxUser(self.config, self.server.disk, self.server.auth, domain_path, actor, limit)
+
+    async def authorize(self, authenticated: IdentityInterface, authzid: str) -> IdentityInterface:
+        if authzid and authzid.lower() != authenticated.name:
+            raise AuthorizationFailure()
+        return authenticated

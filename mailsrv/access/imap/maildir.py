@@ -1,0 +1,542 @@
+"""pymap's Maildir backend with the fixes our mailboxes need (see /work/shared/notes/imap-pop3.md).
+
+- CRLF on the wire: pymap re-serialises messages with `email.message`, which emits bare LF. We
+  hand it the file's own bytes instead, and store what APPEND/COPY writes with CRLF too, so the
+  file size is the RFC 822 size IMAP and POP3 report.
+- Arrival order: new files get UIDs in `os.listdir` order unless the keys are sorted by the time
+  at the start of their Maildir names.
+- Big mailboxes: pymap rescans a folder on every command and re-reads dovecot-uidlist for every
+  message a command touches; scans are reused while the folder is unchanged (CachedMailboxData),
+  and by every session of the folder. pymap also walks and copies the whole client view on every
+  command (ClientView, SelectedFolder, MailSession).
+- \\Recent: pymap's SELECT gave it to only some of the messages it moved out of new/.
+- CREATE of an existing folder (our special folders exist from the start) is ALREADYEXISTS, not
+  a server error.
+- Lock files left by a killed process would block a mailbox for up to 10 minutes.
+- Folder names: pymap makes any name a path, "." being Maildir/.. and "" the Maildir itself;
+  every name now becomes a directory through mailsrv.mailstore.folders.folder_directory (MailLayout).
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+import threading
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from pymap.backend.maildir import Session
+from pymap.backend.maildir.layout import DefaultLayout, MaildirLayout
+from pymap.backend.maildir.mailbox import MailboxData, MailboxSet, Maildir, Message
+from pymap.backend.maildir.uidlist import Record, UidList
+from pymap.concurrent import Event
+from pymap.exceptions import MailboxError
+from pymap.flags import FlagOp, PermanentFlags, SessionFlags
+from pymap.interfaces.message import CachedMessage
+from pymap.mailbox import MailboxSnapshot
+from pymap.parsing.command import Command
+from pymap.parsing.response import ResponseCode, UntaggedResponse
+from pymap.parsing.specials import ObjectId, SequenceSet
+from pymap.parsing.specials.flag import Flag, Seen
+from pymap.selected import SelectedMailbox, SynchronizedMessages
+
+from mailsrv.core.errors import MailsrvError
+from mailsrv.mailstore.folders import folder_directory, is_folder_directory
+
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+_NAME_TIME = re.compile(r"(\d+)(?:\.M(\d{1,6}))?")
+LOCK_FILE = UidList.LOCK_FILE
+_SETTLE_NS = 100_000_000
+# What one session learnt about a folder state, for the next sessions (a login's SELECT would
+# otherwise rescan the whole folder): folder path -> stamp at which the uidlist was in sync, and
+# folder path -> (stamp, uid -> message). Building 10,000 pymap messages costs more than the
+# scan itself, so sessions share the messages: pymap never changes one (a flag update makes a new
+# one), and the Maildir each refers to serves every session of that folder. Entries are replaced
+# whole, never mutated, so worker threads can share them.
+_SYNCED: dict[str, tuple[int, ...]] = {}
+_SCANS: dict[str, tuple[tuple[int, ...], dict[int, Message]]] = {}
+_SHARED_FOLDERS = 512  # the most recently used folders are remembered,
+_SHARED_MESSAGES = 200_000  # and the scans of no more messages than this (~0.7 KB each)
+_shared_lock = threading.Lock()
+
+
+def _remember(table: dict[str, Any], path: str, value: Any, weight: Callable[[Any], int] | None = None) -> None:
+    """Remember `value` for `path` as the most recent entry, forgetting the oldest ones beyond
+    _SHARED_FOLDERS entries or, with `weight`, beyond _SHARED_MESSAGES in all (the newest stays)."""
+    with _shared_lock:
+        table.pop(path, None)
+        table[path] = value
+        while len(table) > _SHARED_FOLDERS or (
+                weight is not None and len(table) > 1 and sum(map(weight, table.values())) > _SHARED_MESSAGES):
+            del table[next(iter(table))]
+
+
+def _flag_letters(name: str, colon: str) -> str:
+    """The flags of a Maildir file name `<key>:2,<letters>`."""
+    info = name.partition(colon)[2]
+    return info[2:] if info.startswith("2,") else ""
+
+
+def to_crlf(data: bytes) -> bytes:
+    return _BARE_LF.sub(b"\r\n", data)
+
+
+def arrival_key(key: str) -> tuple[int, int, str]:
+    """Maildir names start with the delivery time (`<seconds>.M<microseconds>…`); others sort last."""
+    match = _NAME_TIME.match(key)
+    if not match:
+        return (1 << 62, 0, key)
+    return int(match[1]), int((match[2] or "0").ljust(6, "0")), key
+
+
+class RawMessage:
+    """What pymap's `load_content` asks of a stored message: its bytes."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __bytes__(self) -> bytes:
+        return self.data
+
+
+class CRLFMaildir(Maildir):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Messages shared between sessions (_SCANS) read through the Maildir of the session that
+        # scanned them, from every session's worker thread: one table rescan at a time, so that
+        # no reader takes the new mtimes for a table still being built.
+        self._refreshing = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def get_message(self, key: str) -> RawMessage:  # type: ignore[override]
+        with open(os.path.join(self._path, self._lookup(key)), "rb") as f:  # type: ignore[attr-defined]
+            return RawMessage(to_crlf(f.read()))
+
+    def get_bytes(self, key: str) -> bytes:  # type: ignore[override]
+        return bytes(self.get_message(key))
+
+    def keys(self) -> list[str]:  # type: ignore[override]
+        return sorted(super().keys(), key=arrival_key)
+
+    def _refresh(self) -> None:
+        # The standard library's, listing with scandir: it stats every file to skip directories,
+        # a tenth of a second on 10,000 messages; directory entries already say so.
+        with self._refreshing:
+            if time.time() - self._last_read > 2 + self._skewfactor:  # type: ignore[attr-defined]
+                mtimes = {subdir: os.path.getmtime(self._paths[subdir])  # type: ignore[attr-defined]
+                          for subdir in self._toc_mtimes}  # type: ignore[attr-defined]
+                changed = any(mtimes[subdir] > self._toc_mtimes[subdir] for subdir in mtimes)  # type: ignore[attr-defined]
+                self._toc_mtimes = mtimes
+                if not changed:
+                    return
+            toc: dict[str, str] = {}
+            for subdir in self._toc_mtimes:  # type: ignore[attr-defined]
+                with os.scandir(self._paths[subdir]) as entries:  # type: ignore[attr-defined]
+                    for entry in entries:
+                        if not entry.is_dir():
+                            toc[entry.name.split(self.colon)[0]] = os.path.join(subdir, entry.name)
+            self._toc = toc
+            self._last_read = time.time()
+
+    @property
+    def path(self) -> str:
+        return self._path  # type: ignore[attr-defined, no-any-return]
+
+    def table(self) -> dict[str, str]:
+        """Key -> subpath ("cur/<name>") of every message, rescanned if the folder changed."""
+        self._refresh()  # type: ignore[attr-defined]
+        return self._toc  # type: ignore[attr-defined, no-any-return]
+
+    def infos(self) -> dict[str, str]:
+        """Key -> Maildir info (the part after the colon), in arrival order."""
+        toc = self.table()
+        return {key: os.path.basename(toc[key]).partition(self.colon)[2] for key in sorted(toc, key=arrival_key)}
+
+    def _dump_message(self, message: Any, target: IO[bytes], mangle_from_: bool = False) -> None:
+        buffer = io.BytesIO()
+        super()._dump_message(message, buffer, mangle_from_)  # type: ignore[misc]
+        target.write(to_crlf(buffer.getvalue()))
+
+
+class ClientView(SynchronizedMessages):
+    """pymap's record of the messages a client has seen, with lookups that don't walk them all.
+
+    pymap finds the messages of a sequence set by enumerating every message of the folder, so a
+    `UID FETCH n` costs as much as a `UID FETCH 1:*`; `version` counts the changes to the view."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.version = 0
+
+    def _update(self, messages: Iterable[CachedMessage]) -> None:
+        messages = list(messages)
+        if messages:
+            self.version += 1
+        super()._update(messages)
+
+    def _remove(self, uids: Iterable[int], pending: bool) -> None:
+        uids = list(uids)
+        if not pending and (uids or self._pending_remove):
+            self.version += 1
+        super()._remove(uids, pending)
+
+    def get_uids(self, seq_set: SequenceSet) -> Sequence[tuple[int, int]]:
+        if seq_set.uid:
+            seqs = self._seqs_cache
+            return [(seqs[uid], uid) for uid in sorted(seq_set.flatten(self.max_uid) & self._uids)]
+        ordered = self._sorted
+        return [(seq, ordered[seq - 1]) for seq in sorted(seq_set.flatten(self.exists)) if 0 < seq <= len(ordered)]
+
+    def get_all(self, seq_set: SequenceSet) -> Sequence[tuple[int, CachedMessage]]:
+        cache = self._cache
+        return [(seq, cache[uid]) for seq, uid in self.get_uids(seq_set)]
+
+    def numbered(self) -> Iterable[tuple[int, CachedMessage]]:
+        cache = self._cache
+        return enumerate((cache[uid] for uid in self._sorted), 1)
+
+
+class SelectedFolder(SelectedMailbox):
+    """pymap's selected mailbox, which copies and compares the whole client view after every
+    command to find what to tell the client; skipped when nothing changed since the last time."""
+
+    __slots__ = ["_compared"]
+
+    def __init__(self, *args: Any, _compared: tuple[Any, ...] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._compared = _compared
+
+    def _state(self) -> tuple[Any, ...]:
+        view: ClientView = self._messages  # type: ignore[assignment]
+        flags = self._session_flags
+        return view.version, self._is_deleted, frozenset(flags.recent_uids), frozenset(flags.flags.items())
+
+    def fork(self, command: Command) -> tuple[SelectedMailbox, Iterable[UntaggedResponse]]:
+        state = self._state()
+        if self._prev is not None and state == self._compared:
+            return type(self)(self._mailbox_id, self._readonly, self._permanent_flags, self._session_flags,
+                              self._selected_set, self._lookup, _mod_sequence=self._mod_sequence,
+                              _prev=self._prev, _messages=self._messages, _compared=state), []
+        copy, untagged = super().fork(command)
+        copy._compared = state  # type: ignore[attr-defined]
+        return copy, untagged
+
+
+class MailSession(Session):
+    def __init__(self, *args: Any, append_limit: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.append_limit = append_limit
+
+    async def select_mailbox(self, name: str, readonly: bool = False) -> tuple[MailboxSnapshot, SelectedMailbox]:
+        # pymap's, with the selected state above, and the counts taken from the client view
+        # rather than from a second scan of the folder.
+        mbx: CachedMailboxData = await self._get_mailbox(name)  # type: ignore[assignment]
+        selected = SelectedFolder(mbx.mailbox_id, readonly or mbx.readonly, PermanentFlags(mbx.permanent_flags),
+                                  SessionFlags(mbx.session_flags), selected_set=mbx.selected_set, lookup=name,
+                                  _messages=ClientView())
+        if not selected.readonly:
+            await mbx.claim_recent(selected)
+        await mbx.update_selected(selected)
+        return mbx.snapshot_of(selected.messages.numbered()), selected  # type: ignore[attr-defined]
+
+
+class CachedMailboxData(MailboxData):
+    """A mailbox that re-reads the disk only when it changed.
+
+    pymap rescans the whole folder (a stat per message, the uidlist parsed) on every command, and
+    re-reads the uidlist for every message a command touches: on 10,000 messages that is seconds
+    per command. Every change to a Maildir folder (delivery, flag rename, move, expunge, uidlist
+    rewrite) changes the mtime of new/, cur/ or the uidlist, so a scan is reused while those are
+    unchanged. A stamp younger than _SETTLE_NS is not trusted: a second change within the same
+    filesystem timestamp tick would leave it unchanged."""
+
+    def __init__(self, mailbox_id: ObjectId, maildir: Maildir, path: str) -> None:
+        super().__init__(mailbox_id, maildir, path)
+        self._records: dict[int, Record] = {}
+        self._records_stamp: tuple[int, int, int] | None = None
+        self._reset_stamp: tuple[int, ...] | None = None
+        self._messages_stamp: tuple[int, ...] | None = None
+        self._messages: dict[int, Message] = {}
+        self._applied: weakref.WeakKeyDictionary[Any, dict[int, Message]] = weakref.WeakKeyDictionary()
+
+    def _folder_stamp(self) -> tuple[int, ...] | None:
+        try:
+            stats = [os.stat(os.path.join(self._path, part)) for part in ("new", "cur", UidList.FILE_NAME)]
+        except FileNotFoundError:
+            return None
+        if time.time_ns() - max(st.st_mtime_ns for st in stats) < _SETTLE_NS:
+            return None
+        return tuple(value for st in stats for value in (st.st_ino, st.st_size, st.st_mtime_ns))
+
+    async def reset(self) -> MailboxData:
+        # pymap calls this at the start of every command.
+        stamp = self._folder_stamp()
+        if stamp is None or stamp != self._reset_stamp:
+            if stamp is not None and _SYNCED.get(self._path) == stamp:
+                # Another session brought the uidlist up to date with exactly this folder state.
+                uidl = UidList.file_open(self._path)
+                self._uid_validity, self._next_uid = uidl.uid_validity, uidl.next_uid
+            else:
+                await super().reset()
+                if stamp is not None:
+                    _remember(_SYNCED, self._path, stamp)
+            self._reset_stamp = stamp
+        if stamp is None or stamp != self._messages_stamp:
+            self._messages_stamp = None
+            if stamp is not None and self._folder_stamp() == stamp:
+                # Scanned now rather than when the command ends, so that its lookups (get) use it
+                # (not if syncing the uidlist just changed the folder).
+                await self._current()
+        return self
+
+    async def _current(self) -> dict[int, Message]:
+        stamp = self._folder_stamp()
+        if stamp is None or stamp != self._messages_stamp:
+            self._messages = await self._scan(stamp)
+            self._messages_stamp = stamp
+        return self._messages
+
+    async def _scan(self, stamp: tuple[int, ...] | None) -> dict[int, Message]:
+        """pymap's `messages()`, from one stat per message (not two) or from another session's scan."""
+        shared = _SCANS.get(self._path)
+        if stamp is not None and shared is not None and shared[0] == stamp:
+            return shared[1]
+        maildir: CRLFMaildir = self._maildir  # type: ignore[assignment]
+        records = (await self._uid_records()).values()
+        flags = self.maildir_flags
+        messages: dict[int, Message] = {}
+        async with self.messages_lock.read_lock():
+            toc = maildir.table()
+            for rec in records:
+                subpath = toc.get(rec.key)
+                if subpath is None:
+                    continue
+                try:
+                    mtime = os.stat(os.path.join(maildir.path, subpath)).st_mtime
+                except FileNotFoundError:
+                    continue
+                subdir, _, name = subpath.partition(os.sep)
+                messages[rec.uid] = Message(
+                    rec.uid, datetime.fromtimestamp(mtime), flags.from_maildir(_flag_letters(name, maildir.colon)),
+                    email_id=ObjectId.maybe(rec.fields.get("E")), thread_id=ObjectId.maybe(rec.fields.get("T")),
+                    recent=subdir == "new", maildir=maildir, key=rec.key)
+        if stamp is not None:
+            _remember(_SCANS, self._path, (stamp, messages), weight=lambda scan: len(scan[1]))
+        return messages
+
+    async def messages(self) -> AsyncIterator[Message]:
+        for message in list((await self._current()).values()):
+            yield message
+
+    async def snapshot(self) -> MailboxSnapshot:
+        return self.snapshot_of(enumerate((await self._current()).values(), 1))
+
+    def snapshot_of(self, messages: Iterable[tuple[int, CachedMessage]]) -> MailboxSnapshot:
+        """pymap's snapshot (the counts SELECT and STATUS report) of (sequence number, message) pairs."""
+        exists = recent = unseen = 0
+        first_unseen: int | None = None
+        for exists, message in messages:
+            recent += message.recent  # type: ignore[attr-defined]
+            if Seen not in message.permanent_flags:
+                unseen += 1
+                first_unseen = first_unseen or exists
+        return MailboxSnapshot(self.mailbox_id, self.readonly, self.uid_validity, self.permanent_flags,
+                               self.session_flags, exists, recent, unseen, first_unseen, self._next_uid)
+
+    async def update_selected(self, selected: SelectedMailbox, *,
+                              wait_on: Event | None = None) -> SelectedMailbox:
+        if wait_on is not None:
+            await wait_on.wait(timeout=1.0)
+        current = await self._current()
+        # pymap compares every message with the client's view after each command; when the
+        # folder has not changed since this view last saw it, there is nothing to compare.
+        if self._applied.get(selected.messages) is current:
+            selected.add_updates([], [])  # still applies expunges held back during a FETCH
+        else:
+            selected.set_messages(list(current.values()))
+            self._applied[selected.messages] = current
+        return selected
+
+    async def _get_keys(self) -> dict[str, str]:
+        # pymap stats every message twice here; the names already say it all.
+        async with self.messages_lock.read_lock():
+            return self._maildir.infos()  # type: ignore[attr-defined, no-any-return]
+
+    async def get(self, uid: int, cached_msg: CachedMessage) -> Message:
+        # The scan was validated when this command began (reset): a FETCH FLAGS of 10,000
+        # messages then costs no stat at all.
+        if self._messages_stamp is not None and uid in self._messages:
+            return self._messages[uid]
+        return await super().get(uid, cached_msg)
+
+    async def claim_recent(self, selected: SelectedMailbox) -> None:
+        # pymap parses the whole uidlist on every SELECT, even with new/ empty as it mostly is,
+        # and looks the keys up in a generator, which each miss exhausts: most new messages lost
+        # their \Recent.
+        async with self.messages_lock.write_lock():
+            keys = set(self._maildir.claim_new())
+        if keys:
+            for rec in (await self._uid_records()).values():
+                if rec.key in keys:
+                    selected.session_flags.add_recent(rec.uid)
+
+    async def update(self, uid: int, cached_msg: CachedMessage, flag_set: frozenset[Flag], mode: FlagOp) -> Message:
+        self._messages_stamp = None
+        return await super().update(uid, cached_msg, flag_set, mode)
+
+    async def _uid_records(self) -> dict[int, Record]:
+        """The uidlist's records by UID, parsed again only when the file was replaced."""
+        try:
+            st = os.stat(UidList.get_file(self._path))
+            stamp: tuple[int, int, int] | None = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except FileNotFoundError:
+            stamp = None
+        if stamp is None or stamp != self._records_stamp:
+            async with UidList.with_read(self._path) as uidl:
+                self._records = {rec.uid: rec for rec in uidl.records}
+            self._records_stamp = stamp
+        return self._records
+
+    async def _record(self, uid: int) -> Record:
+        return (await self._uid_records())[uid]
+
+    async def _get_maildir_msg(self, uid: int) -> tuple[Record, Any]:
+        record = await self._record(uid)
+        async with self.messages_lock.read_lock():
+            maildir_msg = self._maildir.get_message_metadata(record.key)
+        return record, maildir_msg
+
+    async def copy(self, uid: int, destination: MailboxData, *, recent: bool = False) -> int | None:
+        # pymap copies the metadata-only message it looked up, i.e. an empty body: copy the file.
+        try:
+            record, maildir_msg = await self._get_maildir_msg(uid)
+            content = self._maildir.get_bytes(record.key)
+        except (KeyError, FileNotFoundError):
+            return None
+        copy_msg = type(maildir_msg)(content)
+        copy_msg.set_info(maildir_msg.get_info())
+        copy_msg.set_date(maildir_msg.get_date())
+        copy_msg.set_subdir("new" if recent else "cur")
+        dest_maildir = destination._maildir  # type: ignore[attr-defined]
+        async with destination.messages_lock.write_lock():
+            dest_key = dest_maildir.add(copy_msg)
+        async with UidList.with_write(destination._path) as uidl:  # type: ignore[attr-defined]
+            new_rec = Record(uidl.next_uid, record.fields, dest_key + ":" + copy_msg.get_info())
+            uidl.next_uid += 1
+            uidl.set(new_rec)
+        return new_rec.uid
+
+
+class MailLayout(DefaultLayout[CRLFMaildir]):
+    """pymap's Maildir++ layout, in which a folder name becomes a directory only through
+    folder_directory: a name that is no folder is NO [CANNOT] before anything is touched."""
+
+    @classmethod
+    def _get_subdir(cls, parts: Sequence[str]) -> str:
+        if not parts:
+            return ""
+        try:
+            return folder_directory(parts)
+        except MailsrvError as exc:
+            raise MailboxError(None, exc.message.encode(), ResponseCode.of(b"CANNOT")) from None
+
+    def _list_folders(self, parts: Sequence[str]) -> Iterable[Sequence[str]]:
+        # Directories no client could name (made before names were checked) are not listed.
+        return (found for found in super()._list_folders(parts)
+                if not found or is_folder_directory(DefaultLayout._get_subdir(found)))
+
+
+class MailFolders(MailboxSet):
+    """A user's Maildir++ folders as pymap mailboxes, with the fixes above."""
+
+    def __init__(self, maildir: Maildir, layout: MaildirLayout[Any]) -> None:
+        super().__init__(maildir, layout)
+        self._mailboxes: dict[str, CachedMailboxData] = {}
+
+    async def get_mailbox(self, name: str) -> MailboxData:
+        if name == "INBOX":
+            maildir = self._inbox_maildir
+        else:
+            try:
+                maildir = self._layout.get_folder(name, self.delimiter)
+            except FileNotFoundError as exc:
+                raise KeyError(name) from exc
+        mailbox = self._mailboxes.get(name)
+        if mailbox is None:
+            path = self._layout.get_path(name, self.delimiter)
+            async with UidList.with_init(path) as uidl:
+                mailbox_id = ObjectId(uidl.global_uid)
+            mailbox = self._mailboxes[name] = CachedMailboxData(mailbox_id, maildir, path)
+        return await mailbox.reset()
+
+    async def add_mailbox(self, name: str) -> ObjectId:
+        # pymap's session turns ValueError into NO [ALREADYEXISTS].
+        if os.path.isdir(self._layout.get_path(name, self.delimiter)):
+            raise ValueError(name)
+        try:
+            return await super().add_mailbox(name)
+        except KeyError as exc:
+            raise ValueError(name) from exc
+
+    async def rename_mailbox(self, before: str, after: str) -> None:
+        # Both names checked before pymap creates the new name's parents.
+        self._layout.get_path(before, self.delimiter)
+        self._layout.get_path(after, self.delimiter)
+        self._mailboxes.pop(before, None)
+        await super().rename_mailbox(before, after)
+
+    async def set_subscribed(self, name: str, subscribed: bool) -> None:
+        # The subscriptions file holds a name a line: only folder names go in.
+        self._layout.get_path(name, self.delimiter)
+        await super().set_subscribed(name, subscribed)
+
+    async def delete_mailbox(self, name: str) -> None:
+        self._mailboxes.pop(name, None)
+        await super().delete_mailbox(name)
+
+
+def open_folders(root: Path) -> MailFolders:
+    return MailFolders(CRLFMaildir(str(root), create=False), MailLayout(str(root), CRLFMaildir))
+
+
+def stored_size(message: Message) -> int:
+    """A message's RFC 822 size without reading it: everything we store is CRLF already."""
+    maildir: CRLFMaildir = message._maildir  # type: ignore[attr-defined]
+    return os.stat(os.path.join(maildir._path, maildir._lookup(message._key))).st_size  # type: ignore[attr-defined]
+
+
+def message_bytes(message: Message) -> bytes:
+    """A message exactly as IMAP sends it (CRLF line ends)."""
+    maildir: CRLFMaildir = message._maildir  # type: ignore[attr-defined]
+    return maildir.get_bytes(message._key)  # type: ignore[attr-defined]
+
+
+def folder_dirs(root: Path) -> Iterable[Path]:
+    yield root
+    try:
+        entries = list(os.scandir(root))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        if entry.name.startswith(".") and entry.is_dir(follow_symlinks=False):
+            yield Path(entry.path)
+
+
+def remove_stale_locks(root: Path, older_than_seconds: float) -> int:
+    """Delete uidlist locks older than the given age in a user's Maildir; the number removed.
+
+    pymap honours a lock for 10 minutes, so one left by a killed process would lock the user out."""
+    removed = 0
+    now = time.time()
+    for folder in folder_dirs(root):
+        lock = folder / LOCK_FILE
+        try:
+            if now - lock.stat().st_mtime >= older_than_seconds:
+                lock.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed

@@ -1,0 +1,336 @@
+"""pymap's IMAP server with what it lacks: NAMESPACE (RFC 2342), UNSELECT (RFC 3691) and the RFC 6154
+SPECIAL-USE attributes on LIST, added through pymap's own command registry and connection state,
+the login rule: LOGIN/AUTHENTICATE only under TLS, from loopback, or when the config allows,
+and input limits: pymap reads any literal a client announces, before login too, into memory.
+"""
+from __future__ import annotations
+
+import re
+import ssl
+import sys
+from argparse import Namespace
+from asyncio import StreamReader, StreamWriter
+from collections.abc import Sequence
+from contextlib import AsyncExitStack, closing
+from typing import cast
+
+from proxyprotocol.sock import SocketInfo
+from pymap.backend.maildir import Config as MaildirConfig
+from pymap.bytes import WriteStream
+from pymap.concurrent import Subsystem
+from pymap.context import connection_exit
+from pymap.imap import IMAPConnection, IMAPServer
+from pymap.imap.state import ConnectionState
+from pymap.interfaces.message import MessageInterface
+from pymap.interfaces.session import SessionInterface
+from pymap.parsing import Params
+from pymap.parsing.command import Command, CommandAuth, CommandNoArgs, CommandSelect
+from pymap.parsing.command.auth import ListCommand
+from pymap.parsing.command.select import FetchCommand
+from pymap.parsing.commands import Commands, InvalidCommand
+from pymap.parsing.response import (CommandResponse, Response, ResponseBad, ResponseBye, ResponseCode, ResponseNo,
+                                    ResponseOk, UntaggedResponse)
+from pymap.parsing.response.code import Capability
+from pymap.parsing.response.specials import ListResponse, LSubResponse
+from pymap.parsing.specials.fetchattr import FetchAttribute
+from pymap.parsing.state import ExpectContinuation, ParsingInterrupt
+from pymap.selected import SelectedMailbox
+from pysasl import SASLAuth
+from pysasl.creds.server import ServerCredentials
+from pysasl.hashing import BuiltinHash
+
+from mailsrv.mailstore.disk import SPECIAL_FOLDERS
+from mailsrv.access.imap.accounts import MailboxUser
+from mailsrv.access.imap.maildir import message_bytes
+
+_SPECIAL_USE = {name: name.encode() for name in SPECIAL_FOLDERS}  # "Sent" -> \Sent, …
+_EXTRA_CAPABILITIES = [b"NAMESPACE", b"UNSELECT", b"SPECIAL-USE"]
+_FLUSH_BYTES = 256 * 1024
+# One command, its lines and literals together (an APPEND's message besides): also the longest
+# line the stream reader buffers while it looks for the line end.
+COMMAND_LIMIT = 64 * 1024
+# A literal other than an APPEND's message after login: a user name, a password, a search string.
+LITERAL_LIMIT = 8 * 1024
+_TOOBIG = ResponseCode.of(b"TOOBIG")
+_LITERAL_PLUS = re.compile(rb"{(\d+)\+}\r?\n$")  # pymap's IMAPConnection._literal_plus
+_APPEND = re.compile(rb"[^ ]* APPEND ", re.IGNORECASE)
+
+
+def _is_whole_peek(attr: FetchAttribute) -> bool:
+    """`BODY.PEEK[]`: the whole message, no section part or byte range."""
+    section = attr.section
+    return (attr.value == b"BODY.PEEK" and attr.partial is None and section is not None
+            and not section.parts and section.specifier is None and not section.headers)
+
+
+def _stored_or_empty(message: MessageInterface) -> bytes:
+    # A file removed by another session (expunged or not yet seen as such) is sent empty, as pymap does.
+    try:
+        return message_bytes(message)  # type: ignore[arg-type]
+    except (KeyError, FileNotFoundError):
+        return b""
+
+
+class _FetchLines(UntaggedResponse):
+    """Untagged FETCH responses as wire lines: pymap's response object per line costs more than
+    the formatting, and 10,000 of them at once set off full garbage collections."""
+
+    def __init__(self, lines: list[bytes]) -> None:
+        super().__init__()
+        self.lines = lines
+
+    def write(self, writer: WriteStream) -> None:
+        for line in self.lines:
+            writer.write(line)
+
+
+class NamespaceCommand(CommandNoArgs, CommandAuth):
+    command = b"NAMESPACE"
+
+
+class UnselectCommand(CommandNoArgs, CommandSelect):
+    command = b"UNSELECT"
+
+
+class _TooBig(EOFError):
+    """Input over a limit: the connection ends with BYE [TOOBIG] without reading the rest (RFC 7888
+    allows it for a non-synchronising literal; for the rest there is no command left to answer)."""
+
+
+class MailboxConfig(MaildirConfig):
+    """pymap's settings for one listener (STARTTLS or implicit TLS)."""
+
+    def __init__(self, *, hostname: str, tls_context: ssl.SSLContext, starttls: bool,
+                 allow_plaintext_auth: bool, subsystem: Subsystem) -> None:
+        super().__init__(Namespace(passlib_cfg=None, proxy_protocol=None, debug=False),
+                         host=None, port=0, base_dir="", layout="++", colon=None,
+                         ssl_context=tls_context, tls_enabled=starttls, subsystem=subsystem,
+                         # Passwords are checked by mailsrv's Authenticator, never by pymap's hashes.
+                         hash_context=BuiltinHash(), reject_dnsbl=False, invalid_user_sleep=0,
+                         # Each user's own limit (MailConnectionState), not pymap's 1 GB for all.
+                         max_append_len=None)
+        self._hostname = hostname
+        self._allow_plaintext_auth = allow_plaintext_auth
+
+    @property
+    def greeting(self) -> bytes:
+        return b"Server ready " + self._hostname.encode("ascii", "replace")
+
+    @property
+    def commands(self) -> Commands:
+        commands = Commands()
+        commands.register(NamespaceCommand)
+        commands.register(UnselectCommand)
+        return commands
+
+    @property
+    def initial_auth(self) -> SASLAuth:
+        # pymap itself opens auth to loopback peers and after STARTTLS; this adds the config switch.
+        return self.tls_auth if self._allow_plaintext_auth else super().initial_auth
+
+    @property
+    def login_capability(self) -> Sequence[bytes]:
+        return [*super().login_capability, *_EXTRA_CAPABILITIES]
+
+
+class MailConnectionState(ConnectionState):
+    _user: MailboxUser | None = None
+
+    async def _login(self, creds: ServerCredentials) -> SessionInterface:
+        # pymap's, remembering who logged in for the check before each command.
+        user = await self.login.authorize(await self.login.authenticate(creds), creds.authzid)
+        self._user = cast(MailboxUser, user)
+        return await connection_exit.get().enter_async_context(user.new_session())
+
+    @property
+    def append_limit(self) -> int | None:
+        """The largest message the logged-in user may APPEND; None before login."""
+        return self._session.append_limit if self._session is not None else None  # type: ignore[attr-defined]
+
+    @property
+    def capability(self) -> Capability:
+        capability = super().capability
+        if self.append_limit is not None:
+            capability.capabilities.append(b"APPENDLIMIT=%d" % self.append_limit)  # RFC 7889
+        return capability
+
+    async def do_command(self, cmd: Command) -> CommandResponse:
+        # Runs in a worker thread, so the blocking database read is fine here.
+        if self._user is not None and not self._user.credentials_current():
+            response = ResponseNo(cmd.tag, b"Session ended: the password was changed.")
+            response.add_untagged(ResponseBye(b"The password was changed; log in again."))
+            return response
+        parse_exc = cmd.parse_exc if isinstance(cmd, InvalidCommand) else None
+        if parse_exc is not None and parse_exc.code is not None and bytes(parse_exc.code) == bytes(_TOOBIG):
+            # A literal refused before its continuation: APPEND's message is NO (RFC 7889), the rest BAD.
+            if cmd.command_name == b"APPEND":
+                return ResponseNo(cmd.tag, b"APPEND: Message too big.", _TOOBIG)
+            return ResponseBad(cmd.tag, cmd.message, _TOOBIG)
+        return await super().do_command(cmd)
+
+    async def do_namespace(self, cmd: NamespaceCommand) -> tuple[ResponseOk, None]:
+        response = ResponseOk(cmd.tag, b"NAMESPACE completed.")
+        # One personal namespace, no shared or other users' folders.
+        response.add_untagged(UntaggedResponse(b'NAMESPACE (("" "/")) NIL NIL'))
+        return response, None
+
+    async def do_unselect(self, cmd: UnselectCommand) -> tuple[ResponseOk, None]:
+        # CLOSE without the expunge.
+        self._selected = None
+        return ResponseOk(cmd.tag, b"UNSELECT completed."), None
+
+    async def do_fetch(self, cmd: FetchCommand) -> tuple[ResponseOk, SelectedMailbox | None]:
+        if not all(attr.value in (b"FLAGS", b"UID") or _is_whole_peek(attr) for attr in cmd.attributes):
+            return await super().do_fetch(cmd)
+        # A client's sync (`UID FETCH 1:* (FLAGS)`) and opening a message (`UID FETCH n
+        # (BODY.PEEK[])`) answered without pymap's generic formatting, whose typing.Protocol checks
+        # cost ~0.1 ms a message, and without it parsing the MIME structure to re-serialise it:
+        # the file is stored CRLF exactly as sent. PEEK sets no \Seen, so no flag update is needed.
+        if not cmd.uid:
+            self.selected.hide_expunged = True
+        messages, updates = await self.session.fetch_messages(self.selected, cmd.sequence_set, False)
+        response = ResponseOk(cmd.tag, cmd.command + b" completed.")
+        lines: list[bytes] = []
+        for seq, message in messages:
+            if message.expunged:
+                response.code = ResponseCode.of(b"EXPUNGEISSUED")
+            items = b" ".join(self._fetch_item(attr, message) for attr in cmd.attributes)
+            lines.append(b"* %d FETCH (%b)\r\n" % (seq, items))
+        response.add_untagged(_FetchLines(lines))
+        return response, updates
+
+    def _fetch_item(self, attr: FetchAttribute, message: MessageInterface) -> bytes:
+        if attr.value == b"UID":
+            return b"UID %d" % message.uid
+        if attr.value == b"FLAGS":
+            flags = message.get_flags(self.selected.session_flags)
+            return b"FLAGS (%b)" % b" ".join(sorted(bytes(flag) for flag in flags))
+        data = _stored_or_empty(message)
+        return b"BODY[] {%d}\r\n%b" % (len(data), data)
+
+    async def do_list(self, cmd: ListCommand) -> tuple[ResponseOk, SelectedMailbox | None]:
+        # pymap's do_list, with the special folders' RFC 6154 attribute added to LIST (not LSUB).
+        mailboxes, updates = await self.session.list_mailboxes(
+            cmd.ref_name, cmd.filter, subscribed=cmd.only_subscribed, selected=self._selected)
+        response = ResponseOk(cmd.tag, cmd.command + b" completed.")
+        for name, sep, attrs in mailboxes:
+            if cmd.only_subscribed:
+                response.add_untagged(LSubResponse(name, sep, attrs))
+            else:
+                special = _SPECIAL_USE.get(name)
+                response.add_untagged(ListResponse(name, sep, [*attrs, special] if special else attrs))
+        return response, updates
+
+
+class _Coalescing:
+    """Gathers a response's many small writes (one per FETCH line) into few socket sends."""
+
+    def __init__(self, writer: StreamWriter) -> None:
+        self.writer = writer
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(data)
+        self.size += len(data)
+        if self.size >= _FLUSH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.parts:
+            self.writer.write(b"".join(self.parts))
+            self.parts.clear()
+            self.size = 0
+
+
+class MailImapConnection(IMAPConnection):
+    # What the command being read may still send, its largest literal, and whether its first line
+    # (which names it) is still to come. AUTHENTICATE and IDLE read their lines between commands.
+    _left = COMMAND_LIMIT
+    _literal_limit = LITERAL_LIMIT
+    _first_line = False
+    _append_limit: int | None = None
+
+    async def read_command(self, state: ConnectionState) -> Command:
+        self._append_limit = state.append_limit if isinstance(state, MailConnectionState) else None
+        # pymap's parser refuses a synchronising literal over this before sending "+" (APPEND's
+        # message; every other string is held to 4 KB by pymap itself).
+        self.params = Params(max_append_len=self._append_limit or LITERAL_LIMIT)
+        self._first_line = True
+        try:
+            return await super().read_command(state)
+        except _TooBig:
+            await self.send_error_disconnect()
+            raise
+        finally:
+            self._left, self._literal_limit, self._first_line = COMMAND_LIMIT, LITERAL_LIMIT, False
+
+    def _charge(self, size: int) -> None:
+        if size > self._left:
+            raise _TooBig(b"Command too long.")
+        self._left -= size
+
+    async def _read_line(self) -> bytes:
+        try:
+            line = await self.reader.readline()
+        except ValueError:  # no line end within the stream reader's limit (COMMAND_LIMIT)
+            raise _TooBig(b"Command line too long.") from None
+        if self._first_line:
+            self._first_line = False
+            if self._append_limit is not None and _APPEND.match(line):
+                self._left += self._append_limit
+                self._literal_limit = self._append_limit
+        self._charge(len(line))
+        return line
+
+    async def readline(self) -> memoryview:
+        # pymap's, which reads a non-synchronising literal of any announced size.
+        buf = bytearray(await self._read_line())
+        while buf.endswith(b"\n"):
+            match = _LITERAL_PLUS.search(buf) if buf.endswith((b"+}\n", b"+}\r\n")) else None
+            if match is None:
+                return memoryview(buf)
+            length = int(match[1])
+            if length > self._literal_limit:
+                raise _TooBig(b"Literal too big.")
+            self._charge(length)
+            buf += await self.reader.readexactly(length)
+            buf += await self._read_line()
+        raise EOFError()
+
+    async def _interrupt(self, state: ConnectionState, interrupt: ParsingInterrupt,
+                         continuations: list[memoryview]) -> None:
+        # A synchronising literal: the parser checked its own size, this the command's in all.
+        if isinstance(interrupt.expected, ExpectContinuation):
+            self._charge(interrupt.expected.literal_length)
+        await super()._interrupt(state, interrupt, continuations)
+
+    async def send_error_disconnect(self) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, _TooBig):
+            await self.write_response(ResponseBye(exc.args[0], _TOOBIG))
+        else:
+            await super().send_error_disconnect()
+
+    async def write_response(self, resp: Response) -> None:
+        # pymap's own writes each line to the socket separately, and serialises the whole response
+        # a second time for a debug log line even when debug logging is off.
+        buffer = _Coalescing(self.writer)
+        try:
+            await resp.async_write(buffer)
+            buffer.flush()
+            await self.writer.drain()
+        except ConnectionError:
+            pass
+
+
+class MailImapServer(IMAPServer):
+    """pymap's per-connection entry point, with our connection and connection state."""
+
+    async def __call__(self, reader: StreamReader, writer: StreamWriter, sock_info: SocketInfo) -> None:
+        conn = MailImapConnection(self.commands, self._config, reader, writer, sock_info)
+        state = MailConnectionState(self._login, self._config)
+        async with AsyncExitStack() as stack:
+            connection_exit.set(stack)
+            stack.enter_context(closing(conn))
+            await conn.run(state)

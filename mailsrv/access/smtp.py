@@ -1,0 +1,323 @@
+"""SMTP in: the aiosmtpd listeners for `[listen] smtp` (MX traffic) and `submission` (AUTH required).
+
+aiosmtpd speaks the protocol (SIZE, 8BITMIME, STARTTLS, AUTH only under TLS unless the config
+allows plaintext); this module adds PIPELINING and ENHANCEDSTATUSCODES to EHLO, and answers
+MAIL, RCPT, DATA and AUTH from the store: recipients via mailsrv.mta.recipients, relaying via
+mailsrv.mta.policy, durability via mailsrv.mta.spool (250 only once the message is on disk and recorded).
+
+Answers:
+- unknown local recipient 550 5.1.1; disabled mailbox or domain 550 5.2.1; relaying 550 5.7.1;
+  sender in a domain requiring AUTH without it 530 5.7.0 (see mailsrv.mta.policy); an authenticated
+  user's envelope sender, `From:` or `Sender:` address it does not own 553 5.7.1 (at MAIL, after
+  DATA; see mailsrv.mta.intake);
+- too many recipients (server cap, the sender's domain MaxRecipients when authenticated, the
+  recipient's domain MaxRecipients per domain; an RCPT counts as the remote addresses its aliases
+  and forwarding expand to, at least one) 452 4.5.3, or 550 5.5.3 for one that alone exceeds a cap;
+- a bare CR or LF anywhere in the DATA (SMTP smuggling towards a next hop) 550 5.6.0, and
+  nothing is spooled (see mailsrv.mta.intake);
+- message too big (SIZE at MAIL/RCPT, real size after DATA; the server cap, the authenticated
+  sender's domain and every local recipient's domain MaxMessageSize) 552 5.3.4;
+- mailbox quota: 452 4.2.2 at RCPT (full already, or full with the declared SIZE: the sending
+  server retries later), 552 5.2.2 after DATA (the real size does not fit);
+- storage full (the spool's disk or quota, or the database) 452 4.3.1 after DATA; at MAIL when the
+  spool's filesystem has less free than the declared SIZE plus a 1 MiB reserve;
+- any other internal failure 451 4.3.0, and the session goes on.
+
+SPF: while a server policy (bouncing, auto-responders) is RequireSPF, the sender of an
+unauthenticated client's message (not the null sender) is checked at DATA with mailsrv.mta.spf_check
+on the `[dns]` resolver, and the result is kept with the spooled message for those policies.
+
+AUTH checks the password with the one Authenticator every protocol shares (one brute-force
+counter), in a worker thread so the event loop never waits on argon2 or the database. We
+implement PLAIN and LOGIN as handler `auth_*` methods rather than aiosmtpd's `authenticator`
+callback because that callback is synchronous: it would run the password check on the loop.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import datetime as dt
+import email.utils
+import logging
+import re
+import socket
+import ssl
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
+
+from mailsrv.mta import spf_check
+from mailsrv.core.actor import Actor
+from mailsrv.core.errors import MailsrvError, ResultCode
+from mailsrv.mta.policy import Client, Reply, SenderCheck
+from mailsrv.mta.recipients import Deliver, DomainInfo
+from mailsrv.mta.intake import INSUFFICIENT_STORAGE, TOO_BIG, Submission, check_recipient, check_sender, submit
+
+if TYPE_CHECKING:
+    from mailsrv.server import MailServer
+
+log = logging.getLogger(__name__)
+
+TEMPORARY_FAILURE = Reply(451, "4.3.0", "Temporary failure; please try again later")
+
+# Default enhanced codes (RFC 3463) for the replies aiosmtpd makes itself without one.
+_DEFAULT_STATUS = {
+    "220": "2.0.0", "221": "2.0.0", "250": "2.0.0", "252": "2.0.0",
+    "421": "4.3.0", "451": "4.3.0", "452": "4.3.1", "454": "4.7.0",
+    "500": "5.5.2", "501": "5.5.4", "502": "5.5.1", "503": "5.5.1", "504": "5.5.4",
+    "530": "5.7.0", "535": "5.7.8", "550": "5.0.0", "552": "5.3.4", "553": "5.1.3", "554": "5.0.0",
+    "555": "5.5.4",
+}
+_HAS_STATUS = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}(?: |$)")
+
+
+def with_enhanced_code(reply: str) -> str:
+    code, sep, text = reply[:3], reply[3:4] or " ", reply[4:]
+    if not code.isdigit() or code[0] not in "245" or _HAS_STATUS.match(reply):
+        return reply
+    return f"{code}{sep}{_DEFAULT_STATUS.get(code, code[0] + '.0.0')} {text}".rstrip()
+
+
+class Transaction(Envelope):
+    """aiosmtpd's envelope plus what our MAIL and RCPT answers found out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sender = ""  # MAIL FROM, "" for the null sender <>
+        self.declared_size = 0  # MAIL FROM SIZE=, 0 when not given
+        self.own_domain: DomainInfo | None = None  # the authenticated sender's domain
+        self.accepted: list[tuple[str, Deliver]] = []  # (RCPT address, its resolution)
+
+
+class MailsrvSMTP(SMTP):
+    """aiosmtpd's SMTP session with enhanced status codes on the replies it makes itself.
+
+    RFC 2034: once ENHANCEDSTATUSCODES is advertised, every reply but the greeting and the EHLO
+    answer carries one; a HELO client was never told, so its replies stay plain."""
+
+    _in_ehlo = False
+
+    def _create_envelope(self) -> Transaction:
+        return Transaction()
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        self._in_ehlo = True
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            self._in_ehlo = False
+
+    async def push(self, status: Any) -> None:
+        if isinstance(status, str) and not self._in_ehlo and self.session is not None and self.session.extended_smtp:
+            status = with_enhanced_code(status)
+        await super().push(status)
+
+
+class _AiosmtpdNoise(logging.Filter):
+    """aiosmtpd warns that Session.login_data is deprecated on every successful AUTH, from its
+    own code; that says nothing about our server."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Session.login_data is deprecated")
+
+
+def _peer_ip(session: Session) -> str:
+    peer = session.peer
+    return str(peer[0]) if isinstance(peer, tuple) else str(peer)
+
+
+def _actor(session: Session) -> Actor | None:
+    data = session.auth_data
+    return data if session.authenticated and isinstance(data, Actor) else None
+
+
+def _declared_size(options: Iterable[str]) -> int:
+    for option in options:
+        key, _, value = option.partition("=")
+        if key.upper() == "SIZE" and value.isdigit():
+            return int(value)
+    return 0
+
+
+def _printable(text: str) -> str:
+    # HELO is client text going into a header: keep it to visible ASCII.
+    return re.sub(r"[^!-~]", "?", text)[:255]
+
+
+def received_header(session: Session, hostname: str, message_id: str, recipients: list[str],
+                    when: dt.datetime) -> str:
+    """The RFC 5321 trace header, with the RFC 3848 protocol name (ESMTP, ESMTPS, ESMTPSA, …)."""
+    ip = _peer_ip(session)
+    protocol = ("ESMTP" if session.extended_smtp else "SMTP") + ("S" if session.ssl else "") \
+        + ("A" if _actor(session) else "")
+    literal = f"IPv6:{ip}" if ":" in ip else ip
+    stamp = email.utils.format_datetime(when)
+    lines = [f"Received: from {_printable(session.host_name or '') or 'unknown'} ([{literal}])",
+             f"\tby {hostname} (mailsrv) with {protocol} id {message_id}"]
+    if len(recipients) == 1:
+        lines.append(f"\tfor <{recipients[0]}>; {stamp}")
+    else:
+        lines[-1] += ";"
+        lines.append(f"\t{stamp}")
+    return "\r\n".join(lines) + "\r\n"
+
+
+class Handler:
+    """The aiosmtpd handler of one listener; shared by its sessions, it keeps no session state."""
+
+    def __init__(self, server: MailServer, submission: bool) -> None:
+        self.server = server
+        self.config = server.config.smtp
+        self.submission = submission
+
+    def _client(self, session: Session) -> Client:
+        actor = _actor(session)
+        return self.server.policy.client(_peer_ip(session), actor.login if actor else None)
+
+    async def _domain(self, name: str) -> DomainInfo | None:
+        return await asyncio.to_thread(self.server.resolver.domain, name)
+
+    async def handle_exception(self, error: Exception) -> str:
+        log.error("SMTP session error", exc_info=error)
+        return str(TEMPORARY_FAILURE)
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Transaction, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        # aiosmtpd reads pipelined commands one by one already; it just does not say so.
+        return responses[:-1] + ["250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Transaction, address: str,
+                          mail_options: list[str]) -> str:
+        sender = "" if address == "<>" else address
+        sender_domain = await self._domain(sender.rpartition("@")[2]) if "@" in sender else None
+        refusal = self.server.policy.check_sender(SenderCheck(self._client(session), sender, sender_domain))
+        actor = _actor(session)
+        refusal = refusal or await check_sender(self.server, actor, sender)
+        if refusal:
+            return str(refusal)
+        declared = _declared_size(mail_options)
+        if not await asyncio.to_thread(self.server.spool.has_room, declared):
+            return str(INSUFFICIENT_STORAGE)
+        own = await self._domain(actor.domain) if actor else None
+        if own and own.max_message_bytes and declared > own.max_message_bytes:
+            return str(TOO_BIG)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        envelope.sender, envelope.declared_size, envelope.own_domain = sender, declared, own
+        return "250 2.1.0 Sender OK"
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Transaction, address: str,
+                          rcpt_options: list[str]) -> str:
+        result = await check_recipient(self.server, self._client(session), envelope.sender, envelope.own_domain,
+                                       envelope.accepted, address, envelope.declared_size)
+        if isinstance(result, Reply):
+            return str(result)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        envelope.accepted.append((address, result))
+        return "250 2.1.5 Recipient OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Transaction) -> str:
+        # Caught here, not in handle_exception: aiosmtpd resets the transaction only when this
+        # hook returns, and a client must be able to start over after a 451.
+        try:
+            return await self._accept(session, envelope)
+        except Exception:
+            log.exception("could not accept a message from %s", _peer_ip(session))
+            return str(TEMPORARY_FAILURE)
+
+    async def _accept(self, session: Session, envelope: Transaction) -> str:
+        outcome = await submit(self.server, Submission(
+            sender=envelope.sender, content=envelope.original_content or b"", accepted=envelope.accepted,
+            own_domain=envelope.own_domain, actor=_actor(session), client_ip=_peer_ip(session),
+            helo=_printable(session.host_name or ""),
+            trace=lambda message_id, now: received_header(session, self.config.hostname, message_id,
+                                                          envelope.rcpt_tos, now),
+            spf_result=await asyncio.to_thread(self._spf, session, envelope.sender)))
+        return str(outcome) if isinstance(outcome, Reply) else f"250 2.0.0 Ok: queued as {outcome}"
+
+    def _spf(self, session: Session, sender: str) -> str:
+        """The sender's SPF result when a policy asks for it, else "" (blocking: DNS, the store).
+        Authenticated clients and the null sender are never checked: the policies do not ask."""
+        if _actor(session) or not sender or not spf_check.needed(self.server.system_settings.values()):
+            return ""
+        try:
+            return spf_check.check(self.server.dns, _peer_ip(session), sender, session.host_name or "")
+        except Exception:  # the result only decides whether we answer: never refuse mail over it
+            log.exception("SPF check of %s failed", sender)
+            return "temperror"
+
+    # AUTH mechanisms: aiosmtpd calls these with the session's SMTP object; they answer an
+    # AuthResult, and handled=True when they have already replied themselves.
+
+    async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        blob = await _client_data(server, args, "")
+        if blob is None:
+            return AuthResult(success=False, handled=True)
+        parts = blob.split(b"\0")  # authorization id, login, password
+        if len(parts) != 3:
+            await server.push("501 5.5.2 Cannot split the AUTH PLAIN value")
+            return AuthResult(success=False, handled=True)
+        return await self._login(server, parts[1], parts[2])
+
+    async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        login = await _client_data(server, args, "Username:")
+        if login is None:
+            return AuthResult(success=False, handled=True)
+        password = await server.challenge_auth("Password:")
+        if password is MISSING:
+            return AuthResult(success=False, handled=True)
+        return await self._login(server, login, password)
+
+    async def _login(self, server: SMTP, login: bytes, password: bytes) -> AuthResult:
+        # handled=False: aiosmtpd answers 535 5.7.8 itself (or our `message`).
+        refused = AuthResult(success=False, handled=False)
+        try:
+            name, secret = login.decode("utf-8"), password.decode("utf-8")
+            actor = await asyncio.to_thread(self.server.auth.login, name, secret, _peer_ip(server.session), "smtp")
+        except UnicodeDecodeError:
+            return refused
+        except MailsrvError as exc:
+            if exc.code == ResultCode.LOGIN_LOCKED:
+                return AuthResult(success=False, handled=False,
+                                  message="454 4.7.0 Too many failed logins; try again later")
+            return refused
+        if not actor.user:  # a system administrator has no mailbox to send from
+            return refused
+        return AuthResult(success=True, auth_data=actor)
+
+
+async def _client_data(server: SMTP, args: list[str], challenge: str) -> bytes | None:
+    """The AUTH initial response, or the answer to `challenge`; None once a refusal was sent."""
+    if len(args) == 1:
+        answer = await server.challenge_auth(challenge)
+        return None if answer is MISSING else answer
+    try:
+        return base64.b64decode(args[1], validate=True)
+    except (binascii.Error, ValueError):
+        await server.push("501 5.5.2 Cannot decode base64")
+        return None
+
+
+async def start_listener(server: MailServer, sock: socket.socket, submission: bool,
+                         tls_context: ssl.SSLContext | None) -> asyncio.Server:
+    """Serve SMTP (or submission) on an already bound socket, on the running loop."""
+    # aiosmtpd logs every command line at INFO, an AUTH PLAIN initial response (the password,
+    # base64) included: keep its logger to warnings whatever the process's level.
+    aiosmtpd_log = logging.getLogger("mail.log")
+    aiosmtpd_log.setLevel(logging.WARNING)
+    if not any(isinstance(f, _AiosmtpdNoise) for f in aiosmtpd_log.filters):
+        aiosmtpd_log.addFilter(_AiosmtpdNoise())
+    config = server.config.smtp
+    handler = Handler(server, submission)
+    loop = asyncio.get_running_loop()
+
+    def session() -> MailsrvSMTP:
+        return MailsrvSMTP(handler, hostname=config.hostname, ident="ESMTP mailsrv",
+                           data_size_limit=config.max_message_kb * 1024 or None, tls_context=tls_context,
+                           auth_required=submission, auth_require_tls=not config.allow_plaintext_auth, loop=loop)
+
+    return await loop.create_server(session, sock=sock)

@@ -1,0 +1,110 @@
+"""Whether a domain's mail is routed to this machine (AddDomainAlias's MX check), or whoever runs
+its DNS has published our token for it (a domain alias's proof of control)."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import socket
+
+import dns.exception
+import dns.resolver
+
+from mailsrv.core.errors import MailsrvError, ResultCode
+
+
+def nameserver(entry: str) -> tuple[str, int]:
+    """("ip", port) from "ip", "ip:port" or "[ipv6]:port"."""
+    if entry.startswith("["):
+        host, _, port = entry[1:].partition("]:")
+    elif entry.count(":") == 1:
+        host, _, port = entry.partition(":")
+    else:
+        host, port = entry, ""
+    return host, int(port or 53)
+
+
+def make_resolver(nameservers: list[str]) -> dns.resolver.Resolver:
+    """A resolver on the configured nameservers, or the system's when none are configured."""
+    if not nameservers:
+        return dns.resolver.Resolver()
+    resolver = dns.resolver.Resolver(configure=False)
+    servers = [nameserver(entry) for entry in nameservers]
+    resolver.nameservers = [host for host, _ in servers]
+    resolver.nameserver_ports = dict(servers)
+    resolver.lifetime = 5.0
+    return resolver
+
+
+def _is_local(address: str) -> bool:
+    # An address this machine can bind to is one of its own: no list of interfaces to keep in sync.
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((address, 0))
+        except OSError:
+            return False
+    return True
+
+
+def _addresses(resolver: dns.resolver.Resolver, host: str) -> list[str]:
+    found = []
+    for rdtype in ("A", "AAAA"):
+        try:
+            found += [r.to_text() for r in resolver.resolve(host, rdtype)]
+        except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
+            continue
+    return found
+
+
+def mx_points_here(domain: str, nameservers: list[str]) -> None:
+    """Refuse unless an MX host of `domain` (or, without MX, the domain itself) is this machine."""
+    resolver = make_resolver(nameservers)
+    try:
+        try:
+            hosts = [r.exchange.to_text().rstrip(".") for r in sorted(resolver.resolve(domain, "MX"),
+                                                                      key=lambda r: r.preference)]
+        except dns.resolver.NoAnswer:
+            hosts = [domain]
+        checked = {host: _addresses(resolver, host) for host in hosts}
+    except dns.resolver.NXDOMAIN:
+        raise MailsrvError(ResultCode.DNS_CHECK_FAILED, f"The domain {domain} does not exist in DNS.") from None
+    except dns.exception.DNSException as exc:
+        raise MailsrvError(ResultCode.DNS_CHECK_FAILED, f"The MX records of {domain} could not be looked up: {exc}.") from None
+    if not any(_is_local(addr) for addrs in checked.values() for addr in addrs):
+        seen = "; ".join(f"{h} -> {', '.join(a) or 'no address'}" for h, a in checked.items())
+        raise MailsrvError(ResultCode.DNS_CHECK_FAILED,
+                           f"The MX records of {domain} do not point at this server ({seen}).")
+
+
+VERIFY_LABEL = "_mailsrv-verify"
+
+
+def verification_token(secret: str, domain: str, alias: str) -> str:
+    """The TXT value proving that `alias`'s DNS owner wants it to be an alias of `domain`: bound to
+    both names, so a token published for one domain proves nothing for another."""
+    digest = hmac.new(secret.encode(), f"{domain}\n{alias}".encode(), hashlib.sha256).hexdigest()
+    return f"mailsrv-verify={digest[:32]}"
+
+
+def _txt_values(resolver: dns.resolver.Resolver, name: str) -> list[bytes]:
+    try:
+        return [b"".join(r.strings) for r in resolver.resolve(name, "TXT")]
+    except dns.exception.DNSException:
+        return []
+
+
+def prove_control(domain: str, alias: str, secret: str, nameservers: list[str]) -> None:
+    """Refuse unless `alias`'s MX points here or its `_mailsrv-verify` TXT record carries the token
+    for `domain`; the refusal says which record to publish."""
+    try:
+        mx_points_here(alias, nameservers)
+        return
+    except MailsrvError as refusal:
+        mx_message = refusal.message
+    token = verification_token(secret, domain, alias)
+    record = f"{VERIFY_LABEL}.{alias}"
+    if any(hmac.compare_digest(value, token.encode()) for value in _txt_values(make_resolver(nameservers), record)):
+        return
+    raise MailsrvError(ResultCode.DNS_CHECK_FAILED,
+                       f"{mx_message} To prove control of {alias} otherwise, publish the TXT record {record} "
+                       f'with the value "{token}" and try again.')

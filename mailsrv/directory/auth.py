@@ -1,0 +1,158 @@
+"""Logins for every protocol and the shared brute-force limit: how a name and password become an
+Actor (mailsrv.core.actor, which holds the rights table)."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from mailsrv.core.actor import Actor, Role
+from mailsrv.core.clock import Clock
+from mailsrv.core.config import ConfigError, SecurityConfig
+from mailsrv.core.errors import MailsrvError, ResultCode
+from mailsrv.core.networks import address_in, ip_allowed, parse_network
+from mailsrv.directory.passwords import Verifier
+from mailsrv.store.db import Store
+from mailsrv.store.models import AdminIpRestriction, Domain, LoginFailure, SystemAdmin, User, UserLogin
+
+log = logging.getLogger(__name__)
+
+LOGIN_FAILED_MESSAGE = "Failed to log in: the user name or password is incorrect."
+LOGIN_TIME_RESOLUTION = dt.timedelta(minutes=1)
+LOCKED_MESSAGE = "Failed to log in: too many failed attempts; try again later."
+
+
+def user_actor(user: User, domain: Domain) -> Actor:
+    role = Role.DOMAIN_ADMIN if user.is_domain_admin else Role.USER
+    return Actor(role, f"{user.name}@{domain.name}", domain=domain.name, user=user.name, user_id=user.id,
+                 credential_epoch=user.credential_epoch)
+
+
+def _within(now: dt.datetime, last: dt.datetime | None, period: dt.timedelta) -> bool:
+    """Whether `last` (None: never) is less than `period` ago."""
+    if last is None:
+        return False
+    return now - (last if last.tzinfo else last.replace(tzinfo=dt.timezone.utc)) < period
+
+
+class Authenticator:
+    def __init__(self, store: Store, security: SecurityConfig, clock: Clock) -> None:
+        self.store = store
+        self.security = security
+        self.clock = clock
+        self.verifier = Verifier()
+        try:
+            self.trusted = [net for spec in security.trusted_networks for net in parse_network(spec)]
+        except ValueError as exc:
+            raise ConfigError(f"configuration key 'security.trusted_networks': {exc}") from None
+
+    def login(self, login: str | None, password: str | None, client_ip: str, protocol: str = "webservice") -> Actor:
+        """The actor for a login, or LOGIN_FAILED / LOGIN_LOCKED (same answer whether the name exists)."""
+        name = (login or "").strip().lower()
+        now = self.clock.now()
+        # The check only reads, so a full or read-only disk still lets users in to read their mail.
+        with self.store.reading() as s:
+            earlier_failures = self._refuse_if_locked(s, name, client_ip, now)
+            actor, restricted, note_user = self._check(s, name, password, client_ip, protocol, now)
+        if actor is None:
+            self._record(name, client_ip, now, failed=True)
+            if restricted:
+                log.warning("login of %s refused: client %s outside its IP restrictions", name, client_ip)
+            raise MailsrvError(ResultCode.LOGIN_FAILED, LOGIN_FAILED_MESSAGE)
+        if earlier_failures or note_user is not None:
+            self._record(name, client_ip, now, failed=False, note_user=note_user, protocol=protocol)
+        return actor
+
+    def credentials_current(self, actor: Actor) -> bool:
+        """Whether a mailbox user's password is still the one it logged in with (and the user
+        exists): asked by IMAP and POP3 sessions at every command, so one primary-key read."""
+        with self.store.read_connection() as conn:
+            epoch = conn.execute(select(User.credential_epoch).where(User.id == actor.user_id)).scalar_one_or_none()
+        return epoch == actor.credential_epoch
+
+    def _record(self, name: str, client_ip: str, now: dt.datetime, failed: bool, note_user: int | None = None,
+                protocol: str = "") -> None:
+        """Write down a login's outcome once its answer is known: a failure, or a success (this
+        address's failures cleared, the last-login time noted). Best-effort: a full or read-only
+        disk must not turn the answer into an error nor keep anyone from their mail."""
+        try:
+            with self.store.session() as s:
+                if failed:
+                    s.add(LoginFailure(client_ip=client_ip, login=name[:320], at=now))
+                else:
+                    s.execute(delete(LoginFailure).where(LoginFailure.login == name,
+                                                         LoginFailure.client_ip == client_ip))
+                if note_user is not None:
+                    s.merge(UserLogin(user_id=note_user, protocol=protocol, at=now))
+        except (SQLAlchemyError, OSError, MailsrvError) as exc:  # MailsrvError: the store refused the write
+            log.warning("login of %s from %s: could not record its outcome (%s)", name, client_ip, exc)
+
+    def _refuse_if_locked(self, s: Session, name: str, client_ip: str, now: dt.datetime) -> int:
+        """Refuse when this address is held back; else its recent failures at this login name."""
+        since = now - dt.timedelta(seconds=self.security.failure_window_seconds)
+        from_address = LoginFailure.client_ip == client_ip
+        pair = and_(from_address, LoginFailure.login == name)
+        ip_count, ip_last, login_count, pair_count, pair_last = s.execute(
+            select(func.count().filter(from_address), func.max(LoginFailure.at).filter(from_address),
+                   func.count().filter(LoginFailure.login == name),
+                   func.count().filter(pair), func.max(LoginFailure.at).filter(pair))
+            .where(LoginFailure.at >= since, or_(from_address, LoginFailure.login == name))
+        ).one()
+        if self._trusted(s, name, client_ip):
+            return pair_count
+        lockout = dt.timedelta(seconds=self.security.lockout_seconds)
+        if ip_count >= self.security.max_failures_per_address and _within(now, ip_last, lockout):
+            raise MailsrvError(ResultCode.LOGIN_LOCKED, LOCKED_MESSAGE)
+        # A login failing from many addresses leaves each address a single try before it waits;
+        # the login itself is never blocked, or anyone could switch its owner off.
+        allowed = (1 if login_count >= self.security.max_failures_per_login_all_addresses
+                   else self.security.max_failures_per_login)
+        if pair_count >= allowed:
+            doublings = min(pair_count - allowed, 32)
+            wait = min(dt.timedelta(seconds=self.security.backoff_seconds * 2 ** doublings), lockout)
+            if _within(now, pair_last, wait):
+                raise MailsrvError(ResultCode.LOGIN_LOCKED, LOCKED_MESSAGE)
+        return pair_count
+
+    def _trusted(self, s: Session, name: str, client_ip: str) -> bool:
+        """A trusted network, or a system administrator inside its own IP restrictions."""
+        if address_in(client_ip, self.trusted):
+            return True
+        if "@" in name:
+            return False
+        networks = s.execute(select(AdminIpRestriction.network).join(SystemAdmin)
+                             .where(SystemAdmin.username == name)).scalars().all()
+        return bool(networks) and ip_allowed(client_ip, list(networks))
+
+    @staticmethod
+    def _login_note_due(s: Session, user_id: int, protocol: str, now: dt.datetime) -> bool:
+        # Clients that log in on every call (SOAP, POP3 pollers) would otherwise turn each read into a
+        # write; last-login times are kept to the minute.
+        last = s.execute(select(UserLogin.at).where(UserLogin.user_id == user_id,
+                                                    UserLogin.protocol == protocol)).scalar_one_or_none()
+        return not _within(now, last, LOGIN_TIME_RESOLUTION)
+
+    def _check(self, s: Session, name: str, password: str | None, client_ip: str, protocol: str,
+               now: dt.datetime) -> tuple[Actor | None, bool, int | None]:
+        """(actor or None, refused by IP restrictions, user id whose last-login time is due)."""
+        if "@" in name:
+            local, _, domain_name = name.rpartition("@")
+            row = s.execute(select(User, Domain).join(Domain)
+                            .where(Domain.name == domain_name, User.name == local)).first()
+            user, domain = row if row else (None, None)
+            if not self.verifier.verify(user.password_hash if user else None, password):
+                return None, False, None
+            if not (domain.settings.get("isenabled", True) and user.settings.get("isenabled", True)):
+                return None, False, None
+            due = self._login_note_due(s, user.id, protocol, now)
+            return user_actor(user, domain), False, user.id if due else None
+        admin = s.execute(select(SystemAdmin).where(SystemAdmin.username == name)).scalar_one_or_none()
+        if not self.verifier.verify(admin.password_hash if admin else None, password):
+            return None, False, None
+        networks = [r.network for r in admin.ip_restrictions]
+        if networks and not ip_allowed(client_ip, networks):
+            return None, True, None
+        return Actor(Role.SYSTEM_ADMIN, name, setup_pending=admin.setup_pending), False, None

@@ -1,0 +1,84 @@
+"""Web interface sessions: signing in through the shared Authenticator, and who a cookie belongs to.
+
+A session lasts SESSION_LIFETIME from sign-in and ends at logout, when the user or its domain is
+deleted or disabled, when the user's password changes, or when it expires. Each has its own CSRF token, which every state-changing
+form must send back.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+
+from mailsrv.directory.auth import LOGIN_FAILED_MESSAGE, Authenticator, user_actor
+from mailsrv.core.actor import Actor
+from mailsrv.core.clock import Clock
+from mailsrv.core.errors import MailsrvError, ResultCode
+from mailsrv.store.db import Store
+from mailsrv.store.models import Domain, User, WebSession
+
+# A working day: long enough not to interrupt one, short enough that a forgotten session on a
+# shared machine does not stay open for days.
+SESSION_LIFETIME = dt.timedelta(hours=12)
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    actor: Actor
+    csrf_token: str
+
+    @property
+    def address(self) -> str:
+        return f"{self.actor.user}@{self.actor.domain}"
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class WebSessions:
+    def __init__(self, store: Store, auth: Authenticator, clock: Clock) -> None:
+        self.store = store
+        self.auth = auth
+        self.clock = clock
+
+    def sign_in(self, login: str | None, password: str | None, client_ip: str) -> str:
+        """A new session's token; LOGIN_FAILED / LOGIN_LOCKED as for every protocol (blocking)."""
+        actor = self.auth.login(login, password, client_ip, protocol="web")
+        if not actor.user:  # a system administrator has no mailbox to read
+            raise MailsrvError(ResultCode.LOGIN_FAILED, LOGIN_FAILED_MESSAGE)
+        token = secrets.token_urlsafe(32)
+        now = self.clock.now()
+        with self.store.session() as s:
+            # Expired sessions are cleared here rather than by a timer: sign-ins are rare enough.
+            s.execute(delete(WebSession).where(WebSession.expires_at < now))
+            s.add(WebSession(token_hash=_hash(token), user_id=actor.user_id, csrf_token=secrets.token_urlsafe(32),
+                             expires_at=now + SESSION_LIFETIME, credential_epoch=actor.credential_epoch))
+        return token
+
+    def find(self, token: str | None) -> SignedIn | None:
+        """The live session for a cookie's token, None when there is none."""
+        if not token:
+            return None
+        with self.store.session() as s:
+            row = s.execute(select(WebSession, User, Domain).join(User, User.id == WebSession.user_id)
+                            .join(Domain, Domain.id == User.domain_id)
+                            .where(WebSession.token_hash == _hash(token),
+                                   WebSession.expires_at > self.clock.now(),
+                                   WebSession.credential_epoch == User.credential_epoch)).first()
+            # Never issued, signed out, expired (cleared at a later sign-in), or the password changed since.
+            if row is None:
+                return None
+            session, user, domain = row
+            if not (domain.settings.get("isenabled", True) and user.settings.get("isenabled", True)):
+                s.delete(session)
+                return None
+            return SignedIn(user_actor(user, domain), session.csrf_token)
+
+    def sign_out(self, token: str | None) -> None:
+        if token:
+            with self.store.session() as s:
+                s.execute(delete(WebSession).where(WebSession.token_hash == _hash(token)))

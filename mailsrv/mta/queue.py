@@ -1,0 +1,228 @@
+"""The queue manager: per node, one asyncio loop per kind of recipient that claims due recipients
+of that kind and hands them to its target. Separate loops, so that local mail never waits behind a
+batch with a slow remote peer in it.
+
+A Target delivers one Job (claimed recipients of one message, all of one kind) and answers one
+Outcome per recipient; a BatchTarget takes all of a batch's jobs at once, so it can share work
+between them (local delivery: one mailbox lookup and one directory fsync per batch). Targets are
+keyed by recipient kind: "local" is mailsrv.mta.local_delivery, "remote" mailsrv.mta.remote_delivery. A
+target that raises defers its job (a BatchTarget: its jobs); the error is logged, the loop goes on.
+
+Deferred recipients are retried on the admin's schedule (system setting `retryminutes`, read at
+each run so a change applies at once): after the n-th failed attempt the n-th entry is waited;
+when the attempt after the last entry fails too, the recipient fails for good (mailsrv.mta.spool
+then spools the DSN, mailsrv.mta.bounces). A RunAware target hears when its loop has nothing left
+in flight (`end_run`: the remote target closes the connections it kept open for reuse).
+
+Several nodes may run this against one database: claims are leases taken with SKIP LOCKED, so
+each recipient is worked on by one node at a time. A node renews its leases while its batch is
+being delivered, so a lease can be short (2 minutes) however long a remote peer takes, and a node
+that dies mid-delivery delays its claimed recipients only until its lease runs out. A node that
+restarts on the same host does not wait even that: node ids are `host:pid:random`, and at start the
+leases of this host's nodes whose process no longer exists are released at once. (So nodes
+sharing a database need distinct host names, which containers and machines have by default.)
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+from mailsrv.mta.spool import Deferred, Job, Outcome, Spool
+from mailsrv.directory.system_settings import SystemSettings
+
+log = logging.getLogger(__name__)
+
+
+class Target(Protocol):
+    async def deliver(self, job: Job) -> list[Outcome]:
+        """One outcome per job recipient, in order. Must be safe to repeat after a crash."""
+        ...
+
+
+@runtime_checkable
+class BatchTarget(Protocol):
+    async def deliver_batch(self, jobs: Sequence[Job]) -> list[Sequence[Outcome]]:
+        """One outcome list per job, in order, each as Target.deliver's. Must be safe to repeat after a crash."""
+        ...
+
+
+def deferred_after(job: Job, exc: Exception) -> list[Outcome]:
+    """The outcomes of a job whose delivery raised `exc`: every recipient tries again later."""
+    return [Deferred(f"temporary delivery error: {exc}")] * len(job.recipients)
+
+
+@runtime_checkable
+class Abortable(Protocol):
+    def abort(self) -> None:
+        """Called when the node stops and deliveries are still under way after `stop_grace`:
+        break off their blocking work, whose outcomes will not be recorded."""
+        ...
+
+
+@runtime_checkable
+class RunAware(Protocol):
+    async def end_run(self) -> None:
+        """Called when the target's loop has nothing in flight: release what it kept open."""
+        ...
+
+
+class QueueManager:
+    def __init__(self, spool: Spool, targets: Mapping[str, Target | BatchTarget], system: SystemSettings,
+                 batch: int = 100, lease: dt.timedelta = dt.timedelta(minutes=2), poll_seconds: float = 5.0,
+                 stop_grace: float = 5.0) -> None:
+        self.spool = spool
+        self.targets = dict(targets)
+        self.system = system
+        # Unique per process: a restarted node must not mistake its predecessor's leases for its own.
+        self.node = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.batch = batch
+        self.lease = lease
+        self.poll_seconds = poll_seconds
+        # How long a stop waits for deliveries under way (a hung peer could hold it for minutes);
+        # those it gives up on keep their claims, which a restart on this host releases at once.
+        self.stop_grace = stop_grace
+
+    async def run_until_idle(self) -> int:
+        """Deliver until nothing is due or in flight; the number of jobs attempted. Rounds repeat
+        until one attempts nothing, as one kind's outcomes may spool another's work (a DSN)."""
+        total = 0
+        while (done := sum(await asyncio.gather(*(self._run_kind(kind, None) for kind in self.targets)))):
+            total += done
+        return total
+
+    async def _run_kind(self, kind: str, stop: asyncio.Event | None) -> int:
+        """Deliver `kind` recipients until `stop` is set (None: until nothing is due or in flight);
+        the number of jobs attempted.
+
+        Up to `batch` jobs are in flight, and each unit's outcomes are recorded as soon as they are
+        known, its room claimed again at once: a peer that takes minutes holds up only its own
+        messages. A unit is one job, or for a BatchTarget everything claimed together."""
+        target = self.targets[kind]
+        wake = self.spool.watch()
+        in_flight: dict[asyncio.Task[None], int] = {}  # unit -> its number of jobs
+        renewing: asyncio.Task[None] | None = None
+        attempted = 0
+        try:
+            while stop is None or not stop.is_set():
+                wake.clear()
+                room = self.batch - sum(in_flight.values())
+                try:
+                    jobs = await asyncio.to_thread(self.spool.claim, self.node, room, self.lease, kind) if room else []
+                except Exception:  # e.g. the database is down: keep the node alive and try again
+                    log.exception("claiming %s recipients failed", kind)
+                    jobs = []
+                if jobs:
+                    renewing = renewing or asyncio.create_task(self._renew_leases(kind))
+                    for unit in [jobs] if isinstance(target, BatchTarget) else [[job] for job in jobs]:
+                        in_flight[asyncio.create_task(self._deliver(target, kind, unit))] = len(unit)
+                    attempted += len(jobs)
+                    continue
+                if not in_flight:
+                    if renewing is not None:
+                        renewing.cancel()
+                        renewing = None
+                    if isinstance(target, RunAware):
+                        await target.end_run()
+                    if stop is None:
+                        break
+                waiters = {asyncio.create_task(wake.wait())} | ({asyncio.create_task(stop.wait())} if stop else set())
+                done, _ = await asyncio.wait(set(in_flight) | waiters, timeout=self.poll_seconds,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                for task in waiters:
+                    task.cancel()
+                for task in done & set(in_flight):
+                    del in_flight[task]
+            if in_flight:  # stopping: what finishes within the grace period is recorded
+                await self._abandon(target, kind, in_flight)
+        finally:
+            if renewing is not None:
+                renewing.cancel()
+            self.spool.unwatch(wake)
+        return attempted
+
+    async def _abandon(self, target: Target | BatchTarget, kind: str, in_flight: Iterable[asyncio.Task[None]]) -> None:
+        _, unfinished = await asyncio.wait(in_flight, timeout=self.stop_grace)
+        if unfinished:
+            log.warning("stopping with %d %s deliveries under way: they will be attempted again", len(unfinished), kind)
+            for task in unfinished:
+                task.cancel()
+            if isinstance(target, Abortable):
+                target.abort()
+            await asyncio.wait(unfinished)
+        if isinstance(target, RunAware):
+            await target.end_run()
+
+    async def _deliver(self, target: Target | BatchTarget, kind: str, jobs: list[Job]) -> None:
+        """Attempt a unit of jobs and record its outcomes."""
+        outcomes = await self._attempt(target, kind, jobs)
+        try:
+            schedule = await asyncio.to_thread(self.system.retry_schedule)
+            await asyncio.to_thread(self.spool.finish, self.node, list(zip(jobs, outcomes)), schedule.delay)
+        except Exception:  # the leases run out and the recipients are attempted again
+            log.exception("recording the outcomes of %d %s jobs failed", len(jobs), kind)
+            return
+        self.spool.notify()  # the DSNs and auto-replies just spooled may be another loop's work
+
+    async def _attempt(self, target: Target | BatchTarget, kind: str, jobs: list[Job]) -> list[Sequence[Outcome]]:
+        """The outcomes of a batch's jobs, in order."""
+        if isinstance(target, BatchTarget):
+            try:
+                return await target.deliver_batch(jobs)
+            except Exception as exc:
+                log.exception("delivery of %d %s jobs failed", len(jobs), kind)
+                return [deferred_after(job, exc) for job in jobs]
+        return list(await asyncio.gather(*(self._attempt_one(target, job) for job in jobs)))
+
+    async def _attempt_one(self, target: Target, job: Job) -> Sequence[Outcome]:
+        try:
+            return await target.deliver(job)
+        except Exception as exc:
+            log.exception("delivery of %s (%s) failed", job.message.id, job.kind)
+            return deferred_after(job, exc)
+
+    async def _renew_leases(self, kind: str) -> None:
+        # A third of the lease between renewals: two may fail (database busy) before it runs out.
+        # Per kind: each loop renews what it holds, while it holds anything.
+        while True:
+            await asyncio.sleep(self.lease.total_seconds() / 3)
+            try:
+                await asyncio.to_thread(self.spool.renew, self.node, self.lease, kind)
+            except Exception:
+                log.exception("renewing the leases of %s failed", self.node)
+
+    async def release_dead_predecessors(self) -> int:
+        """Release the leases of this host's nodes whose process has ended; how many recipients."""
+        dead = [node for node in await asyncio.to_thread(self.spool.lease_holders) if _ended_here(node)]
+        if not dead:
+            return 0
+        released = await asyncio.to_thread(self.spool.release, dead)
+        log.warning("released %d recipients claimed by ended processes %s", released, ", ".join(sorted(dead)))
+        return released
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until `stop` is set: one loop per kind of recipient, so that a slow remote peer
+        never holds up local delivery."""
+        await asyncio.to_thread(self.spool.sweep)
+        await self.release_dead_predecessors()
+        await asyncio.gather(*(self._run_kind(kind, stop) for kind in self.targets))
+
+
+def _ended_here(node: str) -> bool:
+    """Whether `node` (a QueueManager's id) ran on this host in a process that no longer exists."""
+    host, _, rest = node.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, under another user
+        pass
+    return False

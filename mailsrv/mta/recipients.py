@@ -1,0 +1,205 @@
+"""Who an address is, asked at RCPT time: mailboxes, aliases, domain aliases, catch-alls, forwarding.
+
+Every call reads the store (one prepared query per address looked at), so a domain, user or alias added
+over SOAP answers for SMTP at once; there is no cache to go stale.
+
+Expansion rules:
+- a user is its own mailbox, plus its forwarding addresses (without the mailbox when
+  delete_on_forward is set and there is somewhere to forward to);
+- an alias is the union of its targets, each expanded again;
+- a local part that is neither falls to the domain's catch-all alias, only when the server allows
+  catch-alls and the domain's `enablecatchalls` is Enabled;
+- expansion stops MAX_DEPTH levels down, and an address already expanded in this resolution is
+  not expanded again (alias loops, a user forwarding to itself), so each mailbox appears once;
+- a target that is unknown or disabled is skipped (logged) so one stale alias entry does not
+  refuse mail for the others; an address whose expansion leaves nothing is Unknown.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, or_, select
+
+from mailsrv.core import names, settings
+from mailsrv.core.errors import MailsrvError
+from mailsrv.store.db import Store
+from mailsrv.store.models import Alias, Domain, DomainAlias, User
+
+log = logging.getLogger(__name__)
+
+MAX_DEPTH = 10
+_MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DomainInfo:
+    """What the SMTP listener needs of a local domain; limits in bytes, 0 meaning unlimited."""
+    id: int
+    name: str
+    path: str
+    enabled: bool
+    max_message_bytes: int
+    max_recipients: int
+    max_mailbox_bytes: int
+    requires_smtp_auth: bool
+    catch_all: str  # the catch-all alias name, "" when none or when catch-alls are switched off
+
+
+@dataclass(frozen=True)
+class LocalMailbox:
+    address: str  # user@domain, with the domain's own (not an alias's) name
+    user_id: int
+    user: str
+    domain: DomainInfo
+    quota_bytes: int  # the user's maxsize, else the domain's maxmailboxsize; 0 = unlimited
+
+
+@dataclass(frozen=True)
+class RemoteAddress:
+    address: str
+
+
+Route = LocalMailbox | RemoteAddress
+
+
+@dataclass(frozen=True)
+class Deliver:
+    routes: tuple[Route, ...]
+    domain: DomainInfo | None  # the address's own domain when it is local; None: not one of ours
+
+
+@dataclass(frozen=True)
+class Unknown:
+    address: str
+
+
+@dataclass(frozen=True)
+class Disabled:
+    address: str
+    what: str  # "domain" or "mailbox"
+
+
+Resolution = Deliver | Unknown | Disabled
+
+
+# Built once and run on a bare connection: this runs for MAIL and every RCPT, where building the
+# statement and its cache key each time and the ORM's execution path cost more than the query.
+_LOOKUP = (
+    select(Domain.id, Domain.name, Domain.path, Domain.settings,
+           User.id, User.name, User.settings, User.forwarding_addresses, User.delete_on_forward,
+           Alias.addresses)
+    .outerjoin(DomainAlias, and_(DomainAlias.domain_id == Domain.id, DomainAlias.name == bindparam("domain")))
+    .outerjoin(User, and_(User.domain_id == Domain.id, User.name == bindparam("local")))
+    .outerjoin(Alias, and_(Alias.domain_id == Domain.id, Alias.name == bindparam("local")))
+    .where(or_(Domain.name == bindparam("domain"), DomainAlias.name == bindparam("domain"))))
+
+
+def _setting(values: dict[str, Any], key: str) -> Any:
+    # Domains created before a key existed lack it; the key's default is what they mean.
+    return values.get(key, settings.DOMAIN[key].default)
+
+
+class Resolver:
+    def __init__(self, store: Store, allow_catchalls: bool) -> None:
+        self.store = store
+        self.allow_catchalls = allow_catchalls
+
+    def resolve(self, address: str) -> Resolution:
+        with self.store.read_connection() as s:
+            result = self._address(s, address, 0, {address.lower()})
+        if isinstance(result, Deliver) and not result.routes:
+            return Unknown(address)
+        return result
+
+    def domain(self, name: str) -> DomainInfo | None:
+        """The local domain answering for `name` (its own name or a domain alias), if any."""
+        with self.store.read_connection() as s:
+            row = self._lookup(s, "", name)
+            return row[0] if row else None
+
+    def owned_by(self, domain: str, user: str, address: str) -> bool:
+        """Whether the user `user`@`domain` may send as `address`: its own address (at its domain or
+        one of the domain's domain aliases), or an alias of its domain that delivers to its mailbox.
+        A catch-all does not count: it would hand its target every unused name in the domain."""
+        local, _, domain_name = address.rpartition("@")
+        if not local:
+            return False
+        with self.store.read_connection() as s:
+            row = self._lookup(s, local.lower(), domain_name)
+            if row is None or row[0].name != domain:
+                return False
+            found, account, alias_targets = row
+            if account is not None:
+                return bool(account[1] == user)
+            if alias_targets is None:
+                return False
+            routes = self._expand(s, alias_targets, 0, {f"{local.lower()}@{found.name}"})
+        return any(isinstance(r, LocalMailbox) and r.user == user and r.domain.name == domain for r in routes)
+
+    def _address(self, s: Connection, address: str, depth: int, seen: set[str]) -> Resolution:
+        local, _, domain_name = address.rpartition("@")
+        row = self._lookup(s, local.lower(), domain_name) if local else None
+        if row is None:
+            return Deliver((RemoteAddress(address),), None) if local and domain_name else Unknown(address)
+        domain, user, alias_targets = row
+        if not domain.enabled:
+            return Disabled(address, "domain")
+        if user is not None:
+            user_id, user_name, user_settings, forwards, delete_on_forward = user
+            if not user_settings.get("isenabled", True):
+                return Disabled(address, "mailbox")
+            quota = user_settings.get("maxsize", 0) * _MB or domain.max_mailbox_bytes
+            mailbox = LocalMailbox(f"{user_name}@{domain.name}", user_id, user_name, domain, quota)
+            forwarded = self._expand(s, forwards, depth, seen)
+            keep = not (delete_on_forward and forwarded)
+            return Deliver(((mailbox,) if keep else ()) + tuple(forwarded), domain)
+        if alias_targets is not None:
+            return Deliver(tuple(self._expand(s, alias_targets, depth, seen)), domain)
+        if domain.catch_all and depth < MAX_DEPTH:
+            catch_all = f"{domain.catch_all}@{domain.name}"
+            if catch_all not in seen:
+                seen.add(catch_all)
+                result = self._address(s, catch_all, depth + 1, seen)
+                return Deliver(result.routes, domain) if isinstance(result, Deliver) else Unknown(address)
+        return Unknown(address)
+
+    def _expand(self, s: Connection, targets: list[str], depth: int, seen: set[str]) -> list[Route]:
+        routes: list[Route] = []
+        if targets and depth >= MAX_DEPTH:
+            log.warning("address expansion deeper than %d levels stopped at %s", MAX_DEPTH, targets)
+            return routes
+        for target in targets:
+            key = target.lower()
+            if key in seen:
+                continue
+            seen.add(key)
+            result = self._address(s, target, depth + 1, seen)
+            if isinstance(result, Deliver):
+                routes.extend(result.routes)
+            else:
+                log.warning("skipping alias/forwarding target %s: %s", target, type(result).__name__.lower())
+        return routes
+
+    def _lookup(self, s: Connection, local: str, raw_domain: str) -> tuple[DomainInfo, Any, list[str] | None] | None:
+        """The domain answering for `raw_domain` with the user and the alias named `local`, in one query."""
+        try:
+            domain_name = names.domain_name(raw_domain)
+        except MailsrvError:
+            return None
+        row = s.execute(_LOOKUP, {"domain": domain_name, "local": local}).first()
+        if row is None:
+            return None
+        d_id, d_name, d_path, d_settings, u_id, *user, alias_targets = row
+        catch_all = ""
+        if self.allow_catchalls and _setting(d_settings, "enablecatchalls") == "Enabled":
+            catch_all = _setting(d_settings, "catchall")
+        domain = DomainInfo(
+            id=d_id, name=d_name, path=d_path, enabled=bool(_setting(d_settings, "isenabled")),
+            max_message_bytes=_setting(d_settings, "maxmessagesize") * 1024,
+            max_recipients=_setting(d_settings, "maxrecipients"),
+            max_mailbox_bytes=_setting(d_settings, "maxmailboxsize") * _MB,
+            requires_smtp_auth=bool(_setting(d_settings, "requiresmtpauthentication")),
+            catch_all=catch_all)
+        return domain, ((u_id, *user) if u_id is not None else None), alias_targets

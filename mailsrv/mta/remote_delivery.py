@@ -1,0 +1,370 @@
+"""Remote delivery: the Target for recipients of kind "remote" — MX lookup and SMTP out.
+
+For one claimed message, its remote recipients are grouped by domain and each domain gets one
+SMTP transaction carrying all of them (one DATA, per-recipient outcomes from the RCPT replies):
+- route: the domain's MX hosts in preference order (equal preferences in random order, RFC 5321
+  §5.1), each host's A then AAAA addresses; no MX at all means the implicit MX, the domain's own
+  addresses; a null MX (`0 .`, RFC 7505) or a domain that does not exist fails at once;
+- the first address that greets with 220 is used; EHLO (HELO if refused) as `[smtp] hostname`;
+- STARTTLS whenever the peer offers it, naming the MX host (SNI) though we dial its address,
+  without verifying its certificate: opportunistic TLS (RFC 7435) protects against passive
+  listening, and refusing an unverifiable certificate would only push the mail to plaintext. A
+  handshake that fails is retried once on the same address in plaintext, as MTAs do, so one
+  broken TLS stack cannot hold mail forever;
+- replies: 2xx delivered, 4xx and any connection trouble deferred, 5xx failed.
+
+smtplib is used in worker threads (the queue manager is asyncio): it is the standard library's
+client, and a connection is only ever used by one thread at a time (the pool hands it over).
+The threads are this target's own, `[delivery] max_connections` of them: peers that answer
+slowly (up to TIMEOUT_SECONDS a step) must not take the process's default pool, which SMTP
+acceptance and local delivery wait on. At most `[delivery] max_connections` transactions run at
+once, and at most `[delivery] max_connections_per_domain` to one domain; a
+connection that ended its transaction cleanly is kept for the next message to the same domain
+within the same queue run and closed (QUIT) when the run ends (`end_run`).
+
+Nothing is counted here: MessagesSent/BytesSent are the sender's submission, counted at
+acceptance (mailsrv.mta.spool), so relaying it onwards must not count it again.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+import smtplib
+import socket
+import ssl
+import threading
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import dns.exception
+import dns.resolver
+
+from mailsrv.mta.spool import ClaimedRecipient, Deferred, Delivered, Failed, Job, Outcome, SpooledMessage
+
+log = logging.getLogger(__name__)
+
+# One number for every wait on the peer: long enough for a busy server's DATA answer (RFC 5321
+# §4.5.3.2 allows minutes), short enough that a hung peer frees its connection slot.
+TIMEOUT_SECONDS = 120
+_STATUS = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+class RouteError(Exception):
+    """Delivery to a whole domain cannot happen now; `permanent` decides failed or deferred."""
+
+    def __init__(self, status: str, text: str, remote_mta: str = "", reply: str = "") -> None:
+        super().__init__(f"{status} {text}")
+        self.status, self.remote_mta, self.reply = status, remote_mta, reply
+
+    @property
+    def permanent(self) -> bool:
+        return self.status.startswith("5")
+
+    def outcome(self) -> Deferred | Failed:
+        kind = Failed if self.permanent else Deferred
+        return kind(str(self), self.remote_mta, self.reply)
+
+
+def mx_hosts(resolver: dns.resolver.Resolver, domain: str) -> list[str]:
+    """The hosts to try for `domain`, best first (blocking)."""
+    try:
+        answer = resolver.resolve(domain, "MX", search=False)
+    except dns.resolver.NoAnswer:
+        return [domain]  # the implicit MX (RFC 5321 §5.1)
+    except dns.resolver.NXDOMAIN:
+        raise RouteError("5.1.2", f"the domain {domain} does not exist") from None
+    except dns.exception.DNSException as exc:
+        raise RouteError("4.4.3", f"the MX lookup of {domain} failed: {exc}") from None
+    records = [(r.preference, r.exchange.to_text(omit_final_dot=True)) for r in answer]
+    if any(host in ("", ".") for _, host in records):
+        raise RouteError("5.1.10", f"the domain {domain} accepts no mail (null MX)")
+    random.shuffle(records)  # then a stable sort: equal preferences stay shuffled
+    return [host for _, host in sorted(records, key=lambda record: record[0])]
+
+
+def host_addresses(resolver: dns.resolver.Resolver, host: str) -> list[str]:
+    """A then AAAA addresses of `host`; [] when it has none; RouteError (temporary) when none
+    were found and a lookup failed, so a DNS outage is never mistaken for "no such host"."""
+    found: list[str] = []
+    failed = ""
+    for rdtype in ("A", "AAAA"):
+        try:
+            found += [r.to_text() for r in resolver.resolve(host, rdtype, search=False)]
+        except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
+            continue
+        except dns.exception.DNSException as exc:
+            failed = f"the {rdtype} lookup of {host} failed: {exc}"
+    if not found and failed:
+        raise RouteError("4.4.3", failed)
+    return found
+
+
+def _opportunistic_tls() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _reply_text(code: int, message: bytes | str) -> str:
+    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+    return f"{code} {' '.join(text.split())}"
+
+
+def _classify(code: int, message: bytes | str, host: str) -> Delivered | Deferred | Failed:
+    if 200 <= code < 300:
+        return Delivered()
+    reply = _reply_text(code, message)
+    found = _STATUS.match(reply[4:])
+    # The reply code decides; an enhanced code of another class (a "450 5.1.1") keeps its detail only.
+    status = str(code)[0] + found.group(0)[1:] if found else ("5.0.0" if 500 <= code < 600 else "4.0.0")
+    kind = Failed if 500 <= code < 600 else Deferred
+    return kind(f"{status} {host} said: {reply}", host, reply)
+
+
+class _MXClient(smtplib.SMTP):
+    """smtplib's client for MX host `host`, dialled at `address`, which we looked up ourselves.
+
+    The host name goes to smtplib's constructor, which keeps it as the name STARTTLS sends (SNI)
+    and then calls `connect` (documented); ours dials the address instead of having the system
+    resolver look the name up again."""
+
+    def __init__(self, host: str, address: str, port: int, helo: str) -> None:
+        self.address = address
+        super().__init__(host, port, local_hostname=helo, timeout=TIMEOUT_SECONDS)
+
+    def connect(self, host: str = "localhost", port: int = 0,
+                source_address: tuple[str, int] | None = None) -> tuple[int, bytes]:
+        return super().connect(self.address, port, source_address)
+
+
+@dataclass
+class Connection:
+    smtp: smtplib.SMTP
+    host: str  # the MX host name: the DSN's Remote-MTA
+    tls: bool
+
+    def close(self) -> None:
+        try:
+            self.smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            self.smtp.close()
+
+
+class Dialer:
+    """Opens an SMTP session to the first reachable host of a domain (blocking)."""
+
+    def __init__(self, resolver: dns.resolver.Resolver, helo: str, port: int) -> None:
+        self.resolver = resolver
+        self.helo = helo
+        self.port = port
+        self.tls_context = _opportunistic_tls()
+
+    def open(self, domain: str) -> Connection:
+        hosts = mx_hosts(self.resolver, domain)
+        problems: list[str] = []
+        for host in hosts:
+            try:
+                addresses = host_addresses(self.resolver, host)
+            except RouteError as exc:
+                problems.append(f"{host}: {exc}")
+                continue
+            if not addresses:
+                problems.append(f"{host}: no address")
+            for address in addresses:
+                try:
+                    return self._session(host, address, tls=True)
+                except ssl.SSLError as exc:
+                    log.warning("STARTTLS with %s [%s] failed (%s); retrying without TLS", host, address, exc)
+                    try:
+                        return self._session(host, address, tls=False)
+                    except (OSError, smtplib.SMTPException) as plain_exc:
+                        problems.append(f"{host} [{address}]: {plain_exc}")
+                except (OSError, smtplib.SMTPException) as exc:
+                    problems.append(f"{host} [{address}]: {exc or type(exc).__name__}")
+        if hosts == [domain] and all(p.endswith(": no address") for p in problems):
+            raise RouteError("5.1.2", f"the domain {domain} has neither MX nor address records")
+        raise RouteError("4.4.1", f"no mail server of {domain} could be reached ({'; '.join(problems)})")
+
+    def _session(self, host: str, address: str, tls: bool) -> Connection:
+        smtp = _MXClient(host, address, self.port, self.helo)  # raises SMTPConnectError unless 220
+        try:
+            smtp.ehlo_or_helo_if_needed()
+            if tls and smtp.has_extn("starttls"):
+                try:
+                    smtp.starttls(context=self.tls_context)
+                    smtp.ehlo()  # RFC 3207: forget what was said before TLS, ask again
+                except smtplib.SMTPResponseException:  # e.g. 454: the session goes on in plaintext
+                    tls = False
+            else:
+                tls = False
+            return Connection(smtp, host, tls)
+        except BaseException:
+            smtp.close()
+            raise
+
+
+def _mail_options(smtp: smtplib.SMTP, sender: str, recipients: Sequence[ClaimedRecipient],
+                  content: bytes) -> list[str]:
+    options = []
+    if smtp.has_extn("size"):
+        options.append(f"SIZE={len(content)}")
+    if smtp.has_extn("8bitmime") and not content.isascii():
+        options.append("BODY=8BITMIME")
+    if not sender.isascii() or not all(r.address.isascii() for r in recipients):
+        if not smtp.has_extn("smtputf8"):
+            raise RouteError("5.6.7", "the destination does not support internationalised addresses (SMTPUTF8)")
+        options.append("SMTPUTF8")
+    return options
+
+
+def transact(conn: Connection, sender: str, recipients: Sequence[ClaimedRecipient],
+             content: bytes) -> tuple[list[Outcome], bool]:
+    """One MAIL/RCPT…/DATA transaction: one outcome per recipient, and whether the connection may
+    carry another. Raises on a connection that broke before the outcomes were known."""
+    smtp = conn.smtp
+    code, reply = smtp.mail(sender, _mail_options(smtp, sender, recipients, content))
+    refused = _classify(code, reply, conn.host)
+    if not isinstance(refused, Delivered):
+        return [refused] * len(recipients), _reset(smtp)
+    outcomes: list[Outcome] = []
+    for recipient in recipients:
+        code, reply = smtp.rcpt(recipient.address)
+        outcomes.append(_classify(code, reply, conn.host))
+    accepted = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, Delivered)]
+    if not accepted:
+        return outcomes, _reset(smtp)
+    try:
+        code, reply = smtp.data(content)
+    except smtplib.SMTPDataError as exc:  # DATA itself refused (not 354)
+        code, reply = exc.smtp_code, exc.smtp_error
+    result = _classify(code, reply, conn.host)
+    for i in accepted:
+        outcomes[i] = result
+    return outcomes, isinstance(result, Delivered) or _reset(smtp)
+
+
+def _reset(smtp: smtplib.SMTP) -> bool:
+    """RSET after a refusal; False when the peer is gone (the outcomes stand all the same)."""
+    try:
+        return smtp.rset()[0] == 250
+    except (OSError, smtplib.SMTPException):
+        return False
+
+
+class RemoteDelivery:
+    """The delivery target for recipients of kind "remote" (mailsrv.mta.queue.Target, RunAware)."""
+
+    def __init__(self, dialer: Dialer, max_connections: int, max_connections_per_domain: int) -> None:
+        self.dialer = dialer
+        self._threads = ThreadPoolExecutor(max(1, max_connections), thread_name_prefix="smtp-out")
+        # The sessions in a transaction right now, which `abort` breaks off when the node stops.
+        self._transacting: set[smtplib.SMTP] = set()
+        self._transacting_lock = threading.Lock()
+        self._stopping = False
+        self.max_connections = max(1, max_connections_per_domain)
+        self._limits: dict[str, asyncio.Semaphore] = {}
+        self._idle: dict[str, list[Connection]] = defaultdict(list)
+
+    async def deliver(self, job: Job) -> list[Outcome]:
+        by_domain: dict[str, list[int]] = defaultdict(list)
+        for i, recipient in enumerate(job.recipients):
+            by_domain[recipient.address.rpartition("@")[2].lower()].append(i)
+        content = await asyncio.to_thread(_content, job.message)
+        outcomes: list[Outcome] = [Deferred("4.3.0 not attempted")] * len(job.recipients)
+        results = await asyncio.gather(*(
+            self._deliver_domain(domain, job.message.sender, [job.recipients[i] for i in indexes], content)
+            for domain, indexes in by_domain.items()))
+        for indexes, domain_outcomes in zip(by_domain.values(), results, strict=True):
+            for i, outcome in zip(indexes, domain_outcomes, strict=True):
+                outcomes[i] = outcome
+        return outcomes
+
+    async def _deliver_domain(self, domain: str, sender: str, recipients: list[ClaimedRecipient],
+                              content: bytes) -> list[Outcome]:
+        limit = self._limits.setdefault(domain, asyncio.Semaphore(self.max_connections))
+        async with limit:
+            idle = self._idle[domain]
+            reused = idle.pop() if idle else None
+            outcomes, conn = await asyncio.get_running_loop().run_in_executor(
+                self._threads, self._send, domain, reused, sender, recipients, content)
+            if conn is not None:
+                self._idle[domain].append(conn)
+            return outcomes
+
+    def _send(self, domain: str, conn: Connection | None, sender: str, recipients: list[ClaimedRecipient],
+              content: bytes) -> tuple[list[Outcome], Connection | None]:
+        """The outcomes, and the connection if it may be used again (blocking)."""
+        reused = conn is not None
+        if self._stopping:
+            return [Deferred("4.3.2 the server is stopping")] * len(recipients), conn
+        if conn is None:
+            try:
+                conn = self.dialer.open(domain)
+            except RouteError as exc:
+                return [exc.outcome()] * len(recipients), None
+        try:
+            with self._transacting_lock:
+                self._transacting.add(conn.smtp)
+            try:
+                outcomes, reusable = transact(conn, sender, recipients, content)
+            finally:
+                with self._transacting_lock:
+                    self._transacting.discard(conn.smtp)
+        except RouteError as exc:
+            conn.close()
+            return [exc.outcome()] * len(recipients), None
+        except (OSError, smtplib.SMTPException) as exc:
+            conn.smtp.close()
+            if reused:  # the peer closed a connection kept from an earlier message: dial afresh
+                return self._send(domain, None, sender, recipients, content)
+            error = f"4.4.2 the connection to {conn.host} broke: {exc or type(exc).__name__}"
+            return [Deferred(error, conn.host)] * len(recipients), None
+        if reusable:
+            return outcomes, conn
+        conn.close()
+        return outcomes, None
+
+    async def end_run(self) -> None:
+        idle = [conn for conns in self._idle.values() for conn in conns]
+        self._idle.clear()
+        self._limits.clear()  # nothing holds one between runs; do not keep one per domain ever seen
+        if idle:
+            await asyncio.get_running_loop().run_in_executor(self._threads, lambda: [conn.close() for conn in idle])
+
+    def abort(self) -> None:
+        """Break off the transactions under way and start no more (the node is stopping and has
+        stopped waiting for them): their threads end at once instead of holding the process up
+        to TIMEOUT_SECONDS a step. Their outcomes are not recorded, so they are attempted again."""
+        self._stopping = True
+        with self._transacting_lock:
+            sessions = list(self._transacting)
+        for smtp in sessions:
+            if smtp.sock is not None:
+                try:
+                    smtp.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        """Stop the threads once their current transactions end."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+def _content(message: SpooledMessage) -> bytes:
+    # Our Received header first (RFC 5321 §4.4: every relay adds one), then the bytes as received.
+    with open(message.path, "rb") as body:
+        return message.trace_header.encode("utf-8", "surrogateescape") + body.read()
+
+
+def make_remote_delivery(resolver: dns.resolver.Resolver, hostname: str, port: int, max_connections: int,
+                         max_connections_per_domain: int) -> RemoteDelivery:
+    return RemoteDelivery(Dialer(resolver, hostname, port), max_connections, max_connections_per_domain)
+
+
+__all__ = ["Connection", "Dialer", "RemoteDelivery", "RouteError", "host_addresses", "make_remote_delivery",
+           "mx_hosts", "transact"]

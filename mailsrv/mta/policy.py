@@ -21,12 +21,11 @@ Defaults:
 from __future__ import annotations
 
 import enum
-import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from mailsrv.core.networks import parse_network
 from mailsrv.core.config import ConfigError
+from mailsrv.core.networks import address_in, parse_network
 from mailsrv.mta.recipients import DomainInfo
 
 
@@ -107,11 +106,7 @@ class Policy:
         self.recipient_rules = tuple(recipient_rules)
 
     def client(self, ip: str, login: str | None) -> Client:
-        try:
-            address = ipaddress.ip_address(ip)
-        except ValueError:
-            return Client(ip, login, False)
-        return Client(ip, login, any(address in net for net in self.networks))
+        return Client(ip, login, address_in(ip, self.networks))
 
     def check_sender(self, check: SenderCheck) -> Reply | None:
         """None when MAIL FROM may go ahead, else the refusal to answer."""

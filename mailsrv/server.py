@@ -70,13 +70,13 @@ class MailServer:
         # the queue manager that delivers from the spool (started by `mailsrv serve`).
         self.resolver = Resolver(self.store, config.smtp.allow_catchalls)
         self.policy = Policy(config.smtp.relay_networks)
-        self.spool = Spool(self.store, config.data_dir, self.clock)
+        self.spool = Spool(self.store, config.data_dir, self.clock,
+                           Bouncer(self.resolver, self.clock, config.smtp.hostname))
         self.autoresponder = AutoResponder(self.store, self.resolver, self.spool, self.clock, config.smtp.hostname,
                                            dt.timedelta(days=config.autoreply.window_days))
         # DNS for SPF at acceptance and MX lookups when delivering ([dns] nameservers).
         self.dns = make_resolver(config.dns.nameservers)
         self.system_settings = SystemSettings(self.store)
-        self.spool.notifier = Bouncer(self.resolver, self.clock, config.smtp.hostname)
         self.remote_delivery = make_remote_delivery(self.dns, config.smtp.hostname, config.delivery.remote_port,
                                       config.delivery.max_connections,
                                       config.delivery.max_connections_per_domain)

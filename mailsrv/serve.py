@@ -185,7 +185,8 @@ def run(config: Config) -> None:
             listeners: list[Listener] = [functools.partial(serve_web, app, sock, tls_context if https else None)
                                          for https, sock in web_sockets.items()]
             listeners += [functools.partial(serve_tcp, "submission" if submission else "SMTP", functools.partial(
-                start_listener, server, sock, submission, tls_context)) for submission, sock in smtp_sockets.items()]
+                start_listener, server.intake, server.auth, config.smtp, sock, submission, tls_context))
+                for submission, sock in smtp_sockets.items()]
             if mailbox_sockets:
                 # pymap writes dovecot-uidlist as a temporary file renamed into the Maildir: the
                 # temporary directory must be on the mail filesystem, or the rename fails (EXDEV).

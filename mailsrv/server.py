@@ -27,6 +27,7 @@ from mailsrv.recipients import Resolver
 from mailsrv.remote_delivery import make_remote_delivery
 from mailsrv.spool import LOCAL, REMOTE, Spool
 from mailsrv.stats import Stats
+from mailsrv.submission import Intake
 from mailsrv.store.db import Store
 from mailsrv.system_settings import SystemSettings
 from mailsrv.users import Users
@@ -77,6 +78,9 @@ class MailServer:
         # DNS for SPF at acceptance and MX lookups when delivering ([dns] nameservers).
         self.dns = make_resolver(config.dns.nameservers)
         self.system_settings = SystemSettings(self.store)
+        # How mail comes in, for SMTP and the web interface's send alike.
+        self.intake = Intake(self.resolver, self.policy, self.spool, self.clock, config.smtp.max_recipients,
+                             self.system_settings, self.dns)
         self.remote_delivery = make_remote_delivery(self.dns, config.smtp.hostname, config.delivery.remote_port,
                                       config.delivery.max_connections,
                                       config.delivery.max_connections_per_domain)
@@ -84,7 +88,7 @@ class MailServer:
                                                   REMOTE: self.remote_delivery}, self.system_settings)
         # The web interface: its sign-ins, and what a signed-in user does with its mailbox.
         self.web_sessions = WebSessions(self.store, self.auth, self.clock)
-        self.webmail = Webmail(self)
+        self.webmail = Webmail(self.intake, self.store, self.clock, config.smtp.hostname)
 
     def login(self, login: str | None, password: str | None, client_ip: str) -> Actor:
         return self.auth.login(login, password, client_ip)

@@ -19,6 +19,7 @@ from mailsrv.disk import Disk
 from mailsrv.dkim_keys import DkimKeys
 from mailsrv.domains import Domains, refers_to
 from mailsrv.forwarding_blocks import ForwardingBlocks
+from mailsrv.imap.accounts import Accounts
 from mailsrv.local_delivery import LocalDelivery
 from mailsrv.mx_check import make_resolver
 from mailsrv.policy import Policy
@@ -86,6 +87,8 @@ class MailServer:
                                       config.delivery.max_connections_per_domain)
         self.delivery = QueueManager(self.spool, {LOCAL: LocalDelivery(self.store, self.disk, self.autoresponder),
                                                   REMOTE: self.remote_delivery}, self.system_settings)
+        # Who opens which mailbox over IMAP and POP3.
+        self.mailboxes = Accounts(self.auth, self.disk, self.store, config.smtp.max_message_kb)
         # The web interface: its sign-ins, and what a signed-in user does with its mailbox.
         self.web_sessions = WebSessions(self.store, self.auth, self.clock)
         self.webmail = Webmail(self.intake, self.store, self.clock, config.smtp.hostname)

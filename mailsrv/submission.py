@@ -165,7 +165,8 @@ class Intake:
         if own_domain:
             limits.append((own_domain.max_recipients, everyone))
         if domain is not None:
-            limits.append((domain.max_recipients, [r for r in everyone if r.domain is not None and r.domain.id == domain.id]))
+            same_domain = [r for r in everyone if r.domain is not None and r.domain.id == domain.id]
+            limits.append((domain.max_recipients, same_domain))
         weight = _fan_out(result)
         for limit, counted in limits:
             if limit and sum(map(_fan_out, counted)) + weight > limit:

@@ -185,18 +185,19 @@ def run(config: Config) -> None:
             listeners: list[Listener] = [functools.partial(serve_web, app, sock, tls_context if https else None)
                                          for https, sock in web_sockets.items()]
             listeners += [functools.partial(serve_tcp, "submission" if submission else "SMTP", functools.partial(
-                start_listener, server, sock, submission, tls_context)) for submission, sock in smtp_sockets.items()]
+                start_listener, server.intake, server.auth, config.smtp, sock, submission, tls_context))
+                for submission, sock in smtp_sockets.items()]
             if mailbox_sockets:
                 # pymap writes dovecot-uidlist as a temporary file renamed into the Maildir: the
                 # temporary directory must be on the mail filesystem, or the rename fails (EXDEV).
                 tempfile.tempdir = str(config.data_dir / "tmp")
                 os.makedirs(tempfile.tempdir, 0o700, exist_ok=True)
-                remove_all_stale_locks(server)
+                remove_all_stale_locks(server.store)
                 subsystem = mailbox_subsystem()
                 for name, sock in mailbox_sockets.items():
                     log_name, start, implicit_tls = _MAILBOX_LISTENERS[name]
                     listeners.append(functools.partial(serve_tcp, log_name, functools.partial(
-                        start, server, sock, tls_context, implicit_tls, subsystem)))
+                        start, server.mailboxes, config, sock, tls_context, implicit_tls, subsystem)))
             # The queue manager delivers from the spool (also what other nodes accepted).
             listeners.append(server.delivery.run)
             _tune_garbage_collector()

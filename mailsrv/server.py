@@ -20,6 +20,7 @@ from mailsrv.mailstore.disk import Disk
 from mailsrv.directory.dkim_keys import DkimKeys
 from mailsrv.directory.domains import Domains, refers_to
 from mailsrv.directory.forwarding_blocks import ForwardingBlocks
+from mailsrv.access.imap.accounts import Accounts
 from mailsrv.mta.local_delivery import LocalDelivery
 from mailsrv.core.dns import make_resolver
 from mailsrv.mta.policy import Policy
@@ -28,6 +29,7 @@ from mailsrv.mta.recipients import Resolver
 from mailsrv.mta.remote_delivery import make_remote_delivery
 from mailsrv.mta.spool import LOCAL, REMOTE, Spool
 from mailsrv.directory.stats import Stats
+from mailsrv.mta.intake import Intake
 from mailsrv.store.db import Store
 from mailsrv.directory.system_settings import SystemSettings
 from mailsrv.directory.users import Users
@@ -71,21 +73,26 @@ class MailServer:
         # the queue manager that delivers from the spool (started by `mailsrv serve`).
         self.resolver = Resolver(self.store, config.smtp.allow_catchalls)
         self.policy = Policy(config.smtp.relay_networks)
-        self.spool = Spool(self.store, config.data_dir, self.clock)
+        self.spool = Spool(self.store, config.data_dir, self.clock,
+                           Bouncer(self.resolver, self.clock, config.smtp.hostname))
         self.autoresponder = AutoResponder(self.store, self.resolver, self.spool, self.clock, config.smtp.hostname,
                                            dt.timedelta(days=config.autoreply.window_days))
         # DNS for SPF at acceptance and MX lookups when delivering ([dns] nameservers).
         self.dns = make_resolver(config.dns.nameservers)
         self.system_settings = SystemSettings(self.store)
-        self.spool.notifier = Bouncer(self.resolver, self.clock, config.smtp.hostname)
+        # How mail comes in, for SMTP and the web interface's send alike.
+        self.intake = Intake(self.resolver, self.policy, self.spool, self.clock, config.smtp.max_recipients,
+                             self.system_settings, self.dns)
         self.remote_delivery = make_remote_delivery(self.dns, config.smtp.hostname, config.delivery.remote_port,
                                       config.delivery.max_connections,
                                       config.delivery.max_connections_per_domain)
         self.delivery = QueueManager(self.spool, {LOCAL: LocalDelivery(self.store, self.disk, self.autoresponder),
                                                   REMOTE: self.remote_delivery}, self.system_settings)
+        # Who opens which mailbox over IMAP and POP3.
+        self.mailboxes = Accounts(self.auth, self.disk, self.store, config.smtp.max_message_kb)
         # The web interface: its sign-ins, and what a signed-in user does with its mailbox.
         self.web_sessions = WebSessions(self.store, self.auth, self.clock)
-        self.webmail = Webmail(self)
+        self.webmail = Webmail(self.intake, self.store, self.clock, config.smtp.hostname)
 
     def login(self, login: str | None, password: str | None, client_ip: str) -> Actor:
         return self.auth.login(login, password, client_ip)

@@ -6,24 +6,33 @@ webmail (services.web).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from mailsrv.core.config import Config
+from mailsrv.directory.web_sessions import WebSessions
+from mailsrv.webmail.service import Webmail
 from services.asmx.endpoint import AsmxApp
 from services.asmx.registry import load_services
 from services.routing import ignore_case
 from services.web.routes import web_routes
 
-if TYPE_CHECKING:
-    from mailsrv.server import MailServer
-
 # The WSDL documents we serve, one per service: the contract at run time.
 WSDL_DIR = Path(__file__).resolve().parent.parent / "wsdl"
 
 
-def create_app(server: MailServer) -> Starlette:
+class WebEngine(Protocol):
+    """What the web interface takes from the wiring (MailServer, the composition root, has it); the ASMX
+    layer is handed the same object and names what it calls itself (services.asmx)."""
+    config: Config
+    web_sessions: WebSessions
+    webmail: Webmail
+
+
+def create_app(server: WebEngine) -> Starlette:
     """Build the app; raises if a served operation has no handler (see services.asmx.registry)."""
     asmx = AsmxApp(server, load_services(WSDL_DIR), server.config.web.max_request_bytes)
-    return Starlette(routes=[ignore_case(Mount("/Services", app=asmx)), *web_routes(server)])
+    return Starlette(routes=[ignore_case(Mount("/Services", app=asmx)),
+                             *web_routes(server.web_sessions, server.webmail, server.config)])

@@ -27,7 +27,7 @@ ALICE, BOB = f"alice@{DOMAIN}", f"bob@{DOMAIN}"
 class MailboxHarness(MailHarness):
     def start(self) -> None:
         super().start()
-        remove_all_stale_locks(self.server)  # as `mailsrv serve` does at start
+        remove_all_stale_locks(self.server.store)  # as `mailsrv serve` does at start
         self.executor = ThreadPoolExecutor(32)
         self.subsystem = Subsystem.for_executor(self.executor)
         tls = server_context(self.server.config)
@@ -35,7 +35,8 @@ class MailboxHarness(MailHarness):
         for name, starter, implicit in (("imap", start_imap_listener, False), ("imaps", start_imap_listener, True),
                                         ("pop3", start_pop3_listener, False), ("pop3s", start_pop3_listener, True)):
             sock = tcp_listener("127.0.0.1", 0)
-            self.listeners.append(self.call(starter(self.server, sock, tls, implicit, self.subsystem)))
+            self.listeners.append(self.call(starter(self.server.mailboxes, self.server.config, sock, tls, implicit,
+                                                    self.subsystem)))
             self.ports[name] = sock.getsockname()[1]
 
     def stop(self) -> None:

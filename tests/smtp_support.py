@@ -65,7 +65,8 @@ class MailHarness:
 
     def _listen(self, submission: bool, tls: ssl.SSLContext) -> int:
         sock = tcp_listener("127.0.0.1", 0)
-        self.listeners.append(self.call(start_listener(self.server, sock, submission, tls)))
+        self.listeners.append(self.call(start_listener(self.server.intake, self.server.auth, self.server.config.smtp,
+                                                               sock, submission, tls)))
         return sock.getsockname()[1]
 
     def call(self, coroutine: Any) -> Any:

@@ -98,7 +98,8 @@ def _listen_off_loopback(mailbox: MailboxHarness, starter: Any) -> tuple[str, in
         pytest.skip("this machine has no non-loopback address to connect from")
     sock = socket.create_server((address, 0))
     mailbox.listeners.append(mailbox.call(starter(
-        mailbox.server, sock, server_context(mailbox.server.config), False, mailbox.subsystem)))
+        mailbox.server.mailboxes, mailbox.server.config, sock, server_context(mailbox.server.config), False,
+        mailbox.subsystem)))
     return address, sock.getsockname()[1]
 
 

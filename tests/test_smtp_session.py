@@ -198,7 +198,8 @@ def test_starttls_with_a_configured_certificate(mail, tmp_path):
     context = server_context(configured)
     assert not (tmp_path / "other" / "tls").exists()  # nothing generated when configured
     sock = tcp_listener("127.0.0.1", 0)
-    listener = mail.call(start_listener(mail.server, sock, False, context))
+    listener = mail.call(start_listener(mail.server.intake, mail.server.auth, mail.server.config.smtp,
+                                            sock, False, context))
     try:
         with smtplib.SMTP("127.0.0.1", sock.getsockname()[1], local_hostname="client.test") as smtp:
             smtp.starttls(context=mail.client_tls())

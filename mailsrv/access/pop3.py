@@ -34,10 +34,10 @@ from pysasl.creds.server import ServerCredentials
 from pysasl.exception import AuthenticationError
 from pysasl.mechanism import ChallengeResponse, ServerChallenge
 
-from mailsrv.access.imap.accounts import MailboxLogin, MailboxUser
-from mailsrv.access.imap.listener import mailbox_config
+from mailsrv.core.config import Config
+from mailsrv.access.imap.accounts import Accounts, MailboxLogin, MailboxUser
+from mailsrv.access.imap.listener import mailbox_login
 from mailsrv.access.imap.maildir import message_bytes, stored_size
-from mailsrv.server import MailServer
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +63,10 @@ class _Message:
 
 
 class Pop3Connection:
-    def __init__(self, server: MailServer, login: MailboxLogin, subsystem: Subsystem,
+    def __init__(self, config: Config, login: MailboxLogin, subsystem: Subsystem,
                  tls_context: ssl.SSLContext, implicit_tls: bool,
                  reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.server = server
+        self.config = config
         self.login = login
         self.subsystem = subsystem
         self.tls_context = tls_context
@@ -87,7 +87,7 @@ class Pop3Connection:
 
     @property
     def login_allowed(self) -> bool:
-        return (self.tls or self.server.config.listen.allow_plaintext_auth
+        return (self.tls or self.config.listen.allow_plaintext_auth
                 or ipaddress.ip_address(self.peer.split("%")[0]).is_loopback)
 
     async def send(self, line: str) -> None:
@@ -117,7 +117,7 @@ class Pop3Connection:
         async with AsyncExitStack() as stack:
             self.stack = stack
             try:
-                await self.send(f"+OK {self.server.config.smtp.hostname} POP3 ready")
+                await self.send(f"+OK {self.config.smtp.hostname} POP3 ready")
                 while True:
                     line = await self.readline()
                     command, _, argument = line.partition(" ")
@@ -334,14 +334,14 @@ async def _read(message: _Message) -> bytes:
     return message_bytes(message.message)
 
 
-async def start_pop3_listener(server: MailServer, sock: socket.socket, tls_context: ssl.SSLContext,
+async def start_pop3_listener(accounts: Accounts, config: Config, sock: socket.socket, tls_context: ssl.SSLContext,
                               implicit_tls: bool, subsystem: Subsystem) -> asyncio.Server:
     """Serve POP3 on an already bound socket, on the running loop."""
-    login = MailboxLogin(server, mailbox_config(server, tls_context, implicit_tls, subsystem), "pop3")
+    login = mailbox_login(accounts, config, tls_context, implicit_tls, subsystem, "pop3")
 
     async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         login.config.apply_context()
-        await Pop3Connection(server, login, subsystem, tls_context, implicit_tls, reader, writer).run()
+        await Pop3Connection(config, login, subsystem, tls_context, implicit_tls, reader, writer).run()
 
     return await asyncio.start_server(connection, sock=sock, ssl=tls_context if implicit_tls else None,
                                       limit=_MAX_LINE)

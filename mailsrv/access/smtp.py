@@ -44,19 +44,17 @@ import re
 import socket
 import ssl
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 
-from mailsrv.mta import spf_check
 from mailsrv.core.actor import Actor
+from mailsrv.directory.auth import Authenticator
+from mailsrv.core.config import SmtpConfig
 from mailsrv.core.errors import MailsrvError, ResultCode
-from mailsrv.mta.policy import Client, Reply, SenderCheck
+from mailsrv.mta.policy import Client, Reply
 from mailsrv.mta.recipients import Deliver, DomainInfo
-from mailsrv.mta.intake import INSUFFICIENT_STORAGE, TOO_BIG, Submission, check_recipient, check_sender, submit
-
-if TYPE_CHECKING:
-    from mailsrv.server import MailServer
+from mailsrv.mta.intake import Intake, Submission
 
 log = logging.getLogger(__name__)
 
@@ -167,17 +165,15 @@ def received_header(session: Session, hostname: str, message_id: str, recipients
 class Handler:
     """The aiosmtpd handler of one listener; shared by its sessions, it keeps no session state."""
 
-    def __init__(self, server: MailServer, submission: bool) -> None:
-        self.server = server
-        self.config = server.config.smtp
+    def __init__(self, intake: Intake, auth: Authenticator, config: SmtpConfig, submission: bool) -> None:
+        self.intake = intake
+        self.auth = auth
+        self.config = config
         self.submission = submission
 
     def _client(self, session: Session) -> Client:
         actor = _actor(session)
-        return self.server.policy.client(_peer_ip(session), actor.login if actor else None)
-
-    async def _domain(self, name: str) -> DomainInfo | None:
-        return await asyncio.to_thread(self.server.resolver.domain, name)
+        return self.intake.client(_peer_ip(session), actor.login if actor else None)
 
     async def handle_exception(self, error: Exception) -> str:
         log.error("SMTP session error", exc_info=error)
@@ -192,18 +188,12 @@ class Handler:
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Transaction, address: str,
                           mail_options: list[str]) -> str:
         sender = "" if address == "<>" else address
-        sender_domain = await self._domain(sender.rpartition("@")[2]) if "@" in sender else None
-        refusal = self.server.policy.check_sender(SenderCheck(self._client(session), sender, sender_domain))
         actor = _actor(session)
-        refusal = refusal or await check_sender(self.server, actor, sender)
+        declared = _declared_size(mail_options)
+        own = await self.intake.domain(actor.domain) if actor else None
+        refusal = await self.intake.check_sender(self._client(session), actor, own, sender, declared)
         if refusal:
             return str(refusal)
-        declared = _declared_size(mail_options)
-        if not await asyncio.to_thread(self.server.spool.has_room, declared):
-            return str(INSUFFICIENT_STORAGE)
-        own = await self._domain(actor.domain) if actor else None
-        if own and own.max_message_bytes and declared > own.max_message_bytes:
-            return str(TOO_BIG)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         envelope.sender, envelope.declared_size, envelope.own_domain = sender, declared, own
@@ -211,8 +201,8 @@ class Handler:
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Transaction, address: str,
                           rcpt_options: list[str]) -> str:
-        result = await check_recipient(self.server, self._client(session), envelope.sender, envelope.own_domain,
-                                       envelope.accepted, address, envelope.declared_size)
+        result = await self.intake.check_recipient(self._client(session), envelope.sender, envelope.own_domain,
+                                                   envelope.accepted, address, envelope.declared_size)
         if isinstance(result, Reply):
             return str(result)
         envelope.rcpt_tos.append(address)
@@ -230,25 +220,16 @@ class Handler:
             return str(TEMPORARY_FAILURE)
 
     async def _accept(self, session: Session, envelope: Transaction) -> str:
-        outcome = await submit(self.server, Submission(
+        actor = _actor(session)
+        outcome = await self.intake.submit(Submission(
             sender=envelope.sender, content=envelope.original_content or b"", accepted=envelope.accepted,
-            own_domain=envelope.own_domain, actor=_actor(session), client_ip=_peer_ip(session),
+            own_domain=envelope.own_domain, actor=actor, client_ip=_peer_ip(session),
             helo=_printable(session.host_name or ""),
             trace=lambda message_id, now: received_header(session, self.config.hostname, message_id,
                                                           envelope.rcpt_tos, now),
-            spf_result=await asyncio.to_thread(self._spf, session, envelope.sender)))
+            spf_result=await asyncio.to_thread(self.intake.spf_result, actor, _peer_ip(session), envelope.sender,
+                                               session.host_name or "")))
         return str(outcome) if isinstance(outcome, Reply) else f"250 2.0.0 Ok: queued as {outcome}"
-
-    def _spf(self, session: Session, sender: str) -> str:
-        """The sender's SPF result when a policy asks for it, else "" (blocking: DNS, the store).
-        Authenticated clients and the null sender are never checked: the policies do not ask."""
-        if _actor(session) or not sender or not spf_check.needed(self.server.system_settings.values()):
-            return ""
-        try:
-            return spf_check.check(self.server.dns, _peer_ip(session), sender, session.host_name or "")
-        except Exception:  # the result only decides whether we answer: never refuse mail over it
-            log.exception("SPF check of %s failed", sender)
-            return "temperror"
 
     # AUTH mechanisms: aiosmtpd calls these with the session's SMTP object; they answer an
     # AuthResult, and handled=True when they have already replied themselves.
@@ -277,7 +258,7 @@ class Handler:
         refused = AuthResult(success=False, handled=False)
         try:
             name, secret = login.decode("utf-8"), password.decode("utf-8")
-            actor = await asyncio.to_thread(self.server.auth.login, name, secret, _peer_ip(server.session), "smtp")
+            actor = await asyncio.to_thread(self.auth.login, name, secret, _peer_ip(server.session), "smtp")
         except UnicodeDecodeError:
             return refused
         except MailsrvError as exc:
@@ -302,8 +283,8 @@ async def _client_data(server: SMTP, args: list[str], challenge: str) -> bytes |
         return None
 
 
-async def start_listener(server: MailServer, sock: socket.socket, submission: bool,
-                         tls_context: ssl.SSLContext | None) -> asyncio.Server:
+async def start_listener(intake: Intake, auth: Authenticator, config: SmtpConfig, sock: socket.socket,
+                         submission: bool, tls_context: ssl.SSLContext | None) -> asyncio.Server:
     """Serve SMTP (or submission) on an already bound socket, on the running loop."""
     # aiosmtpd logs every command line at INFO, an AUTH PLAIN initial response (the password,
     # base64) included: keep its logger to warnings whatever the process's level.
@@ -311,8 +292,7 @@ async def start_listener(server: MailServer, sock: socket.socket, submission: bo
     aiosmtpd_log.setLevel(logging.WARNING)
     if not any(isinstance(f, _AiosmtpdNoise) for f in aiosmtpd_log.filters):
         aiosmtpd_log.addFilter(_AiosmtpdNoise())
-    config = server.config.smtp
-    handler = Handler(server, submission)
+    handler = Handler(intake, auth, config, submission)
     loop = asyncio.get_running_loop()
 
     def session() -> MailsrvSMTP:

@@ -1,6 +1,6 @@
-"""Taking a message in: the recipient checks and the acceptance into the spool.
+"""Taking a message in (`Intake`): the sender and recipient checks and the acceptance into the spool.
 
-Shared by SMTP (RCPT and DATA answers) and the web interface's send, so a message sent from the
+Shared by SMTP (MAIL, RCPT and DATA answers) and the web interface's send, so a message sent from the
 browser meets the same limits, resolution and counting as one submitted over SMTP AUTH: it is
 spooled with `sent_by` set, which makes the spool count MessagesSent/BytesSent for the sender.
 Refusals are SMTP replies; the web interface shows their text.
@@ -15,20 +15,24 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import email.utils
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import compat32
-from typing import TYPE_CHECKING
 
+import dns.resolver
+
+from mailsrv.mta import spf_check
 from mailsrv.core.actor import Actor
+from mailsrv.core.clock import Clock
 from mailsrv.mta.local_delivery import first_over_quota
-from mailsrv.mta.policy import Client, RecipientCheck, Reply
-from mailsrv.mta.recipients import Deliver, Disabled, DomainInfo, LocalMailbox, RemoteAddress, Unknown
+from mailsrv.mta.policy import Client, Policy, RecipientCheck, Reply, SenderCheck
+from mailsrv.mta.recipients import Deliver, Disabled, DomainInfo, LocalMailbox, RemoteAddress, Resolver, Unknown
 from mailsrv.mta.spool import LOCAL, REMOTE, IncomingMessage, NewRecipient, Spool, storage_full
+from mailsrv.directory.system_settings import SystemSettings
 
-if TYPE_CHECKING:
-    from mailsrv.server import MailServer
+log = logging.getLogger(__name__)
 
 TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
 TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
@@ -49,11 +53,6 @@ class Submission:
     spf_result: str = ""
 
 
-async def check_sender(server: MailServer, actor: Actor | None, sender: str) -> Reply | None:
-    """The refusal of an envelope sender the authenticated user does not own; None when it may go ahead."""
-    return await _not_owned(server, actor, [sender] if sender else [])
-
-
 def _bare_line_end(content: bytes) -> bool:
     # A next hop may take a bare CR or LF for a line end, and so "<LF>.<LF>" for the end of the
     # data and what follows for commands of its own (SMTP smuggling): refused, as Postfix's
@@ -68,15 +67,6 @@ def _header_senders(content: bytes) -> list[str]:
     header = BytesHeaderParser(policy=compat32).parsebytes(content if end < 0 else content[:end + 2])
     values = [str(v) for v in header.get_all("From", []) + header.get_all("Sender", [])]
     return [address for _, address in email.utils.getaddresses(values)]
-
-
-async def _not_owned(server: MailServer, actor: Actor | None, addresses: Iterable[str]) -> Reply | None:
-    if actor is None:  # unauthenticated mail is the relay policy's business (mailsrv.mta.policy)
-        return None
-    for address in dict.fromkeys(a.lower() for a in addresses):  # once each: one lookup per address
-        if not await asyncio.to_thread(server.resolver.owned_by, actor.domain, actor.user, address):
-            return Reply(553, "5.7.1", f"<{address}>: {actor.login} may not send as this address")
-    return None
 
 
 def mailboxes(resolutions: Iterable[Deliver]) -> list[LocalMailbox]:
@@ -105,71 +95,129 @@ def _fan_out(resolution: Deliver) -> int:
     return max(1, sum(1 for route in resolution.routes if isinstance(route, RemoteAddress)))
 
 
-async def check_recipient(server: MailServer, client: Client, sender: str, own_domain: DomainInfo | None,
-                          accepted: Sequence[tuple[str, Deliver]], address: str, declared_size: int) -> Deliver | Reply:
-    """The resolution of one more recipient, or the refusal to answer for it.
 
-    Recipient limits count what a message fans out to: each RCPT counts as one, or as the number
-    of remote addresses its aliases and forwarding send it on to, so one unauthenticated message
-    to an alias cannot become more outbound copies than the alias's domain allows. The RCPT that
-    crosses a limit gets 452 (the client may send it in another transaction); one that alone
-    exceeds it 550, since it can never fit."""
-    result = await asyncio.to_thread(server.resolver.resolve, address)
-    if isinstance(result, Unknown):
-        return Reply(550, "5.1.1", f"<{address}>: no such user here")
-    if isinstance(result, Disabled):
-        return Reply(550, "5.2.1", f"<{address}>: {result.what} disabled")
-    refusal = server.policy.check_recipient(RecipientCheck(client, sender, address, local=result.domain is not None))
-    if refusal:
-        return refusal
-    domain = result.domain
-    everyone = [r for _, r in accepted]
-    limits = [(server.config.smtp.max_recipients, everyone)]
-    if own_domain:
-        limits.append((own_domain.max_recipients, everyone))
-    if domain is not None:
-        limits.append((domain.max_recipients, [r for r in everyone if r.domain is not None and r.domain.id == domain.id]))
-    weight = _fan_out(result)
-    for limit, counted in limits:
-        if limit and sum(map(_fan_out, counted)) + weight > limit:
-            return TOO_MANY_RECIPIENTS if weight <= limit else \
-                Reply(550, "5.5.3", f"<{address}>: expands to more recipients than allowed ({limit})")
-    if domain is not None and domain.max_message_bytes and declared_size > domain.max_message_bytes:
-        return TOO_BIG
-    full = await asyncio.to_thread(first_over_quota, mailboxes([result]), declared_size)
-    if full is not None:
-        return Reply(452, "4.2.2", f"<{address}>: mailbox full")
-    return result
+class Intake:
+    """Taking mail in, for every way it arrives: the answers to MAIL, RCPT and DATA, and the
+    acceptance into the spool. Built once by the server; SMTP and the web interface share it."""
 
+    def __init__(self, resolver: Resolver, policy: Policy, spool: Spool, clock: Clock, max_recipients: int,
+                 system_settings: SystemSettings, dns: dns.resolver.Resolver) -> None:
+        self.resolver = resolver
+        self.policy = policy
+        self.spool = spool
+        self.clock = clock
+        self.max_recipients = max_recipients  # [smtp] max_recipients, 0 for no cap
+        self.system_settings = system_settings
+        self.dns = dns
 
-async def submit(server: MailServer, message: Submission) -> str | Reply:
-    """The spool id once the message is durably spooled, or the refusal (line ends, header senders, size,
-    quota, full storage)."""
-    content = message.content
-    if _bare_line_end(content):
-        return BARE_LINE_END
-    refusal = await _not_owned(server, message.actor, _header_senders(content))
-    if refusal:
-        return refusal
-    limits = [d.max_message_bytes for d in [message.own_domain, *(r.domain for _, r in message.accepted)]
-              if d is not None and d.max_message_bytes]
-    if limits and len(content) > min(limits):
-        return TOO_BIG
-    full = await asyncio.to_thread(first_over_quota, mailboxes(r for _, r in message.accepted), len(content))
-    if full is not None:
-        return Reply(552, "5.2.2", f"<{full.address}>: mailbox full")
-    actor = message.actor
-    message_id, now = Spool.new_id(), server.clock.now()
-    try:
-        await server.spool.enqueue(IncomingMessage(
-            id=message_id, sender=message.sender, content=content, received_at=now,
-            client_ip=message.client_ip, helo=message.helo, trace_header=message.trace(message_id, now),
-            recipients=spool_recipients(message.accepted),
-            auth_login=actor.login if actor else "",
-            sent_by=(actor.domain, actor.user) if actor else None,
-            spf_result=message.spf_result))
-    except Exception as exc:
-        if storage_full(exc):  # a sender retries a 452 later; any other failure stays 451
+    def client(self, ip: str, login: str | None) -> Client:
+        """Who is sending, as the relay policy sees it."""
+        return self.policy.client(ip, login)
+
+    async def domain(self, name: str) -> DomainInfo | None:
+        """One of our domains' limits, None for a name that is not ours."""
+        return await asyncio.to_thread(self.resolver.domain, name)
+
+    async def check_sender(self, client: Client, actor: Actor | None, own_domain: DomainInfo | None, sender: str,
+                           declared_size: int) -> Reply | None:
+        """The refusal of an envelope sender (relay policy, an address the user does not own, no room for the
+        declared size, a size over the sender's domain limit); None when the transaction may go ahead."""
+        sender_domain = await self.domain(sender.rpartition("@")[2]) if "@" in sender else None
+        refusal = self.policy.check_sender(SenderCheck(client, sender, sender_domain))
+        refusal = refusal or await self._not_owned(actor, [sender] if sender else [])
+        if refusal:
+            return refusal
+        if not await asyncio.to_thread(self.spool.has_room, declared_size):
             return INSUFFICIENT_STORAGE
-        raise
-    return message_id
+        if own_domain and own_domain.max_message_bytes and declared_size > own_domain.max_message_bytes:
+            return TOO_BIG
+        return None
+
+    async def _not_owned(self, actor: Actor | None, addresses: Iterable[str]) -> Reply | None:
+        if actor is None:  # unauthenticated mail is the relay policy's business (mailsrv.mta.policy)
+            return None
+        for address in dict.fromkeys(a.lower() for a in addresses):  # once each: one lookup per address
+            if not await asyncio.to_thread(self.resolver.owned_by, actor.domain, actor.user, address):
+                return Reply(553, "5.7.1", f"<{address}>: {actor.login} may not send as this address")
+        return None
+
+    async def check_recipient(self, client: Client, sender: str, own_domain: DomainInfo | None,
+                              accepted: Sequence[tuple[str, Deliver]], address: str,
+                              declared_size: int) -> Deliver | Reply:
+        """The resolution of one more recipient, or the refusal to answer for it.
+
+        Recipient limits count what a message fans out to: each RCPT counts as one, or as the number
+        of remote addresses its aliases and forwarding send it on to, so one unauthenticated message
+        to an alias cannot become more outbound copies than the alias's domain allows. The RCPT that
+        crosses a limit gets 452 (the client may send it in another transaction); one that alone
+        exceeds it 550, since it can never fit."""
+        result = await asyncio.to_thread(self.resolver.resolve, address)
+        if isinstance(result, Unknown):
+            return Reply(550, "5.1.1", f"<{address}>: no such user here")
+        if isinstance(result, Disabled):
+            return Reply(550, "5.2.1", f"<{address}>: {result.what} disabled")
+        refusal = self.policy.check_recipient(RecipientCheck(client, sender, address, local=result.domain is not None))
+        if refusal:
+            return refusal
+        domain = result.domain
+        everyone = [r for _, r in accepted]
+        limits = [(self.max_recipients, everyone)]
+        if own_domain:
+            limits.append((own_domain.max_recipients, everyone))
+        if domain is not None:
+            same_domain = [r for r in everyone if r.domain is not None and r.domain.id == domain.id]
+            limits.append((domain.max_recipients, same_domain))
+        weight = _fan_out(result)
+        for limit, counted in limits:
+            if limit and sum(map(_fan_out, counted)) + weight > limit:
+                return TOO_MANY_RECIPIENTS if weight <= limit else \
+                    Reply(550, "5.5.3", f"<{address}>: expands to more recipients than allowed ({limit})")
+        if domain is not None and domain.max_message_bytes and declared_size > domain.max_message_bytes:
+            return TOO_BIG
+        full = await asyncio.to_thread(first_over_quota, mailboxes([result]), declared_size)
+        if full is not None:
+            return Reply(452, "4.2.2", f"<{address}>: mailbox full")
+        return result
+
+    async def submit(self, message: Submission) -> str | Reply:
+        """The spool id once the message is durably spooled, or the refusal (line ends, header senders, size,
+        quota, full storage)."""
+        content = message.content
+        if _bare_line_end(content):
+            return BARE_LINE_END
+        refusal = await self._not_owned(message.actor, _header_senders(content))
+        if refusal:
+            return refusal
+        limits = [d.max_message_bytes for d in [message.own_domain, *(r.domain for _, r in message.accepted)]
+                  if d is not None and d.max_message_bytes]
+        if limits and len(content) > min(limits):
+            return TOO_BIG
+        full = await asyncio.to_thread(first_over_quota, mailboxes(r for _, r in message.accepted), len(content))
+        if full is not None:
+            return Reply(552, "5.2.2", f"<{full.address}>: mailbox full")
+        actor = message.actor
+        message_id, now = Spool.new_id(), self.clock.now()
+        try:
+            await self.spool.enqueue(IncomingMessage(
+                id=message_id, sender=message.sender, content=content, received_at=now,
+                client_ip=message.client_ip, helo=message.helo, trace_header=message.trace(message_id, now),
+                recipients=spool_recipients(message.accepted),
+                auth_login=actor.login if actor else "",
+                sent_by=(actor.domain, actor.user) if actor else None,
+                spf_result=message.spf_result))
+        except Exception as exc:
+            if storage_full(exc):  # a sender retries a 452 later; any other failure stays 451
+                return INSUFFICIENT_STORAGE
+            raise
+        return message_id
+
+    def spf_result(self, actor: Actor | None, client_ip: str, sender: str, helo: str) -> str:
+        """The sender's SPF result when a policy asks for it, else "" (blocking: DNS, the store).
+        Authenticated clients and the null sender are never checked: the policies do not ask."""
+        if actor or not sender or not spf_check.needed(self.system_settings.values()):
+            return ""
+        try:
+            return spf_check.check(self.dns, client_ip, sender, helo)
+        except Exception:  # the result only decides whether we answer: never refuse mail over it
+            log.exception("SPF check of %s failed", sender)
+            return "temperror"

@@ -179,7 +179,8 @@ class _Waiting:
 
 
 class Spool:
-    def __init__(self, store: Store, data_dir: Path, clock: Clock, max_batch: int = 256) -> None:
+    def __init__(self, store: Store, data_dir: Path, clock: Clock, notifier: FailureNotifier,
+                 max_batch: int = 256) -> None:
         self.store = store
         self.data_dir = data_dir
         self.directory = data_dir / "spool"
@@ -190,8 +191,8 @@ class Spool:
         self._watchers: list[asyncio.Event] = []
         self._queue: asyncio.Queue[_Waiting] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
-        # Set by the server once the bounce machinery exists (it needs the resolver and settings).
-        self.notifier: FailureNotifier | None = None
+        # Who tells senders about failed recipients (mailsrv.mta.bounces).
+        self.notifier = notifier
 
     def watch(self) -> asyncio.Event:
         """An event that `notify` sets: the caller clears it, then waits on it for new work."""
@@ -409,7 +410,7 @@ class Spool:
                     else:
                         self._mark(s, node, [recipient.id], {"status": DEFERRED, "last_error": outcome.error,
                                                              "next_attempt_at": now + delay})
-                if failures and self.notifier is not None:
+                if failures:
                     # Read before _close_done: the notice quotes the original's headers.
                     notice = self.notifier.notice(s, job.message, failures)
                     if notice is not None:

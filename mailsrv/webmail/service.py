@@ -10,22 +10,20 @@ import asyncio
 import datetime as dt
 import email.utils
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
 from mailsrv.core.actor import Actor
+from mailsrv.core.clock import Clock
 from mailsrv.mailstore.disk import Disk
 from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.mailstore.folders import SENT, Mailbox
 from mailsrv.webmail.outgoing import Draft, build, recipients
 from mailsrv.mta.policy import Reply
 from mailsrv.mta.recipients import Deliver
+from mailsrv.store.db import Store
 from mailsrv.store.models import Domain
-from mailsrv.mta.intake import Submission, check_recipient, submit
-
-if TYPE_CHECKING:
-    from mailsrv.server import MailServer
+from mailsrv.mta.intake import Intake, Submission
 
 
 @dataclass(frozen=True)
@@ -41,12 +39,15 @@ def _refused(reply: Reply) -> MailsrvError:
 
 
 class Webmail:
-    def __init__(self, server: MailServer) -> None:
-        self.server = server
+    def __init__(self, intake: Intake, store: Store, clock: Clock, hostname: str) -> None:
+        self.intake = intake
+        self.store = store
+        self.clock = clock
+        self.hostname = hostname  # [smtp] hostname, for the Message-ID and our Received header
 
     def mailbox(self, actor: Actor) -> Mailbox:
         """The signed-in user's Maildir (blocking: reads the store)."""
-        with self.server.store.session() as s:
+        with self.store.session() as s:
             path = s.execute(select(Domain.path).where(Domain.name == actor.domain)).scalar_one()
         return Mailbox(Disk.maildir(path, actor.user))
 
@@ -56,27 +57,27 @@ class Webmail:
         if not addresses:
             raise MailsrvError(ResultCode.INVALID_ADDRESS, "Not sent: give at least one recipient.")
         sender = f"{actor.user}@{actor.domain}"
-        now = self.server.clock.now()
+        now = self.clock.now()
         try:
-            content = build(draft, sender, self.server.config.smtp.hostname, now)
+            content = build(draft, sender, self.hostname, now)
         except ValueError as exc:  # e.g. a line break smuggled into a header field
             raise MailsrvError(ResultCode.INVALID_ARGUMENT, f"Not sent: {exc}.") from None
-        own = await asyncio.to_thread(self.server.resolver.domain, actor.domain)
-        client = self.server.policy.client(client_ip, actor.login)
+        own = await self.intake.domain(actor.domain)
+        client = self.intake.client(client_ip, actor.login)
         accepted: list[tuple[str, Deliver]] = []
         for address in addresses:
-            result = await check_recipient(self.server, client, sender, own, accepted, address, len(content))
+            result = await self.intake.check_recipient(client, sender, own, accepted, address, len(content))
             if isinstance(result, Reply):
                 raise _refused(result)
             accepted.append((address, result))
-        hostname = self.server.config.smtp.hostname
+        hostname = self.hostname
 
         def trace(message_id: str, when: dt.datetime) -> str:
             stamp = email.utils.format_datetime(when)
             return (f"Received: from [{client_ip}] by {hostname} (mailsrv webmail) with HTTP id {message_id};\r\n"
                     f"\t{stamp}\r\n")
 
-        outcome = await submit(self.server, Submission(
+        outcome = await self.intake.submit(Submission(
             sender=sender, content=content, accepted=accepted, own_domain=own, actor=actor,
             client_ip=client_ip, helo="", trace=trace))
         if isinstance(outcome, Reply):
@@ -86,7 +87,7 @@ class Webmail:
 
     def _file_sent(self, actor: Actor, content: bytes, answering: Answering | None) -> None:
         mailbox = self.mailbox(actor)
-        mailbox.add(SENT, content, "S", self.server.clock.now())
+        mailbox.add(SENT, content, "S", self.clock.now())
         if answering is not None:
             try:
                 mailbox.set_flags(answering.folder, answering.key, add="R")

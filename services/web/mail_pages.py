@@ -18,9 +18,8 @@ from starlette.responses import PlainTextResponse, Response
 from mailsrv.webmail import message_view, outgoing
 from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.mailstore.folders import INBOX, Mailbox
-from mailsrv.server import MailServer
-from mailsrv.directory.web_sessions import SignedIn
-from mailsrv.webmail.service import Answering
+from mailsrv.directory.web_sessions import SignedIn, WebSessions
+from mailsrv.webmail.service import Answering, Webmail
 from services.web.render import page, redirect, security_headers
 from services.web.signin import LOGIN_URL, BodyTooLarge, client_ip, counted, csrf_ok, csrf_refused, signed_in
 
@@ -76,14 +75,15 @@ def _kept(token: str) -> outgoing.Upload:
 
 
 class MailPages:
-    def __init__(self, server: MailServer) -> None:
-        self.server = server
+    def __init__(self, web_sessions: WebSessions, webmail: Webmail) -> None:
+        self.web_sessions = web_sessions
+        self.webmail = webmail
 
     def signed(self, handler: Handler, body_limit: int | None = None) -> Callable[[Request], Awaitable[Response]]:
         """`handler` for signed-in users only; POSTs must also carry the session's CSRF token and
         be at most `body_limit` bytes (None: no limit of its own)."""
         async def endpoint(request: Request) -> Response:
-            session = await signed_in(self.server, request)
+            session = await signed_in(self.web_sessions, request)
             if session is None:
                 return redirect(LOGIN_URL)
             if request.method == "POST":
@@ -94,7 +94,7 @@ class MailPages:
                     await request.form()  # parsed here, within the limit; handlers get it from the cache
                 except BodyTooLarge as exc:
                     return exc.response
-            mailbox = await run_in_threadpool(self.server.webmail.mailbox, session.actor)
+            mailbox = await run_in_threadpool(self.webmail.mailbox, session.actor)
             try:
                 return await handler(request, session, mailbox)
             except MailsrvError as exc:
@@ -170,7 +170,7 @@ class MailPages:
                 raw = await run_in_threadpool(mailbox.read, forward_folder, forward_key)
                 carry = [_int(i, -1) for i in form.getlist("carry")]
                 draft = await run_in_threadpool(outgoing.with_attachments_of, draft, raw, carry)
-            await self.server.webmail.send(session.actor, draft, client_ip(request), answering)
+            await self.webmail.send(session.actor, draft, client_ip(request), answering)
         except MailsrvError as exc:
             # Everything attached so far (uploads and forwarded parts alike) comes back as kept.
             return page(request, "compose.html", await self._context(

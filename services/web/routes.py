@@ -7,7 +7,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from mailsrv.server import MailServer
+from mailsrv.core.config import Config
+from mailsrv.directory.web_sessions import WebSessions
+from mailsrv.webmail.service import Webmail
 from services.routing import ignore_case
 from services.web.mail_pages import MailPages
 from services.web.render import redirect
@@ -18,14 +20,14 @@ def page_route(path: str, endpoint: Callable[[Request], Awaitable[Response]], me
     return ignore_case(Route(path, endpoint, methods=methods))
 
 
-def web_routes(server: MailServer) -> list[BaseRoute]:
-    signin, mail = SignInPages(server), MailPages(server)
-    form_limit, message_kb = server.config.web.max_request_bytes, server.config.smtp.max_message_kb
+def web_routes(web_sessions: WebSessions, webmail: Webmail, config: Config) -> list[BaseRoute]:
+    form_limit, message_kb = config.web.max_request_bytes, config.smtp.max_message_kb
+    signin, mail = SignInPages(web_sessions, form_limit), MailPages(web_sessions, webmail)
     # A message being sent may be as large as SMTP accepts (0: no cap), plus the rest of the form.
     send_limit = message_kb * 1024 + form_limit if message_kb else None
 
     async def home(request: Request) -> Response:
-        return redirect(INBOX_URL if await signed_in(server, request) else LOGIN_URL)
+        return redirect(INBOX_URL if await signed_in(web_sessions, request) else LOGIN_URL)
 
     return [
         Route("/", home, methods=["GET"]),

@@ -14,8 +14,7 @@ from starlette.types import Message
 from starlette.responses import PlainTextResponse, Response
 
 from mailsrv.core.errors import MailsrvError, ResultCode
-from mailsrv.server import MailServer
-from mailsrv.directory.web_sessions import SESSION_LIFETIME, SignedIn
+from mailsrv.directory.web_sessions import SESSION_LIFETIME, SignedIn, WebSessions
 from services.web.render import page, redirect, security_headers
 
 COOKIE = "mailsrv_session"
@@ -32,8 +31,8 @@ def _token(request: Request) -> str | None:
     return request.cookies.get(COOKIE)
 
 
-async def signed_in(server: MailServer, request: Request) -> SignedIn | None:
-    return await run_in_threadpool(server.web_sessions.find, _token(request))
+async def signed_in(web_sessions: WebSessions, request: Request) -> SignedIn | None:
+    return await run_in_threadpool(web_sessions.find, _token(request))
 
 
 def csrf_ok(session: SignedIn, request: Request) -> bool:
@@ -80,19 +79,20 @@ def csrf_refused() -> Response:
 
 
 class SignInPages:
-    def __init__(self, server: MailServer) -> None:
-        self.server = server
+    def __init__(self, web_sessions: WebSessions, max_request_bytes: int) -> None:
+        self.web_sessions = web_sessions
+        self.max_request_bytes = max_request_bytes  # [web] max_request_bytes, for the login form
 
     async def login(self, request: Request) -> Response:
         if request.method == "GET":
             return page(request, "login.html", {"email": "", "error": ""})
         try:
-            form = await counted(request, self.server.config.web.max_request_bytes).form()
+            form = await counted(request, self.max_request_bytes).form()
         except BodyTooLarge as exc:
             return exc.response
         email, password = str(form.get("email") or ""), str(form.get("password") or "")
         try:
-            token = await run_in_threadpool(self.server.web_sessions.sign_in, email, password, client_ip(request))
+            token = await run_in_threadpool(self.web_sessions.sign_in, email, password, client_ip(request))
         except MailsrvError as exc:
             if exc.code not in (ResultCode.LOGIN_FAILED, ResultCode.LOGIN_LOCKED):
                 raise
@@ -106,11 +106,11 @@ class SignInPages:
         return response
 
     async def logout(self, request: Request) -> Response:
-        session = await signed_in(self.server, request)
+        session = await signed_in(self.web_sessions, request)
         if session is not None:
             if not csrf_ok(session, request):
                 return csrf_refused()
-            await run_in_threadpool(self.server.web_sessions.sign_out, _token(request))
+            await run_in_threadpool(self.web_sessions.sign_out, _token(request))
         response = redirect(LOGIN_URL)
         response.delete_cookie(COOKIE, path="/", secure=request.url.scheme == "https", httponly=True, samesite="lax")
         return response

@@ -29,7 +29,7 @@ from mailsrv.mailstore.disk import Disk
 from mailsrv.directory.domains import get_domain
 from mailsrv.core.errors import MailsrvError
 from mailsrv.access.imap.maildir import MailSession, open_folders, remove_stale_locks
-from mailsrv.server import MailServer
+from mailsrv.store.db import Store
 from mailsrv.store.models import Domain
 
 # A uidlist lock is held for milliseconds; one this old was left by a process that died (on this
@@ -40,8 +40,8 @@ STALE_LOCK_SECONDS = 60.0
 class _AuthenticatorCheck:
     """A pysasl Identity whose secret comparison is a mailsrv login; remembers who logged in."""
 
-    def __init__(self, server: MailServer, authcid: str, client_ip: str, protocol: str) -> None:
-        self.server = server
+    def __init__(self, auth: Authenticator, authcid: str, client_ip: str, protocol: str) -> None:
+        self.auth = auth
         self.authcid = authcid
         self.client_ip = client_ip
         self.protocol = protocol
@@ -52,7 +52,7 @@ class _AuthenticatorCheck:
 
     def compare_secret(self, secret: str) -> bool:
         try:
-            actor = self.server.auth.login(self.authcid, secret, self.client_ip, self.protocol)
+            actor = self.auth.login(self.authcid, secret, self.client_ip, self.protocol)
         except MailsrvError:
             return False
         # System administrators have no mailbox.
@@ -131,9 +131,34 @@ class MailboxUser(IdentityInterface):
         raise NotAllowedError()
 
 
+class Accounts:
+    """Who may open a mailbox, and the mailbox each login opens: what the IMAP and POP3 listeners
+    ask of the engine, built once by the server and shared by every listener."""
+
+    def __init__(self, auth: Authenticator, disk: Disk, store: Store, max_message_kb: int) -> None:
+        self.auth = auth
+        self.disk = disk
+        self.store = store
+        self.max_message_kb = max_message_kb  # [smtp] max_message_kb, the cap of every APPEND
+
+    def open(self, credentials: ServerCredentials, peer_ip: str, protocol: str,
+             config: MaildirConfig) -> MailboxUser:
+        """The user the credentials log in, on a listener with `config`; InvalidAuth when refused.
+        Blocking: the password check and one database read."""
+        check = _AuthenticatorCheck(self.auth, credentials.authcid, peer_ip, protocol)
+        if not credentials.verify(check) or check.actor is None:
+            raise InvalidAuth()
+        actor = check.actor
+        with self.store.session() as s:
+            domain = get_domain(s, actor.domain)
+            domain_path = Path(domain.path)
+            limit = append_limit(domain, self.max_message_kb)
+        return MailboxUser(config, self.disk, self.auth, domain_path, actor, limit)
+
+
 class MailboxLogin(LoginInterface):
-    def __init__(self, server: MailServer, config: MaildirConfig, protocol: str) -> None:
-        self.server = server
+    def __init__(self, accounts: Accounts, config: MaildirConfig, protocol: str) -> None:
+        self.accounts = accounts
         self.config = config
         self.protocol = protocol
         self._tokens = AllTokens(config)
@@ -146,15 +171,7 @@ class MailboxLogin(LoginInterface):
         return await self.authenticate_from(credentials, client_ip())
 
     async def authenticate_from(self, credentials: ServerCredentials, peer_ip: str) -> MailboxUser:
-        check = _AuthenticatorCheck(self.server, credentials.authcid, peer_ip, self.protocol)
-        if not credentials.verify(check) or check.actor is None:
-            raise InvalidAuth()
-        actor = check.actor
-        with self.server.store.session() as s:
-            domain = get_domain(s, actor.domain)
-            domain_path = Path(domain.path)
-            limit = append_limit(domain, self.server.config.smtp.max_message_kb)
-        return MailboxUser(self.config, self.server.disk, self.server.auth, domain_path, actor, limit)
+        return self.accounts.open(credentials, peer_ip, self.protocol, self.config)
 
     async def authorize(self, authenticated: IdentityInterface, authzid: str) -> IdentityInterface:
         if authzid and authzid.lower() != authenticated.name:

@@ -201,7 +201,7 @@ def test_unexpected_handler_error_is_a_generic_server_fault(live, monkeypatch, c
     def broken(*_args):
         raise RuntimeError("database at /var/secret/mailsrv.db is on fire")
 
-    monkeypatch.setattr(live.server, "login", broken)
+    monkeypatch.setattr(live.server.auth, "login", broken)
     with caplog.at_level(logging.ERROR):
         if soap12:
             response = post12(live, envelope("GetProductInfo", login(), ns=SOAP12), ACTION)

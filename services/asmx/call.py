@@ -1,15 +1,41 @@
-"""What an operation handler receives besides its contract parameters."""
+"""What an operation handler receives besides its contract parameters (and, when it needs one, its caller)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from mailsrv.server import MailServer
+from mailsrv.admins import Admins
+from mailsrv.aliases import Aliases, DomainAliases
+from mailsrv.archive_rules import ArchiveRules
+from mailsrv.auth import Authenticator
+from mailsrv.dkim_keys import DkimKeys
+from mailsrv.domains import Domains
+from mailsrv.forwarding_blocks import ForwardingBlocks
+from mailsrv.product import Product
+from mailsrv.spool import Spool
+from mailsrv.stats import Stats
+from mailsrv.users import Users
+
+
+class Engine(Protocol):
+    """The engine objects the operations call. The wiring passes its server object, which has them;
+    naming them here keeps services/asmx independent of that wiring."""
+    auth: Authenticator
+    admins: Admins
+    domains: Domains
+    users: Users
+    aliases: Aliases
+    domain_aliases: DomainAliases
+    stats: Stats
+    product: Product
+    forwarding_blocks: ForwardingBlocks
+    dkim_keys: DkimKeys
+    archive_rules: ArchiveRules
+    spool: Spool
 
 
 @dataclass(frozen=True)
 class Call:
-    server: "MailServer"
+    engine: Engine
     # The address of the TCP peer, used for system-admin IP restrictions and brute-force counting.
     client_ip: str

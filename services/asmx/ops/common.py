@@ -7,7 +7,7 @@ from services.asmx.call import Call
 
 
 def login(call: Call, user: str | None, password: str | None) -> Actor:
-    return call.server.login(user, password, call.client_ip)
+    return call.engine.auth.login(user, password, call.client_ip)
 
 
 def traffic_fields(t: Traffic) -> dict[str, int]:

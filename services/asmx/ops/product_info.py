@@ -7,19 +7,19 @@ SERVICE = "svcProductInfo"
 
 
 def GetProductInfo(call: Call, AuthUserName: str | None, AuthPassword: str | None) -> dict[str, str]:
-    info = call.server.product.info(call.server.login(AuthUserName, AuthPassword, call.client_ip))
+    info = call.engine.product.info(call.engine.auth.login(AuthUserName, AuthPassword, call.client_ip))
     return {"ProductName": info.name, "ProductVersion": info.version}
 
 
 def GetLicenseInfo(call: Call, AuthUserName: str | None, AuthPassword: str | None) -> dict[str, str]:
-    actor = call.server.login(AuthUserName, AuthPassword, call.client_ip)
-    return {"LicenseKey": call.server.product.license_key(actor)}
+    actor = call.engine.auth.login(AuthUserName, AuthPassword, call.client_ip)
+    return {"LicenseKey": call.engine.product.license_key(actor)}
 
 
 def SetLicenseKey(call: Call, AuthUserName: str | None, AuthPassword: str | None, Key: str | None) -> None:
-    call.server.product.set_license_key(call.server.login(AuthUserName, AuthPassword, call.client_ip), Key)
+    call.engine.product.set_license_key(call.engine.auth.login(AuthUserName, AuthPassword, call.client_ip), Key)
 
 
 def ActivateLicenseKey(call: Call, AuthUserName: str | None, AuthPassword: str | None,
                        AccountEmailAddress: str | None, AccountPassword: str | None) -> None:
-    call.server.product.activate_license(call.server.login(AuthUserName, AuthPassword, call.client_ip))
+    call.engine.product.activate_license(call.engine.auth.login(AuthUserName, AuthPassword, call.client_ip))

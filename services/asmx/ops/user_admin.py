@@ -36,53 +36,53 @@ def _userlogin(entry: LastLogin) -> dict[str, Any]:
 def AddUser(call: Call, AuthUserName: str | None, AuthPassword: str | None, NewUsername: str | None,
             NewPassword: str | None, DomainName: str | None, FirstName: str | None, LastName: str | None,
             IsDomainAdmin: bool) -> None:
-    call.server.users.add(login(call, AuthUserName, AuthPassword), NewUsername, NewPassword, DomainName,
+    call.engine.users.add(login(call, AuthUserName, AuthPassword), NewUsername, NewPassword, DomainName,
                           FirstName, LastName, IsDomainAdmin)
 
 
 def AddUser2(call: Call, AuthUserName: str | None, AuthPassword: str | None, NewUsername: str | None,
              NewPassword: str | None, DomainName: str | None, FirstName: str | None, LastName: str | None,
              IsDomainAdmin: bool, maxMailboxSize: int) -> None:
-    call.server.users.add(login(call, AuthUserName, AuthPassword), NewUsername, NewPassword, DomainName,
+    call.engine.users.add(login(call, AuthUserName, AuthPassword), NewUsername, NewPassword, DomainName,
                           FirstName, LastName, IsDomainAdmin, maxMailboxSize)
 
 
 def DeleteUser(call: Call, AuthUserName: str | None, AuthPassword: str | None, Username: str | None,
                DomainName: str | None) -> None:
-    call.server.users.delete(login(call, AuthUserName, AuthPassword), Username, DomainName)
+    call.engine.users.delete(login(call, AuthUserName, AuthPassword), Username, DomainName)
 
 
 def UpdateUser(call: Call, AuthUserName: str | None, AuthPassword: str | None, EmailAddress: str | None,
                NewPassword: str | None, NewFirstName: str | None, NewLastName: str | None,
                IsDomainAdmin: bool) -> None:
-    call.server.users.update(login(call, AuthUserName, AuthPassword), EmailAddress, NewPassword, NewFirstName,
+    call.engine.users.update(login(call, AuthUserName, AuthPassword), EmailAddress, NewPassword, NewFirstName,
                              NewLastName, IsDomainAdmin)
 
 
 def UpdateUser2(call: Call, AuthUserName: str | None, AuthPassword: str | None, EmailAddress: str | None,
                 NewPassword: str | None, NewFirstName: str | None, NewLastName: str | None,
                 IsDomainAdmin: bool, maxMailboxSize: int) -> None:
-    call.server.users.update(login(call, AuthUserName, AuthPassword), EmailAddress, NewPassword, NewFirstName,
+    call.engine.users.update(login(call, AuthUserName, AuthPassword), EmailAddress, NewPassword, NewFirstName,
                              NewLastName, IsDomainAdmin, maxMailboxSize)
 
 
 def GetUser(call: Call, AuthUserName: str | None, AuthPassword: str | None,
             EmailAddress: str | None) -> dict[str, Any]:
-    return {"UserInfo": _user_info(call.server.users.get(login(call, AuthUserName, AuthPassword), EmailAddress))}
+    return {"UserInfo": _user_info(call.engine.users.get(login(call, AuthUserName, AuthPassword), EmailAddress))}
 
 
 def GetUsers(call: Call, AuthUserName: str | None, AuthPassword: str | None,
              DomainName: str | None) -> dict[str, Any]:
-    users = call.server.users.list(login(call, AuthUserName, AuthPassword), DomainName)
+    users = call.engine.users.list(login(call, AuthUserName, AuthPassword), DomainName)
     return {"Users": [_user_info(u) for u in users]}
 
 
 def AuthenticateUser(call: Call, UserName: str | None, DomainName: str | None, Password: str | None) -> None:
-    call.server.users.authenticate(UserName, DomainName, Password, call.client_ip)
+    call.engine.users.authenticate(UserName, DomainName, Password, call.client_ip)
 
 
 def LoginValidated(call: Call, Username: str | None, Password: str | None) -> None:
-    call.server.users.authenticate(Username, None, Password, call.client_ip)
+    call.engine.users.authenticate(Username, None, Password, call.client_ip)
 
 
 # Settings
@@ -90,80 +90,80 @@ def LoginValidated(call: Call, Username: str | None, Password: str | None) -> No
 def GetRequestedUserSettings(call: Call, AuthUserName: str | None, AuthPassword: str | None,
                              EmailAddress: str | None, requestedSettings: list[str | None]) -> dict[str, Any]:
     actor = login(call, AuthUserName, AuthPassword)
-    return {"settingValues": call.server.users.requested_settings(actor, EmailAddress, requestedSettings)}
+    return {"settingValues": call.engine.users.requested_settings(actor, EmailAddress, requestedSettings)}
 
 
 def SetRequestedUserSettings(call: Call, AuthUserName: str | None, AuthPassword: str | None,
                              EmailAddress: str | None, newSettings: list[str | None]) -> None:
-    call.server.users.set_requested_settings(login(call, AuthUserName, AuthPassword), EmailAddress, newSettings)
+    call.engine.users.set_requested_settings(login(call, AuthUserName, AuthPassword), EmailAddress, newSettings)
 
 
 # Forwarding, auto-responder, ActiveSync
 
 def GetUserForwardingInfo(call: Call, AuthUserName: str | None, AuthPassword: str | None,
                           EmailAddress: str | None) -> dict[str, Any]:
-    forwarding = call.server.users.forwarding(login(call, AuthUserName, AuthPassword), EmailAddress)
+    forwarding = call.engine.users.forwarding(login(call, AuthUserName, AuthPassword), EmailAddress)
     return {"DeleteOnForward": forwarding.delete_on_forward,
             "ForwardingAddress": FORWARD_SEPARATOR.join(forwarding.addresses)}
 
 
 def GetUserForwardingInfo2(call: Call, AuthUserName: str | None, AuthPassword: str | None,
                            EmailAddress: str | None) -> dict[str, Any]:
-    forwarding = call.server.users.forwarding(login(call, AuthUserName, AuthPassword), EmailAddress)
+    forwarding = call.engine.users.forwarding(login(call, AuthUserName, AuthPassword), EmailAddress)
     return {"DeleteOnForward": forwarding.delete_on_forward, "ForwardingAddresses": forwarding.addresses}
 
 
 def UpdateUserForwardingInfo(call: Call, AuthUserName: str | None, AuthPassword: str | None,
                              EmailAddress: str | None, DeleteOnForward: bool, ForwardingAddress: str | None) -> None:
-    call.server.users.set_forwarding(login(call, AuthUserName, AuthPassword), EmailAddress, DeleteOnForward,
+    call.engine.users.set_forwarding(login(call, AuthUserName, AuthPassword), EmailAddress, DeleteOnForward,
                                      ForwardingAddress)
 
 
 def UpdateUserForwardingInfo2(call: Call, AuthUserName: str | None, AuthPassword: str | None,
                               EmailAddress: str | None, DeleteOnForward: bool, ForwardingAddress: str | None) -> None:
-    call.server.users.set_forwarding(login(call, AuthUserName, AuthPassword), EmailAddress, DeleteOnForward,
+    call.engine.users.set_forwarding(login(call, AuthUserName, AuthPassword), EmailAddress, DeleteOnForward,
                                      ForwardingAddress)
 
 
 def GetUserAutoResponseInfo(call: Call, AuthUserName: str | None, AuthPassword: str | None,
                             EmailAddress: str | None) -> dict[str, Any]:
-    auto = call.server.users.auto_response(login(call, AuthUserName, AuthPassword), EmailAddress)
+    auto = call.engine.users.auto_response(login(call, AuthUserName, AuthPassword), EmailAddress)
     return {"Enabled": auto.enabled, "Subject": auto.subject, "Body": auto.body}
 
 
 def UpdateUserAutoResponseInfo(call: Call, AuthUserName: str | None, AuthPassword: str | None,
                                EmailAddress: str | None, Enabled: bool, Subject: str | None,
                                Body: str | None) -> None:
-    call.server.users.set_auto_response(login(call, AuthUserName, AuthPassword), EmailAddress, Enabled, Subject,
+    call.engine.users.set_auto_response(login(call, AuthUserName, AuthPassword), EmailAddress, Enabled, Subject,
                                         Body)
 
 
 def IsUserEnabledForActiveSync(call: Call, AuthUserName: str | None, AuthPassword: str | None,
                                EmailAddress: str | None, Enabled: bool) -> dict[str, bool]:
     """`Enabled` is ignored: the contract has it on this query, but the answer is the stored flag."""
-    return {"Enabled": call.server.users.activesync_enabled(login(call, AuthUserName, AuthPassword), EmailAddress)}
+    return {"Enabled": call.engine.users.activesync_enabled(login(call, AuthUserName, AuthPassword), EmailAddress)}
 
 
 def ToggleActiveSync(call: Call, AuthUserName: str | None, AuthPassword: str | None, EmailAddress: str | None,
                      Enabled: bool) -> None:
-    call.server.users.set_activesync(login(call, AuthUserName, AuthPassword), EmailAddress, Enabled)
+    call.engine.users.set_activesync(login(call, AuthUserName, AuthPassword), EmailAddress, Enabled)
 
 
 # RSS feeds
 
 def AddRSSFeed(call: Call, AuthUserName: str | None, AuthPassword: str | None, EmailAddress: str | None,
                rssUrl: str | None, rssName: str | None, rssFolder: str | None) -> None:
-    call.server.users.add_feed(login(call, AuthUserName, AuthPassword), EmailAddress, rssUrl, rssName, rssFolder)
+    call.engine.users.add_feed(login(call, AuthUserName, AuthPassword), EmailAddress, rssUrl, rssName, rssFolder)
 
 
 def DeleteRSSFeed(call: Call, AuthUserName: str | None, AuthPassword: str | None, EmailAddress: str | None,
                   UID: str | None) -> None:
-    call.server.users.delete_feed(login(call, AuthUserName, AuthPassword), EmailAddress, UID)
+    call.engine.users.delete_feed(login(call, AuthUserName, AuthPassword), EmailAddress, UID)
 
 
 def ListRSSFeeds(call: Call, AuthUserName: str | None, AuthPassword: str | None,
                  EmailAddress: str | None) -> dict[str, Any]:
-    feeds = call.server.users.feeds(login(call, AuthUserName, AuthPassword), EmailAddress)
+    feeds = call.engine.users.feeds(login(call, AuthUserName, AuthPassword), EmailAddress)
     return {"RSSFeeds": [{"uid": f.uid, "name": f.name, "url": f.url, "folder": f.folder} for f in feeds.feeds],
             "Folders": feeds.folders}
 
@@ -172,35 +172,35 @@ def ListRSSFeeds(call: Call, AuthUserName: str | None, AuthPassword: str | None,
 
 def AddUserGroup(call: Call, AuthUserName: str | None, AuthPassword: str | None, DomainName: str | None,
                  UserGroupName: str | None, UserNames: list[str | None]) -> None:
-    call.server.users.add_group(login(call, AuthUserName, AuthPassword), DomainName, UserGroupName, UserNames)
+    call.engine.users.add_group(login(call, AuthUserName, AuthPassword), DomainName, UserGroupName, UserNames)
 
 
 def UpdateUserGroup(call: Call, AuthUserName: str | None, AuthPassword: str | None, DomainName: str | None,
                     UserGroupID: str | None, UserGroupName: str | None, UserNames: list[str | None]) -> None:
-    call.server.users.update_group(login(call, AuthUserName, AuthPassword), DomainName, UserGroupID,
+    call.engine.users.update_group(login(call, AuthUserName, AuthPassword), DomainName, UserGroupID,
                                    UserGroupName, UserNames)
 
 
 def RemoveUserGroup(call: Call, AuthUserName: str | None, AuthPassword: str | None, DomainName: str | None,
                     UserGroupID: str | None) -> None:
-    call.server.users.delete_group(login(call, AuthUserName, AuthPassword), DomainName, UserGroupID)
+    call.engine.users.delete_group(login(call, AuthUserName, AuthPassword), DomainName, UserGroupID)
 
 
 def GetUserGroup(call: Call, AuthUserName: str | None, AuthPassword: str | None, DomainName: str | None,
                  UserGroupID: str | None) -> dict[str, Any]:
-    group = call.server.users.group(login(call, AuthUserName, AuthPassword), DomainName, UserGroupID)
+    group = call.engine.users.group(login(call, AuthUserName, AuthPassword), DomainName, UserGroupID)
     return {"UserGroup": _group_info(group)}
 
 
 def GetUserGroupsByDomain(call: Call, AuthUserName: str | None, AuthPassword: str | None,
                           DomainName: str | None) -> dict[str, Any]:
-    groups = call.server.users.groups(login(call, AuthUserName, AuthPassword), DomainName)
+    groups = call.engine.users.groups(login(call, AuthUserName, AuthPassword), DomainName)
     return {"UserGroups": [_group_info(g) for g in groups]}
 
 
 def GetUserGroupsByUser(call: Call, AuthUserName: str | None, AuthPassword: str | None, DomainName: str | None,
                         UserName: str | None, IncludeUserNames: bool) -> dict[str, Any]:
-    groups = call.server.users.member_groups(login(call, AuthUserName, AuthPassword), DomainName, UserName)
+    groups = call.engine.users.member_groups(login(call, AuthUserName, AuthPassword), DomainName, UserName)
     return {"UserGroups": [_group_info(g, IncludeUserNames) for g in groups]}
 
 
@@ -208,25 +208,25 @@ def GetUserGroupsByUser(call: Call, AuthUserName: str | None, AuthPassword: str 
 
 def GetUserQuotas(call: Call, AuthUserName: str | None, AuthPassword: str | None,
                   DomainName: str | None) -> dict[str, Any]:
-    quotas = call.server.users.quotas(login(call, AuthUserName, AuthPassword), DomainName)
+    quotas = call.engine.users.quotas(login(call, AuthUserName, AuthPassword), DomainName)
     return {"Users": [{"UserName": q.user, "MaxSpace": q.max_bytes, "CurrentSpace": q.used_bytes} for q in quotas]}
 
 
 def GetUserStats(call: Call, AuthUserName: str | None, AuthPassword: str | None, EmailAddress: str | None,
                  Start: dt.datetime, End: dt.datetime) -> dict[str, int]:
-    return traffic_fields(call.server.users.traffic(login(call, AuthUserName, AuthPassword), EmailAddress,
+    return traffic_fields(call.engine.users.traffic(login(call, AuthUserName, AuthPassword), EmailAddress,
                                                   Start, End))
 
 
 def GetInactiveUsers(call: Call, AuthUserName: str | None, AuthPassword: str | None,
                      date: dt.datetime) -> dict[str, Any]:
-    inactive = call.server.users.inactive(login(call, AuthUserName, AuthPassword), date)
+    inactive = call.engine.users.inactive(login(call, AuthUserName, AuthPassword), date)
     return {"EmailAddress": [i.address for i in inactive], "LastLogin": [i.at for i in inactive]}
 
 
 def GetLastLoginTimes(call: Call, AuthUserName: str | None, AuthPassword: str | None, EmailAddress: str | None,
                       DateStart: dt.datetime | None, DateEnd: dt.datetime | None) -> dict[str, Any]:
-    times = call.server.users.login_times(login(call, AuthUserName, AuthPassword), EmailAddress,
+    times = call.engine.users.login_times(login(call, AuthUserName, AuthPassword), EmailAddress,
                                           DateStart, DateEnd)
     return {"lastLogins": [f"{protocol}={format_value('dateTime', at)}" for protocol, at in times.by_protocol],
             "lastUserLogins": [_userlogin(login) for login in times.by_user]}
@@ -236,14 +236,14 @@ def GetLastLoginTimes(call: Call, AuthUserName: str | None, AuthPassword: str | 
 
 def QueueMailBoxMigration(call: Call, AuthUserName: str | None, AuthPassword: str | None,
                           parameters: list[str | None]) -> dict[str, Any]:
-    job = call.server.users.queue_migration(login(call, AuthUserName, AuthPassword), parameters)
+    job = call.engine.users.queue_migration(login(call, AuthUserName, AuthPassword), parameters)
     return {"KeyValuePairs": [f"id={job.id}", f"status={job.status}"]}
 
 
 def GetMigrationStatus(call: Call, AuthUserName: str | None, AuthPassword: str | None) -> list[dict[str, str]]:
-    jobs = call.server.users.migrations(login(call, AuthUserName, AuthPassword))
+    jobs = call.engine.users.migrations(login(call, AuthUserName, AuthPassword))
     return [{"ID": j.id, "emailAddress": j.email_address, "status": j.status} for j in jobs]
 
 
 def RemoveFromMigrationQueue(call: Call, AuthUserName: str | None, AuthPassword: str | None, itemID: str) -> None:
-    call.server.users.remove_migration(login(call, AuthUserName, AuthPassword), itemID)
+    call.engine.users.remove_migration(login(call, AuthUserName, AuthPassword), itemID)

@@ -9,6 +9,7 @@ import types
 import pytest
 
 from services.app import WSDL_DIR
+from services.asmx.access import anonymous, authenticated
 from services.asmx.contract import ContractError, load_service
 from services.asmx.registry import HandlerError, bind, load_services
 from services.asmx.wsdl_serve import PublishedWsdl
@@ -118,16 +119,39 @@ def _module(**functions) -> types.ModuleType:
 def test_binding_refuses_missing_handlers_and_wrong_signatures():
     contract, wsdl = service("svcProductInfo"), PublishedWsdl((WSDL_DIR / "svcProductInfo.wsdl").read_bytes())
 
-    def two(call, AuthUserName, AuthPassword): ...
-    def key(call, AuthUserName, AuthPassword, Key): ...
-    def activate(call, **params): ...
-    def misspelt(call, AuthUsername, AuthPassword): ...
+    @authenticated()
+    def two(call, actor): ...
+    @authenticated()
+    def key(call, actor, Key): ...
+    @authenticated()
+    def activate(call, actor, **params): ...
+    @authenticated()
+    def misspelt(call, actor, key): ...
+    @authenticated()
+    def credentials_too(call, actor, AuthUserName, AuthPassword): ...
+    @anonymous
+    def no_actor(call, AuthUserName, AuthPassword): ...
+    def undeclared(call, actor): ...
+    @authenticated("authUsername", "authPassword")
+    def other_spelling(call, actor): ...
 
     complete = dict(GetProductInfo=two, GetLicenseInfo=two, SetLicenseKey=key, ActivateLicenseKey=activate)
-    assert set(bind(contract, _module(**complete), wsdl).handlers) == set(complete)
+    bound = bind(contract, _module(**complete), wsdl)
+    assert set(bound.handlers) == set(complete)
+    assert bound.access["SetLicenseKey"].credentials == ("AuthUserName", "AuthPassword")
+    anonymous_info = bind(contract, _module(**{**complete, "GetProductInfo": no_actor}), wsdl)
+    assert anonymous_info.access["GetProductInfo"].credentials is None
     with pytest.raises(HandlerError, match="svcProductInfo.SetLicenseKey has no handler"):
         bind(contract, _module(**{**complete, "SetLicenseKey": None}), wsdl)
-    with pytest.raises(HandlerError, match="GetProductInfo: handler parameters disagree"):
-        bind(contract, _module(**{**complete, "GetProductInfo": misspelt}), wsdl)
+    for wrong in (misspelt, two):
+        with pytest.raises(HandlerError, match="SetLicenseKey: handler parameters disagree"):
+            bind(contract, _module(**{**complete, "SetLicenseKey": wrong}), wsdl)
+    # The credentials go to the dispatcher's login, not to the handler.
+    with pytest.raises(HandlerError, match=r"GetProductInfo: .* disagree .*unexpected \['AuthUserName'"):
+        bind(contract, _module(**{**complete, "GetProductInfo": credentials_too}), wsdl)
+    with pytest.raises(HandlerError, match="GetProductInfo: the handler declares no access"):
+        bind(contract, _module(**{**complete, "GetProductInfo": undeclared}), wsdl)
+    with pytest.raises(HandlerError, match="GetProductInfo: the WSDL has no parameter authUsername, authPassword"):
+        bind(contract, _module(**{**complete, "GetProductInfo": other_spelling}), wsdl)
     with pytest.raises(HandlerError, match="no module"):
         bind(contract, None, wsdl)

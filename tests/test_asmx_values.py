@@ -10,6 +10,7 @@ from lxml import etree
 from mailsrv.core.errors import MailsrvError, ResultCode
 from services.app import WSDL_DIR
 from services.asmx import httpbind, soap
+from services.asmx.access import Access
 from services.asmx.codec import decode_request
 from services.asmx.contract import load_service
 from services.asmx.dispatch import invoke
@@ -147,7 +148,8 @@ def test_http_parameters():
 
 
 async def _outcome(service, op_name, handler):
-    bound = BoundService(service, {op_name: handler}, PublishedWsdl((WSDL_DIR / f"{service.name}.wsdl").read_bytes()))
+    bound = BoundService(service, {op_name: handler}, {op_name: Access(None)},
+                         PublishedWsdl((WSDL_DIR / f"{service.name}.wsdl").read_bytes()))
     return await invoke(bound, service.operations[op_name], {}, None)
 
 

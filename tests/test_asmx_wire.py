@@ -83,6 +83,46 @@ def test_refusal_is_a_normal_result_not_a_fault(live):
     assert result.findtext(f"{TNS}Message")
 
 
+USERS = "/Services/svcUserAdmin.asmx"
+
+
+def _soap11(live, path: str, op: str, params: str) -> httpx.Response:
+    return post11(live, envelope(op, params), f"http://tempuri.org/{op}", path)
+
+
+def _result(response: httpx.Response, op: str, status: str = "Result") -> tuple[int, str, str]:
+    result = etree.fromstring(response.content).find(f".//{TNS}{op}Result")
+    return response.status_code, result.findtext(f"{TNS}{status}"), result.findtext(f"{TNS}ResultCode")
+
+
+def test_each_operation_logs_in_with_its_own_credential_parameters(live):
+    # svcServerAdmin spells them authUsername/authPassword in most operations, AuthUserName in others.
+    admins = "/Services/svcServerAdmin.asmx"
+    lower = f"<authUsername>{ADMIN}</authUsername><authPassword>{PASSWORD}</authPassword>"
+    assert _result(_soap11(live, admins, "ListSystemAdmins", lower), "ListSystemAdmins") == (200, "true", "0")
+    assert _result(_soap11(live, admins, "ListSystemAdmins", login()), "ListSystemAdmins") == (200, "false", "-1")
+    assert _result(_soap11(live, admins, "GetEdition", login()), "GetEdition") == (200, "true", "0")
+    assert _result(_soap11(live, admins, "GetEdition", lower), "GetEdition") == (200, "false", "-1")
+
+
+def test_refused_login_is_answered_in_each_result_shape(live):
+    bad = login(password="wrong")
+    assert _result(_soap11(live, USERS, "GetUsers", bad + "<DomainName>x.example</DomainName>"),
+                   "GetUsers") == (200, "false", "-1")
+    # No Result field to say false in (an array, a void operation): a client fault with the message.
+    item = "<itemID>00000000-0000-0000-0000-000000000001</itemID>"
+    for op, params in (("GetMigrationStatus", bad), ("RemoveFromMigrationQueue", bad + item)):
+        response = _soap11(live, USERS, op, params)
+        assert response.status_code == 500
+        assert fault_of(response) == ("soap:Client", "Failed to log in: the user name or password is incorrect.")
+    # The operations that check credentials themselves, anonymously.
+    own = "<Username>nobody@x.example</Username><Password>wrong</Password>"
+    assert _result(_soap11(live, USERS, "LoginValidated", own), "LoginValidated",
+                   "LoginValidated") == (200, "false", "-1")
+    own = "<UserName>nobody</UserName><DomainName>x.example</DomainName><Password>wrong</Password>"
+    assert _result(_soap11(live, USERS, "AuthenticateUser", own), "AuthenticateUser") == (200, "false", "-1")
+
+
 @pytest.mark.parametrize("port", ["svcServerAdminSoap", "svcServerAdminSoap12"])
 def test_zeep_proxies_from_our_wsdl(live, port):
     wsdl = f"{live.url}/Services/svcServerAdmin.asmx?WSDL"
@@ -201,7 +241,7 @@ def test_unexpected_handler_error_is_a_generic_server_fault(live, monkeypatch, c
     def broken(*_args):
         raise RuntimeError("database at /var/secret/mailsrv.db is on fire")
 
-    monkeypatch.setattr(live.server, "login", broken)
+    monkeypatch.setattr(live.server.auth, "login", broken)
     with caplog.at_level(logging.ERROR):
         if soap12:
             response = post12(live, envelope("GetProductInfo", login(), ns=SOAP12), ACTION)

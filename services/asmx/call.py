@@ -1,15 +1,41 @@
-"""What an operation handler receives besides its contract parameters."""
+"""What an operation handler receives besides its contract parameters (and, when it needs one, its caller)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from mailsrv.server import MailServer
+from mailsrv.directory.admins import Admins
+from mailsrv.directory.aliases import Aliases, DomainAliases
+from mailsrv.directory.archive_rules import ArchiveRules
+from mailsrv.directory.auth import Authenticator
+from mailsrv.directory.dkim_keys import DkimKeys
+from mailsrv.directory.domains import Domains
+from mailsrv.directory.forwarding_blocks import ForwardingBlocks
+from mailsrv.directory.product import Product
+from mailsrv.mta.spool import Spool
+from mailsrv.directory.stats import Stats
+from mailsrv.directory.users import Users
+
+
+class Engine(Protocol):
+    """The engine objects the operations call. The wiring passes its server object, which has them;
+    naming them here keeps services/asmx independent of that wiring."""
+    auth: Authenticator
+    admins: Admins
+    domains: Domains
+    users: Users
+    aliases: Aliases
+    domain_aliases: DomainAliases
+    stats: Stats
+    product: Product
+    forwarding_blocks: ForwardingBlocks
+    dkim_keys: DkimKeys
+    archive_rules: ArchiveRules
+    spool: Spool
 
 
 @dataclass(frozen=True)
 class Call:
-    server: "MailServer"
+    engine: Engine
     # The address of the TCP peer, used for system-admin IP restrictions and brute-force counting.
     client_ip: str

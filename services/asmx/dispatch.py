@@ -1,12 +1,15 @@
-"""Call an operation's handler and turn what it returns, or refuses, into the operation's result.
+"""Log the caller in, call the operation's handler, and turn what it returns, or refuses, into the
+operation's result.
 
-Handlers are synchronous and use the database, so they run in Starlette's worker threads. Their
-outcome is filled in as services/asmx/ops/__init__.py promises: a result type carrying `ResultCode`
-gets Result (LoginValidated for LoginResult) = true and ResultCode = 0 unless the handler supplied
-them, and a MailsrvError becomes Result=false with its code and message. A result type that cannot
-express a refusal (an array result such as GetMigrationStatus's, or a void operation) answers a
-MailsrvError with a client fault carrying the message instead. Any other exception propagates: the
-caller logs it and answers with a generic server fault.
+The login is made here, once, from the parameters the handler's declaration names
+(services/asmx/access.py); a refused login is a MailsrvError like any other refusal. The login and
+the handler use the database, so they run in Starlette's worker threads. Their outcome is filled in
+as services/asmx/ops/__init__.py promises: a result type carrying `ResultCode` gets Result
+(LoginValidated for LoginResult) = true and ResultCode = 0 unless the handler supplied them, and a
+MailsrvError becomes Result=false with its code and message. A result type that cannot express a
+refusal (an array result such as GetMigrationStatus's, or a void operation) answers a MailsrvError
+with a client fault carrying the message instead. Any other exception propagates: the caller logs
+it and answers with a generic server fault.
 """
 from __future__ import annotations
 
@@ -56,9 +59,9 @@ def _refusal(service: Service, op: Operation, error: MailsrvError) -> Any:
 
 
 async def invoke(bound: BoundService, op: Operation, params: dict[str, Any], call: Call) -> Any:
-    """Run the handler in a worker thread; return the value to serialise as the operation's result."""
+    """Log in and run the handler in a worker thread; return the value to serialise as the operation's result."""
     try:
-        returned = await run_in_threadpool(bound.handlers[op.name], call, **params)
+        returned = await run_in_threadpool(bound.access[op.name].run, bound.handlers[op.name], call, params)
     except MailsrvError as error:
         return _refusal(bound.contract, op, error)
     return _success(bound.contract, op, returned)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
@@ -22,15 +21,12 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from services.asmx import helppages, httpbind, soap
-from services.asmx.call import Call
+from services.asmx.call import Call, Engine
 from services.asmx.codec import decode_request
 from services.asmx.dispatch import invoke
 from services.asmx.faults import SERVER_ERROR, RequestError
 from services.asmx.registry import BoundService
 from services.asmx.xmlutil import XML_CONTENT_TYPE
-
-if TYPE_CHECKING:
-    from mailsrv.server import MailServer
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +65,10 @@ def _method_not_allowed(allowed: str) -> Response:
 
 
 class AsmxApp:
-    """Serves every bound service of one MailServer; mounted at /Services by services.app."""
+    """Serves every bound service over one engine; mounted at /Services by services.app."""
 
-    def __init__(self, server: MailServer, services: Mapping[str, BoundService], max_body: int) -> None:
-        self.server = server
+    def __init__(self, server: Engine, services: Mapping[str, BoundService], max_body: int) -> None:
+        self.engine = server
         self.services = {name.lower(): bound for name, bound in services.items()}
         self.max_body = max_body
 
@@ -101,7 +97,7 @@ class AsmxApp:
         return _method_not_allowed("GET, POST")
 
     def _call(self, request: Request) -> Call:
-        return Call(server=self.server, client_ip=_client_host(request))
+        return Call(engine=self.engine, client_ip=_client_host(request))
 
     @staticmethod
     async def _answer(label: str, work: Callable[[], Awaitable[Response]],

@@ -1,9 +1,10 @@
 """Bind every operation of every served WSDL to its handler function, or refuse to start.
 
 Handlers live in services/asmx/ops/, one module per service naming itself with `SERVICE`; the
-function is named exactly like the operation. Binding happens once, at app creation, and checks
-each handler's signature against the WSDL's parameters, so a served operation can never reach
-missing code or a misspelt parameter name at run time. Registries are per service: two services
+function is named exactly like the operation and declares who may call it (services/asmx/access.py).
+Binding happens once, at app creation, and checks each handler's declaration and signature against
+the WSDL's parameters, so a served operation can never reach missing code, a misspelt parameter
+name or an undeclared login at run time. Registries are per service: two services
 may both have an operation called GetAliases.
 """
 from __future__ import annotations
@@ -11,18 +12,15 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 from services.asmx import ops
+from services.asmx.access import Access, Handler, access_of
 from services.asmx.contract import Service, load_service
 from services.asmx.wsdl_serve import PublishedWsdl
-
-Handler = Callable[..., Any]
-
 
 class HandlerError(RuntimeError):
     """A served operation has no handler, or one whose parameters disagree with the WSDL."""
@@ -30,9 +28,10 @@ class HandlerError(RuntimeError):
 
 @dataclass(frozen=True)
 class BoundService:
-    """Everything served for one service: its operation table, handlers and WSDL document."""
+    """Everything served for one service: its operation table, handlers, their access and WSDL document."""
     contract: Service
     handlers: Mapping[str, Handler]
+    access: Mapping[str, Access]
     wsdl: PublishedWsdl
 
 
@@ -50,14 +49,21 @@ def handler_modules() -> dict[str, ModuleType]:
     return modules
 
 
-def _check_signature(service: str, name: str, handler: Handler, expected: list[str]) -> None:
+def _check_signature(service: str, name: str, handler: Handler, access: Access, contract: list[str]) -> None:
+    absent = [n for n in access.credentials or () if n not in contract]
+    if absent:
+        raise HandlerError(f"{service}.{name}: the WSDL has no parameter {', '.join(absent)} to log in with")
+    expected = access.handler_parameters(contract)
     parameters = list(inspect.signature(handler).parameters.values())
-    # The first parameter receives the Call; the rest are passed by their contract names.
-    named = {p.name: p for p in parameters[1:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    # The first parameter receives the Call, the next the caller's Actor when the operation logs in;
+    # the rest are passed by their contract names.
+    leading = 1 if access.credentials is None else 2
+    positional = [p for p in parameters[:leading] if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    named = {p.name: p for p in parameters[leading:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters)
     missing = [n for n in expected if n not in named and not takes_any]
     extra = [n for n, p in named.items() if n not in expected and p.default is p.empty]
-    if not parameters or missing or extra:
+    if len(positional) < leading or missing or extra:
         raise HandlerError(f"{service}.{name}: handler parameters disagree with the WSDL "
                            f"(missing {missing or 'none'}, unexpected {extra or 'none'})")
 
@@ -65,14 +71,18 @@ def _check_signature(service: str, name: str, handler: Handler, expected: list[s
 def bind(contract: Service, module: ModuleType | None, wsdl: PublishedWsdl) -> BoundService:
     if module is None:
         raise HandlerError(f"no module in {ops.__name__} declares SERVICE = {contract.name!r}")
-    handlers = {}
+    handlers, declared = {}, {}
     for op in contract.operations.values():
         handler = getattr(module, op.name, None)
         if not callable(handler):
             raise HandlerError(f"{contract.name}.{op.name} has no handler in {module.__name__}")
-        _check_signature(contract.name, op.name, handler, [p.name for p in op.params])
-        handlers[op.name] = handler
-    return BoundService(contract, handlers, wsdl)
+        access = access_of(handler)
+        if access is None:
+            raise HandlerError(f"{contract.name}.{op.name}: the handler declares no access "
+                               "(@authenticated or @anonymous)")
+        _check_signature(contract.name, op.name, handler, access, [p.name for p in op.params])
+        handlers[op.name], declared[op.name] = handler, access
+    return BoundService(contract, handlers, declared, wsdl)
 
 
 def load_services(wsdl_dir: Path) -> dict[str, BoundService]:

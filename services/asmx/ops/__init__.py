@@ -1,7 +1,10 @@
 """Operation handlers, one module per ASMX service (`SERVICE` names it).
 
-A handler is a module-level function named exactly like the contract operation, called as
-`Handler(call, **params)` with every contract parameter by its contract name, already converted:
+A handler is a module-level function named exactly like the contract operation, declaring who may
+call it (services/asmx/access.py). An `@authenticated` handler is called as
+`Handler(call, actor, **params)`: the dispatcher has logged the caller in from the declared
+credential parameters and passes every other contract parameter; an `@anonymous` one as
+`Handler(call, **params)`. Parameters come by their contract names, already converted:
 string -> str | None (None when the element was absent or nil), boolean -> bool, int/long -> int,
 dateTime -> datetime, guid -> str, ArrayOfString -> list[str] (empty when absent).
 

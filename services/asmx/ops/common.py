@@ -1,13 +1,7 @@
 """Translations shared by several services' handlers (this module serves no service itself)."""
 from __future__ import annotations
 
-from mailsrv.core.actor import Actor
 from mailsrv.directory.stats import Traffic
-from services.asmx.call import Call
-
-
-def login(call: Call, user: str | None, password: str | None) -> Actor:
-    return call.server.login(user, password, call.client_ip)
 
 
 def traffic_fields(t: Traffic) -> dict[str, int]:

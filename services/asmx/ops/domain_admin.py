@@ -5,8 +5,10 @@ import datetime as dt
 from typing import Any
 
 from mailsrv.core import settings
+from mailsrv.core.actor import Actor
+from services.asmx.access import authenticated
 from services.asmx.call import Call
-from services.asmx.ops.common import login, traffic_fields
+from services.asmx.ops.common import traffic_fields
 
 SERVICE = "svcDomainAdmin"
 
@@ -22,8 +24,9 @@ def _key_fields(key: Any) -> dict[str, str]:
     return {"privateKey": key.private_key, "publicKey": key.public_key, "selector": key.selector}
 
 
-def AddDomain(call: Call, AuthUserName: str | None, AuthPassword: str | None, DomainName: str | None,
-              Path: str | None, PrimaryDomainAdminUserName: str | None, PrimaryDomainAdminPassword: str | None,
+@authenticated()
+def AddDomain(call: Call, actor: Actor, DomainName: str | None, Path: str | None,
+              PrimaryDomainAdminUserName: str | None, PrimaryDomainAdminPassword: str | None,
               PrimaryDomainAdminFirstName: str | None, PrimaryDomainAdminLastName: str | None, IP: str | None,
               ImapPort: int, PopPort: int, SmtpPort: int, MaxAliases: int, MaxDomainSizeInMB: int,
               MaxDomainUsers: int, MaxMailboxSizeInMB: int, MaxMessageSize: int, MaxRecipients: int,
@@ -32,196 +35,203 @@ def AddDomain(call: Call, AuthUserName: str | None, AuthPassword: str | None, Do
               ListCommandAddress: str | None) -> None:
     fields = {name: value for name, value in locals().items() if name in settings.DOMAIN_FIELDS}
     fields["ServerIP"] = IP
-    call.server.domains.add(login(call, AuthUserName, AuthPassword), DomainName, Path, PrimaryDomainAdminUserName,
+    call.engine.domains.add(actor, DomainName, Path, PrimaryDomainAdminUserName,
                             PrimaryDomainAdminPassword, PrimaryDomainAdminFirstName, PrimaryDomainAdminLastName,
                             settings.settings_from_fields(fields))
 
 
-def AddDomainEx(call: Call, AuthUserName: str | None, AuthPassword: str | None, DomainName: str | None,
-                Path: str | None, PrimaryDomainAdminUserName: str | None, PrimaryDomainAdminPassword: str | None,
+@authenticated()
+def AddDomainEx(call: Call, actor: Actor, DomainName: str | None, Path: str | None,
+                PrimaryDomainAdminUserName: str | None, PrimaryDomainAdminPassword: str | None,
                 PrimaryDomainAdminFirstName: str | None, PrimaryDomainAdminLastName: str | None,
                 IP: str | None) -> None:
     overrides = settings.settings_from_fields({"ServerIP": IP}) if (IP or "").strip() else {}
-    call.server.domains.add(login(call, AuthUserName, AuthPassword), DomainName, Path, PrimaryDomainAdminUserName,
+    call.engine.domains.add(actor, DomainName, Path, PrimaryDomainAdminUserName,
                             PrimaryDomainAdminPassword, PrimaryDomainAdminFirstName, PrimaryDomainAdminLastName,
                             overrides)
 
 
-def UpdateDomain(call: Call, AuthUserName: str | None, AuthPassword: str | None, DomainName: str | None,
-                 ServerIP: str | None, ImapPort: int, PopPort: int, SmtpPort: int, MaxAliases: int,
-                 MaxDomainSizeInMB: int, MaxDomainUsers: int, MaxMailboxSizeInMB: int, MaxMessageSize: int,
-                 MaxRecipients: int, MaxDomainAliases: int, MaxLists: int, ShowDomainAliasMenu: bool,
-                 ShowContentFilteringMenu: bool, ShowSpamMenu: bool, ShowStatsMenu: bool,
+@authenticated()
+def UpdateDomain(call: Call, actor: Actor, DomainName: str | None, ServerIP: str | None, ImapPort: int, PopPort: int,
+                 SmtpPort: int, MaxAliases: int, MaxDomainSizeInMB: int, MaxDomainUsers: int, MaxMailboxSizeInMB: int,
+                 MaxMessageSize: int, MaxRecipients: int, MaxDomainAliases: int, MaxLists: int,
+                 ShowDomainAliasMenu: bool, ShowContentFilteringMenu: bool, ShowSpamMenu: bool, ShowStatsMenu: bool,
                  RequireSmtpAuthentication: bool, ShowListMenu: bool, ListCommandAddress: str | None) -> None:
     fields = {name: value for name, value in locals().items() if name in settings.DOMAIN_FIELDS}
-    call.server.domains.update(login(call, AuthUserName, AuthPassword), DomainName,
-                               settings.settings_from_fields(fields), system_only=True)
+    call.engine.domains.update(actor, DomainName, settings.settings_from_fields(fields), system_only=True)
 
 
-def DeleteDomain(call: Call, AuthUserName: str | None, AuthPassword: str | None, DomainName: str | None,
-                 DeleteFiles: bool) -> None:
-    call.server.domains.delete(login(call, AuthUserName, AuthPassword), DomainName, DeleteFiles)
+@authenticated()
+def DeleteDomain(call: Call, actor: Actor, DomainName: str | None, DeleteFiles: bool) -> None:
+    call.engine.domains.delete(actor, DomainName, DeleteFiles)
 
 
-def RenameDomain(call: Call, AuthUserName: str | None, AuthPassword: str | None, OldDomainName: str | None,
-                 NewDomainName: str | None) -> None:
-    call.server.domains.rename(login(call, AuthUserName, AuthPassword), OldDomainName, NewDomainName)
+@authenticated()
+def RenameDomain(call: Call, actor: Actor, OldDomainName: str | None, NewDomainName: str | None) -> None:
+    call.engine.domains.rename(actor, OldDomainName, NewDomainName)
 
 
-def UpdateDomainNameAndPath(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                            OldDomainName: str | None, NewDomainName: str | None, NewDomainPath: str | None) -> None:
-    call.server.domains.rename(login(call, AuthUserName, AuthPassword), OldDomainName, NewDomainName, NewDomainPath)
+@authenticated()
+def UpdateDomainNameAndPath(call: Call, actor: Actor, OldDomainName: str | None, NewDomainName: str | None,
+                            NewDomainPath: str | None) -> None:
+    call.engine.domains.rename(actor, OldDomainName, NewDomainName, NewDomainPath)
 
 
-def DisableDomain(call: Call, AuthUserName: str | None, AuthPassword: str | None, domainName: str | None) -> None:
-    call.server.domains.set_enabled(login(call, AuthUserName, AuthPassword), domainName, False)
+@authenticated()
+def DisableDomain(call: Call, actor: Actor, domainName: str | None) -> None:
+    call.engine.domains.set_enabled(actor, domainName, False)
 
 
-def EnableDomain(call: Call, AuthUserName: str | None, AuthPassword: str | None, domainName: str | None) -> None:
-    call.server.domains.set_enabled(login(call, AuthUserName, AuthPassword), domainName, True)
+@authenticated()
+def EnableDomain(call: Call, actor: Actor, domainName: str | None) -> None:
+    call.engine.domains.set_enabled(actor, domainName, True)
 
 
-def GetAllDomains(call: Call, AuthUserName: str | None, AuthPassword: str | None) -> dict[str, Any]:
-    return {"DomainNames": call.server.domains.names(login(call, AuthUserName, AuthPassword))}
+@authenticated()
+def GetAllDomains(call: Call, actor: Actor) -> dict[str, Any]:
+    return {"DomainNames": call.engine.domains.names(actor)}
 
 
-def GetDomainSettings(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                      domainName: str | None) -> dict[str, Any]:
-    view = call.server.domains.get(login(call, AuthUserName, AuthPassword), domainName)
+@authenticated()
+def GetDomainSettings(call: Call, actor: Actor, domainName: str | None) -> dict[str, Any]:
+    view = call.engine.domains.get(actor, domainName)
     return {**settings.fields_from_settings(view.settings), "Path": view.path}
 
 
-def GetDomainDefaults(call: Call, AuthUserName: str | None, AuthPassword: str | None) -> dict[str, Any]:
-    return settings.fields_from_settings(call.server.domains.defaults(login(call, AuthUserName, AuthPassword)))
+@authenticated()
+def GetDomainDefaults(call: Call, actor: Actor) -> dict[str, Any]:
+    return settings.fields_from_settings(call.engine.domains.defaults(actor))
 
 
-def GetDomainInfo(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                  domainName: str | None) -> dict[str, str]:
-    return {"Path": call.server.domains.get(login(call, AuthUserName, AuthPassword), domainName).path}
+@authenticated()
+def GetDomainInfo(call: Call, actor: Actor, domainName: str | None) -> dict[str, str]:
+    return {"Path": call.engine.domains.get(actor, domainName).path}
 
 
-def GetDomainUsers(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                   DomainName: str | None) -> dict[str, Any]:
-    members = call.server.domains.members(login(call, AuthUserName, AuthPassword), DomainName)
+@authenticated()
+def GetDomainUsers(call: Call, actor: Actor, DomainName: str | None) -> dict[str, Any]:
+    members = call.engine.domains.members(actor, DomainName)
     return {"Users": members.users, "DomainAliases": members.domain_aliases, "CatchAll": members.has_catch_all}
 
 
-def GetPrimaryDomainAdmin(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                          DomainName: str | None) -> dict[str, str]:
-    return {"PrimaryAdmin": call.server.domains.primary_admin(login(call, AuthUserName, AuthPassword), DomainName)}
+@authenticated()
+def GetPrimaryDomainAdmin(call: Call, actor: Actor, DomainName: str | None) -> dict[str, str]:
+    return {"PrimaryAdmin": call.engine.domains.primary_admin(actor, DomainName)}
 
 
-def SetPrimaryDomainAdmin(call: Call, AuthUserName: str | None, AuthPassword: str | None, DomainName: str | None,
-                          AdminUserName: str | None) -> None:
-    call.server.domains.set_primary_admin(login(call, AuthUserName, AuthPassword), DomainName, AdminUserName)
+@authenticated()
+def SetPrimaryDomainAdmin(call: Call, actor: Actor, DomainName: str | None, AdminUserName: str | None) -> None:
+    call.engine.domains.set_primary_admin(actor, DomainName, AdminUserName)
 
 
-def GetRequestedDomainSettings(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                               DomainName: str | None, requestedSettings: list[str | None]) -> dict[str, Any]:
-    actor = login(call, AuthUserName, AuthPassword)
-    return {"settingValues": call.server.domains.requested_settings(actor, DomainName, requestedSettings)}
-
-
-def SetRequestedDomainSettings(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                               DomainName: str | None, newSettings: list[str | None]) -> None:
-    call.server.domains.set_requested_settings(login(call, AuthUserName, AuthPassword), DomainName, newSettings)
-
-
-def GetRequestedDomainDefaults(call: Call, AuthUserName: str | None, AuthPassword: str | None,
+@authenticated()
+def GetRequestedDomainSettings(call: Call, actor: Actor, DomainName: str | None,
                                requestedSettings: list[str | None]) -> dict[str, Any]:
-    actor = login(call, AuthUserName, AuthPassword)
-    return {"settingValues": call.server.domains.requested_defaults(actor, requestedSettings)}
+    return {"settingValues": call.engine.domains.requested_settings(actor, DomainName, requestedSettings)}
 
 
-def SetRequestedDomainDefaults(call: Call, AuthUserName: str | None, AuthPassword: str | None,
+@authenticated()
+def SetRequestedDomainSettings(call: Call, actor: Actor, DomainName: str | None,
                                newSettings: list[str | None]) -> None:
-    call.server.domains.set_requested_defaults(login(call, AuthUserName, AuthPassword), newSettings)
+    call.engine.domains.set_requested_settings(actor, DomainName, newSettings)
 
 
-def ReloadDomain(call: Call, AuthUserName: str | None, AuthPassword: str | None, DomainName: str | None) -> None:
-    call.server.domains.reload(login(call, AuthUserName, AuthPassword), DomainName)
+@authenticated()
+def GetRequestedDomainDefaults(call: Call, actor: Actor, requestedSettings: list[str | None]) -> dict[str, Any]:
+    return {"settingValues": call.engine.domains.requested_defaults(actor, requestedSettings)}
 
 
-def GetDomainStatistics(call: Call, AuthUserName: str | None, AuthPassword: str | None, DomainName: str | None,
-                        StartDate: dt.datetime, EndDate: dt.datetime) -> dict[str, int]:
-    return traffic_fields(call.server.stats.domain(login(call, AuthUserName, AuthPassword), DomainName,
-                                                 StartDate, EndDate))
+@authenticated()
+def SetRequestedDomainDefaults(call: Call, actor: Actor, newSettings: list[str | None]) -> None:
+    call.engine.domains.set_requested_defaults(actor, newSettings)
 
 
-def GetAllDomainStatistics(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                           StartDate: dt.datetime, EndDate: dt.datetime) -> dict[str, Any]:
-    rows = call.server.stats.all_domains(login(call, AuthUserName, AuthPassword), StartDate, EndDate)
+@authenticated()
+def ReloadDomain(call: Call, actor: Actor, DomainName: str | None) -> None:
+    call.engine.domains.reload(actor, DomainName)
+
+
+@authenticated()
+def GetDomainStatistics(call: Call, actor: Actor, DomainName: str | None, StartDate: dt.datetime,
+                        EndDate: dt.datetime) -> dict[str, int]:
+    return traffic_fields(call.engine.stats.domain(actor, DomainName, StartDate, EndDate))
+
+
+@authenticated()
+def GetAllDomainStatistics(call: Call, actor: Actor, StartDate: dt.datetime, EndDate: dt.datetime) -> dict[str, Any]:
+    rows = call.engine.stats.all_domains(actor, StartDate, EndDate)
     return {"Stats": [{"DomainName": row.domain, **traffic_fields(row.traffic)} for row in rows]}
 
 
-def GetDomainCounts(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                    DomainName: str | None) -> dict[str, int]:
-    counts = call.server.stats.counts(login(call, AuthUserName, AuthPassword), DomainName)
+@authenticated()
+def GetDomainCounts(call: Call, actor: Actor, DomainName: str | None) -> dict[str, int]:
+    counts = call.engine.stats.counts(actor, DomainName)
     return {"Users": counts.users, "MailingLists": counts.mailing_lists, "Aliases": counts.aliases,
             "Size": counts.size}
 
 
-def GetAllDomainAliases(call: Call, AuthUserName: str | None, AuthPassword: str | None) -> dict[str, Any]:
-    aliases = call.server.domain_aliases.list_all(login(call, AuthUserName, AuthPassword))
+@authenticated()
+def GetAllDomainAliases(call: Call, actor: Actor) -> dict[str, Any]:
+    aliases = call.engine.domain_aliases.list_all(actor)
     return {"DomainAliases": [{"Name": a.name, "DomainName": a.domain} for a in aliases]}
 
 
-def GenerateDomainKeysCert(call: Call, AuthUserName: str | None, AuthPassword: str | None, DomainName: str | None,
-                           KeySize: int, selector: str | None) -> dict[str, str]:
-    actor = login(call, AuthUserName, AuthPassword)
-    return _key_fields(call.server.dkim_keys.generate(actor, DomainName, KeySize, selector))
+@authenticated()
+def GenerateDomainKeysCert(call: Call, actor: Actor, DomainName: str | None, KeySize: int,
+                           selector: str | None) -> dict[str, str]:
+    return _key_fields(call.engine.dkim_keys.generate(actor, DomainName, KeySize, selector))
 
 
-def GetDomainKeysCert(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                      DomainName: str | None) -> dict[str, str]:
-    return _key_fields(call.server.dkim_keys.get(login(call, AuthUserName, AuthPassword), DomainName))
+@authenticated()
+def GetDomainKeysCert(call: Call, actor: Actor, DomainName: str | None) -> dict[str, str]:
+    return _key_fields(call.engine.dkim_keys.get(actor, DomainName))
 
 
-def SetDomainArchiveRule(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                         parameters: list[str | None]) -> dict[str, Any]:
-    actor = login(call, AuthUserName, AuthPassword)
-    return {"settingValues": call.server.archive_rules.set(actor, parameters)}
+@authenticated()
+def SetDomainArchiveRule(call: Call, actor: Actor, parameters: list[str | None]) -> dict[str, Any]:
+    return {"settingValues": call.engine.archive_rules.set(actor, parameters)}
 
 
-def AddDomainForwardingBlock(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                             targetAddress: str | None, domains: list[str | None]) -> None:
-    call.server.forwarding_blocks.add(login(call, AuthUserName, AuthPassword), targetAddress, domains)
+@authenticated()
+def AddDomainForwardingBlock(call: Call, actor: Actor, targetAddress: str | None, domains: list[str | None]) -> None:
+    call.engine.forwarding_blocks.add(actor, targetAddress, domains)
 
 
-def SetDomainForwardingBlock(call: Call, AuthUserName: str | None, AuthPassword: str | None, blockID: int,
-                             targetAddress: str | None, domains: list[str | None]) -> None:
-    call.server.forwarding_blocks.set(login(call, AuthUserName, AuthPassword), domains, block_id=blockID,
-                                      new_target=targetAddress)
+@authenticated()
+def SetDomainForwardingBlock(call: Call, actor: Actor, blockID: int, targetAddress: str | None,
+                             domains: list[str | None]) -> None:
+    call.engine.forwarding_blocks.set(actor, domains, block_id=blockID, new_target=targetAddress)
 
 
-def SetDomainForwardingBlockByTargetAddress(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                                            targetAddress: str | None, domains: list[str | None]) -> None:
-    call.server.forwarding_blocks.set(login(call, AuthUserName, AuthPassword), domains, target=targetAddress)
+@authenticated()
+def SetDomainForwardingBlockByTargetAddress(call: Call, actor: Actor, targetAddress: str | None,
+                                            domains: list[str | None]) -> None:
+    call.engine.forwarding_blocks.set(actor, domains, target=targetAddress)
 
 
-def DeleteDomainForwardingBlock(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                                blockID: int) -> None:
-    call.server.forwarding_blocks.delete(login(call, AuthUserName, AuthPassword), block_id=blockID)
+@authenticated()
+def DeleteDomainForwardingBlock(call: Call, actor: Actor, blockID: int) -> None:
+    call.engine.forwarding_blocks.delete(actor, block_id=blockID)
 
 
-def DeleteDomainForwardBlockByTargetAddress(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                                            targetAddress: str | None) -> None:
-    call.server.forwarding_blocks.delete(login(call, AuthUserName, AuthPassword), target=targetAddress)
+@authenticated()
+def DeleteDomainForwardBlockByTargetAddress(call: Call, actor: Actor, targetAddress: str | None) -> None:
+    call.engine.forwarding_blocks.delete(actor, target=targetAddress)
 
 
-def GetDomainForwarding(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                        includeDomains: bool) -> dict[str, Any]:
-    blocks = call.server.forwarding_blocks.list(login(call, AuthUserName, AuthPassword))
+@authenticated()
+def GetDomainForwarding(call: Call, actor: Actor, includeDomains: bool) -> dict[str, Any]:
+    blocks = call.engine.forwarding_blocks.list(actor)
     return {"blocks": [_block_fields(b, includeDomains) for b in blocks]}
 
 
-def GetDomainForwardingBlock(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                             blockID: int) -> dict[str, Any]:
-    block = call.server.forwarding_blocks.get(login(call, AuthUserName, AuthPassword), block_id=blockID)
+@authenticated()
+def GetDomainForwardingBlock(call: Call, actor: Actor, blockID: int) -> dict[str, Any]:
+    block = call.engine.forwarding_blocks.get(actor, block_id=blockID)
     return {"domainForwardBlock": _block_fields(block)}
 
 
-def GetDomainForwardingBlockByTargetAddress(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                                            targetAddress: str | None) -> dict[str, Any]:
-    block = call.server.forwarding_blocks.get(login(call, AuthUserName, AuthPassword), target=targetAddress)
+@authenticated()
+def GetDomainForwardingBlockByTargetAddress(call: Call, actor: Actor, targetAddress: str | None) -> dict[str, Any]:
+    block = call.engine.forwarding_blocks.get(actor, target=targetAddress)
     return {"domainForwardBlock": _block_fields(block)}

@@ -3,30 +3,29 @@ from __future__ import annotations
 
 from typing import Any
 
+from mailsrv.core.actor import Actor
+from services.asmx.access import authenticated
 from services.asmx.call import Call
 
 SERVICE = "svcDomainAliasAdmin"
 
 
-def AddDomainAlias(call: Call, AuthUserName: str | None, AuthPassword: str | None, DomainName: str | None,
-                   DomainAliasName: str | None) -> None:
-    actor = call.server.login(AuthUserName, AuthPassword, call.client_ip)
-    call.server.domain_aliases.add(actor, DomainName, DomainAliasName, check_mx=True)
+@authenticated()
+def AddDomainAlias(call: Call, actor: Actor, DomainName: str | None, DomainAliasName: str | None) -> None:
+    call.engine.domain_aliases.add(actor, DomainName, DomainAliasName, check_mx=True)
 
 
-def AddDomainAliasWithoutMxCheck(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                                 DomainName: str | None, DomainAliasName: str | None) -> None:
-    actor = call.server.login(AuthUserName, AuthPassword, call.client_ip)
-    call.server.domain_aliases.add(actor, DomainName, DomainAliasName, check_mx=False)
+@authenticated()
+def AddDomainAliasWithoutMxCheck(call: Call, actor: Actor, DomainName: str | None,
+                                 DomainAliasName: str | None) -> None:
+    call.engine.domain_aliases.add(actor, DomainName, DomainAliasName, check_mx=False)
 
 
-def DeleteDomainAlias(call: Call, AuthUserName: str | None, AuthPassword: str | None, DomainName: str | None,
-                      DomainAliasName: str | None) -> None:
-    actor = call.server.login(AuthUserName, AuthPassword, call.client_ip)
-    call.server.domain_aliases.delete(actor, DomainName, DomainAliasName)
+@authenticated()
+def DeleteDomainAlias(call: Call, actor: Actor, DomainName: str | None, DomainAliasName: str | None) -> None:
+    call.engine.domain_aliases.delete(actor, DomainName, DomainAliasName)
 
 
-def GetAliases(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-               DomainName: str | None) -> dict[str, Any]:
-    actor = call.server.login(AuthUserName, AuthPassword, call.client_ip)
-    return {"DomainAliasNames": call.server.domain_aliases.list(actor, DomainName)}
+@authenticated()
+def GetAliases(call: Call, actor: Actor, DomainName: str | None) -> dict[str, Any]:
+    return {"DomainAliasNames": call.engine.domain_aliases.list(actor, DomainName)}

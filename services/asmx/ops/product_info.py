@@ -1,25 +1,30 @@
 """svcProductInfo: product, version and license."""
 from __future__ import annotations
 
+from mailsrv.core.actor import Actor
+from services.asmx.access import authenticated
 from services.asmx.call import Call
 
 SERVICE = "svcProductInfo"
 
 
-def GetProductInfo(call: Call, AuthUserName: str | None, AuthPassword: str | None) -> dict[str, str]:
-    info = call.server.product.info(call.server.login(AuthUserName, AuthPassword, call.client_ip))
+@authenticated()
+def GetProductInfo(call: Call, actor: Actor) -> dict[str, str]:
+    info = call.engine.product.info(actor)
     return {"ProductName": info.name, "ProductVersion": info.version}
 
 
-def GetLicenseInfo(call: Call, AuthUserName: str | None, AuthPassword: str | None) -> dict[str, str]:
-    actor = call.server.login(AuthUserName, AuthPassword, call.client_ip)
-    return {"LicenseKey": call.server.product.license_key(actor)}
+@authenticated()
+def GetLicenseInfo(call: Call, actor: Actor) -> dict[str, str]:
+    return {"LicenseKey": call.engine.product.license_key(actor)}
 
 
-def SetLicenseKey(call: Call, AuthUserName: str | None, AuthPassword: str | None, Key: str | None) -> None:
-    call.server.product.set_license_key(call.server.login(AuthUserName, AuthPassword, call.client_ip), Key)
+@authenticated()
+def SetLicenseKey(call: Call, actor: Actor, Key: str | None) -> None:
+    call.engine.product.set_license_key(actor, Key)
 
 
-def ActivateLicenseKey(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                       AccountEmailAddress: str | None, AccountPassword: str | None) -> None:
-    call.server.product.activate_license(call.server.login(AuthUserName, AuthPassword, call.client_ip))
+@authenticated()
+def ActivateLicenseKey(call: Call, actor: Actor, AccountEmailAddress: str | None,
+                       AccountPassword: str | None) -> None:
+    call.engine.product.activate_license(actor)

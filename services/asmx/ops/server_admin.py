@@ -3,52 +3,55 @@ from __future__ import annotations
 
 from typing import Any
 
+from mailsrv.core.actor import Actor
+from services.asmx.access import authenticated
 from services.asmx.call import Call
 
 SERVICE = "svcServerAdmin"
 
 
-def GetEdition(call: Call, AuthUserName: str | None, AuthPassword: str | None) -> dict[str, str]:
-    return {"Edition": call.server.product.edition(call.server.login(AuthUserName, AuthPassword, call.client_ip))}
+@authenticated()
+def GetEdition(call: Call, actor: Actor) -> dict[str, str]:
+    return {"Edition": call.engine.product.edition(actor)}
 
 
-def ListSystemAdmins(call: Call, authUsername: str | None, authPassword: str | None) -> dict[str, Any]:
-    admins = call.server.admins.list(call.server.login(authUsername, authPassword, call.client_ip))
+@authenticated("authUsername", "authPassword")
+def ListSystemAdmins(call: Call, actor: Actor) -> dict[str, Any]:
+    admins = call.engine.admins.list(actor)
     return {"Admins": [{"ID": a.id, "Username": a.username, "IsPrimaryAdmin": a.is_primary,
                         "RestrictedByIp": a.restricted_by_ip, "DateCreated": a.created_at,
                         "Description": a.description} for a in admins]}
 
 
-def AddSystemAdmin(call: Call, authUsername: str | None, authPassword: str | None, newAdminUsername: str | None,
-                   newAdminPassword: str | None, newAdminDescription: str | None) -> None:
-    actor = call.server.login(authUsername, authPassword, call.client_ip)
-    call.server.admins.add(actor, newAdminUsername, newAdminPassword, newAdminDescription)
+@authenticated("authUsername", "authPassword")
+def AddSystemAdmin(call: Call, actor: Actor, newAdminUsername: str | None, newAdminPassword: str | None,
+                   newAdminDescription: str | None) -> None:
+    call.engine.admins.add(actor, newAdminUsername, newAdminPassword, newAdminDescription)
 
 
-def SetSystemAdminPassword(call: Call, authUsername: str | None, authPassword: str | None,
-                           systemAdminUsername: str | None, newPassword: str | None) -> None:
-    actor = call.server.login(authUsername, authPassword, call.client_ip)
-    call.server.admins.set_password(actor, systemAdminUsername, newPassword)
+@authenticated("authUsername", "authPassword")
+def SetSystemAdminPassword(call: Call, actor: Actor, systemAdminUsername: str | None,
+                           newPassword: str | None) -> None:
+    call.engine.admins.set_password(actor, systemAdminUsername, newPassword)
 
 
-def DeleteSystemAdmin(call: Call, authUsername: str | None, authPassword: str | None,
-                      systemAdminUsername: str | None) -> None:
-    call.server.admins.delete(call.server.login(authUsername, authPassword, call.client_ip), systemAdminUsername)
+@authenticated("authUsername", "authPassword")
+def DeleteSystemAdmin(call: Call, actor: Actor, systemAdminUsername: str | None) -> None:
+    call.engine.admins.delete(actor, systemAdminUsername)
 
 
-def AddIPRestrictionToSystemAdmin(call: Call, authUsername: str | None, authPassword: str | None,
-                                  adminUsername: str | None, ipAddressOrRange: str | None,
+@authenticated("authUsername", "authPassword")
+def AddIPRestrictionToSystemAdmin(call: Call, actor: Actor, adminUsername: str | None, ipAddressOrRange: str | None,
                                   restrictionDescription: str | None) -> None:
-    actor = call.server.login(authUsername, authPassword, call.client_ip)
-    call.server.admins.add_ip_restriction(actor, adminUsername, ipAddressOrRange, restrictionDescription)
+    call.engine.admins.add_ip_restriction(actor, adminUsername, ipAddressOrRange, restrictionDescription)
 
 
-def RemoveIPRestrictionFromSystemAdmin(call: Call, authUsername: str | None, authPassword: str | None,
-                                       adminUsername: str | None, ipAddressOrRange: str | None) -> None:
-    actor = call.server.login(authUsername, authPassword, call.client_ip)
-    call.server.admins.remove_ip_restriction(actor, adminUsername, ipAddressOrRange)
+@authenticated("authUsername", "authPassword")
+def RemoveIPRestrictionFromSystemAdmin(call: Call, actor: Actor, adminUsername: str | None,
+                                       ipAddressOrRange: str | None) -> None:
+    call.engine.admins.remove_ip_restriction(actor, adminUsername, ipAddressOrRange)
 
 
-def GetSpoolMessageCount(call: Call, AuthUserName: str | None, AuthPassword: str | None) -> dict[str, int]:
-    actor = call.server.login(AuthUserName, AuthPassword, call.client_ip)
-    return {"messageCount": call.server.spool.message_count(actor)}
+@authenticated()
+def GetSpoolMessageCount(call: Call, actor: Actor) -> dict[str, int]:
+    return {"messageCount": call.engine.spool.message_count(actor)}

@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from mailsrv.core.actor import Actor
 from mailsrv.directory.users import GroupView, LastLogin, UserView
+from services.asmx.access import anonymous, authenticated
 from services.asmx.call import Call
-from services.asmx.ops.common import login, traffic_fields
+from services.asmx.ops.common import traffic_fields
 from services.asmx.values import format_value
 
 SERVICE = "svcUserAdmin"
@@ -33,217 +35,222 @@ def _userlogin(entry: LastLogin) -> dict[str, Any]:
 
 # Accounts
 
-def AddUser(call: Call, AuthUserName: str | None, AuthPassword: str | None, NewUsername: str | None,
-            NewPassword: str | None, DomainName: str | None, FirstName: str | None, LastName: str | None,
-            IsDomainAdmin: bool) -> None:
-    call.server.users.add(login(call, AuthUserName, AuthPassword), NewUsername, NewPassword, DomainName,
-                          FirstName, LastName, IsDomainAdmin)
+@authenticated()
+def AddUser(call: Call, actor: Actor, NewUsername: str | None, NewPassword: str | None, DomainName: str | None,
+            FirstName: str | None, LastName: str | None, IsDomainAdmin: bool) -> None:
+    call.engine.users.add(actor, NewUsername, NewPassword, DomainName, FirstName, LastName, IsDomainAdmin)
 
 
-def AddUser2(call: Call, AuthUserName: str | None, AuthPassword: str | None, NewUsername: str | None,
-             NewPassword: str | None, DomainName: str | None, FirstName: str | None, LastName: str | None,
-             IsDomainAdmin: bool, maxMailboxSize: int) -> None:
-    call.server.users.add(login(call, AuthUserName, AuthPassword), NewUsername, NewPassword, DomainName,
+@authenticated()
+def AddUser2(call: Call, actor: Actor, NewUsername: str | None, NewPassword: str | None, DomainName: str | None,
+             FirstName: str | None, LastName: str | None, IsDomainAdmin: bool, maxMailboxSize: int) -> None:
+    call.engine.users.add(actor, NewUsername, NewPassword, DomainName,
                           FirstName, LastName, IsDomainAdmin, maxMailboxSize)
 
 
-def DeleteUser(call: Call, AuthUserName: str | None, AuthPassword: str | None, Username: str | None,
-               DomainName: str | None) -> None:
-    call.server.users.delete(login(call, AuthUserName, AuthPassword), Username, DomainName)
+@authenticated()
+def DeleteUser(call: Call, actor: Actor, Username: str | None, DomainName: str | None) -> None:
+    call.engine.users.delete(actor, Username, DomainName)
 
 
-def UpdateUser(call: Call, AuthUserName: str | None, AuthPassword: str | None, EmailAddress: str | None,
-               NewPassword: str | None, NewFirstName: str | None, NewLastName: str | None,
-               IsDomainAdmin: bool) -> None:
-    call.server.users.update(login(call, AuthUserName, AuthPassword), EmailAddress, NewPassword, NewFirstName,
-                             NewLastName, IsDomainAdmin)
+@authenticated()
+def UpdateUser(call: Call, actor: Actor, EmailAddress: str | None, NewPassword: str | None, NewFirstName: str | None,
+               NewLastName: str | None, IsDomainAdmin: bool) -> None:
+    call.engine.users.update(actor, EmailAddress, NewPassword, NewFirstName, NewLastName, IsDomainAdmin)
 
 
-def UpdateUser2(call: Call, AuthUserName: str | None, AuthPassword: str | None, EmailAddress: str | None,
-                NewPassword: str | None, NewFirstName: str | None, NewLastName: str | None,
-                IsDomainAdmin: bool, maxMailboxSize: int) -> None:
-    call.server.users.update(login(call, AuthUserName, AuthPassword), EmailAddress, NewPassword, NewFirstName,
+@authenticated()
+def UpdateUser2(call: Call, actor: Actor, EmailAddress: str | None, NewPassword: str | None, NewFirstName: str | None,
+                NewLastName: str | None, IsDomainAdmin: bool, maxMailboxSize: int) -> None:
+    call.engine.users.update(actor, EmailAddress, NewPassword, NewFirstName,
                              NewLastName, IsDomainAdmin, maxMailboxSize)
 
 
-def GetUser(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-            EmailAddress: str | None) -> dict[str, Any]:
-    return {"UserInfo": _user_info(call.server.users.get(login(call, AuthUserName, AuthPassword), EmailAddress))}
+@authenticated()
+def GetUser(call: Call, actor: Actor, EmailAddress: str | None) -> dict[str, Any]:
+    return {"UserInfo": _user_info(call.engine.users.get(actor, EmailAddress))}
 
 
-def GetUsers(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-             DomainName: str | None) -> dict[str, Any]:
-    users = call.server.users.list(login(call, AuthUserName, AuthPassword), DomainName)
+@authenticated()
+def GetUsers(call: Call, actor: Actor, DomainName: str | None) -> dict[str, Any]:
+    users = call.engine.users.list(actor, DomainName)
     return {"Users": [_user_info(u) for u in users]}
 
 
+@anonymous
 def AuthenticateUser(call: Call, UserName: str | None, DomainName: str | None, Password: str | None) -> None:
-    call.server.users.authenticate(UserName, DomainName, Password, call.client_ip)
+    call.engine.users.authenticate(UserName, DomainName, Password, call.client_ip)
 
 
+@anonymous
 def LoginValidated(call: Call, Username: str | None, Password: str | None) -> None:
-    call.server.users.authenticate(Username, None, Password, call.client_ip)
+    call.engine.users.authenticate(Username, None, Password, call.client_ip)
 
 
 # Settings
 
-def GetRequestedUserSettings(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                             EmailAddress: str | None, requestedSettings: list[str | None]) -> dict[str, Any]:
-    actor = login(call, AuthUserName, AuthPassword)
-    return {"settingValues": call.server.users.requested_settings(actor, EmailAddress, requestedSettings)}
+@authenticated()
+def GetRequestedUserSettings(call: Call, actor: Actor, EmailAddress: str | None,
+                             requestedSettings: list[str | None]) -> dict[str, Any]:
+    return {"settingValues": call.engine.users.requested_settings(actor, EmailAddress, requestedSettings)}
 
 
-def SetRequestedUserSettings(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                             EmailAddress: str | None, newSettings: list[str | None]) -> None:
-    call.server.users.set_requested_settings(login(call, AuthUserName, AuthPassword), EmailAddress, newSettings)
+@authenticated()
+def SetRequestedUserSettings(call: Call, actor: Actor, EmailAddress: str | None,
+                             newSettings: list[str | None]) -> None:
+    call.engine.users.set_requested_settings(actor, EmailAddress, newSettings)
 
 
 # Forwarding, auto-responder, ActiveSync
 
-def GetUserForwardingInfo(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                          EmailAddress: str | None) -> dict[str, Any]:
-    forwarding = call.server.users.forwarding(login(call, AuthUserName, AuthPassword), EmailAddress)
+@authenticated()
+def GetUserForwardingInfo(call: Call, actor: Actor, EmailAddress: str | None) -> dict[str, Any]:
+    forwarding = call.engine.users.forwarding(actor, EmailAddress)
     return {"DeleteOnForward": forwarding.delete_on_forward,
             "ForwardingAddress": FORWARD_SEPARATOR.join(forwarding.addresses)}
 
 
-def GetUserForwardingInfo2(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                           EmailAddress: str | None) -> dict[str, Any]:
-    forwarding = call.server.users.forwarding(login(call, AuthUserName, AuthPassword), EmailAddress)
+@authenticated()
+def GetUserForwardingInfo2(call: Call, actor: Actor, EmailAddress: str | None) -> dict[str, Any]:
+    forwarding = call.engine.users.forwarding(actor, EmailAddress)
     return {"DeleteOnForward": forwarding.delete_on_forward, "ForwardingAddresses": forwarding.addresses}
 
 
-def UpdateUserForwardingInfo(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                             EmailAddress: str | None, DeleteOnForward: bool, ForwardingAddress: str | None) -> None:
-    call.server.users.set_forwarding(login(call, AuthUserName, AuthPassword), EmailAddress, DeleteOnForward,
-                                     ForwardingAddress)
+@authenticated()
+def UpdateUserForwardingInfo(call: Call, actor: Actor, EmailAddress: str | None, DeleteOnForward: bool,
+                             ForwardingAddress: str | None) -> None:
+    call.engine.users.set_forwarding(actor, EmailAddress, DeleteOnForward, ForwardingAddress)
 
 
-def UpdateUserForwardingInfo2(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                              EmailAddress: str | None, DeleteOnForward: bool, ForwardingAddress: str | None) -> None:
-    call.server.users.set_forwarding(login(call, AuthUserName, AuthPassword), EmailAddress, DeleteOnForward,
-                                     ForwardingAddress)
+@authenticated()
+def UpdateUserForwardingInfo2(call: Call, actor: Actor, EmailAddress: str | None, DeleteOnForward: bool,
+                              ForwardingAddress: str | None) -> None:
+    call.engine.users.set_forwarding(actor, EmailAddress, DeleteOnForward, ForwardingAddress)
 
 
-def GetUserAutoResponseInfo(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                            EmailAddress: str | None) -> dict[str, Any]:
-    auto = call.server.users.auto_response(login(call, AuthUserName, AuthPassword), EmailAddress)
+@authenticated()
+def GetUserAutoResponseInfo(call: Call, actor: Actor, EmailAddress: str | None) -> dict[str, Any]:
+    auto = call.engine.users.auto_response(actor, EmailAddress)
     return {"Enabled": auto.enabled, "Subject": auto.subject, "Body": auto.body}
 
 
-def UpdateUserAutoResponseInfo(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                               EmailAddress: str | None, Enabled: bool, Subject: str | None,
+@authenticated()
+def UpdateUserAutoResponseInfo(call: Call, actor: Actor, EmailAddress: str | None, Enabled: bool, Subject: str | None,
                                Body: str | None) -> None:
-    call.server.users.set_auto_response(login(call, AuthUserName, AuthPassword), EmailAddress, Enabled, Subject,
-                                        Body)
+    call.engine.users.set_auto_response(actor, EmailAddress, Enabled, Subject, Body)
 
 
-def IsUserEnabledForActiveSync(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                               EmailAddress: str | None, Enabled: bool) -> dict[str, bool]:
+@authenticated()
+def IsUserEnabledForActiveSync(call: Call, actor: Actor, EmailAddress: str | None, Enabled: bool) -> dict[str, bool]:
     """`Enabled` is ignored: the contract has it on this query, but the answer is the stored flag."""
-    return {"Enabled": call.server.users.activesync_enabled(login(call, AuthUserName, AuthPassword), EmailAddress)}
+    return {"Enabled": call.engine.users.activesync_enabled(actor, EmailAddress)}
 
 
-def ToggleActiveSync(call: Call, AuthUserName: str | None, AuthPassword: str | None, EmailAddress: str | None,
-                     Enabled: bool) -> None:
-    call.server.users.set_activesync(login(call, AuthUserName, AuthPassword), EmailAddress, Enabled)
+@authenticated()
+def ToggleActiveSync(call: Call, actor: Actor, EmailAddress: str | None, Enabled: bool) -> None:
+    call.engine.users.set_activesync(actor, EmailAddress, Enabled)
 
 
 # RSS feeds
 
-def AddRSSFeed(call: Call, AuthUserName: str | None, AuthPassword: str | None, EmailAddress: str | None,
-               rssUrl: str | None, rssName: str | None, rssFolder: str | None) -> None:
-    call.server.users.add_feed(login(call, AuthUserName, AuthPassword), EmailAddress, rssUrl, rssName, rssFolder)
+@authenticated()
+def AddRSSFeed(call: Call, actor: Actor, EmailAddress: str | None, rssUrl: str | None, rssName: str | None,
+               rssFolder: str | None) -> None:
+    call.engine.users.add_feed(actor, EmailAddress, rssUrl, rssName, rssFolder)
 
 
-def DeleteRSSFeed(call: Call, AuthUserName: str | None, AuthPassword: str | None, EmailAddress: str | None,
-                  UID: str | None) -> None:
-    call.server.users.delete_feed(login(call, AuthUserName, AuthPassword), EmailAddress, UID)
+@authenticated()
+def DeleteRSSFeed(call: Call, actor: Actor, EmailAddress: str | None, UID: str | None) -> None:
+    call.engine.users.delete_feed(actor, EmailAddress, UID)
 
 
-def ListRSSFeeds(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                 EmailAddress: str | None) -> dict[str, Any]:
-    feeds = call.server.users.feeds(login(call, AuthUserName, AuthPassword), EmailAddress)
+@authenticated()
+def ListRSSFeeds(call: Call, actor: Actor, EmailAddress: str | None) -> dict[str, Any]:
+    feeds = call.engine.users.feeds(actor, EmailAddress)
     return {"RSSFeeds": [{"uid": f.uid, "name": f.name, "url": f.url, "folder": f.folder} for f in feeds.feeds],
             "Folders": feeds.folders}
 
 
 # User groups
 
-def AddUserGroup(call: Call, AuthUserName: str | None, AuthPassword: str | None, DomainName: str | None,
-                 UserGroupName: str | None, UserNames: list[str | None]) -> None:
-    call.server.users.add_group(login(call, AuthUserName, AuthPassword), DomainName, UserGroupName, UserNames)
+@authenticated()
+def AddUserGroup(call: Call, actor: Actor, DomainName: str | None, UserGroupName: str | None,
+                 UserNames: list[str | None]) -> None:
+    call.engine.users.add_group(actor, DomainName, UserGroupName, UserNames)
 
 
-def UpdateUserGroup(call: Call, AuthUserName: str | None, AuthPassword: str | None, DomainName: str | None,
-                    UserGroupID: str | None, UserGroupName: str | None, UserNames: list[str | None]) -> None:
-    call.server.users.update_group(login(call, AuthUserName, AuthPassword), DomainName, UserGroupID,
-                                   UserGroupName, UserNames)
+@authenticated()
+def UpdateUserGroup(call: Call, actor: Actor, DomainName: str | None, UserGroupID: str | None,
+                    UserGroupName: str | None, UserNames: list[str | None]) -> None:
+    call.engine.users.update_group(actor, DomainName, UserGroupID, UserGroupName, UserNames)
 
 
-def RemoveUserGroup(call: Call, AuthUserName: str | None, AuthPassword: str | None, DomainName: str | None,
-                    UserGroupID: str | None) -> None:
-    call.server.users.delete_group(login(call, AuthUserName, AuthPassword), DomainName, UserGroupID)
+@authenticated()
+def RemoveUserGroup(call: Call, actor: Actor, DomainName: str | None, UserGroupID: str | None) -> None:
+    call.engine.users.delete_group(actor, DomainName, UserGroupID)
 
 
-def GetUserGroup(call: Call, AuthUserName: str | None, AuthPassword: str | None, DomainName: str | None,
-                 UserGroupID: str | None) -> dict[str, Any]:
-    group = call.server.users.group(login(call, AuthUserName, AuthPassword), DomainName, UserGroupID)
+@authenticated()
+def GetUserGroup(call: Call, actor: Actor, DomainName: str | None, UserGroupID: str | None) -> dict[str, Any]:
+    group = call.engine.users.group(actor, DomainName, UserGroupID)
     return {"UserGroup": _group_info(group)}
 
 
-def GetUserGroupsByDomain(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                          DomainName: str | None) -> dict[str, Any]:
-    groups = call.server.users.groups(login(call, AuthUserName, AuthPassword), DomainName)
+@authenticated()
+def GetUserGroupsByDomain(call: Call, actor: Actor, DomainName: str | None) -> dict[str, Any]:
+    groups = call.engine.users.groups(actor, DomainName)
     return {"UserGroups": [_group_info(g) for g in groups]}
 
 
-def GetUserGroupsByUser(call: Call, AuthUserName: str | None, AuthPassword: str | None, DomainName: str | None,
-                        UserName: str | None, IncludeUserNames: bool) -> dict[str, Any]:
-    groups = call.server.users.member_groups(login(call, AuthUserName, AuthPassword), DomainName, UserName)
+@authenticated()
+def GetUserGroupsByUser(call: Call, actor: Actor, DomainName: str | None, UserName: str | None,
+                        IncludeUserNames: bool) -> dict[str, Any]:
+    groups = call.engine.users.member_groups(actor, DomainName, UserName)
     return {"UserGroups": [_group_info(g, IncludeUserNames) for g in groups]}
 
 
 # Quotas, statistics, logins
 
-def GetUserQuotas(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                  DomainName: str | None) -> dict[str, Any]:
-    quotas = call.server.users.quotas(login(call, AuthUserName, AuthPassword), DomainName)
+@authenticated()
+def GetUserQuotas(call: Call, actor: Actor, DomainName: str | None) -> dict[str, Any]:
+    quotas = call.engine.users.quotas(actor, DomainName)
     return {"Users": [{"UserName": q.user, "MaxSpace": q.max_bytes, "CurrentSpace": q.used_bytes} for q in quotas]}
 
 
-def GetUserStats(call: Call, AuthUserName: str | None, AuthPassword: str | None, EmailAddress: str | None,
-                 Start: dt.datetime, End: dt.datetime) -> dict[str, int]:
-    return traffic_fields(call.server.users.traffic(login(call, AuthUserName, AuthPassword), EmailAddress,
-                                                  Start, End))
+@authenticated()
+def GetUserStats(call: Call, actor: Actor, EmailAddress: str | None, Start: dt.datetime,
+                 End: dt.datetime) -> dict[str, int]:
+    return traffic_fields(call.engine.users.traffic(actor, EmailAddress, Start, End))
 
 
-def GetInactiveUsers(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                     date: dt.datetime) -> dict[str, Any]:
-    inactive = call.server.users.inactive(login(call, AuthUserName, AuthPassword), date)
+@authenticated()
+def GetInactiveUsers(call: Call, actor: Actor, date: dt.datetime) -> dict[str, Any]:
+    inactive = call.engine.users.inactive(actor, date)
     return {"EmailAddress": [i.address for i in inactive], "LastLogin": [i.at for i in inactive]}
 
 
-def GetLastLoginTimes(call: Call, AuthUserName: str | None, AuthPassword: str | None, EmailAddress: str | None,
-                      DateStart: dt.datetime | None, DateEnd: dt.datetime | None) -> dict[str, Any]:
-    times = call.server.users.login_times(login(call, AuthUserName, AuthPassword), EmailAddress,
-                                          DateStart, DateEnd)
+@authenticated()
+def GetLastLoginTimes(call: Call, actor: Actor, EmailAddress: str | None, DateStart: dt.datetime | None,
+                      DateEnd: dt.datetime | None) -> dict[str, Any]:
+    times = call.engine.users.login_times(actor, EmailAddress, DateStart, DateEnd)
     return {"lastLogins": [f"{protocol}={format_value('dateTime', at)}" for protocol, at in times.by_protocol],
             "lastUserLogins": [_userlogin(login) for login in times.by_user]}
 
 
 # Mailbox migrations
 
-def QueueMailBoxMigration(call: Call, AuthUserName: str | None, AuthPassword: str | None,
-                          parameters: list[str | None]) -> dict[str, Any]:
-    job = call.server.users.queue_migration(login(call, AuthUserName, AuthPassword), parameters)
+@authenticated()
+def QueueMailBoxMigration(call: Call, actor: Actor, parameters: list[str | None]) -> dict[str, Any]:
+    job = call.engine.users.queue_migration(actor, parameters)
     return {"KeyValuePairs": [f"id={job.id}", f"status={job.status}"]}
 
 
-def GetMigrationStatus(call: Call, AuthUserName: str | None, AuthPassword: str | None) -> list[dict[str, str]]:
-    jobs = call.server.users.migrations(login(call, AuthUserName, AuthPassword))
+@authenticated()
+def GetMigrationStatus(call: Call, actor: Actor) -> list[dict[str, str]]:
+    jobs = call.engine.users.migrations(actor)
     return [{"ID": j.id, "emailAddress": j.email_address, "status": j.status} for j in jobs]
 
 
-def RemoveFromMigrationQueue(call: Call, AuthUserName: str | None, AuthPassword: str | None, itemID: str) -> None:
-    call.server.users.remove_migration(login(call, AuthUserName, AuthPassword), itemID)
+@authenticated()
+def RemoveFromMigrationQueue(call: Call, actor: Actor, itemID: str) -> None:
+    call.engine.users.remove_migration(actor, itemID)

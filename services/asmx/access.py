@@ -1,0 +1,64 @@
+"""Who may call an operation, declared next to its handler, and the one place a caller logs in.
+
+The contract carries the caller's credentials as ordinary parameters of nearly every operation
+(AuthUserName/AuthPassword, or authUsername/authPassword in svcServerAdmin). A handler declares
+which pair it takes with `@authenticated(...)`; the dispatcher then logs the caller in from them
+before the handler runs and passes the `Actor` instead of the pair. `@anonymous` handlers
+(AuthenticateUser, LoginValidated) get every parameter, as checking credentials is their whole job.
+
+The declaration decides only whether a login is needed: what the logged-in caller may do is the
+engine's rule (mailsrv.directory.auth's rights), checked by the engine call the handler makes.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from services.asmx.call import Call
+
+Handler = Callable[..., Any]
+H = TypeVar("H", bound=Handler)
+
+_ATTRIBUTE = "asmx_access"
+
+
+@dataclass(frozen=True)
+class Access:
+    """The parameters carrying the caller's login name and password; None for an anonymous operation."""
+    credentials: tuple[str, str] | None
+
+    def handler_parameters(self, contract_parameters: list[str]) -> list[str]:
+        """The contract parameters the handler takes by name (all but the credentials)."""
+        return [name for name in contract_parameters if name not in (self.credentials or ())]
+
+    def run(self, handler: Handler, call: Call, params: Mapping[str, Any]) -> Any:
+        """Log the caller in when the operation needs it, then call the handler."""
+        if self.credentials is None:
+            return handler(call, **params)
+        user, password = self.credentials
+        rest = {name: value for name, value in params.items() if name not in self.credentials}
+        actor = call.engine.auth.login(params.get(user), params.get(password), call.client_ip)
+        return handler(call, actor, **rest)
+
+
+def _declare(access: Access) -> Callable[[H], H]:
+    def mark(handler: H) -> H:
+        setattr(handler, _ATTRIBUTE, access)
+        return handler
+    return mark
+
+
+def authenticated(user: str = "AuthUserName", password: str = "AuthPassword") -> Callable[[H], H]:
+    """The operation needs a login, carried by the parameters `user` and `password`."""
+    return _declare(Access((user, password)))
+
+
+def anonymous(handler: H) -> H:
+    """The operation needs no login: it gets every contract parameter."""
+    return _declare(Access(None))(handler)
+
+
+def access_of(handler: Handler) -> Access | None:
+    """The handler's declaration, None when it has none."""
+    return getattr(handler, _ATTRIBUTE, None)

@@ -14,6 +14,7 @@ from starlette.routing import Mount
 from mailsrv.core.config import Config
 from mailsrv.directory.web_sessions import WebSessions
 from mailsrv.webmail.service import Webmail
+from services.asmx.call import Engine
 from services.asmx.endpoint import AsmxApp
 from services.asmx.registry import load_services
 from services.routing import ignore_case
@@ -23,15 +24,15 @@ from services.web.routes import web_routes
 WSDL_DIR = Path(__file__).resolve().parent.parent / "wsdl"
 
 
-class WebEngine(Protocol):
-    """What the web interface takes from the wiring (MailServer, the composition root, has it); the ASMX
-    layer is handed the same object and names what it calls itself (services.asmx)."""
+class AppEngine(Engine, Protocol):
+    """What the HTTP application takes from the wiring (MailServer, the composition root, has it):
+    what the ASMX operations call (services.asmx.call.Engine), and the web interface's parts."""
     config: Config
     web_sessions: WebSessions
     webmail: Webmail
 
 
-def create_app(server: WebEngine) -> Starlette:
+def create_app(server: AppEngine) -> Starlette:
     """Build the app; raises if a served operation has no handler (see services.asmx.registry)."""
     asmx = AsmxApp(server, load_services(WSDL_DIR), server.config.web.max_request_bytes)
     return Starlette(routes=[ignore_case(Mount("/Services", app=asmx)),

@@ -37,7 +37,6 @@ from mailsrv.store.models import Alias, Domain, MigrationJob, RssFeed, TrafficDa
 UTC = dt.timezone.utc
 # .NET's DateTime.MinValue (0001-01-01T00:00:00): what SmarterMail shows for "never logged in".
 NEVER = dt.datetime.min.replace(tzinfo=UTC)
-MB = 1024 * 1024
 NAME_LIMIT = 128  # first/last names and group names (the columns' width)
 SUBJECT_LIMIT = 998  # one header line (RFC 5322)
 TEXT_LIMIT = 100_000  # auto-responder bodies
@@ -620,11 +619,10 @@ class Users:
         unlimited) and the bytes in its Maildir."""
         with self.store.session() as s:
             domain = domain_for(s, actor, raw_domain)
-            domain_mb = domain.settings.get("maxmailboxsize", settings.DOMAIN["maxmailboxsize"].default)
             rows = s.execute(select(User.name, User.settings).where(User.domain_id == domain.id)
                              .order_by(User.name)).all()
-            path = domain.path
-        return [Quota(name, (user_settings.get("maxsize", 0) or domain_mb) * MB,
+            path, domain_settings = domain.path, domain.settings
+        return [Quota(name, settings.mailbox_limit_bytes(user_settings, domain_settings),
                       used_bytes(Disk.maildir(path, name))) for name, user_settings in rows]
 
     def traffic(self, actor: Actor, raw_address: str | None, start: dt.datetime | None,

@@ -15,9 +15,10 @@ batch renamed into. The batch also shares one mailbox lookup and one mailbox cre
 mailbox: per message they were a large part of the delivery cost.
 
 Quota: a mailbox may hold `maxsize` MB (the user's setting), else the domain's `maxmailboxsize`
-MB; 0 is unlimited. The SMTP listener checks it at RCPT (with the SIZE the client declared, or 0)
-and again after DATA with the real size; mail accepted is delivered even if the mailbox filled up
-in between, because refusing then would only turn into a bounce of mail we already took.
+MB; 0 is unlimited (mailsrv.core.settings.mailbox_limit_bytes, as GetUserQuotas reports it). The
+SMTP listener checks it at RCPT (with the SIZE the client declared, or 0) and again after DATA with
+the real size; mail accepted is delivered even if the mailbox filled up in between, because
+refusing then would only turn into a bounce of mail we already took.
 """
 from __future__ import annotations
 

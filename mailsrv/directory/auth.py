@@ -39,7 +39,7 @@ def _within(now: dt.datetime, last: dt.datetime | None, period: dt.timedelta) ->
     """Whether `last` (None: never) is less than `period` ago."""
     if last is None:
         return False
-    return now - (last if last.tzinfo else last.replace(tzinfo=dt.timezone.utc)) < period
+    return now - last < period
 
 
 class Authenticator:

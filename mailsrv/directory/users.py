@@ -25,6 +25,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from mailsrv.core import names, settings
 from mailsrv.directory import passwords
 from mailsrv.core.actor import Actor, Role
+from mailsrv.core.clock import as_utc
 from mailsrv.directory.auth import Authenticator
 from mailsrv.mailstore.disk import Disk
 from mailsrv.mailstore.disk_usage import used_bytes
@@ -319,11 +320,6 @@ def _refuse_primary_admin(domain: Domain, user: User, what: str) -> None:
     if user.name == domain.primary_admin:
         raise MailsrvError(ResultCode.PROTECTED_OBJECT,
                            f"{user.name}@{domain.name} is the domain's primary administrator and cannot be {what}.")
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    """Aware UTC; a naive value (SQLite returns them) is UTC already."""
-    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _midnight(day: dt.date) -> dt.datetime:
@@ -645,13 +641,13 @@ class Users:
                   .group_by(UserLogin.user_id).subquery())
         query = (select(User.name, Domain.name, newest.c.at).join(Domain)
                  .outerjoin(newest, newest.c.user_id == User.id)
-                 .where(or_(newest.c.at.is_(None), newest.c.at < _utc(since)))
+                 .where(or_(newest.c.at.is_(None), newest.c.at < as_utc(since)))
                  .order_by(Domain.name, User.name))
         if scope is not None:
             query = query.where(Domain.name == scope)
         with self.store.session() as s:
             rows = s.execute(query).all()
-        return [LastLogin(f"{user}@{domain}", _utc(at) if at else NEVER) for user, domain, at in rows]
+        return [LastLogin(f"{user}@{domain}", at or NEVER) for user, domain, at in rows]
 
     def login_times(self, actor: Actor, raw_target: str | None, start: dt.datetime | None,
                     end: dt.datetime | None) -> LoginTimes:
@@ -671,7 +667,7 @@ class Users:
         by_protocol: dict[str, dt.datetime] = {}
         by_user: dict[str, dt.datetime] = {}
         for user, domain, protocol, at in rows:
-            at, address = _utc(at), f"{user}@{domain}"
+            address = f"{user}@{domain}"
             by_protocol[protocol] = max(at, by_protocol.get(protocol, at))
             by_user[address] = max(at, by_user.get(address, at))
         return LoginTimes(sorted(by_protocol.items()), [LastLogin(a, t) for a, t in sorted(by_user.items())])

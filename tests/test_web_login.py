@@ -127,3 +127,20 @@ def test_a_session_ends_after_its_lifetime(web):
     assert client.get("/Mail").status_code == 200
     web.mail.clock.advance(dt.timedelta(seconds=1))
     assert client.get("/Mail").headers["location"] == "/Login.aspx"
+
+
+def test_disabling_a_user_or_its_domain_ends_its_sessions_and_refuses_its_login(web):
+    server, admin = web.mail.server, web.mail.admin()
+    alice, bob = web.signed_in(ALICE), web.signed_in(BOB)
+    server.users.set_requested_settings(admin, BOB, ["isenabled=False"])
+    assert alice.get("/Mail").status_code == 200
+    assert bob.get("/Mail").headers.get("location") == "/Login.aspx"
+    server.users.set_requested_settings(admin, BOB, ["isenabled=True"])
+    assert bob.get("/Mail").headers.get("location") == "/Login.aspx"  # the session is gone, not paused
+    server.domains.set_enabled(admin, "a.test", False)
+    assert alice.get("/Mail").headers.get("location") == "/Login.aspx"
+    with web.client() as client:
+        for address in (ALICE, BOB):
+            refused = client.post("/Login.aspx", data={"email": address, "password": USER_PASSWORD})
+            assert refused.status_code == 401 and LOGIN_FAILED_MESSAGE in refused.text
+    assert soap_result_code(web, ALICE, USER_PASSWORD) == -1

@@ -10,6 +10,11 @@ import threading
 from typing import Protocol
 
 
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """`value` as aware UTC; a naive one is taken to be UTC already (an engine caller's date)."""
+    return value.astimezone(dt.timezone.utc) if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
 class Clock(Protocol):
     def now(self) -> dt.datetime:
         """The current time, timezone-aware UTC."""

@@ -14,6 +14,7 @@ from mailsrv.core.actor import Actor, Role
 from mailsrv.core.errors import MailsrvError, ResultCode
 
 INT32_MAX = 2**31 - 1
+MB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,13 @@ USER_KEY_ALIASES = {"passwordlocked": "lockpassword"}
 
 def defaults(table: Mapping[str, SettingKey]) -> dict[str, Any]:
     return {name: key.default for name, key in table.items()}
+
+
+def mailbox_limit_bytes(user_values: Mapping[str, Any], domain_values: Mapping[str, Any]) -> int:
+    """A mailbox's effective size limit in bytes, 0 being unlimited: the user's `maxsize` MB, else
+    (0) its domain's `maxmailboxsize` MB. The one rule SMTP's quota check and GetUserQuotas share."""
+    domain_mb = domain_values.get("maxmailboxsize", DOMAIN["maxmailboxsize"].default)
+    return (user_values.get("maxsize", USER["maxsize"].default) or domain_mb) * MB
 
 
 def _lookup(table: Mapping[str, SettingKey], spelled: str, aliases: Mapping[str, str]) -> SettingKey:

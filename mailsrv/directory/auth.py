@@ -25,7 +25,11 @@ LOGIN_TIME_RESOLUTION = dt.timedelta(minutes=1)
 LOCKED_MESSAGE = "Failed to log in: too many failed attempts; try again later."
 
 
-def user_actor(user: User, domain: Domain) -> Actor:
+def user_actor(user: User, domain: Domain) -> Actor | None:
+    """The actor a mailbox user acts as; None while the user or its domain is disabled, so that a
+    login and every later request of a web session refuse alike."""
+    if not (domain.settings.get("isenabled", True) and user.settings.get("isenabled", True)):
+        return None
     role = Role.DOMAIN_ADMIN if user.is_domain_admin else Role.USER
     return Actor(role, f"{user.name}@{domain.name}", domain=domain.name, user=user.name, user_id=user.id,
                  credential_epoch=user.credential_epoch)
@@ -35,7 +39,7 @@ def _within(now: dt.datetime, last: dt.datetime | None, period: dt.timedelta) ->
     """Whether `last` (None: never) is less than `period` ago."""
     if last is None:
         return False
-    return now - (last if last.tzinfo else last.replace(tzinfo=dt.timezone.utc)) < period
+    return now - last < period
 
 
 class Authenticator:
@@ -145,10 +149,11 @@ class Authenticator:
             user, domain = row if row else (None, None)
             if not self.verifier.verify(user.password_hash if user else None, password):
                 return None, False, None
-            if not (domain.settings.get("isenabled", True) and user.settings.get("isenabled", True)):
+            actor = user_actor(user, domain)
+            if actor is None:
                 return None, False, None
             due = self._login_note_due(s, user.id, protocol, now)
-            return user_actor(user, domain), False, user.id if due else None
+            return actor, False, user.id if due else None
         admin = s.execute(select(SystemAdmin).where(SystemAdmin.username == name)).scalar_one_or_none()
         if not self.verifier.verify(admin.password_hash if admin else None, password):
             return None, False, None

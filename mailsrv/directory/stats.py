@@ -11,6 +11,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from mailsrv.core.actor import Actor
+from mailsrv.core.clock import as_utc
 from mailsrv.mailstore.disk_usage import used_bytes
 from mailsrv.directory.domains import domain_for
 from mailsrv.core.errors import MailsrvError, ResultCode
@@ -45,7 +46,7 @@ def day_range(start: dt.datetime | None, end: dt.datetime | None) -> tuple[dt.da
     def utc_day(value: dt.datetime | None, fallback: dt.date) -> dt.date:
         if value is None:
             return fallback
-        return (value.astimezone(dt.timezone.utc) if value.tzinfo else value).date()
+        return as_utc(value).date()
     first, last = utc_day(start, dt.date.min), utc_day(end, dt.date.max)
     if first > last:
         raise MailsrvError(ResultCode.INVALID_ARGUMENT, "The start date is after the end date.")

@@ -25,6 +25,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from mailsrv.core import names, settings
 from mailsrv.directory import passwords
 from mailsrv.core.actor import Actor, Role
+from mailsrv.core.clock import as_utc
 from mailsrv.directory.auth import Authenticator
 from mailsrv.mailstore.disk import Disk
 from mailsrv.mailstore.disk_usage import used_bytes
@@ -37,7 +38,6 @@ from mailsrv.store.models import Alias, Domain, MigrationJob, RssFeed, TrafficDa
 UTC = dt.timezone.utc
 # .NET's DateTime.MinValue (0001-01-01T00:00:00): what SmarterMail shows for "never logged in".
 NEVER = dt.datetime.min.replace(tzinfo=UTC)
-MB = 1024 * 1024
 NAME_LIMIT = 128  # first/last names and group names (the columns' width)
 SUBJECT_LIMIT = 998  # one header line (RFC 5322)
 TEXT_LIMIT = 100_000  # auto-responder bodies
@@ -320,11 +320,6 @@ def _refuse_primary_admin(domain: Domain, user: User, what: str) -> None:
     if user.name == domain.primary_admin:
         raise MailsrvError(ResultCode.PROTECTED_OBJECT,
                            f"{user.name}@{domain.name} is the domain's primary administrator and cannot be {what}.")
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    """Aware UTC; a naive value (SQLite returns them) is UTC already."""
-    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _midnight(day: dt.date) -> dt.datetime:
@@ -620,11 +615,10 @@ class Users:
         unlimited) and the bytes in its Maildir."""
         with self.store.session() as s:
             domain = domain_for(s, actor, raw_domain)
-            domain_mb = domain.settings.get("maxmailboxsize", settings.DOMAIN["maxmailboxsize"].default)
             rows = s.execute(select(User.name, User.settings).where(User.domain_id == domain.id)
                              .order_by(User.name)).all()
-            path = domain.path
-        return [Quota(name, (user_settings.get("maxsize", 0) or domain_mb) * MB,
+            path, domain_settings = domain.path, domain.settings
+        return [Quota(name, settings.mailbox_limit_bytes(user_settings, domain_settings),
                       used_bytes(Disk.maildir(path, name))) for name, user_settings in rows]
 
     def traffic(self, actor: Actor, raw_address: str | None, start: dt.datetime | None,
@@ -647,13 +641,13 @@ class Users:
                   .group_by(UserLogin.user_id).subquery())
         query = (select(User.name, Domain.name, newest.c.at).join(Domain)
                  .outerjoin(newest, newest.c.user_id == User.id)
-                 .where(or_(newest.c.at.is_(None), newest.c.at < _utc(since)))
+                 .where(or_(newest.c.at.is_(None), newest.c.at < as_utc(since)))
                  .order_by(Domain.name, User.name))
         if scope is not None:
             query = query.where(Domain.name == scope)
         with self.store.session() as s:
             rows = s.execute(query).all()
-        return [LastLogin(f"{user}@{domain}", _utc(at) if at else NEVER) for user, domain, at in rows]
+        return [LastLogin(f"{user}@{domain}", at or NEVER) for user, domain, at in rows]
 
     def login_times(self, actor: Actor, raw_target: str | None, start: dt.datetime | None,
                     end: dt.datetime | None) -> LoginTimes:
@@ -673,7 +667,7 @@ class Users:
         by_protocol: dict[str, dt.datetime] = {}
         by_user: dict[str, dt.datetime] = {}
         for user, domain, protocol, at in rows:
-            at, address = _utc(at), f"{user}@{domain}"
+            address = f"{user}@{domain}"
             by_protocol[protocol] = max(at, by_protocol.get(protocol, at))
             by_user[address] = max(at, by_user.get(address, at))
         return LoginTimes(sorted(by_protocol.items()), [LastLogin(a, t) for a, t in sorted(by_user.items())])

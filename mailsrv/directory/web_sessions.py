@@ -73,10 +73,11 @@ class WebSessions:
             if row is None:
                 return None
             session, user, domain = row
-            if not (domain.settings.get("isenabled", True) and user.settings.get("isenabled", True)):
+            actor = user_actor(user, domain)
+            if actor is None:
                 s.delete(session)
                 return None
-            return SignedIn(user_actor(user, domain), session.csrf_token)
+            return SignedIn(actor, session.csrf_token)
 
     def sign_out(self, token: str | None) -> None:
         if token:

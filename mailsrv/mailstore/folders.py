@@ -2,7 +2,8 @@
 
 The layout is the one local delivery writes and the IMAP/POP3 listeners serve: `Maildir/` is the
 inbox, Maildir++ folders are `Maildir/.<name>/`, each with cur/ new/ tmp/. A message's flags live in
-its file name (`cur/<key>:2,<flags>`, the standard letters S R F T D), so the web interface and IMAP
+its file name (`cur/<key>:2,<flags>`, the standard letters S R F T D; mailsrv.mailstore.maildir_names
+builds and reads every name), so the web interface and IMAP
 see the same state without a database. Moving is a rename into the other folder's cur/; the
 dovecot-uidlist files the IMAP side keeps are left alone (it notices new and vanished names).
 
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mailsrv.mailstore import maildir_names
 from mailsrv.mailstore.disk import MAILDIR_PARTS, SPECIAL_FOLDERS, fsync_directory
 from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.mailstore.headers import read_headers
@@ -39,8 +41,6 @@ _KEY = re.compile(r"[^./:\x00][^/:\x00]{0,254}")
 LEVEL_SEPARATOR = "."
 _LEVEL = re.compile(r"[^./\x00-\x1f\x7f-\x9f\ud800-\udfff]+")
 _NAME_MAX = 255  # bytes in one directory name
-_NAME_TIME = re.compile(r"(\d+)(?:\.M(\d{1,6}))?")
-_FLAG_LETTERS = "DFPRST"
 
 
 @dataclass(frozen=True)
@@ -106,17 +106,11 @@ def _not_found() -> MailsrvError:
     return MailsrvError(ResultCode.ITEM_NOT_FOUND, "No such message: it may have been moved or deleted.")
 
 
-def _split(name: str) -> tuple[str, str]:
-    """(key, flags) of a Maildir file name."""
-    key, sep, info = name.partition(":")
-    return key, info[2:] if sep and info.startswith("2,") else ""
-
-
 def _order(name: str, path: Path) -> tuple[float, int, str]:
     mtime = path.stat().st_mtime_ns
-    match = _NAME_TIME.match(name)
-    if match:
-        return int(match[1]) + int((match[2] or "0").ljust(6, "0")) / 1e6, mtime, name
+    arrived = maildir_names.arrival(name)
+    if arrived:
+        return arrived[0] + arrived[1] / 1e6, mtime, name
     return mtime / 1e9, mtime, name
 
 
@@ -159,7 +153,7 @@ class Mailbox:
             for name in names:
                 if name.startswith("."):
                     continue
-                key, flags = _split(name)
+                key, flags = maildir_names.split(name)
                 path = base / part / name
                 try:
                     entries.append(_Entry(key, path, flags if part == "cur" else "", _order(name, path)))
@@ -179,7 +173,7 @@ class Mailbox:
         except FileNotFoundError:
             raise _not_found() from None
         for name in names:
-            found, flags = _split(name)
+            found, flags = maildir_names.split(name)
             if found == key:
                 return _Entry(key, base / "cur" / name, flags, (0, 0, key))
         raise _not_found()
@@ -214,7 +208,7 @@ class Mailbox:
     def set_flags(self, folder: str, key: str, add: str = "", remove: str = "") -> None:
         entry = self._find(folder, key)
         flags = "".join(sorted((set(entry.flags) | set(add)) - set(remove)))
-        target = self._folder_dir(folder) / "cur" / f"{key}:2,{flags}"
+        target = self._folder_dir(folder) / "cur" / maildir_names.file_name(key, flags)
         if target != entry.path:
             os.rename(entry.path, target)
 
@@ -222,7 +216,7 @@ class Mailbox:
         if target == folder:
             return
         entry = self._find(folder, key)
-        os.rename(entry.path, self._folder_dir(target) / "cur" / f"{key}:2,{entry.flags}")
+        os.rename(entry.path, self._folder_dir(target) / "cur" / maildir_names.file_name(key, entry.flags))
 
     def delete(self, folder: str, key: str) -> None:
         """Into Trash; from Trash, for good."""
@@ -234,13 +228,13 @@ class Mailbox:
     def add(self, folder: str, content: bytes, flags: str, when: dt.datetime) -> str:
         """Store a message (written to tmp/, synced, renamed into cur/); its key."""
         base = self._folder_dir(folder)
-        key = f"{int(when.timestamp())}.M{when.microsecond}Q{uuid.uuid4().hex}.mailsrv"
+        key = maildir_names.new_key(when, uuid.uuid4().hex)
         tmp = base / "tmp" / key
         with open(tmp, "wb") as out:
             out.write(content)
             out.flush()
             os.fsync(out.fileno())
-        flag_text = "".join(sorted(set(flags) & set(_FLAG_LETTERS)))
-        os.rename(tmp, base / "cur" / f"{key}:2,{flag_text}")
+        flag_text = "".join(sorted(set(flags) & set(maildir_names.FLAG_LETTERS)))
+        os.rename(tmp, base / "cur" / maildir_names.file_name(key, flag_text))
         fsync_directory(base / "cur")
         return key

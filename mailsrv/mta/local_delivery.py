@@ -15,9 +15,10 @@ batch renamed into. The batch also shares one mailbox lookup and one mailbox cre
 mailbox: per message they were a large part of the delivery cost.
 
 Quota: a mailbox may hold `maxsize` MB (the user's setting), else the domain's `maxmailboxsize`
-MB; 0 is unlimited. The SMTP listener checks it at RCPT (with the SIZE the client declared, or 0)
-and again after DATA with the real size; mail accepted is delivered even if the mailbox filled up
-in between, because refusing then would only turn into a bounce of mail we already took.
+MB; 0 is unlimited (mailsrv.core.settings.mailbox_limit_bytes, as GetUserQuotas reports it). The
+SMTP listener checks it at RCPT (with the SIZE the client declared, or 0) and again after DATA with
+the real size; mail accepted is delivered even if the mailbox filled up in between, because
+refusing then would only turn into a bounce of mail we already took.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Row, select
 
 from mailsrv.mta.queue import deferred_after
+from mailsrv.mailstore import maildir_names
 from mailsrv.mailstore.disk import Disk, fsync_directory
 from mailsrv.mailstore.disk_usage import used_bytes
 from mailsrv.mta.recipients import LocalMailbox
@@ -61,16 +63,15 @@ def first_over_quota(mailboxes: list[LocalMailbox], incoming: int) -> LocalMailb
 def maildir_name(message: SpooledMessage, recipient: ClaimedRecipient) -> str:
     """`<seconds>.M<microseconds>Q<spool id>_<recipient id>.mailsrv`: unique (the spool id is a UUID)
     and the same on every attempt and every node, which is what makes redelivery detectable."""
-    seconds = int(message.received_at.timestamp())
-    return f"{seconds}.M{message.received_at.microsecond}Q{message.id}_{recipient.id}.mailsrv"
+    return maildir_names.new_key(message.received_at, f"{message.id}_{recipient.id}")
 
 
 def _already_delivered(maildir: Path, name: str) -> bool:
     if (maildir / "new" / name).exists():
         return True
-    # A mail client may have seen it already: cur/ holds it as "<name>:2,<flags>".
+    # A mail client may have seen it already: cur/ holds it under its name with flags.
     try:
-        return any(entry.name == name or entry.name.startswith(name + ":") for entry in os.scandir(maildir / "cur"))
+        return any(maildir_names.split(entry.name)[0] == name for entry in os.scandir(maildir / "cur"))
     except FileNotFoundError:
         return False
 

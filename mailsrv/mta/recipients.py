@@ -30,7 +30,6 @@ from mailsrv.store.models import Alias, Domain, DomainAlias, User
 log = logging.getLogger(__name__)
 
 MAX_DEPTH = 10
-_MB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,6 @@ class DomainInfo:
     enabled: bool
     max_message_bytes: int
     max_recipients: int
-    max_mailbox_bytes: int
     requires_smtp_auth: bool
     catch_all: str  # the catch-all alias name, "" when none or when catch-alls are switched off
 
@@ -53,7 +51,7 @@ class LocalMailbox:
     user_id: int
     user: str
     domain: DomainInfo
-    quota_bytes: int  # the user's maxsize, else the domain's maxmailboxsize; 0 = unlimited
+    quota_bytes: int  # mailsrv.core.settings.mailbox_limit_bytes; 0 = unlimited
 
 
 @dataclass(frozen=True)
@@ -147,10 +145,9 @@ class Resolver:
         if not domain.enabled:
             return Disabled(address, "domain")
         if user is not None:
-            user_id, user_name, user_settings, forwards, delete_on_forward = user
+            user_id, user_name, user_settings, forwards, delete_on_forward, quota = user
             if not user_settings.get("isenabled", True):
                 return Disabled(address, "mailbox")
-            quota = user_settings.get("maxsize", 0) * _MB or domain.max_mailbox_bytes
             mailbox = LocalMailbox(f"{user_name}@{domain.name}", user_id, user_name, domain, quota)
             forwarded = self._expand(s, forwards, depth, seen)
             keep = not (delete_on_forward and forwarded)
@@ -183,7 +180,8 @@ class Resolver:
         return routes
 
     def _lookup(self, s: Connection, local: str, raw_domain: str) -> tuple[DomainInfo, Any, list[str] | None] | None:
-        """The domain answering for `raw_domain` with the user and the alias named `local`, in one query."""
+        """The domain answering for `raw_domain` with the user (id, name, settings, forwarding,
+        delete_on_forward, quota in bytes) and the alias named `local`, in one query."""
         try:
             domain_name = names.domain_name(raw_domain)
         except MailsrvError:
@@ -191,7 +189,7 @@ class Resolver:
         row = s.execute(_LOOKUP, {"domain": domain_name, "local": local}).first()
         if row is None:
             return None
-        d_id, d_name, d_path, d_settings, u_id, *user, alias_targets = row
+        d_id, d_name, d_path, d_settings, u_id, u_name, u_settings, *user, alias_targets = row
         catch_all = ""
         if self.allow_catchalls and _setting(d_settings, "enablecatchalls") == "Enabled":
             catch_all = _setting(d_settings, "catchall")
@@ -199,7 +197,9 @@ class Resolver:
             id=d_id, name=d_name, path=d_path, enabled=bool(_setting(d_settings, "isenabled")),
             max_message_bytes=_setting(d_settings, "maxmessagesize") * 1024,
             max_recipients=_setting(d_settings, "maxrecipients"),
-            max_mailbox_bytes=_setting(d_settings, "maxmailboxsize") * _MB,
             requires_smtp_auth=bool(_setting(d_settings, "requiresmtpauthentication")),
             catch_all=catch_all)
-        return domain, ((u_id, *user) if u_id is not None else None), alias_targets
+        account = None
+        if u_id is not None:
+            account = (u_id, u_name, u_settings, *user, settings.mailbox_limit_bytes(u_settings, d_settings))
+        return domain, account, alias_targets

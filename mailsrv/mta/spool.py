@@ -154,11 +154,6 @@ class FailureNotifier(Protocol):
 Outcome = Delivered | Deferred | Failed
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
-    # SQLite hands back naive datetimes; everything stored is UTC.
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-
-
 def storage_full(exc: BaseException) -> bool:
     """Whether `exc` says the storage is full: the disk or quota (ENOSPC, EDQUOT) or the database
     (refused by `Store.session` as STORAGE_ERROR, or raw, possibly wrapped by SQLAlchemy)."""
@@ -339,7 +334,7 @@ class Spool:
             for (message_id, kind), recipients in groups.items():
                 m = messages[message_id]
                 jobs.append(Job(kind, SpooledMessage(m.id, self.data_dir / m.path, m.sender, m.size,
-                                                     _aware(m.received_at), m.trace_header, m.spf_result,
+                                                     m.received_at, m.trace_header, m.spf_result,
                                                      bool(m.auth_user)),
                                 tuple(recipients)))
             return jobs

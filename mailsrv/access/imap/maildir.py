@@ -45,10 +45,10 @@ from pymap.parsing.specials.flag import Flag, Seen
 from pymap.selected import SelectedMailbox, SynchronizedMessages
 
 from mailsrv.core.errors import MailsrvError
+from mailsrv.mailstore import maildir_names
 from mailsrv.mailstore.folders import folder_directory, is_folder_directory
 
 _BARE_LF = re.compile(rb"(?<!\r)\n")
-_NAME_TIME = re.compile(r"(\d+)(?:\.M(\d{1,6}))?")
 LOCK_FILE = UidList.LOCK_FILE
 _SETTLE_NS = 100_000_000
 # What one session learnt about a folder state, for the next sessions (a login's SELECT would
@@ -75,22 +75,16 @@ def _remember(table: dict[str, Any], path: str, value: Any, weight: Callable[[An
             del table[next(iter(table))]
 
 
-def _flag_letters(name: str, colon: str) -> str:
-    """The flags of a Maildir file name `<key>:2,<letters>`."""
-    info = name.partition(colon)[2]
-    return info[2:] if info.startswith("2,") else ""
-
-
 def to_crlf(data: bytes) -> bytes:
     return _BARE_LF.sub(b"\r\n", data)
 
 
 def arrival_key(key: str) -> tuple[int, int, str]:
     """Maildir names start with the delivery time (`<seconds>.M<microseconds>…`); others sort last."""
-    match = _NAME_TIME.match(key)
-    if not match:
+    arrived = maildir_names.arrival(key)
+    if not arrived:
         return (1 << 62, 0, key)
-    return int(match[1]), int((match[2] or "0").ljust(6, "0")), key
+    return *arrived, key
 
 
 class RawMessage:
@@ -137,7 +131,7 @@ class CRLFMaildir(Maildir):
                 with os.scandir(self._paths[subdir]) as entries:  # type: ignore[attr-defined]
                     for entry in entries:
                         if not entry.is_dir():
-                            toc[entry.name.split(self.colon)[0]] = os.path.join(subdir, entry.name)
+                            toc[maildir_names.split(entry.name, self.colon)[0]] = os.path.join(subdir, entry.name)
             self._toc = toc
             self._last_read = time.time()
 
@@ -320,7 +314,8 @@ class CachedMailboxData(MailboxData):
                     continue
                 subdir, _, name = subpath.partition(os.sep)
                 messages[rec.uid] = Message(
-                    rec.uid, datetime.fromtimestamp(mtime), flags.from_maildir(_flag_letters(name, maildir.colon)),
+                    rec.uid, datetime.fromtimestamp(mtime),
+                    flags.from_maildir(maildir_names.split(name, maildir.colon)[1]),
                     email_id=ObjectId.maybe(rec.fields.get("E")), thread_id=ObjectId.maybe(rec.fields.get("T")),
                     recent=subdir == "new", maildir=maildir, key=rec.key)
         if stamp is not None:

@@ -22,6 +22,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from mailsrv.core.clock import as_utc
+
 UTC = dt.timezone.utc
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")
@@ -78,7 +80,7 @@ def _parse_datetime(text: str) -> dt.datetime:
     except ValueError:
         raise BadValue("is not a valid calendar date and time") from None
     try:
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return as_utc(value)
     except OverflowError:
         # e.g. 0001-01-01T00:00:00+14:00: in UTC it falls before year 1, which no datetime holds.
         raise BadValue("is outside the dates 0001-01-01 to 9999-12-31 once converted to UTC") from None

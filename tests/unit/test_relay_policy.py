@@ -13,7 +13,7 @@ POLICY = Policy(["192.0.2.0/24", "2001:db8::1", "198.51.100.10-198.51.100.20"])
 
 def domain(requires_auth: bool) -> DomainInfo:
     return DomainInfo(id=1, name="a.test", path="/d/a.test", enabled=True, max_message_bytes=0, max_recipients=0,
-                      max_mailbox_bytes=0, requires_smtp_auth=requires_auth, catch_all="")
+                      requires_smtp_auth=requires_auth, catch_all="")
 
 
 @pytest.mark.parametrize("ip, trusted", [

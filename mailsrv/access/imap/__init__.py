@@ -1,1 +1,45 @@
-"""IMAP4rev1 for mailsrv mailboxes: pymap embedded, with our logins, fixes and missing extensions."""
+"""IMAP4rev1 for mailsrv mailboxes: pymap embedded, with our logins, fixes and missing extensions.
+
+What this package (and POP3, `mailsrv/access/pop3.py`) relies on beyond the public API of pymap
+0.36.7 and of the standard library's `mailbox.Maildir`; tests/test_pymap_contract.py pins every
+item (signatures, attributes, behaviour), so an upgrade that changes one fails there, by name.
+
+Overrides of their internals:
+- maildir.CRLFMaildir (pymap Maildir < mailbox.Maildir): `_refresh` rewritten, reading and
+  replacing `_toc`, `_toc_mtimes`, `_paths`, `_last_read`, `_skewfactor`; `_dump_message` (which
+  `add` must call) writes CRLF; `get_message` returns the raw bytes, which pymap's
+  `Message.load_content` reads through `bytes()`; `_path` and `_lookup` read.
+- maildir.ClientView (SynchronizedMessages): `_update`, `_remove`; reads `_uids`, `_sorted`,
+  `_seqs_cache`, `_cache`, `_pending_remove`.
+- maildir.SelectedFolder (SelectedMailbox): `fork` builds pymap's copy from its slots (`_mailbox_id`,
+  `_readonly`, `_permanent_flags`, `_session_flags`, `_selected_set`, `_lookup`, `_mod_sequence`,
+  `_prev`, `_messages`) and reads `_is_deleted`; relies on `fork` building `type(self)`.
+- maildir.MailSession (Session): `select_mailbox` is pymap's, rewritten; calls `_get_mailbox`.
+- maildir.CachedMailboxData (MailboxData): `reset`, `messages`, `snapshot`, `update_selected`, `get`,
+  `update`, `copy`, `claim_recent`, and the private `_get_keys`, `_get_maildir_msg` (which pymap's
+  `reset`/`get`/`update` call); reads `_path`, `_maildir`, `_uid_validity`, `_next_uid`; trusts the
+  uidlist to be replaced (new inode) on every write.
+- maildir.MailLayout (DefaultLayout): `_get_subdir`, through which pymap maps every folder name to a
+  path (unguarded, "." is Maildir/..), and `_list_folders`.
+- maildir.MailFolders (MailboxSet): replaces pymap's per-session `_cache`; reads `_layout`,
+  `_inbox_maildir`; pymap's session turns its ValueError into NO [ALREADYEXISTS].
+- maildir.stored_size, message_bytes (IMAP FETCH and POP3): read pymap Message `_maildir`, `_key`.
+- maildir.remove_stale_locks: pymap's uidlist lock file name, honoured by pymap for 10 minutes.
+- protocol.MailConnectionState (ConnectionState): `_login`, `do_command`, `do_fetch`, `do_list`;
+  reads `_session`, sets `_selected`; NAMESPACE/UNSELECT rely on the `do_<name>` dispatch.
+- protocol.MailImapConnection (IMAPConnection): `readline` (pymap's, capped; `_LITERAL_PLUS` is
+  pymap's `_literal_plus`), `_interrupt`, `read_command`, `send_error_disconnect`, `write_response`;
+  relies on pymap's parser refusing a synchronising literal over `Params.max_append_len` (APPEND) or
+  4096 bytes (any other string) with TOOBIG before sending "+".
+- protocol.MailImapServer (IMAPServer): `__call__`, reading `_login` and `_config`.
+
+Process-wide caches (maildir.py; everything else lives and dies with one session):
+- `_SYNCED`: folder path -> the folder stamp at which its uidlist was last brought in sync.
+- `_SCANS`: folder path -> (stamp, UID -> pymap Message), so one login's SELECT reuses another's scan.
+Both hold the most recent 512 folders, `_SCANS` also no more than 200,000 messages in all (the
+newest scan always stays). Safe across sessions: keyed by the folder's absolute path (one user's
+Maildir), used only while the stamp (inode, size, mtime of new/, cur/ and the uidlist, never one
+younger than 100 ms) still matches the disk, and entries are replaced whole under a lock, never
+mutated: pymap builds a new Message for every change. A shared Message reads through the Maildir of
+the session that scanned it, whose `_refresh` is serialised by its own lock.
+"""

@@ -37,6 +37,5 @@ def arrival(name: str) -> tuple[int, int] | None:
     match = _ARRIVAL.match(name)
     if match is None:
         return None
-    # The digits after M are read as a fraction of a second (M5 is 0.5 s): the order folders and
-    # IMAP UIDs have always had.
-    return int(match[1]), int((match[2] or "0").ljust(6, "0"))
+    # The digits after M are microseconds, unpadded (M5000 is 5 ms), as we and Dovecot write them.
+    return int(match[1]), int(match[2] or "0")

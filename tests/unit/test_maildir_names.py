@@ -42,7 +42,7 @@ def test_another_separator_for_file_systems_without_colons():
 
 @pytest.mark.parametrize("name, when", [
     ("1773135015.M250000Q1.mailsrv", (1773135015, 250000)),
-    ("1773135015.M5Q1.mailsrv", (1773135015, 500000)),  # the digits read as a fraction of a second
+    ("1773135015.M5Q1.mailsrv", (1773135015, 5)),  # microseconds, unpadded
     ("1773135015.P123.host:2,S", (1773135015, 0)),
     ("1773135015", (1773135015, 0)),
     ("msg-without-time:2,", None),
@@ -50,3 +50,9 @@ def test_another_separator_for_file_systems_without_colons():
 ])
 def test_arrival_time_of_a_name(name, when):
     assert arrival(name) == when
+
+
+def test_keys_sort_by_arrival_within_one_second() -> None:
+    second = dt.datetime(2026, 3, 10, 9, 30, 15, tzinfo=dt.timezone.utc)
+    early, late = (new_key(second.replace(microsecond=us), "x") for us in (5000, 100000))  # M5000, M100000
+    assert arrival(early) < arrival(late)

@@ -23,12 +23,12 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
-from mailsrv.core.config import Config, ConfigError
 from mailsrv.access.imap.listener import mailbox_subsystem, remove_all_stale_locks, start_imap_listener
 from mailsrv.access.pop3 import start_pop3_listener
-from mailsrv.server import MailServer
 from mailsrv.access.smtp import start_listener
+from mailsrv.core.config import Config, ConfigError
 from mailsrv.core.tls import server_context
+from mailsrv.server import MailServer
 from services.app import create_app
 
 log = logging.getLogger("mailsrv.serve")

@@ -6,34 +6,34 @@ from pathlib import Path
 
 from sqlalchemy import make_url
 
+from mailsrv.access.imap.accounts import Accounts
+from mailsrv.core.actor import Actor
+from mailsrv.core.clock import Clock, SystemClock
+from mailsrv.core.config import Config
+from mailsrv.core.dns import make_resolver
 from mailsrv.directory.admins import Admins
 from mailsrv.directory.aliases import Aliases, DomainAliases
 from mailsrv.directory.archive_rules import ArchiveRules
-from mailsrv.core.actor import Actor
 from mailsrv.directory.auth import Authenticator
-from mailsrv.mta.autoreply import AutoResponder
-from mailsrv.mta.bounces import Bouncer
-from mailsrv.core.clock import Clock, SystemClock
-from mailsrv.core.config import Config
-from mailsrv.mta.queue import QueueManager
-from mailsrv.mailstore.disk import Disk
 from mailsrv.directory.dkim_keys import DkimKeys
 from mailsrv.directory.domains import Domains, refers_to
 from mailsrv.directory.forwarding_blocks import ForwardingBlocks
-from mailsrv.access.imap.accounts import Accounts
-from mailsrv.mta.local_delivery import LocalDelivery
-from mailsrv.core.dns import make_resolver
-from mailsrv.mta.policy import Policy
 from mailsrv.directory.product import Product
-from mailsrv.mta.recipients import Resolver
-from mailsrv.mta.remote_delivery import make_remote_delivery
-from mailsrv.mta.spool import LOCAL, REMOTE, Spool
 from mailsrv.directory.stats import Stats
-from mailsrv.mta.intake import Intake
-from mailsrv.store.db import Store
 from mailsrv.directory.system_settings import SystemSettings
 from mailsrv.directory.users import Users
 from mailsrv.directory.web_sessions import WebSessions
+from mailsrv.mailstore.disk import Disk
+from mailsrv.mta.autoreply import AutoResponder
+from mailsrv.mta.bounces import Bouncer
+from mailsrv.mta.intake import Intake
+from mailsrv.mta.local_delivery import LocalDelivery
+from mailsrv.mta.policy import Policy
+from mailsrv.mta.queue import QueueManager
+from mailsrv.mta.recipients import Resolver
+from mailsrv.mta.remote_delivery import make_remote_delivery
+from mailsrv.mta.spool import LOCAL, REMOTE, Spool
+from mailsrv.store.db import Store
 from mailsrv.webmail.service import Webmail
 
 

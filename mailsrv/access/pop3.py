@@ -34,10 +34,10 @@ from pysasl.creds.server import ServerCredentials
 from pysasl.exception import AuthenticationError
 from pysasl.mechanism import ChallengeResponse, ServerChallenge
 
-from mailsrv.core.config import Config
 from mailsrv.access.imap.accounts import Accounts, MailboxLogin, MailboxUser
 from mailsrv.access.imap.listener import mailbox_login
 from mailsrv.access.imap.maildir import message_bytes, stored_size
+from mailsrv.core.config import Config
 
 log = logging.getLogger(__name__)
 

@@ -49,12 +49,12 @@ from typing import Any
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 
 from mailsrv.core.actor import Actor
-from mailsrv.directory.auth import Authenticator
 from mailsrv.core.config import SmtpConfig
 from mailsrv.core.errors import MailsrvError, ResultCode
+from mailsrv.directory.auth import Authenticator
+from mailsrv.mta.intake import Intake, Submission
 from mailsrv.mta.policy import Client, Reply
 from mailsrv.mta.recipients import Deliver, DomainInfo
-from mailsrv.mta.intake import Intake, Submission
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from mailsrv.directory import passwords
 from mailsrv.core.actor import Actor
-from mailsrv.core.networks import parse_network
 from mailsrv.core.errors import MailsrvError, ResultCode
+from mailsrv.core.networks import parse_network
+from mailsrv.directory import passwords
 from mailsrv.store.db import Store
 from mailsrv.store.models import AdminIpRestriction, SystemAdmin
 

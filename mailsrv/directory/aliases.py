@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 from mailsrv.core import names
 from mailsrv.core.actor import Actor, Role
 from mailsrv.core.config import Config
-from mailsrv.directory.domains import domain_for, limit_reached, name_taken
-from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.core.dns import prove_control
+from mailsrv.core.errors import MailsrvError, ResultCode
+from mailsrv.directory.domains import domain_for, limit_reached, name_taken
 from mailsrv.store.db import Store
 from mailsrv.store.models import Alias, Domain, DomainAlias, ServerSetting, User
 

@@ -5,8 +5,8 @@ from collections.abc import Iterable
 
 from mailsrv.core import settings
 from mailsrv.core.actor import Actor
-from mailsrv.directory.domains import domain_for
 from mailsrv.core.errors import MailsrvError, ResultCode
+from mailsrv.directory.domains import domain_for
 from mailsrv.store.db import Store
 from mailsrv.store.models import ArchiveRule
 

@@ -9,8 +9,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mailsrv.core.actor import Actor
-from mailsrv.directory.domains import domain_for
 from mailsrv.core.errors import MailsrvError, ResultCode
+from mailsrv.directory.domains import domain_for
 from mailsrv.store.db import Store
 from mailsrv.store.models import DomainKey
 

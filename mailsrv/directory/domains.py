@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import ipaddress
-from contextlib import nullcontext
 from collections.abc import Iterable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,10 +12,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mailsrv.core import names, settings
-from mailsrv.directory import passwords
 from mailsrv.core.actor import Actor, Role
-from mailsrv.mailstore.disk import Disk
 from mailsrv.core.errors import MailsrvError, ResultCode
+from mailsrv.directory import passwords
+from mailsrv.mailstore.disk import Disk
 from mailsrv.store.db import Store
 from mailsrv.store.models import Alias, Domain, DomainAlias, ServerSetting, User
 

@@ -12,9 +12,9 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from mailsrv.core.actor import Actor
 from mailsrv.core.clock import as_utc
-from mailsrv.mailstore.disk_usage import used_bytes
-from mailsrv.directory.domains import domain_for
 from mailsrv.core.errors import MailsrvError, ResultCode
+from mailsrv.directory.domains import domain_for
+from mailsrv.mailstore.disk_usage import used_bytes
 from mailsrv.store.db import Store
 from mailsrv.store.models import Alias, Domain, TrafficDaily, User
 

@@ -23,15 +23,15 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from mailsrv.core import names, settings
-from mailsrv.directory import passwords
 from mailsrv.core.actor import Actor, Role
 from mailsrv.core.clock import as_utc
+from mailsrv.core.errors import MailsrvError, ResultCode
+from mailsrv.directory import passwords
 from mailsrv.directory.auth import Authenticator
+from mailsrv.directory.domains import domain_for, get_domain, limit_reached
+from mailsrv.directory.stats import Traffic, day_range, traffic_sums
 from mailsrv.mailstore.disk import Disk
 from mailsrv.mailstore.disk_usage import used_bytes
-from mailsrv.directory.domains import domain_for, get_domain, limit_reached
-from mailsrv.core.errors import MailsrvError, ResultCode
-from mailsrv.directory.stats import Traffic, day_range, traffic_sums
 from mailsrv.store.db import Store
 from mailsrv.store.models import Alias, Domain, MigrationJob, RssFeed, TrafficDaily, User, UserGroup, UserLogin
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, select
 
-from mailsrv.directory.auth import LOGIN_FAILED_MESSAGE, Authenticator, user_actor
 from mailsrv.core.actor import Actor
 from mailsrv.core.clock import Clock
 from mailsrv.core.errors import MailsrvError, ResultCode
+from mailsrv.directory.auth import LOGIN_FAILED_MESSAGE, Authenticator, user_actor
 from mailsrv.store.db import Store
 from mailsrv.store.models import Domain, User, WebSession
 

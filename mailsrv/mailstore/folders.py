@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.mailstore import maildir_names
 from mailsrv.mailstore.disk import MAILDIR_PARTS, SPECIAL_FOLDERS, fsync_directory
-from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.mailstore.headers import read_headers
 
 INBOX = "INBOX"

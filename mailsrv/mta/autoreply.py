@@ -38,15 +38,15 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from mailsrv.mta import loop_guard, spf_check
-from mailsrv.directory import system_settings
 from mailsrv.core.clock import Clock
+from mailsrv.directory import system_settings
 from mailsrv.mailstore.headers import read_headers
+from mailsrv.mta import loop_guard, spf_check
+from mailsrv.mta.intake import spool_recipients
 from mailsrv.mta.recipients import Deliver, Resolver
 from mailsrv.mta.spool import IncomingMessage, Spool, SpooledMessage
 from mailsrv.store.db import Store
 from mailsrv.store.models import AutoReplySent, User
-from mailsrv.mta.intake import spool_recipients
 
 log = logging.getLogger(__name__)
 

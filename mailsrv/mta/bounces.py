@@ -33,13 +33,13 @@ from email.policy import Policy
 
 from sqlalchemy.orm import Session
 
-from mailsrv.mta import loop_guard, spf_check
-from mailsrv.directory import system_settings
 from mailsrv.core.clock import Clock
+from mailsrv.directory import system_settings
 from mailsrv.mailstore.headers import header_bytes, parse_headers
+from mailsrv.mta import loop_guard, spf_check
+from mailsrv.mta.intake import spool_recipients
 from mailsrv.mta.recipients import Deliver, Resolver
 from mailsrv.mta.spool import ClaimedRecipient, Deferred, Failed, IncomingMessage, Spool, SpooledMessage
-from mailsrv.mta.intake import spool_recipients
 
 log = logging.getLogger(__name__)
 

@@ -23,14 +23,14 @@ from email.policy import compat32
 
 import dns.resolver
 
-from mailsrv.mta import spf_check
 from mailsrv.core.actor import Actor
 from mailsrv.core.clock import Clock
+from mailsrv.directory.system_settings import SystemSettings
+from mailsrv.mta import spf_check
 from mailsrv.mta.local_delivery import first_over_quota
 from mailsrv.mta.policy import Client, Policy, RecipientCheck, Reply, SenderCheck
 from mailsrv.mta.recipients import Deliver, Disabled, DomainInfo, LocalMailbox, RemoteAddress, Resolver, Unknown
 from mailsrv.mta.spool import LOCAL, REMOTE, IncomingMessage, NewRecipient, Spool, storage_full
-from mailsrv.directory.system_settings import SystemSettings
 
 log = logging.getLogger(__name__)
 

@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Row, select
 
-from mailsrv.mta.queue import deferred_after
 from mailsrv.mailstore import maildir_names
 from mailsrv.mailstore.disk import Disk, fsync_directory
 from mailsrv.mailstore.disk_usage import used_bytes
+from mailsrv.mta.queue import deferred_after
 from mailsrv.mta.recipients import LocalMailbox
 from mailsrv.mta.spool import ClaimedRecipient, Delivered, Failed, Job, Outcome, SpooledMessage
 from mailsrv.store.db import Store

@@ -33,8 +33,8 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
-from mailsrv.mta.spool import Deferred, Job, Outcome, Spool
 from mailsrv.directory.system_settings import SystemSettings
+from mailsrv.mta.spool import Deferred, Job, Outcome, Spool
 
 log = logging.getLogger(__name__)
 

@@ -42,9 +42,9 @@ from sqlalchemy.orm import Session
 
 from mailsrv.core.actor import Actor
 from mailsrv.core.clock import Clock
+from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.directory.counters import TrafficEvent, record
 from mailsrv.mailstore.disk import fsync_directory
-from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.store.db import Store, storage_refused
 from mailsrv.store.models import Domain, SpoolMessage, SpoolRecipient, User
 

@@ -15,15 +15,15 @@ from sqlalchemy import select
 
 from mailsrv.core.actor import Actor
 from mailsrv.core.clock import Clock
-from mailsrv.mailstore.disk import Disk
 from mailsrv.core.errors import MailsrvError, ResultCode
+from mailsrv.mailstore.disk import Disk
 from mailsrv.mailstore.folders import SENT, Mailbox
-from mailsrv.webmail.outgoing import Draft, build, recipients
+from mailsrv.mta.intake import Intake, Submission
 from mailsrv.mta.policy import Reply
 from mailsrv.mta.recipients import Deliver
 from mailsrv.store.db import Store
 from mailsrv.store.models import Domain
-from mailsrv.mta.intake import Intake, Submission
+from mailsrv.webmail.outgoing import Draft, build, recipients
 
 
 @dataclass(frozen=True)

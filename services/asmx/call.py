@@ -12,9 +12,9 @@ from mailsrv.directory.dkim_keys import DkimKeys
 from mailsrv.directory.domains import Domains
 from mailsrv.directory.forwarding_blocks import ForwardingBlocks
 from mailsrv.directory.product import Product
-from mailsrv.mta.spool import Spool
 from mailsrv.directory.stats import Stats
 from mailsrv.directory.users import Users
+from mailsrv.mta.spool import Spool
 
 
 class Engine(Protocol):

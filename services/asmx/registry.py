@@ -22,6 +22,7 @@ from services.asmx.access import Access, Handler, access_of
 from services.asmx.contract import Service, load_service
 from services.asmx.wsdl_serve import PublishedWsdl
 
+
 class HandlerError(RuntimeError):
     """A served operation has no handler, or one whose parameters disagree with the WSDL."""
 

@@ -15,10 +15,10 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from mailsrv.webmail import message_view, outgoing
 from mailsrv.core.errors import MailsrvError, ResultCode
-from mailsrv.mailstore.folders import INBOX, Mailbox
 from mailsrv.directory.web_sessions import SignedIn, WebSessions
+from mailsrv.mailstore.folders import INBOX, Mailbox
+from mailsrv.webmail import message_view, outgoing
 from mailsrv.webmail.service import Answering, Webmail
 from services.web.render import page, redirect, security_headers
 from services.web.signin import LOGIN_URL, BodyTooLarge, client_ip, counted, csrf_ok, csrf_refused, signed_in

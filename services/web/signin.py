@@ -10,8 +10,8 @@ import secrets
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.types import Message
 from starlette.responses import PlainTextResponse, Response
+from starlette.types import Message
 
 from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.directory.web_sessions import SESSION_LIFETIME, SignedIn, WebSessions

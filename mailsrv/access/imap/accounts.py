@@ -21,14 +21,14 @@ from pymap.token import AllTokens
 from pymap.user import UserMetadata
 from pysasl.creds.server import ServerCredentials
 
+from mailsrv.access.imap.maildir import MailSession, open_folders, remove_stale_locks
 from mailsrv.core import settings
 from mailsrv.core.actor import Actor, Role
-from mailsrv.directory.auth import Authenticator
 from mailsrv.core.config import SmtpConfig
-from mailsrv.mailstore.disk import Disk
-from mailsrv.directory.domains import get_domain
 from mailsrv.core.errors import MailsrvError
-from mailsrv.access.imap.maildir import MailSession, open_folders, remove_stale_locks
+from mailsrv.directory.auth import Authenticator
+from mailsrv.directory.domains import get_domain
+from mailsrv.mailstore.disk import Disk
 from mailsrv.store.db import Store
 from mailsrv.store.models import Domain
 

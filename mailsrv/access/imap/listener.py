@@ -12,11 +12,11 @@ from proxyprotocol.reader import ProxyProtocolReader
 from pymap.concurrent import Subsystem
 from sqlalchemy import select
 
-from mailsrv.core.config import Config
-from mailsrv.mailstore.disk import Disk
 from mailsrv.access.imap.accounts import Accounts, MailboxLogin
 from mailsrv.access.imap.maildir import remove_stale_locks
 from mailsrv.access.imap.protocol import COMMAND_LIMIT, MailboxConfig, MailImapServer
+from mailsrv.core.config import Config
+from mailsrv.mailstore.disk import Disk
 from mailsrv.store.db import Store
 from mailsrv.store.models import Domain, User
 

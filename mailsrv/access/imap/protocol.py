@@ -28,8 +28,16 @@ from pymap.parsing.command import Command, CommandAuth, CommandNoArgs, CommandSe
 from pymap.parsing.command.auth import ListCommand
 from pymap.parsing.command.select import FetchCommand
 from pymap.parsing.commands import Commands, InvalidCommand
-from pymap.parsing.response import (CommandResponse, Response, ResponseBad, ResponseBye, ResponseCode, ResponseNo,
-                                    ResponseOk, UntaggedResponse)
+from pymap.parsing.response import (
+    CommandResponse,
+    Response,
+    ResponseBad,
+    ResponseBye,
+    ResponseCode,
+    ResponseNo,
+    ResponseOk,
+    UntaggedResponse,
+)
 from pymap.parsing.response.code import Capability
 from pymap.parsing.response.specials import ListResponse, LSubResponse
 from pymap.parsing.specials.fetchattr import FetchAttribute
@@ -39,9 +47,9 @@ from pysasl import SASLAuth
 from pysasl.creds.server import ServerCredentials
 from pysasl.hashing import BuiltinHash
 
-from mailsrv.mailstore.disk import SPECIAL_FOLDERS
 from mailsrv.access.imap.accounts import MailboxUser
 from mailsrv.access.imap.maildir import message_bytes
+from mailsrv.mailstore.disk import SPECIAL_FOLDERS
 
 _SPECIAL_USE = {name: name.encode() for name in SPECIAL_FOLDERS}  # "Sent" -> \Sent, …
 _EXTRA_CAPABILITIES = [b"NAMESPACE", b"UNSELECT", b"SPECIAL-USE"]

@@ -18,9 +18,13 @@ from mailsrv.directory.auth import Authenticator
 from mailsrv.directory.dkim_keys import DkimKeys
 from mailsrv.directory.domains import Domains, refers_to
 from mailsrv.directory.forwarding_blocks import ForwardingBlocks
+from mailsrv.directory.mailbox_migrations import MailboxMigrations
 from mailsrv.directory.product import Product
 from mailsrv.directory.stats import Stats
 from mailsrv.directory.system_settings import SystemSettings
+from mailsrv.directory.user_activity import UserActivity
+from mailsrv.directory.user_groups import UserGroups
+from mailsrv.directory.user_options import UserOptions
 from mailsrv.directory.users import Users
 from mailsrv.directory.web_sessions import WebSessions
 from mailsrv.mailstore.disk import Disk
@@ -62,6 +66,10 @@ class MailServer:
         self.admins.ensure_factory_login()
         self.domains = Domains(self.store, self.disk)
         self.users = Users(self.store, self.disk, self.auth)
+        self.user_options = UserOptions(self.store)
+        self.user_groups = UserGroups(self.store)
+        self.mailbox_migrations = MailboxMigrations(self.store)
+        self.user_activity = UserActivity(self.store)
         self.aliases = Aliases(self.store)
         self.domain_aliases = DomainAliases(self.store, config)
         self.stats = Stats(self.store)

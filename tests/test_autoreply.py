@@ -23,7 +23,7 @@ def message(extra_headers: str = "", message_id: str = ORIGINAL_ID) -> bytes:
 
 
 def away(mail, address: str = "alice@a.test") -> None:
-    mail.server.users.set_auto_response(mail.admin(), address, True, "Away until Monday", "I am away.\nRegards")
+    mail.server.user_options.set_auto_response(mail.admin(), address, True, "Away until Monday", "I am away.\nRegards")
 
 
 def set_policy(mail, value: str) -> None:

@@ -150,7 +150,7 @@ def test_never_a_dsn_to_the_null_sender_or_for_an_automatic_message(mail, peer, 
 
 def test_a_dsn_that_fails_is_dropped(mail, peer):
     # alice forwards everything to the refusing peer: her DSN fails there too, and is not bounced.
-    mail.server.users.set_forwarding(mail.admin(), "alice@a.test", True, "gone@peer.test")
+    mail.server.user_options.set_forwarding(mail.admin(), "alice@a.test", True, "gone@peer.test")
     from_alice(mail, ["gone@peer.test"])
     mail.deliver()
     assert peer.arrivals == [] and mail.spool_rows() == []

@@ -106,5 +106,5 @@ def test_autologin_from_a_panel_then_read_and_reply_in_the_browser(web, panel):
     sent = web.mail.maildir(ALICE) / ".Sent" / "cur"
     [copy] = [path.read_bytes() for path in sent.iterdir()]
     assert reply.endswith(copy)
-    traffic = web.mail.server.users.traffic(web.mail.admin(), ALICE, None, None)
+    traffic = web.mail.server.user_activity.traffic(web.mail.admin(), ALICE, None, None)
     assert (traffic.messages_sent, traffic.bytes_sent) == (1, len(copy))

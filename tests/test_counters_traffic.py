@@ -1,5 +1,5 @@
 """Traffic counters after a known mix of real SMTP traffic, read through the statistics the SOAP
-operations return (GetDomainStatistics: Stats.domain; GetUserStats: Users.traffic), exact to the byte."""
+operations return (GetDomainStatistics: Stats.domain; GetUserStats: UserActivity.traffic), exact to the byte."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -23,7 +23,7 @@ def mail(tmp_path, port) -> Iterator[MailHarness]:
 
 def traffic(mail: MailHarness, address: str) -> tuple[int, int, int, int]:
     """(messages received, bytes received, messages sent, bytes sent) as GetUserStats reports them."""
-    t = mail.server.users.traffic(mail.admin(), address, None, None)
+    t = mail.server.user_activity.traffic(mail.admin(), address, None, None)
     return t.messages_received, t.bytes_received, t.messages_sent, t.bytes_sent
 
 

@@ -1,5 +1,6 @@
-"""Mailbox users through the engine (mailsrv.directory.users), judged by what a caller or the disk can see;
-plus a few round trips through the live svcUserAdmin endpoint for the shapes only the wire shows."""
+"""Mailbox users through the engine (mailsrv.directory.users, user_options, user_groups,
+mailbox_migrations, user_activity), judged by what a caller or the disk can see; plus a few round
+trips through the live svcUserAdmin endpoint for the shapes only the wire shows."""
 from __future__ import annotations
 
 import datetime as dt
@@ -15,7 +16,7 @@ from mailsrv.core.actor import Actor, Role
 from mailsrv.core.errors import MailsrvError
 from mailsrv.server import MailServer
 from mailsrv.store.models import Domain, TrafficDaily, User, UserLogin
-from mailsrv.directory.users import NEVER
+from mailsrv.directory.user_activity import NEVER
 
 IP = "192.0.2.10"
 DOM = "example.com"
@@ -120,9 +121,9 @@ def test_rights(env):
         assert refusal(env.server.users.get, actor, address)[0] == -5
         assert refusal(env.server.users.list, actor, DOM)[0] == -5
         assert refusal(env.server.users.delete, actor, "alice", DOM)[0] == -5
-        assert refusal(env.server.users.set_forwarding, actor, address, False, "x@y.example")[0] == -5
-        assert refusal(env.server.users.groups, actor, DOM)[0] == -5
-    assert refusal(env.server.users.inactive, plain, dt.datetime.now(UTC))[0] == -5
+        assert refusal(env.server.user_options.set_forwarding, actor, address, False, "x@y.example")[0] == -5
+        assert refusal(env.server.user_groups.list, actor, DOM)[0] == -5
+    assert refusal(env.server.user_activity.inactive, plain, dt.datetime.now(UTC))[0] == -5
     message = refusal(env.server.users.update, boss, f"alice@{DOM}", "", "", "", False)[1]
     assert message == f"Permission denied: boss@other.example may not manage the domain {DOM}."
     # A domain administrator manages its own domain.
@@ -135,11 +136,11 @@ def test_delete_removes_user_directory_and_group_membership(env):
     env.add("bob")
     (env.maildir("bob") / "new" / "1.msg").write_bytes(b"Subject: x\r\n\r\nbody\r\n")
     env.server.aliases.add(env.root, DOM, "team", [f"alice@{DOM}", f"bob@{DOM}"])
-    group = env.server.users.add_group(env.root, DOM, "Staff", ["alice", "bob"])
+    group = env.server.user_groups.add(env.root, DOM, "Staff", ["alice", "bob"])
     env.server.users.delete(env.admin, "bob", DOM)
     assert not (env.domain_dir / "users" / "bob").exists()
     assert refusal(env.server.users.get, env.root, f"bob@{DOM}") == (-31, f"The user bob@{DOM} does not exist.")
-    assert env.server.users.group(env.root, DOM, group).members == ["alice"]
+    assert env.server.user_groups.get(env.root, DOM, group).members == ["alice"]
     assert env.server.aliases.get(env.root, DOM, "team").addresses == [f"alice@{DOM}", f"bob@{DOM}"]
     assert refusal(env.server.users.delete, env.root, "bob", DOM)[0] == -31
     assert not (env.server.disk.trash_dir.exists() and any(env.server.disk.trash_dir.iterdir()))
@@ -210,104 +211,104 @@ def test_requested_settings(env):
 
 def test_forwarding(env):
     env.add("bob")
-    address, users = f"bob@{DOM}", env.server.users
-    users.set_forwarding(env.admin, address, True,
-                         " One@Elsewhere.example; two@elsewhere.example,one@elsewhere.example ")
-    forwarding = users.forwarding(env.admin, address)
+    address, options = f"bob@{DOM}", env.server.user_options
+    options.set_forwarding(env.admin, address, True,
+                           " One@Elsewhere.example; two@elsewhere.example,one@elsewhere.example ")
+    forwarding = options.forwarding(env.admin, address)
     assert (forwarding.delete_on_forward, forwarding.addresses) == (
         True, ["one@elsewhere.example", "two@elsewhere.example"])
-    code, message = refusal(users.set_forwarding, env.admin, address, False, "ok@elsewhere.example, broken")
+    code, message = refusal(options.set_forwarding, env.admin, address, False, "ok@elsewhere.example, broken")
     assert code == -12 and "broken" in message
-    assert users.forwarding(env.admin, address).addresses == ["one@elsewhere.example", "two@elsewhere.example"]
-    users.set_forwarding(env.admin, address, False, "  ")
-    assert users.forwarding(env.admin, address).addresses == []
+    assert options.forwarding(env.admin, address).addresses == ["one@elsewhere.example", "two@elsewhere.example"]
+    options.set_forwarding(env.admin, address, False, "  ")
+    assert options.forwarding(env.admin, address).addresses == []
 
 
 def test_auto_response(env):
     env.add("alice")
-    address, users = f"alice@{DOM}", env.server.users
-    assert users.auto_response(env.admin, address).enabled is False
-    users.set_auto_response(env.admin, address, True, " Away ", "Back on Monday.\r\n\tAlice")
-    auto = users.auto_response(env.admin, address)
+    address, options = f"alice@{DOM}", env.server.user_options
+    assert options.auto_response(env.admin, address).enabled is False
+    options.set_auto_response(env.admin, address, True, " Away ", "Back on Monday.\r\n\tAlice")
+    auto = options.auto_response(env.admin, address)
     assert (auto.enabled, auto.subject, auto.body) == (True, "Away", "Back on Monday.\r\n\tAlice")
-    code, message = refusal(users.set_auto_response, env.admin, address, True, "Hi\r\nBcc: x@y.example", "")
+    code, message = refusal(options.set_auto_response, env.admin, address, True, "Hi\r\nBcc: x@y.example", "")
     assert (code, message) == (-16, "The auto-responder subject must not contain control characters.")
 
 
 def test_activesync_flag_is_stored(env):
     env.add("alice")
-    address, users = f"alice@{DOM}", env.server.users
-    assert users.activesync_enabled(env.admin, address) is False
-    users.set_activesync(env.admin, address, True)
-    assert users.activesync_enabled(env.root, address) is True
+    address, options = f"alice@{DOM}", env.server.user_options
+    assert options.activesync_enabled(env.admin, address) is False
+    options.set_activesync(env.admin, address, True)
+    assert options.activesync_enabled(env.root, address) is True
 
 
 # --- RSS feeds and groups -------------------------------------------------------------------------
 
 def test_rss_feeds(env):
     env.add("alice")
-    address, users = f"alice@{DOM}", env.server.users
-    news = users.add_feed(env.admin, address, "https://news.example/rss", "News", "Feeds")
-    blog = users.add_feed(env.admin, address, "http://blog.example/atom.xml", "", "")
-    listed = users.feeds(env.admin, address)
+    address, options = f"alice@{DOM}", env.server.user_options
+    news = options.add_feed(env.admin, address, "https://news.example/rss", "News", "Feeds")
+    blog = options.add_feed(env.admin, address, "http://blog.example/atom.xml", "", "")
+    listed = options.feeds(env.admin, address)
     assert [(f.uid, f.name, f.url, f.folder) for f in listed.feeds] == [
         (blog, "http://blog.example/atom.xml", "http://blog.example/atom.xml", ""),
         (news, "News", "https://news.example/rss", "Feeds")]
     assert listed.folders == ["Feeds"]
     for url in ("ftp://news.example/rss", "javascript:alert(1)", "https://", "news.example/rss", "http://[::1"):
-        assert refusal(users.add_feed, env.admin, address, url, "x", "")[0] == -16
-    users.delete_feed(env.admin, address, news.upper())
-    assert [f.uid for f in users.feeds(env.admin, address).feeds] == [blog]
-    assert refusal(users.delete_feed, env.admin, address, news)[0] == -36
-    assert refusal(users.delete_feed, env.admin, f"postmaster@{DOM}", blog)[0] == -36  # another user's feed
+        assert refusal(options.add_feed, env.admin, address, url, "x", "")[0] == -16
+    options.delete_feed(env.admin, address, news.upper())
+    assert [f.uid for f in options.feeds(env.admin, address).feeds] == [blog]
+    assert refusal(options.delete_feed, env.admin, address, news)[0] == -36
+    assert refusal(options.delete_feed, env.admin, f"postmaster@{DOM}", blog)[0] == -36  # another user's feed
 
 
 def test_user_groups(env):
     env.add("alice")
     env.add("bob")
-    users = env.server.users
-    staff = users.add_group(env.admin, DOM, "Staff", ["alice", f"BOB@{DOM}", "alice", ""])
-    admins = users.add_group(env.admin, DOM, "Admins", ["postmaster"])
-    group = users.group(env.admin, DOM, staff)
+    groups = env.server.user_groups
+    staff = groups.add(env.admin, DOM, "Staff", ["alice", f"BOB@{DOM}", "alice", ""])
+    admins = groups.add(env.admin, DOM, "Admins", ["postmaster"])
+    group = groups.get(env.admin, DOM, staff)
     assert (group.id, group.name, group.members) == (staff, "Staff", ["alice", "bob"])
-    assert [g.name for g in users.groups(env.admin, DOM)] == ["Admins", "Staff"]
-    assert [g.id for g in users.member_groups(env.admin, DOM, "bob")] == [staff]
-    assert refusal(users.member_groups, env.admin, DOM, "ghost")[0] == -31
-    assert refusal(users.add_group, env.admin, DOM, "staff", [])[0] == -45
-    assert refusal(users.add_group, env.admin, DOM, "Team", ["alice", "ghost"]) == (
+    assert [g.name for g in groups.list(env.admin, DOM)] == ["Admins", "Staff"]
+    assert [g.id for g in groups.of_member(env.admin, DOM, "bob")] == [staff]
+    assert refusal(groups.of_member, env.admin, DOM, "ghost")[0] == -31
+    assert refusal(groups.add, env.admin, DOM, "staff", [])[0] == -45
+    assert refusal(groups.add, env.admin, DOM, "Team", ["alice", "ghost"]) == (
         -31, f"No such user in {DOM}: ghost.")
-    assert refusal(users.add_group, env.admin, DOM, " ", [])[0] == -16
-    users.update_group(env.admin, DOM, staff, "Staff", ["postmaster"])  # same name is no clash
-    users.update_group(env.admin, DOM, staff, "Everyone", ["bob", "alice"])
-    assert users.group(env.admin, DOM, staff).members == ["bob", "alice"]
-    assert refusal(users.update_group, env.admin, DOM, staff, "Admins", [])[0] == -45
-    users.delete_group(env.admin, DOM, admins)
-    assert refusal(users.group, env.admin, DOM, admins)[0] == -35
+    assert refusal(groups.add, env.admin, DOM, " ", [])[0] == -16
+    groups.update(env.admin, DOM, staff, "Staff", ["postmaster"])  # same name is no clash
+    groups.update(env.admin, DOM, staff, "Everyone", ["bob", "alice"])
+    assert groups.get(env.admin, DOM, staff).members == ["bob", "alice"]
+    assert refusal(groups.update, env.admin, DOM, staff, "Admins", [])[0] == -45
+    groups.delete(env.admin, DOM, admins)
+    assert refusal(groups.get, env.admin, DOM, admins)[0] == -35
     boss = other_domain(env)
-    assert refusal(users.group, boss, "other.example", staff)[0] == -35  # ids are per domain
+    assert refusal(groups.get, boss, "other.example", staff)[0] == -35  # ids are per domain
 
 
 # --- migrations -------------------------------------------------------------------------------------
 
 def test_migration_queue(env):
     env.add("alice")
-    users = env.server.users
-    job = users.queue_migration(env.admin, [f"EmailAddress=Alice@{DOM}", "Server=imap.old.example",
-                                            "Password=Old-secret"])
+    migrations = env.server.mailbox_migrations
+    job = migrations.queue(env.admin, [f"EmailAddress=Alice@{DOM}", "Server=imap.old.example",
+                                       "Password=Old-secret"])
     assert (job.email_address, job.status) == (f"alice@{DOM}", "Queued")
-    assert [(j.id, j.email_address, j.status) for j in users.migrations(env.root)] == [
+    assert [(j.id, j.email_address, j.status) for j in migrations.list(env.root)] == [
         (job.id, f"alice@{DOM}", "Queued")]
     boss = other_domain(env)
-    assert users.migrations(boss) == []
-    assert refusal(users.remove_migration, boss, job.id)[0] == -5
+    assert migrations.list(boss) == []
+    assert refusal(migrations.remove, boss, job.id)[0] == -5
     plain = env.server.login(f"alice@{DOM}", "Good-pass-12", IP)
-    assert refusal(users.migrations, plain)[0] == -5
-    assert refusal(users.queue_migration, env.admin, ["Server=imap.old.example"])[0] == -16
-    assert refusal(users.queue_migration, env.admin, ["no equals sign"])[0] == -15
-    assert refusal(users.queue_migration, env.admin, [f"emailaddress=ghost@{DOM}"])[0] == -31
-    users.remove_migration(env.admin, job.id.upper())
-    assert users.migrations(env.root) == []
-    assert refusal(users.remove_migration, env.root, job.id)[0] == -36
+    assert refusal(migrations.list, plain)[0] == -5
+    assert refusal(migrations.queue, env.admin, ["Server=imap.old.example"])[0] == -16
+    assert refusal(migrations.queue, env.admin, ["no equals sign"])[0] == -15
+    assert refusal(migrations.queue, env.admin, [f"emailaddress=ghost@{DOM}"])[0] == -31
+    migrations.remove(env.admin, job.id.upper())
+    assert migrations.list(env.root) == []
+    assert refusal(migrations.remove, env.root, job.id)[0] == -36
 
 
 # --- quotas, traffic, logins ------------------------------------------------------------------------
@@ -320,10 +321,10 @@ def test_quotas(env):
     env.server.users.update(env.admin, f"postmaster@{DOM}", "", "", "", True, 30)  # UpdateUser2
     env.server.users.update(env.admin, f"bob@{DOM}", "", "", "", False)  # UpdateUser keeps the size
     assert refusal(env.server.users.update, env.admin, f"bob@{DOM}", "", "", "", False, -5)[0] == -13
-    quotas = {q.user: (q.max_bytes, q.used_bytes) for q in env.server.users.quotas(env.admin, DOM)}
+    quotas = {q.user: (q.max_bytes, q.used_bytes) for q in env.server.user_activity.quotas(env.admin, DOM)}
     assert quotas == {"alice": (100 * 1048576, 1234), "bob": (20 * 1048576, 0), "postmaster": (30 * 1048576, 0)}
     env.server.domains.update(env.root, DOM, {"maxmailboxsize": 0})
-    assert env.server.users.quotas(env.admin, DOM)[0].max_bytes == 0  # unlimited
+    assert env.server.user_activity.quotas(env.admin, DOM)[0].max_bytes == 0  # unlimited
 
 
 def _traffic(env: Env, user: str, day: dt.date, received: int, sent: int) -> None:
@@ -341,13 +342,13 @@ def test_user_stats(env):
     _traffic(env, "postmaster", dt.date(2026, 1, 2), 100, 100)
     (env.maildir("alice") / "cur" / "1.msg").write_bytes(b"y" * 77)
     # Whole UTC days, both ends included: 2026-01-02T23:30-05:00 is the 3rd in UTC.
-    stats = env.server.users.traffic(env.admin, f"alice@{DOM}", dt.datetime(2026, 1, 1, 12, 0),
+    stats = env.server.user_activity.traffic(env.admin, f"alice@{DOM}", dt.datetime(2026, 1, 1, 12, 0),
                                      dt.datetime(2026, 1, 2, 23, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5))))
     assert (stats.messages_received, stats.messages_sent, stats.bytes_received, stats.bytes_sent, stats.bytes_size) == (
         3, 30, 3000, 30000, 77)
-    assert env.server.users.traffic(env.admin, f"alice@{DOM}", dt.datetime(2026, 2, 1), dt.datetime(2026, 2, 2)
+    assert env.server.user_activity.traffic(env.admin, f"alice@{DOM}", dt.datetime(2026, 2, 1), dt.datetime(2026, 2, 2)
                                     ).messages_received == 0
-    assert refusal(env.server.users.traffic, env.admin, f"alice@{DOM}", dt.datetime(2026, 2, 1),
+    assert refusal(env.server.user_activity.traffic, env.admin, f"alice@{DOM}", dt.datetime(2026, 2, 1),
                    dt.datetime(2026, 1, 1))[0] == -16
 
 
@@ -369,10 +370,11 @@ def test_inactive_users(env):
     _set_logins(env, f"postmaster@{DOM}", webservice=dt.datetime(2026, 6, 1, tzinfo=UTC))
     _set_logins(env, "boss@other.example", webservice=dt.datetime(2026, 6, 1, tzinfo=UTC))
     since = dt.datetime(2026, 2, 1, tzinfo=UTC)
-    assert [(u.address, u.at) for u in env.server.users.inactive(env.root, since)] == [
+    assert [(u.address, u.at) for u in env.server.user_activity.inactive(env.root, since)] == [
         (f"bob@{DOM}", dt.datetime(2026, 1, 15, 8, 30, tzinfo=UTC)), (f"carol@{DOM}", NEVER)]
-    assert env.server.users.inactive(boss, dt.datetime(2027, 1, 1, tzinfo=UTC))[0].address == "boss@other.example"
-    assert [u.address for u in env.server.users.inactive(env.admin, dt.datetime(2027, 1, 1))] == [
+    boss_inactive = env.server.user_activity.inactive(boss, dt.datetime(2027, 1, 1, tzinfo=UTC))
+    assert boss_inactive[0].address == "boss@other.example"
+    assert [u.address for u in env.server.user_activity.inactive(env.admin, dt.datetime(2027, 1, 1))] == [
         f"alice@{DOM}", f"bob@{DOM}", f"carol@{DOM}", f"postmaster@{DOM}"]
 
 
@@ -382,16 +384,16 @@ def test_last_login_times(env):
     _set_logins(env, f"alice@{DOM}", imap=dt.datetime(2026, 1, 1, 9, tzinfo=UTC),
                 pop=dt.datetime(2026, 1, 3, 23, 59, tzinfo=UTC))
     _set_logins(env, f"bob@{DOM}", imap=dt.datetime(2026, 1, 2, 10, tzinfo=UTC))
-    times = env.server.users.login_times(env.admin, f"alice@{DOM}", None, None)
+    times = env.server.user_activity.login_times(env.admin, f"alice@{DOM}", None, None)
     assert times.by_protocol == [("imap", dt.datetime(2026, 1, 1, 9, tzinfo=UTC)),
                                  ("pop", dt.datetime(2026, 1, 3, 23, 59, tzinfo=UTC))]
     assert [(u.address, u.at) for u in times.by_user] == [(f"alice@{DOM}", dt.datetime(2026, 1, 3, 23, 59, tzinfo=UTC))]
-    domain_wide = env.server.users.login_times(env.admin, DOM, dt.datetime(2026, 1, 2), dt.datetime(2026, 1, 3))
+    domain_wide = env.server.user_activity.login_times(env.admin, DOM, dt.datetime(2026, 1, 2), dt.datetime(2026, 1, 3))
     assert domain_wide.by_protocol == [("imap", dt.datetime(2026, 1, 2, 10, tzinfo=UTC)),
                                        ("pop", dt.datetime(2026, 1, 3, 23, 59, tzinfo=UTC))]
     assert [u.address for u in domain_wide.by_user] == [f"alice@{DOM}", f"bob@{DOM}"]
-    assert refusal(env.server.users.login_times, other_domain(env), DOM, None, None)[0] == -5
-    assert refusal(env.server.users.login_times, env.admin, f"ghost@{DOM}", None, None)[0] == -31
+    assert refusal(env.server.user_activity.login_times, other_domain(env), DOM, None, None)[0] == -5
+    assert refusal(env.server.user_activity.login_times, env.admin, f"ghost@{DOM}", None, None)[0] == -31
 
 
 def test_authenticate(env):
@@ -403,7 +405,8 @@ def test_authenticate(env):
     assert refusal(users.authenticate, "root", "", "Secret-pass-1", IP)[0] == -1  # not a mailbox login
     assert refusal(users.authenticate, "alice", "", "Good-pass-12", IP)[0] == -1
     # A success is a login that GetLastLoginTimes and GetInactiveUsers see.
-    assert [p for p, _ in users.login_times(env.root, f"alice@{DOM}", None, None).by_protocol] == ["webservice"]
+    times = env.server.user_activity.login_times(env.root, f"alice@{DOM}", None, None)
+    assert [p for p, _ in times.by_protocol] == ["webservice"]
 
 
 def test_authenticate_counts_toward_the_brute_force_limit(env):

@@ -135,7 +135,7 @@ def test_compose_with_an_attachment_is_delivered_filed_in_sent_and_counted_as_se
     assert sent.endswith(":2,S")
     sent_bytes = (web.mail.maildir(ALICE) / ".Sent" / "cur" / sent).read_bytes()
     assert received.endswith(sent_bytes)  # what was sent, behind our trace headers
-    traffic = web.mail.server.users.traffic(web.mail.admin(), ALICE, None, None)
+    traffic = web.mail.server.user_activity.traffic(web.mail.admin(), ALICE, None, None)
     assert (traffic.messages_sent, traffic.bytes_sent) == (1, len(sent_bytes))
     assert "figures" in client.get("/Mail", params={"folder": "Sent"}).text
 

@@ -12,7 +12,11 @@ from mailsrv.directory.dkim_keys import DkimKeys
 from mailsrv.directory.domains import Domains
 from mailsrv.directory.forwarding_blocks import ForwardingBlocks
 from mailsrv.directory.product import Product
+from mailsrv.directory.mailbox_migrations import MailboxMigrations
 from mailsrv.directory.stats import Stats
+from mailsrv.directory.user_activity import UserActivity
+from mailsrv.directory.user_groups import UserGroups
+from mailsrv.directory.user_options import UserOptions
 from mailsrv.directory.users import Users
 from mailsrv.mta.spool import Spool
 
@@ -24,6 +28,10 @@ class Engine(Protocol):
     admins: Admins
     domains: Domains
     users: Users
+    user_options: UserOptions
+    user_groups: UserGroups
+    mailbox_migrations: MailboxMigrations
+    user_activity: UserActivity
     aliases: Aliases
     domain_aliases: DomainAliases
     stats: Stats

@@ -6,7 +6,9 @@ import datetime as dt
 from typing import Any
 
 from mailsrv.core.actor import Actor
-from mailsrv.directory.users import GroupView, LastLogin, UserView
+from mailsrv.directory.user_activity import LastLogin
+from mailsrv.directory.user_groups import GroupView
+from mailsrv.directory.users import UserView
 from services.asmx.access import anonymous, authenticated
 from services.asmx.call import Call
 from services.asmx.ops.common import traffic_fields
@@ -105,50 +107,50 @@ def SetRequestedUserSettings(call: Call, actor: Actor, EmailAddress: str | None,
 
 @authenticated()
 def GetUserForwardingInfo(call: Call, actor: Actor, EmailAddress: str | None) -> dict[str, Any]:
-    forwarding = call.engine.users.forwarding(actor, EmailAddress)
+    forwarding = call.engine.user_options.forwarding(actor, EmailAddress)
     return {"DeleteOnForward": forwarding.delete_on_forward,
             "ForwardingAddress": FORWARD_SEPARATOR.join(forwarding.addresses)}
 
 
 @authenticated()
 def GetUserForwardingInfo2(call: Call, actor: Actor, EmailAddress: str | None) -> dict[str, Any]:
-    forwarding = call.engine.users.forwarding(actor, EmailAddress)
+    forwarding = call.engine.user_options.forwarding(actor, EmailAddress)
     return {"DeleteOnForward": forwarding.delete_on_forward, "ForwardingAddresses": forwarding.addresses}
 
 
 @authenticated()
 def UpdateUserForwardingInfo(call: Call, actor: Actor, EmailAddress: str | None, DeleteOnForward: bool,
                              ForwardingAddress: str | None) -> None:
-    call.engine.users.set_forwarding(actor, EmailAddress, DeleteOnForward, ForwardingAddress)
+    call.engine.user_options.set_forwarding(actor, EmailAddress, DeleteOnForward, ForwardingAddress)
 
 
 @authenticated()
 def UpdateUserForwardingInfo2(call: Call, actor: Actor, EmailAddress: str | None, DeleteOnForward: bool,
                               ForwardingAddress: str | None) -> None:
-    call.engine.users.set_forwarding(actor, EmailAddress, DeleteOnForward, ForwardingAddress)
+    call.engine.user_options.set_forwarding(actor, EmailAddress, DeleteOnForward, ForwardingAddress)
 
 
 @authenticated()
 def GetUserAutoResponseInfo(call: Call, actor: Actor, EmailAddress: str | None) -> dict[str, Any]:
-    auto = call.engine.users.auto_response(actor, EmailAddress)
+    auto = call.engine.user_options.auto_response(actor, EmailAddress)
     return {"Enabled": auto.enabled, "Subject": auto.subject, "Body": auto.body}
 
 
 @authenticated()
 def UpdateUserAutoResponseInfo(call: Call, actor: Actor, EmailAddress: str | None, Enabled: bool, Subject: str | None,
                                Body: str | None) -> None:
-    call.engine.users.set_auto_response(actor, EmailAddress, Enabled, Subject, Body)
+    call.engine.user_options.set_auto_response(actor, EmailAddress, Enabled, Subject, Body)
 
 
 @authenticated()
 def IsUserEnabledForActiveSync(call: Call, actor: Actor, EmailAddress: str | None, Enabled: bool) -> dict[str, bool]:
     """`Enabled` is ignored: the contract has it on this query, but the answer is the stored flag."""
-    return {"Enabled": call.engine.users.activesync_enabled(actor, EmailAddress)}
+    return {"Enabled": call.engine.user_options.activesync_enabled(actor, EmailAddress)}
 
 
 @authenticated()
 def ToggleActiveSync(call: Call, actor: Actor, EmailAddress: str | None, Enabled: bool) -> None:
-    call.engine.users.set_activesync(actor, EmailAddress, Enabled)
+    call.engine.user_options.set_activesync(actor, EmailAddress, Enabled)
 
 
 # RSS feeds
@@ -156,17 +158,17 @@ def ToggleActiveSync(call: Call, actor: Actor, EmailAddress: str | None, Enabled
 @authenticated()
 def AddRSSFeed(call: Call, actor: Actor, EmailAddress: str | None, rssUrl: str | None, rssName: str | None,
                rssFolder: str | None) -> None:
-    call.engine.users.add_feed(actor, EmailAddress, rssUrl, rssName, rssFolder)
+    call.engine.user_options.add_feed(actor, EmailAddress, rssUrl, rssName, rssFolder)
 
 
 @authenticated()
 def DeleteRSSFeed(call: Call, actor: Actor, EmailAddress: str | None, UID: str | None) -> None:
-    call.engine.users.delete_feed(actor, EmailAddress, UID)
+    call.engine.user_options.delete_feed(actor, EmailAddress, UID)
 
 
 @authenticated()
 def ListRSSFeeds(call: Call, actor: Actor, EmailAddress: str | None) -> dict[str, Any]:
-    feeds = call.engine.users.feeds(actor, EmailAddress)
+    feeds = call.engine.user_options.feeds(actor, EmailAddress)
     return {"RSSFeeds": [{"uid": f.uid, "name": f.name, "url": f.url, "folder": f.folder} for f in feeds.feeds],
             "Folders": feeds.folders}
 
@@ -176,36 +178,36 @@ def ListRSSFeeds(call: Call, actor: Actor, EmailAddress: str | None) -> dict[str
 @authenticated()
 def AddUserGroup(call: Call, actor: Actor, DomainName: str | None, UserGroupName: str | None,
                  UserNames: list[str | None]) -> None:
-    call.engine.users.add_group(actor, DomainName, UserGroupName, UserNames)
+    call.engine.user_groups.add(actor, DomainName, UserGroupName, UserNames)
 
 
 @authenticated()
 def UpdateUserGroup(call: Call, actor: Actor, DomainName: str | None, UserGroupID: str | None,
                     UserGroupName: str | None, UserNames: list[str | None]) -> None:
-    call.engine.users.update_group(actor, DomainName, UserGroupID, UserGroupName, UserNames)
+    call.engine.user_groups.update(actor, DomainName, UserGroupID, UserGroupName, UserNames)
 
 
 @authenticated()
 def RemoveUserGroup(call: Call, actor: Actor, DomainName: str | None, UserGroupID: str | None) -> None:
-    call.engine.users.delete_group(actor, DomainName, UserGroupID)
+    call.engine.user_groups.delete(actor, DomainName, UserGroupID)
 
 
 @authenticated()
 def GetUserGroup(call: Call, actor: Actor, DomainName: str | None, UserGroupID: str | None) -> dict[str, Any]:
-    group = call.engine.users.group(actor, DomainName, UserGroupID)
+    group = call.engine.user_groups.get(actor, DomainName, UserGroupID)
     return {"UserGroup": _group_info(group)}
 
 
 @authenticated()
 def GetUserGroupsByDomain(call: Call, actor: Actor, DomainName: str | None) -> dict[str, Any]:
-    groups = call.engine.users.groups(actor, DomainName)
+    groups = call.engine.user_groups.list(actor, DomainName)
     return {"UserGroups": [_group_info(g) for g in groups]}
 
 
 @authenticated()
 def GetUserGroupsByUser(call: Call, actor: Actor, DomainName: str | None, UserName: str | None,
                         IncludeUserNames: bool) -> dict[str, Any]:
-    groups = call.engine.users.member_groups(actor, DomainName, UserName)
+    groups = call.engine.user_groups.of_member(actor, DomainName, UserName)
     return {"UserGroups": [_group_info(g, IncludeUserNames) for g in groups]}
 
 
@@ -213,26 +215,26 @@ def GetUserGroupsByUser(call: Call, actor: Actor, DomainName: str | None, UserNa
 
 @authenticated()
 def GetUserQuotas(call: Call, actor: Actor, DomainName: str | None) -> dict[str, Any]:
-    quotas = call.engine.users.quotas(actor, DomainName)
+    quotas = call.engine.user_activity.quotas(actor, DomainName)
     return {"Users": [{"UserName": q.user, "MaxSpace": q.max_bytes, "CurrentSpace": q.used_bytes} for q in quotas]}
 
 
 @authenticated()
 def GetUserStats(call: Call, actor: Actor, EmailAddress: str | None, Start: dt.datetime,
                  End: dt.datetime) -> dict[str, int]:
-    return traffic_fields(call.engine.users.traffic(actor, EmailAddress, Start, End))
+    return traffic_fields(call.engine.user_activity.traffic(actor, EmailAddress, Start, End))
 
 
 @authenticated()
 def GetInactiveUsers(call: Call, actor: Actor, date: dt.datetime) -> dict[str, Any]:
-    inactive = call.engine.users.inactive(actor, date)
+    inactive = call.engine.user_activity.inactive(actor, date)
     return {"EmailAddress": [i.address for i in inactive], "LastLogin": [i.at for i in inactive]}
 
 
 @authenticated()
 def GetLastLoginTimes(call: Call, actor: Actor, EmailAddress: str | None, DateStart: dt.datetime | None,
                       DateEnd: dt.datetime | None) -> dict[str, Any]:
-    times = call.engine.users.login_times(actor, EmailAddress, DateStart, DateEnd)
+    times = call.engine.user_activity.login_times(actor, EmailAddress, DateStart, DateEnd)
     return {"lastLogins": [f"{protocol}={format_value('dateTime', at)}" for protocol, at in times.by_protocol],
             "lastUserLogins": [_userlogin(login) for login in times.by_user]}
 
@@ -241,16 +243,16 @@ def GetLastLoginTimes(call: Call, actor: Actor, EmailAddress: str | None, DateSt
 
 @authenticated()
 def QueueMailBoxMigration(call: Call, actor: Actor, parameters: list[str | None]) -> dict[str, Any]:
-    job = call.engine.users.queue_migration(actor, parameters)
+    job = call.engine.mailbox_migrations.queue(actor, parameters)
     return {"KeyValuePairs": [f"id={job.id}", f"status={job.status}"]}
 
 
 @authenticated()
 def GetMigrationStatus(call: Call, actor: Actor) -> list[dict[str, str]]:
-    jobs = call.engine.users.migrations(actor)
+    jobs = call.engine.mailbox_migrations.list(actor)
     return [{"ID": j.id, "emailAddress": j.email_address, "status": j.status} for j in jobs]
 
 
 @authenticated()
 def RemoveFromMigrationQueue(call: Call, actor: Actor, itemID: str) -> None:
-    call.engine.users.remove_migration(actor, itemID)
+    call.engine.mailbox_migrations.remove(actor, itemID)

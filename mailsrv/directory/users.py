@@ -22,8 +22,15 @@ from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.directory import passwords
 from mailsrv.directory.auth import Authenticator
 from mailsrv.directory.domains import domain_for, get_domain, limit_reached
-from mailsrv.directory.user_access import (NAME_LIMIT, checked_text, get_user, managed_address, managed_domain,
-                                           managed_user, name_in)
+from mailsrv.directory.user_access import (
+    NAME_LIMIT,
+    checked_text,
+    get_user,
+    managed_address,
+    managed_domain,
+    managed_user,
+    name_in,
+)
 from mailsrv.mailstore.disk import Disk
 from mailsrv.store.db import Store
 from mailsrv.store.models import Alias, Domain, User, UserGroup

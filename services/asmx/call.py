@@ -11,8 +11,8 @@ from mailsrv.directory.auth import Authenticator
 from mailsrv.directory.dkim_keys import DkimKeys
 from mailsrv.directory.domains import Domains
 from mailsrv.directory.forwarding_blocks import ForwardingBlocks
-from mailsrv.directory.product import Product
 from mailsrv.directory.mailbox_migrations import MailboxMigrations
+from mailsrv.directory.product import Product
 from mailsrv.directory.stats import Stats
 from mailsrv.directory.user_activity import UserActivity
 from mailsrv.directory.user_groups import UserGroups

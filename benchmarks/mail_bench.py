@@ -49,7 +49,7 @@ def provision(data_dir: Path, database_url: str = "") -> Path:
 def maildir(data_dir: Path) -> Path:
     """The Maildir of USER: DOMAIN was added without a path, so it lives in the default place."""
     from mailsrv.mailstore.disk import Disk
-    return Disk.maildir(Disk(data_dir).domain_path(DOMAIN, ""), USER)
+    return Disk.maildir(Disk(data_dir).domain_path(DOMAIN, "", others=[]), USER)
 
 
 def maildir_files(root: Path) -> list[Path]:

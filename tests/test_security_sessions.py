@@ -205,6 +205,28 @@ def test_a_password_change_ends_web_imap_and_pop3_sessions(site: WebHarness) -> 
     pop3.quit()
 
 
+@pytest.mark.parametrize("operation, params", [
+    ("svcUserAdmin.asmx/SetRequestedUserSettings", {"EmailAddress": ALICE, "newSettings": "isenabled=False"}),
+    ("svcDomainAdmin.asmx/DisableDomain", {"domainName": "a.test"}),
+])
+def test_disabling_the_account_or_its_domain_ends_imap_and_pop3_sessions(site: WebHarness, operation: str,
+                                                                         params: dict[str, str]) -> None:
+    site.mail.deliver_to(ALICE, message("still there"))
+    imap = site.mail.imap()
+    assert imap.select("INBOX")[0] == "OK"
+    pop3 = site.mail.pop3()
+    assert pop3.stat()[0] == 1
+    with site.client() as soap:
+        answer = soap.get(f"/Services/{operation}", params={"AuthUserName": ADMIN[0], "AuthPassword": ADMIN[1],
+                                                             **params})
+    assert "<Result>true</Result>" in answer.text, answer.text
+    with pytest.raises(imaplib.IMAP4.abort, match="disabled"):
+        imap.noop()
+    with pytest.raises(poplib.error_proto, match="disabled"):
+        pop3.stat()
+    assert pop3.sock.recv(1) == b""  # closed by the server
+
+
 @pytest.fixture
 def small_web(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebHarness]:
     """The web interface with a 576 KiB limit on /Mail/Send (512 KiB message + 64 KiB form) and

@@ -25,10 +25,14 @@ LOGIN_TIME_RESOLUTION = dt.timedelta(minutes=1)
 LOCKED_MESSAGE = "Failed to log in: too many failed attempts; try again later."
 
 
+def _enabled(user_settings: dict, domain_settings: dict) -> bool:
+    return bool(domain_settings.get("isenabled", True) and user_settings.get("isenabled", True))
+
+
 def user_actor(user: User, domain: Domain) -> Actor | None:
     """The actor a mailbox user acts as; None while the user or its domain is disabled, so that a
     login and every later request of a web session refuse alike."""
-    if not (domain.settings.get("isenabled", True) and user.settings.get("isenabled", True)):
+    if not _enabled(user.settings, domain.settings):
         return None
     role = Role.DOMAIN_ADMIN if user.is_domain_admin else Role.USER
     return Actor(role, f"{user.name}@{domain.name}", domain=domain.name, user=user.name, user_id=user.id,
@@ -71,11 +75,13 @@ class Authenticator:
         return actor
 
     def credentials_current(self, actor: Actor) -> bool:
-        """Whether a mailbox user's password is still the one it logged in with (and the user
-        exists): asked by IMAP and POP3 sessions at every command, so one primary-key read."""
+        """Whether a mailbox user may go on with a session it opened: its password is still the one
+        it logged in with, and it and its domain still exist and are enabled. Asked by IMAP and POP3
+        sessions at every command, so one indexed read."""
         with self.store.read_connection() as conn:
-            epoch = conn.execute(select(User.credential_epoch).where(User.id == actor.user_id)).scalar_one_or_none()
-        return epoch == actor.credential_epoch
+            row = conn.execute(select(User.credential_epoch, User.settings, Domain.settings)
+                               .join(Domain, User.domain_id == Domain.id).where(User.id == actor.user_id)).first()
+        return row is not None and row[0] == actor.credential_epoch and _enabled(row[1], row[2])
 
     def _record(self, name: str, client_ip: str, now: dt.datetime, failed: bool, note_user: int | None = None,
                 protocol: str = "") -> None:

@@ -93,7 +93,7 @@ class MailboxUser(IdentityInterface):
         self.append_limit = append_limit
 
     def credentials_current(self) -> bool:
-        """False once the password was changed (or the user deleted): the session must end.
+        """False once the password was changed, or the user deleted or disabled: the session must end.
         Blocking (one database read); IMAP and POP3 ask before every command."""
         return self.auth.credentials_current(self.actor)
 

@@ -165,8 +165,8 @@ class MailConnectionState(ConnectionState):
     async def do_command(self, cmd: Command) -> CommandResponse:
         # Runs in a worker thread, so the blocking database read is fine here.
         if self._user is not None and not self._user.credentials_current():
-            response = ResponseNo(cmd.tag, b"Session ended: the password was changed.")
-            response.add_untagged(ResponseBye(b"The password was changed; log in again."))
+            response = ResponseNo(cmd.tag, b"Session ended: the password was changed or the account disabled.")
+            response.add_untagged(ResponseBye(b"The password was changed or the account disabled; log in again."))
             return response
         parse_exc = cmd.parse_exc if isinstance(cmd, InvalidCommand) else None
         if parse_exc is not None and parse_exc.code is not None and bytes(parse_exc.code) == bytes(_TOOBIG):

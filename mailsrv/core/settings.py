@@ -1,4 +1,5 @@
-"""The key=value settings of domains, domain defaults and users (../contract settings-keys.md).
+"""The key=value settings of domains, domain defaults and users (the contract's settings keys;
+README, "Settings keys").
 
 One table of typed keys serves the Get/SetRequested… operations, the typed fields of
 DomainSettingsResult/AddDomain/UpdateDomain and the engine's own reads, so a value means the same
@@ -119,11 +120,17 @@ def defaults(table: Mapping[str, SettingKey]) -> dict[str, Any]:
     return {name: key.default for name, key in table.items()}
 
 
+def value(table: Mapping[str, SettingKey], values: Mapping[str, Any], name: str) -> Any:
+    """The stored value of `name`, else its default: rows made before a key existed lack it, and
+    the default is what they mean."""
+    return values.get(name, table[name].default)
+
+
 def mailbox_limit_bytes(user_values: Mapping[str, Any], domain_values: Mapping[str, Any]) -> int:
     """A mailbox's effective size limit in bytes, 0 being unlimited: the user's `maxsize` MB, else
     (0) its domain's `maxmailboxsize` MB. The one rule SMTP's quota check and GetUserQuotas share."""
-    domain_mb = domain_values.get("maxmailboxsize", DOMAIN["maxmailboxsize"].default)
-    return (user_values.get("maxsize", USER["maxsize"].default) or domain_mb) * MB
+    domain_mb = value(DOMAIN, domain_values, "maxmailboxsize")
+    return (value(USER, user_values, "maxsize") or domain_mb) * MB
 
 
 def _lookup(table: Mapping[str, SettingKey], spelled: str, aliases: Mapping[str, str]) -> SettingKey:
@@ -188,8 +195,8 @@ PORT_KEYS = frozenset({"imapport", "popport", "smtpport", "altsmtpport", "ldappo
 def fields_from_settings(values: Mapping[str, Any]) -> dict[str, Any]:
     out = {}
     for field_name, (key, factor) in DOMAIN_FIELDS.items():
-        value = values.get(key, DOMAIN[key].default)
-        out[field_name] = value // factor if factor != 1 else value
+        stored = value(DOMAIN, values, key)
+        out[field_name] = stored // factor if factor != 1 else stored
     return out
 
 

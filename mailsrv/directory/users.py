@@ -69,7 +69,7 @@ def _refuse_mailbox_beyond_domain(actor: Actor, domain: Domain, size_mb: int, cu
     """A domain administrator sizes mailboxes within the domain's `maxmailboxsize`, the limit the
     system administrator set (0: unlimited). A size a system administrator granted above it may be
     sent back unchanged, as control panels echo every field."""
-    limit = domain.settings.get("maxmailboxsize", settings.DOMAIN["maxmailboxsize"].default)
+    limit = settings.value(settings.DOMAIN, domain.settings, "maxmailboxsize")
     if actor.role is not Role.SYSTEM_ADMIN and limit and size_mb > limit and size_mb != current_mb:
         raise MailsrvError(ResultCode.PERMISSION_DENIED,
                            f"Permission denied: mailboxes of {domain.name} may hold at most {limit} MB; only a "

@@ -95,8 +95,7 @@ _LOOKUP = (
 
 
 def _setting(values: dict[str, Any], key: str) -> Any:
-    # Domains created before a key existed lack it; the key's default is what they mean.
-    return values.get(key, settings.DOMAIN[key].default)
+    return settings.value(settings.DOMAIN, values, key)
 
 
 class Resolver:

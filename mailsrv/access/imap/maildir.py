@@ -1,4 +1,5 @@
-"""pymap's Maildir backend with the fixes our mailboxes need (see /work/shared/notes/imap-pop3.md).
+"""pymap's Maildir backend with the fixes our mailboxes need (every pymap internal it overrides is
+listed in mailsrv/access/imap/__init__.py and pinned by tests/test_pymap_contract.py).
 
 - CRLF on the wire: pymap re-serialises messages with `email.message`, which emits bare LF. We
   hand it the file's own bytes instead, and store what APPEND/COPY writes with CRLF too, so the

@@ -27,27 +27,11 @@ from services.asmx.dispatch import invoke
 from services.asmx.faults import SERVER_ERROR, RequestError
 from services.asmx.registry import BoundService
 from services.asmx.xmlutil import XML_CONTENT_TYPE
+from services.bodies import BodyTooLarge, read_body
 
 log = logging.getLogger(__name__)
 
 _PATH = re.compile(r"/(?P<service>[^/]+)\.asmx(?:/(?P<operation>[^/]+))?", re.IGNORECASE)
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _client_host(request: Request) -> str:
@@ -76,8 +60,8 @@ class AsmxApp:
         request = Request(scope, receive)
         try:
             response = await self._route(request)
-        except BodyTooLarge:
-            response = PlainTextResponse(f"The request body is larger than {self.max_body} bytes.", 413)
+        except BodyTooLarge as exc:
+            response = exc.response()
         await response(scope, receive, send)
 
     async def _route(self, request: Request) -> Response:

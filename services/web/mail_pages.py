@@ -20,8 +20,9 @@ from mailsrv.directory.web_sessions import SignedIn, WebSessions
 from mailsrv.mailstore.folders import INBOX, Mailbox
 from mailsrv.webmail import message_view, outgoing
 from mailsrv.webmail.service import Answering, Webmail
+from services.bodies import BodyTooLarge, counted
 from services.web.render import page, redirect, security_headers
-from services.web.signin import LOGIN_URL, BodyTooLarge, client_ip, counted, csrf_ok, csrf_refused, signed_in
+from services.web.signin import LOGIN_URL, client_ip, csrf_ok, csrf_refused, signed_in
 
 Handler = Callable[[Request, SignedIn, Mailbox], Awaitable[Response]]
 ACTIONS = ("delete", "move", "read", "unread")
@@ -93,7 +94,7 @@ class MailPages:
                 try:
                     await request.form()  # parsed here, within the limit; handlers get it from the cache
                 except BodyTooLarge as exc:
-                    return exc.response
+                    return exc.response(security_headers())
             mailbox = await run_in_threadpool(self.webmail.mailbox, session.actor)
             try:
                 return await handler(request, session, mailbox)

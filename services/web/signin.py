@@ -11,10 +11,10 @@ import secrets
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.types import Message
 
 from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.directory.web_sessions import SESSION_LIFETIME, SignedIn, WebSessions
+from services.bodies import BodyTooLarge, counted
 from services.web.render import page, redirect, security_headers
 
 COOKIE = "mailsrv_session"
@@ -42,37 +42,6 @@ def csrf_ok(session: SignedIn, request: Request) -> bool:
     return secrets.compare_digest(sent.encode(), session.csrf_token.encode())
 
 
-class BodyTooLarge(Exception):
-    """Raised by a `counted` request's form() once its body passes the limit; `response` is the 413."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(limit)
-        self.response = PlainTextResponse(f"The request body is larger than {limit} bytes.", 413,
-                                          headers=security_headers())
-
-
-def counted(request: Request, limit: int | None) -> Request:
-    """`request` with its body counted as it streams in, before python-multipart sees it: past
-    `limit` bytes (declared or received; None: no cap) reading it raises BodyTooLarge, so a chunked
-    body is cut at the limit too and no more than that is ever parsed or spooled to disk."""
-    if limit is None:
-        return request
-    declared = request.headers.get("content-length", "")
-    received = 0
-
-    async def receive() -> Message:
-        nonlocal received
-        if declared.isdigit() and int(declared) > limit:  # nothing of it is read
-            raise BodyTooLarge(limit)
-        message = await request.receive()
-        received += len(message.get("body", b""))
-        if received > limit:
-            raise BodyTooLarge(limit)
-        return message
-
-    return Request(request.scope, receive)
-
-
 def csrf_refused() -> Response:
     return PlainTextResponse("This form has expired or did not come from this site; reload the page and try again.",
                              403, headers=security_headers())
@@ -89,7 +58,7 @@ class SignInPages:
         try:
             form = await counted(request, self.max_request_bytes).form()
         except BodyTooLarge as exc:
-            return exc.response
+            return exc.response(security_headers())
         email, password = str(form.get("email") or ""), str(form.get("password") or "")
         try:
             token = await run_in_threadpool(self.web_sessions.sign_in, email, password, client_ip(request))

@@ -1,0 +1,46 @@
+"""Request bodies read within a limit, for the ASMX layer and the web pages alike: counted as they
+stream in, so a chunked body without a length is cut at the limit too, and never more than the
+limit is read, parsed or spooled to disk."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.types import Message
+
+
+class BodyTooLarge(Exception):
+    """Raised while reading a `counted` request's body once it passes `limit` (declared or received)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+    def response(self, headers: Mapping[str, str] | None = None) -> Response:
+        return PlainTextResponse(f"The request body is larger than {self.limit} bytes.", 413, headers=headers)
+
+
+def counted(request: Request, limit: int | None) -> Request:
+    """`request` with its body counted as it streams in (None: no cap): reading past `limit` bytes,
+    or a body declared larger, raises BodyTooLarge before a byte more is handed on."""
+    if limit is None:
+        return request
+    declared = request.headers.get("content-length", "")
+    received = 0
+
+    async def receive() -> Message:
+        nonlocal received
+        if declared.isdigit() and int(declared) > limit:  # nothing of it is read
+            raise BodyTooLarge(limit)
+        message = await request.receive()
+        received += len(message.get("body", b""))
+        if received > limit:
+            raise BodyTooLarge(limit)
+        return message
+
+    return Request(request.scope, receive)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    return await counted(request, limit).body()

@@ -2,8 +2,12 @@
 
     .venv/bin/python benchmarks/bench_soap.py [--seconds 10] [--clients 8] [--large 10000] [--database-url URL]
 
-Starts `mailsrv serve` on a fresh data directory, then measures with N concurrent keep-alive
-clients (raw HTTP/1.1 SOAP 1.1 posts, one connection per client):
+Starts `mailsrv serve` (this interpreter's mailsrv, so PYTHONPATH picks the code measured) on a
+fresh data directory, then measures with N concurrent keep-alive clients (raw HTTP/1.1 SOAP 1.1
+posts, one connection per client):
+  - the floor: a bare Starlette endpoint under the same uvicorn settings (mailsrv.serve.serve_web,
+    one process) that reads the same request and answers GetEdition's response bytes, with no
+    parsing, login or serialising: what the HTTP stack alone costs on this machine;
   - calls/s of GetDomainSettings and AddUser next to GetEdition, the baseline: an operation that
     does nothing but the login every call pays, on the same server in the same run;
   - per-call time of AddDomain and GetAllDomains with 100 domains and with --large domains.
@@ -25,6 +29,10 @@ from pathlib import Path
 
 ADMIN = ("bench", "Measure-pass-123")
 DOMAIN = "bench.example"
+
+
+# `mailsrv ...` run by this interpreter (the console script would import whatever is installed).
+MAILSRV = [sys.executable, "-c", "import sys; from mailsrv.cli import main; sys.exit(main())"]
 
 
 def free_port() -> int:
@@ -125,31 +133,78 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--large", type=int, default=10000)
     parser.add_argument("--database-url", default="")
+    parser.add_argument("--skip-large", action="store_true", help="only the calls/s figures")
+    parser.add_argument("--floor-server", nargs=2, metavar=("PORT", "ANSWER_FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.floor_server:
+        serve_floor(int(args.floor_server[0]), args.floor_server[1])
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         config = Path(tmp) / "mailsrv.toml"
         config.write_text(f'data_dir = "{tmp}/data"\ndatabase_url = "{args.database_url}"\n'
                           f'[listen]\nweb = "127.0.0.1:{port}"\n')
-        mailsrv = [str(Path(sys.executable).parent / "mailsrv")]
-        subprocess.run([*mailsrv, "admin", "reset", "--username", ADMIN[0], "--password", ADMIN[1],
+        subprocess.run([*MAILSRV, "admin", "reset", "--username", ADMIN[0], "--password", ADMIN[1],
                         "--config", str(config)], check=True, stdout=subprocess.DEVNULL)
-        server = subprocess.Popen([*mailsrv, "serve", "--config", str(config)], stderr=subprocess.DEVNULL)
+        server = subprocess.Popen([*MAILSRV, "serve", "--config", str(config)], stderr=subprocess.DEVNULL)
         try:
-            for _ in range(200):
-                try:
-                    Client(port).call("svcServerAdmin", "GetEdition", **auth())
-                    break
-                except (OSError, RuntimeError):
-                    time.sleep(0.05)
-            run(port, args)
+            edition = wait_for(port)
+            floor_port = free_port()
+            answer = Path(tmp) / "floor-answer.xml"
+            answer.write_bytes(edition)
+            floor = subprocess.Popen([sys.executable, __file__, "--floor-server", str(floor_port), str(answer)])
+            try:
+                wait_for(floor_port)
+                run(port, floor_port, args)
+            finally:
+                floor.terminate()
+                floor.wait(30)
         finally:
             server.terminate()
             server.wait(30)
 
 
-def run(port: int, args: argparse.Namespace) -> None:
+def wait_for(port: int) -> bytes:
+    """GetEdition's answer once the server on `port` gives one."""
+    for _ in range(400):
+        try:
+            return Client(port).call("svcServerAdmin", "GetEdition", **auth())
+        except (OSError, RuntimeError):
+            time.sleep(0.05)
+    raise RuntimeError(f"no server answered on port {port}")
+
+
+def serve_floor(port: int, answer_file: str) -> None:
+    """The floor: mailsrv's own uvicorn set-up (serve_web, the same listening socket) around an
+    endpoint that reads the body and answers fixed bytes, until SIGTERM."""
+    import asyncio
+    import signal
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from mailsrv.serve import serve_web, tcp_listener
+
+    answer = Path(answer_file).read_bytes()
+
+    async def endpoint(request: Request) -> Response:
+        await request.body()
+        return Response(answer, media_type="text/xml; charset=utf-8")
+
+    app = Starlette(routes=[Route("/Services/{service}", endpoint, methods=["POST"])])
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await serve_web(app, tcp_listener("127.0.0.1", port), None, stop)
+
+    asyncio.run(main())
+
+
+def run(port: int, floor_port: int, args: argparse.Namespace) -> None:
     setup = Client(port)
     setup.call("svcDomainAdmin", "AddDomainEx", **add_domain_params(DOMAIN))
     setup.call("svcDomainAdmin", "SetRequestedDomainSettings", **auth(), DomainName=DOMAIN,
@@ -157,6 +212,8 @@ def run(port: int, args: argparse.Namespace) -> None:
     print(f"mailsrv SOAP benchmark: {args.clients} keep-alive clients, {args.seconds:.0f} s per operation, "
           f"{os.cpu_count()} cores, database {args.database_url or 'SQLite (embedded default)'}")
 
+    floor = throughput(floor_port, args.clients, args.seconds,
+                       lambda c, i, n: c.call("svcServerAdmin", "GetEdition", **auth()))
     baseline = throughput(port, args.clients, args.seconds,
                           lambda c, i, n: c.call("svcServerAdmin", "GetEdition", **auth()))
     settings = throughput(port, args.clients, args.seconds,
@@ -164,10 +221,13 @@ def run(port: int, args: argparse.Namespace) -> None:
     add_user = throughput(port, args.clients, args.seconds, lambda c, i, n: c.call(
         "svcUserAdmin", "AddUser", **auth(), NewUsername=f"u{i}x{n}", NewPassword="User-pass-123",
         DomainName=DOMAIN, FirstName="", LastName="", IsDomainAdmin="false"))
-    print(f"  GetEdition (baseline: login only)  {baseline:8.1f} calls/s")
+    print(f"  floor (bare Starlette, same bytes) {floor:8.1f} calls/s")
+    print(f"  GetEdition (baseline: login only)  {baseline:8.1f} calls/s   {baseline / floor:5.2f} x floor")
     print(f"  GetDomainSettings                  {settings:8.1f} calls/s   {settings / baseline:5.2f} x baseline")
     print(f"  AddUser                            {add_user:8.1f} calls/s   {add_user / baseline:5.2f} x baseline")
 
+    if args.skip_large:
+        return
     counter = itertools.count()
     add = lambda c, i: c.call("svcDomainAdmin", "AddDomainEx", **add_domain_params(f"t{next(counter):06d}.example"))
     list_all = lambda c, i: c.call("svcDomainAdmin", "GetAllDomains", **auth())

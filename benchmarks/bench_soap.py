@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ADMIN = ("bench", "Measure-pass-123")
@@ -71,8 +72,24 @@ def add_domain_params(name: str) -> dict[str, str]:
             "PrimaryDomainAdminLastName": "", "IP": ""}
 
 
-def throughput(port: int, clients: int, seconds: float, make_call) -> float:  # type: ignore[no-untyped-def]
-    """Calls per second over `seconds` with `clients` keep-alive connections."""
+@dataclass(frozen=True)
+class Rate:
+    calls_per_second: float
+    # The server process's CPU time (every thread, user + system) per call: steadier than calls/s
+    # on a machine shared with other work, and what one more core would buy.
+    cpu_ms_per_call: float
+
+    def line(self, label: str, ratio: str = "") -> str:
+        return f"  {label:<36}{self.calls_per_second:8.1f} calls/s {self.cpu_ms_per_call:6.3f} ms CPU/call  {ratio}"
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def throughput(port: int, pid: int, clients: int, seconds: float, make_call) -> Rate:  # type: ignore[no-untyped-def]
+    """Calls per second over `seconds` with `clients` keep-alive connections to process `pid`."""
     counts = [0] * clients
     stop = time.monotonic() + seconds
     errors: list[BaseException] = []
@@ -87,14 +104,15 @@ def throughput(port: int, clients: int, seconds: float, make_call) -> float:  # 
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
-    started = time.monotonic()
+    started, cpu_before = time.monotonic(), cpu_seconds(pid)
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     if errors:
         raise errors[0]
-    return sum(counts) / (time.monotonic() - started)
+    calls = sum(counts)
+    return Rate(calls / (time.monotonic() - started), (cpu_seconds(pid) - cpu_before) * 1000 / calls)
 
 
 def fill_domains(port: int, clients: int, first: int, last: int) -> None:
@@ -156,7 +174,7 @@ def main() -> None:
             floor = subprocess.Popen([sys.executable, __file__, "--floor-server", str(floor_port), str(answer)])
             try:
                 wait_for(floor_port)
-                run(port, floor_port, args)
+                run(port, server.pid, floor_port, floor.pid, args)
             finally:
                 floor.terminate()
                 floor.wait(30)
@@ -204,7 +222,7 @@ def serve_floor(port: int, answer_file: str) -> None:
     asyncio.run(main())
 
 
-def run(port: int, floor_port: int, args: argparse.Namespace) -> None:
+def run(port: int, pid: int, floor_port: int, floor_pid: int, args: argparse.Namespace) -> None:
     setup = Client(port)
     setup.call("svcDomainAdmin", "AddDomainEx", **add_domain_params(DOMAIN))
     setup.call("svcDomainAdmin", "SetRequestedDomainSettings", **auth(), DomainName=DOMAIN,
@@ -212,31 +230,36 @@ def run(port: int, floor_port: int, args: argparse.Namespace) -> None:
     print(f"mailsrv SOAP benchmark: {args.clients} keep-alive clients, {args.seconds:.0f} s per operation, "
           f"{os.cpu_count()} cores, database {args.database_url or 'SQLite (embedded default)'}")
 
-    floor = throughput(floor_port, args.clients, args.seconds,
-                       lambda c, i, n: c.call("svcServerAdmin", "GetEdition", **auth()))
-    baseline = throughput(port, args.clients, args.seconds,
-                          lambda c, i, n: c.call("svcServerAdmin", "GetEdition", **auth()))
-    settings = throughput(port, args.clients, args.seconds,
+    edition = lambda c, i, n: c.call("svcServerAdmin", "GetEdition", **auth())
+    floor = throughput(floor_port, floor_pid, args.clients, args.seconds, edition)
+    baseline = throughput(port, pid, args.clients, args.seconds, edition)
+    settings = throughput(port, pid, args.clients, args.seconds,
                           lambda c, i, n: c.call("svcDomainAdmin", "GetDomainSettings", **auth(), domainName=DOMAIN))
-    add_user = throughput(port, args.clients, args.seconds, lambda c, i, n: c.call(
+    add_user = throughput(port, pid, args.clients, args.seconds, lambda c, i, n: c.call(
         "svcUserAdmin", "AddUser", **auth(), NewUsername=f"u{i}x{n}", NewPassword="User-pass-123",
         DomainName=DOMAIN, FirstName="", LastName="", IsDomainAdmin="false"))
-    print(f"  floor (bare Starlette, same bytes) {floor:8.1f} calls/s")
-    print(f"  GetEdition (baseline: login only)  {baseline:8.1f} calls/s   {baseline / floor:5.2f} x floor")
-    print(f"  GetDomainSettings                  {settings:8.1f} calls/s   {settings / baseline:5.2f} x baseline")
-    print(f"  AddUser                            {add_user:8.1f} calls/s   {add_user / baseline:5.2f} x baseline")
+    print(floor.line("floor (bare Starlette, same bytes)"))
+    print(baseline.line("GetEdition (baseline: login only)",
+                        f"{baseline.calls_per_second / floor.calls_per_second:5.2f} x floor"))
+    for label, rate in (("GetDomainSettings", settings), ("AddUser", add_user)):
+        print(rate.line(label, f"{rate.calls_per_second / baseline.calls_per_second:5.2f} x baseline"))
 
     if args.skip_large:
         return
     counter = itertools.count()
     add = lambda c, i: c.call("svcDomainAdmin", "AddDomainEx", **add_domain_params(f"t{next(counter):06d}.example"))
     list_all = lambda c, i: c.call("svcDomainAdmin", "GetAllDomains", **auth())
+    read_one = lambda c, i: c.call("svcDomainAdmin", "GetDomainSettings", **auth(), domainName=f"d{1 + i:06d}.example")
+    users = lambda c, i: c.call("svcUserAdmin", "GetUsers", **auth(), DomainName=f"d{1 + i:06d}.example")
+    user = lambda c, i: c.call("svcUserAdmin", "GetUser", **auth(), EmailAddress=f"postmaster@d{1 + i:06d}.example")
     existing = 1
     for size in (100, args.large):
         fill_domains(port, args.clients, existing, size)
         existing = size
-        print(f"  at {size:6d} domains: AddDomain {per_call_ms(Client(port), 20, add):7.1f} ms/call, "
-              f"GetAllDomains {per_call_ms(Client(port), 20, list_all):7.1f} ms/call (median of 20)")
+        print(f"  at {size:6d} domains (median ms/call of 20): AddDomain {per_call_ms(Client(port), 20, add):7.2f}, "
+              f"GetAllDomains {per_call_ms(Client(port), 20, list_all):7.2f}, "
+              f"GetDomainSettings {per_call_ms(Client(port), 20, read_one):5.2f}, "
+              f"GetUsers {per_call_ms(Client(port), 20, users):5.2f}, GetUser {per_call_ms(Client(port), 20, user):5.2f}")
         existing += 20
 
 

@@ -11,7 +11,10 @@ request element; without one (SOAP 1.2 only) the request element alone decides.
 """
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from email.message import Message
 
 from lxml import etree
@@ -40,12 +43,14 @@ SOAP12 = SoapVersion("SOAP 1.2", SOAP12_ENV, "application/soap+xml",
                      {"Client": "Sender", "Server": "Receiver", "VersionMismatch": "VersionMismatch"})
 
 
-def parse_content_type(header: str) -> tuple[str, dict[str, str]]:
-    """(media type in lower case, parameters) of a Content-Type header."""
+@functools.lru_cache(maxsize=256)
+def parse_content_type(header: str) -> tuple[str, Mapping[str, str]]:
+    """(media type in lower case, parameters) of a Content-Type header. Remembered: clients send
+    the same few headers with every call, and the email package's parser costs more than a login."""
     message = Message()
     message["content-type"] = header
     params = {key.lower(): value for key, value in message.get_params(failobj=[])[1:]}
-    return message.get_content_type(), params
+    return message.get_content_type(), MappingProxyType(params)
 
 
 def version_for(media_type: str) -> SoapVersion | None:
@@ -81,12 +86,11 @@ def read_request(service: Service, version: SoapVersion, body: bytes,
     if len(payload) != 1:
         raise RequestError("The SOAP Body must contain exactly one request element.")
     request = payload[0]
-    by_body = next((op for op in service.operations.values() if request.tag == f"{{{TNS}}}{op.request_element}"),
-                   None)
+    by_body = service.by_request_tag(request.tag)
 
     if action is not None:
         action = _unquote(action)
-        by_action = next((op for op in service.operations.values() if op.soap_action == action), None)
+        by_action = service.by_soap_action(action)
         if by_action is None:
             raise RequestError(f"Server did not recognize the value of HTTP Header SOAPAction: {action}.")
         if by_action is not by_body:

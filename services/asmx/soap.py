@@ -14,12 +14,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from email.message import Message
+from types import MappingProxyType
 
 from lxml import etree
 
-from services.asmx.codec import encode
+from services.asmx.codec import write
 from services.asmx.contract import Operation, Service
 from services.asmx.faults import RequestError, VersionMismatch
 from services.asmx.xmlutil import SOAP11_ENV, SOAP12_ENV, TNS, XML_DECLARATION, XSD, XSI, XmlRefused, parse_xml
@@ -111,12 +111,24 @@ def _serialise(root: etree._Element) -> bytes:
     return XML_DECLARATION + etree.tostring(root, encoding="utf-8")
 
 
+@functools.cache
+def _response_frame(envelope_ns: str, response_element: str) -> tuple[str, str, str]:
+    """(start, end, empty form) of an operation's response up to its result, as lxml would write them."""
+    start = (f'<soap:Envelope xmlns:soap="{envelope_ns}" xmlns:xsi="{XSI}" xmlns:xsd="{XSD}"><soap:Body>'
+             f'<{response_element} xmlns="{TNS}">')
+    end = f"</{response_element}></soap:Body></soap:Envelope>"
+    return start, end, f'{start[:-1]}/>{end[len(response_element) + 3:]}'
+
+
 def response(service: Service, version: SoapVersion, op: Operation, value: object) -> bytes:
-    root, body = _envelope(version)
-    payload = etree.SubElement(body, f"{{{TNS}}}{op.response_element}", nsmap={None: TNS})
+    start, end, empty = _response_frame(version.envelope_ns, op.response_element)
+    out = [start]
     if op.result is not None:
-        encode(service, payload, op.result, value)
-    return _serialise(root)
+        write(service, out, op.result, value)
+    if len(out) == 1:
+        return XML_DECLARATION + empty.encode()
+    out.append(end)
+    return XML_DECLARATION + "".join(out).encode()
 
 
 def fault(version: SoapVersion, code: str, message: str) -> bytes:

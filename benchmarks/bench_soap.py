@@ -32,8 +32,10 @@ ADMIN = ("bench", "Measure-pass-123")
 DOMAIN = "bench.example"
 
 
-# `mailsrv ...` run by this interpreter (the console script would import whatever is installed).
-MAILSRV = [sys.executable, "-c", "import sys; from mailsrv.cli import main; sys.exit(main())"]
+# `mailsrv ...` run by this interpreter, importing mailsrv as this process does (PYTHONPATH, then
+# the installed one): the console script would take the installed one, and -P keeps the working
+# directory out of sys.path.
+MAILSRV = [sys.executable, "-P", "-c", "import sys; from mailsrv.cli import main; sys.exit(main())"]
 
 
 def free_port() -> int:

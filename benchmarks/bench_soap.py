@@ -163,8 +163,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         config = Path(tmp) / "mailsrv.toml"
+        # Only the web listener: the mail ports may be taken by other servers on the machine.
         config.write_text(f'data_dir = "{tmp}/data"\ndatabase_url = "{args.database_url}"\n'
-                          f'[listen]\nweb = "127.0.0.1:{port}"\n')
+                          f'[listen]\nweb = "127.0.0.1:{port}"\nsmtp = ""\nsubmission = ""\nimap = ""\npop3 = ""\n')
         subprocess.run([*MAILSRV, "admin", "reset", "--username", ADMIN[0], "--password", ADMIN[1],
                         "--config", str(config)], check=True, stdout=subprocess.DEVNULL)
         server = subprocess.Popen([*MAILSRV, "serve", "--config", str(config)], stderr=subprocess.DEVNULL)

@@ -3,7 +3,7 @@ operation's result.
 
 The login is made here, once, from the parameters the handler's declaration names
 (services/asmx/access.py); a refused login is a MailsrvError like any other refusal. The login and
-the handler use the database, so they run in Starlette's worker threads. Their outcome is filled in
+the handler use the database, so they run in this module's thread pool. Their outcome is filled in
 as services/asmx/ops/__init__.py promises: a result type carrying `ResultCode` gets Result
 (LoginValidated for LoginResult) = true and ResultCode = 0 unless the handler supplied them, and a
 MailsrvError becomes Result=false with its code and message. A result type that cannot express a

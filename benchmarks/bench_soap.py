@@ -121,21 +121,27 @@ def fill_domains(port: int, clients: int, first: int, last: int) -> None:
     """Create domains d<first>..d<last-1> with `clients` connections."""
     numbers = iter(range(first, last))
     lock = threading.Lock()
+    errors: list[BaseException] = []
 
     def worker() -> None:
         client = Client(port)
-        while True:
+        while not errors:
             with lock:
                 n = next(numbers, None)
             if n is None:
                 return
-            client.call("svcDomainAdmin", "AddDomainEx", **add_domain_params(f"d{n:06d}.example"))
+            try:
+                client.call("svcDomainAdmin", "AddDomainEx", **add_domain_params(f"d{n:06d}.example"))
+            except BaseException as exc:  # the run stops at the first failure and reports it
+                errors.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    if errors:
+        raise errors[0]
 
 
 def per_call_ms(client: Client, calls: int, make_call) -> float:  # type: ignore[no-untyped-def]
@@ -168,7 +174,9 @@ def main() -> None:
                           f'[listen]\nweb = "127.0.0.1:{port}"\nsmtp = ""\nsubmission = ""\nimap = ""\npop3 = ""\n')
         subprocess.run([*MAILSRV, "admin", "reset", "--username", ADMIN[0], "--password", ADMIN[1],
                         "--config", str(config)], check=True, stdout=subprocess.DEVNULL)
-        server = subprocess.Popen([*MAILSRV, "serve", "--config", str(config)], stderr=subprocess.DEVNULL)
+        log = Path(tmp) / "server.log"
+        with log.open("wb") as log_file:
+            server = subprocess.Popen([*MAILSRV, "serve", "--config", str(config)], stderr=log_file)
         try:
             edition = wait_for(port)
             floor_port = free_port()
@@ -178,6 +186,11 @@ def main() -> None:
             try:
                 wait_for(floor_port)
                 run(port, server.pid, floor_port, floor.pid, args)
+            except Exception:
+                # A server error answers a generic fault: its cause is in the server's log.
+                print("server log (last 40 lines):", *log.read_text(errors="replace").splitlines()[-40:],
+                      sep="\n", file=sys.stderr)
+                raise
             finally:
                 floor.terminate()
                 floor.wait(30)

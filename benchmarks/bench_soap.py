@@ -2,8 +2,12 @@
 
     .venv/bin/python benchmarks/bench_soap.py [--seconds 10] [--clients 8] [--large 10000] [--database-url URL]
 
-Starts `mailsrv serve` on a fresh data directory, then measures with N concurrent keep-alive
-clients (raw HTTP/1.1 SOAP 1.1 posts, one connection per client):
+Starts `mailsrv serve` (this interpreter's mailsrv, so PYTHONPATH picks the code measured) on a
+fresh data directory, then measures with N concurrent keep-alive clients (raw HTTP/1.1 SOAP 1.1
+posts, one connection per client):
+  - the floor: a bare Starlette endpoint under the same uvicorn settings (mailsrv.serve.serve_web,
+    one process) that reads the same request and answers GetEdition's response bytes, with no
+    parsing, login or serialising: what the HTTP stack alone costs on this machine;
   - calls/s of GetDomainSettings and AddUser next to GetEdition, the baseline: an operation that
     does nothing but the login every call pays, on the same server in the same run;
   - per-call time of AddDomain and GetAllDomains with 100 domains and with --large domains.
@@ -21,10 +25,17 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ADMIN = ("bench", "Measure-pass-123")
 DOMAIN = "bench.example"
+
+
+# `mailsrv ...` run by this interpreter, importing mailsrv as this process does (PYTHONPATH, then
+# the installed one): the console script would take the installed one, and -P keeps the working
+# directory out of sys.path.
+MAILSRV = [sys.executable, "-P", "-c", "import sys; from mailsrv.cli import main; sys.exit(main())"]
 
 
 def free_port() -> int:
@@ -63,8 +74,24 @@ def add_domain_params(name: str) -> dict[str, str]:
             "PrimaryDomainAdminLastName": "", "IP": ""}
 
 
-def throughput(port: int, clients: int, seconds: float, make_call) -> float:  # type: ignore[no-untyped-def]
-    """Calls per second over `seconds` with `clients` keep-alive connections."""
+@dataclass(frozen=True)
+class Rate:
+    calls_per_second: float
+    # The server process's CPU time (every thread, user + system) per call: steadier than calls/s
+    # on a machine shared with other work, and what one more core would buy.
+    cpu_ms_per_call: float
+
+    def line(self, label: str, ratio: str = "") -> str:
+        return f"  {label:<36}{self.calls_per_second:8.1f} calls/s {self.cpu_ms_per_call:6.3f} ms CPU/call  {ratio}"
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def throughput(port: int, pid: int, clients: int, seconds: float, make_call) -> Rate:  # type: ignore[no-untyped-def]
+    """Calls per second over `seconds` with `clients` keep-alive connections to process `pid`."""
     counts = [0] * clients
     stop = time.monotonic() + seconds
     errors: list[BaseException] = []
@@ -79,35 +106,42 @@ def throughput(port: int, clients: int, seconds: float, make_call) -> float:  # 
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
-    started = time.monotonic()
+    started, cpu_before = time.monotonic(), cpu_seconds(pid)
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     if errors:
         raise errors[0]
-    return sum(counts) / (time.monotonic() - started)
+    calls = sum(counts)
+    return Rate(calls / (time.monotonic() - started), (cpu_seconds(pid) - cpu_before) * 1000 / calls)
 
 
 def fill_domains(port: int, clients: int, first: int, last: int) -> None:
     """Create domains d<first>..d<last-1> with `clients` connections."""
     numbers = iter(range(first, last))
     lock = threading.Lock()
+    errors: list[BaseException] = []
 
     def worker() -> None:
         client = Client(port)
-        while True:
+        while not errors:
             with lock:
                 n = next(numbers, None)
             if n is None:
                 return
-            client.call("svcDomainAdmin", "AddDomainEx", **add_domain_params(f"d{n:06d}.example"))
+            try:
+                client.call("svcDomainAdmin", "AddDomainEx", **add_domain_params(f"d{n:06d}.example"))
+            except BaseException as exc:  # the run stops at the first failure and reports it
+                errors.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    if errors:
+        raise errors[0]
 
 
 def per_call_ms(client: Client, calls: int, make_call) -> float:  # type: ignore[no-untyped-def]
@@ -125,31 +159,86 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--large", type=int, default=10000)
     parser.add_argument("--database-url", default="")
+    parser.add_argument("--skip-large", action="store_true", help="only the calls/s figures")
+    parser.add_argument("--floor-server", nargs=2, metavar=("PORT", "ANSWER_FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.floor_server:
+        serve_floor(int(args.floor_server[0]), args.floor_server[1])
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         config = Path(tmp) / "mailsrv.toml"
+        # Only the web listener: the mail ports may be taken by other servers on the machine.
         config.write_text(f'data_dir = "{tmp}/data"\ndatabase_url = "{args.database_url}"\n'
-                          f'[listen]\nweb = "127.0.0.1:{port}"\n')
-        mailsrv = [str(Path(sys.executable).parent / "mailsrv")]
-        subprocess.run([*mailsrv, "admin", "reset", "--username", ADMIN[0], "--password", ADMIN[1],
+                          f'[listen]\nweb = "127.0.0.1:{port}"\nsmtp = ""\nsubmission = ""\nimap = ""\npop3 = ""\n')
+        subprocess.run([*MAILSRV, "admin", "reset", "--username", ADMIN[0], "--password", ADMIN[1],
                         "--config", str(config)], check=True, stdout=subprocess.DEVNULL)
-        server = subprocess.Popen([*mailsrv, "serve", "--config", str(config)], stderr=subprocess.DEVNULL)
+        log = Path(tmp) / "server.log"
+        with log.open("wb") as log_file:
+            server = subprocess.Popen([*MAILSRV, "serve", "--config", str(config)], stderr=log_file)
         try:
-            for _ in range(200):
-                try:
-                    Client(port).call("svcServerAdmin", "GetEdition", **auth())
-                    break
-                except (OSError, RuntimeError):
-                    time.sleep(0.05)
-            run(port, args)
+            edition = wait_for(port)
+            floor_port = free_port()
+            answer = Path(tmp) / "floor-answer.xml"
+            answer.write_bytes(edition)
+            floor = subprocess.Popen([sys.executable, __file__, "--floor-server", str(floor_port), str(answer)])
+            try:
+                wait_for(floor_port)
+                run(port, server.pid, floor_port, floor.pid, args)
+            except Exception:
+                # A server error answers a generic fault: its cause is in the server's log.
+                print("server log (last 40 lines):", *log.read_text(errors="replace").splitlines()[-40:],
+                      sep="\n", file=sys.stderr)
+                raise
+            finally:
+                floor.terminate()
+                floor.wait(30)
         finally:
             server.terminate()
             server.wait(30)
 
 
-def run(port: int, args: argparse.Namespace) -> None:
+def wait_for(port: int) -> bytes:
+    """GetEdition's answer once the server on `port` gives one."""
+    for _ in range(400):
+        try:
+            return Client(port).call("svcServerAdmin", "GetEdition", **auth())
+        except (OSError, RuntimeError):
+            time.sleep(0.05)
+    raise RuntimeError(f"no server answered on port {port}")
+
+
+def serve_floor(port: int, answer_file: str) -> None:
+    """The floor: mailsrv's own uvicorn set-up (serve_web, the same listening socket) around an
+    endpoint that reads the body and answers fixed bytes, until SIGTERM."""
+    import asyncio
+    import signal
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from mailsrv.serve import serve_web, tcp_listener
+
+    answer = Path(answer_file).read_bytes()
+
+    async def endpoint(request: Request) -> Response:
+        await request.body()
+        return Response(answer, media_type="text/xml; charset=utf-8")
+
+    app = Starlette(routes=[Route("/Services/{service}", endpoint, methods=["POST"])])
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await serve_web(app, tcp_listener("127.0.0.1", port), None, stop)
+
+    asyncio.run(main())
+
+
+def run(port: int, pid: int, floor_port: int, floor_pid: int, args: argparse.Namespace) -> None:
     setup = Client(port)
     setup.call("svcDomainAdmin", "AddDomainEx", **add_domain_params(DOMAIN))
     setup.call("svcDomainAdmin", "SetRequestedDomainSettings", **auth(), DomainName=DOMAIN,
@@ -157,26 +246,36 @@ def run(port: int, args: argparse.Namespace) -> None:
     print(f"mailsrv SOAP benchmark: {args.clients} keep-alive clients, {args.seconds:.0f} s per operation, "
           f"{os.cpu_count()} cores, database {args.database_url or 'SQLite (embedded default)'}")
 
-    baseline = throughput(port, args.clients, args.seconds,
-                          lambda c, i, n: c.call("svcServerAdmin", "GetEdition", **auth()))
-    settings = throughput(port, args.clients, args.seconds,
+    edition = lambda c, i, n: c.call("svcServerAdmin", "GetEdition", **auth())
+    floor = throughput(floor_port, floor_pid, args.clients, args.seconds, edition)
+    baseline = throughput(port, pid, args.clients, args.seconds, edition)
+    settings = throughput(port, pid, args.clients, args.seconds,
                           lambda c, i, n: c.call("svcDomainAdmin", "GetDomainSettings", **auth(), domainName=DOMAIN))
-    add_user = throughput(port, args.clients, args.seconds, lambda c, i, n: c.call(
+    add_user = throughput(port, pid, args.clients, args.seconds, lambda c, i, n: c.call(
         "svcUserAdmin", "AddUser", **auth(), NewUsername=f"u{i}x{n}", NewPassword="User-pass-123",
         DomainName=DOMAIN, FirstName="", LastName="", IsDomainAdmin="false"))
-    print(f"  GetEdition (baseline: login only)  {baseline:8.1f} calls/s")
-    print(f"  GetDomainSettings                  {settings:8.1f} calls/s   {settings / baseline:5.2f} x baseline")
-    print(f"  AddUser                            {add_user:8.1f} calls/s   {add_user / baseline:5.2f} x baseline")
+    print(floor.line("floor (bare Starlette, same bytes)"))
+    print(baseline.line("GetEdition (baseline: login only)",
+                        f"{baseline.calls_per_second / floor.calls_per_second:5.2f} x floor"))
+    for label, rate in (("GetDomainSettings", settings), ("AddUser", add_user)):
+        print(rate.line(label, f"{rate.calls_per_second / baseline.calls_per_second:5.2f} x baseline"))
 
+    if args.skip_large:
+        return
     counter = itertools.count()
     add = lambda c, i: c.call("svcDomainAdmin", "AddDomainEx", **add_domain_params(f"t{next(counter):06d}.example"))
     list_all = lambda c, i: c.call("svcDomainAdmin", "GetAllDomains", **auth())
+    read_one = lambda c, i: c.call("svcDomainAdmin", "GetDomainSettings", **auth(), domainName=f"d{1 + i:06d}.example")
+    users = lambda c, i: c.call("svcUserAdmin", "GetUsers", **auth(), DomainName=f"d{1 + i:06d}.example")
+    user = lambda c, i: c.call("svcUserAdmin", "GetUser", **auth(), EmailAddress=f"postmaster@d{1 + i:06d}.example")
     existing = 1
     for size in (100, args.large):
         fill_domains(port, args.clients, existing, size)
         existing = size
-        print(f"  at {size:6d} domains: AddDomain {per_call_ms(Client(port), 20, add):7.1f} ms/call, "
-              f"GetAllDomains {per_call_ms(Client(port), 20, list_all):7.1f} ms/call (median of 20)")
+        print(f"  at {size:6d} domains (median ms/call of 20): AddDomain {per_call_ms(Client(port), 20, add):7.2f}, "
+              f"GetAllDomains {per_call_ms(Client(port), 20, list_all):7.2f}, "
+              f"GetDomainSettings {per_call_ms(Client(port), 20, read_one):5.2f}, "
+              f"GetUsers {per_call_ms(Client(port), 20, users):5.2f}, GetUser {per_call_ms(Client(port), 20, user):5.2f}")
         existing += 20
 
 

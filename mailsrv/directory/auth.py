@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import dataclass
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import and_, bindparam, delete, exists, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -32,11 +33,47 @@ def _enabled(user_settings: dict, domain_settings: dict) -> bool:
 def user_actor(user: User, domain: Domain) -> Actor | None:
     """The actor a mailbox user acts as; None while the user or its domain is disabled, so that a
     login and every later request of a web session refuse alike."""
-    if not _enabled(user.settings, domain.settings):
+    return _user_actor(user.id, user.name, user.is_domain_admin, user.settings, user.credential_epoch,
+                       domain.name, domain.settings)
+
+
+def _user_actor(user_id: int, user_name: str, is_domain_admin: bool, user_settings: dict, credential_epoch: int,
+                domain_name: str, domain_settings: dict) -> Actor | None:
+    if not _enabled(user_settings, domain_settings):
         return None
-    role = Role.DOMAIN_ADMIN if user.is_domain_admin else Role.USER
-    return Actor(role, f"{user.name}@{domain.name}", domain=domain.name, user=user.name, user_id=user.id,
-                 credential_epoch=user.credential_epoch)
+    role = Role.DOMAIN_ADMIN if is_domain_admin else Role.USER
+    return Actor(role, f"{user_name}@{domain_name}", domain=domain_name, user=user_name, user_id=user_id,
+                 credential_epoch=credential_epoch)
+
+
+@dataclass(frozen=True)
+class _Principal:
+    """What the store says about a login name, read in one query: whom a right password makes the
+    caller, and whether the brute-force rules have anything to weigh."""
+    password_hash: str | None  # None: no such login
+    actor: Actor | None  # None: no such login, or the user or its domain is disabled
+    networks: list[str]  # a system administrator's IP restrictions
+    note_due: bool  # a user whose last-login time for this protocol is older than its resolution
+    recent_failures: bool  # failures inside the window from this address or at this name
+
+
+# An unknown name always goes through the full brute-force rules: guessing names is what they are for.
+_NO_PRINCIPAL = _Principal(None, None, [], False, True)
+
+# The two lookups a login makes, built once: every SOAP call and IMAP/POP3 login runs one of them.
+_FAILURES = (exists().where(LoginFailure.at >= bindparam("since"),
+                            or_(LoginFailure.client_ip == bindparam("ip"), LoginFailure.login == bindparam("name")))
+             .label("recent_failures"))
+_USER_QUERY = (
+    select(User.id, User.name, User.password_hash, User.is_domain_admin, User.settings, User.credential_epoch,
+           Domain.name, Domain.settings, UserLogin.at, _FAILURES)
+    .select_from(User).join(Domain, User.domain_id == Domain.id)
+    .outerjoin(UserLogin, and_(UserLogin.user_id == User.id, UserLogin.protocol == bindparam("protocol")))
+    .where(Domain.name == bindparam("domain"), User.name == bindparam("local")))
+_ADMIN_QUERY = (
+    select(SystemAdmin.password_hash, SystemAdmin.setup_pending, AdminIpRestriction.network, _FAILURES)
+    .select_from(SystemAdmin).outerjoin(AdminIpRestriction, AdminIpRestriction.admin_id == SystemAdmin.id)
+    .where(SystemAdmin.username == bindparam("name")).order_by(AdminIpRestriction.id))
 
 
 def _within(now: dt.datetime, last: dt.datetime | None, period: dt.timedelta) -> bool:
@@ -62,14 +99,19 @@ class Authenticator:
         name = (login or "").strip().lower()
         now = self.clock.now()
         # The check only reads, so a full or read-only disk still lets users in to read their mail.
-        with self.store.reading() as s:
-            earlier_failures = self._refuse_if_locked(s, name, client_ip, now)
-            actor, restricted, note_user = self._check(s, name, password, client_ip, protocol, now)
+        principal = self._principal(name, client_ip, protocol, now)
+        earlier_failures = 0
+        if principal.recent_failures:
+            # Rare (someone failed lately here or at this name): only then are the limits counted.
+            with self.store.reading() as s:
+                earlier_failures = self._refuse_if_locked(s, name, client_ip, now)
+        actor, restricted = self._check(principal, password, client_ip)
         if actor is None:
             self._record(name, client_ip, now, failed=True)
             if restricted:
                 log.warning("login of %s refused: client %s outside its IP restrictions", name, client_ip)
             raise MailsrvError(ResultCode.LOGIN_FAILED, LOGIN_FAILED_MESSAGE)
+        note_user = actor.user_id if principal.note_due else None
         if earlier_failures or note_user is not None:
             self._record(name, client_ip, now, failed=False, note_user=note_user, protocol=protocol)
         return actor
@@ -137,33 +179,35 @@ class Authenticator:
                              .where(SystemAdmin.username == name)).scalars().all()
         return bool(networks) and ip_allowed(client_ip, list(networks))
 
-    @staticmethod
-    def _login_note_due(s: Session, user_id: int, protocol: str, now: dt.datetime) -> bool:
-        # Clients that log in on every call (SOAP, POP3 pollers) would otherwise turn each read into a
-        # write; last-login times are kept to the minute.
-        last = s.execute(select(UserLogin.at).where(UserLogin.user_id == user_id,
-                                                    UserLogin.protocol == protocol)).scalar_one_or_none()
-        return not _within(now, last, LOGIN_TIME_RESOLUTION)
+    def _principal(self, name: str, client_ip: str, protocol: str, now: dt.datetime) -> _Principal:
+        """One read: the login's account and whether any failure lately concerns it."""
+        since = now - dt.timedelta(seconds=self.security.failure_window_seconds)
+        with self.store.read_connection() as conn:
+            if "@" in name:
+                local, _, domain_name = name.rpartition("@")
+                row = conn.execute(_USER_QUERY, {"since": since, "ip": client_ip, "name": name, "protocol": protocol,
+                                                 "domain": domain_name, "local": local}).first()
+                if row is None:
+                    return _NO_PRINCIPAL
+                user_id, user_name, password_hash, is_domain_admin, user_settings, epoch, domain, domain_settings, \
+                    last_login, failures = row
+                # Clients that log in on every call (SOAP, POP3 pollers) would otherwise turn each
+                # read into a write; last-login times are kept to the minute.
+                return _Principal(password_hash, _user_actor(user_id, user_name, is_domain_admin, user_settings, epoch,
+                                                             domain, domain_settings),
+                                  [], not _within(now, last_login, LOGIN_TIME_RESOLUTION), bool(failures))
+            rows = conn.execute(_ADMIN_QUERY, {"since": since, "ip": client_ip, "name": name}).all()
+        if not rows:
+            return _NO_PRINCIPAL
+        password_hash, setup_pending = rows[0][0], rows[0][1]
+        return _Principal(password_hash, Actor(Role.SYSTEM_ADMIN, name, setup_pending=setup_pending),
+                          [r[2] for r in rows if r[2] is not None], False, bool(rows[0][3]))
 
-    def _check(self, s: Session, name: str, password: str | None, client_ip: str, protocol: str,
-               now: dt.datetime) -> tuple[Actor | None, bool, int | None]:
-        """(actor or None, refused by IP restrictions, user id whose last-login time is due)."""
-        if "@" in name:
-            local, _, domain_name = name.rpartition("@")
-            row = s.execute(select(User, Domain).join(Domain)
-                            .where(Domain.name == domain_name, User.name == local)).first()
-            user, domain = row if row else (None, None)
-            if not self.verifier.verify(user.password_hash if user else None, password):
-                return None, False, None
-            actor = user_actor(user, domain)
-            if actor is None:
-                return None, False, None
-            due = self._login_note_due(s, user.id, protocol, now)
-            return actor, False, user.id if due else None
-        admin = s.execute(select(SystemAdmin).where(SystemAdmin.username == name)).scalar_one_or_none()
-        if not self.verifier.verify(admin.password_hash if admin else None, password):
-            return None, False, None
-        networks = [r.network for r in admin.ip_restrictions]
-        if networks and not ip_allowed(client_ip, networks):
-            return None, True, None
-        return Actor(Role.SYSTEM_ADMIN, name, setup_pending=admin.setup_pending), False, None
+    def _check(self, principal: _Principal, password: str | None, client_ip: str) -> tuple[Actor | None, bool]:
+        """(actor or None, refused by IP restrictions)."""
+        # An unknown name costs the same hash as a known one, so timing does not tell them apart.
+        if not self.verifier.verify(principal.password_hash, password) or principal.actor is None:
+            return None, False
+        if principal.networks and not ip_allowed(client_ip, principal.networks):
+            return None, True
+        return principal.actor, False

@@ -12,7 +12,10 @@ default, and array items named by the ArrayOfX type's item element.
 """
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from lxml import etree
@@ -91,38 +94,85 @@ def check_keys(complex_type: ComplexType, value: Any) -> None:
         raise ResultShapeError(f"{complex_type.name} has no field {', '.join(sorted(map(str, unknown)))}")
 
 
-def encode(service: Service, parent: etree._Element, field: Field, value: Any) -> None:
-    """Append the element(s) for `field` holding `value` to `parent`."""
+# Element text as libxml2 writes it (a CR would otherwise be read back as a line feed).
+_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
+# What XML 1.0 text cannot carry, and lxml refuses as element text: C0 controls but tab, LF and CR,
+# surrogates, U+FFFE and U+FFFF.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+@dataclass(frozen=True)
+class _Tags:
+    start: str
+    end: str
+    empty: str
+    nil: str
+
+
+@functools.cache
+def _tags(name: str) -> _Tags:
+    # Members are in the tempuri namespace, the default one of the response element: no prefix.
+    return _Tags(f"<{name}>", f"</{name}>", f"<{name}/>", f'<{name} xsi:nil="true"/>')
+
+
+def text(type_name: str, value: Any) -> str:
+    """A simple value as escaped element text; ValueError for what XML cannot carry."""
+    formatted = format_value(type_name, value)
+    if _NOT_XML.search(formatted):
+        raise ValueError("All strings must be XML compatible: Unicode or ASCII, no NULL bytes or control characters")
+    return formatted.translate(_ESCAPES)
+
+
+def write(service: Service, out: list[str], field: Field, value: Any, indent: str | None = None) -> None:
+    """Append the XML text of the element(s) for `field` holding `value` to `out`: serialised as
+    strings, not built as an lxml tree, because a response is written once per call and building
+    the tree cost more than the rest of the call. The `xsi` prefix must be declared by an ancestor.
+
+    `indent` (None: none) is the line break and spaces before each element, as lxml's indent writes
+    them for the HTTP bindings."""
     if field.repeated:
         if isinstance(value, (str, bytes, Mapping)):
             raise ResultShapeError(f"{field.name} must be a sequence of items")
         for item in value or ():
-            _encode_one(service, parent, field, item)
+            _write_one(service, out, field, item, indent)
     else:
-        _encode_one(service, parent, field, value)
+        _write_one(service, out, field, value, indent)
 
 
-def _encode_one(service: Service, parent: etree._Element, field: Field, value: Any) -> None:
+def _write_one(service: Service, out: list[str], field: Field, value: Any, indent: str | None) -> None:
+    tags = _tags(field.name)
     if value is None:
         if field.simple and is_value_type(field.type) and not field.nillable:
             value = VALUE_TYPE_DEFAULTS[field.type]
         elif field.nillable:
-            etree.SubElement(parent, f"{{{TNS}}}{field.name}").set(XSI_NIL, "true")
+            if indent is not None:
+                out.append(indent)
+            out.append(tags.nil)
             return
         else:
             return
-    element = etree.SubElement(parent, f"{{{TNS}}}{field.name}")
+    if indent is not None:
+        out.append(indent)
     if field.simple:
-        element.text = format_value(field.type, value)
-    else:
-        encode_members(service, element, service.types[field.type], value)
+        out += (tags.start, text(field.type, value), tags.end)
+        return
+    start = len(out)
+    out.append(tags.start)
+    write_members(service, out, service.types[field.type], value, None if indent is None else indent + "  ")
+    if len(out) == start + 1:  # no members written: lxml's self-closed element
+        out[start] = tags.empty
+        return
+    if indent is not None:
+        out.append(indent)
+    out.append(tags.end)
 
 
-def encode_members(service: Service, element: etree._Element, complex_type: ComplexType, value: Any) -> None:
-    """Fill `element` with the children of a complex value (an array's items, or its fields)."""
+def write_members(service: Service, out: list[str], complex_type: ComplexType, value: Any,
+                  indent: str | None = None) -> None:
+    """Append the children of a complex value (an array's items, or its fields) to `out`."""
     if item := complex_type.item:
-        encode(service, element, item, value)
+        write(service, out, item, value, indent)
         return
     check_keys(complex_type, value)
     for f in complex_type.fields:
-        encode(service, element, f, member(value, f.name))
+        write(service, out, f, member(value, f.name), indent)

@@ -8,8 +8,9 @@ load time instead of being half-served.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 from lxml import etree
 
@@ -81,8 +82,34 @@ class Service:
 
     def lookup(self, name: str) -> Operation | None:
         """Find an operation ignoring case, as IIS paths and ?op= do."""
-        lowered = name.lower()
-        return next((op for op in self.operations.values() if op.name.lower() == lowered), None)
+        return self._by_lower_name.get(name.lower())
+
+    def by_request_tag(self, tag: str) -> Operation | None:
+        """The operation whose request element has this Clark name ({namespace}local)."""
+        return self._by_request_tag.get(tag)
+
+    def by_soap_action(self, action: str) -> Operation | None:
+        return self._by_soap_action.get(action)
+
+    # Indexes built on first use: every call looks its operation up, and svcUserAdmin has ~100.
+    @cached_property
+    def _by_lower_name(self) -> dict[str, Operation]:
+        return _first_by(self.operations.values(), lambda op: op.name.lower())
+
+    @cached_property
+    def _by_request_tag(self) -> dict[str, Operation]:
+        return _first_by(self.operations.values(), lambda op: f"{{{TNS}}}{op.request_element}")
+
+    @cached_property
+    def _by_soap_action(self) -> dict[str, Operation]:
+        return _first_by(self.operations.values(), lambda op: op.soap_action)
+
+
+def _first_by(operations: Iterable[Operation], key: Callable[[Operation], str]) -> dict[str, Operation]:
+    index: dict[str, Operation] = {}
+    for op in operations:
+        index.setdefault(key(op), op)
+    return index
 
 
 def _documentation(node: etree._Element | None) -> str:

@@ -39,7 +39,7 @@ def _client_host(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
-def _media_type(request: Request) -> tuple[str, dict[str, str]]:
+def _media_type(request: Request) -> tuple[str, Mapping[str, str]]:
     header = request.headers.get("content-type")
     return soap.parse_content_type(header) if header else ("", {})
 

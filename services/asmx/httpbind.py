@@ -13,7 +13,7 @@ from typing import Any
 
 from lxml import etree
 
-from services.asmx.codec import convert, encode_members
+from services.asmx.codec import convert, write_members
 from services.asmx.contract import Field, Operation, Service
 from services.asmx.faults import RequestError
 from services.asmx.values import format_value, is_value_type
@@ -45,14 +45,19 @@ def decode_pairs(service: Service, op: Operation, pairs: list[tuple[str, str]]) 
 
 
 def result_document(service: Service, op: Operation, value: Any) -> bytes:
-    root = etree.Element(f"{{{TNS}}}{op.http_result_element}", nsmap={"xsi": XSI, "xsd": XSD, None: TNS})
     assert op.result is not None, "void operations have no HTTP GET/POST binding"
-    if value is None:
-        root.set(XSI_NIL, "true")
-    elif op.result.simple:
-        root.text = format_value(op.result.type, value)
-    else:
-        encode_members(service, root, service.types[op.result.type], value)
+    if value is None or op.result.simple:
+        root = etree.Element(f"{{{TNS}}}{op.http_result_element}", nsmap={"xsi": XSI, "xsd": XSD, None: TNS})
+        if value is None:
+            root.set(XSI_NIL, "true")
+        else:
+            root.text = format_value(op.result.type, value)
+        return XML_DECLARATION + b"\n" + etree.tostring(root, encoding="utf-8")
     # XmlSerializer, which ASP.NET uses here, indents by two spaces.
-    etree.indent(root, space="  ")
-    return XML_DECLARATION + b"\n" + etree.tostring(root, encoding="utf-8")
+    start = f'<{op.http_result_element} xmlns:xsi="{XSI}" xmlns:xsd="{XSD}" xmlns="{TNS}">'
+    out = [start]
+    write_members(service, out, service.types[op.result.type], value, "\n  ")
+    if len(out) == 1:
+        return XML_DECLARATION + b"\n" + f"{start[:-1]}/>".encode()
+    out.append(f"\n</{op.http_result_element}>")
+    return XML_DECLARATION + b"\n" + "".join(out).encode()

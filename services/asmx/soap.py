@@ -11,12 +11,15 @@ request element; without one (SOAP 1.2 only) the request element alone decides.
 """
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import Message
+from types import MappingProxyType
 
 from lxml import etree
 
-from services.asmx.codec import encode
+from services.asmx.codec import write
 from services.asmx.contract import Operation, Service
 from services.asmx.faults import RequestError, VersionMismatch
 from services.asmx.xmlutil import SOAP11_ENV, SOAP12_ENV, TNS, XML_DECLARATION, XSD, XSI, XmlRefused, parse_xml
@@ -40,12 +43,14 @@ SOAP12 = SoapVersion("SOAP 1.2", SOAP12_ENV, "application/soap+xml",
                      {"Client": "Sender", "Server": "Receiver", "VersionMismatch": "VersionMismatch"})
 
 
-def parse_content_type(header: str) -> tuple[str, dict[str, str]]:
-    """(media type in lower case, parameters) of a Content-Type header."""
+@functools.lru_cache(maxsize=256)
+def parse_content_type(header: str) -> tuple[str, Mapping[str, str]]:
+    """(media type in lower case, parameters) of a Content-Type header. Remembered: clients send
+    the same few headers with every call, and the email package's parser costs more than a login."""
     message = Message()
     message["content-type"] = header
     params = {key.lower(): value for key, value in message.get_params(failobj=[])[1:]}
-    return message.get_content_type(), params
+    return message.get_content_type(), MappingProxyType(params)
 
 
 def version_for(media_type: str) -> SoapVersion | None:
@@ -81,12 +86,11 @@ def read_request(service: Service, version: SoapVersion, body: bytes,
     if len(payload) != 1:
         raise RequestError("The SOAP Body must contain exactly one request element.")
     request = payload[0]
-    by_body = next((op for op in service.operations.values() if request.tag == f"{{{TNS}}}{op.request_element}"),
-                   None)
+    by_body = service.by_request_tag(request.tag)
 
     if action is not None:
         action = _unquote(action)
-        by_action = next((op for op in service.operations.values() if op.soap_action == action), None)
+        by_action = service.by_soap_action(action)
         if by_action is None:
             raise RequestError(f"Server did not recognize the value of HTTP Header SOAPAction: {action}.")
         if by_action is not by_body:
@@ -107,12 +111,24 @@ def _serialise(root: etree._Element) -> bytes:
     return XML_DECLARATION + etree.tostring(root, encoding="utf-8")
 
 
+@functools.cache
+def _response_frame(envelope_ns: str, response_element: str) -> tuple[str, str, str]:
+    """(start, end, empty form) of an operation's response up to its result, as lxml would write them."""
+    start = (f'<soap:Envelope xmlns:soap="{envelope_ns}" xmlns:xsi="{XSI}" xmlns:xsd="{XSD}"><soap:Body>'
+             f'<{response_element} xmlns="{TNS}">')
+    end = f"</{response_element}></soap:Body></soap:Envelope>"
+    return start, end, f'{start[:-1]}/>{end[len(response_element) + 3:]}'
+
+
 def response(service: Service, version: SoapVersion, op: Operation, value: object) -> bytes:
-    root, body = _envelope(version)
-    payload = etree.SubElement(body, f"{{{TNS}}}{op.response_element}", nsmap={None: TNS})
+    start, end, empty = _response_frame(version.envelope_ns, op.response_element)
+    out = [start]
     if op.result is not None:
-        encode(service, payload, op.result, value)
-    return _serialise(root)
+        write(service, out, op.result, value)
+    if len(out) == 1:
+        return XML_DECLARATION + empty.encode()
+    out.append(end)
+    return XML_DECLARATION + "".join(out).encode()
 
 
 def fault(version: SoapVersion, code: str, message: str) -> bytes:

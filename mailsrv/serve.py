@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import functools
 import gc
 import ipaddress
@@ -156,6 +157,25 @@ def _tune_garbage_collector() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
+_M_MMAP_THRESHOLD = -3  # glibc's malloc.h
+
+
+def _return_large_blocks_when_freed() -> None:
+    """Blocks of 1 MiB and more (each login's argon2 work area: 19 MiB) go back to the system when
+    freed.
+
+    glibc raises its mmap threshold to the largest block freed so far (up to 32 MiB): after the
+    first login, every argon2 verification took its 19 MiB from the heap of its thread's arena and
+    the heap kept it. Logins run on the mailbox thread pool, so with up to 16 arenas (8 per core)
+    50 IMAP logins left the process ~390 MB larger (benchmarks/memory.py). A fixed threshold ends
+    that adjustment; at 1 MiB, message-sized buffers still come from the heap."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except AttributeError:  # not glibc (macOS): its allocator is not tuned this way
+        return
+    mallopt(_M_MMAP_THRESHOLD, 1024 * 1024)
+
+
 # [listen] key -> (name in the log, listener, implicit TLS)
 _MAILBOX_LISTENERS = {"imap": ("IMAP", start_imap_listener, False), "imaps": ("IMAPS", start_imap_listener, True),
                       "pop3": ("POP3", start_pop3_listener, False), "pop3s": ("POP3S", start_pop3_listener, True)}
@@ -163,6 +183,7 @@ _MAILBOX_LISTENERS = {"imap": ("IMAP", start_imap_listener, False), "imaps": ("I
 
 def run(config: Config) -> None:
     """Serve until SIGTERM/SIGINT, then stop every listener and close the store."""
+    _return_large_blocks_when_freed()
     # Bind before opening the store: a taken port or a bad address fails without touching data.
     web_sockets = {False: bind(config.listen.web, "listen.web")}  # by "is HTTPS"
     smtp_sockets: dict[bool, socket.socket] = {}  # by "is submission"

@@ -14,6 +14,7 @@ import gc
 import ipaddress
 import logging
 import os
+import resource
 import signal
 import socket
 import ssl
@@ -176,6 +177,18 @@ def _return_large_blocks_when_freed() -> None:
     mallopt(_M_MMAP_THRESHOLD, 1024 * 1024)
 
 
+def _raise_open_files_limit() -> None:
+    """As many open files as the administrator allows: every client connection is one.
+
+    Services usually start with a soft limit of 1,024 (systemd's default, a login shell's), fewer
+    than 1,000 IMAP clients in IDLE and the SMTP sessions beside them; past it every accept fails.
+    The hard limit (systemd: 524,288) is the cap meant. asyncio waits with epoll, which has no
+    1,024-descriptor bound as select() has."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 # [listen] key -> (name in the log, listener, implicit TLS)
 _MAILBOX_LISTENERS = {"imap": ("IMAP", start_imap_listener, False), "imaps": ("IMAPS", start_imap_listener, True),
                       "pop3": ("POP3", start_pop3_listener, False), "pop3s": ("POP3S", start_pop3_listener, True)}
@@ -184,6 +197,7 @@ _MAILBOX_LISTENERS = {"imap": ("IMAP", start_imap_listener, False), "imaps": ("I
 def run(config: Config) -> None:
     """Serve until SIGTERM/SIGINT, then stop every listener and close the store."""
     _return_large_blocks_when_freed()
+    _raise_open_files_limit()
     # Bind before opening the store: a taken port or a bad address fails without touching data.
     web_sockets = {False: bind(config.listen.web, "listen.web")}  # by "is HTTPS"
     smtp_sockets: dict[bool, socket.socket] = {}  # by "is submission"

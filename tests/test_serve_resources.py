@@ -3,8 +3,11 @@ connections beyond the usual soft limit of open files. Real processes and socket
 view of memory is the process's resident size."""
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import re
+import resource
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from test_cli import Serving, database_url, env, write_config  # noqa: F401 (fix
 
 DOMAIN = "a.test"
 LOGINS = 16
+STARTED_WITH_OPEN_FILES = 64
 
 
 def resident_kb(pid: int) -> int:
@@ -60,4 +64,23 @@ def test_a_burst_of_logins_does_not_leave_the_server_holding_their_password_hash
             assert list(clients.map(log_in_and_out, [port] * LOGINS, users)) == ["OK"] * LOGINS
         grown_mb = (resident_kb(serving.process.pid) - before) / 1024
         assert grown_mb < 40, f"the server grew by {grown_mb:.0f} MB over {LOGINS} logins"
+        assert serving.stop() == 0
+
+
+def test_the_server_holds_more_connections_than_the_soft_open_files_limit_it_was_started_with(
+        tmp_path: Path, database_url: str, env: dict[str, str]) -> None:
+    # Services usually start with a soft limit of 1,024 open files; a low one here stands for it.
+    config = write_config(tmp_path / "mailsrv.toml", database_url)
+    config.write_text(config.read_text().replace('smtp = ""', 'smtp = "127.0.0.1:0"'))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (STARTED_WITH_OPEN_FILES, hard))
+    try:
+        serving = Serving(config, env)  # inherits the limit
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    with serving, contextlib.ExitStack() as clients:
+        port = int(serving.wait_for(re.compile(r"SMTP listener on [\d.]+:(\d+)"))[1])
+        for _ in range(2 * STARTED_WITH_OPEN_FILES):
+            client = clients.enter_context(socket.create_connection(("127.0.0.1", port), timeout=30))
+            assert client.recv(1024).startswith(b"220 ")
         assert serving.stop() == 0

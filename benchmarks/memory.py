@@ -12,7 +12,8 @@ session loads once is counted as the base), the whole process tree is measured:
   + IMAP IDLE    --sessions connections that did LOGIN, SELECT INBOX and are in IDLE;
   + SMTP         --sessions more that did EHLO and MAIL FROM and wait (mailsrv and Postfix).
 RSS counts a page shared by several processes (Dovecot's and Postfix's forks) once per process; PSS
-divides it among them, so PSS is the fair sum for a tree of processes. CPU is the tree's share of
+divides it among them, so PSS is the fair sum for a tree of processes. Peak RSS is the largest
+RSS each process has had (for mailsrv: during the logins). CPU is the tree's share of
 one core over 5 s with the sessions held open and silent. Per session = the increase over the
 previous line / --sessions. At the end every session must still answer (DONE, RSET).
 Dovecot and Postfix run from throwaway configurations under a temp dir (imap_vs_dovecot.Dovecot,
@@ -45,6 +46,7 @@ class Usage:
     processes: int
     rss_kb: int
     pss_kb: int
+    peak_rss_kb: int  # the largest RSS each process has had (VmHWM), summed
     cpu_ticks: int  # user + system, since each process started
 
 
@@ -64,17 +66,19 @@ def process_tree(root: int) -> list[int]:
 
 
 def usage(root: int) -> Usage:
-    total = Usage(0, 0, 0, 0)
+    total = Usage(0, 0, 0, 0, 0)
     for pid in process_tree(root):
         try:
             rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
             stat = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            status = Path(f"/proc/{pid}/status").read_text()
         except OSError:
             continue
         fields = {line.split(":")[0]: int(line.split()[1]) for line in rollup.splitlines()[1:]}
         total.processes += 1
         total.rss_kb += fields["Rss"]
         total.pss_kb += fields["Pss"]
+        total.peak_rss_kb += int(status.partition("VmHWM:")[2].split()[0])
         total.cpu_ticks += int(stat[11]) + int(stat[12])  # utime, stime
     return total
 
@@ -290,12 +294,13 @@ def run_postfix(tmp: Path, args: argparse.Namespace) -> list[Stage]:
 
 
 def report(stages: list[Stage], sessions: int) -> None:
-    print(f"\n{'':40}{'procs':>7}{'RSS MB':>10}{'PSS MB':>10}{'CPU %':>8}"
+    print(f"\n{'':40}{'procs':>7}{'RSS MB':>10}{'PSS MB':>10}{'peak RSS MB':>12}{'CPU %':>8}"
           f"{'RSS KB/session':>16}{'PSS KB/session':>16}")
     previous: Stage | None = None
     for stage in stages:
         u = stage.usage
-        line = f"{stage.label:40}{u.processes:7}{u.rss_kb / 1024:10.1f}{u.pss_kb / 1024:10.1f}{stage.cpu_percent:8.1f}"
+        line = (f"{stage.label:40}{u.processes:7}{u.rss_kb / 1024:10.1f}{u.pss_kb / 1024:10.1f}"
+                f"{u.peak_rss_kb / 1024:12.1f}{stage.cpu_percent:8.1f}")
         if previous is not None and not stage.label.endswith("started"):
             line += (f"{(u.rss_kb - previous.usage.rss_kb) / sessions:16.1f}"
                      f"{(u.pss_kb - previous.usage.pss_kb) / sessions:16.1f}")

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imap_vs_dovecot import Dovecot, fill_inbox, free_port, mailsrv_imap
-from mail_bench import ADMIN, DOMAIN, USER_PASSWORD, Mailsrv, maildir
+from mail_bench import ADMIN, DOMAIN, USER_PASSWORD, maildir
 from throughput_smtp import postfix_config, postfix_running
 
 _OPENING = 32  # sessions being opened at once: a reconnect storm, not a queue of 1,000 handshakes

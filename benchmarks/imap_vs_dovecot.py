@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from mail_bench import DOMAIN, USER, USER_PASSWORD, Mailsrv, maildir, provision
@@ -97,11 +98,14 @@ def mailsrv_imap(data_dir: Path) -> Mailsrv:
 
 
 class Dovecot:
-    def __init__(self, tmp: Path, mail: Path) -> None:
+    """Dovecot serving `users` (all with USER_PASSWORD); `mail` is the Maildir, in which "%n" stands
+    for the user's name; `extra` is appended to the configuration (e.g. process limits)."""
+
+    def __init__(self, tmp: Path, mail: Path | str, users: Sequence[str] = (USER,), extra: str = "") -> None:
         self.tmp = tmp
         self.port = free_port()
         (tmp / "run").mkdir()
-        (tmp / "passwd").write_text(f"{USER}:{{PLAIN}}{USER_PASSWORD}::::::\n")
+        (tmp / "passwd").write_text("".join(f"{user}:{{PLAIN}}{USER_PASSWORD}::::::\n" for user in users))
         self.config = tmp / "dovecot.conf"
         self.config.write_text(f"""
 base_dir = {tmp}/run
@@ -112,14 +116,14 @@ listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain
-mail_location = maildir:{mail}:INDEX={tmp}/index
+mail_location = maildir:{mail}:INDEX={tmp}/index/%n
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN {tmp}/passwd
 }}
 userdb {{
   driver = static
-  args = uid={_NOBODY} gid={_NOBODY} home={tmp}/home
+  args = uid={_NOBODY} gid={_NOBODY} home={tmp}/home/%n
 }}
 service imap-login {{
   inet_listener imap {{
@@ -138,7 +142,7 @@ service stats {{
     mode = 0600
   }}
 }}
-""")
+{extra}""")
 
     def start(self) -> None:
         # Dovecot refuses to serve mail as root: its copy of the mail belongs to "nobody".

@@ -46,10 +46,10 @@ def provision(data_dir: Path, database_url: str = "") -> Path:
     return config_path
 
 
-def maildir(data_dir: Path) -> Path:
-    """The Maildir of USER: DOMAIN was added without a path, so it lives in the default place."""
+def maildir(data_dir: Path, user: str = USER) -> Path:
+    """The Maildir of a user of DOMAIN: DOMAIN was added without a path, so it lives in the default place."""
     from mailsrv.mailstore.disk import Disk
-    return Disk.maildir(Disk(data_dir).domain_path(DOMAIN, "", others=[]), USER)
+    return Disk.maildir(Disk(data_dir).domain_path(DOMAIN, "", others=[]), user)
 
 
 def maildir_files(root: Path) -> list[Path]:

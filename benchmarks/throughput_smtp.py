@@ -13,6 +13,7 @@ a free loopback port, virtual Maildir delivery; it never touches the machine's o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pwd
 import re
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mail_bench import DOMAIN, USER, Mailsrv, maildir, maildir_files, provision
@@ -60,8 +61,9 @@ def run_mailsrv(args: argparse.Namespace, tmp: Path) -> tuple[float, float]:
         server.stop()
 
 
-def postfix_config(directory: Path, port: int, mail_root: Path) -> None:
-    """A self-contained Postfix instance: its own queue, loopback SMTP, virtual Maildir delivery."""
+def postfix_config(directory: Path, port: int, mail_root: Path, process_limit: int = 100) -> None:
+    """A self-contained Postfix instance: its own queue, loopback SMTP, virtual Maildir delivery;
+    `process_limit` (Postfix's default 100) caps the smtpd processes, one per open session."""
     user = pwd.getpwnam("postfix")
     directory.mkdir()
     (directory / "queue").mkdir()  # `postfix start` creates what goes inside
@@ -88,6 +90,7 @@ virtual_mailbox_maps = static:{USER}/Maildir/
 virtual_uid_maps = static:{user.pw_uid}
 virtual_gid_maps = static:{user.pw_gid}
 virtual_destination_concurrency_limit = 20
+default_process_limit = {process_limit}
 # start-fg logs here (no syslog needed); the Popen sends it to a file
 maillog_file = /dev/stdout
 """)
@@ -99,9 +102,10 @@ maillog_file = /dev/stdout
     (directory / "master.cf").write_text(master)
 
 
-def run_postfix(args: argparse.Namespace, tmp: Path) -> tuple[float, float]:
-    directory, mail_root, port = tmp / "postfix", tmp / "postfix-mail", free_port()
-    postfix_config(directory, port, mail_root)
+@contextlib.contextmanager
+def postfix_running(directory: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """The instance configured in `directory` (by postfix_config), its SMTP listener on `port`
+    accepting, until the block ends; yields its master process."""
     postfix = ["postfix", "-c", str(directory)]
     # `start-fg` rather than `start`: the daemonised start fails silently without syslog, and
     # `set-permissions` expects the package's own directories. Warnings about the queue
@@ -109,7 +113,6 @@ def run_postfix(args: argparse.Namespace, tmp: Path) -> tuple[float, float]:
     with open(directory / "maillog", "wb") as maillog:
         master = subprocess.Popen([*postfix, "start-fg"], stdout=maillog, stderr=subprocess.STDOUT)
     try:
-        box = mail_root / USER / "Maildir"
         for _ in range(100):  # the master starts its smtpd listener asynchronously
             with socket.socket() as sock:
                 if sock.connect_ex(("127.0.0.1", port)) == 0:
@@ -117,10 +120,17 @@ def run_postfix(args: argparse.Namespace, tmp: Path) -> tuple[float, float]:
             time.sleep(0.1)
         if master.poll() is not None:
             raise RuntimeError(f"postfix did not start: see {directory / 'maillog'}")
-        return load(port, args, lambda: len(maildir_files(box)))
+        yield master
     finally:
         subprocess.run([*postfix, "stop"], capture_output=True)
         master.wait(30)
+
+
+def run_postfix(args: argparse.Namespace, tmp: Path) -> tuple[float, float]:
+    directory, mail_root, port = tmp / "postfix", tmp / "postfix-mail", free_port()
+    postfix_config(directory, port, mail_root)
+    with postfix_running(directory, port):
+        return load(port, args, lambda: len(maildir_files(mail_root / USER / "Maildir")))
 
 
 def main() -> int:

@@ -14,13 +14,23 @@ from mailsrv.core.errors import MailsrvError, ResultCode
 # OWASP's argon2id baseline (19 MiB, t=2, p=1): strong at rest, ~15 ms per hash on a small core.
 _hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 _DUMMY_HASH = _hasher.hash("mailsrv-timing-equaliser")
+# argon2 is CPU-bound and needs its 19 MiB while it runs: more at once than there are cores is no
+# faster, and a login flood on the mailbox threads (up to hundreds) would otherwise claim gigabytes.
+_ARGON2_SLOTS = threading.BoundedSemaphore(os.cpu_count() or 1)
 
 MIN_LENGTH = 8
 MAX_LENGTH = 128
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    with _ARGON2_SLOTS:
+        return _hasher.hash(password)
+
+
+def _argon2_verify(stored_hash: str, password: str) -> None:
+    """argon2-cffi's verify, within the process's argon2 slots; raises as it does."""
+    with _ARGON2_SLOTS:
+        _hasher.verify(stored_hash, password)
 
 
 def check_rules(password: str | None, login_name: str) -> str:
@@ -61,7 +71,7 @@ class Verifier:
         if stored_hash is None:
             # Same work for unknown names, so timing does not reveal which names exist.
             try:
-                _hasher.verify(_DUMMY_HASH, pw + "\0")
+                _argon2_verify(_DUMMY_HASH, pw + "\0")
             except VerificationError:
                 pass
             return False
@@ -70,7 +80,7 @@ class Verifier:
             if hmac.compare_digest(self._ok.get(stored_hash, b""), digest):
                 return True
         try:
-            _hasher.verify(stored_hash, pw)
+            _argon2_verify(stored_hash, pw)
         except (VerificationError, InvalidHashError):
             return False
         with self._lock:

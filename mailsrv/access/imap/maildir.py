@@ -87,6 +87,9 @@ def _remember(table: dict[str, Any], path: str, value: Any, weight: Callable[[An
 
 
 def to_crlf(data: bytes) -> bytes:
+    # What we store is CRLF already: two counts in C cost a tenth of the substitution's scan.
+    if data.count(b"\n") == data.count(b"\r\n"):
+        return data
     return _BARE_LF.sub(b"\r\n", data)
 
 

@@ -40,6 +40,7 @@ from pymap.parsing.response import (
 )
 from pymap.parsing.response.code import Capability
 from pymap.parsing.response.specials import ListResponse, LSubResponse
+from pymap.parsing.specials.datetime_ import DateTime
 from pymap.parsing.specials.fetchattr import FetchAttribute
 from pymap.parsing.state import ExpectContinuation, ParsingInterrupt
 from pymap.selected import SelectedMailbox
@@ -48,7 +49,7 @@ from pysasl.creds.server import ServerCredentials
 from pysasl.hashing import BuiltinHash
 
 from mailsrv.access.imap.accounts import MailboxUser
-from mailsrv.access.imap.maildir import message_bytes
+from mailsrv.access.imap.maildir import message_bytes, stored_size
 from mailsrv.mailstore.disk import SPECIAL_FOLDERS
 
 _SPECIAL_USE = {name: name.encode() for name in SPECIAL_FOLDERS}  # "Sent" -> \Sent, …
@@ -62,6 +63,8 @@ LITERAL_LIMIT = 8 * 1024
 _TOOBIG = ResponseCode.of(b"TOOBIG")
 _LITERAL_PLUS = re.compile(rb"{(\d+)\+}\r?\n$")  # pymap's IMAPConnection._literal_plus
 _APPEND = re.compile(rb"[^ ]* APPEND ", re.IGNORECASE)
+# FETCH items answered from the scan and the file's size alone (besides a whole BODY.PEEK[]).
+_LEAN_ITEMS = (b"FLAGS", b"UID", b"RFC822.SIZE", b"INTERNALDATE")
 
 
 def _is_whole_peek(attr: FetchAttribute) -> bool:
@@ -77,6 +80,14 @@ def _stored_or_empty(message: MessageInterface) -> bytes:
         return message_bytes(message)  # type: ignore[arg-type]
     except (KeyError, FileNotFoundError):
         return b""
+
+
+def _size_or_zero(message: MessageInterface) -> int:
+    # Removed by another session: pymap's size of a message it cannot load is 0.
+    try:
+        return stored_size(message)  # type: ignore[arg-type]
+    except (KeyError, FileNotFoundError):
+        return 0
 
 
 class _FetchLines(UntaggedResponse):
@@ -188,12 +199,14 @@ class MailConnectionState(ConnectionState):
         return ResponseOk(cmd.tag, b"UNSELECT completed."), None
 
     async def do_fetch(self, cmd: FetchCommand) -> tuple[ResponseOk, SelectedMailbox | None]:
-        if not all(attr.value in (b"FLAGS", b"UID") or _is_whole_peek(attr) for attr in cmd.attributes):
+        if not all(attr.value in _LEAN_ITEMS or _is_whole_peek(attr) for attr in cmd.attributes):
             return await super().do_fetch(cmd)
-        # A client's sync (`UID FETCH 1:* (FLAGS)`) and opening a message (`UID FETCH n
-        # (BODY.PEEK[])`) answered without pymap's generic formatting, whose typing.Protocol checks
-        # cost ~0.1 ms a message, and without it parsing the MIME structure to re-serialise it:
-        # the file is stored CRLF exactly as sent. PEEK sets no \Seen, so no flag update is needed.
+        # A client's sync (`UID FETCH 1:* (FLAGS)`, often with RFC822.SIZE and INTERNALDATE) and
+        # opening a message (`UID FETCH n (BODY.PEEK[])`) answered without pymap's generic
+        # formatting, whose typing.Protocol checks cost ~0.1 ms a message, and without it parsing
+        # the MIME structure to re-serialise it or just to count its bytes: the file is stored CRLF
+        # exactly as sent, so its size is the RFC 822 size. PEEK sets no \Seen, so no flag update
+        # is needed.
         if not cmd.uid:
             self.selected.hide_expunged = True
         messages, updates = await self.session.fetch_messages(self.selected, cmd.sequence_set, False)
@@ -213,6 +226,10 @@ class MailConnectionState(ConnectionState):
         if attr.value == b"FLAGS":
             flags = message.get_flags(self.selected.session_flags)
             return b"FLAGS (%b)" % b" ".join(sorted(bytes(flag) for flag in flags))
+        if attr.value == b"RFC822.SIZE":
+            return b"RFC822.SIZE %d" % _size_or_zero(message)
+        if attr.value == b"INTERNALDATE":
+            return b"INTERNALDATE %b" % bytes(DateTime(message.internal_date))
         data = _stored_or_empty(message)
         return b"BODY[] {%d}\r\n%b" % (len(data), data)
 

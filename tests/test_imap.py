@@ -430,3 +430,17 @@ def _internal_dates(client: imaplib.IMAP4) -> dict[int, bytes]:
     found = (re.search(rb'UID (\d+).*INTERNALDATE "([^"]+)"|INTERNALDATE "([^"]+)".*UID (\d+)', line)
              for line in data if isinstance(line, bytes))
     return {int(m[1] or m[4]): m[2] or m[3] for m in found if m}
+
+
+def test_size_and_internal_date_answered_from_the_scan_match_the_parsed_message(mailbox: MailboxHarness) -> None:
+    mailbox.deliver_to(ALICE, message("sized", "line one\r\nline two\r\n"))
+    client = mailbox.imap()
+    client.append("INBOX", None, '"01-Jan-2020 10:00:00 +0000"', message("appended"))
+    client.select("INBOX")
+    pattern = rb'(RFC822.SIZE \d+|INTERNALDATE "[^"]+")'
+    for uid in ("1", "2"):
+        lean = client.uid("FETCH", uid, "(RFC822.SIZE INTERNALDATE)")[1][0]
+        parsed = client.uid("FETCH", uid, "(RFC822.SIZE INTERNALDATE ENVELOPE)")[1][0]  # pymap's path
+        assert re.findall(pattern, lean) == re.findall(pattern, parsed[0] if isinstance(parsed, tuple) else parsed)
+        assert len(re.findall(pattern, lean)) == 2
+    client.logout()

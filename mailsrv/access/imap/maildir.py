@@ -269,7 +269,7 @@ class CachedMailboxData(MailboxData):
         self._reset_stamp: tuple[int, ...] | None = None
         self._messages_stamp: tuple[int, ...] | None = None
         self._messages: dict[int, Message] = {}
-        self._scanned: _Scan | None = None  # this session's last scan, even of an unsettled state
+        self._scanned: _Scan | None = None  # the last scan this session used, even of an unsettled state
         self._applied: weakref.WeakKeyDictionary[Any, dict[int, Message]] = weakref.WeakKeyDictionary()
 
     def _folder_stamp(self) -> tuple[int, ...] | None:
@@ -324,6 +324,7 @@ class CachedMailboxData(MailboxData):
         files not seen before are stat'ed; no message file is read."""
         shared = _SCANS.get(self._path)
         if stamp is not None and shared is not None and shared.stamp == stamp:
+            self._scanned = shared
             return shared.messages
         records = (await self._uid_records()).values()
         validity = self._header[0]

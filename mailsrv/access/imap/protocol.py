@@ -10,7 +10,7 @@ import ssl
 import sys
 from argparse import Namespace
 from asyncio import StreamReader, StreamWriter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack, closing
 from typing import cast
 
@@ -42,6 +42,7 @@ from pymap.parsing.response.code import Capability
 from pymap.parsing.response.specials import ListResponse, LSubResponse
 from pymap.parsing.specials.datetime_ import DateTime
 from pymap.parsing.specials.fetchattr import FetchAttribute
+from pymap.parsing.specials.flag import Flag
 from pymap.parsing.state import ExpectContinuation, ParsingInterrupt
 from pymap.selected import SelectedMailbox
 from pysasl import SASLAuth
@@ -212,26 +213,41 @@ class MailConnectionState(ConnectionState):
         messages, updates = await self.session.fetch_messages(self.selected, cmd.sequence_set, False)
         response = ResponseOk(cmd.tag, cmd.command + b" completed.")
         lines: list[bytes] = []
+        formatters = [self._formatter(attr) for attr in cmd.attributes]
         for seq, message in messages:
             if message.expunged:
                 response.code = ResponseCode.of(b"EXPUNGEISSUED")
-            items = b" ".join(self._fetch_item(attr, message) for attr in cmd.attributes)
+            items = b" ".join([formatter(message) for formatter in formatters])
             lines.append(b"* %d FETCH (%b)\r\n" % (seq, items))
         response.add_untagged(_FetchLines(lines))
         return response, updates
 
-    def _fetch_item(self, attr: FetchAttribute, message: MessageInterface) -> bytes:
-        if attr.value == b"UID":
-            return b"UID %d" % message.uid
-        if attr.value == b"FLAGS":
-            flags = message.get_flags(self.selected.session_flags)
-            return b"FLAGS (%b)" % b" ".join(sorted(bytes(flag) for flag in flags))
-        if attr.value == b"RFC822.SIZE":
-            return b"RFC822.SIZE %d" % _size_or_zero(message)
-        if attr.value == b"INTERNALDATE":
-            return b"INTERNALDATE %b" % bytes(DateTime(message.internal_date))
-        data = _stored_or_empty(message)
-        return b"BODY[] {%d}\r\n%b" % (len(data), data)
+    def _formatter(self, attr: FetchAttribute) -> Callable[[MessageInterface], bytes]:
+        """How one lean FETCH item is written, chosen once per command rather than per message."""
+        value = attr.value
+        if value == b"UID":
+            return lambda message: b"UID %d" % message.uid
+        if value == b"FLAGS":
+            session_flags = self.selected.session_flags
+            # A folder has few distinct flag sets: each is sorted and joined once per command.
+            written: dict[frozenset[Flag], bytes] = {}
+
+            def flags(message: MessageInterface) -> bytes:
+                found = message.get_flags(session_flags)
+                line = written.get(found)
+                if line is None:
+                    line = written[found] = b"FLAGS (%b)" % b" ".join(sorted(bytes(flag) for flag in found))
+                return line
+            return flags
+        if value == b"RFC822.SIZE":
+            return lambda message: b"RFC822.SIZE %d" % _size_or_zero(message)
+        if value == b"INTERNALDATE":
+            return lambda message: b"INTERNALDATE %b" % bytes(DateTime(message.internal_date))
+
+        def body(message: MessageInterface) -> bytes:
+            data = _stored_or_empty(message)
+            return b"BODY[] {%d}\r\n%b" % (len(data), data)
+        return body
 
     async def do_list(self, cmd: ListCommand) -> tuple[ResponseOk, SelectedMailbox | None]:
         # pymap's do_list, with the special folders' RFC 6154 attribute added to LIST (not LSUB).

@@ -444,3 +444,17 @@ def test_size_and_internal_date_answered_from_the_scan_match_the_parsed_message(
         assert re.findall(pattern, lean) == re.findall(pattern, parsed[0] if isinstance(parsed, tuple) else parsed)
         assert len(re.findall(pattern, lean)) == 2
     client.logout()
+
+
+def test_every_session_reports_the_same_uidvalidity_and_uidnext(mailbox: MailboxHarness) -> None:
+    for n in range(2):
+        mailbox.deliver_to(ALICE, message(f"number {n}"))
+    seen = set()
+    for _ in range(3):  # the first session syncs the uidlist, the later ones find it in sync
+        client = mailbox.imap()
+        client.select("INBOX")
+        seen.add((client.response("UIDVALIDITY")[1][0], client.response("UIDNEXT")[1][0]))
+        client.logout()
+        time.sleep(0.2)  # the folder's timestamps settle, so the next session may reuse this one's work
+    ((validity, uidnext),) = seen
+    assert int(validity) > 0 and uidnext == b"3"

@@ -289,8 +289,12 @@ class CachedMailboxData(MailboxData):
                 await self._sync_uidlist()
                 if stamp is not None:
                     _remember(_SYNCED, self._path, stamp)
-            # else another session brought the uidlist up to date with exactly this folder state.
-            self._uid_validity, self._next_uid = self._header
+                self._uid_validity, self._next_uid = self._header
+            else:
+                # Another session brought the uidlist up to date with exactly this folder state:
+                # its header line is all this one needs.
+                uidl = UidList.file_open(self._path)
+                self._uid_validity, self._next_uid = uidl.uid_validity, uidl.next_uid
             self._reset_stamp = stamp
         if stamp is None or stamp != self._messages_stamp:
             self._messages_stamp = None

@@ -25,8 +25,8 @@ import re
 import threading
 import time
 import weakref
-from dataclasses import dataclass
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -53,12 +53,8 @@ from mailsrv.mailstore.folders import folder_directory, is_folder_directory
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 LOCK_FILE = UidList.LOCK_FILE
 _SETTLE_NS = 100_000_000
-# What one session learnt about a folder state, for the next sessions (a login's SELECT would
-# otherwise rescan the whole folder): folder path -> stamp at which the uidlist was in sync, and
-# folder path -> (stamp, uid -> message). Building 10,000 pymap messages costs more than the
-# scan itself, so sessions share the messages: pymap never changes one (a flag update makes a new
-# one), and the Maildir each refers to serves every session of that folder. Entries are replaced
-# whole, never mutated, so worker threads can share them.
+
+
 @dataclass(frozen=True)
 class _Scan:
     """A folder's messages as one scan found them, and the file (`cur/<name>`) each was in."""
@@ -68,6 +64,12 @@ class _Scan:
     subpaths: dict[int, str]
 
 
+# What one session learnt about a folder state, for the next sessions (a login's SELECT would
+# otherwise rescan the whole folder): folder path -> stamp at which the uidlist was in sync, and
+# folder path -> _Scan. Building 10,000 pymap messages costs more than the
+# scan itself, so sessions share the messages: pymap never changes one (a flag update makes a new
+# one), and the Maildir each refers to serves every session of that folder. Entries are replaced
+# whole, never mutated, so worker threads can share them.
 _SYNCED: dict[str, tuple[int, ...]] = {}
 _SCANS: dict[str, _Scan] = {}
 _SHARED_FOLDERS = 512  # the most recently used folders are remembered,

@@ -458,3 +458,23 @@ def test_every_session_reports_the_same_uidvalidity_and_uidnext(mailbox: Mailbox
         time.sleep(0.2)  # the folder's timestamps settle, so the next session may reuse this one's work
     ((validity, uidnext),) = seen
     assert int(validity) > 0 and uidnext == b"3"
+
+
+def test_envelope_and_header_fields_read_from_the_header_section_match_the_whole_message(
+        mailbox: MailboxHarness) -> None:
+    body = "--b\r\nContent-Type: text/plain\r\n\r\nfirst part\r\n--b--\r\n"
+    mailbox.deliver_to(ALICE, message("multi", body).replace(
+        b"\r\n\r\n", b"\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n", 1))
+    client = mailbox.imap()
+    client.select("INBOX")
+    time.sleep(0.2)  # settled: the scan's messages answer (an unsettled folder gets pymap's own)
+    header_only = client.uid("FETCH", "1", "(ENVELOPE RFC822.HEADER)")[1]
+    whole = client.uid("FETCH", "1", "(ENVELOPE RFC822.HEADER BODYSTRUCTURE)")[1]  # parses it all
+    envelope = re.compile(rb"ENVELOPE \(.*?\)\)")
+
+    def flat(data: list[Any]) -> bytes:
+        return b"".join(part for item in data for part in (item if isinstance(item, tuple) else (item,)))
+    assert envelope.search(flat(header_only))[0] == envelope.search(flat(whole))[0]
+    assert b"Subject: multi\r\n" in flat(header_only) and b"Subject: multi\r\n" in flat(whole)
+    assert b"first part" not in flat(header_only)
+    client.logout()

@@ -9,6 +9,10 @@ Overrides of their internals:
   replacing `_toc`, `_toc_mtimes`, `_paths`, `_last_read`, `_skewfactor`; `_dump_message` (which
   `add` must call) writes CRLF; `get_message` returns the raw bytes, which pymap's
   `Message.load_content` reads through `bytes()`; `_path` and `_lookup` read.
+- maildir.HeaderFirstMessage (pymap Maildir Message): `load_content` (reads `_maildir`, `_key`;
+  builds pymap's `LoadedMessage`), for a requirement without BODY; pymap asks BODY for
+  `BODY.PEEK[HEADER...]` (its `FetchAttribute.requirement` checks for `BODY` only), so that fetch still
+  parses the whole message.
 - maildir.ClientView (SynchronizedMessages): `_update`, `_remove`; reads `_uids`, `_sorted`,
   `_seqs_cache`, `_cache`, `_pending_remove`.
 - maildir.SelectedFolder (SelectedMailbox): `fork` builds pymap's copy from its slots (`_mailbox_id`,

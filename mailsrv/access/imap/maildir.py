@@ -33,22 +33,24 @@ from typing import IO, Any
 
 from pymap.backend.maildir import Session
 from pymap.backend.maildir.layout import DefaultLayout, MaildirLayout
-from pymap.backend.maildir.mailbox import MailboxData, MailboxSet, Maildir, Message
+from pymap.backend.maildir.mailbox import LoadedMessage, MailboxData, MailboxSet, Maildir, Message
 from pymap.backend.maildir.uidlist import Record, UidList
 from pymap.concurrent import Event
 from pymap.exceptions import MailboxError
 from pymap.flags import FlagOp, PermanentFlags, SessionFlags
 from pymap.interfaces.message import CachedMessage
 from pymap.mailbox import MailboxSnapshot
+from pymap.mime import MessageContent
 from pymap.parsing.command import Command
 from pymap.parsing.response import ResponseCode, UntaggedResponse
-from pymap.parsing.specials import ObjectId, SequenceSet
+from pymap.parsing.specials import FetchRequirement, ObjectId, SequenceSet
 from pymap.parsing.specials.flag import Flag, Seen
 from pymap.selected import SelectedMailbox, SynchronizedMessages
 
 from mailsrv.core.errors import MailsrvError
 from mailsrv.mailstore import maildir_names
 from mailsrv.mailstore.folders import folder_directory, is_folder_directory
+from mailsrv.mailstore.headers import HEADER_LIMIT, header_bytes
 
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 LOCK_FILE = UidList.LOCK_FILE
@@ -169,6 +171,25 @@ class CRLFMaildir(Maildir):
         buffer = io.BytesIO()
         super()._dump_message(message, buffer, mangle_from_)  # type: ignore[misc]
         target.write(to_crlf(buffer.getvalue()))
+
+
+class HeaderFirstMessage(Message):
+    """pymap's Maildir message, which reads and parses the whole file (every MIME part) for what
+    needs the header section alone (ENVELOPE, BODY[HEADER...], RFC822.HEADER): only that is read."""
+
+    __slots__ = ()
+
+    async def load_content(self, requirement: FetchRequirement) -> LoadedMessage:
+        maildir: CRLFMaildir | None = self._maildir  # type: ignore[assignment]
+        if maildir is None or self._key is None or not requirement.has_none(FetchRequirement.BODY):
+            return await super().load_content(requirement)
+        try:
+            header = header_bytes(Path(maildir.path, maildir._lookup(self._key)))  # type: ignore[attr-defined]
+        except (KeyError, FileNotFoundError):
+            return LoadedMessage(self, requirement, None)
+        if len(header) >= HEADER_LIMIT:  # cut short: the whole message says what the headers are
+            return await super().load_content(requirement)
+        return LoadedMessage(self, requirement, MessageContent.parse(to_crlf(header) + b"\r\n"))
 
 
 class ClientView(SynchronizedMessages):
@@ -361,7 +382,7 @@ class CachedMailboxData(MailboxData):
                     except FileNotFoundError:
                         continue
                 subdir, _, name = subpath.partition(os.sep)
-                messages[uid] = Message(
+                messages[uid] = HeaderFirstMessage(
                     uid, when, flags.from_maildir(maildir_names.split(name, maildir.colon)[1]),
                     email_id=ObjectId.maybe(rec.fields.get("E")), thread_id=ObjectId.maybe(rec.fields.get("T")),
                     recent=subdir == "new", maildir=maildir, key=rec.key)

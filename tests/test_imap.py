@@ -366,3 +366,115 @@ def test_mailsrv_serve_runs_the_imap_and_pop3_listeners(tmp_path: Path, database
         assert pop3.stat() == (0, 0)
         pop3.quit()
         assert serving.stop() == 0
+
+
+def test_a_session_sees_deliveries_flags_and_expunges_made_after_its_scan(mailbox: MailboxHarness) -> None:
+    # Scans are reused and updated file by file (mailsrv/access/imap/maildir.py): whatever other
+    # writers do between two commands must still show, with UIDs and internal dates unchanged.
+    for n in range(3):
+        mailbox.deliver_to(ALICE, message(f"number {n}"))
+    client = mailbox.imap()
+    client.select("INBOX")
+    dates = _internal_dates(client)
+    assert sorted(dates) == [1, 2, 3]
+    other = mailbox.imap()
+    other.select("INBOX")
+    other.uid("STORE", "2", "+FLAGS", r"(\Flagged)")
+    other.uid("STORE", "1", "+FLAGS", r"(\Deleted)")
+    other.expunge()
+    other.logout()
+    mailbox.deliver_to(ALICE, message("number 3"))
+    for _ in range(2):  # at once, and once the folder's timestamps have settled
+        client.noop()
+        flags = flags_by_uid(client)
+        assert sorted(flags) == [2, 3, 4]
+        assert r"\Flagged" in flags[2] and r"\Flagged" not in flags[3]
+        assert {uid: date for uid, date in _internal_dates(client).items() if uid != 4} == \
+            {uid: dates[uid] for uid in (2, 3)}
+        assert subjects(client) == ["number 1", "number 2", "number 3"]
+        time.sleep(0.2)
+    client.logout()
+
+
+def test_an_appended_message_keeps_its_internal_date_through_flag_changes(mailbox: MailboxHarness) -> None:
+    client = mailbox.imap()
+    client.append("INBOX", None, '"01-Jan-2020 10:00:00 +0000"', message("old one"))
+    client.select("INBOX")
+    before = _internal_dates(client)
+    assert list(before.values()) == [b"01-Jan-2020 10:00:00 +0000"]
+    client.uid("STORE", "1", "+FLAGS", r"(\Seen)")
+    time.sleep(0.2)
+    client.noop()
+    assert _internal_dates(client) == before
+    client.logout()
+
+
+def test_a_truncated_uidlist_is_rebuilt_not_trusted(mailbox: MailboxHarness) -> None:
+    for n in range(3):
+        mailbox.deliver_to(ALICE, message(f"number {n}"))
+    client = mailbox.imap()
+    client.select("INBOX")
+    assert len(flags_by_uid(client)) == 3
+    client.logout()
+    uidlist = mailbox.maildir(ALICE) / "dovecot-uidlist"
+    uidlist.write_text(uidlist.read_text().splitlines()[0] + "\n")  # the header line alone
+    client = mailbox.imap()
+    assert client.select("INBOX") == ("OK", [b"3"])
+    assert len(flags_by_uid(client)) == 3
+    client.logout()
+
+
+def _internal_dates(client: imaplib.IMAP4) -> dict[int, bytes]:
+    typ, data = client.uid("FETCH", "1:*", "(INTERNALDATE)")
+    assert typ == "OK", data
+    found = (re.search(rb'UID (\d+).*INTERNALDATE "([^"]+)"|INTERNALDATE "([^"]+)".*UID (\d+)', line)
+             for line in data if isinstance(line, bytes))
+    return {int(m[1] or m[4]): m[2] or m[3] for m in found if m}
+
+
+def test_size_and_internal_date_answered_from_the_scan_match_the_parsed_message(mailbox: MailboxHarness) -> None:
+    mailbox.deliver_to(ALICE, message("sized", "line one\r\nline two\r\n"))
+    client = mailbox.imap()
+    client.append("INBOX", None, '"01-Jan-2020 10:00:00 +0000"', message("appended"))
+    client.select("INBOX")
+    pattern = rb'(RFC822.SIZE \d+|INTERNALDATE "[^"]+")'
+    for uid in ("1", "2"):
+        lean = client.uid("FETCH", uid, "(RFC822.SIZE INTERNALDATE)")[1][0]
+        parsed = client.uid("FETCH", uid, "(RFC822.SIZE INTERNALDATE ENVELOPE)")[1][0]  # pymap's path
+        assert re.findall(pattern, lean) == re.findall(pattern, parsed[0] if isinstance(parsed, tuple) else parsed)
+        assert len(re.findall(pattern, lean)) == 2
+    client.logout()
+
+
+def test_every_session_reports_the_same_uidvalidity_and_uidnext(mailbox: MailboxHarness) -> None:
+    for n in range(2):
+        mailbox.deliver_to(ALICE, message(f"number {n}"))
+    seen = set()
+    for _ in range(3):  # the first session syncs the uidlist, the later ones find it in sync
+        client = mailbox.imap()
+        client.select("INBOX")
+        seen.add((client.response("UIDVALIDITY")[1][0], client.response("UIDNEXT")[1][0]))
+        client.logout()
+        time.sleep(0.2)  # the folder's timestamps settle, so the next session may reuse this one's work
+    ((validity, uidnext),) = seen
+    assert int(validity) > 0 and uidnext == b"3"
+
+
+def test_envelope_and_header_fields_read_from_the_header_section_match_the_whole_message(
+        mailbox: MailboxHarness) -> None:
+    body = "--b\r\nContent-Type: text/plain\r\n\r\nfirst part\r\n--b--\r\n"
+    mailbox.deliver_to(ALICE, message("multi", body).replace(
+        b"\r\n\r\n", b"\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n", 1))
+    client = mailbox.imap()
+    client.select("INBOX")
+    time.sleep(0.2)  # settled: the scan's messages answer (an unsettled folder gets pymap's own)
+    header_only = client.uid("FETCH", "1", "(ENVELOPE RFC822.HEADER)")[1]
+    whole = client.uid("FETCH", "1", "(ENVELOPE RFC822.HEADER BODYSTRUCTURE)")[1]  # parses it all
+    envelope = re.compile(rb"ENVELOPE \(.*?\)\)")
+
+    def flat(data: list[Any]) -> bytes:
+        return b"".join(part for item in data for part in (item if isinstance(item, tuple) else (item,)))
+    assert envelope.search(flat(header_only))[0] == envelope.search(flat(whole))[0]
+    assert b"Subject: multi\r\n" in flat(header_only) and b"Subject: multi\r\n" in flat(whole)
+    assert b"first part" not in flat(header_only)
+    client.logout()

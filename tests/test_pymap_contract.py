@@ -22,7 +22,7 @@ import pytest
 from pymap.backend.maildir import Config as MaildirConfig
 from pymap.backend.maildir import Session
 from pymap.backend.maildir.layout import DefaultLayout
-from pymap.backend.maildir.mailbox import MailboxData, MailboxSet, Maildir, Message
+from pymap.backend.maildir.mailbox import LoadedMessage, MailboxData, MailboxSet, Maildir, Message
 from pymap.backend.maildir.uidlist import UidList
 from pymap.backend.session import BaseSession
 from pymap.concurrent import FileLock, Subsystem
@@ -74,6 +74,10 @@ OVERRIDDEN = [
     (Maildir, "_lookup", "(self, key: 'str') -> 'str'"),
     (Maildir, "claim_new", "(self) -> 'Iterable[str]'"),
     (Maildir, "get_message_metadata", "(self, key: 'str') -> 'MaildirMessage'"),
+    # HeaderFirstMessage
+    (Message, "load_content", "(self, requirement: 'FetchRequirement') -> 'LoadedMessage'"),
+    (LoadedMessage, "__init__", "(self, message: 'MessageInterface', requirement: 'FetchRequirement', "
+     "content: 'MessageContent | None') -> 'None'"),
     # ClientView
     (SynchronizedMessages, "_update", "(self, messages: 'Iterable[CachedMessage]') -> 'None'"),
     (SynchronizedMessages, "_remove", "(self, uids: 'Iterable[int]', pending: 'bool') -> 'None'"),

@@ -9,13 +9,18 @@ Overrides of their internals:
   replacing `_toc`, `_toc_mtimes`, `_paths`, `_last_read`, `_skewfactor`; `_dump_message` (which
   `add` must call) writes CRLF; `get_message` returns the raw bytes, which pymap's
   `Message.load_content` reads through `bytes()`; `_path` and `_lookup` read.
+- maildir.HeaderFirstMessage (pymap Maildir Message): `load_content` (reads `_maildir`, `_key`;
+  builds pymap's `LoadedMessage`), for a requirement without BODY; pymap asks BODY for
+  `BODY.PEEK[HEADER...]` (its `FetchAttribute.requirement` checks for `BODY` only), so that fetch still
+  parses the whole message.
 - maildir.ClientView (SynchronizedMessages): `_update`, `_remove`; reads `_uids`, `_sorted`,
   `_seqs_cache`, `_cache`, `_pending_remove`.
 - maildir.SelectedFolder (SelectedMailbox): `fork` builds pymap's copy from its slots (`_mailbox_id`,
   `_readonly`, `_permanent_flags`, `_session_flags`, `_selected_set`, `_lookup`, `_mod_sequence`,
   `_prev`, `_messages`) and reads `_is_deleted`; relies on `fork` building `type(self)`.
 - maildir.MailSession (Session): `select_mailbox` is pymap's, rewritten; calls `_get_mailbox`.
-- maildir.CachedMailboxData (MailboxData): `reset`, `messages`, `snapshot`, `update_selected`, `get`,
+- maildir.CachedMailboxData (MailboxData): `reset` (calls pymap's only when a file has no UID in
+  the uidlist yet; pymap's rewrites the uidlist on every call), `messages`, `snapshot`, `update_selected`, `get`,
   `update`, `copy`, `claim_recent`, and the private `_get_keys`, `_get_maildir_msg` (which pymap's
   `reset`/`get`/`update` call); reads `_path`, `_maildir`, `_uid_validity`, `_next_uid`; trusts the
   uidlist to be replaced (new inode) on every write.
@@ -35,11 +40,15 @@ Overrides of their internals:
 
 Process-wide caches (maildir.py; everything else lives and dies with one session):
 - `_SYNCED`: folder path -> the folder stamp at which its uidlist was last brought in sync.
-- `_SCANS`: folder path -> (stamp, UID -> pymap Message), so one login's SELECT reuses another's scan.
+- `_SCANS`: folder path -> `_Scan` (stamp, UIDVALIDITY, UID -> pymap Message, UID -> file), so one
+  login's SELECT reuses another's scan, and a rescan starts from the last one.
 Both hold the most recent 512 folders, `_SCANS` also no more than 200,000 messages in all (the
 newest scan always stays). Safe across sessions: keyed by the folder's absolute path (one user's
-Maildir), used only while the stamp (inode, size, mtime of new/, cur/ and the uidlist, never one
-younger than 100 ms) still matches the disk, and entries are replaced whole under a lock, never
-mutated: pymap builds a new Message for every change. A shared Message reads through the Maildir of
-the session that scanned it, whose `_refresh` is serialised by its own lock.
+Maildir), taken whole only while the stamp (inode, size, mtime of new/, cur/ and the uidlist, never
+one younger than 100 ms) still matches the disk, and entries are replaced whole under a lock, never
+mutated: pymap builds a new Message for every change. A rescan (the stamp differs) lists the folder
+and reads the uidlist again, and reuses a Message only for the same UID, UIDVALIDITY and file name
+(a Maildir file's name changes with its flags and its move to cur/, its content never), or its
+internal date for the same UID and key (a rename keeps the mtime). A shared Message reads through
+the Maildir of the session that scanned it, whose `_refresh` is serialised by its own lock.
 """

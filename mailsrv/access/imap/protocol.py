@@ -10,7 +10,7 @@ import ssl
 import sys
 from argparse import Namespace
 from asyncio import StreamReader, StreamWriter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack, closing
 from typing import cast
 
@@ -40,7 +40,9 @@ from pymap.parsing.response import (
 )
 from pymap.parsing.response.code import Capability
 from pymap.parsing.response.specials import ListResponse, LSubResponse
+from pymap.parsing.specials.datetime_ import DateTime
 from pymap.parsing.specials.fetchattr import FetchAttribute
+from pymap.parsing.specials.flag import Flag
 from pymap.parsing.state import ExpectContinuation, ParsingInterrupt
 from pymap.selected import SelectedMailbox
 from pysasl import SASLAuth
@@ -48,7 +50,7 @@ from pysasl.creds.server import ServerCredentials
 from pysasl.hashing import BuiltinHash
 
 from mailsrv.access.imap.accounts import MailboxUser
-from mailsrv.access.imap.maildir import message_bytes
+from mailsrv.access.imap.maildir import message_bytes, stored_size
 from mailsrv.mailstore.disk import SPECIAL_FOLDERS
 
 _SPECIAL_USE = {name: name.encode() for name in SPECIAL_FOLDERS}  # "Sent" -> \Sent, …
@@ -62,6 +64,8 @@ LITERAL_LIMIT = 8 * 1024
 _TOOBIG = ResponseCode.of(b"TOOBIG")
 _LITERAL_PLUS = re.compile(rb"{(\d+)\+}\r?\n$")  # pymap's IMAPConnection._literal_plus
 _APPEND = re.compile(rb"[^ ]* APPEND ", re.IGNORECASE)
+# FETCH items answered from the scan and the file's size alone (besides a whole BODY.PEEK[]).
+_LEAN_ITEMS = (b"FLAGS", b"UID", b"RFC822.SIZE", b"INTERNALDATE")
 
 
 def _is_whole_peek(attr: FetchAttribute) -> bool:
@@ -77,6 +81,14 @@ def _stored_or_empty(message: MessageInterface) -> bytes:
         return message_bytes(message)  # type: ignore[arg-type]
     except (KeyError, FileNotFoundError):
         return b""
+
+
+def _size_or_zero(message: MessageInterface) -> int:
+    # Removed by another session: pymap's size of a message it cannot load is 0.
+    try:
+        return stored_size(message)  # type: ignore[arg-type]
+    except (KeyError, FileNotFoundError):
+        return 0
 
 
 class _FetchLines(UntaggedResponse):
@@ -188,33 +200,54 @@ class MailConnectionState(ConnectionState):
         return ResponseOk(cmd.tag, b"UNSELECT completed."), None
 
     async def do_fetch(self, cmd: FetchCommand) -> tuple[ResponseOk, SelectedMailbox | None]:
-        if not all(attr.value in (b"FLAGS", b"UID") or _is_whole_peek(attr) for attr in cmd.attributes):
+        if not all(attr.value in _LEAN_ITEMS or _is_whole_peek(attr) for attr in cmd.attributes):
             return await super().do_fetch(cmd)
-        # A client's sync (`UID FETCH 1:* (FLAGS)`) and opening a message (`UID FETCH n
-        # (BODY.PEEK[])`) answered without pymap's generic formatting, whose typing.Protocol checks
-        # cost ~0.1 ms a message, and without it parsing the MIME structure to re-serialise it:
-        # the file is stored CRLF exactly as sent. PEEK sets no \Seen, so no flag update is needed.
+        # A client's sync (`UID FETCH 1:* (FLAGS)`, often with RFC822.SIZE and INTERNALDATE) and
+        # opening a message (`UID FETCH n (BODY.PEEK[])`) answered without pymap's generic
+        # formatting, whose typing.Protocol checks cost ~0.1 ms a message, and without it parsing
+        # the MIME structure to re-serialise it or just to count its bytes: the file is stored CRLF
+        # exactly as sent, so its size is the RFC 822 size. PEEK sets no \Seen, so no flag update
+        # is needed.
         if not cmd.uid:
             self.selected.hide_expunged = True
         messages, updates = await self.session.fetch_messages(self.selected, cmd.sequence_set, False)
         response = ResponseOk(cmd.tag, cmd.command + b" completed.")
         lines: list[bytes] = []
+        formatters = [self._formatter(attr) for attr in cmd.attributes]
         for seq, message in messages:
             if message.expunged:
                 response.code = ResponseCode.of(b"EXPUNGEISSUED")
-            items = b" ".join(self._fetch_item(attr, message) for attr in cmd.attributes)
+            items = b" ".join([formatter(message) for formatter in formatters])
             lines.append(b"* %d FETCH (%b)\r\n" % (seq, items))
         response.add_untagged(_FetchLines(lines))
         return response, updates
 
-    def _fetch_item(self, attr: FetchAttribute, message: MessageInterface) -> bytes:
-        if attr.value == b"UID":
-            return b"UID %d" % message.uid
-        if attr.value == b"FLAGS":
-            flags = message.get_flags(self.selected.session_flags)
-            return b"FLAGS (%b)" % b" ".join(sorted(bytes(flag) for flag in flags))
-        data = _stored_or_empty(message)
-        return b"BODY[] {%d}\r\n%b" % (len(data), data)
+    def _formatter(self, attr: FetchAttribute) -> Callable[[MessageInterface], bytes]:
+        """How one lean FETCH item is written, chosen once per command rather than per message."""
+        value = attr.value
+        if value == b"UID":
+            return lambda message: b"UID %d" % message.uid
+        if value == b"FLAGS":
+            session_flags = self.selected.session_flags
+            # A folder has few distinct flag sets: each is sorted and joined once per command.
+            written: dict[frozenset[Flag], bytes] = {}
+
+            def flags(message: MessageInterface) -> bytes:
+                found = message.get_flags(session_flags)
+                line = written.get(found)
+                if line is None:
+                    line = written[found] = b"FLAGS (%b)" % b" ".join(sorted(bytes(flag) for flag in found))
+                return line
+            return flags
+        if value == b"RFC822.SIZE":
+            return lambda message: b"RFC822.SIZE %d" % _size_or_zero(message)
+        if value == b"INTERNALDATE":
+            return lambda message: b"INTERNALDATE %b" % bytes(DateTime(message.internal_date))
+
+        def body(message: MessageInterface) -> bytes:
+            data = _stored_or_empty(message)
+            return b"BODY[] {%d}\r\n%b" % (len(data), data)
+        return body
 
     async def do_list(self, cmd: ListCommand) -> tuple[ResponseOk, SelectedMailbox | None]:
         # pymap's do_list, with the special folders' RFC 6154 attribute added to LIST (not LSUB).

@@ -32,6 +32,7 @@ from mailsrv.mta.autoreply import AutoResponder
 from mailsrv.mta.bounces import Bouncer
 from mailsrv.mta.intake import Intake
 from mailsrv.mta.local_delivery import LocalDelivery
+from mailsrv.mta.nodes import Heartbeat
 from mailsrv.mta.policy import Policy
 from mailsrv.mta.queue import QueueManager
 from mailsrv.mta.recipients import Resolver
@@ -91,11 +92,14 @@ class MailServer:
         # How mail comes in, for SMTP and the web interface's send alike.
         self.intake = Intake(self.resolver, self.policy, self.spool, self.clock, config.smtp.max_recipients,
                              self.system_settings, self.dns)
+        # This node's liveness in the store: how other nodes notice it died, and its fence.
+        self.heartbeat = Heartbeat(self.store, self.clock, dt.timedelta(seconds=config.delivery.heartbeat_seconds),
+                                   dt.timedelta(seconds=config.delivery.node_timeout_seconds))
         self.remote_delivery = make_remote_delivery(self.dns, config.smtp.hostname, config.delivery.remote_port,
                                       config.delivery.max_connections,
-                                      config.delivery.max_connections_per_domain)
+                                      config.delivery.max_connections_per_domain, self.heartbeat.holds)
         self.delivery = QueueManager(self.spool, {LOCAL: LocalDelivery(self.store, self.disk, self.autoresponder),
-                                                  REMOTE: self.remote_delivery}, self.system_settings)
+                                                  REMOTE: self.remote_delivery}, self.system_settings, self.heartbeat)
         # Who opens which mailbox over IMAP and POP3.
         self.mailboxes = Accounts(self.auth, self.disk, self.store, config.smtp.max_message_kb)
         # The web interface: its sign-ins, and what a signed-in user does with its mailbox.
@@ -106,5 +110,6 @@ class MailServer:
         return self.auth.login(login, password, client_ip)
 
     def close(self) -> None:
+        self.delivery.close()
         self.remote_delivery.close()
         self.store.close()

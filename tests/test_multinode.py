@@ -23,8 +23,11 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from smtp_peer import Peer, SlowPeer, free_port, remote_config
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from smtp_peer import Peer, PeerHandler, SlowPeer, free_port, remote_config
 from smtp_support import DOMAIN, MailHarness, make_harness, send
+
+from mailsrv.core.clock import ManualClock
 
 MESSAGES = 120
 SENDERS_PER_NODE = 3
@@ -33,9 +36,15 @@ BATCH = 5
 _NUMBER = re.compile(rb"^X-Number: (\d+)\r$", re.MULTILINE)
 
 
-def two_nodes(tmp_path, extra_config: str = "") -> Iterator[tuple[MailHarness, MailHarness]]:
+# Heartbeats every second, a node dead after 3 s without one: quick tests, same mechanism.
+QUICK_HEARTBEATS = "heartbeat_seconds = 1\nnode_timeout_seconds = 3\n"
+
+
+def two_nodes(tmp_path, extra_config: str = "", own_clocks: bool = False) -> Iterator[tuple[MailHarness, MailHarness]]:
+    """Two nodes on one database and data directory; with `own_clocks`, the second node's clock
+    moves alone (so the first node's heartbeats look old to it)."""
     for first in make_harness(tmp_path, extra_config):
-        second = MailHarness(first.data_dir, first.clock, extra_config)
+        second = MailHarness(first.data_dir, ManualClock(first.clock.now()) if own_clocks else first.clock, extra_config)
         try:
             yield first, second
         finally:
@@ -169,3 +178,67 @@ def test_a_restarted_node_releases_the_leases_of_its_ended_predecessor_at_once(n
     assert [m.endswith(b"Subject: orphaned\r\n\r\nbody\r\n") for m in restarted.messages("alice@a.test")] == [True]
     assert restarted.messages("bob@a.test") == []  # the live process's lease still holds
     assert spool.lease_holders() == {alive}
+
+
+def test_a_dead_nodes_claims_are_taken_over_once_its_heartbeat_is_older_than_the_timeout(tmp_path):
+    for dead, survivor in two_nodes(tmp_path, f"[delivery]\n{QUICK_HEARTBEATS}"):
+        with dead.client() as smtp:
+            send(smtp, "ext@example.org", ["alice@a.test", "bob@a.test"], b"Subject: orphaned\r\n\r\nbody\r\n")
+        heartbeat = dead.server.heartbeat
+        heartbeat.beat()  # alive, then it claims and dies before finishing
+        assert len(dead.server.spool.claim(heartbeat.node, 10, dead.server.delivery.lease)) == 1
+
+        assert survivor.deliver() == 0  # its heartbeat is recent: the claim holds
+        survivor.clock.advance(heartbeat.timeout + dt.timedelta(seconds=1))  # far less than the lease
+        assert survivor.deliver() == 1
+
+        for address in ("alice@a.test", "bob@a.test"):
+            assert len(survivor.messages(address)) == 1
+        assert survivor.spool_rows() == []
+        t = survivor.server.stats.domain(survivor.admin(), DOMAIN, None, None)
+        assert t.messages_received == 2
+
+
+class HeldAtRecipient(PeerHandler):
+    """A peer that holds its answer to the first RCPT until the test opens `gate`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.receiving, self.gate = threading.Event(), threading.Event()
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        if not self.receiving.is_set():
+            self.receiving.set()
+            await asyncio.to_thread(self.gate.wait, 60)
+        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+
+def test_a_node_declared_dead_mid_delivery_does_not_send_what_another_node_took_over(tmp_path):
+    port = free_port()
+    extra = remote_config(port) + QUICK_HEARTBEATS
+    for stalled, survivor in two_nodes(tmp_path, extra, own_clocks=True):
+        for node in (stalled, survivor):
+            node.dns.add({("peer.test", "MX"): ["10 mx.peer.test."], ("mx.peer.test", "A"): ["127.0.0.1"]})
+        handler = HeldAtRecipient()
+        peer = Peer("127.0.0.1", port, handler=handler)
+        try:
+            with stalled.authenticated("alice@a.test") as smtp:
+                send(smtp, "alice@a.test", ["friend@peer.test"], b"Subject: once\r\n\r\nbody\r\n")
+            delivering = asyncio.run_coroutine_threadsafe(stalled.server.delivery.run_until_idle(), stalled.loop)
+            assert handler.receiving.wait(30)
+            claimed_as = stalled.server.delivery.node
+            # The survivor's clock runs past the timeout: the stalled node's heartbeats look old.
+            survivor.clock.advance(dt.timedelta(seconds=10))
+            assert survivor.deliver() == 1
+            assert len(peer.arrivals) == 1
+            # The stalled node's next heartbeat finds it was declared dead ...
+            while stalled.server.delivery.node == claimed_as:
+                threading.Event().wait(0.1)
+            handler.gate.set()  # ... so once its peer answers, it stops before DATA
+            assert delivering.result(30) == 1
+        finally:
+            handler.gate.set()
+            peer.stop()
+        assert len(peer.arrivals) == 1
+        assert survivor.spool_rows() == []

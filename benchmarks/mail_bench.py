@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the engine, for provisioning straight into the store
-MAILSRV = ROOT / ".venv" / "bin" / "mailsrv"
+MAILSRV = Path(sys.executable).with_name("mailsrv")  # the console script of the running environment
 ADMIN = ("bench", "Measure-pass-123")
 DOMAIN = "bench.example"
 USER = "inbox"

@@ -52,19 +52,22 @@ def _database_paths(config: Config) -> list[Path]:
 
 
 class MailServer:
-    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+    def __init__(self, config: Config, clock: Clock | None = None, recover: bool = True) -> None:
+        """`recover`: do what a server start does once, before any listener (migrations, the
+        disk's reconcile, the factory login); False in `mailsrv serve`'s workers, whose parent did."""
         self.config = config
         self.clock: Clock = clock or SystemClock()
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(config.effective_database_url)
-        self.store.migrate()
         self.disk = Disk(config.data_dir, _database_paths(config))
-        # Before any listener: a domain or user half added or deleted by a killed process must not
-        # take mail into a staging or trash directory, nor lose what it has.
-        self.disk.reconcile(lambda path: refers_to(self.store, path))
         self.auth = Authenticator(self.store, config.security, self.clock)
         self.admins = Admins(self.store)
-        self.admins.ensure_factory_login()
+        if recover:
+            self.store.migrate()
+            # Before any listener: a domain or user half added or deleted by a killed process must
+            # not take mail into a staging or trash directory, nor lose what it has.
+            self.disk.reconcile(lambda path: refers_to(self.store, path))
+            self.admins.ensure_factory_login()
         self.domains = Domains(self.store, self.disk)
         self.users = Users(self.store, self.disk, self.auth)
         self.user_options = UserOptions(self.store)

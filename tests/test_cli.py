@@ -34,14 +34,6 @@ def database_url() -> Iterator[str]:
         store.close()
 
 
-@pytest.fixture
-def env(tmp_path) -> dict[str, str]:
-    """The environment for child processes: no configuration or data directory of the host's."""
-    child = {k: v for k, v in os.environ.items() if k != "MAILSRV_CONFIG"}
-    child["XDG_DATA_HOME"] = str(tmp_path / "xdg")
-    return child
-
-
 def write_config(path: Path, database_url: str, web: str = "127.0.0.1:0", extra: str = "", listen: str = "") -> Path:
     # SMTP, IMAP and POP3 listeners off: these tests are about the process, and ports below 1024
     # need root (and may be another server's).

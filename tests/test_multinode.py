@@ -1,4 +1,5 @@
-"""Two engine instances sharing one database and one data directory, as two nodes sharing storage.
+"""Two engine instances sharing one database and one data directory, as two nodes sharing storage;
+and `mailsrv serve` with worker processes, one of them (or the supervisor) killed mid-load.
 
 Each node is a MailHarness of its own: its own MailServer (store handle, spool writer, queue
 manager with its own node id) with its own SMTP listener, on its own event loop in its own thread.
@@ -16,14 +17,19 @@ import concurrent.futures
 import datetime as dt
 import os
 import re
+import signal
+import smtplib
 import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from serve_support import Serving
 from smtp_peer import Peer, PeerHandler, SlowPeer, free_port, remote_config
 from smtp_support import DOMAIN, MailHarness, make_harness, send
 
@@ -242,3 +248,92 @@ def test_a_node_declared_dead_mid_delivery_does_not_send_what_another_node_took_
             peer.stop()
         assert len(peer.arrivals) == 1
         assert survivor.spool_rows() == []
+
+
+# -- `mailsrv serve` with worker processes ----------------------------------------------------------
+
+_WORKER = re.compile(r"worker (\d+) started \(pid (\d+)\)")
+_SMTP = re.compile(r"SMTP listener on 127\.0\.0\.1:(\d+)")
+
+
+def serve_config(harness: MailHarness, workers: int) -> Path:
+    """`mailsrv serve` on the harness's data directory and database, SMTP and web on free ports."""
+    path = harness.data_dir.parent / "serve.toml"
+    path.write_text(f'data_dir = "{harness.data_dir}"\ndatabase_url = "{harness.database_url}"\n'
+                    f'[server]\nworkers = {workers}\n[delivery]\n{QUICK_HEARTBEATS}'
+                    '[listen]\nweb = "127.0.0.1:0"\nsmtp = "127.0.0.1:0"\nsubmission = ""\nimap = ""\npop3 = ""\n'
+                    '[smtp]\nhostname = "mx.test"\n')
+    return path
+
+
+def worker_pids(server: Serving, count: int) -> dict[int, int]:
+    """Worker number -> pid, from the supervisor's log."""
+    pids: dict[int, int] = {}
+    while len(pids) < count:
+        match = server.wait_for(_WORKER)
+        pids[int(match[1])] = int(match[2])
+    return pids
+
+
+def ended(pid: int) -> bool:
+    """Whether process `pid` has ended (a zombie nobody reaped yet counts as ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.1)
+
+
+def test_a_killed_worker_is_started_again_and_nothing_acknowledged_is_lost_or_doubled(tmp_path, env):
+    for mail in make_harness(tmp_path):
+        with Serving(serve_config(mail, 2), env) as server:
+            port = int(server.wait_for(_SMTP)[1])
+            victim = worker_pids(server, 2)[0]
+            acknowledged: set[int] = set()
+            lock = threading.Lock()
+
+            def submit(numbers: range) -> None:
+                for number in numbers:
+                    try:  # a session on the killed worker breaks: that message was not acknowledged
+                        with smtplib.SMTP("127.0.0.1", port, local_hostname="client.test", timeout=30) as smtp:
+                            send(smtp, "ext@example.org", ["alice@a.test"], content(number))
+                    except (OSError, smtplib.SMTPException):
+                        continue
+                    with lock:
+                        acknowledged.add(number)
+
+            with concurrent.futures.ThreadPoolExecutor(4) as pool:
+                sending = [pool.submit(submit, range(start, MESSAGES, 4)) for start in range(4)]
+                wait_until(lambda: len(acknowledged) >= MESSAGES // 3, "a third of the load acknowledged")
+                os.kill(victim, signal.SIGKILL)
+                for done in sending:
+                    done.result()
+            server.wait_for(re.compile(rf"worker 0 \(pid {victim}\) ended \(signal SIGKILL\)"))
+            server.wait_for(re.compile(r"worker 0 started \(pid \d+\)"))
+            wait_until(lambda: acknowledged <= set(numbers_in(mail, "alice@a.test")), "every acknowledged message delivered")
+            wait_until(lambda: mail.server.spool.count() == 0, "the spool empty")
+            assert server.stop() == 0
+
+        delivered = numbers_in(mail, "alice@a.test")
+        assert acknowledged and all(delivered[n] == 1 for n in acknowledged)
+        # A message whose session broke may have been stored all the same (the client would send it
+        # again, as SMTP allows); never twice by us.
+        assert set(delivered.values()) == {1}
+        t = mail.server.stats.domain(mail.admin(), DOMAIN, None, None)
+        assert t.messages_received == sum(delivered.values())
+
+
+def test_killing_the_supervisor_leaves_no_worker_behind(tmp_path, env):
+    for mail in make_harness(tmp_path):
+        with Serving(serve_config(mail, 2), env) as server:
+            pids = worker_pids(server, 2)
+            server.process.kill()
+            server.process.wait()
+            wait_until(lambda: all(ended(pid) for pid in pids.values()), "the workers gone")

@@ -250,15 +250,13 @@ def run(config: Config) -> None:
                 # Before any worker: later, a lock may be a live sibling's.
                 remove_all_stale_locks(server.store)
             bound.announce()
-            workers = config.server.worker_count
-            if workers == 1:
+            if config.server.worker_count == 1:
                 _serve(server, bound, tls_context)
-            else:
-                # Nothing of the store (connections, pool) crosses into a worker.
-                server.close()
-                _supervise(workers, functools.partial(_worker, config, bound, tls_context))
         finally:
+            # Before any fork: nothing of the store (connections, pool) crosses into a worker.
             server.close()
+        if config.server.worker_count > 1:
+            _supervise(config.server.worker_count, functools.partial(_worker, config, bound, tls_context))
     finally:
         for sock in bound.all():
             sock.close()

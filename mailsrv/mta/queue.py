@@ -197,9 +197,15 @@ class QueueManager:
 
     async def _deliver(self, target: Target | BatchTarget, kind: str, jobs: list[Job]) -> None:
         """Attempt a unit of jobs and record its outcomes."""
+        try:
+            # Read before the attempt, not after: between a peer's acceptance and the recording, a
+            # node that dies leaves a message that is sent again; that window is kept short.
+            schedule = await asyncio.to_thread(self.system.retry_schedule)
+        except Exception:
+            log.exception("reading the retry schedule failed: %d %s jobs are not attempted now", len(jobs), kind)
+            return
         outcomes = await self._attempt(target, kind, jobs)
         try:
-            schedule = await asyncio.to_thread(self.system.retry_schedule)
             # As the node that claimed them, which may since have been declared dead and gone on
             # under a new id: `finish` then records only what nobody else has claimed meanwhile.
             await asyncio.to_thread(self.spool.finish, jobs[0].node, list(zip(jobs, outcomes)), schedule.delay)

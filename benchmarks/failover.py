@@ -1,7 +1,7 @@
 """Fail-over: two `mailsrv serve` servers on one database and one data directory, one SIGKILLed mid-load.
 
     .venv/bin/python benchmarks/failover.py [--messages 600] [--sessions 8] [--size 2048]
-                                            [--workers 1] [--database-url URL]
+                                            [--sink-delay 0.05] [--workers 1] [--database-url URL]
 
 Two servers (not two workers of one) share the data directory and the database (SQLite file, or
 --database-url, e.g. PostgreSQL). The load goes through the spool and the delivery queue: every
@@ -9,6 +9,8 @@ message is for a remote address, relayed (loopback is a relay network here) to a
 this script runs on loopback, found through a DNS server it runs too ([dns] nameservers,
 [delivery] remote_port). Sessions alternate between the servers; once a third of the messages are
 acknowledged, server A is killed with SIGKILL (with workers, the supervisor: they die with it).
+The sink takes --sink-delay seconds to answer each message, so that A always has deliveries in
+flight when it dies: their recipients are claimed by A until B finds A's heartbeat too old.
 Clients whose session to A broke send that message again to B, as a client with two MX hosts would.
 
 Printed:
@@ -28,6 +30,7 @@ Exit status 1 when anything was lost or duplicated, or fail-over took longer tha
 from __future__ import annotations
 
 import argparse
+import asyncio
 import collections
 import itertools
 import re
@@ -53,13 +56,15 @@ SINK_DOMAIN = "sink.example"
 class Sink:
     """What the remote side received: X-Number -> copies, and when the first one came."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
         self.copies: collections.Counter[int] = collections.Counter()
         self.first: dict[int, float] = {}  # time.monotonic()
         self.lock = threading.Lock()
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
+        await asyncio.sleep(self.delay)
         with self.lock:
             for number in map(int, _NUMBER.findall(content)):
                 self.copies[number] += 1
@@ -80,7 +85,7 @@ def server_config(data_dir: Path, name: str, database_url: str, workers: int, dn
                     '[listen]\nweb = "127.0.0.1:0"\nsmtp = "127.0.0.1:0"\nsubmission = ""\nimap = ""\npop3 = ""\n'
                     '[smtp]\nhostname = "mx.bench.example"\nrelay_networks = ["127.0.0.0/8"]\n'
                     f'[dns]\nnameservers = ["{dns.address}"]\n'
-                    f'[delivery]\nremote_port = {sink_port}\n')
+                    f'[delivery]\nremote_port = {sink_port}\nmax_connections_per_domain = 32\n')
     return path
 
 
@@ -131,7 +136,7 @@ def client(load: Load, ports: list[int], alive: list[bool], size: int, turn: ite
 
 
 def run(args: argparse.Namespace) -> int:
-    sink = Sink()
+    sink = Sink(args.sink_delay)
     with socket.socket() as probe:  # aiosmtpd's Controller needs a port number before it binds
         probe.bind(("127.0.0.1", 0))
         sink_port = probe.getsockname()[1]
@@ -199,6 +204,7 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=600)
     parser.add_argument("--sessions", type=int, default=8)
     parser.add_argument("--size", type=int, default=2048)
+    parser.add_argument("--sink-delay", type=float, default=0.05, help="seconds the sink takes per message")
     parser.add_argument("--workers", type=int, default=1, help="[server] workers of each server")
     parser.add_argument("--database-url", default="", help="shared database (default: one SQLite file)")
     parser.add_argument("--timeout", type=float, default=180, help="seconds to wait for the deliveries")

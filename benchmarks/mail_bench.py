@@ -28,8 +28,9 @@ USER_PASSWORD = "Mailbox-key-123"
 _LISTENER = re.compile(r"(\w+) listener (\(SOAP/HTTP\) on http://|on )([\d.]+):(\d+)")
 
 
-def provision(data_dir: Path, database_url: str = "") -> Path:
-    """A config file, and through the engine: the admin login, DOMAIN and USER (with its Maildir)."""
+def provision(data_dir: Path, database_url: str = "", workers: int = 0) -> Path:
+    """A config file, and through the engine: the admin login, DOMAIN and USER (with its Maildir).
+    `workers`: `[server] workers` (0: one per core, the default)."""
     from mailsrv.core.config import parse_config
     from mailsrv.server import MailServer
 
@@ -37,7 +38,8 @@ def provision(data_dir: Path, database_url: str = "") -> Path:
     config_path.write_text(f'data_dir = "{data_dir}"\ndatabase_url = "{database_url}"\n'
                            '[listen]\nweb = "127.0.0.1:0"\nsmtp = "127.0.0.1:0"\nsubmission = ""\n'
                            'imap = ""\npop3 = ""\n'
-                           '[smtp]\nhostname = "mx.bench.example"\n')
+                           '[smtp]\nhostname = "mx.bench.example"\n'
+                           f'[server]\nworkers = {workers}\n')
     server = MailServer(parse_config(config_path.read_text()))
     try:
         server.admins.reset_primary(*ADMIN)

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/throughput_smtp.py [--messages 2000] [--sessions 16] [--size 4096]
                                                    [--no-postfix] [--database-url URL]
+                                                   [--workers N [N ...]]
 
 Load: Postfix's `smtp-source` (Debian package postfix) sends --messages messages of --size bytes
 over --sessions concurrent sessions to one mailbox. Printed per server:
@@ -49,10 +50,10 @@ def load(port: int, args: argparse.Namespace, count: Callable[[], int]) -> tuple
     return args.messages / accepted, args.messages / (time.monotonic() - start)
 
 
-def run_mailsrv(args: argparse.Namespace, tmp: Path) -> tuple[float, float]:
-    data_dir = tmp / "mailsrv"
+def run_mailsrv(args: argparse.Namespace, tmp: Path, workers: int) -> tuple[float, float]:
+    data_dir = tmp / f"mailsrv-{workers}"
     data_dir.mkdir()
-    server = Mailsrv(provision(data_dir, args.database_url))
+    server = Mailsrv(provision(data_dir, args.database_url, workers))
     server.start()
     try:
         print(f"mailsrv pid {server.process.pid}", flush=True)  # for attaching a profiler
@@ -140,6 +141,8 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--no-postfix", action="store_true")
     parser.add_argument("--database-url", default="")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0],
+                        help="[server] workers, one mailsrv run for each value given (0: one per core)")
     args = parser.parse_args()
     if shutil.which("smtp-source") is None:
         print("smtp-source not found: apt-get install -y postfix", file=sys.stderr)
@@ -147,9 +150,16 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="mailsrv-throughput-") as name:
         tmp = Path(name).resolve()
         os.chmod(tmp, 0o755)  # Postfix's unprivileged processes walk into it
-        mailsrv = run_mailsrv(args, tmp)
-        print(f"mailsrv: accepted {mailsrv[0]:.0f} msg/s, end-to-end {mailsrv[1]:.0f} msg/s "
-              f"({args.messages} x {args.size} B, {args.sessions} sessions)")
+        for run, workers in enumerate(args.workers):
+            if run and args.database_url:  # each run starts on an empty database, as the first does
+                from mailsrv.store.db import Store
+                store = Store(args.database_url)
+                store.drop_all()
+                store.close()
+            mailsrv = run_mailsrv(args, tmp, workers)
+            print(f"mailsrv (workers = {workers or 'one per core'}): accepted {mailsrv[0]:.0f} msg/s, "
+                  f"end-to-end {mailsrv[1]:.0f} msg/s ({args.messages} x {args.size} B, {args.sessions} sessions)",
+                  flush=True)
         if args.no_postfix:
             return 0
         try:

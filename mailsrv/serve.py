@@ -1,8 +1,17 @@
-"""`mailsrv serve`: every listener of one MailServer in one asyncio process, until SIGTERM/SIGINT.
+"""`mailsrv serve`: every listener of the server, until SIGTERM/SIGINT, in `[server] workers` processes.
+
+The `mailsrv serve` process binds every listening socket (so a taken port or a bad address is
+reported before anything else), does what happens once per server start (migrations, disk
+reconcile, stale IMAP locks: `MailServer(recover=True)`), then with one worker serves in itself;
+with more it forks them and supervises. Each worker builds its own MailServer after the fork (store
+engine, spool writer, queue manager with its own node id) and serves every listener on the
+inherited sockets on its own event loop: the kernel hands each connection to one of them. The
+supervisor restarts a worker that ends (with back-off), forwards SIGTERM/SIGINT and waits for the
+graceful stops; the workers die with it (PR_SET_PDEATHSIG), even when it is killed with SIGKILL.
+What per-worker state there is and why it stays correct: docs/architecture.md.
 
 A listener is a coroutine function taking the process-wide stop event: it serves until the event
-is set, then stops gracefully and returns. The web listener is the first; the SMTP, POP3 and IMAP
-listeners join the list in `run` the same way.
+is set, then stops gracefully and returns.
 """
 from __future__ import annotations
 
@@ -18,8 +27,11 @@ import resource
 import signal
 import socket
 import ssl
+import sys
 import tempfile
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
@@ -110,10 +122,6 @@ async def serve_web(app: ASGIApp, sock: socket.socket, tls: ssl.SSLContext | Non
     ))
     serving = asyncio.create_task(web.serve(sockets=[sock]))
     stopping = asyncio.create_task(stop.wait())
-    if tls:
-        log.info("web listener (HTTPS) on https://%s", format_address(sock.getsockname()))
-    else:
-        log.info("web listener (SOAP/HTTP) on http://%s", format_address(sock.getsockname()))
     # Whichever comes first: the stop signal, or the web server ending on its own (an error).
     await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
     stopping.cancel()
@@ -124,7 +132,6 @@ async def serve_web(app: ASGIApp, sock: socket.socket, tls: ssl.SSLContext | Non
 async def serve_tcp(name: str, start: Callable[[], Awaitable[asyncio.Server]], stop: asyncio.Event) -> None:
     """One mail protocol listener (SMTP, IMAP, POP3 …): serve until `stop` is set."""
     listener = await start()
-    log.info("%s listener on %s", name, format_address(listener.sockets[0].getsockname()))
     try:
         await stop.wait()
     finally:
@@ -194,52 +201,215 @@ _MAILBOX_LISTENERS = {"imap": ("IMAP", start_imap_listener, False), "imaps": ("I
                       "pop3": ("POP3", start_pop3_listener, False), "pop3s": ("POP3S", start_pop3_listener, True)}
 
 
-def run(config: Config) -> None:
-    """Serve until SIGTERM/SIGINT, then stop every listener and close the store."""
-    _return_large_blocks_when_freed()
-    _raise_open_files_limit()
-    # Bind before opening the store: a taken port or a bad address fails without touching data.
-    web_sockets = {False: bind(config.listen.web, "listen.web")}  # by "is HTTPS"
-    smtp_sockets: dict[bool, socket.socket] = {}  # by "is submission"
-    mailbox_sockets: dict[str, socket.socket] = {}  # by [listen] key
+@dataclass(frozen=True)
+class _Bound:
+    """Every listening socket of the configuration, bound."""
+    web: dict[bool, socket.socket]  # by "is HTTPS"
+    smtp: dict[bool, socket.socket]  # by "is submission"
+    mailbox: dict[str, socket.socket]  # by [listen] key
+
+    def all(self) -> list[socket.socket]:
+        return [*self.web.values(), *self.smtp.values(), *self.mailbox.values()]
+
+    def announce(self) -> None:
+        """One log line per listener with its bound address (tests and benchmarks read them)."""
+        for https, sock in self.web.items():
+            if https:
+                log.info("web listener (HTTPS) on https://%s", format_address(sock.getsockname()))
+            else:
+                log.info("web listener (SOAP/HTTP) on http://%s", format_address(sock.getsockname()))
+        for submission, sock in self.smtp.items():
+            log.info("%s listener on %s", "submission" if submission else "SMTP", format_address(sock.getsockname()))
+        for name, sock in self.mailbox.items():
+            log.info("%s listener on %s", _MAILBOX_LISTENERS[name][0], format_address(sock.getsockname()))
+
+
+def _bind_all(config: Config) -> _Bound:
+    bound = _Bound({False: bind(config.listen.web, "listen.web")}, {}, {})
     try:
         if config.listen.webs:
-            web_sockets[True] = bind(config.listen.webs, "listen.webs")
+            bound.web[True] = bind(config.listen.webs, "listen.webs")
         for submission, value, key in ((False, config.listen.smtp, "listen.smtp"),
                                        (True, config.listen.submission, "listen.submission")):
             if value:  # an empty address disables that listener
-                smtp_sockets[submission] = bind(value, key)
+                bound.smtp[submission] = bind(value, key)
         for name in _MAILBOX_LISTENERS:
             if getattr(config.listen, name):
-                mailbox_sockets[name] = bind(getattr(config.listen, name), f"listen.{name}")
+                bound.mailbox[name] = bind(getattr(config.listen, name), f"listen.{name}")
+    except BaseException:
+        for sock in bound.all():
+            sock.close()
+        raise
+    return bound
+
+
+def _serve(server: MailServer, bound: _Bound, tls_context: ssl.SSLContext | None) -> None:
+    """Every listener and the queue manager of `server` on this process's event loop, until
+    SIGTERM/SIGINT."""
+    config = server.config
+    app = create_app(server)
+    listeners: list[Listener] = [functools.partial(serve_web, app, sock, tls_context if https else None)
+                                 for https, sock in bound.web.items()]
+    listeners += [functools.partial(serve_tcp, "submission" if submission else "SMTP", functools.partial(
+        start_listener, server.intake, server.auth, config.smtp, sock, submission, tls_context))
+        for submission, sock in bound.smtp.items()]
+    if bound.mailbox:
+        subsystem = mailbox_subsystem()
+        for name, sock in bound.mailbox.items():
+            log_name, start, implicit_tls = _MAILBOX_LISTENERS[name]
+            listeners.append(functools.partial(serve_tcp, log_name, functools.partial(
+                start, server.mailboxes, config, sock, tls_context, implicit_tls, subsystem)))
+    # The queue manager delivers from the spool (also what other nodes and workers accepted).
+    listeners.append(server.delivery.run)
+    _tune_garbage_collector()
+    asyncio.run(_serve_all(listeners))
+
+
+def run(config: Config) -> None:
+    """Serve until SIGTERM/SIGINT, then stop every listener (every worker) and close the store."""
+    # Before any fork: the workers inherit both.
+    _return_large_blocks_when_freed()
+    _raise_open_files_limit()
+    # Bind before opening the store: a taken port or a bad address fails without touching data.
+    bound = _bind_all(config)
+    try:
         server = MailServer(config)
         try:
-            if True in web_sockets or smtp_sockets or mailbox_sockets:
-                tls_context = server_context(config)
-            app = create_app(server)
-            listeners: list[Listener] = [functools.partial(serve_web, app, sock, tls_context if https else None)
-                                         for https, sock in web_sockets.items()]
-            listeners += [functools.partial(serve_tcp, "submission" if submission else "SMTP", functools.partial(
-                start_listener, server.intake, server.auth, config.smtp, sock, submission, tls_context))
-                for submission, sock in smtp_sockets.items()]
-            if mailbox_sockets:
+            # Made once, before any fork: a first start writes the self-signed pair.
+            tls_context = server_context(config) if True in bound.web or bound.smtp or bound.mailbox else None
+            if bound.mailbox:
                 # pymap writes dovecot-uidlist as a temporary file renamed into the Maildir: the
                 # temporary directory must be on the mail filesystem, or the rename fails (EXDEV).
                 tempfile.tempdir = str(config.data_dir / "tmp")
                 os.makedirs(tempfile.tempdir, 0o700, exist_ok=True)
+                # Before any worker: later, a lock may be a live sibling's.
                 remove_all_stale_locks(server.store)
-                subsystem = mailbox_subsystem()
-                for name, sock in mailbox_sockets.items():
-                    log_name, start, implicit_tls = _MAILBOX_LISTENERS[name]
-                    listeners.append(functools.partial(serve_tcp, log_name, functools.partial(
-                        start, server.mailboxes, config, sock, tls_context, implicit_tls, subsystem)))
-            # The queue manager delivers from the spool (also what other nodes accepted).
-            listeners.append(server.delivery.run)
-            _tune_garbage_collector()
-            asyncio.run(_serve_all(listeners))
+            bound.announce()
+            if config.server.worker_count == 1:
+                _serve(server, bound, tls_context)
         finally:
+            # Before any fork: nothing of the store (connections, pool) crosses into a worker.
             server.close()
+        if config.server.worker_count > 1:
+            _supervise(config.server.worker_count, functools.partial(_worker, config, bound, tls_context))
     finally:
-        for sock in (*web_sockets.values(), *smtp_sockets.values(), *mailbox_sockets.values()):
+        for sock in bound.all():
             sock.close()
     log.info("stopped")
+
+
+# -- workers ---------------------------------------------------------------------------------
+
+_SUPERVISED = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
+# A worker that ends is started again after this, doubled for each quick end in a row (one that
+# ended before _STEADY_SECONDS), at most _MAX_BACKOFF_SECONDS: a worker that cannot start (the
+# database down) must not spin the machine.
+_FIRST_BACKOFF_SECONDS = 0.5
+_MAX_BACKOFF_SECONDS = 30.0
+_STEADY_SECONDS = 30.0
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """SIGKILL this process when the process that forked it ends, however it ends (Linux)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _worker(config: Config, bound: _Bound, tls_context: ssl.SSLContext | None, parent: int) -> None:
+    """A worker's life, after the fork."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _SUPERVISED)
+    _die_with_parent()
+    if os.getppid() != parent:  # the supervisor ended before the line above
+        return
+    # recover=False: migrations, reconcile and lock clean-up ran once, before the fork; now a
+    # half-done domain may be a live sibling's work in progress.
+    server = MailServer(config, recover=False)
+    try:
+        _serve(server, bound, tls_context)
+    finally:
+        server.close()
+
+
+@dataclass
+class _Slot:
+    pid: int = 0
+    started: float = 0.0
+    backoff: float = 0.0
+    due: float = 0.0  # when to start it again (monotonic), after it ended
+
+
+def _fork(slot: _Slot, index: int, work: Callable[[int], None]) -> None:
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            work(parent)
+            code = 0
+        except BaseException:
+            log.exception("worker %d failed", index)
+        finally:
+            logging.shutdown()
+            os._exit(code)  # never back into the supervisor's code
+    slot.pid, slot.started = pid, time.monotonic()
+    log.info("worker %d started (pid %d)", index, pid)
+
+
+def _supervise(count: int, work: Callable[[int], None]) -> None:
+    """Run `count` workers until SIGTERM/SIGINT, starting again any that ends; then stop them all."""
+    # Signals are taken synchronously (sigtimedwait), so no handler runs between a fork and its
+    # bookkeeping; the workers unblock them first thing.
+    signal.pthread_sigmask(signal.SIG_BLOCK, _SUPERVISED)
+    try:
+        slots = [_Slot() for _ in range(count)]
+        for index, slot in enumerate(slots):
+            _fork(slot, index, work)
+        stopping = False
+        while stopping is False or any(slot.pid for slot in slots):
+            now = time.monotonic()
+            waits = [slot.due - now for slot in slots if not slot.pid and not stopping]
+            info = signal.sigtimedwait(_SUPERVISED, max(0.0, min(waits, default=1.0)))
+            if info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT) and not stopping:
+                stopping = True
+                log.info("stopping %d workers", sum(1 for slot in slots if slot.pid))
+                for slot in slots:
+                    if slot.pid:
+                        os.kill(slot.pid, signal.SIGTERM)
+            _reap(slots, stopping)
+            if not stopping:
+                for index, slot in enumerate(slots):
+                    if not slot.pid and slot.due <= time.monotonic():
+                        _fork(slot, index, work)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SUPERVISED)
+
+
+def _reap(slots: list[_Slot], stopping: bool) -> None:
+    """Collect the workers that ended; schedule their restart unless stopping."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        for index, slot in enumerate(slots):
+            if slot.pid != pid:
+                continue
+            slot.pid = 0
+            if stopping:
+                break
+            now = time.monotonic()
+            steady = now - slot.started >= _STEADY_SECONDS
+            slot.backoff = _FIRST_BACKOFF_SECONDS if steady or not slot.backoff else \
+                min(slot.backoff * 2, _MAX_BACKOFF_SECONDS)
+            slot.due = now + slot.backoff
+            log.warning("worker %d (pid %d) ended (%s): starting it again in %.1f s", index, pid,
+                        _describe(status), slot.backoff)
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"signal {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"

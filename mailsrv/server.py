@@ -32,6 +32,7 @@ from mailsrv.mta.autoreply import AutoResponder
 from mailsrv.mta.bounces import Bouncer
 from mailsrv.mta.intake import Intake
 from mailsrv.mta.local_delivery import LocalDelivery
+from mailsrv.mta.nodes import Heartbeat
 from mailsrv.mta.policy import Policy
 from mailsrv.mta.queue import QueueManager
 from mailsrv.mta.recipients import Resolver
@@ -51,19 +52,22 @@ def _database_paths(config: Config) -> list[Path]:
 
 
 class MailServer:
-    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+    def __init__(self, config: Config, clock: Clock | None = None, recover: bool = True) -> None:
+        """`recover`: do what a server start does once, before any listener (migrations, the
+        disk's reconcile, the factory login); False in `mailsrv serve`'s workers, whose parent did."""
         self.config = config
         self.clock: Clock = clock or SystemClock()
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(config.effective_database_url)
-        self.store.migrate()
         self.disk = Disk(config.data_dir, _database_paths(config))
-        # Before any listener: a domain or user half added or deleted by a killed process must not
-        # take mail into a staging or trash directory, nor lose what it has.
-        self.disk.reconcile(lambda path: refers_to(self.store, path))
         self.auth = Authenticator(self.store, config.security, self.clock)
         self.admins = Admins(self.store)
-        self.admins.ensure_factory_login()
+        if recover:
+            self.store.migrate()
+            # Before any listener: a domain or user half added or deleted by a killed process must
+            # not take mail into a staging or trash directory, nor lose what it has.
+            self.disk.reconcile(lambda path: refers_to(self.store, path))
+            self.admins.ensure_factory_login()
         self.domains = Domains(self.store, self.disk)
         self.users = Users(self.store, self.disk, self.auth)
         self.user_options = UserOptions(self.store)
@@ -91,11 +95,14 @@ class MailServer:
         # How mail comes in, for SMTP and the web interface's send alike.
         self.intake = Intake(self.resolver, self.policy, self.spool, self.clock, config.smtp.max_recipients,
                              self.system_settings, self.dns)
+        # This node's liveness in the store: how other nodes notice it died, and its fence.
+        self.heartbeat = Heartbeat(self.store, self.clock, dt.timedelta(seconds=config.delivery.heartbeat_seconds),
+                                   dt.timedelta(seconds=config.delivery.node_timeout_seconds))
         self.remote_delivery = make_remote_delivery(self.dns, config.smtp.hostname, config.delivery.remote_port,
                                       config.delivery.max_connections,
-                                      config.delivery.max_connections_per_domain)
+                                      config.delivery.max_connections_per_domain, self.heartbeat.holds)
         self.delivery = QueueManager(self.spool, {LOCAL: LocalDelivery(self.store, self.disk, self.autoresponder),
-                                                  REMOTE: self.remote_delivery}, self.system_settings)
+                                                  REMOTE: self.remote_delivery}, self.system_settings, self.heartbeat)
         # Who opens which mailbox over IMAP and POP3.
         self.mailboxes = Accounts(self.auth, self.disk, self.store, config.smtp.max_message_kb)
         # The web interface: its sign-ins, and what a signed-in user does with its mailbox.
@@ -106,5 +113,6 @@ class MailServer:
         return self.auth.login(login, password, client_ip)
 
     def close(self) -> None:
+        self.delivery.close()
         self.remote_delivery.close()
         self.store.close()

@@ -28,6 +28,14 @@ def port() -> int:
     return free_port()
 
 
+@pytest.fixture
+def env(tmp_path) -> dict[str, str]:
+    """The environment for child processes: no configuration or data directory of the host's."""
+    child = {k: v for k, v in os.environ.items() if k != "MAILSRV_CONFIG"}
+    child["XDG_DATA_HOME"] = str(tmp_path / "xdg")
+    return child
+
+
 REPOSITORY = Path(__file__).resolve().parents[1]
 CONTRACT_DIR = REPOSITORY / "tests" / "contract"
 

@@ -2,14 +2,11 @@
 from __future__ import annotations
 
 import os
-import queue
 import re
 import signal
 import socket
 import ssl
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,9 +19,8 @@ from mailsrv.core.config import ConfigError
 from mailsrv.serve import parse_address
 from mailsrv.store.db import Store
 from mailsrv.core.tls import SELF_SIGNED_NAME
+from serve_support import LISTENING, MAILSRV, Serving
 
-MAILSRV = str(Path(sys.executable).with_name("mailsrv"))  # the console script of this environment
-LISTENING = re.compile(r"web listener \(SOAP/HTTP\) on http://(\S+)")
 
 
 @pytest.fixture
@@ -36,14 +32,6 @@ def database_url() -> Iterator[str]:
         store = Store(url)
         store.drop_all()
         store.close()
-
-
-@pytest.fixture
-def env(tmp_path) -> dict[str, str]:
-    """The environment for child processes: no configuration or data directory of the host's."""
-    child = {k: v for k, v in os.environ.items() if k != "MAILSRV_CONFIG"}
-    child["XDG_DATA_HOME"] = str(tmp_path / "xdg")
-    return child
 
 
 def write_config(path: Path, database_url: str, web: str = "127.0.0.1:0", extra: str = "", listen: str = "") -> Path:
@@ -62,54 +50,6 @@ def config(tmp_path, database_url) -> Path:
 def mailsrv(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([MAILSRV, *args], env=env, capture_output=True, text=True, timeout=60,
                           stdin=subprocess.DEVNULL)
-
-
-class Serving:
-    """`mailsrv serve` in the background, its stderr read line by line as it comes."""
-
-    def __init__(self, config: Path, env: dict[str, str]) -> None:
-        self.process = subprocess.Popen([MAILSRV, "serve", "--config", str(config)], env=env,
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, text=True)
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.log: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.put(line)
-
-    def wait_for(self, pattern: re.Pattern[str], timeout: float = 30) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.1)
-            except queue.Empty:
-                if self.process.poll() is not None and self.lines.empty():
-                    break
-                continue
-            self.log.append(line)
-            if match := pattern.search(line):
-                return match
-        raise AssertionError(f"no line matching {pattern.pattern!r}; stderr so far:\n{''.join(self.log)}")
-
-    def base_url(self) -> str:
-        """The web listener's URL, read from the address it logs once bound."""
-        return f"http://{self.wait_for(LISTENING).group(1)}"
-
-    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 10) -> int:
-        self.process.send_signal(sig)
-        return self.process.wait(timeout)
-
-    def __enter__(self) -> Serving:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        # A test that failed before stopping the server must not leave it running.
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
 
 
 def list_system_admins(base_url: str, username: str, password: str) -> httpx.Response:

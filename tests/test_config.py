@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 import typing
 from pathlib import Path
@@ -52,6 +53,21 @@ def test_an_empty_file_gives_the_documented_defaults(tmp_path, monkeypatch):
     assert config.smtp.relay_networks == []
     assert (config.smtp.max_message_kb, config.smtp.max_recipients) == (51200, 1000)
     assert (config.tls.cert_file, config.tls.key_file) == ("", "")
+    assert config.server.workers == 0 and config.server.worker_count == (os.cpu_count() or 1)
+    assert (config.delivery.heartbeat_seconds, config.delivery.node_timeout_seconds) == (2, 10)
+
+
+def test_worker_processes_and_node_heartbeats_can_be_set():
+    config = parse_config("[server]\nworkers = 3\n[delivery]\nheartbeat_seconds = 1\nnode_timeout_seconds = 3\n")
+    assert (config.server.workers, config.server.worker_count) == (3, 3)
+    assert (config.delivery.heartbeat_seconds, config.delivery.node_timeout_seconds) == (1, 3)
+
+
+@pytest.mark.parametrize("heartbeat, timeout", [(0, 10), (2, 4), (5, 10)])
+def test_a_node_timeout_of_two_heartbeats_or_less_is_refused(heartbeat, timeout):
+    # A healthy node would stop delivering between two of its own heartbeats.
+    with pytest.raises(ConfigError, match="'delivery.node_timeout_seconds' must be more than twice"):
+        parse_config(f"[delivery]\nheartbeat_seconds = {heartbeat}\nnode_timeout_seconds = {timeout}\n")
 
 
 def test_without_xdg_data_home_the_data_dir_is_under_the_home_directory(tmp_path, monkeypatch):

@@ -23,7 +23,8 @@ from mailsrv.store.models import User
 from mailsrv.core.tls import SELF_SIGNED_NAME, server_context
 from mailbox_support import ALICE, BOB, MailboxHarness, mailbox, message  # noqa: F401
 from smtp_support import USER_PASSWORD
-from test_cli import Serving, database_url, env, write_config  # noqa: F401 (fixtures)
+from serve_support import Serving
+from test_cli import database_url, write_config  # noqa: F401 (fixtures)
 
 
 def fetch(client: imaplib.IMAP4, uid_set: str, items: str) -> list[tuple[bytes, bytes]]:

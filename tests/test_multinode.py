@@ -1,4 +1,5 @@
-"""Two engine instances sharing one database and one data directory, as two nodes sharing storage.
+"""Two engine instances sharing one database and one data directory, as two nodes sharing storage;
+and `mailsrv serve` with worker processes, one of them (or the supervisor) killed mid-load.
 
 Each node is a MailHarness of its own: its own MailServer (store handle, spool writer, queue
 manager with its own node id) with its own SMTP listener, on its own event loop in its own thread.
@@ -16,15 +17,23 @@ import concurrent.futures
 import datetime as dt
 import os
 import re
+import signal
+import smtplib
 import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
-from smtp_peer import Peer, SlowPeer, free_port, remote_config
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from serve_support import Serving
+from smtp_peer import Peer, PeerHandler, SlowPeer, free_port, remote_config
 from smtp_support import DOMAIN, MailHarness, make_harness, send
+
+from mailsrv.core.clock import ManualClock
 
 MESSAGES = 120
 SENDERS_PER_NODE = 3
@@ -33,9 +42,15 @@ BATCH = 5
 _NUMBER = re.compile(rb"^X-Number: (\d+)\r$", re.MULTILINE)
 
 
-def two_nodes(tmp_path, extra_config: str = "") -> Iterator[tuple[MailHarness, MailHarness]]:
+# Heartbeats every second, a node dead after 3 s without one: quick tests, same mechanism.
+QUICK_HEARTBEATS = "heartbeat_seconds = 1\nnode_timeout_seconds = 3\n"
+
+
+def two_nodes(tmp_path, extra_config: str = "", own_clocks: bool = False) -> Iterator[tuple[MailHarness, MailHarness]]:
+    """Two nodes on one database and data directory; with `own_clocks`, the second node's clock
+    moves alone (so the first node's heartbeats look old to it)."""
     for first in make_harness(tmp_path, extra_config):
-        second = MailHarness(first.data_dir, first.clock, extra_config)
+        second = MailHarness(first.data_dir, ManualClock(first.clock.now()) if own_clocks else first.clock, extra_config)
         try:
             yield first, second
         finally:
@@ -169,3 +184,156 @@ def test_a_restarted_node_releases_the_leases_of_its_ended_predecessor_at_once(n
     assert [m.endswith(b"Subject: orphaned\r\n\r\nbody\r\n") for m in restarted.messages("alice@a.test")] == [True]
     assert restarted.messages("bob@a.test") == []  # the live process's lease still holds
     assert spool.lease_holders() == {alive}
+
+
+def test_a_dead_nodes_claims_are_taken_over_once_its_heartbeat_is_older_than_the_timeout(tmp_path):
+    for dead, survivor in two_nodes(tmp_path, f"[delivery]\n{QUICK_HEARTBEATS}"):
+        with dead.client() as smtp:
+            send(smtp, "ext@example.org", ["alice@a.test", "bob@a.test"], b"Subject: orphaned\r\n\r\nbody\r\n")
+        heartbeat = dead.server.heartbeat
+        heartbeat.beat()  # alive, then it claims and dies before finishing
+        assert len(dead.server.spool.claim(heartbeat.node, 10, dead.server.delivery.lease)) == 1
+
+        assert survivor.deliver() == 0  # its heartbeat is recent: the claim holds
+        survivor.clock.advance(heartbeat.timeout + dt.timedelta(seconds=1))  # far less than the lease
+        assert survivor.deliver() == 1
+
+        for address in ("alice@a.test", "bob@a.test"):
+            assert len(survivor.messages(address)) == 1
+        assert survivor.spool_rows() == []
+        t = survivor.server.stats.domain(survivor.admin(), DOMAIN, None, None)
+        assert t.messages_received == 2
+
+
+class HeldAtRecipient(PeerHandler):
+    """A peer that holds its answer to the first RCPT until the test opens `gate`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.receiving, self.gate = threading.Event(), threading.Event()
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        if not self.receiving.is_set():
+            self.receiving.set()
+            await asyncio.to_thread(self.gate.wait, 60)
+        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+
+def test_a_node_declared_dead_mid_delivery_does_not_send_what_another_node_took_over(tmp_path):
+    port = free_port()
+    extra = remote_config(port) + QUICK_HEARTBEATS
+    for stalled, survivor in two_nodes(tmp_path, extra, own_clocks=True):
+        for node in (stalled, survivor):
+            node.dns.add({("peer.test", "MX"): ["10 mx.peer.test."], ("mx.peer.test", "A"): ["127.0.0.1"]})
+        handler = HeldAtRecipient()
+        peer = Peer("127.0.0.1", port, handler=handler)
+        try:
+            with stalled.authenticated("alice@a.test") as smtp:
+                send(smtp, "alice@a.test", ["friend@peer.test"], b"Subject: once\r\n\r\nbody\r\n")
+            delivering = asyncio.run_coroutine_threadsafe(stalled.server.delivery.run_until_idle(), stalled.loop)
+            assert handler.receiving.wait(30)
+            claimed_as = stalled.server.delivery.node
+            # The survivor's clock runs past the timeout: the stalled node's heartbeats look old.
+            survivor.clock.advance(dt.timedelta(seconds=10))
+            assert survivor.deliver() == 1
+            assert len(peer.arrivals) == 1
+            # The stalled node's next heartbeat finds it was declared dead ...
+            while stalled.server.delivery.node == claimed_as:
+                threading.Event().wait(0.1)
+            handler.gate.set()  # ... so once its peer answers, it stops before DATA
+            assert delivering.result(30) == 1
+        finally:
+            handler.gate.set()
+            peer.stop()
+        assert len(peer.arrivals) == 1
+        assert survivor.spool_rows() == []
+
+
+# -- `mailsrv serve` with worker processes ----------------------------------------------------------
+
+_WORKER = re.compile(r"worker (\d+) started \(pid (\d+)\)")
+_SMTP = re.compile(r"SMTP listener on 127\.0\.0\.1:(\d+)")
+
+
+def serve_config(harness: MailHarness, workers: int) -> Path:
+    """`mailsrv serve` on the harness's data directory and database, SMTP and web on free ports."""
+    path = harness.data_dir.parent / "serve.toml"
+    path.write_text(f'data_dir = "{harness.data_dir}"\ndatabase_url = "{harness.database_url}"\n'
+                    f'[server]\nworkers = {workers}\n[delivery]\n{QUICK_HEARTBEATS}'
+                    '[listen]\nweb = "127.0.0.1:0"\nsmtp = "127.0.0.1:0"\nsubmission = ""\nimap = ""\npop3 = ""\n'
+                    '[smtp]\nhostname = "mx.test"\n')
+    return path
+
+
+def worker_pids(server: Serving, count: int) -> dict[int, int]:
+    """Worker number -> pid, from the supervisor's log."""
+    pids: dict[int, int] = {}
+    while len(pids) < count:
+        match = server.wait_for(_WORKER)
+        pids[int(match[1])] = int(match[2])
+    return pids
+
+
+def ended(pid: int) -> bool:
+    """Whether process `pid` has ended (a zombie nobody reaped yet counts as ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.1)
+
+
+def test_a_killed_worker_is_started_again_and_nothing_acknowledged_is_lost_or_doubled(tmp_path, env):
+    for mail in make_harness(tmp_path):
+        with Serving(serve_config(mail, 2), env) as server:
+            port = int(server.wait_for(_SMTP)[1])
+            victim = worker_pids(server, 2)[0]
+            acknowledged: set[int] = set()
+            lock = threading.Lock()
+
+            def submit(numbers: range) -> None:
+                for number in numbers:
+                    try:  # a session on the killed worker breaks: that message was not acknowledged
+                        with smtplib.SMTP("127.0.0.1", port, local_hostname="client.test", timeout=30) as smtp:
+                            send(smtp, "ext@example.org", ["alice@a.test"], content(number))
+                    except (OSError, smtplib.SMTPException):
+                        continue
+                    with lock:
+                        acknowledged.add(number)
+
+            with concurrent.futures.ThreadPoolExecutor(4) as pool:
+                sending = [pool.submit(submit, range(start, MESSAGES, 4)) for start in range(4)]
+                wait_until(lambda: len(acknowledged) >= MESSAGES // 3, "a third of the load acknowledged")
+                os.kill(victim, signal.SIGKILL)
+                for done in sending:
+                    done.result()
+            server.wait_for(re.compile(rf"worker 0 \(pid {victim}\) ended \(signal SIGKILL\)"))
+            server.wait_for(re.compile(r"worker 0 started \(pid \d+\)"))
+            wait_until(lambda: acknowledged <= set(numbers_in(mail, "alice@a.test")), "every acknowledged message delivered")
+            wait_until(lambda: mail.server.spool.count() == 0, "the spool empty")
+            assert server.stop() == 0
+
+        delivered = numbers_in(mail, "alice@a.test")
+        assert acknowledged and all(delivered[n] == 1 for n in acknowledged)
+        # A message whose session broke may have been stored all the same (the client would send it
+        # again, as SMTP allows); never twice by us.
+        assert set(delivered.values()) == {1}
+        t = mail.server.stats.domain(mail.admin(), DOMAIN, None, None)
+        assert t.messages_received == sum(delivered.values())
+
+
+def test_killing_the_supervisor_leaves_no_worker_behind(tmp_path, env):
+    for mail in make_harness(tmp_path):
+        with Serving(serve_config(mail, 2), env) as server:
+            pids = worker_pids(server, 2)
+            server.process.kill()
+            server.process.wait()
+            wait_until(lambda: all(ended(pid) for pid in pids.values()), "the workers gone")

@@ -110,6 +110,26 @@ class DeliveryConfig:
     # Simultaneous connections to one recipient domain: more would look like a flood to the
     # receiving server and get us throttled or greylisted.
     max_connections_per_domain: int = 4
+    # Every node (server process, or worker of one) writes a heartbeat into the store this often;
+    # one whose heartbeat is older than node_timeout_seconds is dead, and the live nodes take over
+    # the recipients it had claimed. A node that could not write its own heartbeat for half the
+    # timeout stops starting deliveries and sends no remote message's final dot (so a node that
+    # was only stalled never delivers what another node took over). The timeout must exceed two
+    # heartbeats; nodes sharing a database need clocks in step (NTP) to well under the timeout.
+    heartbeat_seconds: int = 2
+    node_timeout_seconds: int = 10
+
+
+@dataclass
+class ServerConfig:
+    # Worker processes of `mailsrv serve`, each with its own event loop serving every listener
+    # (the kernel spreads connections over them); 0 means one per CPU core. 1 serves in the
+    # `mailsrv serve` process itself, without a supervisor.
+    workers: int = 0
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
 
 
 @dataclass
@@ -124,6 +144,7 @@ class Config:
     data_dir: Path = field(default_factory=_default_data_dir)
     # Empty means the embedded SQLite file <data_dir>/mailsrv.db.
     database_url: str = ""
+    server: ServerConfig = field(default_factory=ServerConfig)
     listen: ListenConfig = field(default_factory=ListenConfig)
     web: WebConfig = field(default_factory=WebConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
@@ -183,6 +204,11 @@ def parse_config(text: str) -> Config:
         raise ConfigError(f"configuration is not valid TOML: {exc}") from None
     config = _build(Config, table, "")
     config.data_dir = config.data_dir.resolve()
+    delivery = config.delivery
+    if delivery.heartbeat_seconds < 1 or delivery.node_timeout_seconds <= 2 * delivery.heartbeat_seconds:
+        # Shorter, and a healthy node would stop delivering between two of its own heartbeats.
+        raise ConfigError("configuration key 'delivery.node_timeout_seconds' must be more than twice "
+                          "'delivery.heartbeat_seconds', which must be at least 1")
     return config
 
 

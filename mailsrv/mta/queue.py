@@ -16,8 +16,9 @@ in flight (`end_run`: the remote target closes the connections it kept open for 
 
 Several nodes may run this against one database: claims are leases taken with SKIP LOCKED, so
 each recipient is worked on by one node at a time. A node renews its leases while its batch is
-being delivered, so a lease can be short (2 minutes) however long a remote peer takes, and a node
-that dies mid-delivery delays its claimed recipients only until its lease runs out. A node that
+being delivered, so a lease can be short (2 minutes) however long a remote peer takes. A node that
+dies mid-delivery delays its claimed recipients only until the live nodes notice that its
+heartbeat stopped (mailsrv.mta.nodes: seconds), and its leases are the last resort. A node that
 restarts on the same host does not wait even that: node ids are `host:pid:random`, and at start the
 leases of this host's nodes whose process no longer exists are released at once. (So nodes
 sharing a database need distinct host names, which containers and machines have by default.)
@@ -25,15 +26,18 @@ sharing a database need distinct host names, which containers and machines have 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import os
 import socket
-import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from mailsrv.directory.system_settings import SystemSettings
+from mailsrv.mta.nodes import Heartbeat
 from mailsrv.mta.spool import Deferred, Job, Outcome, Spool
 
 log = logging.getLogger(__name__)
@@ -72,15 +76,27 @@ class RunAware(Protocol):
         ...
 
 
+@dataclass
+class _Unrecorded:
+    results: list[tuple[Job, Sequence[Outcome]]]
+    retry_delay: Callable[[int], dt.timedelta | None]
+    done: asyncio.Future[None] = field(repr=False)
+
+
 class QueueManager:
     def __init__(self, spool: Spool, targets: Mapping[str, Target | BatchTarget], system: SystemSettings,
-                 batch: int = 100, lease: dt.timedelta = dt.timedelta(minutes=2), poll_seconds: float = 5.0,
-                 stop_grace: float = 5.0) -> None:
+                 heartbeat: Heartbeat, batch: int = 100, lease: dt.timedelta = dt.timedelta(minutes=2),
+                 poll_seconds: float = 5.0, stop_grace: float = 5.0) -> None:
         self.spool = spool
         self.targets = dict(targets)
         self.system = system
-        # Unique per process: a restarted node must not mistake its predecessor's leases for its own.
-        self.node = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.heartbeat = heartbeat
+        # A thread of its own: a heartbeat must not queue behind claims and outcomes in asyncio's
+        # default executor, or a busy node would look dead to the others and fence itself.
+        self._beating = ThreadPoolExecutor(1, thread_name_prefix="heartbeat")
+        # Outcomes waiting to be recorded, and the task recording them (`_record_waiting`).
+        self._unrecorded: list[_Unrecorded] = []
+        self._recorder: asyncio.Task[None] | None = None
         self.batch = batch
         self.lease = lease
         self.poll_seconds = poll_seconds
@@ -88,13 +104,45 @@ class QueueManager:
         # those it gives up on keep their claims, which a restart on this host releases at once.
         self.stop_grace = stop_grace
 
+    @property
+    def node(self) -> str:
+        """This node's id, unique per process (and per incarnation: mailsrv.mta.nodes)."""
+        return self.heartbeat.node
+
     async def run_until_idle(self) -> int:
         """Deliver until nothing is due or in flight; the number of jobs attempted. Rounds repeat
         until one attempts nothing, as one kind's outcomes may spool another's work (a DSN)."""
         total = 0
-        while (done := sum(await asyncio.gather(*(self._run_kind(kind, None) for kind in self.targets)))):
-            total += done
+        async with self._beating_while():
+            while (done := sum(await asyncio.gather(*(self._run_kind(kind, None) for kind in self.targets)))):
+                total += done
         return total
+
+    @contextlib.asynccontextmanager
+    async def _beating_while(self) -> AsyncIterator[None]:
+        """Heartbeats while the body runs, the first one before it: a node claims nothing until
+        its heartbeat has reached the store."""
+        await self._beat()
+        beating = asyncio.create_task(self._beat_every_interval())
+        try:
+            yield
+        finally:
+            beating.cancel()
+
+    async def _beat_every_interval(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat.interval.total_seconds())
+            await self._beat()
+
+    async def _beat(self) -> None:
+        try:
+            dead, released = await asyncio.get_running_loop().run_in_executor(self._beating, self.heartbeat.beat)
+        except Exception:  # the database is out of reach: past half the timeout, this node fences itself
+            log.exception("the heartbeat of %s failed", self.node)
+            return
+        if dead:
+            log.warning("released %d recipients claimed by dead nodes %s", released, ", ".join(sorted(dead)))
+            self.spool.notify()
 
     async def _run_kind(self, kind: str, stop: asyncio.Event | None) -> int:
         """Deliver `kind` recipients until `stop` is set (None: until nothing is due or in flight);
@@ -111,7 +159,7 @@ class QueueManager:
         try:
             while stop is None or not stop.is_set():
                 wake.clear()
-                room = self.batch - sum(in_flight.values())
+                room = self.batch - sum(in_flight.values()) if self.heartbeat.fresh() else 0
                 try:
                     jobs = await asyncio.to_thread(self.spool.claim, self.node, room, self.lease, kind) if room else []
                 except Exception:  # e.g. the database is down: keep the node alive and try again
@@ -160,14 +208,45 @@ class QueueManager:
 
     async def _deliver(self, target: Target | BatchTarget, kind: str, jobs: list[Job]) -> None:
         """Attempt a unit of jobs and record its outcomes."""
-        outcomes = await self._attempt(target, kind, jobs)
         try:
+            # Read before the attempt, not after: between a peer's acceptance and the recording, a
+            # node that dies leaves a message that is sent again; that window is kept short.
             schedule = await asyncio.to_thread(self.system.retry_schedule)
-            await asyncio.to_thread(self.spool.finish, self.node, list(zip(jobs, outcomes)), schedule.delay)
+        except Exception:
+            log.exception("reading the retry schedule failed: %d %s jobs are not attempted now", len(jobs), kind)
+            return
+        outcomes = await self._attempt(target, kind, jobs)
+        waiting = _Unrecorded(list(zip(jobs, outcomes)), schedule.delay, asyncio.get_running_loop().create_future())
+        self._unrecorded.append(waiting)
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_waiting(), name="queue-recorder")
+        try:
+            await asyncio.shield(waiting.done)
         except Exception:  # the leases run out and the recipients are attempted again
             log.exception("recording the outcomes of %d %s jobs failed", len(jobs), kind)
-            return
-        self.spool.notify()  # the DSNs and auto-replies just spooled may be another loop's work
+
+    async def _record_waiting(self) -> None:
+        """Record every unit's outcomes waiting at that moment in one transaction (group commit):
+        fewer commits under load, and a shorter wait between a peer's acceptance and its
+        recording, during which a node that dies leaves a message to be sent again."""
+        while self._unrecorded:
+            batch, self._unrecorded = self._unrecorded, []
+            by_node: dict[str, list[_Unrecorded]] = {}
+            for waiting in batch:
+                # As the node that claimed them, which may since have been declared dead and gone
+                # on under a new id: `finish` then records only what nobody has claimed meanwhile.
+                by_node.setdefault(waiting.results[0][0].node, []).append(waiting)
+            for node, group in by_node.items():
+                try:
+                    await asyncio.to_thread(self.spool.finish, node, [r for w in group for r in w.results],
+                                            group[-1].retry_delay)
+                except Exception as exc:
+                    for waiting in group:
+                        waiting.done.set_exception(exc)
+                    continue
+                for waiting in group:
+                    waiting.done.set_result(None)
+            self.spool.notify()  # the DSNs and auto-replies just spooled may be another loop's work
 
     async def _attempt(self, target: Target | BatchTarget, kind: str, jobs: list[Job]) -> list[Sequence[Outcome]]:
         """The outcomes of a batch's jobs, in order."""
@@ -201,7 +280,7 @@ class QueueManager:
         dead = [node for node in await asyncio.to_thread(self.spool.lease_holders) if _ended_here(node)]
         if not dead:
             return 0
-        released = await asyncio.to_thread(self.spool.release, dead)
+        released = await asyncio.to_thread(self.heartbeat.forget, dead)
         log.warning("released %d recipients claimed by ended processes %s", released, ", ".join(sorted(dead)))
         return released
 
@@ -210,7 +289,11 @@ class QueueManager:
         never holds up local delivery."""
         await asyncio.to_thread(self.spool.sweep)
         await self.release_dead_predecessors()
-        await asyncio.gather(*(self._run_kind(kind, stop) for kind in self.targets))
+        async with self._beating_while():
+            await asyncio.gather(*(self._run_kind(kind, stop) for kind in self.targets))
+
+    def close(self) -> None:
+        self._beating.shutdown(wait=False, cancel_futures=True)
 
 
 def _ended_here(node: str) -> bool:

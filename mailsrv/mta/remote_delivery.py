@@ -36,7 +36,7 @@ import socket
 import ssl
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -223,9 +223,12 @@ def _mail_options(smtp: smtplib.SMTP, sender: str, recipients: Sequence[ClaimedR
 
 
 def transact(conn: Connection, sender: str, recipients: Sequence[ClaimedRecipient],
-             content: bytes) -> tuple[list[Outcome], bool]:
+             content: bytes, proceed: Callable[[], bool]) -> tuple[list[Outcome], bool]:
     """One MAIL/RCPT…/DATA transaction: one outcome per recipient, and whether the connection may
-    carry another. Raises on a connection that broke before the outcomes were known."""
+    carry another. Raises on a connection that broke before the outcomes were known.
+
+    `proceed` is asked just before DATA, the step that cannot be taken back: False (this node may
+    have been declared dead, its recipients taken over: mailsrv.mta.nodes) sends nothing."""
     smtp = conn.smtp
     code, reply = smtp.mail(sender, _mail_options(smtp, sender, recipients, content))
     refused = _classify(code, reply, conn.host)
@@ -238,6 +241,8 @@ def transact(conn: Connection, sender: str, recipients: Sequence[ClaimedRecipien
     accepted = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, Delivered)]
     if not accepted:
         return outcomes, _reset(smtp)
+    if not proceed():
+        return [Deferred("4.3.0 held back: this node lost touch with the store")] * len(recipients), _reset(smtp)
     try:
         code, reply = smtp.data(content)
     except smtplib.SMTPDataError as exc:  # DATA itself refused (not 354)
@@ -259,8 +264,11 @@ def _reset(smtp: smtplib.SMTP) -> bool:
 class RemoteDelivery:
     """The delivery target for recipients of kind "remote" (mailsrv.mta.queue.Target, RunAware)."""
 
-    def __init__(self, dialer: Dialer, max_connections: int, max_connections_per_domain: int) -> None:
+    def __init__(self, dialer: Dialer, max_connections: int, max_connections_per_domain: int,
+                 holds: Callable[[str], bool]) -> None:
         self.dialer = dialer
+        # Whether a delivery claimed by the node named may still send its message (Heartbeat.holds).
+        self.holds = holds
         self._threads = ThreadPoolExecutor(max(1, max_connections), thread_name_prefix="smtp-out")
         # The sessions in a transaction right now, which `abort` breaks off when the node stops.
         self._transacting: set[smtplib.SMTP] = set()
@@ -277,27 +285,27 @@ class RemoteDelivery:
         content = await asyncio.to_thread(_content, job.message)
         outcomes: list[Outcome] = [Deferred("4.3.0 not attempted")] * len(job.recipients)
         results = await asyncio.gather(*(
-            self._deliver_domain(domain, job.message.sender, [job.recipients[i] for i in indexes], content)
+            self._deliver_domain(domain, job.node, job.message.sender, [job.recipients[i] for i in indexes], content)
             for domain, indexes in by_domain.items()))
         for indexes, domain_outcomes in zip(by_domain.values(), results, strict=True):
             for i, outcome in zip(indexes, domain_outcomes, strict=True):
                 outcomes[i] = outcome
         return outcomes
 
-    async def _deliver_domain(self, domain: str, sender: str, recipients: list[ClaimedRecipient],
+    async def _deliver_domain(self, domain: str, node: str, sender: str, recipients: list[ClaimedRecipient],
                               content: bytes) -> list[Outcome]:
         limit = self._limits.setdefault(domain, asyncio.Semaphore(self.max_connections))
         async with limit:
             idle = self._idle[domain]
             reused = idle.pop() if idle else None
             outcomes, conn = await asyncio.get_running_loop().run_in_executor(
-                self._threads, self._send, domain, reused, sender, recipients, content)
+                self._threads, self._send, domain, node, reused, sender, recipients, content)
             if conn is not None:
                 self._idle[domain].append(conn)
             return outcomes
 
-    def _send(self, domain: str, conn: Connection | None, sender: str, recipients: list[ClaimedRecipient],
-              content: bytes) -> tuple[list[Outcome], Connection | None]:
+    def _send(self, domain: str, node: str, conn: Connection | None, sender: str,
+              recipients: list[ClaimedRecipient], content: bytes) -> tuple[list[Outcome], Connection | None]:
         """The outcomes, and the connection if it may be used again (blocking)."""
         reused = conn is not None
         if self._stopping:
@@ -311,7 +319,7 @@ class RemoteDelivery:
             with self._transacting_lock:
                 self._transacting.add(conn.smtp)
             try:
-                outcomes, reusable = transact(conn, sender, recipients, content)
+                outcomes, reusable = transact(conn, sender, recipients, content, lambda: self.holds(node))
             finally:
                 with self._transacting_lock:
                     self._transacting.discard(conn.smtp)
@@ -321,7 +329,7 @@ class RemoteDelivery:
         except (OSError, smtplib.SMTPException) as exc:
             conn.smtp.close()
             if reused:  # the peer closed a connection kept from an earlier message: dial afresh
-                return self._send(domain, None, sender, recipients, content)
+                return self._send(domain, node, None, sender, recipients, content)
             error = f"4.4.2 the connection to {conn.host} broke: {exc or type(exc).__name__}"
             return [Deferred(error, conn.host)] * len(recipients), None
         if reusable:
@@ -362,8 +370,8 @@ def _content(message: SpooledMessage) -> bytes:
 
 
 def make_remote_delivery(resolver: dns.resolver.Resolver, hostname: str, port: int, max_connections: int,
-                         max_connections_per_domain: int) -> RemoteDelivery:
-    return RemoteDelivery(Dialer(resolver, hostname, port), max_connections, max_connections_per_domain)
+                         max_connections_per_domain: int, holds: Callable[[str], bool]) -> RemoteDelivery:
+    return RemoteDelivery(Dialer(resolver, hostname, port), max_connections, max_connections_per_domain, holds)
 
 
 __all__ = ["Connection", "Dialer", "RemoteDelivery", "RouteError", "host_addresses", "make_remote_delivery",

@@ -109,6 +109,7 @@ class Job:
     kind: str
     message: SpooledMessage
     recipients: tuple[ClaimedRecipient, ...]
+    node: str  # who claimed them: its outcomes are recorded as that node's (`finish`)
 
 
 class FollowUp(Protocol):
@@ -336,7 +337,7 @@ class Spool:
                 jobs.append(Job(kind, SpooledMessage(m.id, self.data_dir / m.path, m.sender, m.size,
                                                      m.received_at, m.trace_header, m.spf_result,
                                                      bool(m.auth_user)),
-                                tuple(recipients)))
+                                tuple(recipients), node))
             return jobs
 
     def renew(self, node: str, lease: dt.timedelta, kind: str) -> int:
@@ -344,7 +345,9 @@ class Spool:
         with self.store.session() as s:
             return s.execute(update(SpoolRecipient)
                              .where(SpoolRecipient.claimed_by == node, SpoolRecipient.kind == kind,
-                                    SpoolRecipient.status.in_(OPEN))
+                                    SpoolRecipient.status.in_(OPEN),
+                                    # Released (its node declared dead): no longer this node's.
+                                    SpoolRecipient.claimed_until.is_not(None))
                              .values(claimed_until=self.clock.now() + lease)).rowcount
 
     def lease_holders(self) -> set[str]:
@@ -353,15 +356,17 @@ class Spool:
             return set(s.execute(select(SpoolRecipient.claimed_by).distinct().where(
                 SpoolRecipient.status.in_(OPEN), SpoolRecipient.claimed_until >= self.clock.now())).scalars())
 
-    def release(self, nodes: Sequence[str]) -> int:
+    @staticmethod
+    def release(s: Session, nodes: Sequence[str]) -> int:
         """End the leases of `nodes`, known dead, so their recipients are due at once; how many.
+        In the caller's transaction: mailsrv.mta.nodes forgets a dead node in one.
 
         `claimed_by` stays: local delivery reads the attempt already counted as "look for a copy
-        written before the crash", and the dead node can record nothing."""
-        with self.store.session() as s:
-            return s.execute(update(SpoolRecipient)
-                             .where(SpoolRecipient.claimed_by.in_(nodes), SpoolRecipient.status.in_(OPEN))
-                             .values(claimed_until=None)).rowcount
+        written before the crash". Should the node only have been stalled, `finish` still records
+        its outcomes for rows nobody has claimed since (they are true), never for the others."""
+        return s.execute(update(SpoolRecipient)
+                         .where(SpoolRecipient.claimed_by.in_(nodes), SpoolRecipient.status.in_(OPEN))
+                         .values(claimed_until=None)).rowcount
 
     def finish(self, node: str, results: Sequence[tuple[Job, Sequence[Outcome]]],
                retry_delay: Callable[[int], dt.timedelta | None]) -> None:
@@ -480,6 +485,9 @@ class Spool:
         for entry in os.scandir(self.directory):
             name = entry.name.removesuffix(".tmp")
             if entry.is_file() and name not in known and entry.stat().st_mtime < cutoff:
-                os.unlink(entry.path)
+                try:
+                    os.unlink(entry.path)
+                except FileNotFoundError:  # another worker's sweep, at the same moment
+                    continue
                 removed += 1
         return removed

@@ -291,3 +291,12 @@ class AutoReplySent(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     sender: Mapped[str] = mapped_column(String(320), primary_key=True)  # the envelope sender, lower-case
     sent_at: Mapped[dt.datetime] = mapped_column()
+
+
+class Node(Base):
+    """A running queue manager and its last heartbeat (mailsrv.mta.nodes). A node whose beat is
+    older than `[delivery] node_timeout_seconds` is dead: any live node deletes its row and
+    releases its claims in one transaction."""
+    __tablename__ = "nodes"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)  # QueueManager's node id
+    beat_at: Mapped[dt.datetime] = mapped_column()

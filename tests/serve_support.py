@@ -1,0 +1,62 @@
+"""`mailsrv serve` as a child process of a test: real processes, real sockets, real signals."""
+from __future__ import annotations
+
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+MAILSRV = str(Path(sys.executable).with_name("mailsrv"))  # the console script of this environment
+LISTENING = re.compile(r"web listener \(SOAP/HTTP\) on http://(\S+)")
+
+
+class Serving:
+    """`mailsrv serve` in the background, its stderr read line by line as it comes."""
+
+    def __init__(self, config: Path, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen([MAILSRV, "serve", "--config", str(config)], env=env,
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE, text=True)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.log: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.put(line)
+
+    def wait_for(self, pattern: re.Pattern[str], timeout: float = 30) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                if self.process.poll() is not None and self.lines.empty():
+                    break
+                continue
+            self.log.append(line)
+            if match := pattern.search(line):
+                return match
+        raise AssertionError(f"no line matching {pattern.pattern!r}; stderr so far:\n{''.join(self.log)}")
+
+    def base_url(self) -> str:
+        """The web listener's URL, read from the address it logs once bound."""
+        return f"http://{self.wait_for(LISTENING).group(1)}"
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 10) -> int:
+        self.process.send_signal(sig)
+        return self.process.wait(timeout)
+
+    def __enter__(self) -> Serving:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        # A test that failed before stopping the server must not leave it running.
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()

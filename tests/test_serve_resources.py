@@ -14,7 +14,8 @@ from pathlib import Path
 from mailsrv.core.config import load_config
 from mailsrv.server import MailServer
 from smtp_support import USER_PASSWORD
-from test_cli import Serving, database_url, env, write_config  # noqa: F401 (fixtures)
+from serve_support import Serving
+from test_cli import database_url, write_config  # noqa: F401 (fixtures)
 
 DOMAIN = "a.test"
 LOGINS = 16
@@ -22,8 +23,11 @@ STARTED_WITH_OPEN_FILES = 64
 
 
 def resident_kb(pid: int) -> int:
+    """The resident size of the server: the process and its worker processes."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    return int(re.search(r"^Rss:\s+(\d+) kB", rollup, re.MULTILINE)[1])  # type: ignore[index]
+    own = int(re.search(r"^Rss:\s+(\d+) kB", rollup, re.MULTILINE)[1])  # type: ignore[index]
+    return own + sum(resident_kb(int(child)) for child in children)
 
 
 def serving_imap(tmp_path: Path, database_url: str, users: list[str]) -> Path:

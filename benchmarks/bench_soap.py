@@ -160,6 +160,8 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=10000)
     parser.add_argument("--database-url", default="")
     parser.add_argument("--skip-large", action="store_true", help="only the calls/s figures")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="[server] workers of mailsrv (the floor is one process; CPU per call is the first process's)")
     parser.add_argument("--floor-server", nargs=2, metavar=("PORT", "ANSWER_FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor_server:
@@ -171,6 +173,7 @@ def main() -> None:
         config = Path(tmp) / "mailsrv.toml"
         # Only the web listener: the mail ports may be taken by other servers on the machine.
         config.write_text(f'data_dir = "{tmp}/data"\ndatabase_url = "{args.database_url}"\n'
+                          f'[server]\nworkers = {args.workers}\n'
                           f'[listen]\nweb = "127.0.0.1:{port}"\nsmtp = ""\nsubmission = ""\nimap = ""\npop3 = ""\n')
         subprocess.run([*MAILSRV, "admin", "reset", "--username", ADMIN[0], "--password", ADMIN[1],
                         "--config", str(config)], check=True, stdout=subprocess.DEVNULL)

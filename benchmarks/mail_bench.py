@@ -7,6 +7,7 @@ no other process can take a port between choosing and binding it.
 from __future__ import annotations
 
 import http.client
+import os
 import re
 import subprocess
 import sys
@@ -17,7 +18,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the engine, for provisioning straight into the store
-MAILSRV = ROOT / ".venv" / "bin" / "mailsrv"
+# This interpreter and this checkout's engine (not whatever an installed `mailsrv` script imports),
+# so a benchmark run from a git worktree measures that worktree's code.
+MAILSRV = [sys.executable, "-c", "import sys; from mailsrv.cli import main; sys.exit(main())"]
 ADMIN = ("bench", "Measure-pass-123")
 DOMAIN = "bench.example"
 USER = "inbox"
@@ -75,8 +78,8 @@ class Mailsrv:
 
     def start(self, timeout: float = 60) -> None:
         self.ports = {}
-        self.process = subprocess.Popen([str(MAILSRV), "serve", "--config", str(self.config)],
-                                        stderr=subprocess.PIPE)
+        self.process = subprocess.Popen([*MAILSRV, "serve", "--config", str(self.config)],
+                                        stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
         ready = threading.Event()
         threading.Thread(target=self._read_log, args=(ready,), daemon=True).start()
         if not ready.wait(timeout):

@@ -189,6 +189,7 @@ class Handler:
                           mail_options: list[str]) -> str:
         sender = "" if address == "<>" else address
         actor = _actor(session)
+        await self.intake.begin()
         declared = _declared_size(mail_options)
         own = await self.intake.domain(actor.domain) if actor else None
         refusal = await self.intake.check_sender(self._client(session), actor, own, sender, declared)
@@ -227,8 +228,8 @@ class Handler:
             helo=_printable(session.host_name or ""),
             trace=lambda message_id, now: received_header(session, self.config.hostname, message_id,
                                                           envelope.rcpt_tos, now),
-            spf_result=await asyncio.to_thread(self.intake.spf_result, actor, _peer_ip(session), envelope.sender,
-                                               session.host_name or "")))
+            spf_result=await self.intake.spf_result(actor, _peer_ip(session), envelope.sender,
+                                                    session.host_name or "")))
         return str(outcome) if isinstance(outcome, Reply) else f"250 2.0.0 Ok: queued as {outcome}"
 
     # AUTH mechanisms: aiosmtpd calls these with the session's SMTP object; they answer an

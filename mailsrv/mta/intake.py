@@ -17,6 +17,7 @@ import datetime as dt
 import email.utils
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -25,11 +26,12 @@ import dns.resolver
 
 from mailsrv.core.actor import Actor
 from mailsrv.core.clock import Clock
+from mailsrv.directory import system_settings
 from mailsrv.directory.system_settings import SystemSettings
 from mailsrv.mta import spf_check
 from mailsrv.mta.local_delivery import first_over_quota
 from mailsrv.mta.policy import Client, Policy, RecipientCheck, Reply, SenderCheck
-from mailsrv.mta.recipients import Deliver, Disabled, DomainInfo, LocalMailbox, RemoteAddress, Resolver, Unknown
+from mailsrv.mta.recipients import MISS, Deliver, Disabled, DomainInfo, LocalMailbox, RemoteAddress, Resolver, Unknown
 from mailsrv.mta.spool import LOCAL, REMOTE, IncomingMessage, NewRecipient, Spool, storage_full
 
 log = logging.getLogger(__name__)
@@ -91,6 +93,13 @@ def spool_recipients(accepted: Iterable[tuple[str, Deliver]]) -> list[NewRecipie
     return list(out.values())
 
 
+async def _over_quota(boxes: list[LocalMailbox], incoming: int) -> LocalMailbox | None:
+    """first_over_quota, in a worker thread only when some mailbox has a quota (it walks the Maildir)."""
+    if not any(box.quota_bytes for box in boxes):
+        return None
+    return await asyncio.to_thread(first_over_quota, boxes, incoming)
+
+
 def _fan_out(resolution: Deliver) -> int:
     return max(1, sum(1 for route in resolution.routes if isinstance(route, RemoteAddress)))
 
@@ -114,9 +123,19 @@ class Intake:
         """Who is sending, as the relay policy sees it."""
         return self.policy.client(ip, login)
 
+    async def begin(self) -> None:
+        """Start a mail transaction: the directory lookups below answer for the store as it is now
+        (mailsrv.mta.recipients: one read of the directory generation)."""
+        await asyncio.to_thread(self.resolver.refresh)
+
+    async def _lookup(self, kind: str, *args: str) -> Any:
+        # A cached answer costs no thread hop: most RCPTs, and every MAIL of a known sender domain.
+        hit = self.resolver.cached(kind, *args)
+        return hit if hit is not MISS else await asyncio.to_thread(self.resolver.lookup, kind, *args)
+
     async def domain(self, name: str) -> DomainInfo | None:
         """One of our domains' limits, None for a name that is not ours."""
-        return await asyncio.to_thread(self.resolver.domain, name)
+        return await self._lookup("domain", name)  # type: ignore[no-any-return]
 
     async def check_sender(self, client: Client, actor: Actor | None, own_domain: DomainInfo | None, sender: str,
                            declared_size: int) -> Reply | None:
@@ -127,7 +146,7 @@ class Intake:
         refusal = refusal or await self._not_owned(actor, [sender] if sender else [])
         if refusal:
             return refusal
-        if not await asyncio.to_thread(self.spool.has_room, declared_size):
+        if not self.spool.has_room(declared_size):  # one statvfs: no thread hop
             return INSUFFICIENT_STORAGE
         if own_domain and own_domain.max_message_bytes and declared_size > own_domain.max_message_bytes:
             return TOO_BIG
@@ -137,7 +156,7 @@ class Intake:
         if actor is None:  # unauthenticated mail is the relay policy's business (mailsrv.mta.policy)
             return None
         for address in dict.fromkeys(a.lower() for a in addresses):  # once each: one lookup per address
-            if not await asyncio.to_thread(self.resolver.owned_by, actor.domain, actor.user, address):
+            if not await self._lookup("owned_by", actor.domain, actor.user, address):
                 return Reply(553, "5.7.1", f"<{address}>: {actor.login} may not send as this address")
         return None
 
@@ -151,7 +170,7 @@ class Intake:
         to an alias cannot become more outbound copies than the alias's domain allows. The RCPT that
         crosses a limit gets 452 (the client may send it in another transaction); one that alone
         exceeds it 550, since it can never fit."""
-        result = await asyncio.to_thread(self.resolver.resolve, address)
+        result = await self._lookup("resolve", address)
         if isinstance(result, Unknown):
             return Reply(550, "5.1.1", f"<{address}>: no such user here")
         if isinstance(result, Disabled):
@@ -174,7 +193,7 @@ class Intake:
                     Reply(550, "5.5.3", f"<{address}>: expands to more recipients than allowed ({limit})")
         if domain is not None and domain.max_message_bytes and declared_size > domain.max_message_bytes:
             return TOO_BIG
-        full = await asyncio.to_thread(first_over_quota, mailboxes([result]), declared_size)
+        full = await _over_quota(mailboxes([result]), declared_size)
         if full is not None:
             return Reply(452, "4.2.2", f"<{address}>: mailbox full")
         return result
@@ -192,7 +211,7 @@ class Intake:
                   if d is not None and d.max_message_bytes]
         if limits and len(content) > min(limits):
             return TOO_BIG
-        full = await asyncio.to_thread(first_over_quota, mailboxes(r for _, r in message.accepted), len(content))
+        full = await _over_quota(mailboxes(r for _, r in message.accepted), len(content))
         if full is not None:
             return Reply(552, "5.2.2", f"<{full.address}>: mailbox full")
         actor = message.actor
@@ -211,11 +230,20 @@ class Intake:
             raise
         return message_id
 
-    def spf_result(self, actor: Actor | None, client_ip: str, sender: str, helo: str) -> str:
-        """The sender's SPF result when a policy asks for it, else "" (blocking: DNS, the store).
+    async def spf_result(self, actor: Actor | None, client_ip: str, sender: str, helo: str) -> str:
+        """The sender's SPF result when a policy asks for it, else "".
         Authenticated clients and the null sender are never checked: the policies do not ask."""
-        if actor or not sender or not spf_check.needed(self.system_settings.values()):
+        if actor or not sender:
             return ""
+        needed = self.resolver.cached("spf_needed")  # the policies are server settings: cached alike
+        if needed is MISS:
+            needed = await asyncio.to_thread(self.resolver.remember, ("spf_needed",),
+                                             lambda s: spf_check.needed(system_settings.read(s)))
+        if not needed:
+            return ""
+        return await asyncio.to_thread(self._spf_check, client_ip, sender, helo)
+
+    def _spf_check(self, client_ip: str, sender: str, helo: str) -> str:
         try:
             return spf_check.check(self.dns, client_ip, sender, helo)
         except Exception:  # the result only decides whether we answer: never refuse mail over it

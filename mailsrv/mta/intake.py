@@ -28,11 +28,13 @@ from mailsrv.core.actor import Actor
 from mailsrv.core.clock import Clock
 from mailsrv.directory import system_settings
 from mailsrv.directory.system_settings import SystemSettings
+from mailsrv.mailstore import maildir_names
+from mailsrv.mailstore.disk import Disk
 from mailsrv.mta import spf_check
 from mailsrv.mta.local_delivery import first_over_quota
 from mailsrv.mta.policy import Client, Policy, RecipientCheck, Reply, SenderCheck
 from mailsrv.mta.recipients import MISS, Deliver, Disabled, DomainInfo, LocalMailbox, RemoteAddress, Resolver, Unknown
-from mailsrv.mta.spool import LOCAL, REMOTE, IncomingMessage, NewRecipient, Spool, storage_full
+from mailsrv.mta.spool import LOCAL, REMOTE, IncomingMessage, MaildirCopy, NewRecipient, Spool, storage_full
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,18 @@ async def _over_quota(boxes: list[LocalMailbox], incoming: int) -> LocalMailbox 
     if not any(box.quota_bytes for box in boxes):
         return None
     return await asyncio.to_thread(first_over_quota, boxes, incoming)
+
+
+def direct_copies(message_id: str, received_at: dt.datetime, resolutions: Sequence[Deliver]) -> list[MaildirCopy]:
+    """The mailbox copies of a message delivered at acceptance (mailsrv.mta.spool), or none when it
+    must go through the spool: a remote route (forwarding, relay) or an auto-responder to run."""
+    routes = [route for resolution in resolutions for route in resolution.routes]
+    if any(not isinstance(route, LocalMailbox) or route.auto_responder for route in routes):
+        return []
+    return [MaildirCopy(Disk.maildir(box.domain.path, box.user),
+                        maildir_names.new_key(received_at, f"{message_id}_{box.user_id}"),
+                        box.address, box.domain.id, box.user_id, box.user)
+            for box in mailboxes(resolutions)]
 
 
 def _fan_out(resolution: Deliver) -> int:
@@ -199,7 +213,8 @@ class Intake:
         return result
 
     async def submit(self, message: Submission) -> str | Reply:
-        """The spool id once the message is durably spooled, or the refusal (line ends, header senders, size,
+        """The message's id once it is durably spooled, or delivered when all its recipients are local
+        mailboxes (mailsrv.mta.spool, direct delivery); or the refusal (line ends, header senders, size,
         quota, full storage)."""
         content = message.content
         if _bare_line_end(content):
@@ -223,7 +238,8 @@ class Intake:
                 recipients=spool_recipients(message.accepted),
                 auth_login=actor.login if actor else "",
                 sent_by=(actor.domain, actor.user) if actor else None,
-                spf_result=message.spf_result))
+                spf_result=message.spf_result,
+                copies=direct_copies(message_id, now, [r for _, r in message.accepted])))
         except Exception as exc:
             if storage_full(exc):  # a sender retries a 452 later; any other failure stays 451
                 return INSUFFICIENT_STORAGE

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 
 import pytest
 from smtp_peer import Peer, SlowPeer, free_port, remote_config
-from smtp_support import DOMAIN, MailHarness, make_harness, send
+from smtp_support import DOMAIN, SPOOL_ONLY, MailHarness, make_harness, send
 
 MESSAGES = 120
 SENDERS_PER_NODE = 3
@@ -44,7 +44,9 @@ def two_nodes(tmp_path, extra_config: str = "") -> Iterator[tuple[MailHarness, M
 
 @pytest.fixture
 def nodes(tmp_path) -> Iterator[tuple[MailHarness, MailHarness]]:
-    yield from two_nodes(tmp_path)
+    # Through the shared spool, local mail too: what is shared here is the queue (delivery at
+    # acceptance by two nodes: tests/test_smtp_direct.py).
+    yield from two_nodes(tmp_path, SPOOL_ONLY)
 
 
 def recipients_of(number: int) -> list[str]:

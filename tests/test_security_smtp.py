@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from smtp_peer import Peer, remote_config
 from smtp_support import DOMAIN, MailHarness, make_harness, send
-from smtp_support import mail  # noqa: F401  (the fixture)
+from smtp_support import mail, spooled  # noqa: F401  (the fixtures)
 
 
 def spoofable(mail: MailHarness) -> None:
@@ -175,9 +175,10 @@ def tmpfs(path: Path, size: str) -> Iterator[Path]:
 
 
 @pytest.fixture
-def small_spool(mail):
-    """The harness's spool directory on a 4 MiB tmpfs, its free space set by `fill`."""
-    with tmpfs(mail.data_dir / "spool", "4m") as spool:
+def small_spool(spooled):
+    """The spool directory of a harness that spools local mail too, on a 4 MiB tmpfs, its free
+    space set by `fill`."""
+    with tmpfs(spooled.data_dir / "spool", "4m") as spool:
         yield spool
 
 
@@ -192,7 +193,8 @@ def fill(spool: Path, leave: int) -> None:
             assert exc.errno == errno.ENOSPC and leave == 0
 
 
-def test_a_full_disk_answers_452_4_3_1_and_loses_nothing_accepted(mail, small_spool):
+def test_a_full_disk_answers_452_4_3_1_and_loses_nothing_accepted(spooled, small_spool):
+    mail = spooled
     megabyte = 1 << 20
     big = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 3 * 1024
     with mail.client() as smtp:

@@ -124,7 +124,8 @@ class Intake:
     acceptance into the spool. Built once by the server; SMTP and the web interface share it."""
 
     def __init__(self, resolver: Resolver, policy: Policy, spool: Spool, clock: Clock, max_recipients: int,
-                 system_settings: SystemSettings, dns: dns.resolver.Resolver) -> None:
+                 system_settings: SystemSettings, dns: dns.resolver.Resolver,
+                 deliver_at_acceptance: bool = True) -> None:
         self.resolver = resolver
         self.policy = policy
         self.spool = spool
@@ -132,6 +133,7 @@ class Intake:
         self.max_recipients = max_recipients  # [smtp] max_recipients, 0 for no cap
         self.system_settings = system_settings
         self.dns = dns
+        self.deliver_at_acceptance = deliver_at_acceptance  # [smtp] deliver_at_acceptance
 
     def client(self, ip: str, login: str | None) -> Client:
         """Who is sending, as the relay policy sees it."""
@@ -239,7 +241,8 @@ class Intake:
                 auth_login=actor.login if actor else "",
                 sent_by=(actor.domain, actor.user) if actor else None,
                 spf_result=message.spf_result,
-                copies=direct_copies(message_id, now, [r for _, r in message.accepted])))
+                copies=direct_copies(message_id, now, [r for _, r in message.accepted])
+                if self.deliver_at_acceptance else ()))
         except Exception as exc:
             if storage_full(exc):  # a sender retries a 452 later; any other failure stays 451
                 return INSUFFICIENT_STORAGE

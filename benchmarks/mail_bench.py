@@ -65,6 +65,7 @@ class Mailsrv:
     "SMTP", "IMAP", …) once every listener in `needs` has logged its bound address."""
     config: Path
     needs: tuple[str, ...] = ("web", "SMTP")
+    env: dict[str, str] = field(default_factory=dict)  # added to the environment of the next `start`
     process: subprocess.Popen[bytes] = field(init=False)
     ports: dict[str, int] = field(init=False, default_factory=dict)
 
@@ -79,7 +80,7 @@ class Mailsrv:
     def start(self, timeout: float = 60) -> None:
         self.ports = {}
         self.process = subprocess.Popen([*MAILSRV, "serve", "--config", str(self.config)],
-                                        stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                                        stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT), **self.env})
         ready = threading.Event()
         threading.Thread(target=self._read_log, args=(ready,), daemon=True).start()
         if not ready.wait(timeout):

@@ -219,6 +219,30 @@ def test_a_full_disk_answers_452_4_3_1_and_loses_nothing_accepted(spooled, small
     assert mail.spool_rows() == []
 
 
+def test_a_full_mailbox_disk_answers_452_4_3_1_and_leaves_nothing_half_written(mail):
+    """Mail delivered at acceptance is written on the mailbox's disk: when that one is full, the
+    client is told to come back later and no partial copy is left in tmp/ or new/."""
+    maildir = mail.maildir("alice@a.test")
+    shutil.rmtree(maildir)
+    with tmpfs(maildir, "4m"):
+        mail.server.disk.create_maildir(maildir)
+        with mail.client() as smtp:
+            send(smtp, "ext@example.org", ["alice@a.test"], b"Subject: before\r\n\r\nkept\r\n")
+            fill(maildir, 1 << 20)
+            smtp.ehlo()
+            assert smtp.mail("ext@example.org")[0] == 250
+            assert smtp.rcpt("alice@a.test")[0] == 250
+            big = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 2 * 1024
+            assert smtp.data(big) == (452, b"4.3.1 Insufficient system storage")
+            assert os.listdir(maildir / "tmp") == []
+            (maildir / "filler").unlink()
+            send(smtp, "ext@example.org", ["alice@a.test"], big)
+        stored = mail.messages("alice@a.test")
+        assert [m.endswith(b"kept\r\n") for m in stored] == [True, False] or \
+            [m.endswith(b"kept\r\n") for m in stored] == [False, True]
+        assert any(m.endswith(big) for m in stored)
+
+
 def test_a_full_database_disk_answers_452_4_3_1(tmp_path):
     """SQLite's "database or disk is full": the data directory (database, Maildirs) fills up while
     the spool, on a filesystem of its own, still has room."""

@@ -3,7 +3,9 @@
 directory change through one node answered by the next transaction on the other."""
 from __future__ import annotations
 
+import concurrent.futures
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -129,3 +131,25 @@ def test_an_alias_added_and_changed_through_one_node_resolves_anew_on_the_other(
     with first.client() as smtp:
         send(smtp, "ext@example.org", ["team@a.test"], BODY)
     assert len(first.messages("alice@a.test")) == 1 and len(first.messages("bob@a.test")) == 1
+
+
+def test_two_nodes_delivering_at_acceptance_at_once_deliver_and_count_each_message_once(nodes):
+    first, second = nodes
+    numbers = range(60)
+
+    def submit(node: MailHarness, mine: range) -> None:
+        with node.client() as smtp:
+            for number in mine:
+                send(smtp, "ext@example.org", ["alice@a.test", "bob@a.test"],
+                     b"Subject: n\r\nX-Number: %d\r\n\r\nbody\r\n" % number)
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        for done in [pool.submit(submit, node, numbers[start::4])
+                     for start, node in enumerate([first, second] * 2)]:
+            done.result()
+    size = len(b"Subject: n\r\nX-Number: 10\r\n\r\nbody\r\n")
+    for address in ("alice@a.test", "bob@a.test"):
+        found = sorted(int(re.search(rb"X-Number: (\d+)", m)[1]) for m in first.messages(address))
+        assert found == list(numbers)
+        messages, total = received(second, address)
+        assert messages == len(numbers) and total == sum(size - (n < 10) for n in numbers)

@@ -223,13 +223,17 @@ def _write_durably(path: Path, *parts: bytes) -> None:
     """A new file at `path` holding `parts`, fsynced (its directory entry is the caller's to fsync)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        for part in parts:
-            view = memoryview(part)
-            while view:
-                view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        try:
+            for part in parts:
+                view = memoryview(part)
+                while view:
+                    view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        path.unlink(missing_ok=True)  # e.g. the disk is full: leave nothing half-written behind
+        raise
 
 
 def _rename_into_new(copies: Sequence[MaildirCopy]) -> None:

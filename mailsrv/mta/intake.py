@@ -221,7 +221,8 @@ class Intake:
         content = message.content
         if _bare_line_end(content):
             return BARE_LINE_END
-        refusal = await self._not_owned(message.actor, _header_senders(content))
+        # Parsed only for a login: unauthenticated mail has no header sender to check.
+        refusal = await self._not_owned(message.actor, _header_senders(content)) if message.actor else None
         if refusal:
             return refusal
         limits = [d.max_message_bytes for d in [message.own_domain, *(r.domain for _, r in message.accepted)]

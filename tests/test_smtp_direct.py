@@ -153,3 +153,39 @@ def test_two_nodes_delivering_at_acceptance_at_once_deliver_and_count_each_messa
         assert found == list(numbers)
         messages, total = received(second, address)
         assert messages == len(numbers) and total == sum(size - (n < 10) for n in numbers)
+
+
+def raw_session(mail: MailHarness, data: bytes) -> list[bytes]:
+    """One pipelined session (EHLO, MAIL, RCPT, DATA, the data, then QUIT in the same write); the replies."""
+    import socket
+    with socket.create_connection(("127.0.0.1", mail.smtp_port), timeout=30) as sock:
+        reader = sock.makefile("rb")
+        assert reader.readline().startswith(b"220")
+        sock.sendall(b"EHLO client.test\r\n")
+        while not reader.readline().startswith(b"250 "):
+            pass
+        sock.sendall(b"MAIL FROM:<ext@example.org>\r\nRCPT TO:<alice@a.test>\r\nDATA\r\n")
+        replies = [reader.readline() for _ in range(3)]
+        sock.sendall(data + b"QUIT\r\n")
+        replies += [reader.readline(), reader.readline()]
+    return replies
+
+
+@pytest.mark.parametrize("data, stored", [
+    (b".\r\n", b""),  # an empty message: the end marker is the first line
+    (b"..\r\n.\r\n", b".\r\n"),  # a line of one dot, stuffed
+    (b"Subject: s\r\n\r\n..a\r\n.b\r\nc.\r\n\r\n.\r\n", b"Subject: s\r\n\r\n.a\r\nb\r\nc.\r\n\r\n"),
+    (b"Subject: s\r\n\r\n" + b"x" * 998 + b"\r\n" + b"y\r\n" * 5000 + b".\r\n",
+     b"Subject: s\r\n\r\n" + b"x" * 998 + b"\r\n" + b"y\r\n" * 5000),  # many blocks, a longest line
+])
+def test_data_is_read_to_its_end_marker_exactly_and_a_pipelined_command_after_it_is_answered(mail, data, stored):
+    replies = raw_session(mail, data)
+    assert [r[:3] for r in replies] == [b"250", b"250", b"354", b"250", b"221"]
+    [message] = mail.messages("alice@a.test")
+    assert message.endswith(stored) and message.split(b"\r\n\r\n", 1)[0].count(b"Received:") == 1
+
+
+def test_a_line_over_1000_octets_is_refused_after_the_data_and_nothing_is_delivered(mail):
+    replies = raw_session(mail, b"Subject: s\r\n\r\n" + b"x" * 1000 + b"\r\n.\r\n")
+    assert replies[3].startswith(b"500 5.5.2 Line too long") and replies[4][:3] == b"221"
+    assert mail.messages("alice@a.test") == []

@@ -90,7 +90,7 @@ class MailServer:
         self.system_settings = SystemSettings(self.store)
         # How mail comes in, for SMTP and the web interface's send alike.
         self.intake = Intake(self.resolver, self.policy, self.spool, self.clock, config.smtp.max_recipients,
-                             self.system_settings, self.dns, config.smtp.deliver_at_acceptance)
+                             self.dns, config.smtp.deliver_at_acceptance)
         self.remote_delivery = make_remote_delivery(self.dns, config.smtp.hostname, config.delivery.remote_port,
                                       config.delivery.max_connections,
                                       config.delivery.max_connections_per_domain)

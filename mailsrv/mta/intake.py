@@ -17,17 +17,16 @@ import datetime as dt
 import email.utils
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import compat32
+from typing import Any
 
 import dns.resolver
 
 from mailsrv.core.actor import Actor
 from mailsrv.core.clock import Clock
-from mailsrv.directory import system_settings
-from mailsrv.directory.system_settings import SystemSettings
+from mailsrv.directory.system_settings import read as read_system_settings
 from mailsrv.mailstore import maildir_names
 from mailsrv.mailstore.disk import Disk
 from mailsrv.mta import spf_check
@@ -124,14 +123,12 @@ class Intake:
     acceptance into the spool. Built once by the server; SMTP and the web interface share it."""
 
     def __init__(self, resolver: Resolver, policy: Policy, spool: Spool, clock: Clock, max_recipients: int,
-                 system_settings: SystemSettings, dns: dns.resolver.Resolver,
-                 deliver_at_acceptance: bool = True) -> None:
+                 dns: dns.resolver.Resolver, deliver_at_acceptance: bool = True) -> None:
         self.resolver = resolver
         self.policy = policy
         self.spool = spool
         self.clock = clock
         self.max_recipients = max_recipients  # [smtp] max_recipients, 0 for no cap
-        self.system_settings = system_settings
         self.dns = dns
         self.deliver_at_acceptance = deliver_at_acceptance  # [smtp] deliver_at_acceptance
 
@@ -258,7 +255,7 @@ class Intake:
         needed = self.resolver.cached("spf_needed")  # the policies are server settings: cached alike
         if needed is MISS:
             needed = await asyncio.to_thread(self.resolver.remember, ("spf_needed",),
-                                             lambda s: spf_check.needed(system_settings.read(s)))
+                                             lambda s: spf_check.needed(read_system_settings(s)))
         if not needed:
             return ""
         return await asyncio.to_thread(self._spf_check, client_ip, sender, helo)

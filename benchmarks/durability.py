@@ -1,7 +1,7 @@
 """Nothing acknowledged is lost when the server is killed: SMTP acceptance under SIGKILL.
 
     .venv/bin/python benchmarks/durability.py [--messages 1000] [--connections 8] [--kill-after 300]
-                                              [--database-url URL]
+                                              [--database-url URL] [--fault-point NAME]
 
 Starts `mailsrv serve` on a fresh data directory (SMTP and web on free loopback ports) and submits
 up to --messages messages, each with a unique `X-Sequence` header, over --connections concurrent
@@ -14,9 +14,16 @@ until the spool is empty (GetSpoolMessageCount) and counts the Maildir:
     unacknowledged, delivered   sent but never answered 250, yet delivered (allowed: the kill came
                                 between the commit and the reply; a real client would send it again)
 
+    counted                     MessagesReceived of the mailbox (the store's traffic counters) against
+                                the messages in its Maildir (must be equal)
+
 The restarted server releases at start what the killed process had claimed (same host, process
-gone: mailsrv.mta.queue) and delivers it at once; "spool empty" says how long after the restart.
-Exit status 1 when anything was lost or doubled.
+gone: mailsrv.mta.queue) and delivers it at once, and finishes the deliveries at acceptance that
+were committed but not yet renamed into new/ (mailsrv.mta.spool); "done" says how long after the
+restart the spool and the pending renames were empty. --fault-point kills the first server at a
+named point of the code instead (MAILSRV_FAULT_POINT, e.g. maildir-renames-committed: in the group
+commit, after its transaction and before its renames). Exit status 1 when anything was lost,
+doubled or miscounted.
 """
 from __future__ import annotations
 
@@ -31,6 +38,11 @@ import time
 from pathlib import Path
 
 from mail_bench import DOMAIN, USER, Mailsrv, maildir, maildir_files, provision
+from sqlalchemy import func, select
+
+from mailsrv.core.config import parse_config
+from mailsrv.store.db import Store
+from mailsrv.store.models import MaildirRename, TrafficDaily
 
 _SEQUENCE = re.compile(rb"^X-Sequence: (\d+)\r?$", re.MULTILINE)
 
@@ -63,6 +75,18 @@ class Submission:
                 self.kill.set()
 
 
+def pending_renames(store: Store) -> int:
+    with store.reading() as s:
+        return s.execute(select(func.count()).select_from(MaildirRename)).scalar_one()
+
+
+def messages_received(store: Store) -> int:
+    """MessagesReceived of the one mailbox, every day together (user_id 0 is not a mailbox)."""
+    with store.reading() as s:
+        return s.execute(select(func.coalesce(func.sum(TrafficDaily.messages_received), 0))
+                         .where(TrafficDaily.user_id != 0)).scalar_one()
+
+
 def client(port: int, work: Submission) -> None:
     """Send until the numbers run out or the server is gone."""
     with smtplib.SMTP("127.0.0.1", port, local_hostname="client.example", timeout=60) as smtp:
@@ -81,13 +105,17 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--kill-after", type=int, default=300)
     parser.add_argument("--database-url", default="")
+    parser.add_argument("--fault-point", default="")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="mailsrv-durability-") as tmp:
         data_dir = Path(tmp).resolve()
         server = Mailsrv(provision(data_dir, args.database_url))
         work = Submission(args.messages, args.kill_after)
+        if args.fault_point:
+            server.env = {"MAILSRV_FAULT_POINT": args.fault_point}
         server.start()
+        server.env = {}
         # The kill comes from a watcher, not from a client thread, so that it lands while the
         # other sessions are mid-transaction.
         watcher = threading.Thread(target=lambda: (work.kill.wait(), server.kill()))
@@ -103,8 +131,13 @@ def main() -> int:
         server.start()
         restarted = time.monotonic()
         server.wait_until_spool_empty(timeout=1200)
+        store = Store(parse_config(server.config.read_text()).effective_database_url)
+        while pending_renames(store):
+            time.sleep(0.05)
         emptied = time.monotonic() - restarted
         server.stop()
+        counted = messages_received(store)
+        store.close()
 
         delivered = collections.Counter(
             int(number) for path in maildir_files(maildir(data_dir)) for number in _SEQUENCE.findall(path.read_bytes()))
@@ -113,10 +146,11 @@ def main() -> int:
         late = work.unacknowledged & set(delivered)
         database = "PostgreSQL" if args.database_url.startswith("postgresql") else "SQLite"
         print(f"{database}: {args.connections} connections, SIGKILL after {len(work.acknowledged)} acknowledgements "
-              f"({len(work.unacknowledged)} in flight, never answered 250); spool empty {emptied:.0f} s after the restart")
+              f"({len(work.unacknowledged)} in flight, never answered 250); done {emptied:.1f} s after the restart")
         print(f"acknowledged {len(work.acknowledged)}, delivered {sum(delivered.values())}, lost {len(lost)}, "
-              f"duplicates {duplicates}, unacknowledged but delivered {len(late)} of {len(work.unacknowledged)}")
-        return 1 if lost or duplicates else 0
+              f"duplicates {duplicates}, unacknowledged but delivered {len(late)} of {len(work.unacknowledged)}, "
+              f"counted {counted} (MessagesReceived) for {sum(delivered.values())} in the Maildir")
+        return 1 if lost or duplicates or counted != sum(delivered.values()) else 0
 
 
 if __name__ == "__main__":

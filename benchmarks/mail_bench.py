@@ -18,8 +18,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the engine, for provisioning straight into the store
-# `mailsrv serve` of this checkout (a git worktree has no .venv of its own): the running
-# interpreter, with the checkout first on the path.
+# This interpreter and this checkout's engine (not whatever an installed `mailsrv` script imports),
+# so a benchmark run from a git worktree measures that worktree's code.
 MAILSRV = [sys.executable, "-c", "import sys; from mailsrv.cli import main; sys.exit(main())"]
 ADMIN = ("bench", "Measure-pass-123")
 DOMAIN = "bench.example"
@@ -67,6 +67,7 @@ class Mailsrv:
     "SMTP", "IMAP", …) once every listener in `needs` has logged its bound address."""
     config: Path
     needs: tuple[str, ...] = ("web", "SMTP")
+    env: dict[str, str] = field(default_factory=dict)  # added to the environment of the next `start`
     process: subprocess.Popen[bytes] = field(init=False)
     ports: dict[str, int] = field(init=False, default_factory=dict)
 
@@ -81,8 +82,7 @@ class Mailsrv:
     def start(self, timeout: float = 60) -> None:
         self.ports = {}
         self.process = subprocess.Popen([*MAILSRV, "serve", "--config", str(self.config)],
-                                        stderr=subprocess.PIPE,
-                                        env={**os.environ, "PYTHONPATH": str(ROOT)})
+                                        stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT), **self.env})
         ready = threading.Event()
         threading.Thread(target=self._read_log, args=(ready,), daemon=True).start()
         if not ready.wait(timeout):

@@ -94,7 +94,7 @@ class MailServer:
         self.system_settings = SystemSettings(self.store)
         # How mail comes in, for SMTP and the web interface's send alike.
         self.intake = Intake(self.resolver, self.policy, self.spool, self.clock, config.smtp.max_recipients,
-                             self.system_settings, self.dns)
+                             self.dns, config.smtp.deliver_at_acceptance)
         # This node's liveness in the store: how other nodes notice it died, and its fence.
         self.heartbeat = Heartbeat(self.store, self.clock, dt.timedelta(seconds=config.delivery.heartbeat_seconds),
                                    dt.timedelta(seconds=config.delivery.node_timeout_seconds))

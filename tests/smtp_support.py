@@ -153,10 +153,20 @@ class MailHarness:
 
 H = TypeVar("H", bound=MailHarness)
 
+# For the tests of the spool and its queue with local mailboxes: without it, mail to local mailboxes
+# is delivered at acceptance and never queued (extra config; it belongs to the [smtp] section).
+SPOOL_ONLY = "deliver_at_acceptance = false\n"
+
 
 @pytest.fixture
 def mail(tmp_path: Path) -> Iterator[MailHarness]:
     yield from make_harness(tmp_path)
+
+
+@pytest.fixture
+def spooled(tmp_path: Path) -> Iterator[MailHarness]:
+    """The harness with all mail, local too, going through the spool and the queue (SPOOL_ONLY)."""
+    yield from make_harness(tmp_path, SPOOL_ONLY)
 
 
 def make_harness(tmp_path: Path, extra_config: str = "", kind: type[H] = MailHarness) -> Iterator[H]:  # type: ignore[assignment]  # mypy cannot default a TypeVar

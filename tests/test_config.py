@@ -103,6 +103,7 @@ def test_every_key_can_be_set(tmp_path):
         max_message_kb = 10
         max_recipients = 5
         allow_catchalls = false
+        deliver_at_acceptance = false
         [tls]
         cert_file = "/etc/ssl/mail.pem"
         key_file = "/etc/ssl/mail.key"
@@ -117,7 +118,7 @@ def test_every_key_can_be_set(tmp_path):
     assert config.dns.nameservers == ["127.0.0.1:5353", "[::1]:53"]
     assert dataclasses.asdict(config.smtp) == {
         "hostname": "mx.example.test", "allow_plaintext_auth": True, "relay_networks": ["192.0.2.0/24"],
-        "max_message_kb": 10, "max_recipients": 5, "allow_catchalls": False}
+        "max_message_kb": 10, "max_recipients": 5, "allow_catchalls": False, "deliver_at_acceptance": False}
     assert (config.tls.cert_file, config.tls.key_file) == ("/etc/ssl/mail.pem", "/etc/ssl/mail.key")
 
 

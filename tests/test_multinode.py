@@ -31,7 +31,7 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from serve_support import Serving
 from smtp_peer import Peer, PeerHandler, SlowPeer, free_port, remote_config
-from smtp_support import DOMAIN, MailHarness, make_harness, send
+from smtp_support import DOMAIN, SPOOL_ONLY, MailHarness, make_harness, send
 
 from mailsrv.core.clock import ManualClock
 
@@ -59,7 +59,9 @@ def two_nodes(tmp_path, extra_config: str = "", own_clocks: bool = False) -> Ite
 
 @pytest.fixture
 def nodes(tmp_path) -> Iterator[tuple[MailHarness, MailHarness]]:
-    yield from two_nodes(tmp_path)
+    # Through the shared spool, local mail too: what is shared here is the queue (delivery at
+    # acceptance by two nodes: tests/test_smtp_direct.py).
+    yield from two_nodes(tmp_path, SPOOL_ONLY)
 
 
 def recipients_of(number: int) -> list[str]:
@@ -187,7 +189,7 @@ def test_a_restarted_node_releases_the_leases_of_its_ended_predecessor_at_once(n
 
 
 def test_a_dead_nodes_claims_are_taken_over_once_its_heartbeat_is_older_than_the_timeout(tmp_path):
-    for dead, survivor in two_nodes(tmp_path, f"[delivery]\n{QUICK_HEARTBEATS}"):
+    for dead, survivor in two_nodes(tmp_path, f"{SPOOL_ONLY}[delivery]\n{QUICK_HEARTBEATS}"):
         with dead.client() as smtp:
             send(smtp, "ext@example.org", ["alice@a.test", "bob@a.test"], b"Subject: orphaned\r\n\r\nbody\r\n")
         heartbeat = dead.server.heartbeat

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from smtp_peer import Peer, remote_config
 from smtp_support import DOMAIN, MailHarness, make_harness, send
-from smtp_support import mail  # noqa: F401  (the fixture)
+from smtp_support import mail, spooled  # noqa: F401  (the fixtures)
 
 
 def spoofable(mail: MailHarness) -> None:
@@ -175,9 +175,10 @@ def tmpfs(path: Path, size: str) -> Iterator[Path]:
 
 
 @pytest.fixture
-def small_spool(mail):
-    """The harness's spool directory on a 4 MiB tmpfs, its free space set by `fill`."""
-    with tmpfs(mail.data_dir / "spool", "4m") as spool:
+def small_spool(spooled):
+    """The spool directory of a harness that spools local mail too, on a 4 MiB tmpfs, its free
+    space set by `fill`."""
+    with tmpfs(spooled.data_dir / "spool", "4m") as spool:
         yield spool
 
 
@@ -192,7 +193,8 @@ def fill(spool: Path, leave: int) -> None:
             assert exc.errno == errno.ENOSPC and leave == 0
 
 
-def test_a_full_disk_answers_452_4_3_1_and_loses_nothing_accepted(mail, small_spool):
+def test_a_full_disk_answers_452_4_3_1_and_loses_nothing_accepted(spooled, small_spool):
+    mail = spooled
     megabyte = 1 << 20
     big = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 3 * 1024
     with mail.client() as smtp:
@@ -215,6 +217,30 @@ def test_a_full_disk_answers_452_4_3_1_and_loses_nothing_accepted(mail, small_sp
     assert sorted(m[-len(big):] == big for m in stored) == [False, True]
     assert any(m.endswith(b"Subject: before\r\n\r\nkept\r\n") for m in stored)
     assert mail.spool_rows() == []
+
+
+def test_a_full_mailbox_disk_answers_452_4_3_1_and_leaves_nothing_half_written(mail):
+    """Mail delivered at acceptance is written on the mailbox's disk: when that one is full, the
+    client is told to come back later and no partial copy is left in tmp/ or new/."""
+    maildir = mail.maildir("alice@a.test")
+    shutil.rmtree(maildir)
+    with tmpfs(maildir, "4m"):
+        mail.server.disk.create_maildir(maildir)
+        with mail.client() as smtp:
+            send(smtp, "ext@example.org", ["alice@a.test"], b"Subject: before\r\n\r\nkept\r\n")
+            fill(maildir, 1 << 20)
+            smtp.ehlo()
+            assert smtp.mail("ext@example.org")[0] == 250
+            assert smtp.rcpt("alice@a.test")[0] == 250
+            big = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 2 * 1024
+            assert smtp.data(big) == (452, b"4.3.1 Insufficient system storage")
+            assert os.listdir(maildir / "tmp") == []
+            (maildir / "filler").unlink()
+            send(smtp, "ext@example.org", ["alice@a.test"], big)
+        stored = mail.messages("alice@a.test")
+        assert [m.endswith(b"kept\r\n") for m in stored] == [True, False] or \
+            [m.endswith(b"kept\r\n") for m in stored] == [False, True]
+        assert any(m.endswith(big) for m in stored)
 
 
 def test_a_full_database_disk_answers_452_4_3_1(tmp_path):

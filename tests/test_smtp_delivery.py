@@ -1,4 +1,8 @@
-"""From DATA to the Maildir: exact bytes, exact counters, and a spool that survives restarts and crashes."""
+"""From DATA to the Maildir through the spool: exact bytes, exact counters, and a spool that survives
+restarts and crashes.
+
+Mail to local mailboxes only is delivered at acceptance (tests/test_smtp_direct.py); here the harness
+sends it through the spool too (SPOOL_ONLY), as mail with remote recipients or auto-replies goes."""
 from __future__ import annotations
 
 import asyncio
@@ -6,11 +10,18 @@ import datetime as dt
 import email.utils
 import os
 
-from smtp_support import DOMAIN, START, send
-from smtp_support import mail  # noqa: F401  (the fixture)
+import pytest
+from smtp_support import DOMAIN, SPOOL_ONLY, START, make_harness, send
 
 from mailsrv.mta.spool import Delivered
 from mailsrv.directory.stats import Traffic
+
+
+
+@pytest.fixture
+def mail(tmp_path):
+    yield from make_harness(tmp_path, SPOOL_ONLY)
+
 
 BODY = (b"From: Ext <ext@example.org>\r\n"
         b"To: alice@a.test\r\n"

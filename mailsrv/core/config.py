@@ -92,6 +92,10 @@ class SmtpConfig:
     # The server-wide catch-all switch; a domain's catch-all works only when this and the
     # domain's `enablecatchalls` are both on (SmarterMail's default: on).
     allow_catchalls: bool = True
+    # Mail whose recipients are all local mailboxes (without auto-responders) is written into them
+    # before the 250 (mailsrv.mta.spool, direct delivery). Off: it waits in the spool for the queue,
+    # as mail with remote recipients does (one more file write, fsync and transaction per message).
+    deliver_at_acceptance: bool = True
 
 
 @dataclass

@@ -20,17 +20,20 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import compat32
+from typing import Any
 
 import dns.resolver
 
 from mailsrv.core.actor import Actor
 from mailsrv.core.clock import Clock
-from mailsrv.directory.system_settings import SystemSettings
+from mailsrv.directory.system_settings import read as read_system_settings
+from mailsrv.mailstore import maildir_names
+from mailsrv.mailstore.disk import Disk
 from mailsrv.mta import spf_check
 from mailsrv.mta.local_delivery import first_over_quota
 from mailsrv.mta.policy import Client, Policy, RecipientCheck, Reply, SenderCheck
-from mailsrv.mta.recipients import Deliver, Disabled, DomainInfo, LocalMailbox, RemoteAddress, Resolver, Unknown
-from mailsrv.mta.spool import LOCAL, REMOTE, IncomingMessage, NewRecipient, Spool, storage_full
+from mailsrv.mta.recipients import MISS, Deliver, Disabled, DomainInfo, LocalMailbox, RemoteAddress, Resolver, Unknown
+from mailsrv.mta.spool import LOCAL, REMOTE, IncomingMessage, MaildirCopy, NewRecipient, Spool, storage_full
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +94,25 @@ def spool_recipients(accepted: Iterable[tuple[str, Deliver]]) -> list[NewRecipie
     return list(out.values())
 
 
+async def _over_quota(boxes: list[LocalMailbox], incoming: int) -> LocalMailbox | None:
+    """first_over_quota, in a worker thread only when some mailbox has a quota (it walks the Maildir)."""
+    if not any(box.quota_bytes for box in boxes):
+        return None
+    return await asyncio.to_thread(first_over_quota, boxes, incoming)
+
+
+def direct_copies(message_id: str, received_at: dt.datetime, resolutions: Sequence[Deliver]) -> list[MaildirCopy]:
+    """The mailbox copies of a message delivered at acceptance (mailsrv.mta.spool), or none when it
+    must go through the spool: a remote route (forwarding, relay) or an auto-responder to run."""
+    routes = [route for resolution in resolutions for route in resolution.routes]
+    if any(not isinstance(route, LocalMailbox) or route.auto_responder for route in routes):
+        return []
+    return [MaildirCopy(Disk.maildir(box.domain.path, box.user),
+                        maildir_names.new_key(received_at, f"{message_id}_{box.user_id}"),
+                        box.address, box.domain.id, box.user_id, box.user)
+            for box in mailboxes(resolutions)]
+
+
 def _fan_out(resolution: Deliver) -> int:
     return max(1, sum(1 for route in resolution.routes if isinstance(route, RemoteAddress)))
 
@@ -101,22 +123,32 @@ class Intake:
     acceptance into the spool. Built once by the server; SMTP and the web interface share it."""
 
     def __init__(self, resolver: Resolver, policy: Policy, spool: Spool, clock: Clock, max_recipients: int,
-                 system_settings: SystemSettings, dns: dns.resolver.Resolver) -> None:
+                 dns: dns.resolver.Resolver, deliver_at_acceptance: bool = True) -> None:
         self.resolver = resolver
         self.policy = policy
         self.spool = spool
         self.clock = clock
         self.max_recipients = max_recipients  # [smtp] max_recipients, 0 for no cap
-        self.system_settings = system_settings
         self.dns = dns
+        self.deliver_at_acceptance = deliver_at_acceptance  # [smtp] deliver_at_acceptance
 
     def client(self, ip: str, login: str | None) -> Client:
         """Who is sending, as the relay policy sees it."""
         return self.policy.client(ip, login)
 
+    async def begin(self) -> None:
+        """Start a mail transaction: the directory lookups below answer for the store as it is now
+        (mailsrv.mta.recipients: one read of the directory generation)."""
+        await asyncio.to_thread(self.resolver.refresh)
+
+    async def _lookup(self, kind: str, *args: str) -> Any:
+        # A cached answer costs no thread hop: most RCPTs, and every MAIL of a known sender domain.
+        hit = self.resolver.cached(kind, *args)
+        return hit if hit is not MISS else await asyncio.to_thread(self.resolver.lookup, kind, *args)
+
     async def domain(self, name: str) -> DomainInfo | None:
         """One of our domains' limits, None for a name that is not ours."""
-        return await asyncio.to_thread(self.resolver.domain, name)
+        return await self._lookup("domain", name)  # type: ignore[no-any-return]
 
     async def check_sender(self, client: Client, actor: Actor | None, own_domain: DomainInfo | None, sender: str,
                            declared_size: int) -> Reply | None:
@@ -127,7 +159,7 @@ class Intake:
         refusal = refusal or await self._not_owned(actor, [sender] if sender else [])
         if refusal:
             return refusal
-        if not await asyncio.to_thread(self.spool.has_room, declared_size):
+        if not self.spool.has_room(declared_size):  # one statvfs: no thread hop
             return INSUFFICIENT_STORAGE
         if own_domain and own_domain.max_message_bytes and declared_size > own_domain.max_message_bytes:
             return TOO_BIG
@@ -137,7 +169,7 @@ class Intake:
         if actor is None:  # unauthenticated mail is the relay policy's business (mailsrv.mta.policy)
             return None
         for address in dict.fromkeys(a.lower() for a in addresses):  # once each: one lookup per address
-            if not await asyncio.to_thread(self.resolver.owned_by, actor.domain, actor.user, address):
+            if not await self._lookup("owned_by", actor.domain, actor.user, address):
                 return Reply(553, "5.7.1", f"<{address}>: {actor.login} may not send as this address")
         return None
 
@@ -151,7 +183,7 @@ class Intake:
         to an alias cannot become more outbound copies than the alias's domain allows. The RCPT that
         crosses a limit gets 452 (the client may send it in another transaction); one that alone
         exceeds it 550, since it can never fit."""
-        result = await asyncio.to_thread(self.resolver.resolve, address)
+        result = await self._lookup("resolve", address)
         if isinstance(result, Unknown):
             return Reply(550, "5.1.1", f"<{address}>: no such user here")
         if isinstance(result, Disabled):
@@ -174,25 +206,27 @@ class Intake:
                     Reply(550, "5.5.3", f"<{address}>: expands to more recipients than allowed ({limit})")
         if domain is not None and domain.max_message_bytes and declared_size > domain.max_message_bytes:
             return TOO_BIG
-        full = await asyncio.to_thread(first_over_quota, mailboxes([result]), declared_size)
+        full = await _over_quota(mailboxes([result]), declared_size)
         if full is not None:
             return Reply(452, "4.2.2", f"<{address}>: mailbox full")
         return result
 
     async def submit(self, message: Submission) -> str | Reply:
-        """The spool id once the message is durably spooled, or the refusal (line ends, header senders, size,
+        """The message's id once it is durably spooled, or delivered when all its recipients are local
+        mailboxes (mailsrv.mta.spool, direct delivery); or the refusal (line ends, header senders, size,
         quota, full storage)."""
         content = message.content
         if _bare_line_end(content):
             return BARE_LINE_END
-        refusal = await self._not_owned(message.actor, _header_senders(content))
+        # Parsed only for a login: unauthenticated mail has no header sender to check.
+        refusal = await self._not_owned(message.actor, _header_senders(content)) if message.actor else None
         if refusal:
             return refusal
         limits = [d.max_message_bytes for d in [message.own_domain, *(r.domain for _, r in message.accepted)]
                   if d is not None and d.max_message_bytes]
         if limits and len(content) > min(limits):
             return TOO_BIG
-        full = await asyncio.to_thread(first_over_quota, mailboxes(r for _, r in message.accepted), len(content))
+        full = await _over_quota(mailboxes(r for _, r in message.accepted), len(content))
         if full is not None:
             return Reply(552, "5.2.2", f"<{full.address}>: mailbox full")
         actor = message.actor
@@ -204,18 +238,29 @@ class Intake:
                 recipients=spool_recipients(message.accepted),
                 auth_login=actor.login if actor else "",
                 sent_by=(actor.domain, actor.user) if actor else None,
-                spf_result=message.spf_result))
+                spf_result=message.spf_result,
+                copies=direct_copies(message_id, now, [r for _, r in message.accepted])
+                if self.deliver_at_acceptance else ()))
         except Exception as exc:
             if storage_full(exc):  # a sender retries a 452 later; any other failure stays 451
                 return INSUFFICIENT_STORAGE
             raise
         return message_id
 
-    def spf_result(self, actor: Actor | None, client_ip: str, sender: str, helo: str) -> str:
-        """The sender's SPF result when a policy asks for it, else "" (blocking: DNS, the store).
+    async def spf_result(self, actor: Actor | None, client_ip: str, sender: str, helo: str) -> str:
+        """The sender's SPF result when a policy asks for it, else "".
         Authenticated clients and the null sender are never checked: the policies do not ask."""
-        if actor or not sender or not spf_check.needed(self.system_settings.values()):
+        if actor or not sender:
             return ""
+        needed = self.resolver.cached("spf_needed")  # the policies are server settings: cached alike
+        if needed is MISS:
+            needed = await asyncio.to_thread(self.resolver.remember, ("spf_needed",),
+                                             lambda s: spf_check.needed(read_system_settings(s)))
+        if not needed:
+            return ""
+        return await asyncio.to_thread(self._spf_check, client_ip, sender, helo)
+
+    def _spf_check(self, client_ip: str, sender: str, helo: str) -> str:
         try:
             return spf_check.check(self.dns, client_ip, sender, helo)
         except Exception:  # the result only decides whether we answer: never refuse mail over it

@@ -1,5 +1,9 @@
 """Local delivery: a spooled message into a user's Maildir, exactly once; and the mailbox quota.
 
+Mail whose recipients are all local mailboxes without an auto-responder does not come here: it is
+written into the mailboxes at acceptance (mailsrv.mta.spool, direct delivery), with the same headers
+and file names. This delivers the rest: mail that also goes elsewhere or that an auto-responder answers.
+
 What lands in the Maildir is `Return-Path`, `Delivered-To` and our `Received` header, then the
 message exactly as the client transferred it (dot-unstuffed). Line ends are kept as sent, which
 over SMTP means CRLF: the added headers end in CRLF too, so a stored message is uniformly CRLF and
@@ -38,7 +42,7 @@ from mailsrv.mailstore.disk import Disk, fsync_directory
 from mailsrv.mailstore.disk_usage import used_bytes
 from mailsrv.mta.queue import deferred_after
 from mailsrv.mta.recipients import LocalMailbox
-from mailsrv.mta.spool import ClaimedRecipient, Delivered, Failed, Job, Outcome, SpooledMessage
+from mailsrv.mta.spool import ClaimedRecipient, Delivered, Failed, Job, Outcome, SpooledMessage, delivered_copy
 from mailsrv.store.db import Store
 from mailsrv.store.models import Domain, User
 
@@ -144,9 +148,7 @@ class LocalDelivery:
         # Still fsynced by the caller: the earlier attempt may have crashed between rename and fsync.
         if recipient.attempts > 1 and _already_delivered(maildir, name):
             return maildir / "new"
-        headers = (f"Return-Path: <{message.sender}>\r\n"
-                   f"Delivered-To: {recipient.address}\r\n").encode("utf-8", "surrogateescape")
-        headers += message.trace_header.encode("utf-8", "surrogateescape")
+        headers = delivered_copy(message.sender, recipient.address, message.trace_header)
         # A tmp name of our own: two nodes redelivering the same recipient must not share a file.
         tmp = maildir / "tmp" / f"{name}.{uuid.uuid4().hex}"
         with open(tmp, "wb") as out, open(message.path, "rb") as body:

@@ -1,7 +1,12 @@
 """Who an address is, asked at RCPT time: mailboxes, aliases, domain aliases, catch-alls, forwarding.
 
-Every call reads the store (one prepared query per address looked at), so a domain, user or alias added
-over SOAP answers for SMTP at once; there is no cache to go stale.
+Answers are cached in memory (bounded) under the store's directory generation, a number that
+database triggers raise in the transaction of every change to what these lookups read (migration
+0007, mailsrv.store.models.DirectoryGeneration). `refresh` reads it (one primary-key read) at the
+start of each mail transaction and drops the cache when it moved, so a domain, user or alias changed
+over SOAP through any node answers for the next SMTP transaction on every node. A lookup stores its
+answer under the generation it read BEFORE its queries: an answer read while a change was being
+committed is kept only under the older number, which the change retires.
 
 Expansion rules:
 - a user is its own mailbox, plus its forwarding addresses (without the mailbox when
@@ -17,6 +22,8 @@ Expansion rules:
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,11 +32,14 @@ from sqlalchemy import Connection, and_, bindparam, or_, select
 from mailsrv.core import names, settings
 from mailsrv.core.errors import MailsrvError
 from mailsrv.store.db import Store
-from mailsrv.store.models import Alias, Domain, DomainAlias, User
+from mailsrv.store.models import Alias, DirectoryGeneration, Domain, DomainAlias, User
 
 log = logging.getLogger(__name__)
 
 MAX_DEPTH = 10
+# Answers kept per process: each is a few hundred bytes, and a miss costs one query.
+CACHE_ENTRIES = 50_000
+MISS = object()  # `cached` found nothing
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,7 @@ class LocalMailbox:
     user: str
     domain: DomainInfo
     quota_bytes: int  # mailsrv.core.settings.mailbox_limit_bytes; 0 = unlimited
+    auto_responder: bool = False  # its auto-responder is on: delivery goes through the spool
 
 
 @dataclass(frozen=True)
@@ -87,11 +98,12 @@ Resolution = Deliver | Unknown | Disabled
 _LOOKUP = (
     select(Domain.id, Domain.name, Domain.path, Domain.settings,
            User.id, User.name, User.settings, User.forwarding_addresses, User.delete_on_forward,
-           Alias.addresses)
+           User.autoresponder_enabled, Alias.addresses)
     .outerjoin(DomainAlias, and_(DomainAlias.domain_id == Domain.id, DomainAlias.name == bindparam("domain")))
     .outerjoin(User, and_(User.domain_id == Domain.id, User.name == bindparam("local")))
     .outerjoin(Alias, and_(Alias.domain_id == Domain.id, Alias.name == bindparam("local")))
     .where(or_(Domain.name == bindparam("domain"), DomainAlias.name == bindparam("domain"))))
+_GENERATION = select(DirectoryGeneration.generation).where(DirectoryGeneration.id == 1)
 
 
 def _setting(values: dict[str, Any], key: str) -> Any:
@@ -102,10 +114,55 @@ class Resolver:
     def __init__(self, store: Store, allow_catchalls: bool) -> None:
         self.store = store
         self.allow_catchalls = allow_catchalls
+        self._generation: int | None = None  # what `_cache` holds answers of
+        self._cache: dict[Hashable, object] = {}
+        self._lock = threading.Lock()  # lookups store their answers from worker threads
+
+    def refresh(self) -> None:
+        """Read the directory generation and forget every answer of an older one (blocking)."""
+        with self.store.read_connection() as s:
+            generation = self._read_generation(s)
+        with self._lock:
+            if generation != self._generation:
+                self._cache.clear()
+                self._generation = generation
+
+    def cached(self, *key: Hashable) -> object:
+        """The answer kept for `key` (a method name and its arguments), or MISS; never blocks."""
+        return self._cache.get(key, MISS)
+
+    def remember(self, key: tuple[Hashable, ...], compute: Callable[[Connection], object]) -> object:
+        """`compute`'s answer on a fresh read connection, kept under `key` for this generation (blocking)."""
+        with self.store.read_connection() as s:
+            generation = self._read_generation(s)
+            value = compute(s)
+        with self._lock:
+            if generation == self._generation:
+                if len(self._cache) >= CACHE_ENTRIES:
+                    del self._cache[next(iter(self._cache))]  # the oldest entry
+                self._cache[key] = value
+        return value
+
+    @staticmethod
+    def _read_generation(s: Connection) -> int:
+        return int(s.execute(_GENERATION).scalar() or 0)
+
+    def lookup(self, kind: str, *args: str) -> Any:
+        """`resolve`, `domain` or `owned_by` (`kind`) of `args`, answered from the cache of the generation
+        `refresh` last read when it can be (blocking). For the SMTP transaction, which refreshes
+        first; a caller that did not refresh uses the uncached methods."""
+        hit = self.cached(kind, *args)
+        if hit is not MISS:
+            return hit
+        compute = getattr(self, f"_{kind}")
+        return self.remember((kind, *args), lambda s: compute(s, *args))
 
     def resolve(self, address: str) -> Resolution:
         with self.store.read_connection() as s:
-            result = self._address(s, address, 0, {address.lower()})
+            return self._resolve(s, address)
+
+    def _resolve(self, s: Connection, address: str) -> Resolution:
+        result = self._address(s, address, 0, {address.lower()})
         if isinstance(result, Deliver) and not result.routes:
             return Unknown(address)
         return result
@@ -113,26 +170,32 @@ class Resolver:
     def domain(self, name: str) -> DomainInfo | None:
         """The local domain answering for `name` (its own name or a domain alias), if any."""
         with self.store.read_connection() as s:
-            row = self._lookup(s, "", name)
-            return row[0] if row else None
+            return self._domain(s, name)
+
+    def _domain(self, s: Connection, name: str) -> DomainInfo | None:
+        row = self._lookup(s, "", name)
+        return row[0] if row else None
 
     def owned_by(self, domain: str, user: str, address: str) -> bool:
         """Whether the user `user`@`domain` may send as `address`: its own address (at its domain or
         one of the domain's domain aliases), or an alias of its domain that delivers to its mailbox.
         A catch-all does not count: it would hand its target every unused name in the domain."""
+        with self.store.read_connection() as s:
+            return self._owned_by(s, domain, user, address)
+
+    def _owned_by(self, s: Connection, domain: str, user: str, address: str) -> bool:
         local, _, domain_name = address.rpartition("@")
         if not local:
             return False
-        with self.store.read_connection() as s:
-            row = self._lookup(s, local.lower(), domain_name)
-            if row is None or row[0].name != domain:
-                return False
-            found, account, alias_targets = row
-            if account is not None:
-                return bool(account[1] == user)
-            if alias_targets is None:
-                return False
-            routes = self._expand(s, alias_targets, 0, {f"{local.lower()}@{found.name}"})
+        row = self._lookup(s, local.lower(), domain_name)
+        if row is None or row[0].name != domain:
+            return False
+        found, account, alias_targets = row
+        if account is not None:
+            return bool(account[1] == user)
+        if alias_targets is None:
+            return False
+        routes = self._expand(s, alias_targets, 0, {f"{local.lower()}@{found.name}"})
         return any(isinstance(r, LocalMailbox) and r.user == user and r.domain.name == domain for r in routes)
 
     def _address(self, s: Connection, address: str, depth: int, seen: set[str]) -> Resolution:
@@ -144,10 +207,11 @@ class Resolver:
         if not domain.enabled:
             return Disabled(address, "domain")
         if user is not None:
-            user_id, user_name, user_settings, forwards, delete_on_forward, quota = user
+            user_id, user_name, user_settings, forwards, delete_on_forward, auto_responder, quota = user
             if not user_settings.get("isenabled", True):
                 return Disabled(address, "mailbox")
-            mailbox = LocalMailbox(f"{user_name}@{domain.name}", user_id, user_name, domain, quota)
+            mailbox = LocalMailbox(f"{user_name}@{domain.name}", user_id, user_name, domain, quota,
+                                   bool(auto_responder))
             forwarded = self._expand(s, forwards, depth, seen)
             keep = not (delete_on_forward and forwarded)
             return Deliver(((mailbox,) if keep else ()) + tuple(forwarded), domain)
@@ -180,7 +244,7 @@ class Resolver:
 
     def _lookup(self, s: Connection, local: str, raw_domain: str) -> tuple[DomainInfo, Any, list[str] | None] | None:
         """The domain answering for `raw_domain` with the user (id, name, settings, forwarding,
-        delete_on_forward, quota in bytes) and the alias named `local`, in one query."""
+        delete_on_forward, auto-responder on, quota in bytes) and the alias named `local`, in one query."""
         try:
             domain_name = names.domain_name(raw_domain)
         except MailsrvError:

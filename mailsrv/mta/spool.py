@@ -8,6 +8,27 @@ Acceptance (enqueue) is durable before it is acknowledged, in this order:
 A crash before 3 leaves at worst a file without a row (removed by `sweep`) and the client, having
 no 250, sends again; a crash after 2 loses nothing.
 
+Direct delivery: a message whose recipients are all local mailboxes without an auto-responder
+(mailsrv.mta.intake decides) skips the spool: it goes into the mailboxes before the 250, with one
+file write and fsync per mailbox instead of spool file, rows, claim, delivery and finish.
+1. the session writes each mailbox's copy (`delivered_copy`: Return-Path, Delivered-To, our
+   Received, then the message) as `<Maildir>/tmp/<name>` and fsyncs it; <name> is the final
+   Maildir name (mailsrv.mailstore.maildir_names.new_key, as local delivery names its files);
+2. the group commit fsyncs each tmp/ directory once, then, in the one transaction of the group,
+   records the counters (MessagesReceived/BytesReceived per mailbox, MessagesSent/BytesSent for an
+   authenticated sender) and a `maildir_renames` row per copy, and deletes the rows of the previous
+   group, whose renames are done;
+3. after the commit it renames every tmp/<name> to new/<name> and fsyncs each new/ once; only
+   then do the sessions get 250.
+A crash before the commit of 2: no 250, nothing counted, nothing visible; the tmp files are
+orphans `sweep` removes after an age (the client sends again). A crash after it: the delivery is
+committed and counted once; `sweep` (at every start, and by any node) renames each row's tmp file
+still there into new/ and deletes the row, so the message becomes visible exactly once. Renames
+are idempotent across nodes: whoever comes second finds no tmp file and leaves the copy alone.
+A mailbox whose user was deleted (or whose id another user now holds) by the time of the commit
+fails that message alone (451: the client's retry meets the RCPT refusal); a Maildir without
+tmp/ sends the message through the spool instead, whose delivery creates the mailbox.
+
 Delivery claims due recipients under a lease (`claim`, FOR UPDATE SKIP LOCKED so nodes on one
 PostgreSQL never take the same row) and records outcomes with `finish`: status and traffic
 counters in one transaction, and only for rows this node still holds — so a completed delivery is
@@ -26,6 +47,8 @@ trace headers we add; the day is the UTC day of the event.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import dataclasses
 import datetime as dt
 import errno
 import logging
@@ -37,18 +60,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from sqlalchemy import delete, func, or_, select, true, update
+from sqlalchemy import delete, func, insert, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from mailsrv.core.actor import Actor
 from mailsrv.core.clock import Clock
 from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.directory.counters import TrafficEvent, record
-from mailsrv.mailstore.disk import fsync_directory
+from mailsrv.mailstore.disk import Disk, fault_point, fsync_directory
 from mailsrv.store.db import Store, storage_refused
-from mailsrv.store.models import Domain, SpoolMessage, SpoolRecipient, User
+from mailsrv.store.models import Domain, MaildirRename, SpoolMessage, SpoolRecipient, User
 
 log = logging.getLogger(__name__)
+
+# Threads writing and fsyncing accepted messages. More than the default executor's few: an fsync
+# mostly waits for the disk, and the filesystem's journal commits the fsyncs that wait together
+# at once, so sessions writing side by side get through more messages than queueing for a thread.
+FILE_WRITERS = 32
 
 # Free space a message must leave on the spool's filesystem: the database, the Maildirs and the
 # other sessions' messages usually share it.
@@ -68,6 +96,17 @@ class NewRecipient:
 
 
 @dataclass(frozen=True)
+class MaildirCopy:
+    """A local mailbox's copy of a message delivered directly (see the module docstring)."""
+    maildir: Path
+    name: str  # the Maildir file name, the same in tmp/ and new/
+    address: str  # the mailbox, user@domain: its Delivered-To
+    domain_id: int
+    user_id: int
+    user: str  # checked against user_id at commit: SQLite may give a deleted user's id to a new one
+
+
+@dataclass(frozen=True)
 class IncomingMessage:
     id: str
     sender: str
@@ -80,6 +119,19 @@ class IncomingMessage:
     auth_login: str = ""
     sent_by: tuple[str, str] | None = None  # (domain, user) of an authenticated local sender
     spf_result: str = ""  # mailsrv.mta.spf_check's result for the sender; "" when not checked
+    # When given: delivered into these mailboxes at acceptance instead of spooled for `recipients`
+    # (which then name the same mailboxes, for when a Maildir has no tmp/ to write into).
+    copies: Sequence[MaildirCopy] = ()
+
+
+def delivered_copy(sender: str, address: str, trace_header: str) -> bytes:
+    """What a local mailbox's file holds before the message itself, however it is delivered."""
+    return (f"Return-Path: <{sender}>\r\nDelivered-To: {address}\r\n{trace_header}"
+            ).encode("utf-8", "surrogateescape")
+
+
+class MailboxGone(Exception):
+    """A direct delivery's mailbox lost its user before the commit: the message is not accepted."""
 
 
 @dataclass(frozen=True)
@@ -174,6 +226,38 @@ class _Waiting:
     done: asyncio.Future[None] = field(repr=False)
 
 
+def _write_durably(path: Path, *parts: bytes) -> None:
+    """A new file at `path` holding `parts`, fsynced (its directory entry is the caller's to fsync)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        try:
+            for part in parts:
+                view = memoryview(part)
+                while view:
+                    view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        path.unlink(missing_ok=True)  # e.g. the disk is full: leave nothing half-written behind
+        raise
+
+
+def _rename_into_new(copies: Sequence[MaildirCopy]) -> None:
+    """tmp/<name> to new/<name> for each copy still in tmp/, then each new/ fsynced once."""
+    for copy in copies:
+        try:
+            os.rename(copy.maildir / "tmp" / copy.name, copy.maildir / "new" / copy.name)
+        except FileNotFoundError:  # renamed already (another node's sweep), or the mailbox is gone
+            pass
+    # Even where another node renamed: its fsync may not have happened yet, and our rows go next.
+    for directory in {copy.maildir / "new" for copy in copies}:
+        try:
+            fsync_directory(directory)
+        except FileNotFoundError:
+            pass
+
+
 class Spool:
     def __init__(self, store: Store, data_dir: Path, clock: Clock, notifier: FailureNotifier,
                  max_batch: int = 256) -> None:
@@ -187,6 +271,10 @@ class Spool:
         self._watchers: list[asyncio.Event] = []
         self._queue: asyncio.Queue[_Waiting] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        # The names of the last group's direct deliveries, renamed into new/: the next group's
+        # transaction deletes their maildir_renames rows (so an idle node leaves them to `sweep`).
+        self._renamed: list[str] = []
+        self._file_writers = concurrent.futures.ThreadPoolExecutor(FILE_WRITERS, thread_name_prefix="spool-file")
         # Who tells senders about failed recipients (mailsrv.mta.bounces).
         self.notifier = notifier
 
@@ -216,8 +304,16 @@ class Spool:
         return usage.f_bavail * usage.f_frsize >= size + RESERVE_BYTES
 
     async def enqueue(self, message: IncomingMessage) -> None:
-        """Return once the message is durably spooled; raise if it could not be."""
-        await asyncio.to_thread(self.write_file, message)
+        """Return once the message is durably spooled, or delivered when it has `copies`; raise if it
+        could not be."""
+        if message.copies:
+            try:
+                await asyncio.get_running_loop().run_in_executor(self._file_writers, self.write_copies, message)
+            except FileNotFoundError:  # a Maildir without tmp/: delivery from the spool creates it
+                log.info("mailbox of %s incomplete: spooling instead", message.id)
+                message = dataclasses.replace(message, copies=())
+        if not message.copies:
+            await asyncio.get_running_loop().run_in_executor(self._file_writers, self.write_file, message)
         waiting = _Waiting(message, asyncio.get_running_loop().create_future())
         self._queue.put_nowait(waiting)
         if self._writer is None or self._writer.done():
@@ -229,18 +325,25 @@ class Spool:
         """The message's spool file, durable; its rows are added by `enqueue` or with a FollowUp."""
         final = self.directory / message.id
         tmp = final.with_name(message.id + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            try:
-                view = memoryview(message.content)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _write_durably(tmp, message.content)
             os.rename(tmp, final)
         except BaseException:
             tmp.unlink(missing_ok=True)  # e.g. the disk is full: leave nothing half-written behind
+            raise
+
+    def write_copies(self, message: IncomingMessage) -> None:
+        """Each of `copies` into its Maildir's tmp/, durable; the commit renames them into new/."""
+        written: list[Path] = []
+        try:
+            for copy in message.copies:
+                tmp = copy.maildir / "tmp" / copy.name
+                _write_durably(tmp, delivered_copy(message.sender, copy.address, message.trace_header),
+                               message.content)
+                written.append(tmp)
+        except BaseException:
+            for tmp in written:
+                tmp.unlink(missing_ok=True)
             raise
 
     async def _write_batches(self) -> None:
@@ -249,7 +352,7 @@ class Spool:
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                await asyncio.to_thread(self._commit, [w.message for w in batch])
+                refused = await asyncio.to_thread(self._commit, [w.message for w in batch])
             except Exception as exc:  # the sessions answer 451; the writer lives on
                 log.exception("spooling %d message(s) failed", len(batch))
                 for waiting in batch:
@@ -258,23 +361,78 @@ class Spool:
                 continue
             for waiting in batch:
                 if not waiting.done.done():
-                    waiting.done.set_result(None)
-            self.notify()
+                    gone = refused.get(waiting.message.id)
+                    if gone is None:
+                        waiting.done.set_result(None)
+                    else:
+                        waiting.done.set_exception(MailboxGone(f"the mailbox {gone} no longer exists"))
+            if any(not w.message.copies for w in batch):
+                self.notify()
 
-    def _commit(self, messages: list[IncomingMessage]) -> None:
+    def _commit(self, messages: list[IncomingMessage]) -> dict[str, str]:
+        """Make the group's messages durable and recorded (see the module docstring); the ids of those
+        refused, with the address of a mailbox whose user has gone."""
+        direct = [m for m in messages if m.copies]
+        spooled = [m for m in messages if not m.copies]
+        refused: dict[str, str] = {}
         try:
-            fsync_directory(self.directory)
+            if spooled:
+                fsync_directory(self.directory)
+            for tmp_dir in {copy.maildir / "tmp" for m in direct for copy in m.copies}:
+                fsync_directory(tmp_dir)
             with self.store.session() as s:
-                sent: list[TrafficEvent] = []
-                for m in messages:
+                if self._renamed:  # the previous group's files are in new/, durably: their rows can go
+                    s.execute(delete(MaildirRename).where(MaildirRename.name.in_(self._renamed)))
+                refused = self._gone(s, direct)
+                direct = [m for m in direct if m.id not in refused]
+                events: list[TrafficEvent] = []
+                for m in spooled:
                     self._add_rows(s, m)
+                for m in spooled + direct:
                     if m.sent_by and (event := self._sent_event(s, m, m.sent_by)):
-                        sent.append(event)
-                record(s, *sent)
+                        events.append(event)
+                for m in direct:
+                    events += [TrafficEvent(c.domain_id, c.user_id, m.received_at.astimezone(dt.timezone.utc).date(),
+                                            messages_received=1, bytes_received=len(m.content)) for c in m.copies]
+                renames = [{"name": c.name, "maildir": str(c.maildir)} for m in direct for c in m.copies]
+                if renames:
+                    s.execute(insert(MaildirRename), renames)
+                record(s, *events)
         except BaseException:
-            for m in messages:
+            for m in spooled:
                 (self.directory / m.id).unlink(missing_ok=True)
+            for m in messages:
+                for copy in m.copies:
+                    (copy.maildir / "tmp" / copy.name).unlink(missing_ok=True)
             raise
+        for m in messages:
+            if m.id in refused:
+                for copy in m.copies:
+                    (copy.maildir / "tmp" / copy.name).unlink(missing_ok=True)
+        fault_point("maildir-renames-committed")
+        copies = [c for m in direct for c in m.copies]
+        self._renamed = []
+        try:
+            _rename_into_new(copies)
+        except OSError:  # committed all the same: `sweep` finishes what is left, from the rows
+            log.exception("moving %d delivered message(s) into new/ failed", len(copies))
+        else:
+            self._renamed = [c.name for c in copies]
+        return refused
+
+    @staticmethod
+    def _gone(s: Session, direct: list[IncomingMessage]) -> dict[str, str]:
+        """The messages of `direct` with a mailbox whose user is no longer there: id -> that mailbox."""
+        ids = {c.user_id for m in direct for c in m.copies}
+        if not ids:
+            return {}
+        users = {user_id: name for user_id, name in s.execute(select(User.id, User.name).where(User.id.in_(ids)))}
+        refused: dict[str, str] = {}
+        for m in direct:
+            for copy in m.copies:
+                if users.get(copy.user_id) != copy.user:
+                    refused[m.id] = copy.address
+        return refused
 
     def _add_rows(self, s: Session, m: IncomingMessage) -> None:
         s.add(SpoolMessage(
@@ -304,6 +462,7 @@ class Spool:
             except asyncio.CancelledError:
                 pass
             self._writer = None
+        self._file_writers.shutdown(wait=False)
 
     # -- delivery ---------------------------------------------------------------------------
 
@@ -490,4 +649,35 @@ class Spool:
                 except FileNotFoundError:  # another worker's sweep, at the same moment
                     continue
                 removed += 1
+        return removed + self._sweep_maildirs(cutoff)
+
+    def _sweep_maildirs(self, cutoff: float) -> int:
+        """Finish the direct deliveries committed but not yet in new/ (a crash, or another node right
+        now: renaming is idempotent), then remove the tmp/ copies of direct deliveries never committed
+        and older than `cutoff`; how many removed."""
+        with self.store.reading() as s:
+            pending = s.execute(select(MaildirRename.name, MaildirRename.maildir)).all()
+            maildirs = [Disk.maildir(path, user) for path, user in
+                        s.execute(select(Domain.path, User.name).join(User, User.domain_id == Domain.id))]
+        copies = [MaildirCopy(Path(maildir), name, "", 0, 0, "") for name, maildir in pending]
+        _rename_into_new(copies)
+        if pending:
+            log.warning("moved %d committed deliveries into new/", len(pending))
+            with self.store.session() as s:
+                s.execute(delete(MaildirRename).where(MaildirRename.name.in_([name for name, _ in pending])))
+        removed = 0
+        for maildir in maildirs:
+            try:
+                entries = list(os.scandir(maildir / "tmp"))
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                # Only ours (named as new/ files are); the spool's local delivery and other
+                # writers name their tmp/ files otherwise.
+                if entry.name.endswith(".mailsrv") and entry.stat().st_mtime < cutoff:
+                    with self.store.reading() as s:  # committed meanwhile by a node we cannot see
+                        if s.get(MaildirRename, entry.name) is not None:
+                            continue
+                    os.unlink(entry.path)
+                    removed += 1
         return removed

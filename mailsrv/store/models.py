@@ -300,3 +300,21 @@ class Node(Base):
     __tablename__ = "nodes"
     id: Mapped[str] = mapped_column(String(128), primary_key=True)  # QueueManager's node id
     beat_at: Mapped[dt.datetime] = mapped_column()
+
+
+class DirectoryGeneration(Base):
+    """One row (id 1) whose number database triggers raise with every change to what SMTP's recipient
+    lookups read (domains, users, aliases, domain aliases, server settings; migration 0007). Each node caches those
+    lookups under the number it read and drops the cache once it sees another one, so a change made
+    through any node applies to the next SMTP transaction on every node (mailsrv.mta.recipients)."""
+    __tablename__ = "directory_generation"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class MaildirRename(Base):
+    """A message written into a Maildir's tmp/ whose acceptance (and counting) is committed, still to
+    be renamed into new/ (mailsrv.mta.spool): the file name, the same in tmp/ and new/, and the Maildir."""
+    __tablename__ = "maildir_renames"
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    maildir: Mapped[str] = mapped_column(Text)

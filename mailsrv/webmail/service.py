@@ -62,6 +62,7 @@ class Webmail:
             content = build(draft, sender, self.hostname, now)
         except ValueError as exc:  # e.g. a line break smuggled into a header field
             raise MailsrvError(ResultCode.INVALID_ARGUMENT, f"Not sent: {exc}.") from None
+        await self.intake.begin()
         own = await self.intake.domain(actor.domain)
         client = self.intake.client(client_ip, actor.login)
         accepted: list[tuple[str, Deliver]] = []

@@ -1,0 +1,191 @@
+"""Delivery at acceptance (mailsrv.mta.spool, direct delivery) and the cached recipient lookups
+(mailsrv.mta.recipients) as a user of two nodes sees them: crash recovery, exact counters, and a
+directory change through one node answered by the next transaction on the other."""
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from smtp_support import DOMAIN, MailHarness, make_harness, send
+from smtp_support import mail  # noqa: F401  (the fixture)
+
+from mailsrv.mailstore.disk import FAULT_POINT_VARIABLE
+
+BODY = b"Subject: direct\r\n\r\nstraight into the mailbox\r\n"
+
+# A second process on the same configuration that takes one message for alice through the
+# engine's intake (as the SMTP listener does) and is killed by the fault point after the commit.
+CHILD = """
+import asyncio, sys
+from mailsrv.core.config import parse_config
+from mailsrv.mta.intake import Submission
+from mailsrv.server import MailServer
+server = MailServer(parse_config(sys.argv[1]))
+
+async def main():
+    intake = server.intake
+    await intake.begin()
+    client = intake.client("192.0.2.7", None)
+    route = await intake.check_recipient(client, "ext@example.org", None, [], "alice@a.test", 0)
+    await intake.submit(Submission(sender="ext@example.org", content=sys.argv[2].encode(),
+                                   accepted=[("alice@a.test", route)], own_domain=None, actor=None,
+                                   client_ip="192.0.2.7", helo="client.test",
+                                   trace=lambda message_id, now: f"Received: by test id {message_id}\\r\\n"))
+
+asyncio.run(main())
+"""
+
+
+def received(mail: MailHarness, address: str) -> tuple[int, int]:
+    """(messages, bytes) received as GetUserStats reports them."""
+    t = mail.server.user_activity.traffic(mail.admin(), address, None, None)
+    return t.messages_received, t.bytes_received
+
+
+def test_local_mail_is_in_the_mailbox_and_counted_when_the_250_comes(mail):
+    with mail.client() as smtp:
+        send(smtp, "ext@example.org", ["alice@a.test", "bob@a.test"], BODY)
+    for address in ("alice@a.test", "bob@a.test"):
+        [stored] = mail.messages(address)
+        assert stored.startswith(f"Return-Path: <ext@example.org>\r\nDelivered-To: {address}\r\nReceived: ".encode())
+        assert stored.endswith(b"\r\n\r\n" + BODY) or stored.endswith(BODY)
+        assert received(mail, address) == (1, len(BODY))
+        assert os.listdir(mail.maildir(address) / "tmp") == []
+    assert mail.server.spool.count() == 0  # nothing left for the queue
+
+
+def test_a_crash_between_commit_and_rename_is_finished_once_at_start(mail):
+    """Killed after the transaction that counts the delivery and before the file is in new/: the
+    client had no 250, but the message is committed, so the start makes it visible exactly once."""
+    mail.stop()
+    try:
+        child = subprocess.run([sys.executable, "-c", CHILD, mail.config_text, BODY.decode()],
+                               env={**os.environ, FAULT_POINT_VARIABLE: "maildir-renames-committed"},
+                               capture_output=True, timeout=120)
+    finally:
+        mail.start()
+    assert child.returncode == -signal.SIGKILL, child.stderr.decode()
+    maildir = mail.maildir("alice@a.test")
+    assert os.listdir(maildir / "new") == [] and len(os.listdir(maildir / "tmp")) == 1
+    mail.server.spool.sweep()  # what `mailsrv serve` runs at start
+    [stored] = mail.messages("alice@a.test")
+    assert stored.endswith(BODY)
+    assert os.listdir(maildir / "tmp") == []
+    assert received(mail, "alice@a.test") == (1, len(BODY))
+    mail.server.spool.sweep()  # again, as another node may: nothing more happens
+    assert len(mail.messages("alice@a.test")) == 1
+    assert received(mail, "alice@a.test") == (1, len(BODY))
+
+
+def test_a_crash_before_the_commit_leaves_nothing_visible_and_nothing_counted(mail):
+    """A copy written into tmp/ whose transaction never committed: swept once old enough."""
+    tmp = mail.maildir("alice@a.test") / "tmp"
+    orphan = tmp / "1773135015.M250000Q0123456789abcdef0123456789abcdef_1.mailsrv"
+    orphan.write_bytes(BODY)
+    assert mail.server.spool.sweep() == 0  # too young: its node may be about to commit it
+    os.utime(orphan, (0, 0))
+    assert mail.server.spool.sweep() == 1
+    assert os.listdir(tmp) == [] and mail.messages("alice@a.test") == []
+    assert received(mail, "alice@a.test") == (0, 0)
+
+
+@pytest.fixture
+def nodes(tmp_path) -> Iterator[tuple[MailHarness, MailHarness]]:
+    for first in make_harness(tmp_path):
+        second = MailHarness(first.data_dir, first.clock)
+        try:
+            yield first, second
+        finally:
+            second.stop()
+
+
+def rcpt(node: MailHarness, address: str) -> int:
+    with node.client() as smtp:
+        smtp.ehlo()
+        smtp.mail("ext@example.org")
+        return smtp.rcpt(address)[0]
+
+
+def test_a_user_deleted_through_one_node_is_refused_by_the_next_transaction_on_the_other(nodes):
+    first, second = nodes
+    assert rcpt(first, "bob@a.test") == 250
+    assert rcpt(first, "bob@a.test") == 250  # answered from the cache now
+    second.server.users.delete(second.admin(), "bob", DOMAIN)
+    assert rcpt(first, "bob@a.test") == 550
+
+
+def test_an_alias_added_and_changed_through_one_node_resolves_anew_on_the_other(nodes):
+    first, second = nodes
+    assert rcpt(first, "team@a.test") == 550
+    second.server.aliases.add(second.admin(), DOMAIN, "team", ["alice@a.test"])
+    with first.client() as smtp:
+        send(smtp, "ext@example.org", ["team@a.test"], BODY)
+    assert len(first.messages("alice@a.test")) == 1 and first.messages("bob@a.test") == []
+    second.server.aliases.update(second.admin(), DOMAIN, "team", ["bob@a.test"])
+    with first.client() as smtp:
+        send(smtp, "ext@example.org", ["team@a.test"], BODY)
+    assert len(first.messages("alice@a.test")) == 1 and len(first.messages("bob@a.test")) == 1
+
+
+def test_two_nodes_delivering_at_acceptance_at_once_deliver_and_count_each_message_once(nodes):
+    first, second = nodes
+    numbers = range(60)
+
+    def submit(node: MailHarness, mine: range) -> None:
+        with node.client() as smtp:
+            for number in mine:
+                send(smtp, "ext@example.org", ["alice@a.test", "bob@a.test"],
+                     b"Subject: n\r\nX-Number: %d\r\n\r\nbody\r\n" % number)
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        for done in [pool.submit(submit, node, numbers[start::4])
+                     for start, node in enumerate([first, second] * 2)]:
+            done.result()
+    size = len(b"Subject: n\r\nX-Number: 10\r\n\r\nbody\r\n")
+    for address in ("alice@a.test", "bob@a.test"):
+        found = sorted(int(re.search(rb"X-Number: (\d+)", m)[1]) for m in first.messages(address))
+        assert found == list(numbers)
+        messages, total = received(second, address)
+        assert messages == len(numbers) and total == sum(size - (n < 10) for n in numbers)
+
+
+def raw_session(mail: MailHarness, data: bytes) -> list[bytes]:
+    """One pipelined session (EHLO, MAIL, RCPT, DATA, the data, then QUIT in the same write); the replies."""
+    import socket
+    with socket.create_connection(("127.0.0.1", mail.smtp_port), timeout=30) as sock:
+        reader = sock.makefile("rb")
+        assert reader.readline().startswith(b"220")
+        sock.sendall(b"EHLO client.test\r\n")
+        while not reader.readline().startswith(b"250 "):
+            pass
+        sock.sendall(b"MAIL FROM:<ext@example.org>\r\nRCPT TO:<alice@a.test>\r\nDATA\r\n")
+        replies = [reader.readline() for _ in range(3)]
+        sock.sendall(data + b"QUIT\r\n")
+        replies += [reader.readline(), reader.readline()]
+    return replies
+
+
+@pytest.mark.parametrize("data, stored", [
+    (b".\r\n", b""),  # an empty message: the end marker is the first line
+    (b"..\r\n.\r\n", b".\r\n"),  # a line of one dot, stuffed
+    (b"Subject: s\r\n\r\n..a\r\n.b\r\nc.\r\n\r\n.\r\n", b"Subject: s\r\n\r\n.a\r\nb\r\nc.\r\n\r\n"),
+    (b"Subject: s\r\n\r\n" + b"x" * 998 + b"\r\n" + b"y\r\n" * 5000 + b".\r\n",
+     b"Subject: s\r\n\r\n" + b"x" * 998 + b"\r\n" + b"y\r\n" * 5000),  # many blocks, a longest line
+])
+def test_data_is_read_to_its_end_marker_exactly_and_a_pipelined_command_after_it_is_answered(mail, data, stored):
+    replies = raw_session(mail, data)
+    assert [r[:3] for r in replies] == [b"250", b"250", b"354", b"250", b"221"]
+    [message] = mail.messages("alice@a.test")
+    assert message.endswith(stored) and message.split(b"\r\n\r\n", 1)[0].count(b"Received:") == 1
+
+
+def test_a_line_over_1000_octets_is_refused_after_the_data_and_nothing_is_delivered(mail):
+    replies = raw_session(mail, b"Subject: s\r\n\r\n" + b"x" * 1000 + b"\r\n.\r\n")
+    assert replies[3].startswith(b"500 5.5.2 Line too long") and replies[4][:3] == b"221"
+    assert mail.messages("alice@a.test") == []

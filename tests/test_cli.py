@@ -1,9 +1,12 @@
 """The `mailsrv` command as an operator runs it: real processes, real sockets, real signals."""
 from __future__ import annotations
 
+import imaplib
 import os
+import poplib
 import re
 import signal
+import smtplib
 import socket
 import ssl
 import subprocess
@@ -164,3 +167,33 @@ def test_admin_reset_refusal_exits_1_with_the_reason(config, env):
 def test_version(env):
     result = mailsrv("--version", env=env)
     assert (result.returncode, result.stdout.strip()) == (0, f"mailsrv {__version__}")
+
+
+def test_the_served_process_speaks_starttls_on_smtp_imap_and_pop3(tmp_path, database_url, env):
+    # The listeners' TLS upgrades on the event loop `mailsrv serve` runs (uvloop), not only on the
+    # asyncio loop the in-process test harnesses use.
+    listen = 'smtp = "127.0.0.1:0"\nimap = "127.0.0.1:0"\npop3 = "127.0.0.1:0"\n'
+    config = write_config(tmp_path / "tls.toml", database_url, web="127.0.0.1:0")
+    config.write_text(config.read_text().replace('smtp = ""\n', "").replace('imap = ""\n', "")
+                      .replace('pop3 = ""\n', "") + listen)
+    with Serving(config, env) as server:
+        ports = {name: int(server.wait_for(re.compile(rf"{name} listener on [\d.]+:(\d+)"))[1])
+                 for name in ("SMTP", "IMAP", "POP3")}
+        trust = ssl.create_default_context(cafile=str(tmp_path / "data" / "tls" / SELF_SIGNED_NAME))
+        trust.check_hostname = False  # the certificate names the mail host; we dial 127.0.0.1
+        with smtplib.SMTP("127.0.0.1", ports["SMTP"], timeout=10) as smtp:
+            smtp.starttls(context=trust)
+            assert smtp.ehlo()[0] == 250 and smtp.sock.version() in ("TLSv1.2", "TLSv1.3")
+        imap = imaplib.IMAP4("127.0.0.1", ports["IMAP"], timeout=10)
+        try:
+            assert imap.starttls(ssl_context=trust)[0] == "OK"
+            assert imap.capability()[0] == "OK"
+        finally:
+            imap.shutdown()
+        pop = poplib.POP3("127.0.0.1", ports["POP3"], timeout=10)
+        try:
+            assert pop.stls(context=trust).startswith(b"+OK")
+            assert pop.capa()
+        finally:
+            pop.close()
+        assert server.stop() == 0

@@ -9,17 +9,18 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import uvicorn
+from smtp_peer import free_port
 
 from mailsrv.core.config import parse_config
 from mailsrv.serve import tcp_listener
 from mailsrv.server import MailServer
 from services.app import create_app
-from smtp_peer import free_port
 
 
 @pytest.fixture
@@ -85,12 +86,11 @@ class LiveServer:
     server: MailServer
 
 
-@pytest.fixture
-def live_server(make_server) -> Iterator[LiveServer]:
-    server = make_server()
+@contextmanager
+def web_listener(server: MailServer) -> Iterator[str]:
+    """`server`'s web listener on a free loopback port, in a thread; its base URL."""
     # Bind first and hand uvicorn the socket: no window in which another process takes the port.
     sock = tcp_listener("127.0.0.1", 0)
-    port = sock.getsockname()[1]
     web = uvicorn.Server(uvicorn.Config(create_app(server), log_level="warning", lifespan="off"))
     thread = threading.Thread(target=web.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -100,8 +100,15 @@ def live_server(make_server) -> Iterator[LiveServer]:
             raise RuntimeError("the test web server did not start")
         time.sleep(0.01)
     try:
-        yield LiveServer(f"http://127.0.0.1:{port}", server)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         web.should_exit = True
         thread.join(10)
         sock.close()
+
+
+@pytest.fixture
+def live_server(make_server) -> Iterator[LiveServer]:
+    server = make_server()
+    with web_listener(server) as base_url:
+        yield LiveServer(base_url, server)

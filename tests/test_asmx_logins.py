@@ -4,20 +4,16 @@ were just accepted there; and a wrong password is refused and counted on every c
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
 import pytest
-import uvicorn
+from conftest import web_listener
 
 from mailsrv.core.actor import Actor, Role
-from mailsrv.serve import tcp_listener
 from mailsrv.server import MailServer
-from services.app import create_app
 
 ADMIN, PASSWORD, NEW_PASSWORD = "chief", "Sturdy-pass-123", "Other-pass-456"
 DOMAIN, USER, USER_PASSWORD = "nodes.example", "postmaster@nodes.example", "Domain-pass-123"
@@ -33,21 +29,8 @@ class Node:
 @contextmanager
 def serving(server: MailServer) -> Iterator[Node]:
     """The node's web listener on a free loopback port."""
-    sock = tcp_listener("127.0.0.1", 0)
-    web = uvicorn.Server(uvicorn.Config(create_app(server), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=web.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not web.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test web server did not start")
-        time.sleep(0.01)
-    try:
-        yield Node(f"http://127.0.0.1:{sock.getsockname()[1]}", server)
-    finally:
-        web.should_exit = True
-        thread.join(10)
-        sock.close()
+    with web_listener(server) as base_url:
+        yield Node(base_url, server)
 
 
 @pytest.fixture

@@ -56,7 +56,11 @@ class Store:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
-            self.engine: Engine = create_engine(url, connect_args={"check_same_thread": False})
+            # Connections kept open for every thread that may read at once (the SOAP, mailbox and
+            # spool thread pools): past the pool, each use would open a file, set its pragmas and
+            # close it again, several times the cost of the query it serves.
+            self.engine: Engine = create_engine(url, connect_args={"check_same_thread": False},
+                                                pool_size=32, max_overflow=64)
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
         else:

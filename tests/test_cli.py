@@ -22,7 +22,7 @@ from mailsrv.core.config import ConfigError
 from mailsrv.serve import parse_address
 from mailsrv.store.db import Store
 from mailsrv.core.tls import SELF_SIGNED_NAME
-from serve_support import LISTENING, MAILSRV, Serving
+from serve_support import MAILSRV, Serving
 
 
 

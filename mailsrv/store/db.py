@@ -1,8 +1,9 @@
 """The database handle: engine, sessions and migrations on open."""
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 from alembic import command
@@ -66,6 +67,12 @@ class Store:
         else:
             self.engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time, and its busy handler polls with sleeps of up to 100 ms:
+        # among a process's threads writing at once (8 clients adding domains), an unlucky one kept
+        # losing the race and failed with "database is locked" after the 10 s timeout. This
+        # process's writers queue on a lock instead and meet the busy handler only against other
+        # processes. (PostgreSQL takes row locks: nothing to queue for there.)
+        self._writers: AbstractContextManager[object] = threading.RLock() if self.is_sqlite else nullcontext()
         self._read_engine = self.engine.execution_options(**{_READ_ONLY: True})
         self._readers = sessionmaker(self._read_engine, expire_on_commit=False)
 
@@ -84,7 +91,7 @@ class Store:
         """A unit of work: committed when the block ends, rolled back if it raises. A database whose
         disk is full or read-only refuses it as STORAGE_ERROR (-70), not as a server fault."""
         try:
-            with self._sessions() as session, session.begin():
+            with self._writers, self._sessions() as session, session.begin():
                 yield session
         except OperationalError as exc:
             if not storage_refused(exc.orig):

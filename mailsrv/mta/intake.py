@@ -5,7 +5,7 @@ browser meets the same limits, resolution and counting as one submitted over SMT
 spooled with `sent_by` set, which makes the spool count MessagesSent/BytesSent for the sender.
 Refusals are SMTP replies; the web interface shows their text.
 
-An authenticated user sends only as an address it owns (mailsrv.mta.recipients.Resolver.owned_by):
+An authenticated user sends only as an address it owns (mailsrv.mta.recipients.Resolver, `owned_by`):
 the envelope sender (the null sender is always allowed) and every address of the `From:` and
 `Sender:` headers; anything else is refused 553 5.7.1, so a login cannot put another user's,
 another domain's or a remote name on its mail.

@@ -150,7 +150,7 @@ class Resolver:
     def lookup(self, kind: str, *args: str) -> Any:
         """`resolve`, `domain` or `owned_by` (`kind`) of `args`, answered from the cache of the generation
         `refresh` last read when it can be (blocking). For the SMTP transaction, which refreshes
-        first; a caller that did not refresh uses the uncached methods."""
+        first; a caller that did not refresh uses the uncached `resolve`."""
         hit = self.cached(kind, *args)
         if hit is not MISS:
             return hit
@@ -167,23 +167,15 @@ class Resolver:
             return Unknown(address)
         return result
 
-    def domain(self, name: str) -> DomainInfo | None:
-        """The local domain answering for `name` (its own name or a domain alias), if any."""
-        with self.store.read_connection() as s:
-            return self._domain(s, name)
-
     def _domain(self, s: Connection, name: str) -> DomainInfo | None:
+        """The local domain answering for `name` (its own name or a domain alias), if any."""
         row = self._lookup(s, "", name)
         return row[0] if row else None
 
-    def owned_by(self, domain: str, user: str, address: str) -> bool:
+    def _owned_by(self, s: Connection, domain: str, user: str, address: str) -> bool:
         """Whether the user `user`@`domain` may send as `address`: its own address (at its domain or
         one of the domain's domain aliases), or an alias of its domain that delivers to its mailbox.
         A catch-all does not count: it would hand its target every unused name in the domain."""
-        with self.store.read_connection() as s:
-            return self._owned_by(s, domain, user, address)
-
-    def _owned_by(self, s: Connection, domain: str, user: str, address: str) -> bool:
         local, _, domain_name = address.rpartition("@")
         if not local:
             return False

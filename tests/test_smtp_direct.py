@@ -4,12 +4,14 @@ directory change through one node answered by the next transaction on the other.
 from __future__ import annotations
 
 import concurrent.futures
+import datetime as dt
 import os
 import re
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from smtp_support import DOMAIN, MailHarness, make_harness, send
@@ -22,13 +24,15 @@ BODY = b"Subject: direct\r\n\r\nstraight into the mailbox\r\n"
 # A second process on the same configuration that takes one message for alice through the
 # engine's intake (as the SMTP listener does) and is killed by the fault point after the commit.
 CHILD = """
-import asyncio, sys
+import asyncio, datetime, sys
+from mailsrv.core.clock import ManualClock
 from mailsrv.core.config import parse_config
 from mailsrv.mta.intake import Submission
 from mailsrv.server import MailServer
-server = MailServer(parse_config(sys.argv[1]))
+server = MailServer(parse_config(sys.argv[1]), ManualClock(datetime.datetime.fromisoformat(sys.argv[3])))
 
 async def main():
+    server.heartbeat.beat()  # a node the others know, until its heartbeat stops
     intake = server.intake
     await intake.begin()
     client = intake.client("192.0.2.7", None)
@@ -60,12 +64,13 @@ def test_local_mail_is_in_the_mailbox_and_counted_when_the_250_comes(mail):
     assert mail.server.spool.count() == 0  # nothing left for the queue
 
 
-def test_a_crash_between_commit_and_rename_is_finished_once_at_start(mail):
-    """Killed after the transaction that counts the delivery and before the file is in new/: the
-    client had no 250, but the message is committed, so the start makes it visible exactly once."""
+def crash_between_commit_and_rename(mail: MailHarness) -> Path:
+    """A node, known by its heartbeat, killed after the transaction that counts a delivery to alice
+    and before the file is in new/ (the client had no 250); alice's Maildir."""
     mail.stop()
     try:
-        child = subprocess.run([sys.executable, "-c", CHILD, mail.config_text, BODY.decode()],
+        child = subprocess.run([sys.executable, "-c", CHILD, mail.config_text, BODY.decode(),
+                                mail.clock.now().isoformat()],
                                env={**os.environ, FAULT_POINT_VARIABLE: "maildir-renames-committed"},
                                capture_output=True, timeout=120)
     finally:
@@ -73,6 +78,13 @@ def test_a_crash_between_commit_and_rename_is_finished_once_at_start(mail):
     assert child.returncode == -signal.SIGKILL, child.stderr.decode()
     maildir = mail.maildir("alice@a.test")
     assert os.listdir(maildir / "new") == [] and len(os.listdir(maildir / "tmp")) == 1
+    assert received(mail, "alice@a.test") == (1, len(BODY))
+    return maildir
+
+
+def test_a_crash_between_commit_and_rename_is_finished_once_at_start(mail):
+    """The message is committed, so the start makes it visible exactly once."""
+    maildir = crash_between_commit_and_rename(mail)
     mail.server.spool.sweep()  # what `mailsrv serve` runs at start
     [stored] = mail.messages("alice@a.test")
     assert stored.endswith(BODY)
@@ -80,6 +92,18 @@ def test_a_crash_between_commit_and_rename_is_finished_once_at_start(mail):
     assert received(mail, "alice@a.test") == (1, len(BODY))
     mail.server.spool.sweep()  # again, as another node may: nothing more happens
     assert len(mail.messages("alice@a.test")) == 1
+    assert received(mail, "alice@a.test") == (1, len(BODY))
+
+
+def test_a_crash_between_commit_and_rename_is_finished_by_a_node_that_outlives_it(mail):
+    """No start needed: the first heartbeat that finds the crashed node dead moves its copy into new/."""
+    maildir = crash_between_commit_and_rename(mail)
+    mail.deliver()
+    assert mail.messages("alice@a.test") == []  # its heartbeat is fresh: it may be renaming right now
+    mail.clock.advance(dt.timedelta(seconds=mail.server.config.delivery.node_timeout_seconds + 1))
+    mail.deliver()
+    [stored] = mail.messages("alice@a.test")
+    assert stored.endswith(BODY) and os.listdir(maildir / "tmp") == []
     assert received(mail, "alice@a.test") == (1, len(BODY))
 
 

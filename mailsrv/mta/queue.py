@@ -143,6 +143,15 @@ class QueueManager:
         if dead:
             log.warning("released %d recipients claimed by dead nodes %s", released, ", ".join(sorted(dead)))
             self.spool.notify()
+            # What a dead node committed but had not yet moved into new/ becomes visible now, not
+            # at the next start of some node.
+            try:
+                moved = await asyncio.get_running_loop().run_in_executor(self._beating, self.spool.finish_renames)
+            except Exception:
+                log.exception("moving the deliveries of dead nodes into new/ failed")
+            else:
+                if moved:
+                    log.warning("moved %d committed deliveries of dead nodes into new/", moved)
 
     async def _run_kind(self, kind: str, stop: asyncio.Event | None) -> int:
         """Deliver `kind` recipients until `stop` is set (None: until nothing is due or in flight);

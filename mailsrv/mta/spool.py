@@ -651,20 +651,26 @@ class Spool:
                 removed += 1
         return removed + self._sweep_maildirs(cutoff)
 
-    def _sweep_maildirs(self, cutoff: float) -> int:
-        """Finish the direct deliveries committed but not yet in new/ (a crash, or another node right
-        now: renaming is idempotent), then remove the tmp/ copies of direct deliveries never committed
-        and older than `cutoff`; how many removed."""
+    def finish_renames(self) -> int:
+        """Move into new/ the direct deliveries committed but not yet there: a process killed between
+        its commit and its renames, or another node right now (renaming is idempotent, and new/ is
+        fsynced before the rows go); how many rows there were."""
         with self.store.reading() as s:
             pending = s.execute(select(MaildirRename.name, MaildirRename.maildir)).all()
-            maildirs = [Disk.maildir(path, user) for path, user in
-                        s.execute(select(Domain.path, User.name).join(User, User.domain_id == Domain.id))]
-        copies = [MaildirCopy(Path(maildir), name, "", 0, 0, "") for name, maildir in pending]
-        _rename_into_new(copies)
         if pending:
-            log.warning("moved %d committed deliveries into new/", len(pending))
+            _rename_into_new([MaildirCopy(Path(maildir), name, "", 0, 0, "") for name, maildir in pending])
             with self.store.session() as s:
                 s.execute(delete(MaildirRename).where(MaildirRename.name.in_([name for name, _ in pending])))
+        return len(pending)
+
+    def _sweep_maildirs(self, cutoff: float) -> int:
+        """Finish the committed direct deliveries, then remove the tmp/ copies of direct deliveries
+        never committed and older than `cutoff`; how many removed."""
+        if moved := self.finish_renames():
+            log.warning("moved %d committed deliveries into new/", moved)
+        with self.store.reading() as s:
+            maildirs = [Disk.maildir(path, user) for path, user in
+                        s.execute(select(Domain.path, User.name).join(User, User.domain_id == Domain.id))]
         removed = 0
         for maildir in maildirs:
             try:

@@ -136,22 +136,28 @@ def test_binding_refuses_missing_handlers_and_wrong_signatures():
     def other_spelling(call, actor): ...
 
     complete = dict(GetProductInfo=two, GetLicenseInfo=two, SetLicenseKey=key, ActivateLicenseKey=activate)
-    bound = bind(contract, _module(**complete), wsdl)
+    bound = bind(contract, [_module(**complete)], wsdl)
     assert set(bound.handlers) == set(complete)
     assert bound.access["SetLicenseKey"].credentials == ("AuthUserName", "AuthPassword")
-    anonymous_info = bind(contract, _module(**{**complete, "GetProductInfo": no_actor}), wsdl)
+    anonymous_info = bind(contract, [_module(**{**complete, "GetProductInfo": no_actor})], wsdl)
     assert anonymous_info.access["GetProductInfo"].credentials is None
     with pytest.raises(HandlerError, match="svcProductInfo.SetLicenseKey has no handler"):
-        bind(contract, _module(**{**complete, "SetLicenseKey": None}), wsdl)
+        bind(contract, [_module(**{**complete, "SetLicenseKey": None})], wsdl)
     for wrong in (misspelt, two):
         with pytest.raises(HandlerError, match="SetLicenseKey: handler parameters disagree"):
-            bind(contract, _module(**{**complete, "SetLicenseKey": wrong}), wsdl)
+            bind(contract, [_module(**{**complete, "SetLicenseKey": wrong})], wsdl)
     # The credentials go to the dispatcher's login, not to the handler.
     with pytest.raises(HandlerError, match=r"GetProductInfo: .* disagree .*unexpected \['AuthUserName'"):
-        bind(contract, _module(**{**complete, "GetProductInfo": credentials_too}), wsdl)
+        bind(contract, [_module(**{**complete, "GetProductInfo": credentials_too})], wsdl)
     with pytest.raises(HandlerError, match="GetProductInfo: the handler declares no access"):
-        bind(contract, _module(**{**complete, "GetProductInfo": undeclared}), wsdl)
+        bind(contract, [_module(**{**complete, "GetProductInfo": undeclared})], wsdl)
     with pytest.raises(HandlerError, match="GetProductInfo: the WSDL has no parameter authUsername, authPassword"):
-        bind(contract, _module(**{**complete, "GetProductInfo": other_spelling}), wsdl)
+        bind(contract, [_module(**{**complete, "GetProductInfo": other_spelling})], wsdl)
     with pytest.raises(HandlerError, match="no module"):
-        bind(contract, None, wsdl)
+        bind(contract, [], wsdl)
+    # A service split into modules by subject: each operation in exactly one of them.
+    split = bind(contract, [_module(GetProductInfo=two, GetLicenseInfo=two),
+                            _module(SetLicenseKey=key, ActivateLicenseKey=activate)], wsdl)
+    assert split.handlers["SetLicenseKey"] is key
+    with pytest.raises(HandlerError, match="SetLicenseKey has several handlers"):
+        bind(contract, [_module(**complete), _module(SetLicenseKey=misspelt)], wsdl)

@@ -1,6 +1,7 @@
 """Bind every operation of every served WSDL to its handler function, or refuse to start.
 
-Handlers live in services/asmx/ops/, one module per service naming itself with `SERVICE`; the
+Handlers live in services/asmx/ops/, in modules naming their service with `SERVICE` (one per
+service, or several by subject for a large one; an operation has exactly one handler); the
 function is named exactly like the operation and declares who may call it (services/asmx/access.py).
 Binding happens once, at app creation, and checks each handler's declaration and signature against
 the WSDL's parameters, so a served operation can never reach missing code, a misspelt parameter
@@ -36,17 +37,15 @@ class BoundService:
     wsdl: PublishedWsdl
 
 
-def handler_modules() -> dict[str, ModuleType]:
-    """Handler modules by the service they declare."""
-    modules: dict[str, ModuleType] = {}
+def handler_modules() -> dict[str, list[ModuleType]]:
+    """Handler modules by the service they declare: a large service (svcServerAdmin) is split into
+    modules by subject, each declaring the same SERVICE."""
+    modules: dict[str, list[ModuleType]] = {}
     for info in pkgutil.iter_modules(ops.__path__):
         module = importlib.import_module(f"{ops.__name__}.{info.name}")
         service = getattr(module, "SERVICE", None)
-        if service is None:
-            continue
-        if service in modules:
-            raise HandlerError(f"{modules[service].__name__} and {module.__name__} both declare {service}")
-        modules[service] = module
+        if service is not None:
+            modules.setdefault(service, []).append(module)
     return modules
 
 
@@ -69,14 +68,17 @@ def _check_signature(service: str, name: str, handler: Handler, access: Access, 
                            f"(missing {missing or 'none'}, unexpected {extra or 'none'})")
 
 
-def bind(contract: Service, module: ModuleType | None, wsdl: PublishedWsdl) -> BoundService:
-    if module is None:
+def bind(contract: Service, modules: list[ModuleType], wsdl: PublishedWsdl) -> BoundService:
+    if not modules:
         raise HandlerError(f"no module in {ops.__name__} declares SERVICE = {contract.name!r}")
     handlers, declared = {}, {}
     for op in contract.operations.values():
-        handler = getattr(module, op.name, None)
-        if not callable(handler):
-            raise HandlerError(f"{contract.name}.{op.name} has no handler in {module.__name__}")
+        found = list({id(h): h for m in modules if callable(h := getattr(m, op.name, None))}.values())
+        if len(found) != 1:
+            where = ", ".join(m.__name__ for m in modules)
+            raise HandlerError(f"{contract.name}.{op.name} has {'no handler' if not found else 'several handlers'} "
+                               f"in {where}")
+        [handler] = found
         access = access_of(handler)
         if access is None:
             raise HandlerError(f"{contract.name}.{op.name}: the handler declares no access "
@@ -95,7 +97,7 @@ def load_services(wsdl_dir: Path) -> dict[str, BoundService]:
         contract = load_service(data)
         if contract.name != path.stem:
             raise HandlerError(f"{path.name} defines service {contract.name}")
-        services[contract.name] = bind(contract, modules.get(contract.name), PublishedWsdl(data))
+        services[contract.name] = bind(contract, modules.get(contract.name, []), PublishedWsdl(data))
     if not services:
         raise HandlerError(f"no WSDL documents in {wsdl_dir}")
     return services

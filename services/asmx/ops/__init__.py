@@ -1,4 +1,5 @@
-"""Operation handlers, one module per ASMX service (`SERVICE` names it).
+"""Operation handlers, in modules by ASMX service (`SERVICE` names it; svcServerAdmin is split by
+subject: server_admin, server_settings, server_lists, server_listeners, server_autoclean).
 
 A handler is a module-level function named exactly like the contract operation, declaring who may
 call it (services/asmx/access.py). An `@authenticated` handler is called as

@@ -84,10 +84,10 @@ def _check(type_: str, size_before: int, size_after: int, age_days: int) -> None
         raise MailsrvError(ResultCode.VALUE_OUT_OF_RANGE, "Sizes and ages may not be negative.")
     if type_ == AGE and not 1 <= age_days <= _MAX_DAYS:
         raise MailsrvError(ResultCode.VALUE_OUT_OF_RANGE, f"mailAgeInDays must be from 1 to {_MAX_DAYS} for an Age rule.")
-    if type_ == SIZE and not (1 <= size_before <= _MAX_MB and size_after < size_before):
+    if type_ == SIZE and not (1 <= size_before <= _MAX_MB and size_after <= size_before):
         raise MailsrvError(ResultCode.VALUE_OUT_OF_RANGE,
                            f"A Size rule needs sizeBeforeAutoClean from 1 to {_MAX_MB} MB and sizeAfterClean "
-                           "below it.")
+                           "no larger.")
 
 
 class AutocleanRules:

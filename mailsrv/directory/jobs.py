@@ -121,11 +121,15 @@ class Jobs:
     def claim(self, node: str) -> ClaimedJob | None:
         """Take a job that nobody holds (never claimed, released, or its lease run out) for `node`."""
         now = self.clock.now()
+        claimable = (Job.active_kind.in_(self.works), or_(Job.claimed_until.is_(None), Job.claimed_until < now))
+        # Every node asks at every poll: read first, so that on SQLite the one write lock is taken
+        # only when there is a job to claim.
+        with self.store.reading() as s:
+            if s.execute(select(Job.id).where(*claimable).limit(1)).first() is None:
+                return None
         with self.store.session() as s:
-            job = s.execute(
-                select(Job).where(Job.active_kind.in_(self.works),
-                                  or_(Job.claimed_until.is_(None), Job.claimed_until < now))
-                .order_by(Job.started_at).limit(1).with_for_update(skip_locked=True)).scalar()
+            job = s.execute(select(Job).where(*claimable).order_by(Job.started_at).limit(1)
+                            .with_for_update(skip_locked=True)).scalar()
             if job is None:
                 return None
             if job.claimed_by is not None and job.claimed_by != node:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from contract_clients import HttpClient
+from serve_support import Serving
 from smtp_support import ADMIN as SYSTEM_ADMIN
 from smtp_support import DOMAIN
 from sqlalchemy import func, insert, select
@@ -247,3 +248,26 @@ def test_the_runner_loop_of_a_node_finishes_a_job(make_server):
     asyncio.run(run_until_finished())
     job = server.jobs.latest("propagation")
     assert (job.id, job.state, job.done) == (job_id, "Finished", 25)
+
+
+def test_mailsrv_serve_workers_run_the_job_started_over_soap(make_server, tmp_path, env):
+    """The wiring: every worker of `mailsrv serve` runs the job loop; the job started through one
+    worker's SOAP finishes, worked on by one of them, with each domain done once."""
+    server = make_server()
+    _system(server)
+    add_domains(server, 55)
+    start_generation = generation(server)
+    config = tmp_path / "serve.toml"
+    config.write_text(_config(tmp_path, 60, 10) + 'poll_seconds = 1\n[server]\nworkers = 2\n'
+                      '[listen]\nweb = "127.0.0.1:0"\nsmtp = ""\nsubmission = ""\nimap = ""\npop3 = ""\n')
+    with Serving(config, env) as serving:
+        c = HttpClient(serving.base_url(), "GET")
+        job_id = ok(update_all(c, "maxusers=9"))["Message"]
+        deadline = time.monotonic() + 60
+        while (state := status(c))["state"] == "Running" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert state == {**state, "id": job_id, "state": "Finished", "done": "55", "total": "55"}
+        assert serving.stop() == 0
+    with server.store.reading() as s:
+        assert all(v["maxusers"] == 9 for v in s.execute(select(Domain.settings)).scalars())
+    assert generation(server) - start_generation == _bumps_per_batch(server, 55, 6)

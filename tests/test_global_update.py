@@ -3,6 +3,7 @@ bad input changes nothing; one job at a time; a job killed mid-way resumes; two 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -14,13 +15,13 @@ from contract_clients import HttpClient
 from serve_support import Serving
 from smtp_support import ADMIN as SYSTEM_ADMIN
 from smtp_support import DOMAIN
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 from web_support import web  # noqa: F401  (the fixture: SMTP, SOAP and a loopback DNS server)
 
 from mailsrv.core import settings
 from mailsrv.directory.jobs import BATCH_COMMITTED
 from mailsrv.mailstore.disk import FAULT_POINT_VARIABLE
-from mailsrv.store.models import DirectoryGeneration, Domain, Job
+from mailsrv.store.models import DirectoryGeneration, Domain, Job, Node
 
 ADMIN = {"AuthUserName": SYSTEM_ADMIN[0], "AuthPassword": SYSTEM_ADMIN[1]}
 DOMAIN_ADMIN = {"AuthUserName": f"postmaster@{DOMAIN}", "AuthPassword": "Domain-pass-1"}
@@ -271,3 +272,23 @@ def test_mailsrv_serve_workers_run_the_job_started_over_soap(make_server, tmp_pa
     with server.store.reading() as s:
         assert all(v["maxusers"] == 9 for v in s.execute(select(Domain.settings)).scalars())
     assert generation(server) - start_generation == _bumps_per_batch(server, 55, 6)
+
+
+def test_a_node_the_heartbeats_find_dead_leaves_its_job_at_once(make_server):
+    first, second = make_server("[jobs]\nbatch_size = 100\n"), make_server("[jobs]\nbatch_size = 100\n")
+    add_domains(first, 250)
+    job_id = first.global_update.start(_system(first), ["maxlists=4"])
+    first.heartbeat.beat()
+    dead = first.heartbeat.node
+    job = first.jobs.step(first.jobs.claim(dead), dead)
+    assert job is not None and second.jobs.claim(second.heartbeat.node) is None  # a 60 s lease
+    with first.store.session() as s:  # its heartbeats stop: the last one is now past the timeout
+        s.execute(update(Node).where(Node.id == dead).values(beat_at=func.now() - dt.timedelta(minutes=5)))
+    assert second.heartbeat.beat()[0] == [dead]
+    taken = second.jobs.claim(second.heartbeat.node)
+    assert taken is not None and taken.id == job_id and taken.cursor == job.cursor
+    assert first.jobs.step(job, dead) is None  # nothing recorded for it any more
+    while taken is not None:
+        taken = second.jobs.step(taken, second.heartbeat.node)
+    finished = first.jobs.latest("propagation")
+    assert (finished.state, finished.done, finished.total) == ("Finished", 250, 250)

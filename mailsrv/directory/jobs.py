@@ -8,7 +8,9 @@ commits in the same transaction as the job's new `cursor` (the last domain or us
 `done` count, and only while the node still holds the claim, so after a crash or a kill another
 node (once the lease has run out) or the restarted one goes on after the last committed batch and
 no batch is recorded twice. Effects outside the store (files an auto-clean deletes) happen before
-that commit and are idempotent: repeated after a crash, they find nothing more to do.
+that commit and are idempotent: repeated after a crash, they find nothing more to do. In the
+wiring a node's id is its heartbeat's (mailsrv.mta.nodes): when the other nodes find it dead,
+they release its job with its recipients, without waiting for the lease.
 
 What a kind does is a `Work`: `prepare` runs outside the transaction (disk work, may read the
 store), `record` inside it; None from either means there is nothing after the cursor any more.
@@ -21,7 +23,7 @@ import asyncio
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -133,7 +135,8 @@ class Jobs:
             if job is None:
                 return None
             if job.claimed_by is not None and job.claimed_by != node:
-                log.warning("taking over job %s (%s) from %s, whose lease ran out", job.id, job.kind, job.claimed_by)
+                log.warning("taking over job %s (%s) from %s (found dead, or its lease ran out)", job.id, job.kind,
+                            job.claimed_by)
             job.claimed_by, job.claimed_until = node, now + self.lease
             return ClaimedJob(job.id, job.kind, dict(job.parameters), job.cursor)
 
@@ -205,6 +208,12 @@ class Jobs:
                 job = self.step(job, node)
                 batches += 1
         return batches
+
+
+def release_jobs(s: Session, nodes: Sequence[str]) -> None:
+    """In the caller's transaction: the jobs claimed by `nodes`, known dead (mailsrv.mta.nodes), may
+    be claimed at once rather than when their leases run out."""
+    s.execute(update(Job).where(Job.claimed_by.in_(nodes)).values(claimed_until=None))
 
 
 def _running(what: str) -> MailsrvError:

@@ -5,7 +5,7 @@ import datetime as dt
 import os
 
 import pytest
-from contract_clients import HttpClient
+from contract_clients import HttpClient, make_client
 from mailbox_support import MailboxHarness, mailbox  # noqa: F401  (the fixture: IMAP and POP3 too)
 from smtp_support import ADMIN as SYSTEM_ADMIN
 from smtp_support import DOMAIN
@@ -172,3 +172,16 @@ def test_an_imap_session_sees_the_cleaned_messages_vanish(mailbox: MailboxHarnes
     typ, data = client.status("Trash", "(MESSAGES)")
     assert b"MESSAGES 1" in data[0]
     client.logout()
+
+
+@pytest.mark.parametrize("kind", ["soap11", "soap12"])
+def test_rules_over_soap(web, kind):
+    client = make_client(kind, web.url)
+    rule_id = ok(client.call("svcServerAdmin", "AddFolderAutocleanRule", **ADMIN, folder="Junk E-Mail",
+                             enableRule=True, type="Size", sizeBeforeAutoClean=500, sizeAfterClean=400,
+                             mailAgeInDays=0))["Message"]
+    rules = ok(client.call("svcServerAdmin", "ListFolderAutoCleanRules", **ADMIN))["Rules"]
+    assert rules == [{"Enabled": True, "ID": rule_id, "SizeBeforeCleanInMB": 500, "SizeAfterCleanInMB": 400,
+                      "MailAgeInDays": 0, "Type": "Size"}]
+    ok(client.call("svcServerAdmin", "DeleteFolderAutoCleanRule", **ADMIN, id=rule_id))
+    assert not ok(client.call("svcServerAdmin", "ListFolderAutoCleanRules", **ADMIN))["Rules"]

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from contract_clients import HttpClient
+from contract_clients import HttpClient, make_client
 from serve_support import Serving
 from smtp_support import ADMIN as SYSTEM_ADMIN
 from smtp_support import DOMAIN
@@ -292,3 +292,16 @@ def test_a_node_the_heartbeats_find_dead_leaves_its_job_at_once(make_server):
         taken = second.jobs.step(taken, second.heartbeat.node)
     finished = first.jobs.latest("propagation")
     assert (finished.state, finished.done, finished.total) == ("Finished", 250, 250)
+
+
+@pytest.mark.parametrize("kind", ["soap11", "soap12", "post"])
+def test_every_binding_starts_and_reports_a_propagation(web, kind):
+    client = make_client(kind, web.url)
+    fields = ok(client.call("svcGlobalUpdate", "ListGlobalUpdateFields", **ADMIN))["KeyValuePairs"]
+    assert "maxaliases=int" in fields
+    job_id = ok(client.call("svcGlobalUpdate", "UpdateAllDomainSettings", **ADMIN,
+                            newSettings=["maxaliases=12", "showspammenu=False"]))["Message"]
+    web.mail.server.jobs.run_until_idle("test-node")
+    pairs = ok(client.call("svcGlobalUpdate", "GetGlobalUpdateStatus", **ADMIN))["KeyValuePairs"]
+    assert f"id={job_id}" in pairs and "state=Finished" in pairs and "fields=maxaliases,showspammenu" in pairs
+    assert domain_setting(web.mail.server, DOMAIN, "showspammenu") is False

@@ -262,6 +262,8 @@ def _serve(server: MailServer, bound: _Bound, tls_context: ssl.SSLContext | None
                 start, server.mailboxes, config, sock, tls_context, implicit_tls, subsystem)))
     # The queue manager delivers from the spool (also what other nodes and workers accepted).
     listeners.append(server.delivery.run)
+    # Background jobs (propagation, folder auto-clean): every worker looks, one at a time works.
+    listeners.append(server.job_runner.run)
     _tune_garbage_collector()
     # uvloop's event loop (libuv, in C) costs less per socket event than asyncio's selector loop:
     # +19-34% SMTP msg/s in benchmarks/throughput_smtp.py, where one connection carries one message.

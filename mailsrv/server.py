@@ -15,11 +15,14 @@ from mailsrv.directory.admins import Admins
 from mailsrv.directory.aliases import Aliases, DomainAliases
 from mailsrv.directory.archive_rules import ArchiveRules
 from mailsrv.directory.auth import Authenticator
+from mailsrv.directory.autoclean import AutocleanRules
 from mailsrv.directory.dkim_keys import DkimKeys
 from mailsrv.directory.domains import Domains, refers_to
 from mailsrv.directory.forwarding_blocks import ForwardingBlocks
+from mailsrv.directory.jobs import JobRunner, Jobs
 from mailsrv.directory.mailbox_migrations import MailboxMigrations
 from mailsrv.directory.product import Product
+from mailsrv.directory.propagation import GlobalUpdate
 from mailsrv.directory.stats import Stats
 from mailsrv.directory.system_settings import SystemSettings
 from mailsrv.directory.user_activity import UserActivity
@@ -103,6 +106,14 @@ class MailServer:
                                       config.delivery.max_connections_per_domain, self.heartbeat.holds)
         self.delivery = QueueManager(self.spool, {LOCAL: LocalDelivery(self.store, self.disk, self.autoresponder),
                                                   REMOTE: self.remote_delivery}, self.system_settings, self.heartbeat)
+        # Background jobs over every domain or mailbox (propagation, folder auto-clean): every node
+        # runs the loop (started by `mailsrv serve`), one at a time works on a job.
+        self.jobs = Jobs(self.store, self.clock, dt.timedelta(seconds=config.jobs.lease_seconds), config.jobs.batch_size)
+        self.global_update = GlobalUpdate(self.store, self.jobs)
+        self.autoclean = AutocleanRules(self.store, self.clock, self.jobs,
+                                        dt.timedelta(minutes=config.autoclean.interval_minutes))
+        self.job_runner = JobRunner(self.jobs, lambda: self.heartbeat.node, config.jobs.poll_seconds,
+                                    self.autoclean.schedule)
         # Who opens which mailbox over IMAP and POP3.
         self.mailboxes = Accounts(self.auth, self.disk, self.store, config.smtp.max_message_kb)
         # The web interface: its sign-ins, and what a signed-in user does with its mailbox.

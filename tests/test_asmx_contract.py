@@ -16,8 +16,10 @@ from services.asmx.wsdl_serve import PublishedWsdl
 from services.asmx.wsdl_subset import SubsetError, subset
 
 SERVER_ADMIN_OPS = ["GetEdition", "ListSystemAdmins", "AddSystemAdmin", "SetSystemAdminPassword", "DeleteSystemAdmin",
-                    "AddIPRestrictionToSystemAdmin", "RemoveIPRestrictionFromSystemAdmin", "GetSpoolMessageCount"]
-FULL_SERVICES = ["svcDomainAdmin", "svcUserAdmin", "svcAliasAdmin", "svcDomainAliasAdmin", "svcProductInfo"]
+                    "AddIPRestrictionToSystemAdmin", "RemoveIPRestrictionFromSystemAdmin", "GetSpoolMessageCount",
+                    "AddFolderAutocleanRule", "DeleteFolderAutoCleanRule", "ListFolderAutoCleanRules"]
+FULL_SERVICES = ["svcDomainAdmin", "svcUserAdmin", "svcAliasAdmin", "svcDomainAliasAdmin", "svcProductInfo",
+                 "svcGlobalUpdate"]
 
 
 def service(name: str):

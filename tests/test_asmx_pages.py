@@ -11,7 +11,8 @@ import pytest
 from services.app import WSDL_DIR
 from services.asmx.contract import load_service
 
-FULL_SERVICES = ["svcDomainAdmin", "svcUserAdmin", "svcAliasAdmin", "svcDomainAliasAdmin", "svcProductInfo"]
+FULL_SERVICES = ["svcDomainAdmin", "svcUserAdmin", "svcAliasAdmin", "svcDomainAliasAdmin", "svcProductInfo",
+                 "svcGlobalUpdate"]
 EXAMPLE_ADDRESS = b"http://localhost:9998/Services/%s.asmx"
 
 

@@ -125,6 +125,25 @@ class DeliveryConfig:
 
 
 @dataclass
+class JobsConfig:
+    # Background jobs (domain settings propagation, folder auto-clean) run on one node at a time: a
+    # node holds a job under a lease it renews while it works, and commits its progress with each
+    # batch; when a node dies, another takes the job over once the lease has run out and goes on
+    # from the last batch committed. Nodes look for work every poll_seconds.
+    lease_seconds: int = 60
+    poll_seconds: int = 5
+    # Domains per transaction of a propagation, mailboxes per batch of an auto-clean.
+    batch_size: int = 1000
+
+
+@dataclass
+class AutocleanConfig:
+    # How often the folder auto-clean rules (svcServerAdmin AddFolderAutocleanRule) are applied to
+    # every mailbox, counted from the end of the previous run.
+    interval_minutes: int = 60
+
+
+@dataclass
 class ServerConfig:
     # Worker processes of `mailsrv serve`, each with its own event loop serving every listener
     # (the kernel spreads connections over them); 0 means one per CPU core. 1 serves in the
@@ -157,6 +176,8 @@ class Config:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     autoreply: AutoReplyConfig = field(default_factory=AutoReplyConfig)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
+    autoclean: AutocleanConfig = field(default_factory=AutocleanConfig)
 
     @property
     def effective_database_url(self) -> str:
@@ -213,6 +234,10 @@ def parse_config(text: str) -> Config:
         # Shorter, and a healthy node would stop delivering between two of its own heartbeats.
         raise ConfigError("configuration key 'delivery.node_timeout_seconds' must be more than twice "
                           "'delivery.heartbeat_seconds', which must be at least 1")
+    jobs = config.jobs
+    if min(jobs.lease_seconds, jobs.poll_seconds, jobs.batch_size, config.autoclean.interval_minutes) < 1:
+        raise ConfigError("configuration keys 'jobs.lease_seconds', 'jobs.poll_seconds', 'jobs.batch_size' and "
+                          "'autoclean.interval_minutes' must be at least 1")
     return config
 
 

@@ -40,6 +40,7 @@ class ResultCode(IntEnum):
     PROTECTED_OBJECT = -61
     DNS_CHECK_FAILED = -62
     STORAGE_ERROR = -70
+    JOB_RUNNING = -95
 
 
 class MailsrvError(Exception):

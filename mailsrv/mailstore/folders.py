@@ -143,7 +143,10 @@ class Mailbox:
         return path
 
     def _entries(self, folder: str) -> list[_Entry]:
-        base = self._folder_dir(folder)
+        return self._entries_in(self._folder_dir(folder))
+
+    @staticmethod
+    def _entries_in(base: Path) -> list[_Entry]:
         entries = []
         for part in ("new", "cur"):
             try:
@@ -238,3 +241,50 @@ class Mailbox:
         os.rename(tmp, base / "cur" / maildir_names.file_name(key, flag_text))
         fsync_directory(base / "cur")
         return key
+
+    # -- auto-clean (mailsrv.directory.autoclean): a folder that does not exist is left alone --
+
+    def _existing(self, folder: str) -> Path | None:
+        base = self.root if folder == INBOX else self.root / folder_directory(folder.split(LEVEL_SEPARATOR))
+        return base if (base / "cur").is_dir() else None
+
+    def remove_older_than(self, folder: str, before: dt.datetime) -> int:
+        """Delete the folder's messages that arrived before `before`; how many. IMAP and POP3
+        sessions see them vanish as after another client's expunge; disk usage follows the
+        directories' mtimes (mailsrv.mailstore.disk_usage)."""
+        base = self._existing(folder)
+        if base is None:
+            return 0
+        limit = before.timestamp()
+        return sum(_unlink(entry.path) for entry in self._entries_in(base) if entry.order[0] < limit)
+
+    def shrink(self, folder: str, over_bytes: int, down_to_bytes: int) -> int:
+        """When the folder's messages take more than `over_bytes`, delete the oldest until they take
+        at most `down_to_bytes`; how many were deleted."""
+        base = self._existing(folder)
+        if base is None:
+            return 0
+        sized = []
+        for entry in self._entries_in(base):
+            try:
+                sized.append((entry, entry.path.stat().st_size))
+            except FileNotFoundError:
+                continue
+        total = sum(size for _, size in sized)
+        if total <= over_bytes:
+            return 0
+        removed = 0
+        for entry, size in sorted(sized, key=lambda pair: pair[0].order):
+            if total <= down_to_bytes:
+                break
+            removed += _unlink(entry.path)
+            total -= size
+        return removed
+
+
+def _unlink(path: Path) -> int:
+    try:
+        path.unlink()
+    except FileNotFoundError:  # another client moved or expunged it meanwhile
+        return 0
+    return 1

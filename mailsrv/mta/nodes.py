@@ -34,6 +34,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from mailsrv.core.clock import Clock
+from mailsrv.directory.jobs import release_jobs
 from mailsrv.mta.spool import Spool
 from mailsrv.store.db import Store
 from mailsrv.store.models import Node
@@ -48,10 +49,12 @@ def new_node_id() -> str:
 
 
 def forget(s: Session, nodes: Sequence[str]) -> int:
-    """Delete the rows of `nodes`, known dead, and release their claims; how many recipients."""
+    """Delete the rows of `nodes`, known dead, and release their claims (recipients, and the
+    background job one of them was working on: mailsrv.directory.jobs); how many recipients."""
     if not nodes:
         return 0
     s.execute(delete(Node).where(Node.id.in_(nodes)))
+    release_jobs(s, nodes)
     return Spool.release(s, nodes)
 
 

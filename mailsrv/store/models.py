@@ -318,3 +318,41 @@ class MaildirRename(Base):
     __tablename__ = "maildir_renames"
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
     maildir: Mapped[str] = mapped_column(Text)
+
+
+class Job(Base):
+    """A background job over every domain or mailbox (mailsrv.directory.jobs): a propagation of domain
+    settings, a folder auto-clean run. One node works on it at a time, while it holds the lease
+    (claimed_by/claimed_until); each batch commits its effect with `cursor` (the last domain or
+    user id done) and `done`, so a node taking it over goes on after the last batch committed."""
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    # The kind while the job is not over, NULL after: unique, so one job of a kind runs at a time
+    # whichever node starts one (NULLs never collide).
+    active_kind: Mapped[str | None] = mapped_column(String(32), unique=True, nullable=True)
+    state: Mapped[str] = mapped_column(String(16))  # Running, Finished, Failed
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    cursor: Mapped[int] = mapped_column(BigInteger, default=0)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[dt.datetime] = mapped_column()
+    finished_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+class AutocleanRule(Base):
+    """A server-wide folder auto-clean rule (svcServerAdmin AddFolderAutocleanRule), applied to
+    every mailbox by the auto-clean job (mailsrv.directory.autoclean)."""
+    __tablename__ = "autoclean_rules"
+    __table_args__ = (UniqueConstraint("folder", "type"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    folder: Mapped[str] = mapped_column(String(255))  # as the mailbox names it: Trash, Junk, Projects.Old
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    type: Mapped[str] = mapped_column(String(8))  # Age or Size
+    size_before_mb: Mapped[int] = mapped_column(Integer, default=0)
+    size_after_mb: Mapped[int] = mapped_column(Integer, default=0)
+    age_days: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

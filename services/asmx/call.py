@@ -8,11 +8,13 @@ from mailsrv.directory.admins import Admins
 from mailsrv.directory.aliases import Aliases, DomainAliases
 from mailsrv.directory.archive_rules import ArchiveRules
 from mailsrv.directory.auth import Authenticator
+from mailsrv.directory.autoclean import AutocleanRules
 from mailsrv.directory.dkim_keys import DkimKeys
 from mailsrv.directory.domains import Domains
 from mailsrv.directory.forwarding_blocks import ForwardingBlocks
 from mailsrv.directory.mailbox_migrations import MailboxMigrations
 from mailsrv.directory.product import Product
+from mailsrv.directory.propagation import GlobalUpdate
 from mailsrv.directory.stats import Stats
 from mailsrv.directory.user_activity import UserActivity
 from mailsrv.directory.user_groups import UserGroups
@@ -40,6 +42,8 @@ class Engine(Protocol):
     dkim_keys: DkimKeys
     archive_rules: ArchiveRules
     spool: Spool
+    global_update: GlobalUpdate
+    autoclean: AutocleanRules
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,12 @@ import dns.resolver
 
 from mailsrv.core.actor import Actor
 from mailsrv.core.clock import Clock
+from mailsrv.core.settings import MB
+from mailsrv.directory.domain_limits import Charge, LimitReached, Usage, hour_of, usage
 from mailsrv.directory.system_settings import read as read_system_settings
 from mailsrv.mailstore import maildir_names
 from mailsrv.mailstore.disk import Disk
+from mailsrv.mailstore.disk_usage import used_bytes
 from mailsrv.mta import spf_check
 from mailsrv.mta.local_delivery import first_over_quota
 from mailsrv.mta.policy import Client, Policy, RecipientCheck, Reply, SenderCheck
@@ -117,6 +120,42 @@ def _fan_out(resolution: Deliver) -> int:
     return max(1, sum(1 for route in resolution.routes if isinstance(route, RemoteAddress)))
 
 
+def _size(limit_bytes: int) -> str:
+    return f"{limit_bytes // MB} MB" if limit_bytes % MB == 0 else f"{limit_bytes // 1024} KB"
+
+
+def over_domain_quota(boxes: Iterable[LocalMailbox], incoming: int) -> DomainInfo | None:
+    """The first domain among the mailboxes' whose disk quota (`maxsize`: the bytes under its directory,
+    as the statistics count them) `incoming` more bytes would exceed (blocking: it walks directories)."""
+    domains = {box.domain.id: box.domain for box in boxes if box.domain.max_size_bytes}
+    for domain in domains.values():
+        if used_bytes(domain.path) + incoming > domain.max_size_bytes:
+            return domain
+    return None
+
+
+def domain_full(domain: DomainInfo) -> Reply:
+    # Temporary at RCPT and DATA alike: the domain may free space or be granted more.
+    return Reply(452, "4.2.2", f"Domain {domain.name} is over its disk quota ({_size(domain.max_size_bytes)})")
+
+
+def limit_reply(code: int, refusal: LimitReached) -> Reply:
+    """An hourly limit reached: temporary, the client retries in a later hour."""
+    return Reply(code, "4.7.1", f"Domain {refusal}")
+
+
+def hourly_charges(message: Submission) -> list[Charge]:
+    """What accepting `message` adds to its domains' enabled hourly limits (mailsrv.directory.domain_limits)."""
+    charges = []
+    own = message.own_domain
+    if message.actor and own and (own.hourly.messages or own.hourly.bytes_sent):
+        charges.append(Charge(own.name, own.id, own.hourly, messages_sent=1, bytes_sent=len(message.content)))
+    if not message.sender:
+        bounced = {r.domain.id: r.domain for _, r in message.accepted if r.domain and r.domain.hourly.bounces}
+        charges += [Charge(d.name, d.id, d.hourly, bounces_received=1) for d in bounced.values()]
+    return charges
+
+
 
 class Intake:
     """Taking mail in, for every way it arrives: the answers to MAIL, RCPT and DATA, and the
@@ -163,7 +202,22 @@ class Intake:
             return INSUFFICIENT_STORAGE
         if own_domain and own_domain.max_message_bytes and declared_size > own_domain.max_message_bytes:
             return TOO_BIG
+        if actor and own_domain and (own_domain.hourly.messages or own_domain.hourly.bytes_sent):
+            # At least one byte: a domain at its bandwidth cap has no room left for any message.
+            return await self._hourly_refusal(451, Charge(own_domain.name, own_domain.id, own_domain.hourly,
+                                                          messages_sent=1, bytes_sent=max(declared_size, 1)))
         return None
+
+    async def _hourly_refusal(self, code: int, charge: Charge) -> Reply | None:
+        """The refusal of a message whose `charge` would cross a cap as the hour stands now. Only a
+        forecast, to spare the client its upload: the spool's commit decides (domain_limits.charge)."""
+        used = await asyncio.to_thread(self._usage, charge.domain_id)
+        limit = charge.crossed(used)
+        return None if limit is None else limit_reply(code, LimitReached(charge, limit))
+
+    def _usage(self, domain_id: int) -> Usage:
+        with self.resolver.store.read_connection() as conn:
+            return usage(conn, domain_id, hour_of(self.clock.now()))
 
     async def _not_owned(self, actor: Actor | None, addresses: Iterable[str]) -> Reply | None:
         if actor is None:  # unauthenticated mail is the relay policy's business (mailsrv.mta.policy)
@@ -206,9 +260,19 @@ class Intake:
                     Reply(550, "5.5.3", f"<{address}>: expands to more recipients than allowed ({limit})")
         if domain is not None and domain.max_message_bytes and declared_size > domain.max_message_bytes:
             return TOO_BIG
-        full = await _over_quota(mailboxes([result]), declared_size)
+        boxes = mailboxes([result])
+        full = await _over_quota(boxes, declared_size)
         if full is not None:
             return Reply(452, "4.2.2", f"<{address}>: mailbox full")
+        if any(box.domain.max_size_bytes for box in boxes):
+            over = await asyncio.to_thread(over_domain_quota, boxes, declared_size)
+            if over is not None:
+                return domain_full(over)
+        if not sender and domain is not None and domain.hourly.bounces \
+                and not any(r.domain is not None and r.domain.id == domain.id for r in everyone):
+            refusal = await self._hourly_refusal(450, Charge(domain.name, domain.id, domain.hourly, bounces_received=1))
+            if refusal:
+                return refusal
         return result
 
     async def submit(self, message: Submission) -> str | Reply:
@@ -226,9 +290,14 @@ class Intake:
                   if d is not None and d.max_message_bytes]
         if limits and len(content) > min(limits):
             return TOO_BIG
-        full = await _over_quota(mailboxes(r for _, r in message.accepted), len(content))
+        boxes = mailboxes(r for _, r in message.accepted)
+        full = await _over_quota(boxes, len(content))
         if full is not None:
             return Reply(552, "5.2.2", f"<{full.address}>: mailbox full")
+        if any(box.domain.max_size_bytes for box in boxes):
+            over = await asyncio.to_thread(over_domain_quota, boxes, len(content))
+            if over is not None:
+                return domain_full(over)
         actor = message.actor
         message_id, now = Spool.new_id(), self.clock.now()
         try:
@@ -240,7 +309,10 @@ class Intake:
                 sent_by=(actor.domain, actor.user) if actor else None,
                 spf_result=message.spf_result,
                 copies=direct_copies(message_id, now, [r for _, r in message.accepted])
-                if self.deliver_at_acceptance else ()))
+                if self.deliver_at_acceptance else (),
+                charges=hourly_charges(message)))
+        except LimitReached as exc:
+            return limit_reply(451, exc)
         except Exception as exc:
             if storage_full(exc):  # a sender retries a 452 later; any other failure stays 451
                 return INSUFFICIENT_STORAGE

@@ -318,3 +318,15 @@ class MaildirRename(Base):
     __tablename__ = "maildir_renames"
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
     maildir: Mapped[str] = mapped_column(Text)
+
+
+class DomainHourlyUsage(Base):
+    """What a domain used of its hourly limits in one UTC hour (mailsrv.directory.domain_limits):
+    messages and bytes its authenticated users sent, bounces (null-sender mail) it received. Counted
+    only while the limit is enabled, in the transaction that accepts the message."""
+    __tablename__ = "domain_hourly_usage"
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id", ondelete="CASCADE"), primary_key=True)
+    hour: Mapped[int] = mapped_column(Integer, primary_key=True)  # hours since the Unix epoch, UTC
+    messages_sent: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_sent: Mapped[int] = mapped_column(BigInteger, default=0)
+    bounces_received: Mapped[int] = mapped_column(BigInteger, default=0)

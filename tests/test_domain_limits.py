@@ -4,6 +4,7 @@ domain's disk quota; exact caps, the next hour, two nodes on one database, the `
 and who may change them over SOAP."""
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import smtplib
 from collections.abc import Iterator
@@ -197,6 +198,20 @@ def test_the_hourly_caps_are_counted_across_nodes(nodes):
     first.clock.advance(HOUR)  # one clock for both
     assert as_alice(second)[:2] == bounce(first)[:2] == ACCEPTED
     assert len(first.messages("bob@a.test")) == 4
+
+
+def test_concurrent_senders_on_two_nodes_get_exactly_the_cap(nodes):
+    first, second = nodes
+    limit(first, "maxmessagesperhour=5", "maxmessagesperhourenabled=True")
+
+    def send_one(node: MailHarness) -> int:
+        return as_alice(node)[1]
+
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        codes = list(pool.map(send_one, [first, second] * 6))
+    assert sorted(codes) == [250] * 5 + [451] * 7
+    assert len(first.messages("bob@a.test")) == 5
+    assert as_alice(second)[:2] == ("MAIL", 451)
 
 
 # -- who may change them (SOAP) --------------------------------------------------------------------

@@ -124,19 +124,26 @@ def _size(limit_bytes: int) -> str:
     return f"{limit_bytes // MB} MB" if limit_bytes % MB == 0 else f"{limit_bytes // 1024} KB"
 
 
-def over_domain_quota(boxes: Iterable[LocalMailbox], incoming: int) -> DomainInfo | None:
-    """The first domain among the mailboxes' whose disk quota (`maxsize`: the bytes under its directory,
-    as the statistics count them) `incoming` more bytes would exceed (blocking: it walks directories)."""
-    domains = {box.domain.id: box.domain for box in boxes if box.domain.max_size_bytes}
-    for domain in domains.values():
+def over_domain_quota(domains: Iterable[DomainInfo], incoming: int) -> DomainInfo | None:
+    """The first of `domains` whose disk quota (`maxsize`: the bytes under its directory, as the
+    statistics count them) `incoming` more bytes would exceed (blocking: it walks directories)."""
+    for domain in domains:
         if used_bytes(domain.path) + incoming > domain.max_size_bytes:
             return domain
     return None
 
 
-def domain_full(domain: DomainInfo) -> Reply:
-    # Temporary at RCPT and DATA alike: the domain may free space or be granted more.
-    return Reply(452, "4.2.2", f"Domain {domain.name} is over its disk quota ({_size(domain.max_size_bytes)})")
+async def _domain_full(boxes: Iterable[LocalMailbox], incoming: int) -> Reply | None:
+    """The refusal when the mailboxes' domains have no room for `incoming` bytes; the disk is walked, in a
+    worker thread, only for domains with a quota. Temporary at RCPT and after DATA alike: the domain
+    may free space or be granted more."""
+    domains = {box.domain.id: box.domain for box in boxes if box.domain.max_size_bytes}
+    if not domains:
+        return None
+    over = await asyncio.to_thread(over_domain_quota, domains.values(), incoming)
+    if over is None:
+        return None
+    return Reply(452, "4.2.2", f"Domain {over.name} is over its disk quota ({_size(over.max_size_bytes)})")
 
 
 def limit_reply(code: int, refusal: LimitReached) -> Reply:
@@ -144,12 +151,18 @@ def limit_reply(code: int, refusal: LimitReached) -> Reply:
     return Reply(code, "4.7.1", f"Domain {refusal}")
 
 
+def _sent_charge(actor: Actor | None, own_domain: DomainInfo | None, size: int) -> Charge | None:
+    """What a message of `size` bytes sent by an authenticated user adds to its domain's hour; None
+    when neither sending limit is enabled."""
+    if actor is None or own_domain is None or not (own_domain.hourly.messages or own_domain.hourly.bytes_sent):
+        return None
+    return Charge(own_domain.name, own_domain.id, own_domain.hourly, messages_sent=1, bytes_sent=size)
+
+
 def hourly_charges(message: Submission) -> list[Charge]:
     """What accepting `message` adds to its domains' enabled hourly limits (mailsrv.directory.domain_limits)."""
-    charges = []
-    own = message.own_domain
-    if message.actor and own and (own.hourly.messages or own.hourly.bytes_sent):
-        charges.append(Charge(own.name, own.id, own.hourly, messages_sent=1, bytes_sent=len(message.content)))
+    sent = _sent_charge(message.actor, message.own_domain, len(message.content))
+    charges = [sent] if sent else []
     if not message.sender:
         bounced = {r.domain.id: r.domain for _, r in message.accepted if r.domain and r.domain.hourly.bounces}
         charges += [Charge(d.name, d.id, d.hourly, bounces_received=1) for d in bounced.values()]
@@ -202,11 +215,9 @@ class Intake:
             return INSUFFICIENT_STORAGE
         if own_domain and own_domain.max_message_bytes and declared_size > own_domain.max_message_bytes:
             return TOO_BIG
-        if actor and own_domain and (own_domain.hourly.messages or own_domain.hourly.bytes_sent):
-            # At least one byte: a domain at its bandwidth cap has no room left for any message.
-            return await self._hourly_refusal(451, Charge(own_domain.name, own_domain.id, own_domain.hourly,
-                                                          messages_sent=1, bytes_sent=max(declared_size, 1)))
-        return None
+        # At least one byte: a domain at its bandwidth cap has no room left for any message.
+        sent = _sent_charge(actor, own_domain, max(declared_size, 1))
+        return await self._hourly_refusal(451, sent) if sent else None
 
     async def _hourly_refusal(self, code: int, charge: Charge) -> Reply | None:
         """The refusal of a message whose `charge` would cross a cap as the hour stands now. Only a
@@ -264,21 +275,19 @@ class Intake:
         full = await _over_quota(boxes, declared_size)
         if full is not None:
             return Reply(452, "4.2.2", f"<{address}>: mailbox full")
-        if any(box.domain.max_size_bytes for box in boxes):
-            over = await asyncio.to_thread(over_domain_quota, boxes, declared_size)
-            if over is not None:
-                return domain_full(over)
+        refusal = await _domain_full(boxes, declared_size)
+        if refusal:
+            return refusal
         if not sender and domain is not None and domain.hourly.bounces \
                 and not any(r.domain is not None and r.domain.id == domain.id for r in everyone):
-            refusal = await self._hourly_refusal(450, Charge(domain.name, domain.id, domain.hourly, bounces_received=1))
-            if refusal:
-                return refusal
+            return await self._hourly_refusal(450, Charge(domain.name, domain.id, domain.hourly,
+                                                          bounces_received=1)) or result
         return result
 
     async def submit(self, message: Submission) -> str | Reply:
         """The message's id once it is durably spooled, or delivered when all its recipients are local
         mailboxes (mailsrv.mta.spool, direct delivery); or the refusal (line ends, header senders, size,
-        quota, full storage)."""
+        mailbox and domain quota, a domain's hourly limit as the spool's commit charges it, full storage)."""
         content = message.content
         if _bare_line_end(content):
             return BARE_LINE_END
@@ -294,10 +303,9 @@ class Intake:
         full = await _over_quota(boxes, len(content))
         if full is not None:
             return Reply(552, "5.2.2", f"<{full.address}>: mailbox full")
-        if any(box.domain.max_size_bytes for box in boxes):
-            over = await asyncio.to_thread(over_domain_quota, boxes, len(content))
-            if over is not None:
-                return domain_full(over)
+        refusal = await _domain_full(boxes, len(content))
+        if refusal:
+            return refusal
         actor = message.actor
         message_id, now = Spool.new_id(), self.clock.now()
         try:

@@ -9,9 +9,11 @@ import datetime as dt
 import smtplib
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from smtp_support import ADMIN as SYSTEM_ADMIN, DOMAIN, MailHarness, make_harness
 from smtp_support import mail  # noqa: F401  (the fixture)
+from web_support import csrf
 from web_support import web  # noqa: F401  (the fixture: SMTP, SOAP and a loopback DNS server)
 
 from contract_clients import HttpClient
@@ -164,6 +166,23 @@ def test_domain_disk_quota_at_rcpt_and_at_data(mail):
     limit(mail, "maxsize=0")
     with mail.client() as smtp:
         assert attempt(smtp, "ext@example.org", "bob@a.test", half)[:2] == ACCEPTED
+
+
+def test_the_web_interface_counts_towards_the_same_cap(web):
+    limit(web.mail, "maxmessagesperhour=2", "maxmessagesperhourenabled=True")
+    client = web.signed_in()
+
+    def send_from_the_web() -> httpx.Response:
+        return client.post("/Mail/Send", params={"csrf": csrf(client.get("/Mail/Compose"))},
+                           data={"to": "bob@a.test", "subject": "from the web", "body": "hello"})
+
+    assert as_alice(web.mail)[:2] == ACCEPTED
+    assert send_from_the_web().status_code < 400
+    refused = send_from_the_web()
+    assert refused.status_code == 400
+    assert "Not sent: Domain a.test has reached its message limit per hour (2)." in refused.text
+    assert as_alice(web.mail)[:2] == ("MAIL", 451)
+    assert len(web.mail.messages("bob@a.test")) == 2
 
 
 # -- two nodes on one database ---------------------------------------------------------------------

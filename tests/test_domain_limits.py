@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from smtp_support import ADMIN as SYSTEM_ADMIN, DOMAIN, MailHarness, make_harness
+from mailbox_support import mailbox  # noqa: F401  (the fixture)
 from smtp_support import mail  # noqa: F401  (the fixture)
 from web_support import csrf
 from web_support import web  # noqa: F401  (the fixture: SMTP, SOAP and a loopback DNS server)
@@ -183,6 +184,19 @@ def test_the_web_interface_counts_towards_the_same_cap(web):
     assert "Not sent: Domain a.test has reached its message limit per hour (2)." in refused.text
     assert as_alice(web.mail)[:2] == ("MAIL", 451)
     assert len(web.mail.messages("bob@a.test")) == 2
+
+
+def test_imap_append_is_refused_over_the_domain_quota(mailbox):
+    half = b"Subject: half\r\n\r\n" + (b"y" * 998 + b"\r\n") * 36  # ~36 KB
+    imap = mailbox.imap()
+    try:
+        assert imap.append("INBOX", None, None, half)[0] == "OK"  # no quota yet
+        limit(mailbox, "maxsize=64")  # KB: applies to the open session
+        status, detail = imap.append("INBOX", None, None, half)
+        assert (status, detail) == ("NO", [b"[OVERQUOTA] Domain a.test is over its disk quota (64 KB)"])
+        assert imap.append("INBOX", None, None, MSG)[0] == "OK"  # a small one fits
+    finally:
+        imap.logout()
 
 
 # -- two nodes on one database ---------------------------------------------------------------------

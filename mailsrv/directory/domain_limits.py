@@ -1,4 +1,8 @@
-"""The billed hourly limits of a domain: messages and bytes its users send, bounces it receives.
+"""The billed limits of a domain: its disk quota, and hourly the messages and bytes its users send
+and the bounces it receives.
+
+The disk quota (`maxsize`, KB) is the bytes under the domain's directory, as the statistics count
+them (mailsrv.mailstore.disk_usage); SMTP asks at RCPT and DATA, IMAP at APPEND (`disk_quota_refusal`).
 
 Each limit is a domain setting with its `…enabled` flag (mailsrv.core.settings.DOMAIN); it applies
 when enabled with a value above 0. What counts, per UTC hour:
@@ -22,6 +26,7 @@ import datetime as dt
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, delete, select, tuple_
@@ -29,10 +34,28 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from mailsrv.core import settings
+from mailsrv.mailstore.disk_usage import used_bytes
 from mailsrv.store.models import DomainHourlyUsage
 
 # Buckets older than this are deleted when the domain is charged again: only the current hour is read.
 KEEP_HOURS = 48
+
+
+def _size(limit_bytes: int) -> str:
+    return f"{limit_bytes // settings.MB} MB" if limit_bytes % settings.MB == 0 else f"{limit_bytes // 1024} KB"
+
+
+def disk_quota_bytes(values: Mapping[str, Any]) -> int:
+    """The domain's disk quota in bytes from its settings (`maxsize` KB), 0 for none."""
+    return int(settings.value(settings.DOMAIN, values, "maxsize")) * 1024
+
+
+def disk_quota_refusal(name: str, path: str | Path, quota_bytes: int, incoming: int) -> str | None:
+    """Why `incoming` more bytes do not fit the domain's disk quota; None when they do or it has
+    none. Blocking: it walks the domain's directories (only when there is a quota)."""
+    if quota_bytes and used_bytes(path) + incoming > quota_bytes:
+        return f"Domain {name} is over its disk quota ({_size(quota_bytes)})"
+    return None
 
 
 class Limit(enum.Enum):
@@ -51,7 +74,7 @@ class HourlyCaps:
 
     def describe(self, limit: Limit) -> str:
         if limit is Limit.BANDWIDTH:
-            return f"{self.bytes_sent // settings.MB} MB"
+            return _size(self.bytes_sent)
         return str(self.messages if limit is Limit.MESSAGES else self.bounces)
 
 

@@ -26,12 +26,10 @@ import dns.resolver
 
 from mailsrv.core.actor import Actor
 from mailsrv.core.clock import Clock
-from mailsrv.core.settings import MB
-from mailsrv.directory.domain_limits import Charge, LimitReached, Usage, hour_of, usage
+from mailsrv.directory.domain_limits import Charge, LimitReached, Usage, disk_quota_refusal, hour_of, usage
 from mailsrv.directory.system_settings import read as read_system_settings
 from mailsrv.mailstore import maildir_names
 from mailsrv.mailstore.disk import Disk
-from mailsrv.mailstore.disk_usage import used_bytes
 from mailsrv.mta import spf_check
 from mailsrv.mta.local_delivery import first_over_quota
 from mailsrv.mta.policy import Client, Policy, RecipientCheck, Reply, SenderCheck
@@ -120,30 +118,19 @@ def _fan_out(resolution: Deliver) -> int:
     return max(1, sum(1 for route in resolution.routes if isinstance(route, RemoteAddress)))
 
 
-def _size(limit_bytes: int) -> str:
-    return f"{limit_bytes // MB} MB" if limit_bytes % MB == 0 else f"{limit_bytes // 1024} KB"
-
-
-def over_domain_quota(domains: Iterable[DomainInfo], incoming: int) -> DomainInfo | None:
-    """The first of `domains` whose disk quota (`maxsize`: the bytes under its directory, as the
-    statistics count them) `incoming` more bytes would exceed (blocking: it walks directories)."""
-    for domain in domains:
-        if used_bytes(domain.path) + incoming > domain.max_size_bytes:
-            return domain
-    return None
-
-
 async def _domain_full(boxes: Iterable[LocalMailbox], incoming: int) -> Reply | None:
-    """The refusal when the mailboxes' domains have no room for `incoming` bytes; the disk is walked, in a
-    worker thread, only for domains with a quota. Temporary at RCPT and after DATA alike: the domain
-    may free space or be granted more."""
+    """The refusal when one of the mailboxes' domains has no room for `incoming` bytes; the disk is
+    walked, in a worker thread, only for domains with a quota. Temporary at RCPT and after DATA
+    alike: the domain may free space or be granted more."""
     domains = {box.domain.id: box.domain for box in boxes if box.domain.max_size_bytes}
     if not domains:
         return None
-    over = await asyncio.to_thread(over_domain_quota, domains.values(), incoming)
-    if over is None:
-        return None
-    return Reply(452, "4.2.2", f"Domain {over.name} is over its disk quota ({_size(over.max_size_bytes)})")
+
+    def first_refusal() -> str | None:
+        return next(filter(None, (disk_quota_refusal(d.name, d.path, d.max_size_bytes, incoming)
+                                  for d in domains.values())), None)
+    refusal = await asyncio.to_thread(first_refusal)
+    return Reply(452, "4.2.2", refusal) if refusal else None
 
 
 def limit_reply(code: int, refusal: LimitReached) -> Reply:

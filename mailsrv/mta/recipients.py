@@ -31,7 +31,7 @@ from sqlalchemy import Connection, and_, bindparam, or_, select
 
 from mailsrv.core import names, settings
 from mailsrv.core.errors import MailsrvError
-from mailsrv.directory.domain_limits import NO_CAPS, HourlyCaps, hourly_caps
+from mailsrv.directory.domain_limits import NO_CAPS, HourlyCaps, disk_quota_bytes, hourly_caps
 from mailsrv.store.db import Store
 from mailsrv.store.models import Alias, DirectoryGeneration, Domain, DomainAlias, User
 
@@ -256,7 +256,7 @@ class Resolver:
             max_message_bytes=_setting(d_settings, "maxmessagesize") * 1024,
             max_recipients=_setting(d_settings, "maxrecipients"),
             requires_smtp_auth=bool(_setting(d_settings, "requiresmtpauthentication")),
-            catch_all=catch_all, max_size_bytes=_setting(d_settings, "maxsize") * 1024,
+            catch_all=catch_all, max_size_bytes=disk_quota_bytes(d_settings),
             hourly=hourly_caps(d_settings))
         account = None
         if u_id is not None:

@@ -115,9 +115,11 @@ def test_bandwidth_per_hour_counts_the_bytes_sent(mail):
     big = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 400  # ~400 KB
     assert as_alice(mail, content=big)[:2] == ACCEPTED
     assert as_alice(mail, content=big)[:2] == ACCEPTED
-    step, code, text = as_alice(mail, content=big)  # would cross 1 MB: refused once its size is known
+    # Would cross 1 MB: refused once its size is known, and nothing of it is spooled.
+    step, code, text = as_alice(mail, "someone@remote.test", content=big)
     assert (step, code) == ("DATA", 451)
     assert text == "4.7.1 Domain a.test has reached its outgoing bandwidth limit per hour (1 MB)"
+    assert mail.spool_rows() == [] and not list((mail.data_dir / "spool").iterdir())
     # With SIZE declared the refusal comes before the upload.
     assert as_alice(mail, content=big, options=(f"SIZE={len(big)}",))[:2] == ("MAIL", 451)
     assert as_alice(mail)[:2] == ACCEPTED  # a small one still fits

@@ -4,7 +4,7 @@ and the bounces it receives.
 The disk quota (`maxsize`, KB) is the bytes under the domain's directory, as the statistics count
 them (mailsrv.mailstore.disk_usage); SMTP asks at RCPT and DATA, IMAP at APPEND (`disk_quota_refusal`).
 
-Each limit is a domain setting with its `…enabled` flag (mailsrv.core.settings.DOMAIN); it applies
+Each hourly limit is a domain setting with its `…enabled` flag (mailsrv.core.settings.DOMAIN); it applies
 when enabled with a value above 0. What counts, per UTC hour:
 - `maxmessagesperhour`: every message the domain's authenticated users send (SMTP AUTH or the web
   interface), once per message however many recipients, local or remote: what the statistics

@@ -19,6 +19,10 @@ Answers:
   sender's domain and every local recipient's domain MaxMessageSize) 552 5.3.4;
 - mailbox quota: 452 4.2.2 at RCPT (full already, or full with the declared SIZE: the sending
   server retries later), 552 5.2.2 after DATA (the real size does not fit);
+- the domain's disk quota (`maxsize`): 452 4.2.2 at RCPT (full, or full with the declared SIZE) and
+  after DATA; its hourly limits (messages and bytes its authenticated users send, bounces it
+  receives; mailsrv.directory.domain_limits): 451 4.7.1 at MAIL, 450 4.7.1 at RCPT for bounces,
+  451 4.7.1 after DATA when the message's size or another session's commit took the hour over;
 - storage full (the spool's disk or quota, or the database) 452 4.3.1 after DATA; at MAIL when the
   spool's filesystem has less free than the declared SIZE plus a 1 MiB reserve;
 - any other internal failure 451 4.3.0, and the session goes on.

@@ -26,6 +26,7 @@ import dns.resolver
 
 from mailsrv.core.actor import Actor
 from mailsrv.core.clock import Clock
+from mailsrv.directory.domain_limits import Charge, LimitReached, Usage, disk_quota_refusal, hour_of, usage
 from mailsrv.directory.system_settings import read as read_system_settings
 from mailsrv.mailstore import maildir_names
 from mailsrv.mailstore.disk import Disk
@@ -117,6 +118,44 @@ def _fan_out(resolution: Deliver) -> int:
     return max(1, sum(1 for route in resolution.routes if isinstance(route, RemoteAddress)))
 
 
+async def _domain_full(boxes: Iterable[LocalMailbox], incoming: int) -> Reply | None:
+    """The refusal when one of the mailboxes' domains has no room for `incoming` bytes; the disk is
+    walked, in a worker thread, only for domains with a quota. Temporary at RCPT and after DATA
+    alike: the domain may free space or be granted more."""
+    domains = {box.domain.id: box.domain for box in boxes if box.domain.max_size_bytes}
+    if not domains:
+        return None
+
+    def first_refusal() -> str | None:
+        return next(filter(None, (disk_quota_refusal(d.name, d.path, d.max_size_bytes, incoming)
+                                  for d in domains.values())), None)
+    refusal = await asyncio.to_thread(first_refusal)
+    return Reply(452, "4.2.2", refusal) if refusal else None
+
+
+def limit_reply(code: int, refusal: LimitReached) -> Reply:
+    """An hourly limit reached: temporary, the client retries in a later hour."""
+    return Reply(code, "4.7.1", f"Domain {refusal}")
+
+
+def _sent_charge(actor: Actor | None, own_domain: DomainInfo | None, size: int) -> Charge | None:
+    """What a message of `size` bytes sent by an authenticated user adds to its domain's hour; None
+    when neither sending limit is enabled."""
+    if actor is None or own_domain is None or not (own_domain.hourly.messages or own_domain.hourly.bytes_sent):
+        return None
+    return Charge(own_domain.name, own_domain.id, own_domain.hourly, messages_sent=1, bytes_sent=size)
+
+
+def hourly_charges(message: Submission) -> list[Charge]:
+    """What accepting `message` adds to its domains' enabled hourly limits (mailsrv.directory.domain_limits)."""
+    sent = _sent_charge(message.actor, message.own_domain, len(message.content))
+    charges = [sent] if sent else []
+    if not message.sender:
+        bounced = {r.domain.id: r.domain for _, r in message.accepted if r.domain and r.domain.hourly.bounces}
+        charges += [Charge(d.name, d.id, d.hourly, bounces_received=1) for d in bounced.values()]
+    return charges
+
+
 
 class Intake:
     """Taking mail in, for every way it arrives: the answers to MAIL, RCPT and DATA, and the
@@ -163,7 +202,20 @@ class Intake:
             return INSUFFICIENT_STORAGE
         if own_domain and own_domain.max_message_bytes and declared_size > own_domain.max_message_bytes:
             return TOO_BIG
-        return None
+        # At least one byte: a domain at its bandwidth cap has no room left for any message.
+        sent = _sent_charge(actor, own_domain, max(declared_size, 1))
+        return await self._hourly_refusal(451, sent) if sent else None
+
+    async def _hourly_refusal(self, code: int, charge: Charge) -> Reply | None:
+        """The refusal of a message whose `charge` would cross a cap as the hour stands now. Only a
+        forecast, to spare the client its upload: the spool's commit decides (domain_limits.charge)."""
+        used = await asyncio.to_thread(self._usage, charge.domain_id)
+        limit = charge.crossed(used)
+        return None if limit is None else limit_reply(code, LimitReached(charge, limit))
+
+    def _usage(self, domain_id: int) -> Usage:
+        with self.resolver.store.read_connection() as conn:
+            return usage(conn, domain_id, hour_of(self.clock.now()))
 
     async def _not_owned(self, actor: Actor | None, addresses: Iterable[str]) -> Reply | None:
         if actor is None:  # unauthenticated mail is the relay policy's business (mailsrv.mta.policy)
@@ -206,15 +258,23 @@ class Intake:
                     Reply(550, "5.5.3", f"<{address}>: expands to more recipients than allowed ({limit})")
         if domain is not None and domain.max_message_bytes and declared_size > domain.max_message_bytes:
             return TOO_BIG
-        full = await _over_quota(mailboxes([result]), declared_size)
+        boxes = mailboxes([result])
+        full = await _over_quota(boxes, declared_size)
         if full is not None:
             return Reply(452, "4.2.2", f"<{address}>: mailbox full")
+        refusal = await _domain_full(boxes, declared_size)
+        if refusal:
+            return refusal
+        if not sender and domain is not None and domain.hourly.bounces \
+                and not any(r.domain is not None and r.domain.id == domain.id for r in everyone):
+            return await self._hourly_refusal(450, Charge(domain.name, domain.id, domain.hourly,
+                                                          bounces_received=1)) or result
         return result
 
     async def submit(self, message: Submission) -> str | Reply:
         """The message's id once it is durably spooled, or delivered when all its recipients are local
         mailboxes (mailsrv.mta.spool, direct delivery); or the refusal (line ends, header senders, size,
-        quota, full storage)."""
+        mailbox and domain quota, a domain's hourly limit as the spool's commit charges it, full storage)."""
         content = message.content
         if _bare_line_end(content):
             return BARE_LINE_END
@@ -226,9 +286,13 @@ class Intake:
                   if d is not None and d.max_message_bytes]
         if limits and len(content) > min(limits):
             return TOO_BIG
-        full = await _over_quota(mailboxes(r for _, r in message.accepted), len(content))
+        boxes = mailboxes(r for _, r in message.accepted)
+        full = await _over_quota(boxes, len(content))
         if full is not None:
             return Reply(552, "5.2.2", f"<{full.address}>: mailbox full")
+        refusal = await _domain_full(boxes, len(content))
+        if refusal:
+            return refusal
         actor = message.actor
         message_id, now = Spool.new_id(), self.clock.now()
         try:
@@ -240,7 +304,10 @@ class Intake:
                 sent_by=(actor.domain, actor.user) if actor else None,
                 spf_result=message.spf_result,
                 copies=direct_copies(message_id, now, [r for _, r in message.accepted])
-                if self.deliver_at_acceptance else ()))
+                if self.deliver_at_acceptance else (),
+                charges=hourly_charges(message)))
+        except LimitReached as exc:
+            return limit_reply(451, exc)
         except Exception as exc:
             if storage_full(exc):  # a sender retries a 452 later; any other failure stays 451
                 return INSUFFICIENT_STORAGE

@@ -31,6 +31,7 @@ from sqlalchemy import Connection, and_, bindparam, or_, select
 
 from mailsrv.core import names, settings
 from mailsrv.core.errors import MailsrvError
+from mailsrv.directory.domain_limits import NO_CAPS, HourlyCaps, disk_quota_bytes, hourly_caps
 from mailsrv.store.db import Store
 from mailsrv.store.models import Alias, DirectoryGeneration, Domain, DomainAlias, User
 
@@ -53,6 +54,8 @@ class DomainInfo:
     max_recipients: int
     requires_smtp_auth: bool
     catch_all: str  # the catch-all alias name, "" when none or when catch-alls are switched off
+    max_size_bytes: int = 0  # the domain's disk quota (`maxsize`)
+    hourly: HourlyCaps = NO_CAPS  # its enabled hourly limits (mailsrv.directory.domain_limits)
 
 
 @dataclass(frozen=True)
@@ -253,7 +256,8 @@ class Resolver:
             max_message_bytes=_setting(d_settings, "maxmessagesize") * 1024,
             max_recipients=_setting(d_settings, "maxrecipients"),
             requires_smtp_auth=bool(_setting(d_settings, "requiresmtpauthentication")),
-            catch_all=catch_all)
+            catch_all=catch_all, max_size_bytes=disk_quota_bytes(d_settings),
+            hourly=hourly_caps(d_settings))
         account = None
         if u_id is not None:
             account = (u_id, u_name, u_settings, *user, settings.mailbox_limit_bytes(u_settings, d_settings))

@@ -43,6 +43,10 @@ Traffic counted here (mailsrv.directory.counters, same transaction as the event)
   forwarding away without keeping a copy counts nothing for the forwarding user).
 `size` is the DATA as transferred by the client (dot-unstuffed, line ends as sent), without the
 trace headers we add; the day is the UTC day of the event.
+
+The billed hourly limits (mailsrv.directory.domain_limits) are charged in the group's transaction
+too, before anything else in it: a message that would cross one is refused (LimitReached) and
+neither recorded nor counted, and its file or copies are removed.
 """
 from __future__ import annotations
 
@@ -67,6 +71,7 @@ from mailsrv.core.actor import Actor
 from mailsrv.core.clock import Clock
 from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.directory.counters import TrafficEvent, record
+from mailsrv.directory.domain_limits import Charge, charge, hour_of
 from mailsrv.mailstore.disk import Disk, fault_point, fsync_directory
 from mailsrv.store.db import Store, storage_refused
 from mailsrv.store.models import Domain, MaildirRename, SpoolMessage, SpoolRecipient, User
@@ -122,6 +127,9 @@ class IncomingMessage:
     # When given: delivered into these mailboxes at acceptance instead of spooled for `recipients`
     # (which then name the same mailboxes, for when a Maildir has no tmp/ to write into).
     copies: Sequence[MaildirCopy] = ()
+    # What accepting it adds to its domains' hourly limits (mailsrv.directory.domain_limits): the
+    # commit refuses it with LimitReached when one would be crossed.
+    charges: Sequence[Charge] = ()
 
 
 def delivered_copy(sender: str, address: str, trace_header: str) -> bytes:
@@ -361,30 +369,36 @@ class Spool:
                 continue
             for waiting in batch:
                 if not waiting.done.done():
-                    gone = refused.get(waiting.message.id)
-                    if gone is None:
+                    refusal = refused.get(waiting.message.id)
+                    if refusal is None:
                         waiting.done.set_result(None)
                     else:
-                        waiting.done.set_exception(MailboxGone(f"the mailbox {gone} no longer exists"))
+                        waiting.done.set_exception(refusal)
             if any(not w.message.copies for w in batch):
                 self.notify()
 
-    def _commit(self, messages: list[IncomingMessage]) -> dict[str, str]:
+    def _commit(self, messages: list[IncomingMessage]) -> dict[str, Exception]:
         """Make the group's messages durable and recorded (see the module docstring); the ids of those
-        refused, with the address of a mailbox whose user has gone."""
+        refused, with why: a domain limit they would cross (LimitReached), a mailbox whose user has
+        gone (MailboxGone)."""
         direct = [m for m in messages if m.copies]
         spooled = [m for m in messages if not m.copies]
-        refused: dict[str, str] = {}
+        refused: dict[str, Exception] = {}
         try:
             if spooled:
                 fsync_directory(self.directory)
             for tmp_dir in {copy.maildir / "tmp" for m in direct for copy in m.copies}:
                 fsync_directory(tmp_dir)
             with self.store.session() as s:
+                # First: the hourly usage rows are the first rows this transaction locks (domain_limits).
+                refused.update(charge(s, [(m.id, hour_of(m.received_at), m.charges) for m in messages if m.charges]))
                 if self._renamed:  # the previous group's files are in new/, durably: their rows can go
                     s.execute(delete(MaildirRename).where(MaildirRename.name.in_(self._renamed)))
-                refused = self._gone(s, direct)
+                gone = self._gone(s, [m for m in direct if m.id not in refused])
+                refused.update({message_id: MailboxGone(f"the mailbox {address} no longer exists")
+                                for message_id, address in gone.items()})
                 direct = [m for m in direct if m.id not in refused]
+                spooled = [m for m in spooled if m.id not in refused]
                 events: list[TrafficEvent] = []
                 for m in spooled:
                     self._add_rows(s, m)
@@ -399,16 +413,9 @@ class Spool:
                     s.execute(insert(MaildirRename), renames)
                 record(s, *events)
         except BaseException:
-            for m in spooled:
-                (self.directory / m.id).unlink(missing_ok=True)
-            for m in messages:
-                for copy in m.copies:
-                    (copy.maildir / "tmp" / copy.name).unlink(missing_ok=True)
+            self._discard(messages)
             raise
-        for m in messages:
-            if m.id in refused:
-                for copy in m.copies:
-                    (copy.maildir / "tmp" / copy.name).unlink(missing_ok=True)
+        self._discard([m for m in messages if m.id in refused])
         fault_point("maildir-renames-committed")
         copies = [c for m in direct for c in m.copies]
         self._renamed = []
@@ -419,6 +426,14 @@ class Spool:
         else:
             self._renamed = [c.name for c in copies]
         return refused
+
+    def _discard(self, messages: Sequence[IncomingMessage]) -> None:
+        """Remove the files of messages not accepted: their spool file or their mailbox copies in tmp/."""
+        for m in messages:
+            if not m.copies:
+                (self.directory / m.id).unlink(missing_ok=True)
+            for copy in m.copies:
+                (copy.maildir / "tmp" / copy.name).unlink(missing_ok=True)
 
     @staticmethod
     def _gone(s: Session, direct: list[IncomingMessage]) -> dict[str, str]:

@@ -356,3 +356,15 @@ class AutocleanRule(Base):
     size_after_mb: Mapped[int] = mapped_column(Integer, default=0)
     age_days: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class DomainHourlyUsage(Base):
+    """What a domain used of its hourly limits in one UTC hour (mailsrv.directory.domain_limits):
+    messages and bytes its authenticated users sent, bounces (null-sender mail) it received. Counted
+    only while the limit is enabled, in the transaction that accepts the message."""
+    __tablename__ = "domain_hourly_usage"
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id", ondelete="CASCADE"), primary_key=True)
+    hour: Mapped[int] = mapped_column(Integer, primary_key=True)  # hours since the Unix epoch, UTC
+    messages_sent: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_sent: Mapped[int] = mapped_column(BigInteger, default=0)
+    bounces_received: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -7,7 +7,8 @@ synchronously here.
 """
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from pymap.interfaces.login import IdentityInterface, LoginInterface
 from pymap.token import AllTokens
 from pymap.user import UserMetadata
 from pysasl.creds.server import ServerCredentials
+from sqlalchemy import select
 
 from mailsrv.access.imap.maildir import MailSession, open_folders, remove_stale_locks
 from mailsrv.core import settings
@@ -27,6 +29,7 @@ from mailsrv.core.actor import Actor, Role
 from mailsrv.core.config import SmtpConfig
 from mailsrv.core.errors import MailsrvError
 from mailsrv.directory.auth import Authenticator
+from mailsrv.directory.domain_limits import disk_quota_bytes, disk_quota_refusal
 from mailsrv.directory.domains import get_domain
 from mailsrv.mailstore.disk import Disk
 from mailsrv.store.db import Store
@@ -82,8 +85,9 @@ class MailboxUser(IdentityInterface):
     """A logged-in user@domain and its Maildir."""
 
     def __init__(self, config: MaildirConfig, disk: Disk, auth: Authenticator, domain_path: Path,
-                 actor: Actor, append_limit: int) -> None:
+                 actor: Actor, append_limit: int, room: Callable[[int], str | None]) -> None:
         self.config = config
+        self.room = room  # MailSession's: the domain's disk quota at each APPEND
         self.disk = disk
         self.auth = auth
         self.actor = actor
@@ -116,7 +120,7 @@ class MailboxUser(IdentityInterface):
         remove_stale_locks(self.maildir, STALE_LOCK_SECONDS)
         folders = open_folders(self.maildir)
         yield MailSession(self.name, self.config, folders, FilterSet(str(self.maildir)),
-                          append_limit=self.append_limit)
+                          append_limit=self.append_limit, room=self.room)
 
     async def new_token(self, *, expiration: datetime | None = None) -> str | None:
         return None
@@ -153,7 +157,15 @@ class Accounts:
             domain = get_domain(s, actor.domain)
             domain_path = Path(domain.path)
             limit = append_limit(domain, self.max_message_kb)
-        return MailboxUser(config, self.disk, self.auth, domain_path, actor, limit)
+        return MailboxUser(config, self.disk, self.auth, domain_path, actor, limit,
+                           functools.partial(self.domain_room, actor.domain, domain_path))
+
+    def domain_room(self, domain: str, path: Path, incoming: int) -> str | None:
+        """Why `incoming` more bytes do not fit the domain's disk quota, read from the store now (so a
+        change applies to open sessions); None when they do. Blocking."""
+        with self.store.read_connection() as conn:
+            values = conn.execute(select(Domain.settings).where(Domain.name == domain)).scalar()
+        return disk_quota_refusal(domain, path, disk_quota_bytes(values or {}), incoming)
 
 
 class MailboxLogin(LoginInterface):

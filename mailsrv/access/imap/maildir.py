@@ -19,6 +19,7 @@ listed in mailsrv/access/imap/__init__.py and pinned by tests/test_pymap_contrac
 """
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import re
@@ -36,13 +37,15 @@ from pymap.backend.maildir.layout import DefaultLayout, MaildirLayout
 from pymap.backend.maildir.mailbox import LoadedMessage, MailboxData, MailboxSet, Maildir, Message
 from pymap.backend.maildir.uidlist import Record, UidList
 from pymap.concurrent import Event
-from pymap.exceptions import MailboxError
+from pymap.exceptions import AppendFailure, MailboxError
 from pymap.flags import FlagOp, PermanentFlags, SessionFlags
 from pymap.interfaces.message import CachedMessage
 from pymap.mailbox import MailboxSnapshot
 from pymap.mime import MessageContent
 from pymap.parsing.command import Command
+from pymap.parsing.message import AppendMessage
 from pymap.parsing.response import ResponseCode, UntaggedResponse
+from pymap.parsing.response.code import AppendUid
 from pymap.parsing.specials import FetchRequirement, ObjectId, SequenceSet
 from pymap.parsing.specials.flag import Flag, Seen
 from pymap.selected import SelectedMailbox, SynchronizedMessages
@@ -257,9 +260,18 @@ class SelectedFolder(SelectedMailbox):
 
 
 class MailSession(Session):
-    def __init__(self, *args: Any, append_limit: int, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, append_limit: int, room: Callable[[int], str | None], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.append_limit = append_limit
+        # Why so many more bytes do not fit the domain's disk quota, None when they do (blocking).
+        self.room = room
+
+    async def append_messages(self, name: str, messages: Sequence[AppendMessage],
+                              selected: SelectedMailbox | None = None) -> tuple[AppendUid, SelectedMailbox | None]:
+        refusal = await asyncio.to_thread(self.room, sum(len(m.literal) for m in messages))
+        if refusal:
+            raise AppendFailure(name, refusal.encode(), ResponseCode.of(b"OVERQUOTA"))  # RFC 9208
+        return await super().append_messages(name, messages, selected)
 
     async def select_mailbox(self, name: str, readonly: bool = False) -> tuple[MailboxSnapshot, SelectedMailbox]:
         # pymap's, with the selected state above, and the counts taken from the client view

@@ -40,6 +40,9 @@ class ResultCode(IntEnum):
     PROTECTED_OBJECT = -61
     DNS_CHECK_FAILED = -62
     STORAGE_ERROR = -70
+    SERVICE_NOT_STOPPABLE = -90
+    UNKNOWN_SERVICE = -91
+    PORT_IN_USE = -92
 
 
 class MailsrvError(Exception):

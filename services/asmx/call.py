@@ -11,6 +11,7 @@ from mailsrv.directory.auth import Authenticator
 from mailsrv.directory.dkim_keys import DkimKeys
 from mailsrv.directory.domains import Domains
 from mailsrv.directory.forwarding_blocks import ForwardingBlocks
+from mailsrv.directory.listeners import Listeners
 from mailsrv.directory.mailbox_migrations import MailboxMigrations
 from mailsrv.directory.product import Product
 from mailsrv.directory.stats import Stats
@@ -19,6 +20,7 @@ from mailsrv.directory.user_groups import UserGroups
 from mailsrv.directory.user_options import UserOptions
 from mailsrv.directory.users import Users
 from mailsrv.mta.spool import Spool
+from mailsrv.mta.status import ServerStatus
 
 
 class Engine(Protocol):
@@ -40,6 +42,8 @@ class Engine(Protocol):
     dkim_keys: DkimKeys
     archive_rules: ArchiveRules
     spool: Spool
+    listeners: Listeners
+    status: ServerStatus
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import os
 import re
 import smtplib
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -63,6 +64,22 @@ def answers(port: int, host: str = "127.0.0.1") -> bool:
         with socket.create_connection((host, port), timeout=5) as sock:
             sock.settimeout(5)
             return sock.recv(512) != b""
+    except OSError:
+        return False
+
+
+def unverified() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def answers_tls(port: int, host: str) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=5) as raw, \
+                unverified().wrap_socket(raw, server_hostname=host) as sock:
+            return sock.recv(512).startswith(b"220 ")
     except OSError:
         return False
 
@@ -129,6 +146,7 @@ def test_request_status_counts_open_sessions_and_the_spool(setup, tmp_path, env)
         smtp = smtplib.SMTP("127.0.0.1", smtp_port, local_hostname="client.test", timeout=10)
         imap = imaplib.IMAP4("127.0.0.1", imap_port, timeout=10)
         try:
+            smtp.starttls(context=unverified())  # still one session (aiosmtpd starts it over after TLS)
             smtp.sendmail("sender@client.test", ["someone@nowhere.invalid"], b"Subject: hi\r\n\r\nwaiting\r\n")
             wait_until(lambda: status(client, "smtpsessions", "imapsessions") == {"smtpsessions": "1",
                                                                                   "imapsessions": "1"},
@@ -266,6 +284,17 @@ def test_the_greeting_names_the_host_name_of_the_address_connected_to(setup, tmp
         with smtplib.SMTP("127.0.0.2", smtp_port, local_hostname="client.test", timeout=10) as smtp:
             code, text = smtp.ehlo()
             assert code == 250 and text.decode().splitlines()[0] == "mail2.example.com"
+
+        # Submission with TLS from the first byte: the greeting is the TLS one, and AUTH is allowed.
+        submissions = free_port()
+        ok(client.call(SVC, "AssignPortToIP", **NEW_ADMIN, portID=add_port(client, "Submission", submissions, "SSL"),
+                       ipAddress="127.0.0.2"))
+        wait_until(lambda: answers_tls(submissions, "127.0.0.2"), "the submission port with implicit TLS")
+        with smtplib.SMTP_SSL("127.0.0.2", submissions, local_hostname="client.test", timeout=10,
+                              context=unverified()) as smtp:
+            assert smtp.ehlo()[1].decode().splitlines()[0] == "mail2.example.com"
+            assert smtp.login(f"postmaster@{DOM}", "Domain-pass-1")[0] == 235
+        wait_until(lambda: status(client, "smtpsessions") == {"smtpsessions": "0"}, "the TLS session counted once")
 
         ok(client.call(SVC, "DeleteHostname", **NEW_ADMIN, ipAddress="127.0.0.2"))
         wait_until(lambda: all(named("127.0.0.2", "mx.test") for _ in range(6)), "the server's name again")

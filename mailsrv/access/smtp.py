@@ -118,8 +118,18 @@ class MailsrvSMTP(SMTP):
         self._sessions = sessions
         self._greetings = greetings
 
+    _counted = False
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # aiosmtpd calls this again with the TLS transport after STARTTLS: the same session.
+        first = self._original_transport is None
         super().connection_made(transport)
+        if not first:
+            return
+        if transport.get_extra_info("sslcontext") is not None:
+            # Implicit TLS (an SSL port): aiosmtpd only knows of TLS it started itself (STARTTLS),
+            # and would refuse AUTH as if the session were in the clear.
+            self._tls_protocol = transport  # type: ignore[assignment]
         # Before the greeting, which aiosmtpd sends from the client task this call only created.
         if self._greetings is not None:
             sockname = transport.get_extra_info("sockname")
@@ -127,9 +137,11 @@ class MailsrvSMTP(SMTP):
                 self.hostname = self._greetings.name_for(str(sockname[0]), self.hostname)
         if self._sessions is not None:
             self._sessions.opened(SMTP_SESSION)
+            self._counted = True
 
     def connection_lost(self, error: Exception | None) -> None:
-        if self._sessions is not None:
+        if self._counted and self._sessions is not None:
+            self._counted = False
             self._sessions.closed(SMTP_SESSION)
         super().connection_lost(error)
 

@@ -288,6 +288,7 @@ class _MailListeners:
 
     async def run(self, stop: asyncio.Event) -> None:
         generation: int | None = None
+        reachable = True
         try:
             while not stop.is_set():
                 try:
@@ -297,9 +298,12 @@ class _MailListeners:
                         self.server.greetings.update(description.hostnames)
                         self.wanted = description.to_bind(self.bootstrap)
                         generation = description.generation
-                    await self._apply()
-                except Exception:  # the store out of reach: keep serving what is bound
-                    log.exception("cannot read the listeners from the store")
+                    reachable = True
+                except Exception:  # the store out of reach: keep serving what is bound, say so once
+                    if reachable:
+                        log.exception("cannot read the listeners from the store")
+                    reachable = False
+                await self._apply()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), _LISTENER_POLL_SECONDS)
         finally:

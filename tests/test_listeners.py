@@ -342,6 +342,10 @@ def test_bad_addresses_names_and_ids_are_refused_and_nothing_changes(c, tmp_path
     ensure_self_signed(cert.parent, "mx.test")
     new = ok(c.call(SVC, "AddServerPort", **port_args(certificatePath=str(cert), encryption="ssl")))["NewID"]
     assert ok(c.call(SVC, "ListServerPorts", **NEW_ADMIN))["Ports"][0]["CertificatePath"] == str(cert)
+    # An address this machine does not have: kept (another node may have it), and said at once.
+    message = ok(c.call(SVC, "AssignPortToIP", **NEW_ADMIN, portID=new, ipAddress="192.0.2.1"))["Message"]
+    assert "192.0.2.1:2525" in message and "Cannot assign requested address" in message
+    ok(c.call(SVC, "RemovePortFromIP", **NEW_ADMIN, portID=new, ipAddress="192.0.2.1"))
     for ip in ("", "localhost", "127.0.0.256", "1.2.3.4/24", "::g"):
         assert refused(c.call(SVC, "AssignPortToIP", **NEW_ADMIN, portID=new, ipAddress=ip))[0] == \
             ResultCode.INVALID_ARGUMENT

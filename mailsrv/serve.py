@@ -1,16 +1,19 @@
 """`mailsrv serve`: every listener of the server, until SIGTERM/SIGINT, in `[server] workers` processes.
 
-The `mailsrv serve` process binds every listening socket (so a taken port or a bad address is
-reported before anything else), does what happens once per server start (migrations, disk
-reconcile, stale IMAP locks: `MailServer(recover=True)`), then with one worker serves in itself;
-with more it forks them and supervises. Each worker builds its own MailServer after the fork (store
-engine, spool writer, queue manager with its own node id) and serves every listener on the
-inherited sockets on its own event loop: the kernel hands each connection to one of them. The
+The `mailsrv serve` process binds the web listeners (so a taken port or a bad address is reported
+before anything else) and reserves the `[listen]` mail ports given as 0, does what happens once per
+server start (migrations, disk reconcile, stale IMAP locks: `MailServer(recover=True)`), then with
+one worker serves in itself; with more it forks them and supervises. Each worker builds its own
+MailServer after the fork (store engine, spool writer, queue manager with its own node id), serves
+the web on the inherited sockets and binds the mail listeners the store describes (or `[listen]`'s,
+when it describes none) itself with SO_REUSEPORT, following every change of that description
+(`_MailListeners`); the kernel hands each connection to one of the workers. A mail port that cannot
+be bound is logged and reported, and the other listeners serve on. The
 supervisor restarts a worker that ends (with back-off), forwards SIGTERM/SIGINT and waits for the
 graceful stops; the workers die with it (PR_SET_PDEATHSIG), even when it is killed with SIGKILL.
 What per-worker state there is and why it stays correct: docs/architecture.md.
 
-A listener is a coroutine function taking the process-wide stop event: it serves until the event
+A `Serving` is a coroutine function taking the process-wide stop event: it serves until the event
 is set, then stops gracefully and returns.
 """
 from __future__ import annotations
@@ -30,7 +33,7 @@ import ssl
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,17 +41,31 @@ import uvicorn
 import uvloop
 from starlette.types import ASGIApp
 
-from mailsrv.access.imap.listener import mailbox_subsystem, remove_all_stale_locks, start_imap_listener
+from mailsrv.access.imap.listener import (
+    mailbox_subsystem,
+    remove_all_stale_locks,
+    start_imap_listener,
+)
 from mailsrv.access.pop3 import start_pop3_listener
 from mailsrv.access.smtp import start_listener
 from mailsrv.core.config import Config, ConfigError
-from mailsrv.core.tls import server_context
+from mailsrv.core.sockets import bind_shared
+from mailsrv.core.tls import context_for, server_context
+from mailsrv.directory.listeners import (
+    IMAP,
+    POP,
+    SMTP,
+    SSL,
+    STARTTLS,
+    SUBMISSION,
+    Listener,
+)
 from mailsrv.server import MailServer
 from services.app import create_app
 
 log = logging.getLogger("mailsrv.serve")
 
-Listener = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+Serving = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 # Bounds how long SIGTERM waits for in-flight requests, so `docker stop` (10 s) never has to kill.
 _GRACEFUL_SHUTDOWN_SECONDS = 5
@@ -130,16 +147,7 @@ async def serve_web(app: ASGIApp, sock: socket.socket, tls: ssl.SSLContext | Non
     await serving
 
 
-async def serve_tcp(name: str, start: Callable[[], Awaitable[asyncio.Server]], stop: asyncio.Event) -> None:
-    """One mail protocol listener (SMTP, IMAP, POP3 …): serve until `stop` is set."""
-    listener = await start()
-    try:
-        await stop.wait()
-    finally:
-        listener.close()
-
-
-async def _serve_all(listeners: list[Listener]) -> None:
+async def _serve_all(listeners: list[Serving]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -197,69 +205,164 @@ def _raise_open_files_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-# [listen] key -> (name in the log, listener, implicit TLS)
-_MAILBOX_LISTENERS = {"imap": ("IMAP", start_imap_listener, False), "imaps": ("IMAPS", start_imap_listener, True),
-                      "pop3": ("POP3", start_pop3_listener, False), "pop3s": ("POP3S", start_pop3_listener, True)}
+# [listen] key -> the listener it describes (the bootstrap default: mailsrv.directory.listeners)
+_BOOTSTRAP = {"smtp": (SMTP, STARTTLS), "submission": (SUBMISSION, STARTTLS), "imap": (IMAP, STARTTLS),
+              "imaps": (IMAP, SSL), "pop3": (POP, STARTTLS), "pop3s": (POP, SSL)}
+_LOG_NAMES = {(SMTP, False): "SMTP", (SMTP, True): "SMTPS", (SUBMISSION, False): "submission",
+              (SUBMISSION, True): "submission (TLS)", (IMAP, False): "IMAP", (IMAP, True): "IMAPS",
+              (POP, False): "POP3", (POP, True): "POP3S"}
+# How often each worker asks the store whether the listeners changed (one one-row read).
+_LISTENER_POLL_SECONDS = 1.0
+
+
+def log_name(listener: Listener) -> str:
+    return _LOG_NAMES[listener.protocol, listener.encryption == SSL]
 
 
 @dataclass(frozen=True)
 class _Bound:
-    """Every listening socket of the configuration, bound."""
+    """What `mailsrv serve` binds itself: the web listeners, and the `[listen]` mail addresses as the
+    bootstrap description (those given with port 0 resolved and the number reserved, not listening)."""
     web: dict[bool, socket.socket]  # by "is HTTPS"
-    smtp: dict[bool, socket.socket]  # by "is submission"
-    mailbox: dict[str, socket.socket]  # by [listen] key
+    bootstrap: tuple[Listener, ...]
+    reserved: tuple[socket.socket, ...]
 
     def all(self) -> list[socket.socket]:
-        return [*self.web.values(), *self.smtp.values(), *self.mailbox.values()]
+        return [*self.web.values(), *self.reserved]
 
     def announce(self) -> None:
-        """One log line per listener with its bound address (tests and benchmarks read them)."""
+        """One log line per web listener with its bound address (tests and benchmarks read them);
+        each mail listener is logged by the workers as they bind it."""
         for https, sock in self.web.items():
             if https:
                 log.info("web listener (HTTPS) on https://%s", format_address(sock.getsockname()))
             else:
                 log.info("web listener (SOAP/HTTP) on http://%s", format_address(sock.getsockname()))
-        for submission, sock in self.smtp.items():
-            log.info("%s listener on %s", "submission" if submission else "SMTP", format_address(sock.getsockname()))
-        for name, sock in self.mailbox.items():
-            log.info("%s listener on %s", _MAILBOX_LISTENERS[name][0], format_address(sock.getsockname()))
 
 
 def _bind_all(config: Config) -> _Bound:
-    bound = _Bound({False: bind(config.listen.web, "listen.web")}, {}, {})
+    web = {False: bind(config.listen.web, "listen.web")}
+    reserved: list[socket.socket] = []
+    bootstrap: list[Listener] = []
     try:
         if config.listen.webs:
-            bound.web[True] = bind(config.listen.webs, "listen.webs")
-        for submission, value, key in ((False, config.listen.smtp, "listen.smtp"),
-                                       (True, config.listen.submission, "listen.submission")):
-            if value:  # an empty address disables that listener
-                bound.smtp[submission] = bind(value, key)
-        for name in _MAILBOX_LISTENERS:
-            if getattr(config.listen, name):
-                bound.mailbox[name] = bind(getattr(config.listen, name), f"listen.{name}")
+            web[True] = bind(config.listen.webs, "listen.webs")
+        for key, (protocol, encryption) in _BOOTSTRAP.items():
+            value = getattr(config.listen, key)
+            if not value:  # an empty address disables that listener
+                continue
+            host, port = parse_address(value, f"listen.{key}")
+            if port == 0:
+                # Every worker must bind the same number: take one now and keep it reserved.
+                try:
+                    reserved.append(bind_shared(host, 0, listen=False))
+                except OSError as exc:
+                    log.error("cannot listen on %s (listen.%s): %s", value, key, exc.strerror)
+                    continue
+                port = reserved[-1].getsockname()[1]
+            bootstrap.append(Listener(protocol, encryption, host, port))
     except BaseException:
-        for sock in bound.all():
+        for sock in [*web.values(), *reserved]:
             sock.close()
         raise
-    return bound
+    return _Bound(web, tuple(bootstrap), tuple(reserved))
 
 
-def _serve(server: MailServer, bound: _Bound, tls_context: ssl.SSLContext | None) -> None:
+class _MailListeners:
+    """The mail listeners this process serves, kept equal to the store's description.
+
+    Every `_LISTENER_POLL_SECONDS` it reads the listener generation; when it moved, it reads the
+    description and closes what is no longer wanted (a deleted port, a stopped service: sessions in
+    progress go on), binds what is new with SO_REUSEPORT beside the other workers and nodes
+    (mailsrv.core.sockets), and takes the new greeting names. A listener that cannot be bound is
+    logged once, tried again at each poll, and published with the heartbeat until it binds."""
+
+    def __init__(self, server: MailServer, bootstrap: tuple[Listener, ...], tls_context: ssl.SSLContext) -> None:
+        self.server = server
+        self.bootstrap = bootstrap
+        self.tls_context = tls_context
+        self.running: dict[Listener, asyncio.Server] = {}
+        self.failed: dict[Listener, str] = {}
+        self.wanted: list[Listener] = []
+        self._subsystem: Any = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        generation: int | None = None
+        reachable = True
+        try:
+            while not stop.is_set():
+                try:
+                    current = await asyncio.to_thread(self.server.listeners.generation)
+                    if current != generation:
+                        description = await asyncio.to_thread(self.server.listeners.describe)
+                        self.server.greetings.update(description.hostnames)
+                        self.wanted = description.to_bind(self.bootstrap)
+                        generation = description.generation
+                    reachable = True
+                except Exception:  # the store out of reach: keep serving what is bound, say so once
+                    if reachable:
+                        log.exception("cannot read the listeners from the store")
+                    reachable = False
+                await self._apply()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), _LISTENER_POLL_SECONDS)
+        finally:
+            for listener, running in self.running.items():
+                running.close()
+            self.running.clear()
+
+    async def _apply(self) -> None:
+        wanted = set(self.wanted)
+        for listener in [listener for listener in self.running if listener not in wanted]:
+            self.running.pop(listener).close()
+            log.info("%s listener on %s closed", log_name(listener), listener.address)
+        for listener in [listener for listener in self.failed if listener not in wanted]:
+            del self.failed[listener]
+        for listener in self.wanted:
+            if listener in self.running:
+                continue
+            try:
+                self.running[listener] = await self._start(listener)
+            except (OSError, ssl.SSLError) as exc:
+                problem = getattr(exc, "strerror", None) or str(exc)
+                if self.failed.get(listener) != problem:
+                    log.error("cannot listen on %s (%s): %s", listener.address, log_name(listener), problem)
+                self.failed[listener] = problem
+                continue
+            self.failed.pop(listener, None)
+            log.info("%s listener on %s", log_name(listener), listener.address)
+        self.server.heartbeat.listen_errors = [f"{listener.address} ({log_name(listener)}): {problem}"
+                                               for listener, problem in self.failed.items()]
+
+    async def _start(self, listener: Listener) -> asyncio.Server:
+        server, config = self.server, self.server.config
+        tls = context_for(listener.certificate_path) if listener.certificate_path else self.tls_context
+        implicit_tls = listener.encryption == SSL
+        sock = bind_shared(listener.ip, listener.port)
+        try:
+            if listener.protocol in (SMTP, SUBMISSION):
+                return await start_listener(server.intake, server.auth, config.smtp, sock,
+                                            listener.protocol == SUBMISSION, tls, implicit_tls,
+                                            server.sessions, server.greetings)
+            if self._subsystem is None:
+                self._subsystem = mailbox_subsystem()
+            if listener.protocol == POP:
+                return await start_pop3_listener(server.mailboxes, config, sock, tls, implicit_tls, self._subsystem,
+                                                 server.sessions, server.greetings)
+            return await start_imap_listener(server.mailboxes, config, sock, tls, implicit_tls, self._subsystem,
+                                             server.sessions)
+        except BaseException:
+            sock.close()
+            raise
+
+
+def _serve(server: MailServer, bound: _Bound, tls_context: ssl.SSLContext) -> None:
     """Every listener and the queue manager of `server` on this process's event loop, until
     SIGTERM/SIGINT."""
-    config = server.config
     app = create_app(server)
-    listeners: list[Listener] = [functools.partial(serve_web, app, sock, tls_context if https else None)
-                                 for https, sock in bound.web.items()]
-    listeners += [functools.partial(serve_tcp, "submission" if submission else "SMTP", functools.partial(
-        start_listener, server.intake, server.auth, config.smtp, sock, submission, tls_context))
-        for submission, sock in bound.smtp.items()]
-    if bound.mailbox:
-        subsystem = mailbox_subsystem()
-        for name, sock in bound.mailbox.items():
-            log_name, start, implicit_tls = _MAILBOX_LISTENERS[name]
-            listeners.append(functools.partial(serve_tcp, log_name, functools.partial(
-                start, server.mailboxes, config, sock, tls_context, implicit_tls, subsystem)))
+    listeners: list[Serving] = [functools.partial(serve_web, app, sock, tls_context if https else None)
+                                  for https, sock in bound.web.items()]
+    listeners.append(_MailListeners(server, bound.bootstrap, tls_context).run)
     # The queue manager delivers from the spool (also what other nodes and workers accepted).
     listeners.append(server.delivery.run)
     # Background jobs (propagation, folder auto-clean): every worker looks, one at a time works.
@@ -281,13 +384,15 @@ def run(config: Config) -> None:
     try:
         server = MailServer(config)
         try:
-            # Made once, before any fork: a first start writes the self-signed pair.
-            tls_context = server_context(config) if True in bound.web or bound.smtp or bound.mailbox else None
-            if bound.mailbox:
-                # pymap writes dovecot-uidlist as a temporary file renamed into the Maildir: the
-                # temporary directory must be on the mail filesystem, or the rename fails (EXDEV).
-                tempfile.tempdir = str(config.data_dir / "tmp")
-                os.makedirs(tempfile.tempdir, 0o700, exist_ok=True)
+            # Made once, before any fork: a first start writes the self-signed pair. Always: the
+            # store may describe a TLS listener at any time.
+            tls_context = server_context(config)
+            # pymap writes dovecot-uidlist as a temporary file renamed into the Maildir: the
+            # temporary directory must be on the mail filesystem, or the rename fails (EXDEV).
+            tempfile.tempdir = str(config.data_dir / "tmp")
+            os.makedirs(tempfile.tempdir, 0o700, exist_ok=True)
+            description = server.listeners.describe()
+            if any(listener.protocol in (POP, IMAP) for listener in (*bound.bootstrap, *description.listeners)):
                 # Before any worker: later, a lock may be a live sibling's.
                 remove_all_stale_locks(server.store)
             bound.announce()
@@ -322,7 +427,7 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def _worker(config: Config, bound: _Bound, tls_context: ssl.SSLContext | None, parent: int) -> None:
+def _worker(config: Config, bound: _Bound, tls_context: ssl.SSLContext, parent: int) -> None:
     """A worker's life, after the fork."""
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _SUPERVISED)
     _die_with_parent()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 
 from sqlalchemy import make_url
@@ -11,6 +12,7 @@ from mailsrv.core.actor import Actor
 from mailsrv.core.clock import Clock, SystemClock
 from mailsrv.core.config import Config
 from mailsrv.core.dns import make_resolver
+from mailsrv.core.sessions import OpenSessions
 from mailsrv.directory.admins import Admins
 from mailsrv.directory.aliases import Aliases, DomainAliases
 from mailsrv.directory.archive_rules import ArchiveRules
@@ -20,6 +22,7 @@ from mailsrv.directory.dkim_keys import DkimKeys
 from mailsrv.directory.domains import Domains, refers_to
 from mailsrv.directory.forwarding_blocks import ForwardingBlocks
 from mailsrv.directory.jobs import JobRunner, Jobs
+from mailsrv.directory.listeners import Greetings, Listeners
 from mailsrv.directory.mailbox_migrations import MailboxMigrations
 from mailsrv.directory.product import Product
 from mailsrv.directory.propagation import GlobalUpdate
@@ -41,8 +44,12 @@ from mailsrv.mta.queue import QueueManager
 from mailsrv.mta.recipients import Resolver
 from mailsrv.mta.remote_delivery import make_remote_delivery
 from mailsrv.mta.spool import LOCAL, REMOTE, Spool
+from mailsrv.mta.status import ServerStatus
 from mailsrv.store.db import Store
 from mailsrv.webmail.service import Webmail
+
+# Imported by `mailsrv serve` before it forks: its workers inherit the instance the server started.
+STARTED_AT = time.time()
 
 
 def _database_paths(config: Config) -> list[Path]:
@@ -99,8 +106,14 @@ class MailServer:
         self.intake = Intake(self.resolver, self.policy, self.spool, self.clock, config.smtp.max_recipients,
                              self.dns, config.smtp.deliver_at_acceptance)
         # This node's liveness in the store: how other nodes notice it died, and its fence.
+        # The sessions open in this process, published with its heartbeat (RequestStatus).
+        self.sessions = OpenSessions()
         self.heartbeat = Heartbeat(self.store, self.clock, dt.timedelta(seconds=config.delivery.heartbeat_seconds),
-                                   dt.timedelta(seconds=config.delivery.node_timeout_seconds))
+                                   dt.timedelta(seconds=config.delivery.node_timeout_seconds), self.sessions)
+        # What to listen on and the greeting name per local IP (bound by `mailsrv serve`).
+        self.listeners = Listeners(self.store)
+        self.greetings = Greetings()
+        self.status = ServerStatus(self.store, self.spool, self.listeners, self.heartbeat, STARTED_AT)
         self.remote_delivery = make_remote_delivery(self.dns, config.smtp.hostname, config.delivery.remote_port,
                                       config.delivery.max_connections,
                                       config.delivery.max_connections_per_domain, self.heartbeat.holds)

@@ -20,7 +20,7 @@ TNS = "{http://tempuri.org/}"
 # these names is a list.
 ARRAY_ITEMS = {"string", "dateTime", "AliasInfo", "DomainStatInfo", "UserInfo", "DomainAliasInfo",
                "SystemAdminResult", "UserQuota", "DomainForwardBlockInfo", "UserGroupInfo", "RSSFeed",
-               "UserLoginInfo", "StatusResult", "FolderAutoCleanRuleResult"}
+               "UserLoginInfo", "StatusResult", "FolderAutoCleanRuleResult", "HostnameResult", "ServerPortResult"}
 
 
 def _plain(value: Any) -> Any:

@@ -304,8 +304,9 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60) ->
 def test_a_killed_worker_is_started_again_and_nothing_acknowledged_is_lost_or_doubled(tmp_path, env):
     for mail in make_harness(tmp_path):
         with Serving(serve_config(mail, 2), env) as server:
-            port = int(server.wait_for(_SMTP)[1])
+            # Each worker binds SMTP itself once forked (SO_REUSEPORT), so its line follows theirs.
             victim = worker_pids(server, 2)[0]
+            port = int(server.wait_for(_SMTP)[1])
             acknowledged: set[int] = set()
             lock = threading.Lock()
 

@@ -38,6 +38,9 @@ from mailsrv.access.imap.accounts import Accounts, MailboxLogin, MailboxUser
 from mailsrv.access.imap.listener import mailbox_login
 from mailsrv.access.imap.maildir import message_bytes, stored_size
 from mailsrv.core.config import Config
+from mailsrv.core.sessions import POP as POP_SESSION
+from mailsrv.core.sessions import OpenSessions
+from mailsrv.directory.listeners import Greetings
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +68,9 @@ class _Message:
 class Pop3Connection:
     def __init__(self, config: Config, login: MailboxLogin, subsystem: Subsystem,
                  tls_context: ssl.SSLContext, implicit_tls: bool,
-                 reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                 reader: asyncio.StreamReader, writer: asyncio.StreamWriter, hostname: str | None = None) -> None:
         self.config = config
+        self.hostname = hostname or config.smtp.hostname  # the greeting's name (per local IP: AddHostname)
         self.login = login
         self.subsystem = subsystem
         self.tls_context = tls_context
@@ -117,7 +121,7 @@ class Pop3Connection:
         async with AsyncExitStack() as stack:
             self.stack = stack
             try:
-                await self.send(f"+OK {self.config.smtp.hostname} POP3 ready")
+                await self.send(f"+OK {self.hostname} POP3 ready")
                 while True:
                     line = await self.readline()
                     command, _, argument = line.partition(" ")
@@ -335,13 +339,19 @@ async def _read(message: _Message) -> bytes:
 
 
 async def start_pop3_listener(accounts: Accounts, config: Config, sock: socket.socket, tls_context: ssl.SSLContext,
-                              implicit_tls: bool, subsystem: Subsystem) -> asyncio.Server:
-    """Serve POP3 on an already bound socket, on the running loop."""
+                              implicit_tls: bool, subsystem: Subsystem, sessions: OpenSessions | None = None,
+                              greetings: Greetings | None = None) -> asyncio.Server:
+    """Serve POP3 on an already bound socket, on the running loop (`sessions`, `greetings`: as
+    mailsrv.access.smtp.start_listener)."""
     login = mailbox_login(accounts, config, tls_context, implicit_tls, subsystem, "pop3")
+    sessions = sessions or OpenSessions()
 
     async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         login.config.apply_context()
-        await Pop3Connection(config, login, subsystem, tls_context, implicit_tls, reader, writer).run()
+        local_ip = str((writer.get_extra_info("sockname") or ("",))[0])
+        hostname = greetings.name_for(local_ip, config.smtp.hostname) if greetings else None
+        with sessions.session(POP_SESSION):
+            await Pop3Connection(config, login, subsystem, tls_context, implicit_tls, reader, writer, hostname).run()
 
     return await asyncio.start_server(connection, sock=sock, ssl=tls_context if implicit_tls else None,
                                       limit=_MAX_LINE)

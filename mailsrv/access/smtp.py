@@ -55,7 +55,10 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 from mailsrv.core.actor import Actor
 from mailsrv.core.config import SmtpConfig
 from mailsrv.core.errors import MailsrvError, ResultCode
+from mailsrv.core.sessions import SMTP as SMTP_SESSION
+from mailsrv.core.sessions import OpenSessions
 from mailsrv.directory.auth import Authenticator
+from mailsrv.directory.listeners import Greetings
 from mailsrv.mta.intake import Intake, Submission
 from mailsrv.mta.policy import Client, Reply
 from mailsrv.mta.recipients import Deliver, DomainInfo
@@ -112,6 +115,39 @@ class MailsrvSMTP(SMTP):
     answer carries one; a HELO client was never told, so its replies stay plain."""
 
     _in_ehlo = False
+
+    def __init__(self, handler: Any, *, sessions: OpenSessions | None = None, greetings: Greetings | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._sessions = sessions
+        self._greetings = greetings
+
+    _counted = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # aiosmtpd calls this again with the TLS transport after STARTTLS: the same session.
+        first = self._original_transport is None
+        super().connection_made(transport)
+        if not first:
+            return
+        if transport.get_extra_info("sslcontext") is not None:
+            # Implicit TLS (an SSL port): aiosmtpd only knows of TLS it started itself (STARTTLS),
+            # and would refuse AUTH as if the session were in the clear.
+            self._tls_protocol = transport  # type: ignore[assignment]
+        # Before the greeting, which aiosmtpd sends from the client task this call only created.
+        if self._greetings is not None:
+            sockname = transport.get_extra_info("sockname")
+            if sockname:
+                self.hostname = self._greetings.name_for(str(sockname[0]), self.hostname)
+        if self._sessions is not None:
+            self._sessions.opened(SMTP_SESSION)
+            self._counted = True
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._counted and self._sessions is not None:
+            self._counted = False
+            self._sessions.closed(SMTP_SESSION)
+        super().connection_lost(error)
 
     def _create_envelope(self) -> Transaction:
         return Transaction()
@@ -364,8 +400,11 @@ async def _client_data(server: SMTP, args: list[str], challenge: str) -> bytes |
 
 
 async def start_listener(intake: Intake, auth: Authenticator, config: SmtpConfig, sock: socket.socket,
-                         submission: bool, tls_context: ssl.SSLContext | None) -> asyncio.Server:
-    """Serve SMTP (or submission) on an already bound socket, on the running loop."""
+                         submission: bool, tls_context: ssl.SSLContext | None, implicit_tls: bool = False,
+                         sessions: OpenSessions | None = None, greetings: Greetings | None = None) -> asyncio.Server:
+    """Serve SMTP (or submission) on an already bound socket, on the running loop: STARTTLS with
+    `tls_context`, or TLS from the first byte with `implicit_tls`. `sessions` counts the open
+    sessions; `greetings` names the server per local IP in the greeting and EHLO."""
     # aiosmtpd logs every command line at INFO, an AUTH PLAIN initial response (the password,
     # base64) included: keep its logger to warnings whatever the process's level.
     aiosmtpd_log = logging.getLogger("mail.log")
@@ -377,7 +416,8 @@ async def start_listener(intake: Intake, auth: Authenticator, config: SmtpConfig
 
     def session() -> MailsrvSMTP:
         return MailsrvSMTP(handler, hostname=config.hostname, ident="ESMTP mailsrv",
-                           data_size_limit=config.max_message_kb * 1024 or None, tls_context=tls_context,
+                           data_size_limit=config.max_message_kb * 1024 or None,
+                           tls_context=None if implicit_tls else tls_context, sessions=sessions, greetings=greetings,
                            auth_required=submission, auth_require_tls=not config.allow_plaintext_auth, loop=loop)
 
-    return await loop.create_server(session, sock=sock)
+    return await loop.create_server(session, sock=sock, ssl=tls_context if implicit_tls else None)

@@ -41,6 +41,9 @@ class ResultCode(IntEnum):
     DNS_CHECK_FAILED = -62
     STORAGE_ERROR = -70
     JOB_RUNNING = -95
+    SERVICE_NOT_STOPPABLE = -90
+    UNKNOWN_SERVICE = -91
+    PORT_IN_USE = -92
 
 
 class MailsrvError(Exception):

@@ -35,12 +35,18 @@ def certificate_files(config: Config) -> tuple[str, str]:
 def server_context(config: Config) -> ssl.SSLContext:
     """An SSLContext for the mail listeners (TLS 1.2 or newer, no client certificates)."""
     cert_file, key_file = certificate_files(config)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
-        context.load_cert_chain(cert_file, key_file)
+        return context_for(cert_file, key_file)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"cannot load the TLS certificate {cert_file} / key {key_file}: {exc}") from None
+
+
+def context_for(cert_file: str, key_file: str | None = None) -> ssl.SSLContext:
+    """The mail listeners' TLS policy with this certificate (`key_file` None: the key is in the
+    same PEM file, as svcServerAdmin's certificatePath gives it); OSError/SSLError if unusable."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file)
     return context
 
 

@@ -19,6 +19,10 @@ Local delivery needs no fence: a redelivery finds the copy already written by it
 that finds its heartbeat row gone was declared dead: it goes on under a new node id, so nothing it
 had claimed under the old one passes the fence any more; `Spool.finish` records outcomes only for
 rows the node still holds, so whatever another node took over is recorded by that node alone.
+
+Each heartbeat also publishes what only the node's process knows: its open SMTP, POP and IMAP
+sessions (RequestStatus sums them over the nodes, so the figure is at most one heartbeat interval
+old) and the listeners it could not bind (ListServerPorts reports them).
 """
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ from sqlalchemy.orm import Session
 
 from mailsrv.core.clock import Clock
 from mailsrv.directory.jobs import release_jobs
+from mailsrv.core.sessions import IMAP, POP, SMTP, OpenSessions
 from mailsrv.mta.spool import Spool
 from mailsrv.store.db import Store
 from mailsrv.store.models import Node
@@ -59,8 +64,12 @@ def forget(s: Session, nodes: Sequence[str]) -> int:
 
 
 class Heartbeat:
-    def __init__(self, store: Store, clock: Clock, interval: dt.timedelta, timeout: dt.timedelta) -> None:
+    def __init__(self, store: Store, clock: Clock, interval: dt.timedelta, timeout: dt.timedelta,
+                 sessions: OpenSessions | None = None) -> None:
         self.store = store
+        self.sessions = sessions or OpenSessions()
+        # Set by the wiring's listener manager: one "address (protocol): reason" per listener.
+        self.listen_errors: list[str] = []
         self.clock = clock
         self.interval = interval
         self.timeout = timeout
@@ -86,13 +95,15 @@ class Heartbeat:
         """Write this node's heartbeat and forget the dead nodes (blocking): their ids and the
         number of recipients released."""
         started, now = time.monotonic(), self.clock.now()
+        published = {"smtp_sessions": self.sessions.count(SMTP), "pop_sessions": self.sessions.count(POP),
+                     "imap_sessions": self.sessions.count(IMAP), "listen_errors": "\n".join(self.listen_errors)}
         with self.store.session() as s:
-            if not s.execute(update(Node).where(Node.id == self.node).values(beat_at=now)).rowcount:
+            if not s.execute(update(Node).where(Node.id == self.node).values(beat_at=now, **published)).rowcount:
                 if self._beaten_at is not None:
                     old, self.node = self.node, new_node_id()
                     log.warning("node %s was declared dead (no heartbeat for %s): going on as %s",
                                 old, self.timeout, self.node)
-                s.add(Node(id=self.node, beat_at=now))
+                s.add(Node(id=self.node, beat_at=now, **published))
                 s.flush()
             dead = list(s.execute(select(Node.id).where(Node.beat_at < now - self.timeout)).scalars())
             released = forget(s, dead)

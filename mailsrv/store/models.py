@@ -300,6 +300,12 @@ class Node(Base):
     __tablename__ = "nodes"
     id: Mapped[str] = mapped_column(String(128), primary_key=True)  # QueueManager's node id
     beat_at: Mapped[dt.datetime] = mapped_column()
+    # Published with each heartbeat (migration 0011): the sessions open in the node's process, and
+    # the listeners it could not bind, one "address (protocol): reason" per line.
+    smtp_sessions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    pop_sessions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    imap_sessions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    listen_errors: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class DirectoryGeneration(Base):
@@ -368,3 +374,44 @@ class DomainHourlyUsage(Base):
     messages_sent: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_sent: Mapped[int] = mapped_column(BigInteger, default=0)
     bounces_received: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+# -- listeners (migration 0011: mailsrv.directory.listeners) ------------------------------------
+
+class ServerPort(Base):
+    """A listening port as svcServerAdmin describes it; bound on the IPs it is assigned to."""
+    __tablename__ = "server_ports"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    protocol: Mapped[str] = mapped_column(String(16))  # SMTP / Submission / POP / IMAP
+    encryption: Mapped[str] = mapped_column(String(16))  # None / STARTTLS / SSL
+    certificate_path: Mapped[str] = mapped_column(Text)  # "" = the server's certificate
+    name: Mapped[str] = mapped_column(String(128))
+    port: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(String(1024))
+
+
+class ServerPortIp(Base):
+    __tablename__ = "server_port_ips"
+    port_id: Mapped[str] = mapped_column(ForeignKey("server_ports.id", ondelete="CASCADE"), primary_key=True)
+    ip_address: Mapped[str] = mapped_column(String(45), primary_key=True)  # canonical form
+
+
+class ServerHostname(Base):
+    """The greeting name for connections made to one local IP address (AddHostname)."""
+    __tablename__ = "server_hostnames"
+    ip_address: Mapped[str] = mapped_column(String(45), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(253))
+
+
+class StoppedService(Base):
+    """A mail service stopped by StopServices on every node until StartServices (row present = stopped)."""
+    __tablename__ = "stopped_services"
+    name: Mapped[str] = mapped_column(String(16), primary_key=True)
+
+
+class ListenerGeneration(Base):
+    """One row (id 1) raised with every change of the four tables above, in the same transaction:
+    every worker of every node polls it and rebinds when it moves."""
+    __tablename__ = "listener_generation"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -12,6 +12,7 @@ from mailsrv.directory.autoclean import AutocleanRules
 from mailsrv.directory.dkim_keys import DkimKeys
 from mailsrv.directory.domains import Domains
 from mailsrv.directory.forwarding_blocks import ForwardingBlocks
+from mailsrv.directory.listeners import Listeners
 from mailsrv.directory.mailbox_migrations import MailboxMigrations
 from mailsrv.directory.product import Product
 from mailsrv.directory.propagation import GlobalUpdate
@@ -21,6 +22,7 @@ from mailsrv.directory.user_groups import UserGroups
 from mailsrv.directory.user_options import UserOptions
 from mailsrv.directory.users import Users
 from mailsrv.mta.spool import Spool
+from mailsrv.mta.status import ServerStatus
 
 
 class Engine(Protocol):
@@ -44,6 +46,8 @@ class Engine(Protocol):
     spool: Spool
     global_update: GlobalUpdate
     autoclean: AutocleanRules
+    listeners: Listeners
+    status: ServerStatus
 
 
 @dataclass(frozen=True)

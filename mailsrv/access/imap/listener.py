@@ -7,6 +7,7 @@ import socket
 import ssl
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from proxyprotocol.reader import ProxyProtocolReader
 from pymap.concurrent import Subsystem
@@ -16,6 +17,8 @@ from mailsrv.access.imap.accounts import Accounts, MailboxLogin
 from mailsrv.access.imap.maildir import remove_stale_locks
 from mailsrv.access.imap.protocol import COMMAND_LIMIT, MailboxConfig, MailImapServer
 from mailsrv.core.config import Config
+from mailsrv.core.sessions import IMAP as IMAP_SESSION
+from mailsrv.core.sessions import OpenSessions
 from mailsrv.mailstore.disk import Disk
 from mailsrv.store.db import Store
 from mailsrv.store.models import Domain, User
@@ -47,12 +50,22 @@ def remove_all_stale_locks(store: Store) -> int:
 
 
 async def start_imap_listener(accounts: Accounts, config: Config, sock: socket.socket, tls_context: ssl.SSLContext,
-                              implicit_tls: bool, subsystem: Subsystem) -> asyncio.Server:
-    """Serve IMAP on an already bound socket, on the running loop."""
+                              implicit_tls: bool, subsystem: Subsystem,
+                              sessions: OpenSessions | None = None) -> asyncio.Server:
+    """Serve IMAP on an already bound socket, on the running loop; `sessions` counts the open ones.
+    (pymap's greeting names no host, so AddHostname's names do not apply here.)"""
+    sessions = sessions or OpenSessions()
     # At DEBUG pymap logs the wire, LOGIN passwords included.
     logging.getLogger("pymap").setLevel(logging.INFO)
     login = mailbox_login(accounts, config, tls_context, implicit_tls, subsystem, "imap")
-    callback = ProxyProtocolReader(login.config.proxy_protocol).get_callback(MailImapServer(login, login.config))
+    imap = MailImapServer(login, login.config)
+
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sock_info: Any) -> None:
+        # The proxy-protocol reader runs this as a task of its own: counted here, for its whole life.
+        with sessions.session(IMAP_SESSION):
+            await imap(reader, writer, sock_info)
+
+    callback = ProxyProtocolReader(login.config.proxy_protocol).get_callback(session)
 
     async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         login.config.apply_context()

@@ -16,7 +16,13 @@ from services.asmx.wsdl_serve import PublishedWsdl
 from services.asmx.wsdl_subset import SubsetError, subset
 
 SERVER_ADMIN_OPS = ["GetEdition", "ListSystemAdmins", "AddSystemAdmin", "SetSystemAdminPassword", "DeleteSystemAdmin",
-                    "AddIPRestrictionToSystemAdmin", "RemoveIPRestrictionFromSystemAdmin", "GetSpoolMessageCount"]
+                    "AddIPRestrictionToSystemAdmin", "RemoveIPRestrictionFromSystemAdmin", "GetSpoolMessageCount",
+                    # address lists (server_lists)
+                    "SetWhitelistEntry", "SetWhitelistEntry2", "GetWhitelistEntries", "SetBlacklistEntry",
+                    "GetBlacklistEntries", "AddSmtpAuthenticationBypass", "DeleteSmtpAuthenticationBypass",
+                    "GetSmtpAuthenticationBypasses", "AddSMTPBlockedSender", "GetSMTPBlockedSenders",
+                    "AddGlobalTrustedSender", "DeleteGlobalTrustedSender", "GetGlobalTrustedSenders",
+                    "AddForwardingBlacklistEntry", "DeleteForwardingBlacklistEntry", "ListForwardingBlacklistEntries"]
 FULL_SERVICES = ["svcDomainAdmin", "svcUserAdmin", "svcAliasAdmin", "svcDomainAliasAdmin", "svcProductInfo"]
 
 

@@ -38,6 +38,7 @@ from mailsrv.access.imap.accounts import Accounts, MailboxLogin, MailboxUser
 from mailsrv.access.imap.listener import mailbox_login
 from mailsrv.access.imap.maildir import message_bytes, stored_size
 from mailsrv.core.config import Config
+from mailsrv.directory.address_lists import POP
 
 log = logging.getLogger(__name__)
 
@@ -340,6 +341,8 @@ async def start_pop3_listener(accounts: Accounts, config: Config, sock: socket.s
     login = mailbox_login(accounts, config, tls_context, implicit_tls, subsystem, "pop3")
 
     async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not await accounts.admitted(POP, writer, b"-ERR Your address is on this server's blacklist\r\n"):
+            return
         login.config.apply_context()
         await Pop3Connection(config, login, subsystem, tls_context, implicit_tls, reader, writer).run()
 

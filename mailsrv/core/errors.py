@@ -40,6 +40,9 @@ class ResultCode(IntEnum):
     PROTECTED_OBJECT = -61
     DNS_CHECK_FAILED = -62
     STORAGE_ERROR = -70
+    ADDRESS_LIST_OVERLAP = -85
+    FORWARDING_BLACKLISTED = -86
+    DOMAIN_NAME_RESERVED = -87
 
 
 class MailsrvError(Exception):

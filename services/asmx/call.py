@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from mailsrv.directory.address_lists import AddressLists
 from mailsrv.directory.admins import Admins
 from mailsrv.directory.aliases import Aliases, DomainAliases
 from mailsrv.directory.archive_rules import ArchiveRules
@@ -40,6 +41,7 @@ class Engine(Protocol):
     dkim_keys: DkimKeys
     archive_rules: ArchiveRules
     spool: Spool
+    address_lists: AddressLists
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from mailsrv.access.imap.accounts import Accounts, MailboxLogin
 from mailsrv.access.imap.maildir import remove_stale_locks
 from mailsrv.access.imap.protocol import COMMAND_LIMIT, MailboxConfig, MailImapServer
 from mailsrv.core.config import Config
+from mailsrv.directory.address_lists import IMAP
 from mailsrv.mailstore.disk import Disk
 from mailsrv.store.db import Store
 from mailsrv.store.models import Domain, User
@@ -55,6 +56,8 @@ async def start_imap_listener(accounts: Accounts, config: Config, sock: socket.s
     callback = ProxyProtocolReader(login.config.proxy_protocol).get_callback(MailImapServer(login, login.config))
 
     async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not await accounts.admitted(IMAP, writer, b"* BYE Your address is on this server's blacklist\r\n"):
+            return
         login.config.apply_context()
         await callback(reader, writer)
 

@@ -193,6 +193,11 @@ def test_name_lists_round_trip_and_refuse_bad_names(lists):
 
     ok(lists.soap("AddGlobalTrustedSender", addressOrDomain="boss@worse.test"))
     ok(lists.soap("AddGlobalTrustedSender", addressOrDomain="friends.test"))
+    # The contract has no way to remove a blocked sender; mailsrv defines DeleteSMTPBlockedSender.
+    ok(lists.soap("DeleteSMTPBlockedSender", blockedSender="@Worse.test"))
+    refused(lists.soap("DeleteSMTPBlockedSender", blockedSender="worse.test"), ResultCode.ITEM_NOT_FOUND)
+    assert [e["BlockedSender"] for e in lists.soap("GetSMTPBlockedSenders")["SMTPBlockedSenders"]] == ["spam@bad.test"]
+
     assert lists.soap("GetGlobalTrustedSenders")["TrustedSenders"] == ["boss@worse.test", "friends.test"]
     ok(lists.soap("DeleteGlobalTrustedSender", addressOrDomain="FRIENDS.test"))
     refused(lists.soap("DeleteGlobalTrustedSender", addressOrDomain="friends.test"), ResultCode.ITEM_NOT_FOUND)
@@ -311,7 +316,13 @@ def test_forwarding_blacklist_refuses_setting_and_drops_at_delivery_unless_the_d
 
 def test_reserved_domain_names_cannot_be_created_or_renamed_to(lists):
     admin = {"AuthUserName": ADMIN[0], "AuthPassword": ADMIN[1]}
-    lists.server.address_lists.add_names(lists.admin(), "reserved", ["Reserved.test", "other.test"])
+    ok(lists.soap("AddReservedDomainNames", domainNames=["Reserved.test", "other.test", "reserved.test"]))
+    ok(lists.soap("AddReservedDomainNames", domainNames=["other.test"]))  # appending a known name is harmless
+    refused(lists.soap("AddReservedDomainNames", domainNames=["fine.test", "bad..test"]), ResultCode.INVALID_DOMAIN_NAME)
+    refused(lists.soap("AddReservedDomainNames", domainNames=[]), ResultCode.INVALID_ARGUMENT)
+    assert lists.soap("GetReservedDomainNames")["DomainNames"] == ["other.test", "reserved.test"]  # fine.test not added
+    refused(lists.soap("GetReservedDomainNames", auth={"authUsername": f"postmaster@{DOMAIN}",
+                                                      "authPassword": "Domain-pass-1"}), ResultCode.PERMISSION_DENIED)
 
     def add(name: str) -> dict:
         return lists.soap("AddDomain", "svcDomainAdmin", auth=admin, DomainName=name, Path="",
@@ -326,6 +337,15 @@ def test_reserved_domain_names_cannot_be_created_or_renamed_to(lists):
     ok(add("free.test"))
     refused(lists.soap("RenameDomain", "svcDomainAdmin", auth=admin, OldDomainName="free.test",
                        NewDomainName="OTHER.test"), ResultCode.DOMAIN_NAME_RESERVED)
+    # Removing names: all or none.
+    refused(lists.soap("DeleteReservedDomainNames", domainNames=["reserved.test", "never.test"]),
+            ResultCode.ITEM_NOT_FOUND, "never.test")
+    ok(lists.soap("DeleteReservedDomainNames", domainNames=["reserved.test"]))
+    assert lists.soap("GetReservedDomainNames")["DomainNames"] == ["other.test"]
+    ok(add("reserved.test"))
+    # Over HTTP GET, the array parameter is the key repeated.
+    ok(HttpClient(lists.url, "GET").call(SA, "AddReservedDomainNames", **AUTH, domainNames=["x1.test", "x2.test"]))
+    assert lists.soap("GetReservedDomainNames")["DomainNames"] == ["other.test", "x1.test", "x2.test"]
 
 
 def test_a_change_through_one_node_applies_to_the_next_connection_on_another(lists):

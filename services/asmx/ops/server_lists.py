@@ -123,3 +123,23 @@ def DeleteForwardingBlacklistEntry(call: Call, actor: Actor, domainName: str | N
 def ListForwardingBlacklistEntries(call: Call, actor: Actor) -> dict[str, Any]:
     entries = call.engine.address_lists.name_entries(actor, lists.FORWARDING_BLACKLIST)
     return {"BlacklistedDomains": [e.name for e in entries]}
+
+
+@authenticated(*_CREDENTIALS)
+def DeleteSMTPBlockedSender(call: Call, actor: Actor, blockedSender: str | None) -> None:
+    call.engine.address_lists.delete_name(actor, lists.BLOCKED_SENDERS, blockedSender)
+
+
+@authenticated(*_CREDENTIALS)
+def AddReservedDomainNames(call: Call, actor: Actor, domainNames: list[str]) -> None:
+    call.engine.address_lists.add_names(actor, lists.RESERVED_DOMAINS, domainNames)
+
+
+@authenticated(*_CREDENTIALS)
+def DeleteReservedDomainNames(call: Call, actor: Actor, domainNames: list[str]) -> None:
+    call.engine.address_lists.delete_names(actor, lists.RESERVED_DOMAINS, domainNames)
+
+
+@authenticated(*_CREDENTIALS)
+def GetReservedDomainNames(call: Call, actor: Actor) -> dict[str, Any]:
+    return {"DomainNames": [e.name for e in call.engine.address_lists.name_entries(actor, lists.RESERVED_DOMAINS)]}

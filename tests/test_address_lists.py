@@ -18,6 +18,7 @@ from smtp_support import ADMIN, DOMAIN, MailHarness, make_harness, send
 
 from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.directory.address_lists import IpSet, Snapshot, client_address, parse_span, sender_entry
+from mailsrv.mta.policy import Policy, SenderCheck
 
 SA = "svcServerAdmin"
 AUTH = {"authUsername": ADMIN[0], "authPassword": ADMIN[1]}
@@ -115,6 +116,27 @@ def test_sender_entries_are_an_address_or_a_domain():
     assert sender_entry("@Bad.Test") == sender_entry("bad.test") == "bad.test"
     with pytest.raises(MailsrvError):
         sender_entry("not an address@")
+
+
+def test_policy_trusts_whitelist_and_bypass_and_refuses_blocked_senders_unless_trusted():
+    def spans(*specs: str) -> IpSet:
+        return IpSet([(parse_span(spec, "", "").first, parse_span(spec, "", "").last) for spec in specs])
+    lists = Snapshot({("whitelist", "smtp"): spans("192.0.2.1"), ("smtpbypass", "smtp"): spans("198.51.100.0/24"),
+                      ("blacklist", "smtp"): spans("192.0.2.0/24")},
+                     {"blockedsender": frozenset({"spam@bad.test", "worse.test"}),
+                      "trustedsender": frozenset({"boss@worse.test"})})
+    policy = Policy(["203.0.113.9"])
+    assert [policy.client(ip, None, lists).trusted for ip in ("192.0.2.1", "198.51.100.7", "203.0.113.9", "192.0.2.2")] \
+        == [True, True, True, False]
+    assert lists.refused("smtp", "192.0.2.2") and not lists.refused("smtp", "192.0.2.1")
+    assert not lists.refused("pop", "192.0.2.2")
+    outsider, whitelisted = policy.client("192.0.2.2", None, lists), policy.client("192.0.2.1", None, lists)
+    for sender, blocked in [("SPAM@bad.test", True), ("x@worse.test", True), ("boss@worse.test", False),
+                            ("x@sub.worse.test", False), ("", False)]:
+        assert lists.sender_blocked(sender) is blocked, sender
+        refusal = policy.check_sender(SenderCheck(outsider, sender, None, lists.sender_blocked(sender)))
+        assert (refusal is not None and str(refusal).startswith("550 5.7.1")) is blocked
+        assert policy.check_sender(SenderCheck(whitelisted, sender, None, lists.sender_blocked(sender))) is None
 
 
 # -- the operations ----------------------------------------------------------------------------

@@ -37,11 +37,13 @@ from __future__ import annotations
 
 import bisect
 import ipaddress
+import logging
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, delete, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from mailsrv.core import names
@@ -49,6 +51,8 @@ from mailsrv.core.actor import Actor
 from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.store.db import Store
 from mailsrv.store.models import DirectoryGeneration, IpListEntry, NameListEntry
+
+log = logging.getLogger(__name__)
 
 WHITELIST, BLACKLIST, SMTP_BYPASS = "whitelist", "blacklist", "smtpbypass"
 BLOCKED_SENDERS, TRUSTED_SENDERS = "blockedsender", "trustedsender"
@@ -285,9 +289,14 @@ class AddressLists:
 
     def current(self) -> Snapshot:
         """The lists as the store has them now: one read of the generation, the lists only when it
-        moved (blocking)."""
-        with self.store.read_connection() as conn:
-            return self.at(int(conn.execute(_GENERATION).scalar() or 0), conn)
+        moved (blocking). Asked at connect: when the store cannot be read, the lists last read answer
+        (logged), and the session meets the failure at its first command that needs the store."""
+        try:
+            with self.store.read_connection() as conn:
+                return self.at(int(conn.execute(_GENERATION).scalar() or 0), conn)
+        except SQLAlchemyError:
+            log.exception("could not read the address lists; using those read last")
+            return self._snapshot
 
     def at(self, generation: int, conn: Connection | None = None) -> Snapshot:
         """The lists as of `generation`, just read by the caller (blocking when they must be read)."""

@@ -359,6 +359,8 @@ def test_reserved_domain_names_cannot_be_created_or_renamed_to(lists):
     ok(add("free.test"))
     refused(lists.soap("RenameDomain", "svcDomainAdmin", auth=admin, OldDomainName="free.test",
                        NewDomainName="OTHER.test"), ResultCode.DOMAIN_NAME_RESERVED)
+    refused(lists.soap("AddDomainAliasWithoutMxCheck", "svcDomainAliasAdmin", auth=admin, DomainName=DOMAIN,
+                       DomainAliasName="other.test"), ResultCode.DOMAIN_NAME_RESERVED)
     # Removing names: all or none.
     refused(lists.soap("DeleteReservedDomainNames", domainNames=["reserved.test", "never.test"]),
             ResultCode.ITEM_NOT_FOUND, "never.test")

@@ -25,7 +25,7 @@ Name lists (`NameListEntry`), lower-case:
 - FORWARDING_BLACKLIST (domains): a user's forwarding to an address in such a domain or one of its
   subdomains is refused when it is set and dropped when mail is resolved, unless the user's domain
   has `bypassforwardblacklist`.
-- RESERVED_DOMAINS: names AddDomain and RenameDomain refuse (DOMAIN_NAME_RESERVED).
+- RESERVED_DOMAINS: names AddDomain, RenameDomain and AddDomainAlias… refuse (DOMAIN_NAME_RESERVED).
 
 Every change raises the directory generation (migration 0010's triggers). Each process keeps one
 `Snapshot` of all lists, read again only when that number moves: SMTP reads the number once per
@@ -226,8 +226,8 @@ def load(conn: Connection) -> Snapshot:
     for kind, first, last, *flags in conn.execute(_IP_ROWS):
         span = (ipaddress.ip_address(first), ipaddress.ip_address(last))
         for protocol, on in zip(PROTOCOLS, flags):
-            if on or kind == SMTP_BYPASS:
-                spans.setdefault((kind, SMTP if kind == SMTP_BYPASS else protocol), []).append(span)
+            if on:  # a bypass entry is stored with SMTP only
+                spans.setdefault((kind, protocol), []).append(span)
     found: dict[str, set[str]] = {}
     for kind, name in conn.execute(_NAME_ROWS):
         found.setdefault(kind, set()).add(name)

@@ -13,6 +13,7 @@ from mailsrv.core.clock import Clock, SystemClock
 from mailsrv.core.config import Config
 from mailsrv.core.dns import make_resolver
 from mailsrv.core.sessions import OpenSessions
+from mailsrv.directory.address_lists import AddressLists
 from mailsrv.directory.admins import Admins
 from mailsrv.directory.aliases import Aliases, DomainAliases
 from mailsrv.directory.archive_rules import ArchiveRules
@@ -93,7 +94,9 @@ class MailServer:
         self.archive_rules = ArchiveRules(self.store)
         # The mail engine: what SMTP in asks (resolver, policy), where it puts mail (spool), and
         # the queue manager that delivers from the spool (started by `mailsrv serve`).
-        self.resolver = Resolver(self.store, config.smtp.allow_catchalls)
+        # The server's IP and name lists, one snapshot per process (SMTP, POP, IMAP and the resolver).
+        self.address_lists = AddressLists(self.store)
+        self.resolver = Resolver(self.store, config.smtp.allow_catchalls, self.address_lists)
         self.policy = Policy(config.smtp.relay_networks)
         self.spool = Spool(self.store, config.data_dir, self.clock,
                            Bouncer(self.resolver, self.clock, config.smtp.hostname))
@@ -128,7 +131,7 @@ class MailServer:
         self.job_runner = JobRunner(self.jobs, lambda: self.heartbeat.node, config.jobs.poll_seconds,
                                     self.autoclean.schedule)
         # Who opens which mailbox over IMAP and POP3.
-        self.mailboxes = Accounts(self.auth, self.disk, self.store, config.smtp.max_message_kb)
+        self.mailboxes = Accounts(self.auth, self.disk, self.store, config.smtp.max_message_kb, self.address_lists)
         # The web interface: its sign-ins, and what a signed-in user does with its mailbox.
         self.web_sessions = WebSessions(self.store, self.auth, self.clock)
         self.webmail = Webmail(self.intake, self.store, self.clock, config.smtp.hostname)

@@ -20,7 +20,8 @@ TNS = "{http://tempuri.org/}"
 # these names is a list.
 ARRAY_ITEMS = {"string", "dateTime", "AliasInfo", "DomainStatInfo", "UserInfo", "DomainAliasInfo",
                "SystemAdminResult", "UserQuota", "DomainForwardBlockInfo", "UserGroupInfo", "RSSFeed",
-               "UserLoginInfo", "StatusResult", "FolderAutoCleanRuleResult", "HostnameResult", "ServerPortResult"}
+               "UserLoginInfo", "StatusResult", "FolderAutoCleanRuleResult", "HostnameResult", "ServerPortResult",
+               "WhitelistResult", "BlacklistResult", "SMTPAuthBypassResult", "SMTPBlockedSenderResult"}
 
 
 def _plain(value: Any) -> Any:

@@ -41,6 +41,7 @@ from mailsrv.core.config import Config
 from mailsrv.core.sessions import POP as POP_SESSION
 from mailsrv.core.sessions import OpenSessions
 from mailsrv.directory.listeners import Greetings
+from mailsrv.directory.address_lists import POP
 
 log = logging.getLogger(__name__)
 
@@ -347,6 +348,8 @@ async def start_pop3_listener(accounts: Accounts, config: Config, sock: socket.s
     sessions = sessions or OpenSessions()
 
     async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not await accounts.admitted(POP, writer, b"-ERR Your address is on this server's blacklist\r\n"):
+            return
         login.config.apply_context()
         local_ip = str((writer.get_extra_info("sockname") or ("",))[0])
         hostname = greetings.name_for(local_ip, config.smtp.hostname) if greetings else None

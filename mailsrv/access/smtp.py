@@ -6,6 +6,9 @@ MAIL, RCPT, DATA and AUTH from the store: recipients via mailsrv.mta.recipients,
 mailsrv.mta.policy, durability via mailsrv.mta.spool (250 only once the message is on disk and recorded).
 
 Answers:
+- a client on the server's SMTP IP blacklist (and not on its whitelist) gets 554 5.7.1 instead of
+  the greeting, and the connection is closed; an SMTP blocked sender 550 5.7.1 at MAIL
+  (mailsrv.directory.address_lists);
 - unknown local recipient 550 5.1.1; disabled mailbox or domain 550 5.2.1; relaying 550 5.7.1;
   sender in a domain requiring AUTH without it 530 5.7.0 (see mailsrv.mta.policy); an authenticated
   user's envelope sender, `From:` or `Sender:` address it does not own 553 5.7.1 (at MAIL, after
@@ -152,6 +155,17 @@ class MailsrvSMTP(SMTP):
     def _create_envelope(self) -> Transaction:
         return Transaction()
 
+    async def _handle_client(self) -> None:
+        # Before aiosmtpd's greeting: a blacklisted client gets the refusal instead (RFC 5321 3.1).
+        assert self.session is not None
+        refusal = await self.event_handler.connect_refusal(_peer_ip(self.session))
+        if refusal is not None:
+            await self.push(str(refusal))
+            assert self.transport is not None
+            self.transport.close()
+            return
+        await super()._handle_client()
+
     async def smtp_EHLO(self, hostname: str) -> None:
         self._in_ehlo = True
         try:
@@ -289,6 +303,9 @@ class Handler:
     def _client(self, session: Session) -> Client:
         actor = _actor(session)
         return self.intake.client(_peer_ip(session), actor.login if actor else None)
+
+    async def connect_refusal(self, ip: str) -> Reply | None:
+        return await self.intake.connect_refusal(ip)
 
     async def handle_exception(self, error: Exception) -> str:
         log.error("SMTP session error", exc_info=error)

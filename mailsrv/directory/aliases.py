@@ -14,6 +14,7 @@ from mailsrv.core.actor import Actor, Role
 from mailsrv.core.config import Config
 from mailsrv.core.dns import prove_control
 from mailsrv.core.errors import MailsrvError, ResultCode
+from mailsrv.directory.address_lists import reserved_refusal
 from mailsrv.directory.domains import domain_for, limit_reached, name_taken
 from mailsrv.store.db import Store
 from mailsrv.store.models import Alias, Domain, DomainAlias, ServerSetting, User
@@ -131,6 +132,7 @@ class DomainAliases:
             domain_name = domain.name
             if name_taken(s, alias_name):
                 raise MailsrvError(ResultCode.DOMAIN_ALIAS_EXISTS, f"{alias_name} is already a domain or domain alias.")
+            reserved_refusal(s, alias_name)  # an alias would make the name ours as much as a domain
             if limit_reached(s, domain, DomainAlias, "maxdomainaliases"):
                 raise MailsrvError(ResultCode.LIMIT_REACHED,
                                    f"The domain {domain.name} has reached its domain alias limit.")

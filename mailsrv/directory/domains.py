@@ -15,6 +15,7 @@ from mailsrv.core import names, settings
 from mailsrv.core.actor import Actor, Role
 from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.directory import passwords
+from mailsrv.directory.address_lists import reserved_refusal
 from mailsrv.mailstore.disk import Disk
 from mailsrv.store.db import Store
 from mailsrv.store.models import Alias, Domain, DomainAlias, ServerSetting, User
@@ -138,6 +139,7 @@ class Domains:
         with self.disk.created(path) as staging, self.store.session() as s:
             if name_taken(s, name):
                 raise MailsrvError(ResultCode.DOMAIN_EXISTS, f"The domain {name} already exists.")
+            reserved_refusal(s, name)
             values = {k: v for k, v in load_defaults(s).items() if k in settings.DOMAIN}
             validate_settings(s, None, overrides)
             values.update(overrides)
@@ -165,6 +167,8 @@ class Domains:
             old_path = Path(get_domain(s, old_name).path)
             if new_name != old_name and name_taken(s, new_name):
                 raise MailsrvError(ResultCode.DOMAIN_EXISTS, f"The domain {new_name} already exists.")
+            if new_name != old_name:
+                reserved_refusal(s, new_name)
             beside = old_path.parent / new_name if old_path.name == old_name else old_path
             new_path = self.disk.domain_path(new_name, raw_path, other_paths(s, old_name), beside)
         with self.disk.moved(old_path, new_path) if new_path != old_path else nullcontext(), \

@@ -13,9 +13,10 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
-from mailsrv.core import names
+from mailsrv.core import names, settings
 from mailsrv.core.actor import Actor
 from mailsrv.core.errors import MailsrvError, ResultCode
+from mailsrv.directory import address_lists
 from mailsrv.directory.user_access import NAME_LIMIT, by_name, checked_text, managed_user
 from mailsrv.store.db import Store
 from mailsrv.store.models import RssFeed
@@ -86,7 +87,9 @@ class UserOptions:
         """Forward to the `,`/`;` separated addresses (blank: stop forwarding). Delete-on-forward
         only takes effect while there is somewhere to forward to."""
         targets = _forward_targets(raw_addresses)
-        with managed_user(self.store, actor, raw_address) as (_, user):
+        with managed_user(self.store, actor, raw_address) as (s, user):
+            bypass = settings.value(settings.DOMAIN, user.domain.settings, "bypassforwardblacklist")
+            address_lists.forwarding_refusal(s, targets, bool(bypass))
             user.forwarding_addresses, user.delete_on_forward = targets, delete_on_forward
 
     def auto_response(self, actor: Actor, raw_address: str | None) -> AutoResponse:

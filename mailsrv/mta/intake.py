@@ -27,6 +27,7 @@ import dns.resolver
 from mailsrv.core.actor import Actor
 from mailsrv.core.clock import Clock
 from mailsrv.directory.domain_limits import Charge, LimitReached, Usage, disk_quota_refusal, hour_of, usage
+from mailsrv.directory.address_lists import SMTP, AddressLists
 from mailsrv.directory.system_settings import read as read_system_settings
 from mailsrv.mailstore import maildir_names
 from mailsrv.mailstore.disk import Disk
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
 TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
+BLACKLISTED = Reply(554, "5.7.1", "Your address is on this server's blacklist: connection refused")
 INSUFFICIENT_STORAGE = Reply(452, "4.3.1", "Insufficient system storage")
 BARE_LINE_END = Reply(550, "5.6.0", "Bare CR or LF in the message: every line must end with CRLF")
 
@@ -164,6 +166,7 @@ class Intake:
     def __init__(self, resolver: Resolver, policy: Policy, spool: Spool, clock: Clock, max_recipients: int,
                  dns: dns.resolver.Resolver, deliver_at_acceptance: bool = True) -> None:
         self.resolver = resolver
+        self.lists: AddressLists = resolver.lists  # one snapshot per process, read under the same generation
         self.policy = policy
         self.spool = spool
         self.clock = clock
@@ -172,13 +175,22 @@ class Intake:
         self.deliver_at_acceptance = deliver_at_acceptance  # [smtp] deliver_at_acceptance
 
     def client(self, ip: str, login: str | None) -> Client:
-        """Who is sending, as the relay policy sees it."""
-        return self.policy.client(ip, login)
+        """Who is sending, as the relay policy sees it (with the address lists `begin` last read)."""
+        return self.policy.client(ip, login, self.lists.snapshot())
+
+    async def connect_refusal(self, ip: str) -> Reply | None:
+        """The answer instead of the greeting for a client the SMTP IP blacklist refuses, else None
+        (the lists as the store has them now: one read of the directory generation)."""
+        lists = await asyncio.to_thread(self.lists.current)
+        return BLACKLISTED if lists.refused(SMTP, ip) else None
 
     async def begin(self) -> None:
-        """Start a mail transaction: the directory lookups below answer for the store as it is now
-        (mailsrv.mta.recipients: one read of the directory generation)."""
-        await asyncio.to_thread(self.resolver.refresh)
+        """Start a mail transaction: the directory lookups and address lists below answer for the store
+        as it is now (mailsrv.mta.recipients: one read of the directory generation)."""
+        await asyncio.to_thread(self._refresh)
+
+    def _refresh(self) -> None:
+        self.lists.at(self.resolver.refresh())
 
     async def _lookup(self, kind: str, *args: str) -> Any:
         # A cached answer costs no thread hop: most RCPTs, and every MAIL of a known sender domain.
@@ -194,7 +206,8 @@ class Intake:
         """The refusal of an envelope sender (relay policy, an address the user does not own, no room for the
         declared size, a size over the sender's domain limit); None when the transaction may go ahead."""
         sender_domain = await self.domain(sender.rpartition("@")[2]) if "@" in sender else None
-        refusal = self.policy.check_sender(SenderCheck(client, sender, sender_domain))
+        blocked = self.lists.snapshot().sender_blocked(sender)
+        refusal = self.policy.check_sender(SenderCheck(client, sender, sender_domain, blocked))
         refusal = refusal or await self._not_owned(actor, [sender] if sender else [])
         if refusal:
             return refusal

@@ -9,7 +9,12 @@ accepted and a recipient is refused: nothing is relayed unless a rule says so. T
 backup-MX roles extend the policy by putting their own rules in front of the defaults (e.g.
 "accept recipients in the domains we are backup MX for").
 
+Who may relay without AUTH (`Client.trusted`) is one predicate: the configured relay networks, the
+server's SMTP IP whitelist and its SMTP authentication bypass (mailsrv.directory.address_lists).
+
 Defaults:
+- MAIL FROM with a sender on the server's SMTP blocked senders (not a global trusted sender), from a
+  client not on the SMTP IP whitelist: 550 5.7.1.
 - MAIL FROM claiming an address in one of our domains that has "Require SMTP Authentication" on,
   from a client that neither authenticated nor is in the relay networks: 530 5.7.0. We answer
   530 (authentication required) rather than 550 5.7.1 because the usual sender of such mail is
@@ -26,6 +31,7 @@ from dataclasses import dataclass
 
 from mailsrv.core.config import ConfigError
 from mailsrv.core.networks import address_in, parse_network
+from mailsrv.directory.address_lists import EMPTY, Snapshot
 from mailsrv.mta.recipients import DomainInfo
 
 
@@ -50,7 +56,8 @@ ACCEPT = Verdict.ACCEPT
 class Client:
     ip: str
     login: str | None  # the authenticated login (user@domain), None before/without AUTH
-    trusted: bool  # in the configured relay networks: treated like an authenticated client
+    trusted: bool  # may relay without AUTH (relay networks, SMTP whitelist or bypass): like an authenticated client
+    whitelisted: bool = False  # on the SMTP IP whitelist: exempt from the blocked senders
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,7 @@ class SenderCheck:
     client: Client
     sender: str  # "" for the null sender
     sender_domain: DomainInfo | None  # the sender's domain when it is one of ours
+    blocked: bool = False  # the sender is an SMTP blocked sender and not a global trusted sender
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,12 @@ SenderRule = Callable[[SenderCheck], Verdict | Reply | None]
 RecipientRule = Callable[[RecipientCheck], Verdict | Reply | None]
 
 RELAY_DENIED = Reply(550, "5.7.1", "Relaying denied: authenticate first")
+
+
+def blocked_sender(check: SenderCheck) -> Reply | None:
+    if check.blocked and not check.client.whitelisted:
+        return Reply(550, "5.7.1", f"<{check.sender}>: sender blocked on this server")
+    return None
 
 
 def sender_requires_auth(check: SenderCheck) -> Reply | None:
@@ -90,7 +104,7 @@ def local_recipient(check: RecipientCheck) -> Verdict | None:
     return ACCEPT if check.local else None
 
 
-DEFAULT_SENDER_RULES: tuple[SenderRule, ...] = (sender_requires_auth,)
+DEFAULT_SENDER_RULES: tuple[SenderRule, ...] = (blocked_sender, sender_requires_auth)
 DEFAULT_RECIPIENT_RULES: tuple[RecipientRule, ...] = (authenticated_or_trusted, local_recipient)
 
 
@@ -105,8 +119,9 @@ class Policy:
         self.sender_rules = tuple(sender_rules)
         self.recipient_rules = tuple(recipient_rules)
 
-    def client(self, ip: str, login: str | None) -> Client:
-        return Client(ip, login, address_in(ip, self.networks))
+    def client(self, ip: str, login: str | None, lists: Snapshot = EMPTY) -> Client:
+        """The client at `ip` as the rules see it, with the server's address lists as of `lists`."""
+        return Client(ip, login, address_in(ip, self.networks) or lists.relays(ip), lists.smtp_whitelisted(ip))
 
     def check_sender(self, check: SenderCheck) -> Reply | None:
         """None when MAIL FROM may go ahead, else the refusal to answer."""

@@ -16,6 +16,8 @@ Expansion rules:
   catch-alls and the domain's `enablecatchalls` is Enabled;
 - expansion stops MAX_DEPTH levels down, and an address already expanded in this resolution is
   not expanded again (alias loops, a user forwarding to itself), so each mailbox appears once;
+- a user's forwarding target in a domain on the server's forwarding blacklist is dropped (logged)
+  unless the user's domain has `bypassforwardblacklist` (mailsrv.directory.address_lists);
 - a target that is unknown or disabled is skipped (logged) so one stale alias entry does not
   refuse mail for the others; an address whose expansion leaves nothing is Unknown.
 """
@@ -32,6 +34,7 @@ from sqlalchemy import Connection, and_, bindparam, or_, select
 from mailsrv.core import names, settings
 from mailsrv.core.errors import MailsrvError
 from mailsrv.directory.domain_limits import NO_CAPS, HourlyCaps, disk_quota_bytes, hourly_caps
+from mailsrv.directory.address_lists import AddressLists
 from mailsrv.store.db import Store
 from mailsrv.store.models import Alias, DirectoryGeneration, Domain, DomainAlias, User
 
@@ -56,6 +59,7 @@ class DomainInfo:
     catch_all: str  # the catch-all alias name, "" when none or when catch-alls are switched off
     max_size_bytes: int = 0  # the domain's disk quota (`maxsize`)
     hourly: HourlyCaps = NO_CAPS  # its enabled hourly limits (mailsrv.directory.domain_limits)
+    bypass_forward_blacklist: bool = False  # its users may forward into blacklisted domains
 
 
 @dataclass(frozen=True)
@@ -114,21 +118,24 @@ def _setting(values: dict[str, Any], key: str) -> Any:
 
 
 class Resolver:
-    def __init__(self, store: Store, allow_catchalls: bool) -> None:
+    def __init__(self, store: Store, allow_catchalls: bool, lists: AddressLists | None = None) -> None:
         self.store = store
         self.allow_catchalls = allow_catchalls
+        self.lists = lists or AddressLists(store)  # the forwarding blacklist
         self._generation: int | None = None  # what `_cache` holds answers of
         self._cache: dict[Hashable, object] = {}
         self._lock = threading.Lock()  # lookups store their answers from worker threads
 
-    def refresh(self) -> None:
-        """Read the directory generation and forget every answer of an older one (blocking)."""
+    def refresh(self) -> int:
+        """Read the directory generation and forget every answer of an older one (blocking); the
+        generation read."""
         with self.store.read_connection() as s:
             generation = self._read_generation(s)
         with self._lock:
             if generation != self._generation:
                 self._cache.clear()
                 self._generation = generation
+        return generation
 
     def cached(self, *key: Hashable) -> object:
         """The answer kept for `key` (a method name and its arguments), or MISS; never blocks."""
@@ -207,6 +214,8 @@ class Resolver:
                 return Disabled(address, "mailbox")
             mailbox = LocalMailbox(f"{user_name}@{domain.name}", user_id, user_name, domain, quota,
                                    bool(auto_responder))
+            if forwards and not domain.bypass_forward_blacklist:
+                forwards = self._allowed_forwards(s, address, forwards)
             forwarded = self._expand(s, forwards, depth, seen)
             keep = not (delete_on_forward and forwarded)
             return Deliver(((mailbox,) if keep else ()) + tuple(forwarded), domain)
@@ -219,6 +228,14 @@ class Resolver:
                 result = self._address(s, catch_all, depth + 1, seen)
                 return Deliver(result.routes, domain) if isinstance(result, Deliver) else Unknown(address)
         return Unknown(address)
+
+    def _allowed_forwards(self, s: Connection, address: str, forwards: list[str]) -> list[str]:
+        lists = self.lists.at(self._read_generation(s), s)
+        allowed = [target for target in forwards if not lists.forwarding_blocked(target)]
+        if len(allowed) != len(forwards):
+            log.warning("forwarding of %s to a blacklisted domain dropped: %s", address,
+                        sorted(set(forwards) - set(allowed)))
+        return allowed
 
     def _expand(self, s: Connection, targets: list[str], depth: int, seen: set[str]) -> list[Route]:
         routes: list[Route] = []
@@ -257,7 +274,7 @@ class Resolver:
             max_recipients=_setting(d_settings, "maxrecipients"),
             requires_smtp_auth=bool(_setting(d_settings, "requiresmtpauthentication")),
             catch_all=catch_all, max_size_bytes=disk_quota_bytes(d_settings),
-            hourly=hourly_caps(d_settings))
+            hourly=hourly_caps(d_settings), bypass_forward_blacklist=bool(_setting(d_settings, "bypassforwardblacklist")))
         account = None
         if u_id is not None:
             account = (u_id, u_name, u_settings, *user, settings.mailbox_limit_bytes(u_settings, d_settings))

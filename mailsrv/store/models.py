@@ -415,3 +415,37 @@ class ListenerGeneration(Base):
     __tablename__ = "listener_generation"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     generation: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class IpListEntry(Base):
+    """One entry of a server IP list (mailsrv.directory.address_lists): the whitelist, the blacklist or
+    the SMTP authentication bypass. An address, a CIDR block (`ip_address`) or a range
+    (`range_start`..`range_end`); `first`..`last` is the span it covers, normalised, what entries are
+    matched and told apart by. Entries of one list never overlap."""
+    __tablename__ = "ip_list_entries"
+    __table_args__ = (UniqueConstraint("list", "first", "last"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    list: Mapped[str] = mapped_column(String(16))
+    ip_address: Mapped[str] = mapped_column(String(64), default="")
+    range_start: Mapped[str] = mapped_column(String(45), default="")
+    range_end: Mapped[str] = mapped_column(String(45), default="")
+    first: Mapped[str] = mapped_column(String(45))
+    last: Mapped[str] = mapped_column(String(45))
+    smtp: Mapped[bool] = mapped_column(Boolean, default=False)
+    pop: Mapped[bool] = mapped_column(Boolean, default=False)
+    imap: Mapped[bool] = mapped_column(Boolean, default=False)
+    xmpp: Mapped[bool] = mapped_column(Boolean, default=False)
+    disable_greylisting: Mapped[bool] = mapped_column(Boolean, default=False)
+    description: Mapped[str] = mapped_column(Text, default="")
+
+
+class NameListEntry(Base):
+    """One entry of a server name list (mailsrv.directory.address_lists): SMTP blocked senders and global
+    trusted senders (an address, or a domain), the forwarding blacklist and reserved domain names
+    (domains). `name` is lower-case."""
+    __tablename__ = "name_list_entries"
+    __table_args__ = (UniqueConstraint("list", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    list: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(320))
+    description: Mapped[str] = mapped_column(Text, default="")

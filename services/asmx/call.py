@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from mailsrv.directory.address_lists import AddressLists
 from mailsrv.directory.admins import Admins
 from mailsrv.directory.aliases import Aliases, DomainAliases
 from mailsrv.directory.archive_rules import ArchiveRules
@@ -48,6 +49,7 @@ class Engine(Protocol):
     autoclean: AutocleanRules
     listeners: Listeners
     status: ServerStatus
+    address_lists: AddressLists
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ synchronously here.
 """
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from mailsrv.core import settings
 from mailsrv.core.actor import Actor, Role
 from mailsrv.core.config import SmtpConfig
 from mailsrv.core.errors import MailsrvError
+from mailsrv.directory.address_lists import AddressLists
 from mailsrv.directory.auth import Authenticator
 from mailsrv.directory.domain_limits import disk_quota_bytes, disk_quota_refusal
 from mailsrv.directory.domains import get_domain
@@ -139,11 +141,26 @@ class Accounts:
     """Who may open a mailbox, and the mailbox each login opens: what the IMAP and POP3 listeners
     ask of the engine, built once by the server and shared by every listener."""
 
-    def __init__(self, auth: Authenticator, disk: Disk, store: Store, max_message_kb: int) -> None:
+    def __init__(self, auth: Authenticator, disk: Disk, store: Store, max_message_kb: int,
+                 lists: AddressLists) -> None:
         self.auth = auth
         self.disk = disk
         self.store = store
         self.max_message_kb = max_message_kb  # [smtp] max_message_kb, the cap of every APPEND
+        self.lists = lists  # the server's POP and IMAP blacklists, checked at connect
+
+    async def admitted(self, protocol: str, writer: asyncio.StreamWriter, refusal: bytes) -> bool:
+        """Whether the client of a new connection may go on; if its address is on the server's
+        `protocol` blacklist (and not on that whitelist), it is sent `refusal` and disconnected."""
+        peer = writer.get_extra_info("peername")
+        lists = await asyncio.to_thread(self.lists.current)
+        if not lists.refused(protocol, str(peer[0]) if peer else ""):
+            return True
+        with suppress(ConnectionError):
+            writer.write(refusal)
+            await writer.drain()
+        writer.close()
+        return False
 
     def open(self, credentials: ServerCredentials, peer_ip: str, protocol: str,
              config: MaildirConfig) -> MailboxUser:

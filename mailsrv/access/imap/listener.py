@@ -19,6 +19,7 @@ from mailsrv.access.imap.protocol import COMMAND_LIMIT, MailboxConfig, MailImapS
 from mailsrv.core.config import Config
 from mailsrv.core.sessions import IMAP as IMAP_SESSION
 from mailsrv.core.sessions import OpenSessions
+from mailsrv.directory.address_lists import IMAP
 from mailsrv.mailstore.disk import Disk
 from mailsrv.store.db import Store
 from mailsrv.store.models import Domain, User
@@ -68,6 +69,8 @@ async def start_imap_listener(accounts: Accounts, config: Config, sock: socket.s
     callback = ProxyProtocolReader(login.config.proxy_protocol).get_callback(session)
 
     async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not await accounts.admitted(IMAP, writer, b"* BYE Your address is on this server's blacklist\r\n"):
+            return
         login.config.apply_context()
         await callback(reader, writer)
 

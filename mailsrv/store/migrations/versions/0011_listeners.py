@@ -2,7 +2,7 @@
 what each node publishes with its heartbeat (open sessions, ports it could not bind)
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0010
 Create Date: 2026-12-05 09:10:00.000000
 
 `listener_generation` is raised by mailsrv.directory.listeners in the transaction of every change
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0011'
-down_revision = '0013'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 

@@ -1,14 +1,14 @@
 """domain_hourly_usage: the hourly buckets of the billed domain limits (messages and bytes sent, bounces received)
 
-Revision ID: 0013
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-05 09:10:00.000000
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0013'
-down_revision = '0012'
+revision = '0010'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 

@@ -1,13 +1,13 @@
 """jobs and autoclean_rules: background jobs run by one node at a time (propagation, folder auto-clean)
 
-Revision ID: 0012
+Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-05 09:20:00.000000
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0012'
+revision = '0009'
 down_revision = '0008'
 branch_labels = None
 depends_on = None

@@ -77,24 +77,24 @@ class MailServer:
         self.aliases = Aliases(self.store)
         self.domain_aliases = DomainAliases(self.store, config)
         self.stats = Stats(self.store)
-        self.product = Product(self.store)
+        self.product = Product(self.store, config.product)
         self.forwarding_blocks = ForwardingBlocks(self.store)
         self.dkim_keys = DkimKeys(self.store)
         self.archive_rules = ArchiveRules(self.store)
         # The mail engine: what SMTP in asks (resolver, policy), where it puts mail (spool), and
         # the queue manager that delivers from the spool (started by `mailsrv serve`).
-        self.resolver = Resolver(self.store, config.smtp.allow_catchalls)
+        # General Settings: [smtp] gives the initial values of the ones it has.
+        self.system_settings = SystemSettings(self.store, config.smtp)
+        self.resolver = Resolver(self.store, self.system_settings)
         self.policy = Policy(config.smtp.relay_networks)
-        self.spool = Spool(self.store, config.data_dir, self.clock,
-                           Bouncer(self.resolver, self.clock, config.smtp.hostname))
-        self.autoresponder = AutoResponder(self.store, self.resolver, self.spool, self.clock, config.smtp.hostname,
+        self.spool = Spool(self.store, config.data_dir, self.clock, Bouncer(self.resolver, self.clock))
+        self.autoresponder = AutoResponder(self.store, self.resolver, self.spool, self.clock,
                                            dt.timedelta(days=config.autoreply.window_days))
         # DNS for SPF at acceptance and MX lookups when delivering ([dns] nameservers).
         self.dns = make_resolver(config.dns.nameservers)
-        self.system_settings = SystemSettings(self.store)
         # How mail comes in, for SMTP and the web interface's send alike.
-        self.intake = Intake(self.resolver, self.policy, self.spool, self.clock, config.smtp.max_recipients,
-                             self.dns, config.smtp.deliver_at_acceptance)
+        self.intake = Intake(self.resolver, self.policy, self.spool, self.clock, self.dns,
+                             config.smtp.deliver_at_acceptance)
         # This node's liveness in the store: how other nodes notice it died, and its fence.
         self.heartbeat = Heartbeat(self.store, self.clock, dt.timedelta(seconds=config.delivery.heartbeat_seconds),
                                    dt.timedelta(seconds=config.delivery.node_timeout_seconds))
@@ -107,7 +107,7 @@ class MailServer:
         self.mailboxes = Accounts(self.auth, self.disk, self.store, config.smtp.max_message_kb)
         # The web interface: its sign-ins, and what a signed-in user does with its mailbox.
         self.web_sessions = WebSessions(self.store, self.auth, self.clock)
-        self.webmail = Webmail(self.intake, self.store, self.clock, config.smtp.hostname)
+        self.webmail = Webmail(self.intake, self.store, self.clock)
 
     def login(self, login: str | None, password: str | None, client_ip: str) -> Actor:
         return self.auth.login(login, password, client_ip)

@@ -23,6 +23,12 @@ Answers:
   spool's filesystem has less free than the declared SIZE plus a 1 MiB reserve;
 - any other internal failure 451 4.3.0, and the session goes on.
 
+Server settings (mailsrv.directory.system_settings) are read when a session opens, through the
+intake's generation-keyed cache (one primary-key read unless they changed): the greeting and EHLO
+name and our Received header (`smtphostname`), SIZE and the DATA cap (`maxmessagesize`, enforced
+while the data is read, before it is buffered) hold for the session; the recipient cap, the relay
+rule, catch-alls and the SMTP-authentication floor are read again at each MAIL.
+
 SPF: while a server policy (bouncing, auto-responders) is RequireSPF, the sender of an
 unauthenticated client's message (not the null sender) is checked at DATA with mailsrv.mta.spf_check
 on the `[dns]` resolver, and the result is kept with the spooled message for those policies.
@@ -111,6 +117,18 @@ class MailsrvSMTP(SMTP):
 
     def _create_envelope(self) -> Transaction:
         return Transaction()
+
+    async def _handle_client(self) -> None:
+        """aiosmtpd's session, greeting with the server settings as they are when it opens."""
+        try:
+            await self.event_handler.begin_session(self)
+        except Exception:
+            log.exception("could not read the server settings for a new SMTP session")
+            await self.push("421 4.3.0 Service not available; please try again later")
+            assert self.transport is not None
+            self.transport.close()
+            return
+        await super()._handle_client()
 
     async def smtp_EHLO(self, hostname: str) -> None:
         self._in_ehlo = True
@@ -254,6 +272,13 @@ class Handler:
         log.error("SMTP session error", exc_info=error)
         return str(TEMPORARY_FAILURE)
 
+    async def begin_session(self, server: SMTP) -> None:
+        """Apply the server settings of now to a new session: its name and its DATA size cap."""
+        await self.intake.begin()
+        settings = self.intake.settings
+        server.hostname = settings.hostname
+        server.data_size_limit = settings.max_message_bytes or None
+
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Transaction, hostname: str,
                           responses: list[str]) -> list[str]:
         session.host_name = hostname
@@ -290,18 +315,18 @@ class Handler:
         # Caught here, not in handle_exception: aiosmtpd resets the transaction only when this
         # hook returns, and a client must be able to start over after a 451.
         try:
-            return await self._accept(session, envelope)
+            return await self._accept(server, session, envelope)
         except Exception:
             log.exception("could not accept a message from %s", _peer_ip(session))
             return str(TEMPORARY_FAILURE)
 
-    async def _accept(self, session: Session, envelope: Transaction) -> str:
+    async def _accept(self, server: SMTP, session: Session, envelope: Transaction) -> str:
         actor = _actor(session)
         outcome = await self.intake.submit(Submission(
             sender=envelope.sender, content=envelope.original_content or b"", accepted=envelope.accepted,
             own_domain=envelope.own_domain, actor=actor, client_ip=_peer_ip(session),
             helo=_printable(session.host_name or ""),
-            trace=lambda message_id, now: received_header(session, self.config.hostname, message_id,
+            trace=lambda message_id, now: received_header(session, server.hostname, message_id,
                                                           envelope.rcpt_tos, now),
             spf_result=await self.intake.spf_result(actor, _peer_ip(session), envelope.sender,
                                                     session.host_name or "")))
@@ -372,8 +397,9 @@ async def start_listener(intake: Intake, auth: Authenticator, config: SmtpConfig
     loop = asyncio.get_running_loop()
 
     def session() -> MailsrvSMTP:
-        return MailsrvSMTP(handler, hostname=config.hostname, ident="ESMTP mailsrv",
-                           data_size_limit=config.max_message_kb * 1024 or None, tls_context=tls_context,
+        # hostname and data_size_limit are the session's own, set by Handler.begin_session; the
+        # hostname given here only spares aiosmtpd a getfqdn() (a DNS lookup) per connection.
+        return MailsrvSMTP(handler, hostname=config.hostname, ident="ESMTP mailsrv", tls_context=tls_context,
                            auth_required=submission, auth_require_tls=not config.allow_plaintext_auth, loop=loop)
 
     return await loop.create_server(session, sock=sock)

@@ -143,6 +143,19 @@ class TlsConfig:
     key_file: str = ""
 
 
+EDITIONS = ("PRO", "ENT", "FREE")
+
+
+@dataclass
+class ProductConfig:
+    # What GetEdition answers: SmarterMail's edition codes, which control panels compare exactly
+    # (PRO, ENT, FREE). Every feature is in every installation; ENT takes the branch that enables all.
+    edition: str = "ENT"
+    # What GetProductInfo reports as the version, for clients that check for a SmarterMail version
+    # (e.g. "10.7"); empty reports mailsrv's own.
+    reported_version: str = ""
+
+
 @dataclass
 class Config:
     data_dir: Path = field(default_factory=_default_data_dir)
@@ -157,6 +170,7 @@ class Config:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     autoreply: AutoReplyConfig = field(default_factory=AutoReplyConfig)
+    product: ProductConfig = field(default_factory=ProductConfig)
 
     @property
     def effective_database_url(self) -> str:
@@ -213,6 +227,8 @@ def parse_config(text: str) -> Config:
         # Shorter, and a healthy node would stop delivering between two of its own heartbeats.
         raise ConfigError("configuration key 'delivery.node_timeout_seconds' must be more than twice "
                           "'delivery.heartbeat_seconds', which must be at least 1")
+    if config.product.edition not in EDITIONS:
+        raise ConfigError(f"configuration key 'product.edition' must be one of {', '.join(EDITIONS)}")
     return config
 
 

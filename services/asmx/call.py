@@ -14,6 +14,7 @@ from mailsrv.directory.forwarding_blocks import ForwardingBlocks
 from mailsrv.directory.mailbox_migrations import MailboxMigrations
 from mailsrv.directory.product import Product
 from mailsrv.directory.stats import Stats
+from mailsrv.directory.system_settings import SystemSettings
 from mailsrv.directory.user_activity import UserActivity
 from mailsrv.directory.user_groups import UserGroups
 from mailsrv.directory.user_options import UserOptions
@@ -40,6 +41,7 @@ class Engine(Protocol):
     dkim_keys: DkimKeys
     archive_rules: ArchiveRules
     spool: Spool
+    system_settings: SystemSettings
 
 
 @dataclass(frozen=True)

@@ -98,13 +98,13 @@ class MailServer:
         # This node's liveness in the store: how other nodes notice it died, and its fence.
         self.heartbeat = Heartbeat(self.store, self.clock, dt.timedelta(seconds=config.delivery.heartbeat_seconds),
                                    dt.timedelta(seconds=config.delivery.node_timeout_seconds))
-        self.remote_delivery = make_remote_delivery(self.dns, config.smtp.hostname, config.delivery.remote_port,
-                                      config.delivery.max_connections,
-                                      config.delivery.max_connections_per_domain, self.heartbeat.holds)
+        self.remote_delivery = make_remote_delivery(self.dns, lambda: self.system_settings.values()["smtphostname"],
+                                                    config.delivery.remote_port, config.delivery.max_connections,
+                                                    config.delivery.max_connections_per_domain, self.heartbeat.holds)
         self.delivery = QueueManager(self.spool, {LOCAL: LocalDelivery(self.store, self.disk, self.autoresponder),
                                                   REMOTE: self.remote_delivery}, self.system_settings, self.heartbeat)
         # Who opens which mailbox over IMAP and POP3.
-        self.mailboxes = Accounts(self.auth, self.disk, self.store, config.smtp.max_message_kb)
+        self.mailboxes = Accounts(self.auth, self.disk, self.store, self.system_settings)
         # The web interface: its sign-ins, and what a signed-in user does with its mailbox.
         self.web_sessions = WebSessions(self.store, self.auth, self.clock)
         self.webmail = Webmail(self.intake, self.store, self.clock)

@@ -4,12 +4,15 @@ setup without a shell (SetSystemAdminPassword from the factory login, renaming o
 and GetProductInfo as configured."""
 from __future__ import annotations
 
+import poplib
 import smtplib
 from collections.abc import Iterator
 
 import pytest
 from conftest import web_listener
 from contract_clients import ZeepClient
+from mailbox_support import MailboxHarness, mailbox  # noqa: F401  (the fixture: IMAP and POP3 too)
+from smtp_peer import Peer, PeerHandler, remote_config
 from smtp_support import ADMIN as SYSTEM_ADMIN
 from smtp_support import DOMAIN, USER_PASSWORD, MailHarness, make_harness, send
 from web_support import WebHarness, web  # noqa: F401  (the fixture: SMTP, SOAP and a loopback DNS server)
@@ -210,6 +213,44 @@ def test_requiresmtpauthforlocalsenders_makes_every_local_domain_require_it(web,
         assert smtp.mail("someone@example.org")[0] == 250  # not one of ours: not concerned
     with mail.authenticated("alice@a.test") as smtp:
         send(smtp, "alice@a.test", ["bob@a.test"], MSG.replace(b"ext@example.org", b"alice@a.test"))
+
+
+class NamingPeer(PeerHandler):
+    """A peer that notes the name each client says EHLO with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    async def handle_EHLO(self, server, session, envelope, hostname: str, responses: list[str]) -> list[str]:
+        self.names.append(hostname)
+        session.host_name = hostname
+        return responses
+
+
+def test_outgoing_mail_says_ehlo_with_smtphostname(tmp_path, port):
+    handler = NamingPeer()
+    peer = Peer("127.0.0.1", port, handler=handler)
+    try:
+        for mail in make_harness(tmp_path, remote_config(port)):
+            mail.dns.add({("peer.test", "MX"): ["10 mx1.peer.test."], ("mx1.peer.test", "A"): ["127.0.0.1"]})
+            mail.server.system_settings.update({"smtphostname": "out.example.net"})
+            with mail.authenticated("alice@a.test") as smtp:
+                send(smtp, "alice@a.test", ["friend@peer.test"], MSG.replace(b"ext@example.org", b"alice@a.test"))
+            mail.deliver()
+            assert handler.names == ["out.example.net"] and len(peer.arrivals) == 1
+    finally:
+        peer.stop()
+
+
+def test_pop3_greets_with_smtphostname_and_imap_appends_within_maxmessagesize(mailbox: MailboxHarness):
+    mailbox.server.system_settings.update({"smtphostname": "pop.example.net", "maxmessagesize": 100})
+    pop = poplib.POP3("127.0.0.1", mailbox.ports["pop3"], timeout=60)
+    assert pop.getwelcome() == b"+OK pop.example.net POP3 ready"
+    pop.quit()
+    imap = mailbox.imap()
+    assert b"APPENDLIMIT=102400" in imap.capability()[1][0].split()  # within the domain's 25600 KB
+    imap.logout()
 
 
 @pytest.fixture

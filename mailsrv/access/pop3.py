@@ -117,7 +117,9 @@ class Pop3Connection:
         async with AsyncExitStack() as stack:
             self.stack = stack
             try:
-                await self.send(f"+OK {self.config.smtp.hostname} POP3 ready")
+                # The smtphostname server setting as it is now: a change holds for the next session.
+                hostname = await asyncio.to_thread(self.login.accounts.server_name)
+                await self.send(f"+OK {hostname} POP3 ready")
                 while True:
                     line = await self.readline()
                     command, _, argument = line.partition(" ")

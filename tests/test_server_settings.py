@@ -243,12 +243,13 @@ def test_outgoing_mail_says_ehlo_with_smtphostname(tmp_path, port):
         peer.stop()
 
 
-def test_pop3_greets_with_smtphostname_and_imap_appends_within_maxmessagesize(mailbox: MailboxHarness):
+def test_pop3_and_imap_greet_with_smtphostname_and_imap_appends_within_maxmessagesize(mailbox: MailboxHarness):
     mailbox.server.system_settings.update({"smtphostname": "pop.example.net", "maxmessagesize": 100})
     pop = poplib.POP3("127.0.0.1", mailbox.ports["pop3"], timeout=60)
     assert pop.getwelcome() == b"+OK pop.example.net POP3 ready"
     pop.quit()
     imap = mailbox.imap()
+    assert imap.welcome.endswith(b" Server ready pop.example.net")
     assert b"APPENDLIMIT=102400" in imap.capability()[1][0].split()  # within the domain's 25600 KB
     imap.logout()
 

@@ -126,7 +126,8 @@ class Admins:
                 return
             caller = s.execute(select(SystemAdmin).where(SystemAdmin.username == actor.login)).scalar_one_or_none()
             if caller is None:  # deleted or renamed since this call logged in
-                raise MailsrvError(ResultCode.ADMIN_NOT_FOUND, f"The system administrator {actor.login} does not exist.")
+                raise MailsrvError(ResultCode.ADMIN_NOT_FOUND,
+                                   f"The system administrator {actor.login} does not exist.")
             if named is not None and named is not caller:
                 raise MailsrvError(ResultCode.ADMIN_EXISTS, f"Another administrator is named {name}.")
             # check_rules refuses the factory password (too short), so admin/admin ends here.

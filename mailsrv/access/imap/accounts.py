@@ -68,8 +68,8 @@ class _AuthenticatorCheck:
 
 def append_limit(domain: Domain, server_max_kb: int) -> int:
     """The largest message a user of `domain` may store over IMAP: the domain's MaxMessageSize
-    within the server's `maxmessagesize` setting (initially `[smtp] max_message_kb`). APPEND holds the message in memory, so with both
-    unlimited (0) it is still the default server cap."""
+    within the server's `maxmessagesize` setting (initially `[smtp] max_message_kb`). APPEND holds
+    the message in memory, so with both unlimited (0) it is still the default server cap."""
     domain_kb = settings.value(settings.DOMAIN, domain.settings, "maxmessagesize")
     return min((kb for kb in (domain_kb, server_max_kb) if kb), default=SmtpConfig.max_message_kb) * 1024
 

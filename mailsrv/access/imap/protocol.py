@@ -9,10 +9,10 @@ import re
 import ssl
 import sys
 from argparse import Namespace
-from contextvars import ContextVar
 from asyncio import StreamReader, StreamWriter
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack, closing
+from contextvars import ContextVar
 from typing import cast
 
 from proxyprotocol.sock import SocketInfo

@@ -88,26 +88,26 @@ class MailServer:
         self.aliases = Aliases(self.store)
         self.domain_aliases = DomainAliases(self.store, config)
         self.stats = Stats(self.store)
-        self.product = Product(self.store)
+        self.product = Product(self.store, config.product)
         self.forwarding_blocks = ForwardingBlocks(self.store)
         self.dkim_keys = DkimKeys(self.store)
         self.archive_rules = ArchiveRules(self.store)
         # The mail engine: what SMTP in asks (resolver, policy), where it puts mail (spool), and
         # the queue manager that delivers from the spool (started by `mailsrv serve`).
+        # General Settings: [smtp] gives the initial values of the ones it has.
+        self.system_settings = SystemSettings(self.store, config.smtp)
         # The server's IP and name lists, one snapshot per process (SMTP, POP, IMAP and the resolver).
         self.address_lists = AddressLists(self.store)
-        self.resolver = Resolver(self.store, config.smtp.allow_catchalls, self.address_lists)
+        self.resolver = Resolver(self.store, self.system_settings, self.address_lists)
         self.policy = Policy(config.smtp.relay_networks)
-        self.spool = Spool(self.store, config.data_dir, self.clock,
-                           Bouncer(self.resolver, self.clock, config.smtp.hostname))
-        self.autoresponder = AutoResponder(self.store, self.resolver, self.spool, self.clock, config.smtp.hostname,
+        self.spool = Spool(self.store, config.data_dir, self.clock, Bouncer(self.resolver, self.clock))
+        self.autoresponder = AutoResponder(self.store, self.resolver, self.spool, self.clock,
                                            dt.timedelta(days=config.autoreply.window_days))
         # DNS for SPF at acceptance and MX lookups when delivering ([dns] nameservers).
         self.dns = make_resolver(config.dns.nameservers)
-        self.system_settings = SystemSettings(self.store)
         # How mail comes in, for SMTP and the web interface's send alike.
-        self.intake = Intake(self.resolver, self.policy, self.spool, self.clock, config.smtp.max_recipients,
-                             self.dns, config.smtp.deliver_at_acceptance)
+        self.intake = Intake(self.resolver, self.policy, self.spool, self.clock, self.dns,
+                             config.smtp.deliver_at_acceptance)
         # This node's liveness in the store: how other nodes notice it died, and its fence.
         # The sessions open in this process, published with its heartbeat (RequestStatus).
         self.sessions = OpenSessions()
@@ -117,9 +117,9 @@ class MailServer:
         self.listeners = Listeners(self.store)
         self.greetings = Greetings()
         self.status = ServerStatus(self.store, self.spool, self.listeners, self.heartbeat, STARTED_AT)
-        self.remote_delivery = make_remote_delivery(self.dns, config.smtp.hostname, config.delivery.remote_port,
-                                      config.delivery.max_connections,
-                                      config.delivery.max_connections_per_domain, self.heartbeat.holds)
+        self.remote_delivery = make_remote_delivery(self.dns, lambda: self.system_settings.values()["smtphostname"],
+                                                    config.delivery.remote_port, config.delivery.max_connections,
+                                                    config.delivery.max_connections_per_domain, self.heartbeat.holds)
         self.delivery = QueueManager(self.spool, {LOCAL: LocalDelivery(self.store, self.disk, self.autoresponder),
                                                   REMOTE: self.remote_delivery}, self.system_settings, self.heartbeat)
         # Background jobs over every domain or mailbox (propagation, folder auto-clean): every node
@@ -131,10 +131,10 @@ class MailServer:
         self.job_runner = JobRunner(self.jobs, lambda: self.heartbeat.node, config.jobs.poll_seconds,
                                     self.autoclean.schedule)
         # Who opens which mailbox over IMAP and POP3.
-        self.mailboxes = Accounts(self.auth, self.disk, self.store, config.smtp.max_message_kb, self.address_lists)
+        self.mailboxes = Accounts(self.auth, self.disk, self.store, self.system_settings, self.address_lists)
         # The web interface: its sign-ins, and what a signed-in user does with its mailbox.
         self.web_sessions = WebSessions(self.store, self.auth, self.clock)
-        self.webmail = Webmail(self.intake, self.store, self.clock, config.smtp.hostname)
+        self.webmail = Webmail(self.intake, self.store, self.clock)
 
     def login(self, login: str | None, password: str | None, client_ip: str) -> Actor:
         return self.auth.login(login, password, client_ip)

@@ -28,7 +28,9 @@ SERVER_ADMIN_OPS = ["GetEdition", "ListSystemAdmins", "AddSystemAdmin", "SetSyst
                     "GetBlacklistEntries", "AddSmtpAuthenticationBypass", "DeleteSmtpAuthenticationBypass",
                     "GetSmtpAuthenticationBypasses", "AddSMTPBlockedSender", "GetSMTPBlockedSenders",
                     "AddGlobalTrustedSender", "DeleteGlobalTrustedSender", "GetGlobalTrustedSenders",
-                    "AddForwardingBlacklistEntry", "DeleteForwardingBlacklistEntry", "ListForwardingBlacklistEntries"]
+                    "AddForwardingBlacklistEntry", "DeleteForwardingBlacklistEntry", "ListForwardingBlacklistEntries",
+                    # General Settings (server_settings)
+                    "GetRequestedSystemSettings", "SetRequestedSystemSettings"]
 # Operations the contract names without a signature, defined by mailsrv in wsdl/defined/svcServerAdmin.wsdl
 # (README, "Operations defined by mailsrv") and published beside the subset.
 SERVER_ADMIN_DEFINED = WSDL_DIR / "defined" / "svcServerAdmin.wsdl"

@@ -9,7 +9,7 @@ from smtp_support import DOMAIN, USER_PASSWORD, make_harness, send
 from smtp_support import mail  # noqa: F401  (the fixture)
 from sqlalchemy import select
 
-from mailsrv.mta.recipients import Deliver, LocalMailbox, RemoteAddress, Resolver, Unknown
+from mailsrv.mta.recipients import Deliver, LocalMailbox, RemoteAddress
 from mailsrv.store.models import SpoolMessage
 
 MSG = b"Subject: routed\r\n\r\nbody\r\n"
@@ -82,9 +82,10 @@ def test_the_catch_all_takes_unknown_local_parts_only_while_catch_alls_are_enabl
     mail.server.domains.update(actor, DOMAIN, {"enablecatchalls": "Disabled"})
     assert rcpt(mail, "anything@a.test")[0] == 550
     mail.server.domains.update(actor, DOMAIN, {"enablecatchalls": "Enabled"})
-    # The server-wide switch ([smtp] allow_catchalls = false) wins over the domain's.
-    assert isinstance(Resolver(mail.server.store, True).resolve("anything@a.test"), Deliver)
-    assert isinstance(Resolver(mail.server.store, False).resolve("anything@a.test"), Unknown)
+    # The server-wide switch (the `catchalls` server setting) wins over the domain's.
+    assert rcpt(mail, "anything@a.test")[0] == 250
+    mail.server.system_settings.update({"catchalls": "Disabled"})
+    assert rcpt(mail, "anything@a.test")[0] == 550
 
 
 def test_server_wide_catch_alls_off_refuses_over_smtp(tmp_path):

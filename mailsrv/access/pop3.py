@@ -71,7 +71,7 @@ class Pop3Connection:
                  tls_context: ssl.SSLContext, implicit_tls: bool,
                  reader: asyncio.StreamReader, writer: asyncio.StreamWriter, hostname: str | None = None) -> None:
         self.config = config
-        self.hostname = hostname or config.smtp.hostname  # the greeting's name (per local IP: AddHostname)
+        self.hostname = hostname  # the greeting's name for this local IP (AddHostname), if it has one
         self.login = login
         self.subsystem = subsystem
         self.tls_context = tls_context
@@ -122,7 +122,10 @@ class Pop3Connection:
         async with AsyncExitStack() as stack:
             self.stack = stack
             try:
-                await self.send(f"+OK {self.hostname} POP3 ready")
+                # The per-IP name (AddHostname), else the smtphostname server setting as it is now:
+                # a change holds for the next session.
+                hostname = self.hostname or await asyncio.to_thread(self.login.accounts.server_name)
+                await self.send(f"+OK {hostname} POP3 ready")
                 while True:
                     line = await self.readline()
                     command, _, argument = line.partition(" ")
@@ -352,7 +355,7 @@ async def start_pop3_listener(accounts: Accounts, config: Config, sock: socket.s
             return
         login.config.apply_context()
         local_ip = str((writer.get_extra_info("sockname") or ("",))[0])
-        hostname = greetings.name_for(local_ip, config.smtp.hostname) if greetings else None
+        hostname = (greetings.name_for(local_ip, "") or None) if greetings else None
         with sessions.session(POP_SESSION):
             await Pop3Connection(config, login, subsystem, tls_context, implicit_tls, reader, writer, hostname).run()
 

@@ -30,6 +30,12 @@ Answers:
   spool's filesystem has less free than the declared SIZE plus a 1 MiB reserve;
 - any other internal failure 451 4.3.0, and the session goes on.
 
+Server settings (mailsrv.directory.system_settings) are read when a session opens, through the
+intake's generation-keyed cache (one primary-key read unless they changed): the greeting and EHLO
+name and our Received header (`smtphostname`), SIZE and the DATA cap (`maxmessagesize`, enforced
+while the data is read, before it is buffered) hold for the session; the recipient cap, the relay
+rule, catch-alls and the SMTP-authentication floor are read again at each MAIL.
+
 SPF: while a server policy (bouncing, auto-responders) is RequireSPF, the sender of an
 unauthenticated client's message (not the null sender) is checked at DATA with mailsrv.mta.spf_check
 on the `[dns]` resolver, and the result is kept with the spooled message for those policies.
@@ -124,6 +130,7 @@ class MailsrvSMTP(SMTP):
         super().__init__(handler, **kwargs)
         self._sessions = sessions
         self._greetings = greetings
+        self.local_name: str | None = None  # the greeting name for the local IP connected to (AddHostname)
 
     _counted = False
 
@@ -141,7 +148,7 @@ class MailsrvSMTP(SMTP):
         if self._greetings is not None:
             sockname = transport.get_extra_info("sockname")
             if sockname:
-                self.hostname = self._greetings.name_for(str(sockname[0]), self.hostname)
+                self.local_name = self._greetings.name_for(str(sockname[0]), "") or None
         if self._sessions is not None:
             self._sessions.opened(SMTP_SESSION)
             self._counted = True
@@ -156,9 +163,16 @@ class MailsrvSMTP(SMTP):
         return Transaction()
 
     async def _handle_client(self) -> None:
-        # Before aiosmtpd's greeting: a blacklisted client gets the refusal instead (RFC 5321 3.1).
+        """aiosmtpd's session: a client on the SMTP IP blacklist gets the refusal instead of the
+        greeting (RFC 5321 3.1); the others are greeted with the server settings as they are now."""
         assert self.session is not None
-        refusal = await self.event_handler.connect_refusal(_peer_ip(self.session))
+        try:
+            refusal = await self.event_handler.connect_refusal(_peer_ip(self.session))
+            if refusal is None:
+                await self.event_handler.begin_session(self)
+        except Exception:
+            log.exception("could not read the address lists or server settings for a new SMTP session")
+            refusal = "421 4.3.0 Service not available; please try again later"
         if refusal is not None:
             await self.push(str(refusal))
             assert self.transport is not None
@@ -311,6 +325,14 @@ class Handler:
         log.error("SMTP session error", exc_info=error)
         return str(TEMPORARY_FAILURE)
 
+    async def begin_session(self, server: MailsrvSMTP) -> None:
+        """Apply the server settings of now to a new session: its name (unless its local IP has one
+        of its own) and its DATA size cap."""
+        await self.intake.begin()
+        settings = self.intake.settings
+        server.hostname = server.local_name or settings.hostname
+        server.data_size_limit = settings.max_message_bytes or None
+
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Transaction, hostname: str,
                           responses: list[str]) -> list[str]:
         session.host_name = hostname
@@ -347,18 +369,18 @@ class Handler:
         # Caught here, not in handle_exception: aiosmtpd resets the transaction only when this
         # hook returns, and a client must be able to start over after a 451.
         try:
-            return await self._accept(session, envelope)
+            return await self._accept(server, session, envelope)
         except Exception:
             log.exception("could not accept a message from %s", _peer_ip(session))
             return str(TEMPORARY_FAILURE)
 
-    async def _accept(self, session: Session, envelope: Transaction) -> str:
+    async def _accept(self, server: SMTP, session: Session, envelope: Transaction) -> str:
         actor = _actor(session)
         outcome = await self.intake.submit(Submission(
             sender=envelope.sender, content=envelope.original_content or b"", accepted=envelope.accepted,
             own_domain=envelope.own_domain, actor=actor, client_ip=_peer_ip(session),
             helo=_printable(session.host_name or ""),
-            trace=lambda message_id, now: received_header(session, self.config.hostname, message_id,
+            trace=lambda message_id, now: received_header(session, server.hostname, message_id,
                                                           envelope.rcpt_tos, now),
             spf_result=await self.intake.spf_result(actor, _peer_ip(session), envelope.sender,
                                                     session.host_name or "")))
@@ -432,8 +454,9 @@ async def start_listener(intake: Intake, auth: Authenticator, config: SmtpConfig
     loop = asyncio.get_running_loop()
 
     def session() -> MailsrvSMTP:
+        # hostname and data_size_limit are the session's own, set by Handler.begin_session; the
+        # hostname given here only spares aiosmtpd a getfqdn() (a DNS lookup) per connection.
         return MailsrvSMTP(handler, hostname=config.hostname, ident="ESMTP mailsrv",
-                           data_size_limit=config.max_message_kb * 1024 or None,
                            tls_context=None if implicit_tls else tls_context, sessions=sessions, greetings=greetings,
                            auth_required=submission, auth_require_tls=not config.allow_plaintext_auth, loop=loop)
 

@@ -162,6 +162,19 @@ class TlsConfig:
     key_file: str = ""
 
 
+EDITIONS = ("PRO", "ENT", "FREE")
+
+
+@dataclass
+class ProductConfig:
+    # What GetEdition answers: SmarterMail's edition codes, which control panels compare exactly
+    # (PRO, ENT, FREE). Every feature is in every installation; ENT takes the branch that enables all.
+    edition: str = "ENT"
+    # What GetProductInfo reports as the version, for clients that check for a SmarterMail version
+    # (e.g. "10.7"); empty reports mailsrv's own.
+    reported_version: str = ""
+
+
 @dataclass
 class Config:
     data_dir: Path = field(default_factory=_default_data_dir)
@@ -178,6 +191,7 @@ class Config:
     autoreply: AutoReplyConfig = field(default_factory=AutoReplyConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
     autoclean: AutocleanConfig = field(default_factory=AutocleanConfig)
+    product: ProductConfig = field(default_factory=ProductConfig)
 
     @property
     def effective_database_url(self) -> str:
@@ -238,6 +252,8 @@ def parse_config(text: str) -> Config:
     if min(jobs.lease_seconds, jobs.poll_seconds, jobs.batch_size, config.autoclean.interval_minutes) < 1:
         raise ConfigError("configuration keys 'jobs.lease_seconds', 'jobs.poll_seconds', 'jobs.batch_size' and "
                           "'autoclean.interval_minutes' must be at least 1")
+    if config.product.edition not in EDITIONS:
+        raise ConfigError(f"configuration key 'product.edition' must be one of {', '.join(EDITIONS)}")
     return config
 
 

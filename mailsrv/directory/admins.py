@@ -1,4 +1,13 @@
-"""System administrators: the factory login, accounts, passwords and IP restrictions."""
+"""System administrators: the factory login, accounts, passwords and IP restrictions.
+
+Setup without a shell (the seed's "Changing the System Administrator Login"), through
+SetSystemAdminPassword (`set_password`): the factory login admin/admin may do exactly one thing,
+call it with a new administrator name and password; its account is renamed and gets that password,
+setup is complete, and admin/admin logs in no more. Afterwards the operation sets the password of
+the administrator it names, as before, and an administrator renames itself by naming a name no
+administrator has: the caller's own account (whose current password the call's login verified)
+takes that name and the new password.
+"""
 from __future__ import annotations
 
 import datetime as dt
@@ -9,7 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from mailsrv.core.actor import Actor
+from mailsrv.core.actor import Actor, Role
 from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.core.networks import parse_network
 from mailsrv.directory import passwords
@@ -105,10 +114,24 @@ class Admins:
                               description=(description or "").strip()))
 
     def set_password(self, actor: Actor, raw_name: str | None, password: str | None) -> None:
-        actor.require_system()
+        """Set the named administrator's password; or rename the caller (see the module's docstring)."""
+        if actor.role is not Role.SYSTEM_ADMIN:
+            actor.require_system()  # refuses, with the code its role gets
+        name = _admin_name(raw_name)
+        pw = passwords.check_rules(password, name)
         with self.store.session() as s:
-            admin = _get(s, raw_name)
-            admin.password_hash = passwords.hash_password(passwords.check_rules(password, admin.username))
+            named = s.execute(select(SystemAdmin).where(SystemAdmin.username == name)).scalar_one_or_none()
+            if not actor.setup_pending and named is not None:
+                named.password_hash = passwords.hash_password(pw)
+                return
+            caller = s.execute(select(SystemAdmin).where(SystemAdmin.username == actor.login)).scalar_one_or_none()
+            if caller is None:  # deleted or renamed since this call logged in
+                raise MailsrvError(ResultCode.ADMIN_NOT_FOUND,
+                                   f"The system administrator {actor.login} does not exist.")
+            if named is not None and named is not caller:
+                raise MailsrvError(ResultCode.ADMIN_EXISTS, f"Another administrator is named {name}.")
+            # check_rules refuses the factory password (too short), so admin/admin ends here.
+            caller.username, caller.password_hash, caller.setup_pending = name, passwords.hash_password(pw), False
 
     def delete(self, actor: Actor, raw_name: str | None) -> None:
         actor.require_system()

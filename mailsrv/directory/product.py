@@ -5,14 +5,12 @@ from dataclasses import dataclass
 
 from mailsrv import __version__
 from mailsrv.core.actor import Actor
+from mailsrv.core.config import ProductConfig
 from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.store.db import Store
 from mailsrv.store.models import ServerSetting
 
 PRODUCT_NAME = "mailsrv"
-# Every feature is in every installation; control panels that branch on SmarterMail's edition names
-# must take the branch that enables everything.
-EDITION = "Enterprise"
 _LICENSE_KEY = "license.key"
 
 
@@ -23,16 +21,18 @@ class ProductInfo:
 
 
 class Product:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, config: ProductConfig) -> None:
         self.store = store
+        self.config = config  # [product]: the edition code and the version reported
 
     def info(self, actor: Actor) -> ProductInfo:
         actor.require_system()
-        return ProductInfo(PRODUCT_NAME, __version__)
+        return ProductInfo(PRODUCT_NAME, self.config.reported_version or __version__)
 
     def edition(self, actor: Actor) -> str:
+        """SmarterMail's edition code (PRO, ENT, FREE) as configured."""
         actor.require_system()
-        return EDITION
+        return self.config.edition
 
     def license_key(self, actor: Actor) -> str:
         actor.require_system()

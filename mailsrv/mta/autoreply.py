@@ -39,7 +39,6 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from mailsrv.core.clock import Clock
-from mailsrv.directory import system_settings
 from mailsrv.mailstore.headers import read_headers
 from mailsrv.mta import loop_guard, spf_check
 from mailsrv.mta.intake import spool_recipients
@@ -105,13 +104,11 @@ class PendingReply:
 
 
 class AutoResponder:
-    def __init__(self, store: Store, resolver: Resolver, spool: Spool, clock: Clock, hostname: str,
-                 window: dt.timedelta) -> None:
+    def __init__(self, store: Store, resolver: Resolver, spool: Spool, clock: Clock, window: dt.timedelta) -> None:
         self.store = store
         self.resolver = resolver
         self.spool = spool
         self.clock = clock
-        self.hostname = hostname
         self.window = window
 
     def prepare(self, message: SpooledMessage, user_address: str, user_id: int) -> PendingReply | None:
@@ -121,7 +118,7 @@ class AutoResponder:
         headers = read_headers(message.path)
         reason = refusal(sender, user_address, headers)
         if reason is None:
-            reason, subject, body = self._check_store(message, user_id, sender.lower())
+            reason, subject, body, hostname = self._check_store(message, user_id, sender.lower())
         if reason is not None:
             log.debug("no auto-reply from %s to %s: %s", user_address, sender or "<>", reason)
             return None
@@ -133,25 +130,28 @@ class AutoResponder:
         reply_id = Spool.new_id()
         reply = IncomingMessage(
             id=reply_id, sender="", received_at=now, client_ip="", helo="",
-            content=compose(user_address, sender, subject, body, headers, now, self.hostname),
-            trace_header=(f"Received: by {self.hostname} (mailsrv auto-reply) id {reply_id};\r\n"
+            content=compose(user_address, sender, subject, body, headers, now, hostname),
+            trace_header=(f"Received: by {hostname} (mailsrv auto-reply) id {reply_id};\r\n"
                           f"\t{email.utils.format_datetime(now)}\r\n"),
             recipients=spool_recipients([(sender, resolution)]))
         self.spool.write_file(reply)
         return PendingReply(reply, user_id, sender.lower(), self.window)
 
-    def _check_store(self, message: SpooledMessage, user_id: int, sender: str) -> tuple[str | None, str, str]:
-        """(why not, subject, body) from the user's settings, the server policy and the window."""
+    def _check_store(self, message: SpooledMessage, user_id: int,
+                     sender: str) -> tuple[str | None, str, str, str]:
+        """(why not, subject, body, the server's smtphostname) from the user's settings, the server
+        settings and the window."""
         with self.store.session() as s:
             user = s.get(User, user_id)
             if user is None or not user.autoresponder_enabled:
-                return "auto-responder off", "", ""
-            policy = system_settings.read(s.connection())["autoresponders"]
+                return "auto-responder off", "", "", ""
+            server = self.resolver.system.read(s.connection())
+            policy = server["autoresponders"]
             if not spf_check.may_answer(policy, message.spf_result, message.authenticated):
-                return f"server policy {policy} (SPF {message.spf_result or 'not checked'})", "", ""
+                return f"server policy {policy} (SPF {message.spf_result or 'not checked'})", "", "", ""
             answered = s.execute(select(AutoReplySent.sent_at).where(
                 AutoReplySent.user_id == user_id, AutoReplySent.sender == sender,
                 AutoReplySent.sent_at > self.clock.now() - self.window)).first()
             if answered is not None:  # finish checks again, atomically; this only saves the work
-                return "answered within the window", "", ""
-            return None, user.autoresponder_subject, user.autoresponder_body
+                return "answered within the window", "", "", ""
+            return None, user.autoresponder_subject, user.autoresponder_body, server["smtphostname"]

@@ -34,7 +34,6 @@ from email.policy import Policy
 from sqlalchemy.orm import Session
 
 from mailsrv.core.clock import Clock
-from mailsrv.directory import system_settings
 from mailsrv.mailstore.headers import header_bytes, parse_headers
 from mailsrv.mta import loop_guard, spf_check
 from mailsrv.mta.intake import spool_recipients
@@ -121,17 +120,17 @@ def compose(hostname: str, message: SpooledMessage, headers: bytes,
 class Bouncer:
     """mailsrv.mta.spool.FailureNotifier: writes DSNs under the server's bounce policy."""
 
-    def __init__(self, resolver: Resolver, clock: Clock, hostname: str) -> None:
+    def __init__(self, resolver: Resolver, clock: Clock) -> None:
         self.resolver = resolver
         self.clock = clock
-        self.hostname = hostname
 
     def notice(self, s: Session, message: SpooledMessage,
                failures: Sequence[tuple[ClaimedRecipient, Deferred | Failed]]) -> IncomingMessage | None:
         sender = message.sender
         if not sender:  # never answered (mailsrv.mta.loop_guard); known without reading the policy or the file
             return None
-        policy = system_settings.read(s.connection())["bouncing"]
+        server = self.resolver.system.read(s.connection())
+        policy, hostname = server["bouncing"], server["smtphostname"]
         if not spf_check.may_answer(policy, message.spf_result, message.authenticated):
             log.info("no DSN to %s for %s: bounce policy %s (SPF %s)", sender, message.id, policy,
                      message.spf_result or "not checked")
@@ -151,6 +150,6 @@ class Bouncer:
         when = email.utils.format_datetime(now)
         return IncomingMessage(
             id=dsn_id, sender="", received_at=now, client_ip="", helo="",
-            content=compose(self.hostname, message, headers, failures, when, dsn_id),
-            trace_header=f"Received: by {self.hostname} (mailsrv DSN) id {dsn_id};\r\n\t{when}\r\n",
+            content=compose(hostname, message, headers, failures, when, dsn_id),
+            trace_header=f"Received: by {hostname} (mailsrv DSN) id {dsn_id};\r\n\t{when}\r\n",
             recipients=spool_recipients([(sender, resolution)]))

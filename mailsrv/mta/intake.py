@@ -26,9 +26,9 @@ import dns.resolver
 
 from mailsrv.core.actor import Actor
 from mailsrv.core.clock import Clock
-from mailsrv.directory.domain_limits import Charge, LimitReached, Usage, disk_quota_refusal, hour_of, usage
 from mailsrv.directory.address_lists import SMTP, AddressLists
-from mailsrv.directory.system_settings import read as read_system_settings
+from mailsrv.directory.domain_limits import Charge, LimitReached, Usage, disk_quota_refusal, hour_of, usage
+from mailsrv.directory.system_settings import SmtpSettings
 from mailsrv.mailstore import maildir_names
 from mailsrv.mailstore.disk import Disk
 from mailsrv.mta import spf_check
@@ -163,20 +163,25 @@ class Intake:
     """Taking mail in, for every way it arrives: the answers to MAIL, RCPT and DATA, and the
     acceptance into the spool. Built once by the server; SMTP and the web interface share it."""
 
-    def __init__(self, resolver: Resolver, policy: Policy, spool: Spool, clock: Clock, max_recipients: int,
+    def __init__(self, resolver: Resolver, policy: Policy, spool: Spool, clock: Clock,
                  dns: dns.resolver.Resolver, deliver_at_acceptance: bool = True) -> None:
         self.resolver = resolver
         self.lists: AddressLists = resolver.lists  # one snapshot per process, read under the same generation
         self.policy = policy
         self.spool = spool
         self.clock = clock
-        self.max_recipients = max_recipients  # [smtp] max_recipients, 0 for no cap
         self.dns = dns
         self.deliver_at_acceptance = deliver_at_acceptance  # [smtp] deliver_at_acceptance
 
     def client(self, ip: str, login: str | None) -> Client:
-        """Who is sending, as the relay policy sees it (with the address lists `begin` last read)."""
-        return self.policy.client(ip, login, self.lists.snapshot())
+        """Who is sending, as the relay policy sees it (with the address lists `begin` last read, under
+        the server's `relay` setting)."""
+        return self.policy.client(ip, login, self.lists.snapshot(), self.settings.authenticated_relay)
+
+    @property
+    def settings(self) -> SmtpSettings:
+        """The server settings as of the last `begin`."""
+        return self.resolver.settings
 
     async def connect_refusal(self, ip: str) -> Reply | None:
         """The answer instead of the greeting for a client the SMTP IP blacklist refuses, else None
@@ -185,8 +190,8 @@ class Intake:
         return BLACKLISTED if lists.refused(SMTP, ip) else None
 
     async def begin(self) -> None:
-        """Start a mail transaction: the directory lookups and address lists below answer for the store
-        as it is now (mailsrv.mta.recipients: one read of the directory generation)."""
+        """Start a session or a mail transaction: the directory lookups, address lists and `settings`
+        answer for the store as it is now (mailsrv.mta.recipients: one read of the directory generation)."""
         await asyncio.to_thread(self._refresh)
 
     def _refresh(self) -> None:
@@ -258,7 +263,7 @@ class Intake:
             return refusal
         domain = result.domain
         everyone = [r for _, r in accepted]
-        limits = [(self.max_recipients, everyone)]
+        limits = [(self.settings.max_recipients, everyone)]
         if own_domain:
             limits.append((own_domain.max_recipients, everyone))
         if domain is not None:
@@ -330,13 +335,7 @@ class Intake:
     async def spf_result(self, actor: Actor | None, client_ip: str, sender: str, helo: str) -> str:
         """The sender's SPF result when a policy asks for it, else "".
         Authenticated clients and the null sender are never checked: the policies do not ask."""
-        if actor or not sender:
-            return ""
-        needed = self.resolver.cached("spf_needed")  # the policies are server settings: cached alike
-        if needed is MISS:
-            needed = await asyncio.to_thread(self.resolver.remember, ("spf_needed",),
-                                             lambda s: spf_check.needed(read_system_settings(s)))
-        if not needed:
+        if actor or not sender or not self.settings.spf_needed:
             return ""
         return await asyncio.to_thread(self._spf_check, client_ip, sender, helo)
 

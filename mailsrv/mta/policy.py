@@ -20,8 +20,10 @@ Defaults:
   530 (authentication required) rather than 550 5.7.1 because the usual sender of such mail is
   our own user's misconfigured client, and 530 tells it exactly what to fix; a forger gets the
   same permanent refusal either way. The null sender <> (bounces) is never refused here.
-- RCPT TO: accepted from relay-network clients and authenticated clients whatever the
-  destination; otherwise only for our own domains; anything else 550 5.7.1 relaying denied.
+- RCPT TO: accepted whatever the destination from trusted clients (`Policy.trusts`: the relay
+  networks), and from authenticated clients while the server's `relay` setting is
+  AuthenticatedUsers (with Nobody, a login alone relays nothing); otherwise only for our own
+  domains; anything else 550 5.7.1 relaying denied.
 """
 from __future__ import annotations
 
@@ -56,8 +58,9 @@ ACCEPT = Verdict.ACCEPT
 class Client:
     ip: str
     login: str | None  # the authenticated login (user@domain), None before/without AUTH
-    trusted: bool  # may relay without AUTH (relay networks, SMTP whitelist or bypass): like an authenticated client
+    trusted: bool  # may relay without AUTH whatever `relay` (relay networks, SMTP whitelist or bypass), and send as a local domain
     whitelisted: bool = False  # on the SMTP IP whitelist: exempt from the blocked senders
+    authenticated_relay: bool = True  # the server's relay=AuthenticatedUsers: a login may relay
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,8 @@ def sender_requires_auth(check: SenderCheck) -> Reply | None:
 
 
 def authenticated_or_trusted(check: RecipientCheck) -> Verdict | None:
-    return ACCEPT if check.client.trusted or check.client.login is not None else None
+    client = check.client
+    return ACCEPT if client.trusted or (client.login is not None and client.authenticated_relay) else None
 
 
 def local_recipient(check: RecipientCheck) -> Verdict | None:
@@ -119,9 +123,14 @@ class Policy:
         self.sender_rules = tuple(sender_rules)
         self.recipient_rules = tuple(recipient_rules)
 
-    def client(self, ip: str, login: str | None, lists: Snapshot = EMPTY) -> Client:
+    def trusts(self, ip: str, lists: Snapshot = EMPTY) -> bool:
+        """Whether a client address relays without AUTH whatever the `relay` setting: the relay
+        networks, the SMTP IP whitelist and the SMTP authentication bypass (`lists`)."""
+        return address_in(ip, self.networks) or lists.relays(ip)
+
+    def client(self, ip: str, login: str | None, lists: Snapshot = EMPTY, authenticated_relay: bool = True) -> Client:
         """The client at `ip` as the rules see it, with the server's address lists as of `lists`."""
-        return Client(ip, login, address_in(ip, self.networks) or lists.relays(ip), lists.smtp_whitelisted(ip))
+        return Client(ip, login, self.trusts(ip, lists), lists.smtp_whitelisted(ip), authenticated_relay)
 
     def check_sender(self, check: SenderCheck) -> Reply | None:
         """None when MAIL FROM may go ahead, else the refusal to answer."""

@@ -6,14 +6,17 @@ database triggers raise in the transaction of every change to what these lookups
 start of each mail transaction and drops the cache when it moved, so a domain, user or alias changed
 over SOAP through any node answers for the next SMTP transaction on every node. A lookup stores its
 answer under the generation it read BEFORE its queries: an answer read while a change was being
-committed is kept only under the older number, which the change retires.
+committed is kept only under the older number, which the change retires. The server settings
+(mailsrv.directory.system_settings) raise the same number, so `refresh` re-reads them only when it
+moved and `settings` holds the ones SMTP obeys (catch-alls and the SMTP-authentication floor also
+shape the domains' answers here).
 
 Expansion rules:
 - a user is its own mailbox, plus its forwarding addresses (without the mailbox when
   delete_on_forward is set and there is somewhere to forward to);
 - an alias is the union of its targets, each expanded again;
 - a local part that is neither falls to the domain's catch-all alias, only when the server allows
-  catch-alls and the domain's `enablecatchalls` is Enabled;
+  catch-alls (the `catchalls` server setting) and the domain's `enablecatchalls` is Enabled;
 - expansion stops MAX_DEPTH levels down, and an address already expanded in this resolution is
   not expanded again (alias loops, a user forwarding to itself), so each mailbox appears once;
 - a user's forwarding target in a domain on the server's forwarding blacklist is dropped (logged)
@@ -35,6 +38,7 @@ from mailsrv.core import names, settings
 from mailsrv.core.errors import MailsrvError
 from mailsrv.directory.domain_limits import NO_CAPS, HourlyCaps, disk_quota_bytes, hourly_caps
 from mailsrv.directory.address_lists import AddressLists
+from mailsrv.directory.system_settings import SmtpSettings, SystemSettings
 from mailsrv.store.db import Store
 from mailsrv.store.models import Alias, DirectoryGeneration, Domain, DomainAlias, User
 
@@ -55,7 +59,7 @@ class DomainInfo:
     enabled: bool
     max_message_bytes: int
     max_recipients: int
-    requires_smtp_auth: bool
+    requires_smtp_auth: bool  # its own setting, or the server's floor (requiresmtpauthforlocalsenders)
     catch_all: str  # the catch-all alias name, "" when none or when catch-alls are switched off
     max_size_bytes: int = 0  # the domain's disk quota (`maxsize`)
     hourly: HourlyCaps = NO_CAPS  # its enabled hourly limits (mailsrv.directory.domain_limits)
@@ -118,23 +122,28 @@ def _setting(values: dict[str, Any], key: str) -> Any:
 
 
 class Resolver:
-    def __init__(self, store: Store, allow_catchalls: bool, lists: AddressLists | None = None) -> None:
+    def __init__(self, store: Store, system: SystemSettings, lists: AddressLists | None = None) -> None:
         self.store = store
-        self.allow_catchalls = allow_catchalls
+        self.system = system
         self.lists = lists or AddressLists(store)  # the forwarding blacklist
-        self._generation: int | None = None  # what `_cache` holds answers of
+        self._generation: int | None = None  # what `_cache` and `settings` hold answers of
         self._cache: dict[Hashable, object] = {}
         self._lock = threading.Lock()  # lookups store their answers from worker threads
+        # Until the first refresh: what a server with nothing stored obeys.
+        self.settings = SmtpSettings.of({name: key.default for name, key in system.table.items()})
 
     def refresh(self) -> int:
-        """Read the directory generation and forget every answer of an older one (blocking); the
-        generation read."""
+        """Read the directory generation and, when it moved, forget every answer of an older one and
+        read the server settings again (blocking); the generation read."""
         with self.store.read_connection() as s:
             generation = self._read_generation(s)
+            # Read after the generation: settings newer than it are retired by the next refresh.
+            fresh = SmtpSettings.of(self.system.read(s)) if generation != self._generation else None
         with self._lock:
-            if generation != self._generation:
+            if generation != self._generation and fresh is not None:
                 self._cache.clear()
                 self._generation = generation
+                self.settings = fresh
         return generation
 
     def cached(self, *key: Hashable) -> object:
@@ -143,11 +152,12 @@ class Resolver:
 
     def remember(self, key: tuple[Hashable, ...], compute: Callable[[Connection], object]) -> object:
         """`compute`'s answer on a fresh read connection, kept under `key` for this generation (blocking)."""
+        known = self._generation  # `settings` belong to it: an answer computed across a refresh is not kept
         with self.store.read_connection() as s:
             generation = self._read_generation(s)
             value = compute(s)
         with self._lock:
-            if generation == self._generation:
+            if generation == self._generation == known:
                 if len(self._cache) >= CACHE_ENTRIES:
                     del self._cache[next(iter(self._cache))]  # the oldest entry
                 self._cache[key] = value
@@ -266,13 +276,15 @@ class Resolver:
             return None
         d_id, d_name, d_path, d_settings, u_id, u_name, u_settings, *user, alias_targets = row
         catch_all = ""
-        if self.allow_catchalls and _setting(d_settings, "enablecatchalls") == "Enabled":
+        server = self.settings
+        if server.catchalls and _setting(d_settings, "enablecatchalls") == "Enabled":
             catch_all = _setting(d_settings, "catchall")
         domain = DomainInfo(
             id=d_id, name=d_name, path=d_path, enabled=bool(_setting(d_settings, "isenabled")),
             max_message_bytes=_setting(d_settings, "maxmessagesize") * 1024,
             max_recipients=_setting(d_settings, "maxrecipients"),
-            requires_smtp_auth=bool(_setting(d_settings, "requiresmtpauthentication")),
+            requires_smtp_auth=server.local_senders_authenticate
+            or bool(_setting(d_settings, "requiresmtpauthentication")),
             catch_all=catch_all, max_size_bytes=disk_quota_bytes(d_settings),
             hourly=hourly_caps(d_settings), bypass_forward_blacklist=bool(_setting(d_settings, "bypassforwardblacklist")))
         account = None

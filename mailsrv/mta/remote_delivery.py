@@ -5,7 +5,8 @@ SMTP transaction carrying all of them (one DATA, per-recipient outcomes from the
 - route: the domain's MX hosts in preference order (equal preferences in random order, RFC 5321
   §5.1), each host's A then AAAA addresses; no MX at all means the implicit MX, the domain's own
   addresses; a null MX (`0 .`, RFC 7505) or a domain that does not exist fails at once;
-- the first address that greets with 220 is used; EHLO (HELO if refused) as `[smtp] hostname`;
+- the first address that greets with 220 is used; EHLO (HELO if refused) as the `smtphostname`
+  server setting, read at each connection;
 - STARTTLS whenever the peer offers it, naming the MX host (SNI) though we dial its address,
   without verifying its certificate: opportunistic TLS (RFC 7435) protects against passive
   listening, and refusing an unverifiable certificate would only push the mail to plaintext. A
@@ -158,14 +159,15 @@ class Connection:
 class Dialer:
     """Opens an SMTP session to the first reachable host of a domain (blocking)."""
 
-    def __init__(self, resolver: dns.resolver.Resolver, helo: str, port: int) -> None:
+    def __init__(self, resolver: dns.resolver.Resolver, helo: Callable[[], str], port: int) -> None:
         self.resolver = resolver
-        self.helo = helo
+        self.helo = helo  # our name as it is now (blocking: a store read)
         self.port = port
         self.tls_context = _opportunistic_tls()
 
     def open(self, domain: str) -> Connection:
         hosts = mx_hosts(self.resolver, domain)
+        helo = self.helo()
         problems: list[str] = []
         for host in hosts:
             try:
@@ -177,11 +179,11 @@ class Dialer:
                 problems.append(f"{host}: no address")
             for address in addresses:
                 try:
-                    return self._session(host, address, tls=True)
+                    return self._session(host, address, helo, tls=True)
                 except ssl.SSLError as exc:
                     log.warning("STARTTLS with %s [%s] failed (%s); retrying without TLS", host, address, exc)
                     try:
-                        return self._session(host, address, tls=False)
+                        return self._session(host, address, helo, tls=False)
                     except (OSError, smtplib.SMTPException) as plain_exc:
                         problems.append(f"{host} [{address}]: {plain_exc}")
                 except (OSError, smtplib.SMTPException) as exc:
@@ -190,8 +192,8 @@ class Dialer:
             raise RouteError("5.1.2", f"the domain {domain} has neither MX nor address records")
         raise RouteError("4.4.1", f"no mail server of {domain} could be reached ({'; '.join(problems)})")
 
-    def _session(self, host: str, address: str, tls: bool) -> Connection:
-        smtp = _MXClient(host, address, self.port, self.helo)  # raises SMTPConnectError unless 220
+    def _session(self, host: str, address: str, helo: str, tls: bool) -> Connection:
+        smtp = _MXClient(host, address, self.port, helo)  # raises SMTPConnectError unless 220
         try:
             smtp.ehlo_or_helo_if_needed()
             if tls and smtp.has_extn("starttls"):
@@ -369,7 +371,7 @@ def _content(message: SpooledMessage) -> bytes:
         return message.trace_header.encode("utf-8", "surrogateescape") + body.read()
 
 
-def make_remote_delivery(resolver: dns.resolver.Resolver, hostname: str, port: int, max_connections: int,
+def make_remote_delivery(resolver: dns.resolver.Resolver, hostname: Callable[[], str], port: int, max_connections: int,
                          max_connections_per_domain: int, holds: Callable[[str], bool]) -> RemoteDelivery:
     return RemoteDelivery(Dialer(resolver, hostname, port), max_connections, max_connections_per_domain, holds)
 

@@ -19,7 +19,7 @@ import dns.exception
 import dns.resolver
 import spf
 
-from mailsrv.directory.system_settings import DISABLED, ENABLED, REQUIRE_SPF
+from mailsrv.directory.system_settings import DISABLED, ENABLED
 
 PASS = "pass"
 
@@ -64,11 +64,6 @@ def check(resolver: dns.resolver.Resolver, ip: str, sender: str, helo: str) -> s
     finally:
         _resolver.reset(token)
     return str(result)
-
-
-def needed(policies: dict[str, Any]) -> bool:
-    """Whether any answer policy (system settings) depends on the SPF result."""
-    return REQUIRE_SPF in (policies["bouncing"], policies["autoresponders"])
 
 
 def may_answer(policy: str, spf_result: str, authenticated: bool) -> bool:

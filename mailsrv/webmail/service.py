@@ -39,11 +39,10 @@ def _refused(reply: Reply) -> MailsrvError:
 
 
 class Webmail:
-    def __init__(self, intake: Intake, store: Store, clock: Clock, hostname: str) -> None:
+    def __init__(self, intake: Intake, store: Store, clock: Clock) -> None:
         self.intake = intake
         self.store = store
         self.clock = clock
-        self.hostname = hostname  # [smtp] hostname, for the Message-ID and our Received header
 
     def mailbox(self, actor: Actor) -> Mailbox:
         """The signed-in user's Maildir (blocking: reads the store)."""
@@ -58,11 +57,12 @@ class Webmail:
             raise MailsrvError(ResultCode.INVALID_ADDRESS, "Not sent: give at least one recipient.")
         sender = f"{actor.user}@{actor.domain}"
         now = self.clock.now()
+        await self.intake.begin()
+        hostname = self.intake.settings.hostname  # the smtphostname setting: Message-ID, our Received header
         try:
-            content = build(draft, sender, self.hostname, now)
+            content = build(draft, sender, hostname, now)
         except ValueError as exc:  # e.g. a line break smuggled into a header field
             raise MailsrvError(ResultCode.INVALID_ARGUMENT, f"Not sent: {exc}.") from None
-        await self.intake.begin()
         own = await self.intake.domain(actor.domain)
         client = self.intake.client(client_ip, actor.login)
         accepted: list[tuple[str, Deliver]] = []
@@ -71,7 +71,6 @@ class Webmail:
             if isinstance(result, Reply):
                 raise _refused(result)
             accepted.append((address, result))
-        hostname = self.hostname
 
         def trace(message_id: str, when: dt.datetime) -> str:
             stamp = email.utils.format_datetime(when)

@@ -18,6 +18,7 @@ from mailsrv.directory.mailbox_migrations import MailboxMigrations
 from mailsrv.directory.product import Product
 from mailsrv.directory.propagation import GlobalUpdate
 from mailsrv.directory.stats import Stats
+from mailsrv.directory.system_settings import SystemSettings
 from mailsrv.directory.user_activity import UserActivity
 from mailsrv.directory.user_groups import UserGroups
 from mailsrv.directory.user_options import UserOptions
@@ -50,6 +51,7 @@ class Engine(Protocol):
     listeners: Listeners
     status: ServerStatus
     address_lists: AddressLists
+    system_settings: SystemSettings
 
 
 @dataclass(frozen=True)

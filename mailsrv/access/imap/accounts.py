@@ -33,6 +33,7 @@ from mailsrv.directory.address_lists import AddressLists
 from mailsrv.directory.auth import Authenticator
 from mailsrv.directory.domain_limits import disk_quota_bytes, disk_quota_refusal
 from mailsrv.directory.domains import get_domain
+from mailsrv.directory.system_settings import SystemSettings
 from mailsrv.mailstore.disk import Disk
 from mailsrv.store.db import Store
 from mailsrv.store.models import Domain
@@ -72,8 +73,8 @@ class _AuthenticatorCheck:
 
 def append_limit(domain: Domain, server_max_kb: int) -> int:
     """The largest message a user of `domain` may store over IMAP: the domain's MaxMessageSize
-    within the server's `[smtp] max_message_kb`. APPEND holds the message in memory, so with both
-    unlimited (0) it is still the default server cap."""
+    within the server's `maxmessagesize` setting (initially `[smtp] max_message_kb`). APPEND holds
+    the message in memory, so with both unlimited (0) it is still the default server cap."""
     domain_kb = settings.value(settings.DOMAIN, domain.settings, "maxmessagesize")
     return min((kb for kb in (domain_kb, server_max_kb) if kb), default=SmtpConfig.max_message_kb) * 1024
 
@@ -141,13 +142,17 @@ class Accounts:
     """Who may open a mailbox, and the mailbox each login opens: what the IMAP and POP3 listeners
     ask of the engine, built once by the server and shared by every listener."""
 
-    def __init__(self, auth: Authenticator, disk: Disk, store: Store, max_message_kb: int,
+    def __init__(self, auth: Authenticator, disk: Disk, store: Store, system: SystemSettings,
                  lists: AddressLists) -> None:
         self.auth = auth
         self.disk = disk
         self.store = store
-        self.max_message_kb = max_message_kb  # [smtp] max_message_kb, the cap of every APPEND
+        self.system = system  # the server's maxmessagesize caps every APPEND; smtphostname greets POP3
         self.lists = lists  # the server's POP and IMAP blacklists, checked at connect
+
+    def server_name(self) -> str:
+        """The `smtphostname` server setting, read now (blocking)."""
+        return str(self.system.values()["smtphostname"])
 
     async def admitted(self, protocol: str, writer: asyncio.StreamWriter, refusal: bytes) -> bool:
         """Whether the client of a new connection may go on; if its address is on the server's
@@ -173,7 +178,7 @@ class Accounts:
         with self.store.session() as s:
             domain = get_domain(s, actor.domain)
             domain_path = Path(domain.path)
-            limit = append_limit(domain, self.max_message_kb)
+            limit = append_limit(domain, self.system.read(s.connection())["maxmessagesize"])
         return MailboxUser(config, self.disk, self.auth, domain_path, actor, limit,
                            functools.partial(self.domain_room, actor.domain, domain_path))
 

@@ -15,7 +15,12 @@ from sqlalchemy import select
 
 from mailsrv.access.imap.accounts import Accounts, MailboxLogin
 from mailsrv.access.imap.maildir import remove_stale_locks
-from mailsrv.access.imap.protocol import COMMAND_LIMIT, MailboxConfig, MailImapServer
+from mailsrv.access.imap.protocol import (
+    COMMAND_LIMIT,
+    SERVER_NAME,
+    MailboxConfig,
+    MailImapServer,
+)
 from mailsrv.core.config import Config
 from mailsrv.core.sessions import IMAP as IMAP_SESSION
 from mailsrv.core.sessions import OpenSessions
@@ -72,6 +77,12 @@ async def start_imap_listener(accounts: Accounts, config: Config, sock: socket.s
         if not await accounts.admitted(IMAP, writer, b"* BYE Your address is on this server's blacklist\r\n"):
             return
         login.config.apply_context()
+        try:  # the greeting names the server as the setting is now: a change holds for the next session
+            SERVER_NAME.set(await asyncio.to_thread(accounts.server_name))
+        except Exception:
+            log.exception("could not read the server settings for a new IMAP session")
+            writer.close()
+            return
         await callback(reader, writer)
 
     # The reader's limit is the longest line it buffers: without it a line that never ends grows

@@ -12,6 +12,7 @@ from argparse import Namespace
 from asyncio import StreamReader, StreamWriter
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack, closing
+from contextvars import ContextVar
 from typing import cast
 
 from proxyprotocol.sock import SocketInfo
@@ -117,6 +118,11 @@ class _TooBig(EOFError):
     allows it for a non-synchronising literal; for the rest there is no command left to answer)."""
 
 
+# The `smtphostname` server setting as the session's connection found it (listener.py sets it before
+# pymap greets; pymap's subsystem runs the greeting in a copy of that context).
+SERVER_NAME: ContextVar[str] = ContextVar("SERVER_NAME")
+
+
 class MailboxConfig(MaildirConfig):
     """pymap's settings for one listener (STARTTLS or implicit TLS)."""
 
@@ -129,12 +135,12 @@ class MailboxConfig(MaildirConfig):
                          hash_context=BuiltinHash(), reject_dnsbl=False, invalid_user_sleep=0,
                          # Each user's own limit (MailConnectionState), not pymap's 1 GB for all.
                          max_append_len=None)
-        self._hostname = hostname
+        self._hostname = hostname  # [smtp] hostname: the greeting's when SERVER_NAME was not set
         self._allow_plaintext_auth = allow_plaintext_auth
 
     @property
     def greeting(self) -> bytes:
-        return b"Server ready " + self._hostname.encode("ascii", "replace")
+        return b"Server ready " + SERVER_NAME.get(self._hostname).encode("ascii", "replace")
 
     @property
     def commands(self) -> Commands:

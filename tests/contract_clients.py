@@ -111,3 +111,15 @@ def make_client(kind: str, base_url: str) -> ZeepClient | HttpClient:
             "soap12": lambda: ZeepClient(base_url, soap12=True),
             "get": lambda: HttpClient(base_url, "GET"),
             "post": lambda: HttpClient(base_url, "POST")}[kind]()
+
+
+def ok(result: dict) -> dict:
+    """A result that succeeded (Result true, ResultCode 0), returned for reading its fields."""
+    assert result["Result"] is True and result["ResultCode"] == 0, result
+    return result
+
+
+def refused(result: dict) -> tuple[int, str]:
+    """A result that failed: its ResultCode and Message."""
+    assert result["Result"] is False, result
+    return result["ResultCode"], result["Message"]

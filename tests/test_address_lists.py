@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import web_listener
-from contract_clients import HttpClient, ZeepClient
+from contract_clients import HttpClient, ok, ZeepClient
 from mailbox_support import MailboxHarness
 from smtp_support import ADMIN, DOMAIN, MailHarness, make_harness, send
 
@@ -59,10 +59,6 @@ def lists(tmp_path) -> Iterator[Harness]:
 def texts(entries: list[dict]) -> list[dict]:
     """Entries with empty strings as "" (an empty element reads back as None in zeep and our HTTP client)."""
     return [{k: "" if v is None else v for k, v in entry.items()} for entry in entries]
-
-
-def ok(result: dict) -> None:
-    assert (result["Result"], result["ResultCode"]) == (True, 0), result
 
 
 def refused(result: dict, code: ResultCode, *words: str) -> None:

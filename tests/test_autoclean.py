@@ -5,7 +5,7 @@ import datetime as dt
 import os
 
 import pytest
-from contract_clients import HttpClient, make_client
+from contract_clients import HttpClient, make_client, ok
 from mailbox_support import MailboxHarness, mailbox  # noqa: F401  (the fixture: IMAP and POP3 too)
 from smtp_support import ADMIN as SYSTEM_ADMIN
 from smtp_support import DOMAIN
@@ -18,11 +18,6 @@ ADMIN = {"authUsername": SYSTEM_ADMIN[0], "authPassword": SYSTEM_ADMIN[1]}
 DOMAIN_ADMIN = {"authUsername": f"postmaster@{DOMAIN}", "authPassword": "Domain-pass-1"}
 ALICE, BOB = f"alice@{DOMAIN}", f"bob@{DOMAIN}"
 KB = 1024
-
-
-def ok(result: dict) -> dict:
-    assert result["Result"] is True and result["ResultCode"] == 0, result
-    return result
 
 
 def add_rule(c, folder: str, type_: str, before: int = 0, after: int = 0, days: int = 0, enabled: bool = True,

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from contract_clients import HttpClient, make_client
+from contract_clients import HttpClient, make_client, ok
 from serve_support import Serving
 from smtp_support import ADMIN as SYSTEM_ADMIN
 from smtp_support import DOMAIN
@@ -26,11 +26,6 @@ from mailsrv.store.models import DirectoryGeneration, Domain, Job, Node
 ADMIN = {"AuthUserName": SYSTEM_ADMIN[0], "AuthPassword": SYSTEM_ADMIN[1]}
 DOMAIN_ADMIN = {"AuthUserName": f"postmaster@{DOMAIN}", "AuthPassword": "Domain-pass-1"}
 REPOSITORY = Path(__file__).resolve().parents[1]
-
-
-def ok(result: dict) -> dict:
-    assert result["Result"] is True and result["ResultCode"] == 0, result
-    return result
 
 
 def status(c, auth: dict = ADMIN) -> dict[str, str]:

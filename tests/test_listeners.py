@@ -8,14 +8,13 @@ import re
 import smtplib
 import socket
 import ssl
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from contract_clients import HttpClient
-from serve_support import Serving
+from contract_clients import HttpClient, ok, refused
+from serve_support import Serving, wait_until
 from smtp_peer import free_port
 
 from mailsrv.core.errors import MailsrvError, ResultCode
@@ -38,24 +37,6 @@ NEW_ADMIN = {"authUsername": "root", "authPassword": "Gr8-secret-pw"}  # the new
 DOM = "a.test"
 DOMAIN_ADMIN = {"AuthUserName": f"postmaster@{DOM}", "AuthPassword": "Domain-pass-1"}
 SVC = "svcServerAdmin"
-
-
-def ok(result: dict) -> dict:
-    assert result["Result"] is True and result["ResultCode"] == 0, result
-    return result
-
-
-def refused(result: dict) -> tuple[int, str]:
-    assert result["Result"] is False, result
-    return result["ResultCode"], result["Message"]
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.1)
 
 
 def answers(port: int, host: str = "127.0.0.1") -> bool:

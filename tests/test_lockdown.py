@@ -2,9 +2,10 @@
 step proven over SMTP on real sockets.
 
 One function per step (`disable_catch_alls`, `restrict_bounces_and_auto_responders`,
-`relay_nobody`, `require_smtp_authentication`): each makes its SOAP calls and then shows over SMTP
-what changed. A test runs each step alone on a fresh server, and one runs the whole procedure in
-the seed's order on one server, so that a later step is shown not to undo an earlier one."""
+`relay_nobody`, `whitelist_the_relaying_client`, `require_smtp_authentication`): each makes its SOAP
+calls and then shows over SMTP what changed. A test runs each step alone on a fresh server, and one
+runs the whole procedure in the seed's order on one server, so that a later step is shown not to
+undo an earlier one."""
 from __future__ import annotations
 
 import smtplib
@@ -12,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
-from contract_clients import ZeepClient
+from contract_clients import ZeepClient, ok
 from smtp_peer import Peer, remote_config
 from smtp_support import ADMIN as SYSTEM_ADMIN
 from smtp_support import DOMAIN, MailHarness, make_harness, send
@@ -20,6 +21,7 @@ from web_support import WebHarness
 
 ADMIN = {"AuthUserName": SYSTEM_ADMIN[0], "AuthPassword": SYSTEM_ADMIN[1]}
 TRUSTED_IP = "127.0.0.2"  # in the relay networks; every other client here connects from 127.0.0.1
+WHITELISTED_IP = "127.0.0.3"  # e.g. the primary server of an outgoing gateway: on the SMTP IP whitelist
 
 
 def message(sender: str) -> bytes:
@@ -58,10 +60,6 @@ def lab(tmp_path, port) -> Iterator[Lab]:
         finally:
             web.stop()
             peer.stop()
-
-
-def ok(result: dict) -> None:
-    assert result["Result"] is True and result["ResultCode"] == 0, result
 
 
 def system_settings(lab: Lab, *assignments: str) -> None:
@@ -116,12 +114,36 @@ def relay_nobody(lab: Lab) -> None:
     assert rcpt(lab, "forms@a.test", "friend@peer.test", source=TRUSTED_IP) == 250  # a trusted client does
 
 
+def whitelist_the_relaying_client(lab: Lab) -> None:
+    """The seed's outgoing gateway: relay=Nobody, and the primary's address on the SMTP IP whitelist."""
+    system_settings(lab, "relay=Nobody")
+    assert rcpt(lab, "someone@pass.example", "friend@peer.test", source=WHITELISTED_IP) == 550
+    ok(lab.soap.call("svcServerAdmin", "SetWhitelistEntry", authUsername=ADMIN["AuthUserName"],
+                     authPassword=ADMIN["AuthPassword"], ipAddress=WHITELISTED_IP, ipRangeStart="", ipRangeEnd="",
+                     whitelistSMTP=True, whitelistPOP=False, whitelistIMAP=False, description="primary"))
+    assert rcpt(lab, "someone@pass.example", "friend@peer.test", source=WHITELISTED_IP) == 250
+    with client(lab, WHITELISTED_IP) as smtp:  # and the message goes out
+        send(smtp, "someone@pass.example", ["friend@peer.test"], message("someone@pass.example"))
+    lab.mail.deliver()
+    assert any(a.recipients == ["friend@peer.test"] for a in lab.peer.arrivals)
+    # Only that address: the others still relay nothing, authenticated or not.
+    assert rcpt(lab, "someone@pass.example", "friend@peer.test") == 550
+    assert rcpt(lab, "someone@pass.example", "friend@peer.test", source=WHITELISTED_IP) == 250
+    with lab.mail.authenticated("alice@a.test") as smtp:
+        smtp.mail("alice@a.test")
+        assert smtp.rcpt("friend@peer.test")[0] == 550
+
+
 def require_smtp_authentication(lab: Lab) -> None:
+    """In the domain defaults (new domains) and propagated to every existing domain (svcGlobalUpdate)."""
     assert rcpt(lab, "alice@a.test", "bob@a.test") == 250  # a.test lets anyone send as its users
-    # New domains: the defaults. Existing ones: the server-wide floor under every domain's own setting.
     ok(lab.soap.call("svcDomainAdmin", "SetRequestedDomainDefaults", **ADMIN,
                      newSettings=["defaultrequiresmtpauthentication=True"]))
-    system_settings(lab, "requiresmtpauthforlocalsenders=True")
+    ok(lab.soap.call("svcGlobalUpdate", "UpdateAllDomainSettings", **ADMIN,
+                     newSettings=["requiresmtpauthentication=True"]))
+    assert lab.mail.server.jobs.run_until_idle("lockdown-node") >= 1  # what every node's job loop does
+    state = lab.soap.call("svcGlobalUpdate", "GetGlobalUpdateStatus", **ADMIN)["KeyValuePairs"]
+    assert "state=Finished" in state, state
     assert rcpt(lab, "alice@a.test", "bob@a.test") == 530
     ok(lab.soap.call("svcDomainAdmin", "AddDomainEx", **ADMIN, DomainName="b.test", Path="",
                      PrimaryDomainAdminUserName="postmaster", PrimaryDomainAdminPassword="Domain-pass-2",
@@ -135,7 +157,7 @@ def require_smtp_authentication(lab: Lab) -> None:
 
 
 STEPS: list[Callable[[Lab], None]] = [disable_catch_alls, restrict_bounces_and_auto_responders, relay_nobody,
-                                      require_smtp_authentication]
+                                      whitelist_the_relaying_client, require_smtp_authentication]
 
 
 @pytest.mark.parametrize("step", STEPS, ids=[step.__name__ for step in STEPS])
@@ -150,3 +172,4 @@ def test_the_whole_procedure_in_order(lab):
     assert rcpt(lab, "someone@pass.example", "anything@a.test") == 550
     assert rcpt(lab, "alice@a.test", "bob@a.test") == 530
     assert rcpt(lab, "someone@pass.example", "friend@peer.test") == 550
+    assert rcpt(lab, "someone@pass.example", "friend@peer.test", source=WHITELISTED_IP) == 250

@@ -23,13 +23,12 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from serve_support import Serving
+from serve_support import Serving, wait_until
 from smtp_peer import Peer, PeerHandler, SlowPeer, free_port, remote_config
 from smtp_support import DOMAIN, SPOOL_ONLY, MailHarness, make_harness, send
 from sqlalchemy import func, select
@@ -291,14 +290,6 @@ def pending_renames(harness: MailHarness) -> int:
     """Direct deliveries committed and not yet moved into new/ (mailsrv.mta.spool)."""
     with harness.server.store.reading() as s:
         return s.execute(select(func.count()).select_from(MaildirRename)).scalar_one()
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.1)
 
 
 def test_a_killed_worker_is_started_again_and_nothing_acknowledged_is_lost_or_doubled(tmp_path, env):

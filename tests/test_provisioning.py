@@ -8,17 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from contract_clients import make_client
+from contract_clients import make_client, ok
 
 ADMIN = {"AuthUserName": "root", "AuthPassword": "Gr8-secret-pw"}
 DOM = "hosted-example.com"
 DA = {"AuthUserName": f"postmaster@{DOM}", "AuthPassword": "Domain-pass-1"}
-
-
-def ok(result: dict) -> dict:
-    assert result["Result"] is True, result
-    assert result["ResultCode"] == 0, result
-    return result
 
 
 def refused(result: dict, code: int) -> str:

@@ -8,7 +8,7 @@ import pytest
 from smtp_support import ADMIN as SYSTEM_ADMIN, send
 from web_support import web  # noqa: F401  (the fixture: SMTP, SOAP and a loopback DNS server)
 
-from contract_clients import HttpClient
+from contract_clients import HttpClient, ok, refused
 
 ADMIN = {"AuthUserName": "root", "AuthPassword": "Gr8-secret-pw"}
 DOM = "a.test"
@@ -24,16 +24,6 @@ def c(live_server):
                    PrimaryDomainAdminUserName="postmaster", PrimaryDomainAdminPassword="Domain-pass-1",
                    PrimaryDomainAdminFirstName="", PrimaryDomainAdminLastName="", IP=""))
     return client
-
-
-def ok(result: dict) -> dict:
-    assert result["Result"] is True and result["ResultCode"] == 0, result
-    return result
-
-
-def refused(result: dict) -> tuple[int, str]:
-    assert result["Result"] is False, result
-    return result["ResultCode"], result["Message"]
 
 
 def add_user(c, name: str, password: str, auth: dict = ADMIN, is_admin: bool = False) -> dict:

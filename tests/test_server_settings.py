@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import web_listener
-from contract_clients import ZeepClient
+from contract_clients import ZeepClient, ok, refused
 from mailbox_support import MailboxHarness, mailbox  # noqa: F401  (the fixture: IMAP and POP3 too)
 from smtp_peer import Peer, PeerHandler, remote_config
 from smtp_support import ADMIN as SYSTEM_ADMIN
@@ -45,16 +45,6 @@ DEFAULTS = ["catchalls=Enabled", "bouncing=Enabled", "autoresponders=Enabled", "
             "smtphostname=mx.test", "maxmessagesize=51200", "maxrecipients=1000",
             "requiresmtpauthforlocalsenders=False"]
 KEYS = [key.lower() for key, _, _ in SENT_AND_ANSWERED]
-
-
-def ok(result: dict) -> dict:
-    assert result["Result"] is True and result["ResultCode"] == 0, result
-    return result
-
-
-def refused(result: dict) -> tuple[int, str]:
-    assert result["Result"] is False, result
-    return result["ResultCode"], result["Message"]
 
 
 @pytest.fixture

@@ -40,8 +40,8 @@ from mailsrv.access.imap.maildir import message_bytes, stored_size
 from mailsrv.core.config import Config
 from mailsrv.core.sessions import POP as POP_SESSION
 from mailsrv.core.sessions import OpenSessions
-from mailsrv.directory.listeners import Greetings
 from mailsrv.directory.address_lists import POP
+from mailsrv.directory.listeners import Greetings
 
 log = logging.getLogger(__name__)
 

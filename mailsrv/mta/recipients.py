@@ -36,8 +36,13 @@ from sqlalchemy import Connection, and_, bindparam, or_, select
 
 from mailsrv.core import names, settings
 from mailsrv.core.errors import MailsrvError
-from mailsrv.directory.domain_limits import NO_CAPS, HourlyCaps, disk_quota_bytes, hourly_caps
 from mailsrv.directory.address_lists import AddressLists
+from mailsrv.directory.domain_limits import (
+    NO_CAPS,
+    HourlyCaps,
+    disk_quota_bytes,
+    hourly_caps,
+)
 from mailsrv.directory.system_settings import SmtpSettings, SystemSettings
 from mailsrv.store.db import Store
 from mailsrv.store.models import Alias, DirectoryGeneration, Domain, DomainAlias, User

@@ -44,7 +44,7 @@ def test_relay_nobody_leaves_only_trusted_clients_relaying():
     policy = Policy(["192.0.2.0/24"])
 
     def remote(ip: str, login: str | None, authenticated_relay: bool) -> object:
-        client = policy.client(ip, login, authenticated_relay)
+        client = policy.client(ip, login, authenticated_relay=authenticated_relay)
         return policy.check_recipient(RecipientCheck(client, "alice@a.test", "friend@example.net", local=False))
 
     assert remote("198.51.100.1", "alice@a.test", True) is None

@@ -36,6 +36,7 @@ class Arrival:
     recipients: list[str]
     content: bytes
     tls: bool
+    peer_ip: str = ""  # the address the sending server connected from
 
 
 @dataclass
@@ -52,7 +53,7 @@ class PeerHandler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         self.arrivals.append(Arrival(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content or b"",
-                                     session.ssl is not None))
+                                     session.ssl is not None, session.peer[0] if session.peer else ""))
         return "250 2.0.0 queued"
 
 

@@ -10,8 +10,10 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from smtp_peer import HangingPeer, Peer, SlowPeer, remote_config
+from smtp_peer import HangingPeer, Peer, SlowPeer, free_port, remote_config
 from smtp_support import MailHarness, make_harness, send
+
+from mailsrv.mta.routing import Hop, Route
 
 MSG = (b"From: Alice <alice@a.test>\r\nTo: friend@peer.test\r\nSubject: hi\r\n\r\n"
        b"Hello there\r\n.a line that starts with a dot\r\n")
@@ -258,3 +260,32 @@ def test_a_stop_breaks_off_a_peer_that_hangs_and_the_message_goes_out_later_once
     finally:
         up.stop()
     assert mail.spool_rows() == []
+
+
+class _ToRelay:
+    """A router sending one domain to a fixed server from a chosen local address (as the server
+    roles' routers do), and leaving the others to their MX hosts."""
+
+    def __init__(self, domain: str, hop: Hop) -> None:
+        self.domain, self.hop = domain, hop
+
+    def route(self, domain: str) -> Route | None:
+        return Route(f"relay:{self.hop.address}", [self.hop]) if domain == self.domain else None
+
+
+def test_a_router_sends_its_domain_to_its_hops_and_leaves_the_others_to_mx(mail, port):
+    relay = free_port()
+    mail.server.remote_delivery.routes.routers.append(
+        _ToRelay("elsewhere.test", Hop("relay.test", relay, address="127.0.0.2", source="127.0.0.3")))
+    mx(mail, "peer.test", (10, "mx1.peer.test", "127.0.0.1"))  # elsewhere.test has no DNS records at all
+    routed, direct = Peer("127.0.0.2", relay), Peer("127.0.0.1", port)
+    try:
+        from_alice(mail, ["someone@elsewhere.test", "friend@peer.test"])
+        assert mail.deliver() == 1
+        [arrival] = routed.arrivals
+        [other] = direct.arrivals
+    finally:
+        routed.stop()
+        direct.stop()
+    assert arrival.recipients == ["someone@elsewhere.test"] and other.recipients == ["friend@peer.test"]
+    assert arrival.peer_ip == "127.0.0.3"  # connected from the hop's source address

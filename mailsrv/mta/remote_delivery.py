@@ -2,7 +2,8 @@
 
 For one claimed message, its remote recipients are grouped by domain and each domain gets one
 SMTP transaction carrying all of them (one DATA, per-recipient outcomes from the RCPT replies):
-- route: the domain's MX hosts in preference order (equal preferences in random order, RFC 5321
+- route: what mailsrv.mta.routing decides (an incoming gateway's primary, the outgoing gateways),
+  else the domain's MX hosts in preference order (equal preferences in random order, RFC 5321
   §5.1), each host's A then AAAA addresses; no MX at all means the implicit MX, the domain's own
   addresses; a null MX (`0 .`, RFC 7505) or a domain that does not exist fails at once;
 - the first address that greets with 220 is used; EHLO (HELO if refused) as the `smtphostname`
@@ -19,8 +20,9 @@ client, and a connection is only ever used by one thread at a time (the pool han
 The threads are this target's own, `[delivery] max_connections` of them: peers that answer
 slowly (up to TIMEOUT_SECONDS a step) must not take the process's default pool, which SMTP
 acceptance and local delivery wait on. At most `[delivery] max_connections` transactions run at
-once, and at most `[delivery] max_connections_per_domain` to one domain; a
-connection that ended its transaction cleanly is kept for the next message to the same domain
+once, and at most `[delivery] max_connections_per_domain` to one destination (a domain's MX hosts,
+or a gateway: the route's `destination`); a
+connection that ended its transaction cleanly is kept for the next message to the same destination
 within the same queue run and closed (QUIT) when the run ends (`end_run`).
 
 Nothing is counted here: MessagesSent/BytesSent are the sender's submission, counted at
@@ -44,6 +46,7 @@ from dataclasses import dataclass
 import dns.exception
 import dns.resolver
 
+from mailsrv.mta.routing import Hop, Route, Routes
 from mailsrv.mta.spool import ClaimedRecipient, Deferred, Delivered, Failed, Job, Outcome, SpooledMessage
 
 log = logging.getLogger(__name__)
@@ -134,9 +137,10 @@ class _MXClient(smtplib.SMTP):
     and then calls `connect` (documented); ours dials the address instead of having the system
     resolver look the name up again."""
 
-    def __init__(self, host: str, address: str, port: int, helo: str) -> None:
+    def __init__(self, host: str, address: str, port: int, helo: str, source: str | None = None) -> None:
         self.address = address
-        super().__init__(host, port, local_hostname=helo, timeout=TIMEOUT_SECONDS)
+        super().__init__(host, port, local_hostname=helo, timeout=TIMEOUT_SECONDS,
+                         source_address=(source, 0) if source else None)
 
     def connect(self, host: str = "localhost", port: int = 0,
                 source_address: tuple[str, int] | None = None) -> tuple[int, bytes]:
@@ -165,35 +169,38 @@ class Dialer:
         self.port = port
         self.tls_context = _opportunistic_tls()
 
-    def open(self, domain: str) -> Connection:
-        hosts = mx_hosts(self.resolver, domain)
+    def open(self, domain: str, route: Route) -> Connection:
+        """A session with the first hop of `route` that answers; the domain's MX hosts when the
+        route names no hops."""
+        hops = route.hops if route.hops is not None else [Hop(host, self.port) for host in mx_hosts(self.resolver, domain)]
         helo = self.helo()
         problems: list[str] = []
-        for host in hosts:
+        for hop in hops:
             try:
-                addresses = host_addresses(self.resolver, host)
+                addresses = [hop.address] if hop.address else host_addresses(self.resolver, hop.host)
             except RouteError as exc:
-                problems.append(f"{host}: {exc}")
+                problems.append(f"{hop.host}: {exc}")
                 continue
             if not addresses:
-                problems.append(f"{host}: no address")
+                problems.append(f"{hop.host}: no address")
             for address in addresses:
                 try:
-                    return self._session(host, address, helo, tls=True)
+                    return self._session(hop, address, helo, tls=True)
                 except ssl.SSLError as exc:
-                    log.warning("STARTTLS with %s [%s] failed (%s); retrying without TLS", host, address, exc)
+                    log.warning("STARTTLS with %s [%s] failed (%s); retrying without TLS", hop.host, address, exc)
                     try:
-                        return self._session(host, address, helo, tls=False)
+                        return self._session(hop, address, helo, tls=False)
                     except (OSError, smtplib.SMTPException) as plain_exc:
-                        problems.append(f"{host} [{address}]: {plain_exc}")
+                        problems.append(f"{hop.host} [{address}]: {plain_exc}")
                 except (OSError, smtplib.SMTPException) as exc:
-                    problems.append(f"{host} [{address}]: {exc or type(exc).__name__}")
-        if hosts == [domain] and all(p.endswith(": no address") for p in problems):
+                    problems.append(f"{hop.host} [{address}]: {exc or type(exc).__name__}")
+        if route.hops is None and [hop.host for hop in hops] == [domain] \
+                and all(p.endswith(": no address") for p in problems):
             raise RouteError("5.1.2", f"the domain {domain} has neither MX nor address records")
         raise RouteError("4.4.1", f"no mail server of {domain} could be reached ({'; '.join(problems)})")
 
-    def _session(self, host: str, address: str, helo: str, tls: bool) -> Connection:
-        smtp = _MXClient(host, address, self.port, helo)  # raises SMTPConnectError unless 220
+    def _session(self, hop: Hop, address: str, helo: str, tls: bool) -> Connection:
+        smtp = _MXClient(hop.host, address, hop.port, helo, hop.source)  # raises SMTPConnectError unless 220
         try:
             smtp.ehlo_or_helo_if_needed()
             if tls and smtp.has_extn("starttls"):
@@ -204,7 +211,7 @@ class Dialer:
                     tls = False
             else:
                 tls = False
-            return Connection(smtp, host, tls)
+            return Connection(smtp, hop.host, tls)
         except BaseException:
             smtp.close()
             raise
@@ -266,9 +273,10 @@ def _reset(smtp: smtplib.SMTP) -> bool:
 class RemoteDelivery:
     """The delivery target for recipients of kind "remote" (mailsrv.mta.queue.Target, RunAware)."""
 
-    def __init__(self, dialer: Dialer, max_connections: int, max_connections_per_domain: int,
+    def __init__(self, dialer: Dialer, routes: Routes, max_connections: int, max_connections_per_domain: int,
                  holds: Callable[[str], bool]) -> None:
         self.dialer = dialer
+        self.routes = routes  # where each domain's mail goes (mailsrv.mta.routing)
         # Whether a delivery claimed by the node named may still send its message (Heartbeat.holds).
         self.holds = holds
         self._threads = ThreadPoolExecutor(max(1, max_connections), thread_name_prefix="smtp-out")
@@ -296,17 +304,22 @@ class RemoteDelivery:
 
     async def _deliver_domain(self, domain: str, node: str, sender: str, recipients: list[ClaimedRecipient],
                               content: bytes) -> list[Outcome]:
-        limit = self._limits.setdefault(domain, asyncio.Semaphore(self.max_connections))
+        try:
+            route = await asyncio.get_running_loop().run_in_executor(self._threads, self.routes.route, domain)
+        except Exception as exc:  # e.g. the store is out of reach: try again later
+            log.exception("routing %s failed", domain)
+            return [Deferred(f"4.4.3 no route to {domain} now: {exc or type(exc).__name__}")] * len(recipients)
+        limit = self._limits.setdefault(route.destination, asyncio.Semaphore(self.max_connections))
         async with limit:
-            idle = self._idle[domain]
+            idle = self._idle[route.destination]
             reused = idle.pop() if idle else None
             outcomes, conn = await asyncio.get_running_loop().run_in_executor(
-                self._threads, self._send, domain, node, reused, sender, recipients, content)
+                self._threads, self._send, domain, route, node, reused, sender, recipients, content)
             if conn is not None:
-                self._idle[domain].append(conn)
+                self._idle[route.destination].append(conn)
             return outcomes
 
-    def _send(self, domain: str, node: str, conn: Connection | None, sender: str,
+    def _send(self, domain: str, route: Route, node: str, conn: Connection | None, sender: str,
               recipients: list[ClaimedRecipient], content: bytes) -> tuple[list[Outcome], Connection | None]:
         """The outcomes, and the connection if it may be used again (blocking)."""
         reused = conn is not None
@@ -314,7 +327,7 @@ class RemoteDelivery:
             return [Deferred("4.3.2 the server is stopping")] * len(recipients), conn
         if conn is None:
             try:
-                conn = self.dialer.open(domain)
+                conn = self.dialer.open(domain, route)
             except RouteError as exc:
                 return [exc.outcome()] * len(recipients), None
         try:
@@ -331,7 +344,7 @@ class RemoteDelivery:
         except (OSError, smtplib.SMTPException) as exc:
             conn.smtp.close()
             if reused:  # the peer closed a connection kept from an earlier message: dial afresh
-                return self._send(domain, node, None, sender, recipients, content)
+                return self._send(domain, route, node, None, sender, recipients, content)
             error = f"4.4.2 the connection to {conn.host} broke: {exc or type(exc).__name__}"
             return [Deferred(error, conn.host)] * len(recipients), None
         if reusable:
@@ -372,8 +385,10 @@ def _content(message: SpooledMessage) -> bytes:
 
 
 def make_remote_delivery(resolver: dns.resolver.Resolver, hostname: Callable[[], str], port: int, max_connections: int,
-                         max_connections_per_domain: int, holds: Callable[[str], bool]) -> RemoteDelivery:
-    return RemoteDelivery(Dialer(resolver, hostname, port), max_connections, max_connections_per_domain, holds)
+                         max_connections_per_domain: int, holds: Callable[[str], bool],
+                         routes: Routes | None = None) -> RemoteDelivery:
+    return RemoteDelivery(Dialer(resolver, hostname, port), routes or Routes(), max_connections,
+                          max_connections_per_domain, holds)
 
 
 __all__ = ["Connection", "Dialer", "RemoteDelivery", "RouteError", "host_addresses", "make_remote_delivery",

@@ -53,8 +53,8 @@ def parse_address(raw: str | None) -> tuple[str, int]:
     text = (raw or "").strip()
     host, port = text, ""
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        if rest and not rest.startswith(":"):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or rest and not rest.startswith(":"):
             host = ""
         port = rest[1:]
     elif text.count(":") == 1:

@@ -7,7 +7,9 @@ SMTP transaction carrying all of them (one DATA, per-recipient outcomes from the
   §5.1), each host's A then AAAA addresses; no MX at all means the implicit MX, the domain's own
   addresses; a null MX (`0 .`, RFC 7505) or a domain that does not exist fails at once;
 - the first address that greets with 220 is used; EHLO (HELO if refused) as the `smtphostname`
-  server setting, read at each connection;
+  server setting, read at each connection, from the next `outboundips` address (the source, in
+  turn; none set, the system's choice); a hop that refuses or does not answer is reported to
+  its route's `unreachable` (the outgoing gateways' cool-down);
 - STARTTLS whenever the peer offers it, naming the MX host (SNI) though we dial its address,
   without verifying its certificate: opportunistic TLS (RFC 7435) protects against passive
   listening, and refusing an unverifiable certificate would only push the mail to plaintext. A

@@ -91,8 +91,9 @@ def sm_login(url: str | None, username: str | None, password: str | None) -> SmL
     text = _field(url, "SmarterMail URL")
     try:
         parts = urlsplit(text)
-        parts.port  # noqa: B018 -- raises ValueError for a port out of range
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.username
+        # .port raises ValueError for a port that is no number or out of range.
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.username \
+            and (parts.port is None or parts.port > 0)
     except ValueError:
         valid = False
     if not valid:

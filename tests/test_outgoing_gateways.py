@@ -4,13 +4,14 @@ sockets — SMTP peers on 127.0.0.2/127.0.0.3 standing for gateways, and a real 
 (its own data directory) relaying for the primary only, on to the final destination."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from collections.abc import Iterator
 
 import pytest
 from contract_clients import ZeepClient, ok, refused
-from smtp_peer import Peer, free_port, remote_config
+from smtp_peer import HangingPeer, Peer, free_port, remote_config
 from smtp_support import ADMIN as SYSTEM_ADMIN
 from smtp_support import DOMAIN, MailHarness, make_harness, send
 from web_support import WebHarness
@@ -208,6 +209,34 @@ def test_every_gateway_down_defers_and_bounces_nothing(primary):
         assert len(one.arrivals) == 1 and nothing_bounced(primary)
     finally:
         one.stop()
+
+
+def test_a_hung_gateway_takes_only_its_own_connection_slots(tmp_path):
+    """One connection per destination: the first gateway takes a message and never answers it; the
+    next message goes through the second gateway meanwhile instead of waiting for that slot."""
+    port = free_port()
+    for primary in make_harness(tmp_path, "[delivery]\nmax_connections_per_domain = 1\n"):
+        hanging, two = HangingPeer("127.0.0.2", port), Peer("127.0.0.3", port)
+        queue = primary.server.delivery
+        queue.stop_grace = 0.5
+        stop = asyncio.Event()
+        running = asyncio.run_coroutine_threadsafe(queue.run(stop), primary.loop)
+        try:
+            add(primary, f"127.0.0.2:{port}")
+            add(primary, f"127.0.0.3:{port}")
+            settings(primary, "gatewayenabled=True", "gatewaybalance=RoundRobin")
+            send_out(primary)
+            assert hanging.receiving.wait(30)
+            send_out(primary)
+            deadline = time.monotonic() + 30
+            while not two.arrivals and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(two.arrivals) == 1 and not hanging.dropped.is_set()
+        finally:
+            primary.loop.call_soon_threadsafe(stop.set)
+            running.result(20)
+            hanging.stop()
+            two.stop()
 
 
 def test_failover_order_and_cool_down(primary):

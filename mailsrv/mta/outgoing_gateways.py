@@ -120,7 +120,7 @@ class GatewayRouter:
             return None
         ordered = self.order(enabled, values)
         by_hop = {_hop(g): g for g in ordered}
-        return Route(destination(ordered[0]), list(by_hop), lambda hop: self._refused(by_hop.get(hop)))
+        return Route(destination(ordered[0]), list(by_hop), lambda hop: self.cool_down(by_hop.get(hop)))
 
     def order(self, gateways: list[Gateway], values: Mapping[str, Any]) -> list[Gateway]:
         """`gateways` (in the order they were added) as this route tries them."""
@@ -144,7 +144,8 @@ class GatewayRouter:
         count = self.spool_counts.count(gateway.sm)
         return math.inf if count is None else count
 
-    def _refused(self, gateway: Gateway | None) -> None:
+    def cool_down(self, gateway: Gateway | None) -> None:
+        """`gateway` refused or did not answer: tried last for the cool-down."""
         if gateway is None:
             return
         log.warning("outgoing gateway %s did not answer: skipped for %s s", gateway.address, self.cooldown_seconds)

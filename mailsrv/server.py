@@ -22,6 +22,7 @@ from mailsrv.directory.autoclean import AutocleanRules
 from mailsrv.directory.dkim_keys import DkimKeys
 from mailsrv.directory.domains import Domains, refers_to
 from mailsrv.directory.forwarding_blocks import ForwardingBlocks
+from mailsrv.directory.gateways import Gateways
 from mailsrv.directory.jobs import JobRunner, Jobs
 from mailsrv.directory.listeners import Greetings, Listeners
 from mailsrv.directory.mailbox_migrations import MailboxMigrations
@@ -40,10 +41,12 @@ from mailsrv.mta.bounces import Bouncer
 from mailsrv.mta.intake import Intake
 from mailsrv.mta.local_delivery import LocalDelivery
 from mailsrv.mta.nodes import Heartbeat
+from mailsrv.mta.outgoing_gateways import GatewayRouter, OutboundAddresses
 from mailsrv.mta.policy import Policy
 from mailsrv.mta.queue import QueueManager
 from mailsrv.mta.recipients import Resolver
 from mailsrv.mta.remote_delivery import make_remote_delivery
+from mailsrv.mta.routing import Routes
 from mailsrv.mta.spool import LOCAL, REMOTE, Spool
 from mailsrv.mta.status import ServerStatus
 from mailsrv.store.db import Store
@@ -117,9 +120,16 @@ class MailServer:
         self.listeners = Listeners(self.store)
         self.greetings = Greetings()
         self.status = ServerStatus(self.store, self.spool, self.listeners, self.heartbeat, STARTED_AT)
+        # Outgoing gateways (gatewayenabled): a router ahead of MX lookup; LeastQueued counts our own
+        # transactions in flight to a plain gateway.
+        self.gateways = Gateways(self.store)
+        self.gateway_router = GatewayRouter(self.store, self.system_settings, config.delivery.gateway_cooldown_seconds,
+                                            lambda destination: self.remote_delivery.in_flight(destination))
         self.remote_delivery = make_remote_delivery(self.dns, lambda: self.system_settings.values()["smtphostname"],
                                                     config.delivery.remote_port, config.delivery.max_connections,
-                                                    config.delivery.max_connections_per_domain, self.heartbeat.holds)
+                                                    config.delivery.max_connections_per_domain, self.heartbeat.holds,
+                                                    Routes([self.gateway_router]),
+                                                    OutboundAddresses(self.system_settings))
         self.delivery = QueueManager(self.spool, {LOCAL: LocalDelivery(self.store, self.disk, self.autoresponder),
                                                   REMOTE: self.remote_delivery}, self.system_settings, self.heartbeat)
         # Background jobs over every domain or mailbox (propagation, folder auto-clean): every node

@@ -114,6 +114,9 @@ class DeliveryConfig:
     # Simultaneous connections to one recipient domain: more would look like a flood to the
     # receiving server and get us throttled or greylisted.
     max_connections_per_domain: int = 4
+    # An outgoing gateway that refused or did not answer is tried last for this long
+    # (mailsrv.mta.outgoing_gateways), so its mail goes to the others without waiting on it first.
+    gateway_cooldown_seconds: int = 60
     # Every node (server process, or worker of one) writes a heartbeat into the store this often;
     # one whose heartbeat is older than node_timeout_seconds is dead, and the live nodes take over
     # the recipients it had claimed. A node that could not write its own heartbeat for half the

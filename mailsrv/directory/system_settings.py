@@ -18,7 +18,9 @@ of svcServerAdmin) parse and format them the same way the engine reads them:
 - `smtphostname`, `maxmessagesize` (KB), `maxrecipients`: the SMTP greeting/EHLO/Received name and
   the server-wide caps (0: none); `requiresmtpauthforlocalsenders`: the floor under every local
   domain's "Require SMTP Authentication".
-- `gatewayenabled`, `gatewaybalance`, `outboundips`: stored and validated for outgoing gateways.
+- `gatewayenabled`, `gatewaybalance`: whether and how remote mail leaves through the outgoing
+  gateways (read per route by mailsrv.mta.outgoing_gateways); `outboundips`: the source addresses
+  of outgoing SMTP, in turn (read per connection).
 
 Stored under their own names (no prefix). Four keys default to the configuration (`[smtp]
 hostname`, `max_message_kb`, `max_recipients`, `allow_catchalls`): the TOML gives the value only

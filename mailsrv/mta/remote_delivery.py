@@ -7,7 +7,9 @@ SMTP transaction carrying all of them (one DATA, per-recipient outcomes from the
   §5.1), each host's A then AAAA addresses; no MX at all means the implicit MX, the domain's own
   addresses; a null MX (`0 .`, RFC 7505) or a domain that does not exist fails at once;
 - the first address that greets with 220 is used; EHLO (HELO if refused) as the `smtphostname`
-  server setting, read at each connection;
+  server setting, read at each connection, from the next `outboundips` address (the source, in
+  turn; none set, the system's choice); a hop that refuses or does not answer is reported to
+  its route's `unreachable` (the outgoing gateways' cool-down);
 - STARTTLS whenever the peer offers it, naming the MX host (SNI) though we dial its address,
   without verifying its certificate: opportunistic TLS (RFC 7435) protects against passive
   listening, and refusing an unverifiable certificate would only push the mail to plaintext. A
@@ -31,6 +33,7 @@ acceptance (mailsrv.mta.spool), so relaying it onwards must not count it again.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import re
@@ -38,7 +41,7 @@ import smtplib
 import socket
 import ssl
 import threading
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -163,10 +166,13 @@ class Connection:
 class Dialer:
     """Opens an SMTP session to the first reachable host of a domain (blocking)."""
 
-    def __init__(self, resolver: dns.resolver.Resolver, helo: Callable[[], str], port: int) -> None:
+    def __init__(self, resolver: dns.resolver.Resolver, helo: Callable[[], str], port: int,
+                 source: Callable[[], str | None] = lambda: None) -> None:
         self.resolver = resolver
         self.helo = helo  # our name as it is now (blocking: a store read)
         self.port = port
+        # The local address of a connection whose hop names none: `outboundips` in turn (blocking).
+        self.source = source
         self.tls_context = _opportunistic_tls()
 
     def open(self, domain: str, route: Route) -> Connection:
@@ -174,6 +180,7 @@ class Dialer:
         route names no hops."""
         hops = route.hops if route.hops is not None else [Hop(host, self.port) for host in mx_hosts(self.resolver, domain)]
         helo = self.helo()
+        source = self.source()
         problems: list[str] = []
         for hop in hops:
             try:
@@ -183,17 +190,20 @@ class Dialer:
                 continue
             if not addresses:
                 problems.append(f"{hop.host}: no address")
+            dialled = hop if hop.source is not None or source is None else dataclasses.replace(hop, source=source)
             for address in addresses:
                 try:
-                    return self._session(hop, address, helo, tls=True)
+                    return self._session(dialled, address, helo, tls=True)
                 except ssl.SSLError as exc:
                     log.warning("STARTTLS with %s [%s] failed (%s); retrying without TLS", hop.host, address, exc)
                     try:
-                        return self._session(hop, address, helo, tls=False)
+                        return self._session(dialled, address, helo, tls=False)
                     except (OSError, smtplib.SMTPException) as plain_exc:
                         problems.append(f"{hop.host} [{address}]: {plain_exc}")
                 except (OSError, smtplib.SMTPException) as exc:
                     problems.append(f"{hop.host} [{address}]: {exc or type(exc).__name__}")
+            if route.unreachable is not None:
+                route.unreachable(hop)
         if route.hops is None and [hop.host for hop in hops] == [domain] \
                 and all(p.endswith(": no address") for p in problems):
             raise RouteError("5.1.2", f"the domain {domain} has neither MX nor address records")
@@ -287,6 +297,7 @@ class RemoteDelivery:
         self.max_connections = max(1, max_connections_per_domain)
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._idle: dict[str, list[Connection]] = defaultdict(list)
+        self._busy: Counter[str] = Counter()  # transactions under way per destination
 
     async def deliver(self, job: Job) -> list[Outcome]:
         by_domain: dict[str, list[int]] = defaultdict(list)
@@ -313,8 +324,14 @@ class RemoteDelivery:
         async with limit:
             idle = self._idle[route.destination]
             reused = idle.pop() if idle else None
-            outcomes, conn = await asyncio.get_running_loop().run_in_executor(
-                self._threads, self._send, domain, route, node, reused, sender, recipients, content)
+            self._busy[route.destination] += 1
+            try:
+                outcomes, conn = await asyncio.get_running_loop().run_in_executor(
+                    self._threads, self._send, domain, route, node, reused, sender, recipients, content)
+            finally:
+                self._busy[route.destination] -= 1
+                if not self._busy[route.destination]:
+                    del self._busy[route.destination]
             if conn is not None:
                 self._idle[route.destination].append(conn)
             return outcomes
@@ -352,6 +369,10 @@ class RemoteDelivery:
         conn.close()
         return outcomes, None
 
+    def in_flight(self, destination: str) -> int:
+        """Transactions under way to `destination` now (LeastQueued's length of a plain gateway)."""
+        return self._busy.get(destination, 0)
+
     async def end_run(self) -> None:
         idle = [conn for conns in self._idle.values() for conn in conns]
         self._idle.clear()
@@ -386,8 +407,9 @@ def _content(message: SpooledMessage) -> bytes:
 
 def make_remote_delivery(resolver: dns.resolver.Resolver, hostname: Callable[[], str], port: int, max_connections: int,
                          max_connections_per_domain: int, holds: Callable[[str], bool],
-                         routes: Routes | None = None) -> RemoteDelivery:
-    return RemoteDelivery(Dialer(resolver, hostname, port), routes or Routes(), max_connections,
+                         routes: Routes | None = None,
+                         source: Callable[[], str | None] = lambda: None) -> RemoteDelivery:
+    return RemoteDelivery(Dialer(resolver, hostname, port, source), routes or Routes(), max_connections,
                           max_connections_per_domain, holds)
 
 

@@ -12,8 +12,8 @@ up the others. Two domains sent through one gateway share that gateway's destina
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -30,9 +30,11 @@ class Hop:
 
 @dataclass(frozen=True)
 class Route:
-    """The hops to try in order, or None for the domain's MX hosts on the delivery port."""
+    """The hops to try in order, or None for the domain's MX hosts on the delivery port;
+    `unreachable` is told of each hop that refused or did not answer (a router's cool-down)."""
     destination: str
     hops: Sequence[Hop] | None = None
+    unreachable: Callable[[Hop], None] | None = field(default=None, compare=False)
 
 
 class Router(Protocol):

@@ -449,3 +449,19 @@ class NameListEntry(Base):
     list: Mapped[str] = mapped_column(String(16))
     name: Mapped[str] = mapped_column(String(320))
     description: Mapped[str] = mapped_column(Text, default="")
+
+
+class OutgoingGateway(Base):
+    """An outgoing gateway (mailsrv.directory.gateways): with `gatewayenabled`, remote mail leaves
+    through the enabled ones. `address` is `host`, `host:port` or `[IPv6]:port` as given (normalised);
+    a SmarterMail/mailsrv gateway also has the URL and login of its svcServerAdmin, from which
+    LeastQueued reads its spool length. `position` keeps the order they were added in: Failover's order."""
+    __tablename__ = "outgoing_gateways"
+    guid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, unique=True)
+    address: Mapped[str] = mapped_column(String(300), unique=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_smartermail: Mapped[bool] = mapped_column(Boolean, default=False)
+    sm_url: Mapped[str] = mapped_column(Text, default="")
+    sm_username: Mapped[str] = mapped_column(String(320), default="")
+    sm_password: Mapped[str] = mapped_column(Text, default="")

@@ -13,6 +13,7 @@ from mailsrv.directory.autoclean import AutocleanRules
 from mailsrv.directory.dkim_keys import DkimKeys
 from mailsrv.directory.domains import Domains
 from mailsrv.directory.forwarding_blocks import ForwardingBlocks
+from mailsrv.directory.gateways import Gateways
 from mailsrv.directory.listeners import Listeners
 from mailsrv.directory.mailbox_migrations import MailboxMigrations
 from mailsrv.directory.product import Product
@@ -52,6 +53,7 @@ class Engine(Protocol):
     status: ServerStatus
     address_lists: AddressLists
     system_settings: SystemSettings
+    gateways: Gateways
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Operation handlers, in modules by ASMX service (`SERVICE` names it; svcServerAdmin is split by
-subject: server_admin, server_settings, server_lists, server_listeners, server_autoclean).
+subject: server_admin, server_settings, server_lists, server_listeners, server_autoclean,
+server_gateways).
 
 A handler is a module-level function named exactly like the contract operation, declaring who may
 call it (services/asmx/access.py). An `@authenticated` handler is called as

@@ -184,3 +184,18 @@ def test_the_gateway_test_command_fails_for_a_closed_port_or_a_bad_address(env):
     assert done.returncode == 1 and "SMTP error: connect (127.0.0.1 port" in done.stdout
     done = gateway_test("gw.example:99999", env=env)
     assert done.returncode == 2 and "Not a port" in done.stderr
+
+
+def test_an_ipv6_peer_in_brackets():
+    try:
+        with socket.create_server(("::1", 0), family=socket.AF_INET6) as sock:
+            port = sock.getsockname()[1]
+    except OSError:
+        pytest.skip("this machine has no IPv6 loopback")
+    peer = Peer("::1", port)
+    try:
+        found = probe_server(f"[::1]:{port}", timeout=5)
+    finally:
+        peer.stop()
+    assert (found.host, found.ip, found.port) == ("::1", "::1", port)
+    assert found.reachable and found.smtp_error == ""

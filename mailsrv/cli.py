@@ -53,9 +53,10 @@ def _gateway_test(config: Config, args: argparse.Namespace) -> int:
     from mailsrv.core.errors import MailsrvError
     from mailsrv.mta.server_probe import ApiLogin, probe_server
 
-    api = None
-    if args.soap_url:
-        api = ApiLogin(args.soap_url, args.user or "", args.password or "")
+    if bool(args.soap_url) != bool(args.user and args.password is not None):
+        print("mailsrv: --soap-url, --user and --password go together", file=sys.stderr)
+        return 2
+    api = ApiLogin(args.soap_url, args.user, args.password) if args.soap_url else None
     try:
         found = probe_server(args.address, api, local_name=config.smtp.hostname, nameservers=config.dns.nameservers,
                              timeout=args.timeout, try_tls=not args.no_tls)

@@ -217,7 +217,8 @@ def probe_server(address: str, api: ApiLogin | None = None, *, local_name: str =
                  nameservers: list[str] | None = None, timeout: float = 10, try_tls: bool = True) -> ServerProbe:
     """Test the server at `address` ("ip", "ip:port", "[ipv6]:port", "name[:port]"); with `api`, its
     SOAP API too (whether or not SMTP answered: the web interface may be up when SMTP is not).
-    A malformed address is refused (INVALID_ARGUMENT); everything else is a finding."""
+    A malformed address is refused (INVALID_ARGUMENT); everything else is a finding. It blocks (for
+    at most a few timeouts): an event loop runs it in a thread."""
     host, port = parse_address(address)
     found = ServerProbe(address=address, host=host, port=port)
     try:

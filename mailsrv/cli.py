@@ -1,4 +1,5 @@
-"""The `mailsrv` command: `serve`, and `admin reset` for a lost system administrator login.
+"""The `mailsrv` command: `serve`, `admin reset` for a lost system administrator login, and
+`gateway test` for a server mail is handed to.
 
 Exit codes: 0 done, 1 refused or failed, 2 bad usage or configuration.
 """
@@ -46,6 +47,46 @@ def _admin_reset(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _gateway_test(config: Config, args: argparse.Namespace) -> int:
+    """The seed's test of a gateway or primary: SMTP (greeting, EHLO, TLS) and, given its API, its
+    version and spool count. Exit 1 when it could not be reached or its API did not answer."""
+    from mailsrv.core.errors import MailsrvError
+    from mailsrv.mta.server_probe import ApiLogin, probe_server
+
+    if bool(args.soap_url) != bool(args.user and args.password is not None):
+        print("mailsrv: --soap-url, --user and --password go together", file=sys.stderr)
+        return 2
+    api = ApiLogin(args.soap_url, args.user, args.password) if args.soap_url else None
+    try:
+        found = probe_server(args.address, api, local_name=config.smtp.hostname, nameservers=config.dns.nameservers,
+                             timeout=args.timeout, try_tls=not args.no_tls)
+    except MailsrvError as exc:
+        print(f"mailsrv: {exc.message}", file=sys.stderr)
+        return 2
+    print(f"server:     {found.address} ({found.ip or 'not resolved'} port {found.port})")
+    if found.reachable:
+        print(f"greeting:   {found.greeting}  ({found.connect_ms:.1f} ms)")
+    if found.ehlo:
+        print(f"EHLO:       {' | '.join(found.ehlo)}  (round trip {found.round_trip_ms:.1f} ms)")
+        tls = ("offered" if found.starttls_offered else "not offered")
+        if found.tls_negotiated:
+            tls += f", negotiated {found.tls_version} {found.tls_cipher}"
+        print(f"STARTTLS:   {tls}")
+    for label, error in (("SMTP", found.smtp_error), ("TLS", found.tls_error)):
+        if error:
+            print(f"{label} error: {error}")
+    if api is not None:
+        if found.product_version:
+            print(f"product:    {found.product_name} {found.product_version}")
+        if found.spool_count is not None:
+            print(f"spool:      {found.spool_count} messages")
+        for label, error in (("API", found.api_error), ("spool", found.spool_error)):
+            if error:
+                print(f"{label} error: {error}")
+    api_failed = api is not None and bool(found.api_error or found.spool_error)
+    return 1 if not found.reachable or api_failed else 0
+
+
 def _parser() -> argparse.ArgumentParser:
     config_option = argparse.ArgumentParser(add_help=False)
     config_option.add_argument("--config", metavar="FILE",
@@ -67,6 +108,19 @@ def _parser() -> argparse.ArgumentParser:
     reset.add_argument("--username", required=True, metavar="NAME")
     reset.add_argument("--password", required=True, metavar="PW")
     reset.set_defaults(command=_admin_reset)
+
+    gateway = commands.add_parser("gateway", help="gateways and the servers mail is handed to")
+    gateway_commands = gateway.add_subparsers(metavar="ACTION", required=True)
+    test = gateway_commands.add_parser(
+        "test", parents=[config_option],
+        help="test a gateway or primary: SMTP greeting, EHLO, TLS; with --soap-url its version and spool count")
+    test.add_argument("address", metavar="ADDRESS", help="ip, ip:port, [ipv6]:port or host name[:port] (port 25)")
+    test.add_argument("--soap-url", metavar="URL", help="its web interface (SmarterMail or mailsrv), e.g. http://gw:9998")
+    test.add_argument("--user", metavar="NAME", help="a system administrator of that server")
+    test.add_argument("--password", metavar="PW")
+    test.add_argument("--timeout", type=float, default=10, metavar="SECONDS", help="for each step (default 10)")
+    test.add_argument("--no-tls", action="store_true", help="do not try STARTTLS")
+    test.set_defaults(command=_gateway_test)
     return parser
 
 

@@ -39,10 +39,10 @@ from typing import Any
 
 from sqlalchemy import select
 
+from mailsrv.core import soap_client
 from mailsrv.directory import gateways as gateway_store
 from mailsrv.directory.gateways import Gateway, SmLogin
 from mailsrv.directory.system_settings import SystemSettings
-from mailsrv.mta import soap_client
 from mailsrv.mta.routing import Hop, Route
 from mailsrv.store.db import Store
 from mailsrv.store.models import DirectoryGeneration
@@ -76,9 +76,11 @@ class SpoolCounts:
         if cached is not None and now - cached[0] < self.seconds:
             return cached[1]
         try:
-            fields = soap_client.call(login.url, "svcServerAdmin", "GetSpoolMessageCount",
-                                      {"AuthUserName": login.username, "AuthPassword": login.password}, self.timeout)
-            value: int | None = int(fields.get("messageCount", ""))
+            reply = soap_client.call(login.url, "svcServerAdmin", "GetSpoolMessageCount",
+                                     {"AuthUserName": login.username, "AuthPassword": login.password}, self.timeout)
+            if not reply.result:
+                raise soap_client.SoapError(f"GetSpoolMessageCount failed: {reply.message}")
+            value: int | None = int(reply.fields.get("messageCount", ""))
         except (soap_client.SoapError, ValueError) as exc:
             log.warning("the spool count of gateway %s could not be read: %s", login.url, exc)
             value = None

@@ -321,3 +321,21 @@ def test_api_login_refused_means_accept(backup: Node, primary: Node) -> None:
                                   smarterMailURL=url, authSmarterMailUserName=ADMIN[0],
                                   authSmarterMailPassword="wrong-password")["Result"]
         assert rcpt(backup, f"nobody@{DOMAIN}")[0] == 250
+
+
+def test_a_change_through_one_node_holds_for_the_next_session_on_another(backup: Node, primary: Node) -> None:
+    """Two nodes of the backup on one store: what the first one is told over SOAP, the second one's
+    SMTP and queue obey at their next transaction and run, without a restart."""
+    other = Node(backup.data_dir, backup.clock)
+    try:
+        assert rcpt(other, f"alice@{DOMAIN}")[0] == 550
+        assert backup.add_gateway(IPAddress=f"127.0.0.1:{primary.smtp_port}")["Result"]
+        send_via(other, f"alice@{DOMAIN}")
+        other.deliver()
+        assert len(primary.messages(f"alice@{DOMAIN}")) == 1
+        guid = backup.gateways()[0]["guid"]
+        assert backup.soap("RemoveIncomingGateway", guid=guid)["Result"]
+        code, reply = rcpt(other, f"alice@{DOMAIN}")
+        assert (code, reply[:5]) == (550, b"5.7.1")
+    finally:
+        other.stop()

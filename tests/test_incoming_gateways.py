@@ -306,6 +306,11 @@ def test_recipients_and_domains_verified_over_the_primarys_api(backup: Node, pri
         code, reply = rcpt(backup, f"nobody@{DOMAIN}")
         assert (code, reply[:5]) == (550, b"5.1.1")
         assert rcpt(backup, f"alice@{DOMAIN}")[0] == 250
+        primary.server.aliases.add(primary.admin(), DOMAIN, "sales", [f"bob@{DOMAIN}"])
+        assert rcpt(backup, f"sales@{DOMAIN}")[0] == 250  # an alias of the primary's
+        primary.server.domains.set_requested_settings(primary.admin(), DOMAIN,
+                                                      ["enablecatchalls=Enabled", "catchall=sales"])
+        assert rcpt(backup, f"anything@{DOMAIN}")[0] == 250  # the primary's catch-all takes it
         assert rcpt(backup, "alice@unknown-to-primary.test")[0] == 550  # not one of the primary's domains
         send_via(backup, f"bob@{DOMAIN}")
     # The primary's API is gone: an unverified recipient is accepted, the domain list read last stands.

@@ -22,10 +22,10 @@ mailsrv.directory.incoming_gateways).
 """
 from __future__ import annotations
 
+import http.client
 import logging
 import threading
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -88,7 +88,7 @@ class PrimaryApi:
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 (http/https only)
                 payload = response.read(4 << 20)
-        except (OSError, urllib.error.URLError) as exc:
+        except (OSError, http.client.HTTPException) as exc:  # URLError and HTTPError (a SOAP fault) too
             raise PrimaryUnreachable(f"{service}.{operation} at {self.base}: {exc}") from None
         try:
             root = etree.fromstring(payload, _PARSER)
@@ -100,7 +100,10 @@ class PrimaryApi:
         values = {etree.QName(child).localname: [child.text or ""] if len(child) == 0 else
                   [item.text or "" for item in child] for child in result if isinstance(child.tag, str)}
         ok = (values.get("Result") or [""])[0] == "true"
-        code = int((values.get("ResultCode") or ["0"])[0] or 0)
+        try:
+            code = int((values.get("ResultCode") or ["0"])[0] or 0)
+        except ValueError:
+            raise PrimaryUnreachable(f"{service}.{operation} at {self.base}: a ResultCode that is no number") from None
         if not ok and code in LOGIN_REFUSED:
             raise PrimaryUnreachable(f"{service}.{operation} at {self.base}: login refused ({code})")
         return ApiResult(ok, code, values)

@@ -318,6 +318,11 @@ def test_recipients_and_domains_verified_over_the_primarys_api(backup: Node, pri
     assert rcpt(backup, f"nobody@{DOMAIN}")[0] == 550  # the answer it gave is kept for a while
     backup.deliver()
     assert len(primary.messages(f"bob@{DOMAIN}")) == 1
+    # The store keeps the primary's domain list: the backup restarted while the API is down still
+    # takes the domain's mail.
+    backup.restart()
+    assert rcpt(backup, f"nobody@{DOMAIN}")[0] == 250
+    assert rcpt(backup, "alice@unknown-to-primary.test")[0] == 550
 
 
 def test_api_login_refused_means_accept(backup: Node, primary: Node) -> None:

@@ -119,6 +119,7 @@ class IncomingGateway:
     api_user: str
     api_password: str
     spam: Mapping[str, Any]  # enableSpamActions and SPAM_FIELDS, as stored
+    primary_domains: tuple[str, ...] = ()  # the primary's domain list as last read (domain_verify SmarterMail)
 
     @property
     def primary(self) -> Primary:
@@ -145,7 +146,8 @@ class IncomingGateway:
 def _of(row: IncomingGatewayRow) -> IncomingGateway:
     return IncomingGateway(row.guid, row.mode, row.address, row.range_start, row.range_end, row.user_verify,
                            row.domain_verify, tuple(row.domains or ()), row.webservice_url, row.smartermail_mode,
-                           row.smartermail_url, row.api_user, row.api_password, dict(row.spam or {}))
+                           row.smartermail_url, row.api_user, row.api_password, dict(row.spam or {}),
+                           tuple(row.primary_domains or ()))
 
 
 def _choice(raw: Any, allowed: tuple[str, ...], what: str, default: str | None = None) -> str:
@@ -271,6 +273,14 @@ class IncomingGateways:
         actor.require_system()
         with self.store.reading() as s:
             return [_of(row) for row in s.scalars(select(IncomingGatewayRow).order_by(IncomingGatewayRow.guid))]
+
+    def record_primary_domains(self, guid: str, domains: frozenset[str]) -> None:
+        """Keep the primary's domain list just read (the engine's own write, for every node and the
+        next start); written only when it changed, since it raises the directory generation."""
+        with self.store.session() as s:
+            row = s.get(IncomingGatewayRow, guid)
+            if row is not None and set(row.primary_domains or ()) != domains:
+                row.primary_domains = sorted(domains)
 
     @staticmethod
     def _row(s: Session, guid: str | None) -> IncomingGatewayRow:

@@ -5,7 +5,9 @@ mailsrv.directory.incoming_gateways).
 - A domain is a relay domain when a gateway lists it (`domainVerifyType=List`) or the primary's
   domain list says so (`SmarterMail`: svcDomainAdmin `GetAllDomains` over the primary's API, kept
   per gateway and asked again every DOMAINS_REFRESH; when the primary cannot be asked the list last
-  read stays, and it is asked again after RETRY_AFTER).
+  read stays, and it is asked again after RETRY_AFTER). The list read is kept in the store too
+  (written when it changed), so every node and a restarted server answer with it while the primary
+  is down; only a gateway whose primary was never reached knows none of its domains yet.
 - Mail for a relay domain is accepted from anyone (policy rule `relay_domain`) — except from the
   primary itself (its range or its address): handing that back to the primary would loop, so RCPT
   gets `554 5.4.6 routing loop` (policy rule `gateway_loop`, asked before any other rule).
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
 from lxml import etree
+from sqlalchemy.exc import SQLAlchemyError
 
 from mailsrv.core import names
 from mailsrv.core.errors import MailsrvError
@@ -159,6 +162,7 @@ class IncomingRole:
         self.api = api or (lambda g: PrimaryApi(g.api_url, g.api_user, g.api_password))
         self.monotonic = monotonic
         self._domains: dict[tuple[str, str], tuple[frozenset[str], float]] = {}  # (guid, url) -> list, next ask
+        self._asking: dict[tuple[str, str], threading.Lock] = {}  # held while that list is being asked for
         self._answers: dict[tuple[str, str, str], _Answer] = {}
         self._lock = threading.Lock()
 
@@ -177,23 +181,40 @@ class IncomingRole:
         return None
 
     def _primary_domains(self, gateway: IncomingGateway) -> frozenset[str]:
+        """The primary's domains: as read last by this process while fresh, else asked again; while
+        it cannot be asked, the list last read (by any node: the store keeps it)."""
         key = (gateway.guid, gateway.api_url)
-        now = self.monotonic()
         with self._lock:
-            known, next_ask = self._domains.get(key, (frozenset(), 0.0))
-            if now < next_ask:
-                return known
-            # One asker at a time: the others go on with the list last read meanwhile.
-            self._domains[key] = (known, now + RETRY_AFTER)
-        try:
-            fresh = self.api(gateway).domains()
-        except PrimaryUnreachable as exc:
-            log.warning("incoming gateway %s: the primary's domain list could not be read (%s); "
-                        "keeping the %d domains read last", gateway.guid, exc, len(known))
+            known, next_ask = self._domains.get(key, (frozenset(gateway.primary_domains), 0.0))
+            asking = self._asking.setdefault(key, threading.Lock())
+        if self.monotonic() < next_ask:
             return known
-        with self._lock:
-            self._domains[key] = (fresh, now + DOMAINS_REFRESH)
-        return fresh
+        # Another thread asking: the list read last answers meanwhile; with none, wait for its answer.
+        if not asking.acquire(blocking=not known):
+            return known
+        try:
+            with self._lock:
+                known, next_ask = self._domains.get(key, (known, 0.0))
+            if self.monotonic() < next_ask:
+                return known  # answered while this thread waited
+            try:
+                fresh = self.api(gateway).domains()
+            except PrimaryUnreachable as exc:
+                log.warning("incoming gateway %s: the primary's domain list could not be read (%s); "
+                            "keeping the %d domains read last", gateway.guid, exc, len(known))
+                with self._lock:
+                    self._domains[key] = (known, self.monotonic() + RETRY_AFTER)
+                return known
+            with self._lock:
+                self._domains[key] = (fresh, self.monotonic() + DOMAINS_REFRESH)
+            if fresh != frozenset(gateway.primary_domains):
+                try:
+                    self.gateways.record_primary_domains(gateway.guid, fresh)
+                except SQLAlchemyError:  # this process still answers with it; the next read writes it again
+                    log.exception("incoming gateway %s: could not keep the primary's domain list", gateway.guid)
+            return fresh
+        finally:
+            asking.release()
 
     def recipient_known(self, gateway: IncomingGateway, address: str) -> bool:
         """False only when the primary said it does not know `address` (cached); True when it knows

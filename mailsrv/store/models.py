@@ -470,3 +470,6 @@ class IncomingGatewayRow(Base):
     api_user: Mapped[str] = mapped_column(String(320), default="")
     api_password: Mapped[str] = mapped_column(Text, default="")
     spam: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The primary's domain list as last read over its API (domainVerifyType SmarterMail): what every
+    # node answers with while the primary cannot be asked, across restarts.
+    primary_domains: Mapped[list[str]] = mapped_column(JSON, default=list)

@@ -36,6 +36,7 @@ def upgrade() -> None:
                     sa.Column('api_user', sa.String(length=320), nullable=False),
                     sa.Column('api_password', sa.Text(), nullable=False),
                     sa.Column('spam', sa.JSON(), nullable=False),
+                    sa.Column('primary_domains', sa.JSON(), nullable=False),
                     sa.PrimaryKeyConstraint('guid'))
     if op.get_bind().dialect.name == 'postgresql':
         op.execute(f"CREATE TRIGGER {TABLE}_directory_changed AFTER INSERT OR DELETE OR UPDATE ON {TABLE} "

@@ -8,9 +8,13 @@ backup refuses the forwarded domains' mail (the loop rule)."""
 from __future__ import annotations
 
 import datetime as dt
+import http.server
 import smtplib
+import socket
 import ssl
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,7 @@ from mailsrv.access.smtp import start_listener
 from mailsrv.core.clock import ManualClock
 from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.directory.incoming_gateways import IncomingGateway, Primary, parse_primary
+from mailsrv.mta.incoming_gateways import PrimaryApi, PrimaryUnreachable
 from mailsrv.serve import tcp_listener
 
 SA = "svcServerAdmin"
@@ -349,3 +354,53 @@ def test_a_change_through_one_node_holds_for_the_next_session_on_another(backup:
         assert (code, reply[:5]) == (550, b"5.7.1")
     finally:
         other.stop()
+
+
+# -- the primary's API client against a hostile or silent peer ------------------------------------
+
+class _Answering(http.server.BaseHTTPRequestHandler):
+    body = b""
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/xml")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def answering(body: bytes) -> Iterator[str]:
+    handler = type("Handler", (_Answering,), {"body": body})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/Services/svcDomainAdmin.asmx"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_api_client_resolves_no_entities_and_treats_nonsense_as_unreachable(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("evil.test")
+    hostile = (f'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file://{secret}">]>'
+               '<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>'
+               '<GetAllDomainsResponse xmlns="http://tempuri.org/"><GetAllDomainsResult><Result>true</Result>'
+               '<ResultCode>0</ResultCode><DomainNames><string>&e;</string><string>ok.test</string></DomainNames>'
+               '</GetAllDomainsResult></GetAllDomainsResponse></soap:Body></soap:Envelope>').encode()
+    with answering(hostile) as url:
+        assert PrimaryApi(url, "u", "p", timeout=5).domains() == {"ok.test"}
+    with answering(b"<html>not soap</html>") as url, pytest.raises(PrimaryUnreachable):
+        PrimaryApi(url, "u", "p", timeout=5).domains()
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts, never answers
+    try:
+        with pytest.raises(PrimaryUnreachable):
+            PrimaryApi(f"http://127.0.0.1:{silent.getsockname()[1]}", "u", "p", timeout=0.5).knows("a@b.test")
+    finally:
+        silent.close()

@@ -28,6 +28,7 @@ from mailsrv.core.clock import ManualClock
 from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.directory.incoming_gateways import IncomingGateway, Primary, parse_primary
 from mailsrv.mta.incoming_gateways import PrimaryApi, PrimaryUnreachable
+from mailsrv.mta.policy import RELAY_DENIED, Policy, RecipientCheck, Reply
 from mailsrv.serve import tcp_listener
 
 SA = "svcServerAdmin"
@@ -165,6 +166,19 @@ def test_the_primary_is_its_range_and_its_own_address() -> None:
     assert gateway.from_primary("10.0.1.77") and gateway.from_primary("::ffff:10.0.1.1")
     assert gateway.from_primary("10.0.0.1")
     assert not gateway.from_primary("10.0.2.1") and not gateway.from_primary("2001:db8::1")
+
+
+def test_relay_domain_rules() -> None:
+    policy = Policy([])
+    stranger = policy.client("192.0.2.1", None)
+    trusted = Policy(["192.0.2.0/24"]).client("192.0.2.1", None)
+    def check(client, **facts: bool) -> Reply | None:  # type: ignore[no-untyped-def]
+        return policy.check_recipient(RecipientCheck(client, SENDER, "x@a.test", local=False, **facts))
+    assert check(stranger) == RELAY_DENIED
+    assert check(stranger, relay_domain=True) is None
+    for client in (stranger, trusted):  # the primary is refused even where it may relay
+        refusal = check(client, relay_domain=True, from_primary=True)
+        assert refusal is not None and (refusal.code, refusal.status) == (554, "5.4.6")
 
 
 # -- the operations ------------------------------------------------------------------------------

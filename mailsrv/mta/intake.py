@@ -265,14 +265,16 @@ class Intake:
         if isinstance(result, Disabled):
             return Reply(550, "5.2.1", f"<{address}>: {result.what} disabled")
         # The gateways as `begin` read them: no thread hop on a server that has none.
-        gateway = None if result.domain is not None or self.incoming is None or not self.incoming.gateways.snapshot() \
-            else await asyncio.to_thread(self.incoming.gateway_for, address.rpartition("@")[2])
+        incoming = self.incoming
+        gateway = None if result.domain is not None or incoming is None or not incoming.gateways.snapshot() \
+            else await asyncio.to_thread(incoming.gateway_for, address.rpartition("@")[2])
         refusal = self.policy.check_recipient(RecipientCheck(
             client, sender, address, local=result.domain is not None, relay_domain=gateway is not None,
             from_primary=gateway is not None and gateway.from_primary(client.ip)))
         if refusal:
             return refusal
-        if gateway is not None and not await asyncio.to_thread(self.incoming.recipient_known, gateway, address):
+        if gateway is not None and incoming is not None \
+                and not await asyncio.to_thread(incoming.recipient_known, gateway, address):
             return Reply(550, "5.1.1", f"<{address}>: no such user at the primary server")
         domain = result.domain
         everyone = [r for _, r in accepted]

@@ -23,6 +23,7 @@ from mailsrv.directory.dkim_keys import DkimKeys
 from mailsrv.directory.domains import Domains, refers_to
 from mailsrv.directory.forwarding_blocks import ForwardingBlocks
 from mailsrv.directory.gateways import Gateways
+from mailsrv.directory.incoming_gateways import IncomingGateways
 from mailsrv.directory.jobs import JobRunner, Jobs
 from mailsrv.directory.listeners import Greetings, Listeners
 from mailsrv.directory.mailbox_migrations import MailboxMigrations
@@ -38,6 +39,7 @@ from mailsrv.directory.web_sessions import WebSessions
 from mailsrv.mailstore.disk import Disk
 from mailsrv.mta.autoreply import AutoResponder
 from mailsrv.mta.bounces import Bouncer
+from mailsrv.mta.incoming_gateways import IncomingRole
 from mailsrv.mta.intake import Intake
 from mailsrv.mta.local_delivery import LocalDelivery
 from mailsrv.mta.nodes import Heartbeat
@@ -108,9 +110,13 @@ class MailServer:
                                            dt.timedelta(days=config.autoreply.window_days))
         # DNS for SPF at acceptance and MX lookups when delivering ([dns] nameservers).
         self.dns = make_resolver(config.dns.nameservers)
+        # The servers this one is backup MX or incoming gateway for: their domains accepted at RCPT,
+        # their mail handed to them only.
+        self.incoming_gateways = IncomingGateways(self.store)
+        self.incoming_role = IncomingRole(self.incoming_gateways, config.delivery.remote_port)
         # How mail comes in, for SMTP and the web interface's send alike.
         self.intake = Intake(self.resolver, self.policy, self.spool, self.clock, self.dns,
-                             config.smtp.deliver_at_acceptance)
+                             config.smtp.deliver_at_acceptance, self.incoming_role)
         # This node's liveness in the store: how other nodes notice it died, and its fence.
         # The sessions open in this process, published with its heartbeat (RequestStatus).
         self.sessions = OpenSessions()
@@ -128,7 +134,7 @@ class MailServer:
         self.remote_delivery = make_remote_delivery(self.dns, lambda: self.system_settings.values()["smtphostname"],
                                                     config.delivery.remote_port, config.delivery.max_connections,
                                                     config.delivery.max_connections_per_domain, self.heartbeat.holds,
-                                                    Routes([self.gateway_router]),
+                                                    Routes([self.incoming_role, self.gateway_router]),
                                                     OutboundAddresses(self.system_settings))
         self.delivery = QueueManager(self.spool, {LOCAL: LocalDelivery(self.store, self.disk, self.autoresponder),
                                                   REMOTE: self.remote_delivery}, self.system_settings, self.heartbeat)

@@ -33,7 +33,10 @@ SERVER_ADMIN_OPS = ["GetEdition", "ListSystemAdmins", "AddSystemAdmin", "SetSyst
                     "GetRequestedSystemSettings", "SetRequestedSystemSettings",
                     # outgoing gateways (server_gateways)
                     "AddGateway", "AddSmarterMailGateway", "UpdateGateway", "RemoveGateway", "GetGateway",
-                    "ListGateways"]
+                    "ListGateways",
+                    # incoming gateways and backup MX (server_incoming_gateways)
+                    "AddIncomingGateway", "UpdateIncomingGateway", "RemoveIncomingGateway", "GetIncomingGateway",
+                    "ListIncomingGateways"]
 # Operations the contract names without a signature, defined by mailsrv in wsdl/defined/svcServerAdmin.wsdl
 # (README, "Operations defined by mailsrv") and published beside the subset.
 SERVER_ADMIN_DEFINED = WSDL_DIR / "defined" / "svcServerAdmin.wsdl"

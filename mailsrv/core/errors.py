@@ -47,6 +47,7 @@ class ResultCode(IntEnum):
     SERVICE_NOT_STOPPABLE = -90
     UNKNOWN_SERVICE = -91
     PORT_IN_USE = -92
+    GATEWAY_DOMAIN_CONFLICT = -105  # a domain another incoming gateway forwards, or one hosted here
 
 
 class MailsrvError(Exception):

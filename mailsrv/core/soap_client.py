@@ -1,14 +1,15 @@
 """A small client for another server's SmarterMail-contract API (mailsrv or SmarterMail itself): one
 SOAP 1.1 call, document/literal wrapped, and the flat result it answers.
 
-Used where mailsrv asks a peer (testing a gateway or primary: its version and spool count). Replies
+Used where mailsrv asks a peer: testing a gateway or primary (its version and spool count), a
+gateway's spool length (SmartGateway's LeastQueued), a primary's domains and recipients (backup MX). Replies
 are read with lxml with entities, DTDs and the network off, and capped in size: the peer is not
 trusted."""
 from __future__ import annotations
 
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
@@ -28,11 +29,13 @@ class SoapError(Exception):
 
 @dataclass(frozen=True)
 class SoapReply:
-    """An operation's result: the GenericResult fields, and the other fields' texts by name."""
+    """An operation's result: the GenericResult fields, the other simple fields' texts by name, and
+    the arrays' item texts by name (`<DomainNames><string>a</string>…`)."""
     result: bool
     code: int
     message: str
     fields: dict[str, str] = field(default_factory=dict)
+    lists: dict[str, list[str]] = field(default_factory=dict)
 
 
 def service_url(base_url: str, service: str) -> str:
@@ -45,8 +48,15 @@ def service_url(base_url: str, service: str) -> str:
     return f"{base}/Services/{service}.asmx"
 
 
-def _envelope(operation: str, params: Mapping[str, str]) -> bytes:
-    body = "".join(f"<{name}>{escape(value)}</{name}>" for name, value in params.items())
+def _value(value: str | Sequence[str]) -> str:
+    """A parameter's content: the text, or an ArrayOfString's items."""
+    if isinstance(value, str):
+        return escape(value)
+    return "".join(f"<string>{escape(item)}</string>" for item in value)
+
+
+def _envelope(operation: str, params: Mapping[str, str | Sequence[str]]) -> bytes:
+    body = "".join(f"<{name}>{_value(value)}</{name}>" for name, value in params.items())
     return (f'<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="{SOAP_ENV}"><soap:Body>'
             f'<{operation} xmlns="{NAMESPACE}">{body}</{operation}></soap:Body></soap:Envelope>').encode()
 
@@ -62,16 +72,25 @@ def _read_reply(operation: str, data: bytes) -> SoapReply:
     result = root.find(f".//{{{NAMESPACE}}}{operation}Result")
     if result is None:
         raise SoapError(f"{operation}: the reply has no {operation}Result")
-    fields = {etree.QName(child).localname: (child.text or "").strip() for child in result
-              if isinstance(child.tag, str)}
+    fields: dict[str, str] = {}
+    lists: dict[str, list[str]] = {}
+    for child in result:
+        if not isinstance(child.tag, str):
+            continue
+        items = [item for item in child if isinstance(item.tag, str)]
+        if items:
+            lists[etree.QName(child).localname] = [(item.text or "").strip() for item in items]
+        else:
+            fields[etree.QName(child).localname] = (child.text or "").strip()
     try:
         code = int(fields.pop("ResultCode", "0") or 0)
     except ValueError:
         raise SoapError(f"{operation}: ResultCode is not a number") from None
-    return SoapReply(fields.pop("Result", "") == "true", code, fields.pop("Message", ""), fields)
+    return SoapReply(fields.pop("Result", "") == "true", code, fields.pop("Message", ""), fields, lists)
 
 
-def call(base_url: str, service: str, operation: str, params: Mapping[str, str], timeout: float = 10) -> SoapReply:
+def call(base_url: str, service: str, operation: str, params: Mapping[str, str | Sequence[str]],
+         timeout: float = 10) -> SoapReply:
     """POST one operation to the peer; `timeout` bounds the connect and each read."""
     url = service_url(base_url, service)
     if not url.lower().startswith(("http://", "https://")):

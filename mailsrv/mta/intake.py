@@ -32,6 +32,7 @@ from mailsrv.directory.system_settings import SmtpSettings
 from mailsrv.mailstore import maildir_names
 from mailsrv.mailstore.disk import Disk
 from mailsrv.mta import spf_check
+from mailsrv.mta.incoming_gateways import IncomingRole
 from mailsrv.mta.local_delivery import first_over_quota
 from mailsrv.mta.policy import Client, Policy, RecipientCheck, Reply, SenderCheck
 from mailsrv.mta.recipients import MISS, Deliver, Disabled, DomainInfo, LocalMailbox, RemoteAddress, Resolver, Unknown
@@ -164,8 +165,10 @@ class Intake:
     acceptance into the spool. Built once by the server; SMTP and the web interface share it."""
 
     def __init__(self, resolver: Resolver, policy: Policy, spool: Spool, clock: Clock,
-                 dns: dns.resolver.Resolver, deliver_at_acceptance: bool = True) -> None:
+                 dns: dns.resolver.Resolver, deliver_at_acceptance: bool = True,
+                 incoming: IncomingRole | None = None) -> None:
         self.resolver = resolver
+        self.incoming = incoming  # the domains this server is backup MX or incoming gateway for
         self.lists: AddressLists = resolver.lists  # one snapshot per process, read under the same generation
         self.policy = policy
         self.spool = spool
@@ -195,7 +198,10 @@ class Intake:
         await asyncio.to_thread(self._refresh)
 
     def _refresh(self) -> None:
-        self.lists.at(self.resolver.refresh())
+        generation = self.resolver.refresh()
+        self.lists.at(generation)
+        if self.incoming is not None:
+            self.incoming.gateways.at(generation)
 
     async def _lookup(self, kind: str, *args: str) -> Any:
         # A cached answer costs no thread hop: most RCPTs, and every MAIL of a known sender domain.
@@ -258,9 +264,18 @@ class Intake:
             return Reply(550, "5.1.1", f"<{address}>: no such user here")
         if isinstance(result, Disabled):
             return Reply(550, "5.2.1", f"<{address}>: {result.what} disabled")
-        refusal = self.policy.check_recipient(RecipientCheck(client, sender, address, local=result.domain is not None))
+        # The gateways as `begin` read them: no thread hop on a server that has none.
+        incoming = self.incoming
+        gateway = None if result.domain is not None or incoming is None or not incoming.gateways.snapshot() \
+            else await asyncio.to_thread(incoming.gateway_for, address.rpartition("@")[2])
+        refusal = self.policy.check_recipient(RecipientCheck(
+            client, sender, address, local=result.domain is not None, relay_domain=gateway is not None,
+            from_primary=gateway is not None and gateway.from_primary(client.ip)))
         if refusal:
             return refusal
+        if gateway is not None and incoming is not None \
+                and not await asyncio.to_thread(incoming.recipient_known, gateway, address):
+            return Reply(550, "5.1.1", f"<{address}>: no such user at the primary server")
         domain = result.domain
         everyone = [r for _, r in accepted]
         limits = [(self.settings.max_recipients, everyone)]

@@ -20,6 +20,9 @@ Defaults:
   530 (authentication required) rather than 550 5.7.1 because the usual sender of such mail is
   our own user's misconfigured client, and 530 tells it exactly what to fix; a forger gets the
   same permanent refusal either way. The null sender <> (bounces) is never refused here.
+- RCPT TO for a domain an incoming gateway forwards (backup MX, incoming gateway): refused
+  `554 5.4.6` from that gateway's primary (its mail would go straight back to it: a loop), before
+  any other rule, and accepted from anyone else (mailsrv.mta.incoming_gateways).
 - RCPT TO: accepted whatever the destination from trusted clients (`Policy.trusts`: the relay
   networks), and from authenticated clients while the server's `relay` setting is
   AuthenticatedUsers (with Nobody, a login alone relays nothing); otherwise only for our own
@@ -77,6 +80,8 @@ class RecipientCheck:
     sender: str
     recipient: str
     local: bool  # the recipient's domain is one of ours (or one of our domain aliases)
+    relay_domain: bool = False  # an incoming gateway forwards the recipient's domain (mailsrv.mta.incoming_gateways)
+    from_primary: bool = False  # ... and the client is that gateway's primary (its range or address)
 
 
 SenderRule = Callable[[SenderCheck], Verdict | Reply | None]
@@ -108,8 +113,20 @@ def local_recipient(check: RecipientCheck) -> Verdict | None:
     return ACCEPT if check.local else None
 
 
+def gateway_loop(check: RecipientCheck) -> Reply | None:
+    if check.relay_domain and check.from_primary:
+        return Reply(554, "5.4.6", f"<{check.recipient}>: routing loop: this server hands that domain's mail "
+                                   "to your address")
+    return None
+
+
+def relay_domain(check: RecipientCheck) -> Verdict | None:
+    return ACCEPT if check.relay_domain else None
+
+
 DEFAULT_SENDER_RULES: tuple[SenderRule, ...] = (blocked_sender, sender_requires_auth)
-DEFAULT_RECIPIENT_RULES: tuple[RecipientRule, ...] = (authenticated_or_trusted, local_recipient)
+DEFAULT_RECIPIENT_RULES: tuple[RecipientRule, ...] = (gateway_loop, authenticated_or_trusted, local_recipient,
+                                                      relay_domain)
 
 
 class Policy:

@@ -465,3 +465,27 @@ class OutgoingGateway(Base):
     sm_url: Mapped[str] = mapped_column(Text, default="")
     sm_username: Mapped[str] = mapped_column(String(320), default="")
     sm_password: Mapped[str] = mapped_column(Text, default="")
+
+
+class IncomingGatewayRow(Base):
+    """A server this one is backup MX or incoming gateway for (mailsrv.directory.incoming_gateways):
+    mail for its domains is accepted here and handed on to `address` only. `spam` keeps the
+    spam-action fields as given (the filtering issue will read them)."""
+    __tablename__ = "incoming_gateways"
+    guid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(300))
+    range_start: Mapped[str] = mapped_column(String(45), default="")
+    range_end: Mapped[str] = mapped_column(String(45), default="")
+    user_verify: Mapped[str] = mapped_column(String(16))
+    domain_verify: Mapped[str] = mapped_column(String(16))
+    domains: Mapped[list[str]] = mapped_column(JSON, default=list)
+    webservice_url: Mapped[str] = mapped_column(Text, default="")
+    smartermail_mode: Mapped[bool] = mapped_column(Boolean, default=False)
+    smartermail_url: Mapped[str] = mapped_column(Text, default="")
+    api_user: Mapped[str] = mapped_column(String(320), default="")
+    api_password: Mapped[str] = mapped_column(Text, default="")
+    spam: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The primary's domain list as last read over its API (domainVerifyType SmarterMail): what every
+    # node answers with while the primary cannot be asked, across restarts.
+    primary_domains: Mapped[list[str]] = mapped_column(JSON, default=list)

@@ -1,7 +1,7 @@
 """outgoing_gateways: where remote mail leaves with `gatewayenabled`, watched by the directory generation
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-05 09:45:00.000000
 
 Every change raises directory_generation (migration 0007's trigger function on PostgreSQL), like the
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0014'
-down_revision = '0012'
+down_revision = '0013'
 branch_labels = None
 depends_on = None
 

@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 # One number for every wait on the peer: long enough for a busy server's DATA answer (RFC 5321
 # §4.5.3.2 allows minutes), short enough that a hung peer frees its connection slot.
 TIMEOUT_SECONDS = 120
+UNREACHABLE = "4.4.1"  # RFC 3463: no answer from any host of the destination
 _STATUS = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 
@@ -69,8 +70,10 @@ class RouteError(Exception):
         return self.status.startswith("5")
 
     def outcome(self) -> Deferred | Failed:
-        kind = Failed if self.permanent else Deferred
-        return kind(str(self), self.remote_mta, self.reply)
+        if self.permanent:
+            return Failed(str(self), self.remote_mta, self.reply)
+        # 4.4.1, no host answered: the domain is dead for now (mailsrv.mta.destinations.pause).
+        return Deferred(str(self), self.remote_mta, self.reply, unreachable=self.status == UNREACHABLE)
 
 
 def mx_hosts(resolver: dns.resolver.Resolver, domain: str) -> list[str]:
@@ -197,7 +200,7 @@ class Dialer:
         if route.hops is None and [hop.host for hop in hops] == [domain] \
                 and all(p.endswith(": no address") for p in problems):
             raise RouteError("5.1.2", f"the domain {domain} has neither MX nor address records")
-        raise RouteError("4.4.1", f"no mail server of {domain} could be reached ({'; '.join(problems)})")
+        raise RouteError(UNREACHABLE, f"no mail server of {domain} could be reached ({'; '.join(problems)})")
 
     def _session(self, hop: Hop, address: str, helo: str, tls: bool) -> Connection:
         smtp = _MXClient(hop.host, address, hop.port, helo, hop.source)  # raises SMTPConnectError unless 220

@@ -1,5 +1,7 @@
-"""The `mailsrv` command: `serve`, `admin reset` for a lost system administrator login, and
-`gateway test` for a server mail is handed to.
+"""The `mailsrv` command: `serve`, `admin reset` for a lost system administrator login,
+`gateway test` for a server mail is handed to, and `spool list|reset-retries|hold|release|delete`
+(Postfix's postqueue -p / -f and postsuper -h / -H / -d: the same engine functions as
+svcSpoolAdmin, as the system administrator).
 
 Exit codes: 0 done, 1 refused or failed, 2 bad usage or configuration.
 """
@@ -9,9 +11,13 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from mailsrv import __version__
 from mailsrv.core.config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from mailsrv.mta.spool_control import SpoolEntry
 
 Command = Callable[[Config, argparse.Namespace], int]
 
@@ -87,6 +93,51 @@ def _gateway_test(config: Config, args: argparse.Namespace) -> int:
     return 1 if not found.reachable or api_failed else 0
 
 
+def _spool(config: Config, args: argparse.Namespace) -> int:
+    """One spool command, with the shell's user as the system administrator (it holds the
+    configuration and the database, as root does Postfix's queue)."""
+    from mailsrv.core.actor import Actor, Role
+    from mailsrv.core.errors import MailsrvError
+    from mailsrv.server import MailServer
+
+    server = MailServer(config)
+    actor = Actor(Role.SYSTEM_ADMIN, "shell")
+    control = server.spool_control
+    try:
+        if args.action == "list":
+            _print_spool(control.list(actor, args.max))
+        elif args.action == "reset-retries":
+            print(f"{control.reset_retries(actor, args.ids)} recipients are due now.")
+        else:
+            getattr(control, args.action)(actor, args.ids)
+            print(f"{len(set(args.ids))} messages {_DONE[args.action]}.")
+    except MailsrvError as exc:
+        print(f"mailsrv: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        server.close()
+    return 0
+
+
+_DONE = {"hold": "held", "release": "released", "delete": "deleted"}
+
+
+def _print_spool(entries: Sequence[SpoolEntry]) -> None:
+    """postqueue -p's layout: a line per message, then its open recipients indented."""
+    if not entries:
+        print("Mail queue is empty")
+        return
+    for entry in entries:
+        held = "!" if entry.held else " "  # postqueue marks held messages with "!"
+        print(f"{entry.id}{held} {entry.size:>9} {entry.attempts:>3} "
+              f"{entry.next_attempt.strftime('%Y-%m-%dT%H:%M:%SZ')}  {entry.sender or '<>'}")
+        if entry.last_error:
+            print(f"    ({entry.last_error})")
+        for recipient in entry.recipients:
+            print(f"    {recipient}")
+    print(f"-- {len(entries)} messages")
+
+
 def _parser() -> argparse.ArgumentParser:
     config_option = argparse.ArgumentParser(add_help=False)
     config_option.add_argument("--config", metavar="FILE",
@@ -121,6 +172,22 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("--timeout", type=float, default=10, metavar="SECONDS", help="for each step (default 10)")
     test.add_argument("--no-tls", action="store_true", help="do not try STARTTLS")
     test.set_defaults(command=_gateway_test)
+
+    spool = commands.add_parser("spool", help="the queue of mail waiting for delivery")
+    spool_commands = spool.add_subparsers(metavar="ACTION", dest="action", required=True)
+    listing = spool_commands.add_parser("list", parents=[config_option],
+                                        help="the waiting messages, oldest first (ID, size, attempts, next "
+                                        "attempt, sender; \"!\" after the ID: held)")
+    listing.add_argument("--max", type=int, default=10_000, metavar="N", help="at most N messages (1-10000)")
+    resetting = spool_commands.add_parser("reset-retries", parents=[config_option],
+                                          help="attempts back to 0 and due now (no ID: every message)")
+    resetting.add_argument("ids", nargs="*", metavar="ID")
+    for action, text in [("hold", "never attempt these messages until released"),
+                         ("release", "attempt held messages again"),
+                         ("delete", "remove these messages without telling their senders")]:
+        command = spool_commands.add_parser(action, parents=[config_option], help=text)
+        command.add_argument("ids", nargs="+", metavar="ID")
+    spool.set_defaults(command=_spool)
     return parser
 
 

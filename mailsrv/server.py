@@ -50,6 +50,7 @@ from mailsrv.mta.recipients import Resolver
 from mailsrv.mta.remote_delivery import make_remote_delivery
 from mailsrv.mta.routing import Routes
 from mailsrv.mta.spool import LOCAL, REMOTE, Spool
+from mailsrv.mta.spool_control import SpoolControl
 from mailsrv.mta.status import ServerStatus
 from mailsrv.store.db import Store
 from mailsrv.webmail.service import Webmail
@@ -136,8 +137,10 @@ class MailServer:
                                                     config.delivery.max_connections_per_domain, self.heartbeat.holds,
                                                     Routes([self.incoming_role, self.gateway_router]),
                                                     OutboundAddresses(self.system_settings))
+        self.spool_control = SpoolControl(self.spool)
         self.delivery = QueueManager(self.spool, {LOCAL: LocalDelivery(self.store, self.disk, self.autoresponder),
-                                                  REMOTE: self.remote_delivery}, self.system_settings, self.heartbeat)
+                                                  REMOTE: self.remote_delivery}, self.system_settings, self.heartbeat,
+                                     per_destination={REMOTE: config.delivery.max_queued_per_destination})
         # Background jobs over every domain or mailbox (propagation, folder auto-clean): every node
         # runs the loop (started by `mailsrv serve`), one at a time works on a job.
         self.jobs = Jobs(self.store, self.clock, dt.timedelta(seconds=config.jobs.lease_seconds), config.jobs.batch_size)

@@ -21,7 +21,7 @@ TNS = "{http://tempuri.org/}"
 ARRAY_ITEMS = {"string", "dateTime", "AliasInfo", "DomainStatInfo", "UserInfo", "DomainAliasInfo",
                "SystemAdminResult", "UserQuota", "DomainForwardBlockInfo", "UserGroupInfo", "RSSFeed",
                "UserLoginInfo", "StatusResult", "FolderAutoCleanRuleResult", "HostnameResult", "ServerPortResult",
-               "WhitelistResult", "BlacklistResult", "SMTPAuthBypassResult", "SMTPBlockedSenderResult"}
+               "WhitelistResult", "BlacklistResult", "SMTPAuthBypassResult", "SMTPBlockedSenderResult", "SpoolMessageInfo"}
 
 
 def _plain(value: Any) -> Any:

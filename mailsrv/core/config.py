@@ -117,6 +117,10 @@ class DeliveryConfig:
     # An outgoing gateway that refused or did not answer is tried last for this long
     # (mailsrv.mta.outgoing_gateways), so its mail goes to the others without waiting on it first.
     gateway_cooldown_seconds: int = 60
+    # Remote recipients of one destination (domain) the queue has claimed at once, across nodes:
+    # a backlog for a slow or dead one leaves the rest of the queue's room to the others. A few
+    # per connection, so each connection has its next message ready.
+    max_queued_per_destination: int = 16
     # Every node (server process, or worker of one) writes a heartbeat into the store this often;
     # one whose heartbeat is older than node_timeout_seconds is dead, and the live nodes take over
     # the recipients it had claimed. A node that could not write its own heartbeat for half the
@@ -251,6 +255,8 @@ def parse_config(text: str) -> Config:
         # Shorter, and a healthy node would stop delivering between two of its own heartbeats.
         raise ConfigError("configuration key 'delivery.node_timeout_seconds' must be more than twice "
                           "'delivery.heartbeat_seconds', which must be at least 1")
+    if delivery.max_queued_per_destination < 1:
+        raise ConfigError("configuration key 'delivery.max_queued_per_destination' must be at least 1")
     jobs = config.jobs
     if min(jobs.lease_seconds, jobs.poll_seconds, jobs.batch_size, config.autoclean.interval_minutes) < 1:
         raise ConfigError("configuration keys 'jobs.lease_seconds', 'jobs.poll_seconds', 'jobs.batch_size' and "

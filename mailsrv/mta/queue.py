@@ -86,7 +86,8 @@ class _Unrecorded:
 class QueueManager:
     def __init__(self, spool: Spool, targets: Mapping[str, Target | BatchTarget], system: SystemSettings,
                  heartbeat: Heartbeat, batch: int = 100, lease: dt.timedelta = dt.timedelta(minutes=2),
-                 poll_seconds: float = 5.0, stop_grace: float = 5.0) -> None:
+                 poll_seconds: float = 5.0, stop_grace: float = 5.0,
+                 per_destination: Mapping[str, int] | None = None) -> None:
         self.spool = spool
         self.targets = dict(targets)
         self.system = system
@@ -103,6 +104,9 @@ class QueueManager:
         # How long a stop waits for deliveries under way (a hung peer could hold it for minutes);
         # those it gives up on keep their claims, which a restart on this host releases at once.
         self.stop_grace = stop_grace
+        # Per kind: at most this many recipients of one destination in flight, so that a backlog
+        # for one slow or dead destination leaves the other room (mailsrv.mta.destinations).
+        self.per_destination = dict(per_destination or {})
 
     @property
     def node(self) -> str:
@@ -170,7 +174,8 @@ class QueueManager:
                 wake.clear()
                 room = self.batch - sum(in_flight.values()) if self.heartbeat.fresh() else 0
                 try:
-                    jobs = await asyncio.to_thread(self.spool.claim, self.node, room, self.lease, kind) if room else []
+                    jobs = await asyncio.to_thread(self.spool.claim, self.node, room, self.lease, kind,
+                                                   self.per_destination.get(kind)) if room else []
                 except Exception:  # e.g. the database is down: keep the node alive and try again
                     log.exception("claiming %s recipients failed", kind)
                     jobs = []

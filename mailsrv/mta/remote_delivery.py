@@ -23,7 +23,8 @@ The threads are this target's own, `[delivery] max_connections` of them: peers t
 slowly (up to TIMEOUT_SECONDS a step) must not take the process's default pool, which SMTP
 acceptance and local delivery wait on. At most `[delivery] max_connections` transactions run at
 once, and at most `[delivery] max_connections_per_domain` to one destination (a domain's MX hosts,
-or a gateway: the route's `destination`); a
+or a gateway: the route's `destination`; a destination none of whose hosts answered is not dialled
+again for DEAD_SECONDS, what was waiting for it deferred at once); a
 connection that ended its transaction cleanly is kept for the next message to the same destination
 within the same queue run and closed (QUIT) when the run ends (`end_run`).
 
@@ -41,6 +42,7 @@ import smtplib
 import socket
 import ssl
 import threading
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -57,6 +59,12 @@ log = logging.getLogger(__name__)
 # One number for every wait on the peer: long enough for a busy server's DATA answer (RFC 5321
 # §4.5.3.2 allows minutes), short enough that a hung peer frees its connection slot.
 TIMEOUT_SECONDS = 120
+UNREACHABLE = "4.4.1"  # RFC 3463: no answer from any host of the destination
+# How long a destination none of whose hosts answered is not dialled again by this process: the
+# deliveries already claimed for it (waiting for its connection slots) are deferred at once
+# instead of each waiting for its own timeouts. The spool defers its other due recipients too
+# (mailsrv.mta.destinations.pause).
+DEAD_SECONDS = 60.0
 _STATUS = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 
@@ -72,8 +80,10 @@ class RouteError(Exception):
         return self.status.startswith("5")
 
     def outcome(self) -> Deferred | Failed:
-        kind = Failed if self.permanent else Deferred
-        return kind(str(self), self.remote_mta, self.reply)
+        if self.permanent:
+            return Failed(str(self), self.remote_mta, self.reply)
+        # 4.4.1, no host answered: the domain is dead for now (mailsrv.mta.destinations.pause).
+        return Deferred(str(self), self.remote_mta, self.reply, unreachable=self.status == UNREACHABLE)
 
 
 def mx_hosts(resolver: dns.resolver.Resolver, domain: str) -> list[str]:
@@ -207,7 +217,7 @@ class Dialer:
         if route.hops is None and [hop.host for hop in hops] == [domain] \
                 and all(p.endswith(": no address") for p in problems):
             raise RouteError("5.1.2", f"the domain {domain} has neither MX nor address records")
-        raise RouteError("4.4.1", f"no mail server of {domain} could be reached ({'; '.join(problems)})")
+        raise RouteError(UNREACHABLE, f"no mail server of {domain} could be reached ({'; '.join(problems)})")
 
     def _session(self, hop: Hop, address: str, helo: str, tls: bool) -> Connection:
         smtp = _MXClient(hop.host, address, hop.port, helo, hop.source)  # raises SMTPConnectError unless 220
@@ -298,6 +308,8 @@ class RemoteDelivery:
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._idle: dict[str, list[Connection]] = defaultdict(list)
         self._busy: Counter[str] = Counter()  # transactions under way per destination
+        # Destinations found dead: (monotonic time the mark ends, the error that found it).
+        self._dead: dict[str, tuple[float, str]] = {}
 
     async def deliver(self, job: Job) -> list[Outcome]:
         by_domain: dict[str, list[int]] = defaultdict(list)
@@ -322,6 +334,8 @@ class RemoteDelivery:
             return [Deferred(f"4.4.3 no route to {domain} now: {exc or type(exc).__name__}")] * len(recipients)
         limit = self._limits.setdefault(route.destination, asyncio.Semaphore(self.max_connections))
         async with limit:
+            if (dead := self._dead.get(route.destination)) is not None and dead[0] > time.monotonic():
+                return [Deferred(dead[1], unreachable=True)] * len(recipients)
             idle = self._idle[route.destination]
             reused = idle.pop() if idle else None
             self._busy[route.destination] += 1
@@ -346,6 +360,8 @@ class RemoteDelivery:
             try:
                 conn = self.dialer.open(domain, route)
             except RouteError as exc:
+                if exc.status == UNREACHABLE:
+                    self._dead[route.destination] = (time.monotonic() + DEAD_SECONDS, str(exc))
                 return [exc.outcome()] * len(recipients), None
         try:
             with self._transacting_lock:
@@ -377,6 +393,7 @@ class RemoteDelivery:
         idle = [conn for conns in self._idle.values() for conn in conns]
         self._idle.clear()
         self._limits.clear()  # nothing holds one between runs; do not keep one per domain ever seen
+        self._dead.clear()  # the spool's pause decides when they are tried again
         if idle:
             await asyncio.get_running_loop().run_in_executor(self._threads, lambda: [conn.close() for conn in idle])
 

@@ -64,7 +64,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from sqlalchemy import delete, func, insert, or_, select, true, update
+from sqlalchemy import delete, false, func, insert, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from mailsrv.core.actor import Actor
@@ -73,6 +73,7 @@ from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.directory.counters import TrafficEvent, record
 from mailsrv.directory.domain_limits import Charge, charge, hour_of
 from mailsrv.mailstore.disk import Disk, fault_point, fsync_directory
+from mailsrv.mta.destinations import domain_of, fair_due, pause
 from mailsrv.store.db import Store, storage_refused
 from mailsrv.store.models import Domain, MaildirRename, SpoolMessage, SpoolRecipient, User
 
@@ -194,6 +195,9 @@ class Deferred:
     error: str  # starts with an RFC 3463 status code when one is known
     remote_mta: str = ""  # the host that answered, for a DSN's Remote-MTA
     reply: str = ""  # its SMTP reply, for a DSN's Diagnostic-Code
+    # No host of the recipient's domain could be reached: its other due recipients wait as long
+    # without being attempted (mailsrv.mta.destinations.pause).
+    unreachable: bool = False
 
 
 @dataclass(frozen=True)
@@ -455,7 +459,7 @@ class Spool:
             size=len(m.content), received_at=m.received_at, client_ip=m.client_ip, helo=m.helo,
             auth_user=m.auth_login, trace_header=m.trace_header, spf_result=m.spf_result,
             recipients=[SpoolRecipient(address=r.address, original=r.original, kind=r.kind,
-                                       user_id=r.user_id, status=PENDING, attempts=0,
+                                       user_id=r.user_id, status=PENDING, attempts=0, domain=domain_of(r.address),
                                        next_attempt_at=m.received_at, last_error="")
                         for r in m.recipients]))
 
@@ -481,16 +485,20 @@ class Spool:
 
     # -- delivery ---------------------------------------------------------------------------
 
-    def claim(self, node: str, limit: int, lease: dt.timedelta, kind: str | None = None) -> list[Job]:
+    def claim(self, node: str, limit: int, lease: dt.timedelta, kind: str | None = None,
+              per_destination: int | None = None) -> list[Job]:
         """Take up to `limit` due recipients (of `kind`, if given) for `node` until now + lease,
-        grouped into jobs."""
+        grouped into jobs; at most `per_destination` of one domain in flight (None: no cap;
+        mailsrv.mta.destinations). Held recipients are never taken."""
         now = self.clock.now()
+        due = (SpoolRecipient.status.in_(OPEN) & (SpoolRecipient.next_attempt_at <= now)
+               & (SpoolRecipient.kind == kind if kind is not None else true()) & (SpoolRecipient.held == false())
+               & or_(SpoolRecipient.claimed_until.is_(None), SpoolRecipient.claimed_until < now))
         with self.store.session() as s:
             rows = s.execute(
                 select(SpoolRecipient)
-                .where(SpoolRecipient.status.in_(OPEN), SpoolRecipient.next_attempt_at <= now,
-                       SpoolRecipient.kind == kind if kind is not None else true(),
-                       or_(SpoolRecipient.claimed_until.is_(None), SpoolRecipient.claimed_until < now))
+                .where(due, SpoolRecipient.id.in_(fair_due(due, per_destination, now))
+                       if per_destination is not None else true())
                 .order_by(SpoolRecipient.next_attempt_at, SpoolRecipient.id)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
@@ -557,6 +565,7 @@ class Spool:
         finished: list[Path] = []  # spool files no longer needed once this transaction commits
         received: list[TrafficEvent] = []
         jobs = sorted(results, key=lambda result: result[0].message.id)
+        unreachable: dict[str, tuple[dt.datetime, str]] = {}  # domain -> (its pause's end, why)
         with self.store.session() as s:
             # Deliveries, by far the most common outcome, are recorded in one statement per batch.
             delivered = self._mark(s, node, [r.id for job, outcomes in jobs
@@ -584,6 +593,8 @@ class Spool:
                     else:
                         self._mark(s, node, [recipient.id], {"status": DEFERRED, "last_error": outcome.error,
                                                              "next_attempt_at": now + delay})
+                        if isinstance(outcome, Deferred) and outcome.unreachable:
+                            unreachable[domain_of(recipient.address)] = (now + delay, outcome.error)
                 if failures:
                     # Read before _close_done: the notice quotes the original's headers.
                     notice = self.notifier.notice(s, job.message, failures)
@@ -591,6 +602,8 @@ class Spool:
                         # Should this transaction roll back, the file is an orphan `sweep` removes.
                         self.write_file(notice)
                         self._add_rows(s, notice)
+            for domain, (until, error) in sorted(unreachable.items()):
+                pause(s, domain, until, error, now)
             closed = self._close_done(s, [job.message.id for job, _ in jobs])
             finished += [job.message.path for job, _ in jobs if job.message.id in closed]
             # Last, after every message row lock: counter rows are always locked after those.
@@ -623,17 +636,6 @@ class Spool:
         if done:
             s.execute(delete(SpoolMessage).where(SpoolMessage.id.in_(done)))
         return done
-
-    def reset_retries(self) -> int:
-        """Make every deferred recipient due now with its attempts counted from zero (SmarterMail's
-        "reset retry counts", e.g. once a primary MX is back); the number of recipients reset.
-
-        Rows still marked as claimed are left alone: their node may have got far before it died,
-        and local delivery reads an attempt count above 1 as "look for a copy already written"."""
-        with self.store.session() as s:
-            return s.execute(update(SpoolRecipient)
-                             .where(SpoolRecipient.status == DEFERRED, SpoolRecipient.claimed_by.is_(None))
-                             .values(attempts=0, next_attempt_at=self.clock.now())).rowcount
 
     # -- housekeeping -----------------------------------------------------------------------
 

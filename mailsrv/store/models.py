@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -267,7 +268,9 @@ class SpoolRecipient(Base):
     SELECT … FOR UPDATE SKIP LOCKED so that several nodes on one PostgreSQL share the queue."""
     __tablename__ = "spool_recipients"
     # The claim query's access path: open rows by due time.
-    __table_args__ = (Index("ix_spool_recipients_due", "status", "next_attempt_at"),)
+    __table_args__ = (Index("ix_spool_recipients_due", "status", "next_attempt_at"),
+                      # Claims count each destination's in-flight rows; a dead one's due rows are deferred together.
+                      Index("ix_spool_recipients_domain", "domain", "status"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     message_id: Mapped[str] = mapped_column(ForeignKey("spool_messages.id", ondelete="CASCADE"), index=True)
     address: Mapped[str] = mapped_column(String(320))  # the mailbox or remote address delivered to
@@ -282,6 +285,10 @@ class SpoolRecipient(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     claimed_until: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    # The address's domain, lower-case: the destination the queue keeps apart (mailsrv.mta.spool.claim).
+    domain: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    # Held by an administrator (mailsrv.mta.spool_control): never claimed, so never attempted nor expired.
+    held: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class AutoReplySent(Base):

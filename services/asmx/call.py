@@ -25,6 +25,7 @@ from mailsrv.directory.user_groups import UserGroups
 from mailsrv.directory.user_options import UserOptions
 from mailsrv.directory.users import Users
 from mailsrv.mta.spool import Spool
+from mailsrv.mta.spool_control import SpoolControl
 from mailsrv.mta.status import ServerStatus
 
 
@@ -47,6 +48,7 @@ class Engine(Protocol):
     dkim_keys: DkimKeys
     archive_rules: ArchiveRules
     spool: Spool
+    spool_control: SpoolControl
     global_update: GlobalUpdate
     autoclean: AutocleanRules
     listeners: Listeners

@@ -136,7 +136,8 @@ async def main_async(args: argparse.Namespace, data_dir: Path) -> None:
     print(f"live msg/s, no backlog   {without:8.1f}  ({args.live} in {alone:.2f} s)")
     print(f"live msg/s, backlog      {with_backlog:8.1f}  ({args.live} in {behind:.2f} s)")
     print(f"ratio (backlog / none)   {with_backlog / without:8.2f}")
-    print(f"backlog afterwards       {state}  (deferred, never failed; 'attempted': recipients dialled)")
+    print(f"backlog afterwards       {state}  (recipients by status; 'attempted': those dialled; with "
+          "hang, these still wait for the 120 s timeout when the run stops)")
 
 
 def main() -> None:

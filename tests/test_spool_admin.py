@@ -7,11 +7,11 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
+from conftest import web_listener
 from contract_clients import ZeepClient
 from serve_support import MAILSRV
 from smtp_peer import Peer, remote_config
 from smtp_support import ADMIN, MailHarness, make_harness, send
-from conftest import web_listener
 
 from mailsrv.mta.spool import Delivered, Failed
 
@@ -72,7 +72,7 @@ def test_get_spool_messages_lists_open_recipients_attempts_and_errors_oldest_fir
 
 def test_a_held_message_is_not_delivered_until_released(mail, soap, port):
     held = from_alice(mail, ["friend@peer.test"])
-    other = from_alice(mail, ["other@peer.test"])
+    from_alice(mail, ["other@peer.test"])
     peer = Peer("127.0.0.1", port)
     try:
         assert spool_admin(soap, "HoldSpoolMessages", messageIDs=[held])["Result"] is True

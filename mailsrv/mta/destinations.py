@@ -29,19 +29,27 @@ def domain_of(address: str) -> str:
     return address.rpartition("@")[2].lower()
 
 
-def fair_due(due: ColumnElement[bool], per_destination: int, now: dt.datetime) -> Select[tuple[int]]:
+def fair_due(due: ColumnElement[bool], per_destination: int, now: dt.datetime, limit: int) -> Select[tuple[int]]:
     """The ids of the recipients matching `due` that keep each domain within `per_destination` in
-    flight: the domain's oldest first, minus those it already has under a live lease."""
-    in_flight = (select(SpoolRecipient.domain, func.count().label("busy"))
-                 .where(SpoolRecipient.claimed_until >= now, SpoolRecipient.status.in_(("pending", "deferred")))
-                 .group_by(SpoolRecipient.domain).subquery())
-    ranked = (select(SpoolRecipient.id,
+    flight: the domain's oldest first, minus those it already has under a live lease; the `limit`
+    oldest of them. Read without locks: the claim then locks those still free (a separate statement,
+    as PostgreSQL plans a window inside `IN (…) FOR UPDATE` badly).
+
+    A domain already at its cap is left out before the ranking, so a backlog behind a destination
+    that hangs costs a claim nothing (the leased rows are found through their own index)."""
+    leased = (select(SpoolRecipient.domain, func.count().label("busy"))
+              .where(SpoolRecipient.claimed_until >= now, SpoolRecipient.status.in_(("pending", "deferred")))
+              .group_by(SpoolRecipient.domain))
+    in_flight = leased.subquery()
+    full = select(in_flight.c.domain).where(in_flight.c.busy >= per_destination)
+    ranked = (select(SpoolRecipient.id, SpoolRecipient.next_attempt_at,
                      func.row_number().over(partition_by=SpoolRecipient.domain,
                                             order_by=(SpoolRecipient.next_attempt_at, SpoolRecipient.id)).label("rank"),
                      func.coalesce(in_flight.c.busy, 0).label("busy"))
               .outerjoin(in_flight, in_flight.c.domain == SpoolRecipient.domain)
-              .where(due).subquery())
-    return select(ranked.c.id).where(ranked.c.rank + ranked.c.busy <= per_destination)
+              .where(due, SpoolRecipient.domain.not_in(full)).subquery())
+    return (select(ranked.c.id).where(ranked.c.rank + ranked.c.busy <= per_destination)
+            .order_by(ranked.c.next_attempt_at, ranked.c.id).limit(limit))
 
 
 def pause(s: Session, domain: str, until: dt.datetime, error: str, now: dt.datetime) -> int:

@@ -23,8 +23,9 @@ The threads are this target's own, `[delivery] max_connections` of them: peers t
 slowly (up to TIMEOUT_SECONDS a step) must not take the process's default pool, which SMTP
 acceptance and local delivery wait on. At most `[delivery] max_connections` transactions run at
 once, and at most `[delivery] max_connections_per_domain` to one destination (a domain's MX hosts,
-or a gateway: the route's `destination`; a destination none of whose hosts answered is not dialled
-again for DEAD_SECONDS, what was waiting for it deferred at once); a
+or a gateway: the route's `destination`; when none of a destination's hosts answered, the deliveries
+that were already waiting for its connection slots are deferred at once instead of dialling it
+again; those claimed afterwards — an admin's ResetRetryCounts, new mail — dial it); a
 connection that ended its transaction cleanly is kept for the next message to the same destination
 within the same queue run and closed (QUIT) when the run ends (`end_run`).
 
@@ -60,11 +61,6 @@ log = logging.getLogger(__name__)
 # §4.5.3.2 allows minutes), short enough that a hung peer frees its connection slot.
 TIMEOUT_SECONDS = 120
 UNREACHABLE = "4.4.1"  # RFC 3463: no answer from any host of the destination
-# How long a destination none of whose hosts answered is not dialled again by this process: the
-# deliveries already claimed for it (waiting for its connection slots) are deferred at once
-# instead of each waiting for its own timeouts. The spool defers its other due recipients too
-# (mailsrv.mta.destinations.pause).
-DEAD_SECONDS = 60.0
 _STATUS = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 
@@ -308,7 +304,9 @@ class RemoteDelivery:
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._idle: dict[str, list[Connection]] = defaultdict(list)
         self._busy: Counter[str] = Counter()  # transactions under way per destination
-        # Destinations found dead: (monotonic time the mark ends, the error that found it).
+        # Destinations none of whose hosts answered: (monotonic time that was found, the error). What
+        # was waiting for their slots then is deferred at once rather than each waiting for its own
+        # timeouts; the spool defers their other due recipients (mailsrv.mta.destinations.pause).
         self._dead: dict[str, tuple[float, str]] = {}
 
     async def deliver(self, job: Job) -> list[Outcome]:
@@ -333,8 +331,9 @@ class RemoteDelivery:
             log.exception("routing %s failed", domain)
             return [Deferred(f"4.4.3 no route to {domain} now: {exc or type(exc).__name__}")] * len(recipients)
         limit = self._limits.setdefault(route.destination, asyncio.Semaphore(self.max_connections))
+        waiting_since = time.monotonic()
         async with limit:
-            if (dead := self._dead.get(route.destination)) is not None and dead[0] > time.monotonic():
+            if (dead := self._dead.get(route.destination)) is not None and dead[0] >= waiting_since:
                 return [Deferred(dead[1], unreachable=True)] * len(recipients)
             idle = self._idle[route.destination]
             reused = idle.pop() if idle else None
@@ -361,7 +360,7 @@ class RemoteDelivery:
                 conn = self.dialer.open(domain, route)
             except RouteError as exc:
                 if exc.status == UNREACHABLE:
-                    self._dead[route.destination] = (time.monotonic() + DEAD_SECONDS, str(exc))
+                    self._dead[route.destination] = (time.monotonic(), str(exc))
                 return [exc.outcome()] * len(recipients), None
         try:
             with self._transacting_lock:

@@ -495,10 +495,11 @@ class Spool:
                & (SpoolRecipient.kind == kind if kind is not None else true()) & (SpoolRecipient.held == false())
                & or_(SpoolRecipient.claimed_until.is_(None), SpoolRecipient.claimed_until < now))
         with self.store.session() as s:
+            if per_destination is not None:
+                due &= SpoolRecipient.id.in_(s.execute(fair_due(due, per_destination, now, limit)).scalars().all())
             rows = s.execute(
                 select(SpoolRecipient)
-                .where(due, SpoolRecipient.id.in_(fair_due(due, per_destination, now))
-                       if per_destination is not None else true())
+                .where(due)
                 .order_by(SpoolRecipient.next_attempt_at, SpoolRecipient.id)
                 .limit(limit)
                 .with_for_update(skip_locked=True)

@@ -270,7 +270,8 @@ class SpoolRecipient(Base):
     # The claim query's access path: open rows by due time.
     __table_args__ = (Index("ix_spool_recipients_due", "status", "next_attempt_at"),
                       # Claims count each destination's in-flight rows; a dead one's due rows are deferred together.
-                      Index("ix_spool_recipients_domain", "domain", "status"))
+                      Index("ix_spool_recipients_domain", "domain", "status"),
+                      Index("ix_spool_recipients_claimed", "claimed_until"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     message_id: Mapped[str] = mapped_column(ForeignKey("spool_messages.id", ondelete="CASCADE"), index=True)
     address: Mapped[str] = mapped_column(String(320))  # the mailbox or remote address delivered to

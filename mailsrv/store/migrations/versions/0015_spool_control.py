@@ -18,6 +18,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('domain', sa.String(length=255), nullable=False, server_default=''))
         batch_op.add_column(sa.Column('held', sa.Boolean(), nullable=False, server_default=sa.false()))
         batch_op.create_index('ix_spool_recipients_domain', ['domain', 'status'], unique=False)
+        batch_op.create_index('ix_spool_recipients_claimed', ['claimed_until'], unique=False)
     if op.get_bind().dialect.name == 'postgresql':
         op.execute("UPDATE spool_recipients SET domain = lower(split_part(address, '@', 2))")
     else:
@@ -26,6 +27,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table('spool_recipients', schema=None) as batch_op:
+        batch_op.drop_index('ix_spool_recipients_claimed')
         batch_op.drop_index('ix_spool_recipients_domain')
         batch_op.drop_column('held')
         batch_op.drop_column('domain')

@@ -23,7 +23,6 @@ import contextlib
 import ctypes
 import functools
 import gc
-import ipaddress
 import logging
 import os
 import resource
@@ -49,6 +48,8 @@ from mailsrv.access.imap.listener import (
 from mailsrv.access.pop3 import start_pop3_listener
 from mailsrv.access.smtp import start_listener
 from mailsrv.core.config import Config, ConfigError
+from mailsrv.core.errors import MailsrvError
+from mailsrv.core.names import ServerAddress, server_address
 from mailsrv.core.sockets import bind_shared
 from mailsrv.core.tls import context_for, server_context
 from mailsrv.directory.listeners import (
@@ -76,19 +77,16 @@ class ListenError(Exception):
 
 
 def parse_address(value: str, key: str) -> tuple[str, int]:
-    """Split "ip:port" or "[ipv6]:port" into an IP literal and a port (0 = any free port)."""
-    host, sep, port_text = value.rpartition(":")
-    bracketed = host.startswith("[") and host.endswith("]")
-    host = host[1:-1] if bracketed else host
+    """An IP literal and a port (0 = any free port) from "ip:port" or "[ipv6]:port"
+    (`names.server_address`, IP only, the port required)."""
     try:
-        # Brackets exactly around IPv6: "::1:9998" could be a port or the address's last group.
-        valid_host = ipaddress.ip_address(host).version == (6 if bracketed else 4)
-    except ValueError:
-        valid_host = False
-    if not (sep and valid_host and port_text.isascii() and port_text.isdigit() and int(port_text) <= 65535):
+        address: ServerAddress | None = server_address(value, ip_only=True, port_zero=True)
+    except MailsrvError:
+        address = None
+    if address is None or address.port is None:
         raise ConfigError(f"configuration key '{key}' must be 'address:port' with an IP address "
                           f"(e.g. 0.0.0.0:9998 or [::1]:9998), not '{value}'")
-    return host, int(port_text)
+    return address.host, address.port
 
 
 def format_address(sockname: tuple[Any, ...]) -> str:

@@ -131,7 +131,8 @@ class MailServer:
         # transactions in flight to a plain gateway.
         self.gateways = Gateways(self.store)
         self.gateway_router = GatewayRouter(self.store, self.system_settings, config.delivery.gateway_cooldown_seconds,
-                                            lambda destination: self.remote_delivery.in_flight(destination))
+                                            lambda destination: self.remote_delivery.in_flight(destination),
+                                            default_port=config.delivery.remote_port)
         self.remote_delivery = make_remote_delivery(self.dns, lambda: self.system_settings.values()["smtphostname"],
                                                     config.delivery.remote_port, config.delivery.max_connections,
                                                     config.delivery.max_connections_per_domain, self.heartbeat.holds,

@@ -26,7 +26,8 @@ from smtp_support import ADMIN, DOMAIN, START, MailHarness, make_harness
 from mailsrv.access.smtp import start_listener
 from mailsrv.core.clock import ManualClock
 from mailsrv.core.errors import MailsrvError, ResultCode
-from mailsrv.directory.incoming_gateways import IncomingGateway, Primary, parse_primary
+from mailsrv.core.names import ServerAddress
+from mailsrv.directory.incoming_gateways import IncomingGateway, parse_primary
 from mailsrv.mta.incoming_gateways import PrimaryApi, PrimaryUnreachable
 from mailsrv.mta.policy import RELAY_DENIED, Policy, RecipientCheck, Reply
 from mailsrv.serve import tcp_listener
@@ -139,16 +140,16 @@ def send_via(node: Node, recipient: str) -> None:
 
 # -- pure rules ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("raw, expected", [
-    ("192.0.2.7", Primary("192.0.2.7", None, "192.0.2.7")),
-    ("192.0.2.7:2525", Primary("192.0.2.7", 2525, "192.0.2.7")),
-    ("[2001:db8::1]:26", Primary("2001:db8::1", 26, "2001:db8::1")),
-    ("2001:db8::1", Primary("2001:db8::1", None, "2001:db8::1")),
-    ("Mail.Example.COM", Primary("mail.example.com", None, None)),
-    ("mail.example.com:587", Primary("mail.example.com", 587, None)),
+@pytest.mark.parametrize("raw, expected, ip", [
+    ("192.0.2.7", ServerAddress("192.0.2.7", None), "192.0.2.7"),
+    ("192.0.2.7:2525", ServerAddress("192.0.2.7", 2525), "192.0.2.7"),
+    ("[2001:db8::1]:26", ServerAddress("2001:db8::1", 26), "2001:db8::1"),
+    ("2001:db8::1", ServerAddress("2001:db8::1", None), "2001:db8::1"),
+    ("Mail.Example.COM", ServerAddress("mail.example.com", None), None),
+    ("mail.example.com:587", ServerAddress("mail.example.com", 587), None),
 ])
-def test_primary_address_forms(raw: str, expected: Primary) -> None:
-    assert parse_primary(raw) == expected
+def test_primary_address_forms(raw: str, expected: ServerAddress, ip: str | None) -> None:
+    assert parse_primary(raw) == expected and expected.ip == ip
     assert parse_primary(str(expected)) == expected
 
 

@@ -72,12 +72,16 @@ def nothing_bounced(mail: MailHarness) -> bool:
 
 # -- pure rules ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("raw, parsed", [
-    ("gw.example.com", ("gw.example.com", 25)), ("GW.Example.com:2525", ("gw.example.com", 2525)),
-    ("192.0.2.7", ("192.0.2.7", 25)), ("192.0.2.7:587", ("192.0.2.7", 587)), ("[2001:db8::1]:26", ("2001:db8::1", 26)),
-    ("2001:db8::1", ("2001:db8::1", 25)), ("[2001:db8::1]", ("2001:db8::1", 25))])
-def test_gateway_addresses(raw, parsed):
-    assert parse_address(raw) == parsed
+@pytest.mark.parametrize("raw, parsed, stored", [  # port None: `[delivery] remote_port`
+    ("gw.example.com", ("gw.example.com", None), "gw.example.com"),
+    ("GW.Example.com:2525", ("gw.example.com", 2525), "gw.example.com:2525"),
+    ("gw.example.com:25", ("gw.example.com", 25), "gw.example.com:25"),
+    ("192.0.2.7", ("192.0.2.7", None), "192.0.2.7"), ("192.0.2.7:587", ("192.0.2.7", 587), "192.0.2.7:587"),
+    ("[2001:db8::1]:26", ("2001:db8::1", 26), "[2001:db8::1]:26"),
+    ("2001:db8::1", ("2001:db8::1", None), "[2001:db8::1]"), ("[2001:db8::1]", ("2001:db8::1", None), "[2001:db8::1]")])
+def test_gateway_addresses(raw, parsed, stored):
+    address = parse_address(raw)
+    assert ((address.host, address.port), str(address)) == (parsed, stored)
 
 
 @pytest.mark.parametrize("raw", ["", "   ", "gw.example.com:0", "gw.example.com:65536", "gw:x", "a b.test",
@@ -127,7 +131,7 @@ def test_bad_input_stores_nothing(soap):
         code, _ = refused(soap.call("svcServerAdmin", "AddSmarterMailGateway", **ADMIN, address="gw2.example.com",
                                     enabled=True, smUrl=url, smUserName=user, smPassword="pw"))
         assert code == ResultCode.INVALID_ARGUMENT, url
-    code, _ = refused(soap.call("svcServerAdmin", "AddGateway", **ADMIN, address="GW1.example.com:25", enabled=True))
+    code, _ = refused(soap.call("svcServerAdmin", "AddGateway", **ADMIN, address="GW1.Example.com", enabled=True))
     assert code == ResultCode.NAME_IN_USE
     code, _ = refused(soap.call("svcServerAdmin", "UpdateGateway", **ADMIN, guid=kept["guid"], address="gw1.example.com",
                                 enabled=False, isSmarterMailServer=True, smUrl="gopher://x", smUserName="a",
@@ -174,6 +178,18 @@ def test_round_robin_uses_both_gateways(primary):
     finally:
         one.stop()
         two.stop()
+
+
+def test_a_gateway_without_a_port_is_dialled_on_the_remote_port(primary, port):
+    one = Peer("127.0.0.2", port)  # `[delivery] remote_port`, as for an incoming gateway's primary
+    try:
+        add(primary, "127.0.0.2")
+        settings(primary, "gatewayenabled=True")
+        send_out(primary)
+        primary.deliver()
+        assert len(one.arrivals) == 1 and nothing_bounced(primary)
+    finally:
+        one.stop()
 
 
 def test_a_stopped_gateway_passes_its_mail_to_the_other(primary):

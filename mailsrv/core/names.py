@@ -1,8 +1,11 @@
-"""Validation and normal forms of the names clients send: domains, local parts, addresses."""
+"""Validation and normal forms of the names clients send: domains, local parts, addresses, and the
+address of a server (host and optional port)."""
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import idna
 
@@ -85,3 +88,73 @@ def address_list(items: Iterable[str | None] | None, what: str) -> list[str]:
     if len(out) > MAX_ADDRESSES:
         raise MailsrvError(ResultCode.VALUE_OUT_OF_RANGE, f"{what} may have at most {MAX_ADDRESSES} addresses.")
     return out
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    """A server to dial or listen on: `host` an IP address's canonical text or a host name's normal
+    form, `port` None when none was given (the caller's default applies)."""
+    host: str
+    port: int | None
+
+    @property
+    def ip(self) -> str | None:
+        """`host` when it is an IP address (dialled as is), None for a host name (resolved)."""
+        try:
+            return str(ipaddress.ip_address(self.host))
+        except ValueError:
+            return None
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port is None else f"{host}:{self.port}"
+
+
+def server_address(raw: str | None, what: str = "server address", *, ip_only: bool = False,
+                   port_zero: bool = False) -> ServerAddress:
+    """`host`, `host:port`, `IP`, `IP:port`, `[IPv6]`, `[IPv6]:port` or a bare IPv6 address, in normal
+    form; INVALID_ARGUMENT naming `what` otherwise. Brackets go exactly around an IPv6 address (a
+    bare one takes no port: "::1:25" is an address). The host is an IP address or a valid host name
+    (`domain_name`); only an IP address with `ip_only`. The port is 1-65535, or 0-65535 with
+    `port_zero` (a listener's "any free port")."""
+    text = (raw or "").strip()
+    if not text:
+        raise MailsrvError(ResultCode.INVALID_ARGUMENT, f"A {what} is required.")
+
+    def refuse(reason: str) -> MailsrvError:
+        return MailsrvError(ResultCode.INVALID_ARGUMENT, f"'{text}' is not a {what}: {reason}.")
+
+    if any(c.isspace() for c in text):
+        raise refuse("it has a space in it")
+    bracketed = text.startswith("[")
+    port_text: str | None = None
+    if bracketed:
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise refuse("brackets go around an IPv6 address, as in [2001:db8::1]:25")
+        port_text = rest[1:] if rest else None
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    else:
+        host = text
+    port: int | None = None
+    if port_text is not None:
+        lowest = 0 if port_zero else 1
+        if not (port_text.isascii() and port_text.isdigit() and lowest <= int(port_text) <= 65535):
+            raise refuse(f"the port must be {lowest}-65535")
+        port = int(port_text)
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    if bracketed and (ip is None or ip.version != 6):
+        raise refuse("brackets go around an IPv6 address, as in [2001:db8::1]:25")
+    if ip is not None:
+        return ServerAddress(str(ip), port)
+    if ip_only:
+        raise refuse("the host must be an IP address")
+    try:
+        # A colon left in the host is a malformed IPv6 address, never a name.
+        return ServerAddress(domain_name(host if ":" not in host else ""), port)
+    except MailsrvError:
+        raise refuse("the host must be an IP address or a host name") from None

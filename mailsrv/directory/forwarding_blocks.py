@@ -3,7 +3,6 @@
 Stored and served now; the incoming-gateway role routes by them (README, "Stored-only features")."""
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -25,22 +24,8 @@ class BlockView:
 
 
 def target_address(raw: str | None) -> str:
-    """An IP address or host name, with an optional :port."""
-    text = (raw or "").strip()
-    host, port = text, ""
-    if text.count(":") == 1:
-        host, port = text.split(":")
-    try:
-        if port and not 0 < int(port) < 65536:
-            raise ValueError
-        try:
-            host = str(ipaddress.ip_address(host))
-        except ValueError:
-            host = names.domain_name(host)
-    except (ValueError, MailsrvError):
-        raise MailsrvError(ResultCode.INVALID_ARGUMENT,
-                           f"'{raw}' is not a target server (an IP address or host name, optionally :port).") from None
-    return f"{host}:{port}" if port else host
+    """An IP address or host name, with an optional :port (`[IPv6]:port`), in normal form."""
+    return str(names.server_address(raw, "target server (an IP address or host name, optionally :port)"))
 
 
 def _domains(raw: Iterable[str | None] | None) -> list[str]:

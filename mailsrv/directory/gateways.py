@@ -3,7 +3,8 @@ RemoveGateway, GetGateway, ListGateways): the servers remote mail leaves through
 Setting `gatewayenabled` is on (mailsrv.mta.outgoing_gateways routes it; `gatewaybalance` shares it).
 
 A gateway's address is a host name or IP with an optional port (`host`, `host:port`, `[IPv6]:port`;
-port 25 when none), stored normalised and unique. A SmarterMail (or mailsrv) gateway also names
+`[delivery] remote_port` when none, as for an incoming gateway's primary), stored normalised (as
+GetGateway returns it) and unique. A SmarterMail (or mailsrv) gateway also names
 the URL of its web services and a login there: LeastQueued asks it for its spool length. Every
 change is one transaction that raises the directory generation (migration 0014's triggers), so
 each node's router sees it at its next message. System administrators only; the password is
@@ -11,7 +12,6 @@ returned by GetGateway as the contract's GatewayResult has it (the caller is a s
 """
 from __future__ import annotations
 
-import ipaddress
 import uuid
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -22,10 +22,10 @@ from sqlalchemy.orm import Session
 from mailsrv.core import names
 from mailsrv.core.actor import Actor
 from mailsrv.core.errors import MailsrvError, ResultCode
+from mailsrv.core.names import ServerAddress
 from mailsrv.store.db import Store
 from mailsrv.store.models import OutgoingGateway
 
-SMTP_PORT = 25
 MAX_FIELD = 1000
 RawLogin = tuple[str | None, str | None, str | None]  # smUrl, smUserName, smPassword as the caller gave them
 
@@ -43,40 +43,14 @@ class Gateway:
     guid: str
     address: str  # as stored: what GetGateway returns
     host: str
-    port: int
+    port: int | None  # None: none given, `[delivery] remote_port`
     enabled: bool
     sm: SmLogin | None  # None: not a SmarterMail server
 
 
-def parse_address(raw: str | None) -> tuple[str, int]:
-    """(host, port) of `host`, `host:port`, `IP`, `[IPv6]` or `[IPv6]:port`; INVALID_ARGUMENT otherwise."""
-    text = (raw or "").strip()
-    host, port = text, ""
-    if text.startswith("["):
-        host, bracket, rest = text[1:].partition("]")
-        if not bracket or rest and not rest.startswith(":"):
-            host = ""
-        port = rest[1:]
-    elif text.count(":") == 1:
-        host, _, port = text.partition(":")
-    try:
-        if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
-            raise ValueError
-        try:
-            host = str(ipaddress.ip_address(host))
-        except ValueError:
-            if text.startswith("[") or ":" in host:
-                raise
-            host = names.domain_name(host)
-    except (ValueError, MailsrvError):
-        raise MailsrvError(ResultCode.INVALID_ARGUMENT,
-                           f"'{text}' is not a gateway address (host, host:port or [IPv6]:port).") from None
-    return host, int(port) if port else SMTP_PORT
-
-
-def _format(host: str, port: int) -> str:
-    shown = f"[{host}]" if ":" in host else host
-    return shown if port == SMTP_PORT else f"{shown}:{port}"
+def parse_address(raw: str | None) -> ServerAddress:
+    """`host`, `host:port`, `IP`, `[IPv6]` or `[IPv6]:port` (`names.server_address`); INVALID_ARGUMENT otherwise."""
+    return names.server_address(raw, "gateway address")
 
 
 def _field(raw: str | None, what: str) -> str:
@@ -105,9 +79,9 @@ def sm_login(url: str | None, username: str | None, password: str | None) -> SmL
 
 
 def _view(row: OutgoingGateway) -> Gateway:
-    host, port = parse_address(row.address)
+    address = parse_address(row.address)
     sm = SmLogin(row.sm_url, row.sm_username, row.sm_password) if row.is_smartermail else None
-    return Gateway(row.guid, row.address, host, port, row.enabled, sm)
+    return Gateway(row.guid, row.address, address.host, address.port, row.enabled, sm)
 
 
 def _guid(raw: str | None) -> str:
@@ -133,7 +107,7 @@ class Gateways:
     def add(self, actor: Actor, address: str | None, enabled: bool, sm: RawLogin | None = None) -> str:
         """The new gateway's guid (AddGateway; AddSmarterMailGateway with `sm`)."""
         actor.require_system()
-        stored = _format(*parse_address(address))
+        stored = str(parse_address(address))
         login = sm_login(*sm) if sm is not None else None
         guid = str(uuid.uuid4())
         with self.store.session() as s:
@@ -150,7 +124,7 @@ class Gateways:
         """UpdateGateway: every field replaced; `sm` None makes it a plain gateway."""
         actor.require_system()
         key = _guid(guid)
-        stored = _format(*parse_address(address))
+        stored = str(parse_address(address))
         login = sm_login(*sm) if sm is not None else None
         with self.store.session() as s:
             row = self._find(s, key)

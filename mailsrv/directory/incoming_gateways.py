@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from mailsrv.core import names
 from mailsrv.core.actor import Actor
 from mailsrv.core.errors import MailsrvError, ResultCode
+from mailsrv.core.names import ServerAddress
 from mailsrv.directory.address_lists import client_address, parse_span
 from mailsrv.store.db import Store
 from mailsrv.store.models import (
@@ -50,47 +51,10 @@ ARGS_LIMIT = 1000
 _GENERATION = select(DirectoryGeneration.generation).where(DirectoryGeneration.id == 1)
 
 
-@dataclass(frozen=True)
-class Primary:
-    """Where handed-on mail goes: `host` (an IP's text form or a host name), the port when one was
-    given, and `address` to dial when `host` is an IP."""
-    host: str
-    port: int | None
-    address: str | None
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}" if self.port else host
-
-
-def parse_primary(raw: str | None) -> Primary:
-    """IP, IP:port, [IPv6]:port, IPv6, host name or host name:port; refused when malformed."""
-    text = (raw or "").strip()
-    if not text:
-        raise MailsrvError(ResultCode.INVALID_ARGUMENT, "IPAddress (the primary server) is required.")
-    host, port = text, ""
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise MailsrvError(ResultCode.INVALID_ARGUMENT, f"'{text}' is not [IPv6]:port.")
-        port = rest[1:]
-    elif text.count(":") == 1:
-        host, _, port = text.partition(":")
-    number: int | None = None
-    if port or text.endswith(":"):
-        if not port.isdigit() or not 0 < int(port) < 65536:
-            raise MailsrvError(ResultCode.INVALID_ARGUMENT, f"'{text}': the port must be 1-65535.")
-        number = int(port)
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        if text.startswith("[") or ":" in host:
-            raise MailsrvError(ResultCode.INVALID_ARGUMENT, f"'{text}' is not an IP address or host name.") from None
-        try:
-            return Primary(names.domain_name(host), number, None)
-        except MailsrvError:
-            raise MailsrvError(ResultCode.INVALID_ARGUMENT, f"'{text}' is not an IP address or host name.") from None
-    return Primary(str(ip), number, str(ip))
+def parse_primary(raw: str | None) -> ServerAddress:
+    """IP, IP:port, [IPv6]:port, IPv6, host name or host name:port (`names.server_address`); the port
+    None when none is given (`[delivery] remote_port` then)."""
+    return names.server_address(raw, "primary server address (IPAddress)")
 
 
 def _api_url(raw: str | None, what: str) -> str:
@@ -122,7 +86,7 @@ class IncomingGateway:
     primary_domains: tuple[str, ...] = ()  # the primary's domain list as last read (domain_verify SmarterMail)
 
     @property
-    def primary(self) -> Primary:
+    def primary(self) -> ServerAddress:
         return parse_primary(self.address)
 
     @property
@@ -139,7 +103,7 @@ class IncomingGateway:
             first, last = ipaddress.ip_address(self.range_start), ipaddress.ip_address(self.range_end)
             if first.version == client.version and first <= client <= last:
                 return True
-        primary = self.primary.address
+        primary = self.primary.ip
         return primary is not None and client_address(primary) == client
 
 

@@ -203,4 +203,4 @@ class IncomingRole:
             return None
         primary = gateway.primary
         return Route(f"incoming-gateway:{primary}", [Hop(primary.host, primary.port or self.default_port,
-                                                         primary.address)])
+                                                         primary.ip)])

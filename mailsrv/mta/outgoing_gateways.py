@@ -28,7 +28,6 @@ the next message everywhere.
 """
 from __future__ import annotations
 
-import ipaddress
 import itertools
 import logging
 import math
@@ -40,6 +39,7 @@ from typing import Any
 from sqlalchemy import select
 
 from mailsrv.core import soap_client
+from mailsrv.core.names import ServerAddress
 from mailsrv.directory import gateways as gateway_store
 from mailsrv.directory.gateways import Gateway, SmLogin
 from mailsrv.directory.system_settings import SystemSettings
@@ -94,8 +94,9 @@ class GatewayRouter:
 
     def __init__(self, store: Store, settings: SystemSettings, cooldown_seconds: float,
                  in_flight: Callable[[str], int], spool_counts: SpoolCounts | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, default_port: int = 25) -> None:
         self.store = store
+        self.default_port = default_port  # a gateway's port when its address names none ([delivery] remote_port)
         self.settings = settings
         self.cooldown_seconds = cooldown_seconds
         self.in_flight = in_flight  # our transactions under way to a destination (RemoteDelivery.in_flight)
@@ -121,7 +122,7 @@ class GatewayRouter:
         if not enabled:
             return None
         ordered = self.order(enabled, values)
-        by_hop = {_hop(g): g for g in ordered}
+        by_hop = {_hop(g, self.default_port): g for g in ordered}
         return Route(destination(ordered[0]), list(by_hop), lambda hop: self.cool_down(by_hop.get(hop)))
 
     def order(self, gateways: list[Gateway], values: Mapping[str, Any]) -> list[Gateway]:
@@ -155,13 +156,11 @@ class GatewayRouter:
             self._cooling[gateway.guid] = self.clock() + self.cooldown_seconds
 
 
-def _hop(gateway: Gateway) -> Hop:
-    """Dialled at its IP when it is one, else at its host name's addresses."""
-    try:
-        address: str | None = str(ipaddress.ip_address(gateway.host))
-    except ValueError:
-        address = None
-    return Hop(gateway.host, gateway.port, address)
+def _hop(gateway: Gateway, default_port: int) -> Hop:
+    """Dialled at its IP when it is one, else at its host name's addresses; on `default_port` when
+    its address names no port."""
+    address = ServerAddress(gateway.host, gateway.port)
+    return Hop(gateway.host, gateway.port or default_port, address.ip)
 
 
 class OutboundAddresses:

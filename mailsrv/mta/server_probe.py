@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 import dns.exception
 import dns.resolver
 
-from mailsrv.core import soap_client
+from mailsrv.core import names, soap_client
 from mailsrv.core.dns import make_resolver
-from mailsrv.core.errors import MailsrvError, ResultCode
 
 SMTP_PORT = 25
 
@@ -65,25 +64,9 @@ class ServerProbe:
 
 
 def parse_address(text: str) -> tuple[str, int]:
-    """(host, port) from "ip", "ip:port", "[ipv6]", "[ipv6]:port", a bare IPv6 address, "name" or
-    "name:port"; the port defaults to 25."""
-    entry = text.strip()
-    if entry.startswith("["):
-        host, bracket, rest = entry[1:].partition("]")
-        if not bracket or (rest and not rest.startswith(":")):
-            raise MailsrvError(ResultCode.INVALID_ARGUMENT, f"Not a server address: {text!r}.")
-        port = rest[1:]
-    elif entry.count(":") == 1:
-        host, _, port = entry.partition(":")
-    else:
-        host, port = entry, ""
-    if not host or any(c.isspace() or c in "/@" for c in host):
-        raise MailsrvError(ResultCode.INVALID_ARGUMENT, f"Not a server address: {text!r}.")
-    if not port:
-        return host, SMTP_PORT
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise MailsrvError(ResultCode.INVALID_ARGUMENT, f"Not a port: {port!r} in {text!r}.")
-    return host, int(port)
+    """(host, port) of a server address (`names.server_address`); the port defaults to 25."""
+    address = names.server_address(text, "server address")
+    return address.host, address.port or SMTP_PORT
 
 
 def _resolve(host: str, nameservers: list[str], timeout: float) -> str:

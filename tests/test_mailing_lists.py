@@ -4,9 +4,8 @@ changes nothing, and GetDomainCounts / domain deletion and rename with lists."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, select
-
 from contract_clients import ZeepClient, ok, refused
+from sqlalchemy import func, select
 
 from mailsrv.directory.mailing_lists import LIST
 from mailsrv.store.models import ListMember, MailingList
@@ -213,3 +212,16 @@ def test_replace_all_keeps_bounce_state_of_addresses_that_stay(c, live_server):
     lst = live_server.server.mailing_lists.find(DOM, "team")
     assert lst is not None and lst.address == f"team@{DOM}"
     assert live_server.server.mailing_lists.addresses(lst.id, "subscriber") == ["c@example.org"]  # a stays disabled
+
+
+def test_large_replace_is_all_or_nothing(c, live_server):
+    lists, actor = live_server.server.mailing_lists, live_server.server.login("root", "Gr8-secret-pw", "127.0.0.1")
+    ok(ml(c, "AddList", ListName="big", Moderator="", Description=""))
+    first = [f"s{i}@example{i % 50}.org" for i in range(20_000)]
+    lists.set_members(actor, DOM, "big", "subscriber", first)
+    second = [f"t{i}@example.org" for i in range(20_000)] + ["broken@"]
+    result_code, message = refused(ml(c, "SetSubscriberList", ListName="big", Subscribers=second))
+    assert result_code == -12 and "broken@" in message
+    assert len(subscribers(c, "big")) == 20_000
+    ok(ml(c, "SetSubscriberList", ListName="big", Subscribers=second[:-1] + first[:10_000]))
+    assert sorted(subscribers(c, "big")) == sorted(second[:-1] + first[:10_000])

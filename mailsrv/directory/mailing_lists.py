@@ -38,6 +38,7 @@ from mailsrv.store.models import (
     ListMember,
     MailingList,
     User,
+    utcnow,
 )
 
 KINDS = (SUBSCRIBER, DIGEST, WHITELIST, KILLLIST)
@@ -195,9 +196,36 @@ def _chunks(items: list[str]) -> Iterator[list[str]]:
         yield items[start:start + _CHUNK]
 
 
+def _postgresql(s: Session) -> Any:
+    """The psycopg connection under the session's transaction, on PostgreSQL; else None."""
+    if s.get_bind().dialect.name != "postgresql":
+        return None
+    return s.connection().connection.driver_connection
+
+
 def _insert(s: Session, list_id: int, kind: str, addresses: list[str]) -> None:
+    if (raw := _postgresql(s)) is not None:
+        # COPY streams the rows: several times faster than multi-row INSERTs for a 100,000-address list.
+        now = utcnow()
+        with raw.cursor() as cursor, cursor.copy("COPY list_members (list_id, kind, address, bounces, disabled, "
+                                                 "added_at) FROM STDIN") as copy:
+            for address in addresses:
+                copy.write_row((list_id, kind, address, 0, False, now))
+        return
     for chunk in _chunks(addresses):
         s.execute(insert(ListMember), [{"list_id": list_id, "kind": kind, "address": a} for a in chunk])
+
+
+def _delete(s: Session, list_id: int, kind: str, addresses: list[str]) -> None:
+    if (raw := _postgresql(s)) is not None:
+        # One statement with one array parameter, rather than thousands of bound IN parameters.
+        with raw.cursor() as cursor:
+            cursor.execute("DELETE FROM list_members WHERE list_id = %s AND kind = %s AND address = ANY(%s)",
+                           (list_id, kind, addresses))
+        return
+    for chunk in _chunks(addresses):
+        s.execute(delete(ListMember).where(ListMember.list_id == list_id, ListMember.kind == kind,
+                                           ListMember.address.in_(chunk)))
 
 
 def _current(s: Session, list_id: int, kind: str) -> set[str]:
@@ -312,9 +340,7 @@ class MailingLists:
             row = _get(s, domain, raw_name)
             present = _current(s, row.id, kind)
             keep = set(wanted)
-            for chunk in _chunks(sorted(present - keep)):
-                s.execute(delete(ListMember).where(ListMember.list_id == row.id, ListMember.kind == kind,
-                                                   ListMember.address.in_(chunk)))
+            _delete(s, row.id, kind, sorted(present - keep))
             _insert(s, row.id, kind, [a for a in wanted if a not in present])
 
     # --- the domain's command address --------------------------------------------------------

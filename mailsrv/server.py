@@ -27,6 +27,7 @@ from mailsrv.directory.incoming_gateways import IncomingGateways
 from mailsrv.directory.jobs import JobRunner, Jobs
 from mailsrv.directory.listeners import Greetings, Listeners
 from mailsrv.directory.mailbox_migrations import MailboxMigrations
+from mailsrv.directory.mailing_lists import MailingLists
 from mailsrv.directory.product import Product
 from mailsrv.directory.propagation import GlobalUpdate
 from mailsrv.directory.stats import Stats
@@ -92,6 +93,7 @@ class MailServer:
         self.mailbox_migrations = MailboxMigrations(self.store)
         self.user_activity = UserActivity(self.store)
         self.aliases = Aliases(self.store)
+        self.mailing_lists = MailingLists(self.store)
         self.domain_aliases = DomainAliases(self.store, config)
         self.stats = Stats(self.store)
         self.product = Product(self.store, config.product)

@@ -43,7 +43,7 @@ SERVER_ADMIN_DEFINED = WSDL_DIR / "defined" / "svcServerAdmin.wsdl"
 SERVER_ADMIN_DEFINED_OPS = ["AddReservedDomainNames", "DeleteReservedDomainNames", "GetReservedDomainNames",
                             "DeleteSMTPBlockedSender"]
 FULL_SERVICES = ["svcDomainAdmin", "svcUserAdmin", "svcAliasAdmin", "svcDomainAliasAdmin", "svcProductInfo",
-                 "svcGlobalUpdate", "svcSpoolAdmin"]
+                 "svcGlobalUpdate", "svcSpoolAdmin", "svcMailListAdmin"]
 
 
 def service(name: str):

@@ -48,6 +48,8 @@ class ResultCode(IntEnum):
     UNKNOWN_SERVICE = -91
     PORT_IN_USE = -92
     GATEWAY_DOMAIN_CONFLICT = -105  # a domain another incoming gateway forwards, or one hosted here
+    LIST_NOT_FOUND = -125
+    LIST_EXISTS = -126
 
 
 class MailsrvError(Exception):

@@ -16,6 +16,7 @@ from mailsrv.core.dns import prove_control
 from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.directory.address_lists import reserved_refusal
 from mailsrv.directory.domains import domain_for, limit_reached, name_taken
+from mailsrv.directory.mailing_lists import name_is_list
 from mailsrv.store.db import Store
 from mailsrv.store.models import Alias, Domain, DomainAlias, ServerSetting, User
 
@@ -62,6 +63,8 @@ class Aliases:
                 raise MailsrvError(ResultCode.ALIAS_EXISTS, f"The alias {name}@{domain.name} already exists.")
             if s.execute(select(User.id).where(User.domain_id == domain.id, User.name == name)).first():
                 raise MailsrvError(ResultCode.NAME_IN_USE, f"{name}@{domain.name} is already a user.")
+            if name_is_list(s, domain, name):
+                raise MailsrvError(ResultCode.NAME_IN_USE, f"{name}@{domain.name} is already a mailing list.")
             if limit_reached(s, domain, Alias, "maxaliases"):
                 raise MailsrvError(ResultCode.LIMIT_REACHED, f"The domain {domain.name} has reached its alias limit.")
             s.add(Alias(domain_id=domain.id, name=name, addresses=targets))

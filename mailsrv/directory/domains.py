@@ -18,7 +18,14 @@ from mailsrv.directory import passwords
 from mailsrv.directory.address_lists import reserved_refusal
 from mailsrv.mailstore.disk import Disk
 from mailsrv.store.db import Store
-from mailsrv.store.models import Alias, Domain, DomainAlias, ServerSetting, User
+from mailsrv.store.models import (
+    Alias,
+    Domain,
+    DomainAlias,
+    MailingList,
+    ServerSetting,
+    User,
+)
 
 _DEFAULTS_PREFIX = "domaindefault."
 
@@ -92,7 +99,7 @@ def validate_settings(s: Session, domain: Domain | None, changes: Mapping[str, A
                                f"The catch-all must name an existing alias; {alias} does not exist.")
 
 
-def limit_reached(s: Session, domain: Domain, model: type[Alias | DomainAlias | User], setting: str) -> bool:
+def limit_reached(s: Session, domain: Domain, model: type[Alias | DomainAlias | MailingList | User], setting: str) -> bool:
     """Whether the domain already holds as many `model` rows as its `setting` allows (0: unlimited)."""
     limit = domain.settings.get(setting, 0)
     return bool(limit) and s.execute(select(func.count(model.id)).where(model.domain_id == domain.id)).scalar_one() >= limit

@@ -16,7 +16,7 @@ from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.directory.domains import domain_for
 from mailsrv.mailstore.disk_usage import used_bytes
 from mailsrv.store.db import Store
-from mailsrv.store.models import Alias, Domain, TrafficDaily, User
+from mailsrv.store.models import Alias, Domain, MailingList, TrafficDaily, User
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,6 @@ class Stats:
             domain = domain_for(s, actor, raw_domain)
             users = s.execute(select(func.count(User.id)).where(User.domain_id == domain.id)).scalar_one()
             aliases = s.execute(select(func.count(Alias.id)).where(Alias.domain_id == domain.id)).scalar_one()
+            lists = s.execute(select(func.count(MailingList.id)).where(MailingList.domain_id == domain.id)).scalar_one()
             path = domain.path
-        # Mailing lists arrive with svcMailListAdmin; until then a domain truly has none.
-        return DomainCounts(users, 0, aliases, used_bytes(path))
+        return DomainCounts(users, lists, aliases, used_bytes(path))

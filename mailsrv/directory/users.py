@@ -22,6 +22,7 @@ from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.directory import passwords
 from mailsrv.directory.auth import Authenticator
 from mailsrv.directory.domains import domain_for, get_domain, limit_reached
+from mailsrv.directory.mailing_lists import name_is_list
 from mailsrv.directory.user_access import (
     NAME_LIMIT,
     checked_text,
@@ -99,6 +100,8 @@ def _refuse_new_name(s: Session, domain: Domain, name: str) -> None:
         raise MailsrvError(ResultCode.USER_EXISTS, f"The user {name}@{domain.name} already exists.")
     if s.execute(select(Alias.id).where(Alias.domain_id == domain.id, Alias.name == name)).first():
         raise MailsrvError(ResultCode.NAME_IN_USE, f"{name}@{domain.name} is already an alias.")
+    if name_is_list(s, domain, name):
+        raise MailsrvError(ResultCode.NAME_IN_USE, f"{name}@{domain.name} is already a mailing list.")
     if limit_reached(s, domain, User, "maxusers"):
         raise MailsrvError(ResultCode.LIMIT_REACHED, f"The domain {domain.name} has reached its user limit.")
 

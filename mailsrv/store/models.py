@@ -497,3 +497,36 @@ class IncomingGatewayRow(Base):
     # The primary's domain list as last read over its API (domainVerifyType SmarterMail): what every
     # node answers with while the primary cannot be asked, across restarts.
     primary_domains: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+# -- mailing lists (migration 0016) ------------------------------------------------------------------
+
+class MailingList(Base):
+    """A mailing list of svcMailListAdmin: `name`@its domain. The list keys of settings-keys.md
+    other than moderator and description live in `settings`, typed like the domain settings
+    (mailsrv.core.settings), stored as parsed values."""
+    __tablename__ = "mailing_lists"
+    __table_args__ = (UniqueConstraint("domain_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))  # the local part, lower case
+    moderator: Mapped[str] = mapped_column(String(320), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# What a list_members row is: a subscriber, a digest subscriber, on the poster whitelist, on the kill list.
+SUBSCRIBER, DIGEST, WHITELIST, KILLLIST = "subscriber", "digest", "whitelist", "killlist"
+
+
+class ListMember(Base):
+    """An address on one of a list's address lists (`kind`). `bounces` counts the subscriber's
+    consecutive bounces; `disabled` is set when they pass the list's threshold (no more posts)."""
+    __tablename__ = "list_members"
+    list_id: Mapped[int] = mapped_column(ForeignKey("mailing_lists.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)  # lower case
+    bounces: Mapped[int] = mapped_column(Integer, default=0)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    added_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -16,6 +16,7 @@ from mailsrv.directory.forwarding_blocks import ForwardingBlocks
 from mailsrv.directory.gateways import Gateways
 from mailsrv.directory.listeners import Listeners
 from mailsrv.directory.mailbox_migrations import MailboxMigrations
+from mailsrv.directory.mailing_lists import MailingLists
 from mailsrv.directory.product import Product
 from mailsrv.directory.propagation import GlobalUpdate
 from mailsrv.directory.stats import Stats
@@ -41,6 +42,7 @@ class Engine(Protocol):
     mailbox_migrations: MailboxMigrations
     user_activity: UserActivity
     aliases: Aliases
+    mailing_lists: MailingLists
     domain_aliases: DomainAliases
     stats: Stats
     product: Product

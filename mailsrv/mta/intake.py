@@ -13,6 +13,7 @@ another domain's or a remote name on its mail.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import email.utils
 import logging
@@ -33,9 +34,20 @@ from mailsrv.mailstore import maildir_names
 from mailsrv.mailstore.disk import Disk
 from mailsrv.mta import spf_check
 from mailsrv.mta.incoming_gateways import IncomingRole
+from mailsrv.mta.list_server import ListServer
 from mailsrv.mta.local_delivery import first_over_quota
 from mailsrv.mta.policy import Client, Policy, RecipientCheck, Reply, SenderCheck
-from mailsrv.mta.recipients import MISS, Deliver, Disabled, DomainInfo, LocalMailbox, RemoteAddress, Resolver, Unknown
+from mailsrv.mta.recipients import (
+    MISS,
+    Deliver,
+    Disabled,
+    DomainInfo,
+    ListAddress,
+    LocalMailbox,
+    RemoteAddress,
+    Resolver,
+    Unknown,
+)
 from mailsrv.mta.spool import LOCAL, REMOTE, IncomingMessage, MaildirCopy, NewRecipient, Spool, storage_full
 
 log = logging.getLogger(__name__)
@@ -117,6 +129,12 @@ def direct_copies(message_id: str, received_at: dt.datetime, resolutions: Sequen
             for box in mailboxes(resolutions)]
 
 
+def _list_route(resolution: Deliver) -> ListAddress | None:
+    """The list a recipient is, when it is one (a list address resolves to that route alone)."""
+    routes = resolution.routes
+    return routes[0] if len(routes) == 1 and isinstance(routes[0], ListAddress) else None
+
+
 def _fan_out(resolution: Deliver) -> int:
     return max(1, sum(1 for route in resolution.routes if isinstance(route, RemoteAddress)))
 
@@ -175,6 +193,7 @@ class Intake:
         self.clock = clock
         self.dns = dns
         self.deliver_at_acceptance = deliver_at_acceptance  # [smtp] deliver_at_acceptance
+        self.list_server = ListServer(resolver, spool, clock)
 
     def client(self, ip: str, login: str | None) -> Client:
         """Who is sending, as the relay policy sees it (with the address lists `begin` last read, under
@@ -276,6 +295,10 @@ class Intake:
         if gateway is not None and incoming is not None \
                 and not await asyncio.to_thread(incoming.recipient_known, gateway, address):
             return Reply(550, "5.1.1", f"<{address}>: no such user at the primary server")
+        route = _list_route(result)
+        if route is not None:  # the list's own rules (mailsrv.mta.list_server), not a mailbox's
+            verdict = await asyncio.to_thread(self.list_server.check, route, sender, declared_size, len(accepted) + 1)
+            return verdict if isinstance(verdict, Reply) else result
         domain = result.domain
         everyone = [r for _, r in accepted]
         limits = [(self.settings.max_recipients, everyone)]
@@ -311,6 +334,8 @@ class Intake:
         content = message.content
         if _bare_line_end(content):
             return BARE_LINE_END
+        if any(_list_route(r) for _, r in message.accepted):
+            return await self._submit_with_lists(message)
         # Parsed only for a login: unauthenticated mail has no header sender to check.
         refusal = await self._not_owned(message.actor, _header_senders(content)) if message.actor else None
         if refusal:
@@ -346,6 +371,27 @@ class Intake:
                 return INSUFFICIENT_STORAGE
             raise
         return message_id
+
+    async def _submit_with_lists(self, message: Submission) -> str | Reply:
+        """`submit` of a message some of whose recipients are lists: every list judges it first (one
+        refusal refuses it all: nothing half-taken), then the other recipients get it as any message,
+        then each list takes it (mailsrv.mta.list_server)."""
+        lists = [(route, original) for original, r in message.accepted if (route := _list_route(r)) is not None]
+        verdicts = []
+        for route, _ in lists:
+            verdict = await asyncio.to_thread(self.list_server.check, route, message.sender, len(message.content),
+                                              len(message.accepted), message.content)
+            if isinstance(verdict, Reply):
+                return verdict
+            verdicts.append(verdict)
+        others = [(original, r) for original, r in message.accepted if _list_route(r) is None]
+        outcome = await self.submit(dataclasses.replace(message, accepted=others)) if others else Spool.new_id()
+        if isinstance(outcome, Reply):
+            return outcome
+        for (route, _), verdict in zip(lists, verdicts):
+            await self.list_server.take(route, verdict, message.sender, message.content, message.client_ip,
+                                        message.helo, message.trace)
+        return outcome
 
     async def spf_result(self, actor: Actor | None, client_ip: str, sender: str, helo: str) -> str:
         """The sender's SPF result when a policy asks for it, else "".

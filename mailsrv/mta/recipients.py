@@ -21,6 +21,9 @@ Expansion rules:
   not expanded again (alias loops, a user forwarding to itself), so each mailbox appears once;
 - a user's forwarding target in a domain on the server's forwarding blacklist is dropped (logged)
   unless the user's domain has `bypassforwardblacklist` (mailsrv.directory.address_lists);
+- a local part that names no user or alias may name a mailing list (`name@`, `name-bounces[+tag]@`,
+  `name-moderate+token@`): a ListAddress route, which mailsrv.mta.list_server handles; lists come
+  before the catch-all and are never reached through an alias or forwarding;
 - a target that is unknown or disabled is skipped (logged) so one stale alias entry does not
   refuse mail for the others; an address whose expansion leaves nothing is Unknown.
 """
@@ -29,7 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, or_, select
@@ -45,7 +48,14 @@ from mailsrv.directory.domain_limits import (
 )
 from mailsrv.directory.system_settings import SmtpSettings, SystemSettings
 from mailsrv.store.db import Store
-from mailsrv.store.models import Alias, DirectoryGeneration, Domain, DomainAlias, User
+from mailsrv.store.models import (
+    Alias,
+    DirectoryGeneration,
+    Domain,
+    DomainAlias,
+    MailingList,
+    User,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +96,25 @@ class RemoteAddress:
     address: str
 
 
-Route = LocalMailbox | RemoteAddress
+# What a list address is for (mailsrv.mta.list_server): `name@` posts, `name-bounces[+tag]@` takes
+# bounces of its posts, `name-moderate+token@` takes the moderator's answers.
+POST, BOUNCES, MODERATE = "post", "bounces", "moderate"
+
+
+@dataclass(frozen=True)
+class ListAddress:
+    """A mailing list's address (mailsrv.store.models.MailingList): the list server takes the message."""
+    address: str  # as given
+    list_id: int
+    name: str  # the list's local part
+    role: str  # POST, BOUNCES or MODERATE
+    tag: str  # what follows "+" in a bounces or moderate address
+    moderator: str
+    domain: DomainInfo
+    settings: dict[str, Any] = field(default_factory=dict, hash=False)  # the list's stored keys
+
+
+Route = LocalMailbox | RemoteAddress | ListAddress
 
 
 @dataclass(frozen=True)
@@ -236,6 +264,9 @@ class Resolver:
             return Deliver(((mailbox,) if keep else ()) + tuple(forwarded), domain)
         if alias_targets is not None:
             return Deliver(tuple(self._expand(s, alias_targets, depth, seen)), domain)
+        found = self._list(s, domain, local, address) if depth == 0 else None
+        if found is not None:  # a list is a final destination: never an alias's or forwarding's target
+            return Deliver((found,), domain)
         if domain.catch_all and depth < MAX_DEPTH:
             catch_all = f"{domain.catch_all}@{domain.name}"
             if catch_all not in seen:
@@ -243,6 +274,21 @@ class Resolver:
                 result = self._address(s, catch_all, depth + 1, seen)
                 return Deliver(result.routes, domain) if isinstance(result, Deliver) else Unknown(address)
         return Unknown(address)
+
+    @staticmethod
+    def _list(s: Connection, domain: DomainInfo, local: str, address: str) -> ListAddress | None:
+        """The list address `local`@`domain` names, if any (only asked when no user or alias has the name)."""
+        name, role, tag = local.lower(), POST, ""
+        base, plus, tag_part = local.partition("+")  # the tag keeps its case: it may be a signed token
+        for suffix, kind in (("-bounces", BOUNCES), ("-moderate", MODERATE)):
+            if base.lower().endswith(suffix) and (kind == BOUNCES or plus):
+                name, role, tag = base[: -len(suffix)].lower(), kind, tag_part
+                break
+        row = s.execute(select(MailingList.id, MailingList.name, MailingList.moderator, MailingList.settings)
+                        .where(MailingList.domain_id == domain.id, MailingList.name == name)).first()
+        if row is None:
+            return None
+        return ListAddress(address, row[0], row[1], role, tag, row[2] or "", domain, dict(row[3] or {}))
 
     def _allowed_forwards(self, s: Connection, address: str, forwards: list[str]) -> list[str]:
         lists = self.lists.at(self._read_generation(s), s)

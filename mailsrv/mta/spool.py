@@ -238,7 +238,7 @@ class _Waiting:
     done: asyncio.Future[None] = field(repr=False)
 
 
-def _write_durably(path: Path, *parts: bytes) -> None:
+def write_durably(path: Path, *parts: bytes) -> None:
     """A new file at `path` holding `parts`, fsynced (its directory entry is the caller's to fsync)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -338,7 +338,7 @@ class Spool:
         final = self.directory / message.id
         tmp = final.with_name(message.id + ".tmp")
         try:
-            _write_durably(tmp, message.content)
+            write_durably(tmp, message.content)
             os.rename(tmp, final)
         except BaseException:
             tmp.unlink(missing_ok=True)  # e.g. the disk is full: leave nothing half-written behind
@@ -350,7 +350,7 @@ class Spool:
         try:
             for copy in message.copies:
                 tmp = copy.maildir / "tmp" / copy.name
-                _write_durably(tmp, delivered_copy(message.sender, copy.address, message.trace_header),
+                write_durably(tmp, delivered_copy(message.sender, copy.address, message.trace_header),
                                message.content)
                 written.append(tmp)
         except BaseException:

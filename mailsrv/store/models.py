@@ -530,3 +530,14 @@ class ListMember(Base):
     bounces: Mapped[int] = mapped_column(Integer, default=0)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     added_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ListHold(Base):
+    """A post held for its list's moderator (mailsrv.mta.list_server); the message is the file at
+    `path`, relative to the data directory."""
+    __tablename__ = "list_holds"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("mailing_lists.id", ondelete="CASCADE"))
+    sender: Mapped[str] = mapped_column(String(320))
+    path: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(index=True)

@@ -7,6 +7,7 @@ import datetime as dt
 import email
 import email.policy
 import email.utils
+import re
 from collections.abc import Iterator
 from email.message import EmailMessage
 
@@ -19,7 +20,14 @@ from mailsrv.core import tokens
 from mailsrv.directory.domains import get_domain
 from mailsrv.mta.list_server import BOUNCE_THRESHOLD, ListRules, rewrite
 from mailsrv.mta.recipients import POST, DomainInfo, ListAddress
-from mailsrv.store.models import KILLLIST, SUBSCRIBER, WHITELIST, ListHold, ListMember, MailingList
+from mailsrv.store.models import (
+    KILLLIST,
+    SUBSCRIBER,
+    WHITELIST,
+    ListHold,
+    ListMember,
+    MailingList,
+)
 
 OTHER = "b.test"
 POST_TEXT = (b"From: Olga Outside <olga@elsewhere.example>\r\nTo: team@a.test\r\nSubject: Hello all\r\n"
@@ -183,6 +191,9 @@ def test_a_moderator_approves_a_held_post_by_replying(mail, peer):
     approve = notice["Reply-To"]
     assert approve.startswith("team-moderate+") and "only subscribers may post" in notice.get_body().get_content()
     with mail.authenticated("bob@a.test") as smtp:
+        send(smtp, "bob@a.test", [approve], b"Auto-Submitted: auto-replied\r\nSubject: Out of office\r\n\r\naway\r\n")
+        mail.deliver()
+        assert mail.messages("alice@a.test") == []  # an out-of-office answer approves nothing
         send(smtp, "bob@a.test", [approve], b"Subject: Re: " + notice["Subject"].encode() + b"\r\n\r\nok\r\n")
     mail.deliver()
     [raw] = mail.messages("alice@a.test")
@@ -191,6 +202,29 @@ def test_a_moderator_approves_a_held_post_by_replying(mail, peer):
     with mail.server.store.session() as s:
         assert s.execute(select(ListHold)).first() is None
     assert list((mail.data_dir / "list-holds").iterdir()) == []
+
+
+def test_a_moderator_rejects_a_held_post_and_a_forged_token_does_nothing(mail, peer):
+    make_list(mail, moderator="bob@a.test", whocanpost="subscribersonly")
+    assert post(mail, "olga@elsewhere.example")[0] == 250
+    notice = notice_of(mail)
+    reject = re.search(r"send any message to (\S+)\.\r?\n", notice.get_body().get_content()).group(1)
+    approve = notice["Reply-To"]
+    forged = approve.replace("+", "+x", 1)
+    with mail.authenticated("bob@a.test") as smtp:
+        send(smtp, "bob@a.test", [forged], b"Subject: forged\r\n\r\nok\r\n")
+        send(smtp, "bob@a.test", [reject], b"Subject: no\r\n\r\nno\r\n")
+        send(smtp, "bob@a.test", [approve], b"Subject: Re: too late\r\n\r\nok\r\n")
+    mail.deliver()
+    assert mail.messages("alice@a.test") == [] and peer.arrivals == []
+
+
+def test_the_password_in_an_approved_header(mail):
+    make_list(mail, members={SUBSCRIBER: ["alice@a.test"]}, requirepassword=True, password="s3cret")
+    assert post(mail, "olga@elsewhere.example", b"Approved: s3cret\r\n" + POST_TEXT)[0] == 250
+    mail.deliver()
+    [raw] = mail.messages("alice@a.test")
+    assert parsed(raw)["Approved"] is None and parsed(raw)["Subject"] == "Hello all"
 
 
 def test_a_held_post_expires(mail, peer):

@@ -2,7 +2,8 @@
 
 A list answers at three addresses of its domain (mailsrv.mta.recipients resolves them to a ListAddress):
 `name@` takes posts, `name-bounces[+user=host]@` takes the bounces of its copies, and
-`name-moderate+TOKEN@` takes the moderator's answers.
+`name-moderate+TOKEN@` takes the moderator's answers (automatic mail there is ignored: an
+out-of-office reply to the notice approves nothing).
 
 Who may post (checked at RCPT, and again at DATA where the password is seen):
 - the null sender never (a list does not take automatic mail: 550 at RCPT); a disabled list, nobody;
@@ -209,8 +210,9 @@ def rewrite(content: bytes, route: ListAddress, rules: ListRules, description: s
     replaced = set(_REPLACED)
     added: list[str] = []
     subject = str(headers.get("Subject") or "")
-    if rules.require_password and headers.get("Approved") is None:
-        subject = _PASSWORD_SUBJECT.sub("", subject, count=1)
+    given = _PASSWORD_SUBJECT.match(subject)
+    if rules.require_password and given and given.group(1) == rules.password:
+        subject = subject[given.end():]
     prefix = (rules.subject or f"[{route.name}]").strip()
     if rules.prepend_subject and prefix.lower() not in subject.lower():
         subject = f"{prefix} {subject}".strip()
@@ -282,7 +284,7 @@ class ListServer:
         kinds = self._kinds(route.list_id, sender)
         if KILLLIST in kinds:
             return KILLED
-        moderator = sender.lower() == route.moderator.lower() != ""
+        moderator = bool(route.moderator) and sender.lower() == route.moderator.lower()
         allowed = moderator or rules.who_can_post == "anyone" or (
             rules.who_can_post == "subscribersonly" and bool(kinds & {SUBSCRIBER, DIGEST, WHITELIST}))
         why = "" if allowed else {"subscribersonly": "only subscribers may post to this list",
@@ -312,7 +314,11 @@ class ListServer:
         if route.role == BOUNCES:
             await asyncio.to_thread(self.count_bounce, route, content)
         elif route.role == MODERATE:
-            await self._answer(route, client_ip, helo, trace)
+            automatic = loop_guard.refusal(sender, _headers(content))
+            if automatic:  # an out-of-office answering the notice must not approve anything
+                log.info("list %s: ignored a moderator answer from %s: %s", list_address(route), sender, automatic)
+            else:
+                await self._answer(route, client_ip, helo, trace)
         elif verdict.action == DROP:
             log.info("list %s: dropped a message from %s: %s", list_address(route), sender, verdict.why)
         elif verdict.action == HOLD:

@@ -177,6 +177,19 @@ def test_a_bouncing_subscriber_is_disabled_after_the_threshold(mail, peer):
     assert peer.arrivals == [] and len(mail.messages("alice@a.test")) == 1
 
 
+def test_a_subscriber_our_delivery_fails_for_is_counted_and_disabled_without_a_dsn(mail, peer):
+    make_list(mail, members={SUBSCRIBER: ["alice@a.test", "gone@peer.test", "friend@peer.test"]})
+    peer.handler.refuse["gone@peer.test"] = "550 5.1.1 <gone@peer.test>: no such user"
+    for sent in range(1, BOUNCE_THRESHOLD + 2):
+        assert post(mail, "olga@elsewhere.example")[0] == 250
+        mail.deliver()
+        assert len(mail.messages("alice@a.test")) == sent  # no DSN among them
+    state = member(mail, "gone@peer.test")
+    assert state.disabled and state.bounces == BOUNCE_THRESHOLD
+    assert [a.recipients for a in peer.arrivals] == [["friend@peer.test"]] * (BOUNCE_THRESHOLD + 1)
+    assert not member(mail, "friend@peer.test").disabled and mail.spool_rows() == []
+
+
 def notice_of(mail: MailHarness) -> EmailMessage:
     mail.deliver()
     [raw] = mail.messages("bob@a.test")

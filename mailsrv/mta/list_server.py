@@ -29,7 +29,8 @@ Automatic mail is never posted nor answered (mailsrv.mta.loop_guard: Auto-Submit
 bulk/junk/list, List-Id, DSNs, daemon senders) and a post carrying `X-Loop: name@domain` is this
 list's own: both are accepted and dropped (logged), so nothing goes back to a robot.
 
-Bounces: a DSN reporting a 5.x.x failure of a subscriber adds one to its `bounces`; at
+Bounces: a DSN reporting a 5.x.x failure of a subscriber adds one to its `bounces`, and so does a copy
+our own delivery fails permanently (mailsrv.mta.bounces counts it instead of writing a DSN); at
 BOUNCE_THRESHOLD the subscription is disabled (no more copies). Deliveries that succeed do not reset
 the count (DSNs report failures only): the subscriber's owner or an admin re-enables it.
 Mail to the bounces address is always accepted and never forwarded.
@@ -50,6 +51,7 @@ import email.policy
 import email.utils
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
@@ -58,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from mailsrv.core import tokens
 from mailsrv.core.clock import Clock
@@ -387,22 +390,11 @@ class ListServer:
         if route.tag and "=" in route.tag:
             user, _, host = route.tag.rpartition("=")
             failed = [f"{user}@{host}".lower()]
-        disabled: list[str] = []
         if not failed:
             log.info("list %s: a message to its bounces address names no failed subscriber", list_address(route))
-            return disabled
+            return []
         with self.store.session() as s:
-            members = s.execute(select(ListMember).where(
-                ListMember.list_id == route.list_id, ListMember.kind.in_((SUBSCRIBER, DIGEST)),
-                ListMember.address.in_(failed)).with_for_update()).scalars().all()
-            for member in members:
-                member.bounces += 1
-                if member.bounces >= BOUNCE_THRESHOLD and not member.disabled:
-                    member.disabled = True
-                    disabled.append(member.address)
-        for address in disabled:
-            log.warning("list %s: %s disabled after %d bounces", list_address(route), address, BOUNCE_THRESHOLD)
-        return disabled
+            return record_bounces(s, route.list_id, failed)
 
     # -- moderation --------------------------------------------------------------------------
 
@@ -491,6 +483,24 @@ class ListServer:
             await self.post(route, sender, content, client_ip, helo, trace)
         else:
             log.info("list %s: held post from %s rejected by the moderator", list_address(route), sender)
+
+
+def record_bounces(s: Session, list_id: int, addresses: Sequence[str]) -> list[str]:
+    """Count one bounce for each of `addresses` subscribed to list `list_id`, in the caller's transaction;
+    the subscriptions this disables."""
+    disabled: list[str] = []
+    if not addresses:
+        return disabled
+    members = s.execute(select(ListMember).where(
+        ListMember.list_id == list_id, ListMember.kind.in_((SUBSCRIBER, DIGEST)),
+        ListMember.address.in_([a.lower() for a in addresses])).with_for_update()).scalars().all()
+    for member in members:
+        member.bounces += 1
+        if member.bounces >= BOUNCE_THRESHOLD and not member.disabled:
+            member.disabled = True
+            disabled.append(member.address)
+            log.warning("list %d: %s disabled after %d bounces", list_id, member.address, member.bounces)
+    return disabled
 
 
 def _failed_recipients(content: bytes) -> list[str]:

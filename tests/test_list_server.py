@@ -131,6 +131,13 @@ def test_subscribers_only_refuses_others_and_honours_the_whitelist_and_kill_list
     assert len(mail.messages("alice@a.test")) == 1
 
 
+def test_a_new_list_answers_for_the_next_transaction(mail):
+    code, reply = post(mail, "olga@elsewhere.example")  # the unknown answer is cached...
+    assert code == 550 and b"no such user" in reply
+    make_list(mail)  # ...until mailing_lists raises the directory generation
+    assert post(mail, "olga@elsewhere.example")[0] == 250
+
+
 def test_disabled_list_and_size_cap(mail):
     make_list(mail, maxmessagesize=1)
     code, reply = post(mail, "olga@elsewhere.example", POST_TEXT + b"".join([b"y" * 70 + b"\r\n"] * 30))

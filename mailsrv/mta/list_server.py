@@ -51,7 +51,7 @@ import email.policy
 import email.utils
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
@@ -97,7 +97,9 @@ from mailsrv.store.models import (
 
 log = logging.getLogger(__name__)
 
-BOUNCE_THRESHOLD = 5  # failed-delivery DSNs after which a subscription is disabled
+Trace = Callable[[str, dt.datetime], str]  # our Received header for (message id, time), as intake's Submission has it
+
+BOUNCE_THRESHOLD = 5  # bounces (DSNs, or our own permanent failures) that disable a subscription
 HOLD_DAYS = 7  # how long a held post waits for its moderator
 UNSUBSCRIBE_PATH = "/List/Unsubscribe?token="  # served by the web listener (list commands)
 HOLDS = "list-holds"
@@ -312,7 +314,7 @@ class ListServer:
     # -- taking a message --------------------------------------------------------------------
 
     async def take(self, route: ListAddress, verdict: Verdict, sender: str, content: bytes, client_ip: str,
-                   helo: str, trace: Any) -> None:
+                   helo: str, trace: Trace) -> None:
         """Act on a message accepted for `route`: post, hold, drop; a bounce or a moderator's answer."""
         if route.role == BOUNCES:
             await asyncio.to_thread(self.count_bounce, route, content)
@@ -330,7 +332,7 @@ class ListServer:
             await self.post(route, sender, content, client_ip, helo, trace)
 
     async def post(self, route: ListAddress, sender: str, content: bytes, client_ip: str, helo: str,
-                   trace: Any) -> str | None:
+                   trace: Trace) -> str | None:
         """Spool the rewritten post for every enabled subscriber; its id, None when there is nobody."""
         post, recipients = await asyncio.to_thread(self._expand, route, content)
         if not recipients:
@@ -424,7 +426,7 @@ class ListServer:
             raise
 
     async def _hold(self, route: ListAddress, sender: str, content: bytes, client_ip: str, helo: str,
-                    trace: Any, why: str) -> None:
+                    trace: Trace, why: str) -> None:
         hold_id = await asyncio.to_thread(self._store_hold, route, sender, content)
         approve = f"{route.name}-moderate+{tokens.sign(self.data_dir, 'a', str(hold_id))}@{route.domain.name}"
         reject = f"{route.name}-moderate+{tokens.sign(self.data_dir, 'r', str(hold_id))}@{route.domain.name}"
@@ -473,7 +475,7 @@ class ListServer:
             path.unlink(missing_ok=True)
         return fields[0], hold.sender, content
 
-    async def _answer(self, route: ListAddress, client_ip: str, helo: str, trace: Any) -> None:
+    async def _answer(self, route: ListAddress, client_ip: str, helo: str, trace: Trace) -> None:
         claimed = await asyncio.to_thread(self._claim_hold, route)
         if claimed is None:
             log.info("list %s: a moderator answer with an unknown or expired token", list_address(route))

@@ -1,0 +1,165 @@
+"""List commands by mail over real SMTP and Maildirs (subscribe with confirmation, unsubscribe,
+help, the list's disable* settings, silence towards automatic mail), one-click unsubscribe over
+HTTP, and digests."""
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+from email.message import EmailMessage
+
+import pytest
+from smtp_support import DOMAIN, send
+from smtp_support import mail  # noqa: F401  (the fixture)
+from sqlalchemy import select
+
+from mailsrv.core import settings
+from mailsrv.directory.domains import get_domain
+from mailsrv.mta.list_addresses import parse
+from mailsrv.mta.list_commands import command_lines
+from mailsrv.store.models import DIGEST, SUBSCRIBER, ListMember, MailingList
+
+BOB = f"bob@{DOMAIN}"
+COMMANDS = f"lists@{DOMAIN}"
+
+
+def add_list(mail, name: str = "news", **list_settings) -> int:
+    with mail.server.store.session() as s:
+        domain = get_domain(s, DOMAIN)
+        domain.settings = {**domain.settings, "listcommandaddress": "lists"}
+        mailing_list = MailingList(domain_id=domain.id, name=name, moderator="", description="All the news",
+                                   settings=list_settings)
+        s.add(mailing_list)
+        s.flush()
+        return mailing_list.id
+
+
+def members(mail, list_id: int) -> list[tuple[str, str]]:
+    with mail.server.store.session() as s:
+        return [tuple(row) for row in s.execute(select(ListMember.kind, ListMember.address)
+                                                .where(ListMember.list_id == list_id).order_by(ListMember.address))]
+
+
+def write(mail, to: str, subject: str, body: str = "", sender: str = BOB, headers: str = "") -> None:
+    mail.clock.advance(dt.timedelta(seconds=1))  # Maildir names sort by time: each write's answers come after
+    content = f"From: {sender or 'MAILER-DAEMON@x.test'}\r\nTo: {to}\r\nSubject: {subject}\r\n{headers}\r\n{body}\r\n"
+    with (mail.authenticated(sender) if sender == BOB else mail.client()) as smtp:
+        send(smtp, sender, [to], content.encode())
+    mail.deliver()
+
+
+def inbox(mail, address: str = BOB) -> list[EmailMessage]:
+    return [email.message_from_bytes(m, policy=email.policy.default) for m in mail.messages(address)]
+
+
+def test_command_address_forms():
+    assert parse("lists", "Lists") == ("", "", "")
+    assert parse("news-subscribe", "lists") == ("news", "subscribe", "")
+    assert parse("My-List-Help", "lists") == ("my-list", "help", "")
+    assert parse("news-confirm+AbC.dE_f", "lists") == ("news", "confirm", "AbC.dE_f")
+    assert parse("news-confirm", "lists") is None and parse("news-subscribe+x", "lists") is None
+    assert parse("alice", "lists") is None
+
+
+def test_command_lines_skip_quotes_and_stop_at_end():
+    message = email.message_from_bytes(
+        b"Subject: Re: confirm T1\r\n\r\nsubscribe news digest\r\n> unsubscribe news\r\nhello\r\n"
+        b"HELP\r\nend\r\nunsubscribe news\r\n", policy=email.policy.default)
+    assert command_lines(message) == [["confirm", "T1"], ["subscribe", "news", "digest"], ["HELP"]]
+
+
+def test_subscribe_with_confirmation_round_trip(mail):
+    list_id = add_list(mail, sendsubscribe=True)
+    write(mail, COMMANDS, "subscribe news")
+    report, confirmation = sorted(inbox(mail), key=lambda m: m["Subject"])
+    assert report["Subject"] == "Re: subscribe news" and "confirmation was sent" in report.get_content()
+    assert confirmation["Subject"].startswith("confirm ") and confirmation["Reply-To"] == COMMANDS
+    assert confirmation["Auto-Submitted"] == "auto-replied" and confirmation["Return-Path"] == "<>"
+    assert members(mail, list_id) == []  # not before the confirmation
+
+    write(mail, confirmation["Reply-To"], f"Re: {confirmation['Subject']}", "> quoted text\r\n")
+    assert members(mail, list_id) == [(SUBSCRIBER, BOB)]
+    answers = {str(m["Subject"]): m.get_content() for m in inbox(mail)}
+    assert "is now subscribed to news@a.test" in answers[f"Re: {confirmation['Subject']}"]
+    assert "All the news" in answers["Welcome to news@a.test"]  # sendsubscribe
+
+    # The same token again changes nothing and says so; an altered one is refused.
+    token = confirmation["Subject"].split()[1]
+    write(mail, f"news-confirm+{token}@{DOMAIN}", "")
+    write(mail, COMMANDS, "confirm " + token[:-2] + ("AA" if not token.endswith("AA") else "BB"))
+    *_, reused, forged = inbox(mail)
+    assert "already subscribed" in reused.get_content()
+    assert "invalid or expired" in forged.get_content()
+    assert members(mail, list_id) == [(SUBSCRIBER, BOB)]
+
+
+def test_confirmation_expires(mail):
+    list_id = add_list(mail)
+    write(mail, f"news-subscribe@{DOMAIN}", "please", "subscribe news digest")
+    [confirmation] = [m for m in inbox(mail) if m["Subject"].startswith("confirm ")]
+    mail.clock.advance(dt.timedelta(days=8))
+    write(mail, COMMANDS, confirmation["Subject"])
+    assert "invalid or expired" in inbox(mail)[-1].get_content()
+    assert members(mail, list_id) == []
+
+
+def test_digest_subscription_by_body_and_unsubscribe(mail):
+    list_id = add_list(mail, sendunsubscribe=True)
+    write(mail, COMMANDS, "", "subscribe news@a.test digest\r\n")
+    [confirmation] = [m for m in inbox(mail) if m["Subject"].startswith("confirm ")]
+    write(mail, COMMANDS, "Re: " + confirmation["Subject"])
+    assert members(mail, list_id) == [(DIGEST, BOB)]
+    before = len(inbox(mail))
+    write(mail, f"news-unsubscribe@{DOMAIN}", "")
+    assert members(mail, list_id) == []
+    subjects = sorted(m["Subject"] for m in inbox(mail)[before:])
+    assert subjects == ["Goodbye from news@a.test", "Your list commands"]
+    write(mail, COMMANDS, "unsubscribe news")
+    assert "is not subscribed" in inbox(mail)[-1].get_content()
+
+
+def test_help_and_unknown_list(mail):
+    add_list(mail)
+    write(mail, f"news-help@{DOMAIN}", "")
+    assert "subscribe LIST [digest]" in inbox(mail)[-1].get_content()
+    write(mail, COMMANDS, "hello there", "what can I do?")  # nothing recognised: the help
+    assert "subscribe LIST [digest]" in inbox(mail)[-1].get_content()
+    write(mail, COMMANDS, "subscribe nosuch")
+    assert "There is no list nosuch at a.test" in inbox(mail)[-1].get_content()
+    with mail.client() as smtp:  # a list's command addresses exist only for lists that do
+        smtp.ehlo()
+        smtp.mail("carol@remote.test")
+        assert smtp.rcpt(f"nosuch-subscribe@{DOMAIN}")[0] == 550
+
+
+@pytest.mark.parametrize("key, command, answer", [
+    ("disablelistcommand", "subscribe news", "Commands by mail are disabled for news@a.test"),
+    ("disablelistcommand", "unsubscribe news", "Commands by mail are disabled for news@a.test"),
+    ("disablesubscribecommand", "subscribe news", "Subscribing by mail is disabled for news@a.test"),
+    ("allowunsubscribe", "unsubscribe news", "Unsubscribing by mail is not allowed for news@a.test"),
+])
+def test_list_settings_refuse_commands(mail, key, command, answer):
+    list_id = add_list(mail, **{key: key != "allowunsubscribe"})
+    with mail.server.store.session() as s:
+        s.add(ListMember(list_id=list_id, kind=SUBSCRIBER, address=BOB))
+    write(mail, COMMANDS, command)
+    [reply] = inbox(mail)
+    assert answer in reply.get_content()
+    assert members(mail, list_id) == [(SUBSCRIBER, BOB)]
+
+
+@pytest.mark.parametrize("sender, headers", [
+    ("", ""),
+    (BOB, "Auto-Submitted: auto-replied\r\n"),
+    (BOB, "Precedence: bulk\r\n"),
+    (BOB, "Precedence: list\r\n"),
+    ("owner-x@remote.test", ""),
+])
+def test_automatic_mail_is_never_answered(mail, sender, headers):
+    list_id = add_list(mail)
+    with mail.server.store.session() as s:
+        s.add(ListMember(list_id=list_id, kind=SUBSCRIBER, address=BOB))
+    write(mail, COMMANDS, "help", sender=sender, headers=headers)
+    write(mail, f"news-unsubscribe@{DOMAIN}", "", sender=sender, headers=headers)
+    assert inbox(mail) == [] and mail.spool_rows() == []
+    assert members(mail, list_id) == [(SUBSCRIBER, BOB)]

@@ -13,7 +13,6 @@ from smtp_support import DOMAIN, send
 from smtp_support import mail  # noqa: F401  (the fixture)
 from sqlalchemy import select
 
-from mailsrv.core import settings
 from mailsrv.directory.domains import get_domain
 from mailsrv.mta.list_addresses import parse
 from mailsrv.mta.list_commands import command_lines

@@ -42,7 +42,7 @@ from mailsrv.mta.autoreply import AutoResponder
 from mailsrv.mta.bounces import Bouncer
 from mailsrv.mta.incoming_gateways import IncomingRole
 from mailsrv.mta.intake import Intake
-from mailsrv.mta.list_commands import ListCommands
+from mailsrv.mta.list_commands import ListCommands, OneClickUnsubscribe
 from mailsrv.mta.local_delivery import LocalDelivery
 from mailsrv.mta.nodes import Heartbeat
 from mailsrv.mta.outgoing_gateways import GatewayRouter, OutboundAddresses
@@ -121,6 +121,7 @@ class MailServer:
         # Signed tokens (list confirmations, one-click unsubscribe) and list commands by mail.
         self.tokens = Tokens(config.data_dir, self.clock)
         self.list_commands = ListCommands(self.store, self.resolver, self.spool, self.clock, self.tokens)
+        self.one_click = OneClickUnsubscribe(self.store, self.tokens)  # served by the web listener
         self.intake = Intake(self.resolver, self.policy, self.spool, self.clock, self.dns,
                              config.smtp.deliver_at_acceptance, self.incoming_role, self.list_commands)
         # This node's liveness in the store: how other nodes notice it died, and its fence.

@@ -6,9 +6,13 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+import urllib.error
+import urllib.parse
+import urllib.request
 from email.message import EmailMessage
 
 import pytest
+from conftest import web_listener
 from smtp_support import DOMAIN, send
 from smtp_support import mail  # noqa: F401  (the fixture)
 from sqlalchemy import select
@@ -162,3 +166,43 @@ def test_automatic_mail_is_never_answered(mail, sender, headers):
     write(mail, f"news-unsubscribe@{DOMAIN}", "", sender=sender, headers=headers)
     assert inbox(mail) == [] and mail.spool_rows() == []
     assert members(mail, list_id) == [(SUBSCRIBER, BOB)]
+
+
+def http(url: str, data: bytes | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, data, {"Content-Type": "application/x-www-form-urlencoded"} if data else {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_one_click_unsubscribe_over_http(mail):
+    list_id = add_list(mail)
+    closed = add_list(mail, "closed", allowunsubscribe=False)
+    with mail.server.store.session() as s:
+        s.add_all([ListMember(list_id=list_id, kind=SUBSCRIBER, address=BOB),
+                   ListMember(list_id=list_id, kind=DIGEST, address=BOB),
+                   ListMember(list_id=list_id, kind=SUBSCRIBER, address="carol@remote.test"),
+                   ListMember(list_id=closed, kind=SUBSCRIBER, address=BOB)])
+    token = mail.server.one_click.token(list_id, "Bob@A.test")
+    with web_listener(mail.server) as base:
+        url = f"{base}/List/Unsubscribe?token={urllib.parse.quote(token)}"
+        status, body = http(url)  # a link scanner's GET changes nothing
+        assert status == 200 and "Unsubscribe <strong>bob@a.test</strong> from <strong>news@a.test" in body
+        assert 'name="List-Unsubscribe" value="One-Click"' in body
+        assert len(members(mail, list_id)) == 3
+        assert http(url, b"something=else")[0] == 400
+        for _ in range(2):  # idempotent
+            status, body = http(url, b"List-Unsubscribe=One-Click")
+            assert status == 200 and "bob@a.test is no longer subscribed to news@a.test" in body
+        assert members(mail, list_id) == [(SUBSCRIBER, "carol@remote.test")]
+
+        for bad in ["", token[:-3] + "abc", mail.server.tokens.sign("subscribe", f"{list_id}:bob@a.test")]:
+            status, body = http(f"{base}/list/unsubscribe?token={urllib.parse.quote(bad)}", b"List-Unsubscribe=One-Click")
+            assert status == 400 and "invalid or has expired" in body
+        closed_url = f"{base}/List/Unsubscribe?token={mail.server.one_click.token(closed, BOB)}"
+        assert http(closed_url, b"List-Unsubscribe=One-Click")[0] == 403
+        assert members(mail, closed) == [(SUBSCRIBER, BOB)]
+        mail.clock.advance(dt.timedelta(days=366))
+        assert http(closed_url)[0] == 400

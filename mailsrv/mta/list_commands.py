@@ -59,6 +59,9 @@ log = logging.getLogger(__name__)
 MAX_COMMANDS = 10
 CONFIRM_DAYS = 7
 SUBSCRIBE_PURPOSE = "subscribe"
+UNSUBSCRIBE_PURPOSE = "unsubscribe"
+# A one-click link works as long as an old post may still be read and acted on.
+UNSUBSCRIBE_DAYS = 365
 # The list keys read here, with the value a list that never set them has.
 DEFAULTS = {"disablelistcommand": False, "disablesubscribecommand": False, "allowunsubscribe": True,
             "sendsubscribe": False, "sendunsubscribe": False}
@@ -259,6 +262,48 @@ class ListCommands:
             trace_header=(f"Received: by {from_address.rpartition('@')[2]} (mailsrv list commands) id {message_id};"
                           f"\r\n\t{email.utils.format_datetime(now)}\r\n"),
             recipients=spool_recipients([(to, resolution)]) if isinstance(resolution, Deliver) else [])
+
+
+@dataclass(frozen=True)
+class OneClick:
+    """What a one-click unsubscribe token names, and what happened (or would happen) to it."""
+    list_address: str
+    address: str
+    allowed: bool  # the list's allowunsubscribe
+    removed: bool = False  # this request took the address off (False when it was not on any more)
+
+
+class OneClickUnsubscribe:
+    """RFC 8058 one-click unsubscribe: the link's signed token (purpose "unsubscribe", payload list
+    id and address, valid UNSUBSCRIBE_DAYS) takes the address off the list's subscribers and
+    digest subscribers, with no login; idempotent. The web listener serves it (services.web)."""
+
+    def __init__(self, store: Store, tokens: Tokens) -> None:
+        self.store = store
+        self.tokens = tokens
+
+    def token(self, list_id: int, address: str) -> str:
+        """The token of a post's List-Unsubscribe link for the subscriber `address`."""
+        return self.tokens.sign(UNSUBSCRIBE_PURPOSE, f"{list_id}:{address.lower()}")
+
+    def check(self, token: str, apply: bool = False) -> OneClick | None:
+        """What `token` unsubscribes (None: invalid, expired, or its list is gone); with `apply`, do it
+        unless the list does not allow unsubscribing (blocking)."""
+        payload = self.tokens.verify(UNSUBSCRIBE_PURPOSE, token, dt.timedelta(days=UNSUBSCRIBE_DAYS))
+        list_id, _, address = (payload or "").partition(":")
+        if not list_id.isdigit():
+            return None
+        with self.store.session() as s:
+            found = s.execute(select(MailingList, Domain.name).join(Domain, Domain.id == MailingList.domain_id)
+                              .where(MailingList.id == int(list_id))).first()
+            if found is None:
+                return None
+            mailing_list, domain = found
+            allowed = setting(mailing_list, "allowunsubscribe")
+            removed = apply and allowed and remove_subscriber(s, mailing_list.id, address)
+            if removed:
+                log.info("%s unsubscribed from %s@%s by one-click", address, mailing_list.name, domain)
+            return OneClick(f"{mailing_list.name}@{domain}", address, allowed, removed)
 
 
 def _member(s: Session, list_id: int, kind: str, address: str) -> ListMember | None:

@@ -40,6 +40,7 @@ from mailsrv.directory.web_sessions import WebSessions
 from mailsrv.mailstore.disk import Disk
 from mailsrv.mta.autoreply import AutoResponder
 from mailsrv.mta.bounces import Bouncer
+from mailsrv.mta.digests import Digests
 from mailsrv.mta.incoming_gateways import IncomingRole
 from mailsrv.mta.intake import Intake
 from mailsrv.mta.list_commands import ListCommands, OneClickUnsubscribe
@@ -122,6 +123,7 @@ class MailServer:
         self.tokens = Tokens(config.data_dir, self.clock)
         self.list_commands = ListCommands(self.store, self.resolver, self.spool, self.clock, self.tokens)
         self.one_click = OneClickUnsubscribe(self.store, self.tokens)  # served by the web listener
+        self.digests = Digests(self.store, self.resolver, self.spool, self.clock, config.data_dir)
         self.intake = Intake(self.resolver, self.policy, self.spool, self.clock, self.dns,
                              config.smtp.deliver_at_acceptance, self.incoming_role, self.list_commands)
         # This node's liveness in the store: how other nodes notice it died, and its fence.

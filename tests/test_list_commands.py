@@ -3,9 +3,12 @@ help, the list's disable* settings, silence towards automatic mail), one-click u
 HTTP, and digests."""
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import email
 import email.policy
+import os
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -17,9 +20,11 @@ from smtp_support import DOMAIN, send
 from smtp_support import mail  # noqa: F401  (the fixture)
 from sqlalchemy import select
 
+from mailsrv.core.config import parse_config
 from mailsrv.directory.domains import get_domain
 from mailsrv.mta.list_addresses import parse
 from mailsrv.mta.list_commands import command_lines
+from mailsrv.server import MailServer
 from mailsrv.store.models import DIGEST, SUBSCRIBER, ListMember, MailingList
 
 BOB = f"bob@{DOMAIN}"
@@ -206,3 +211,95 @@ def test_one_click_unsubscribe_over_http(mail):
         assert members(mail, closed) == [(SUBSCRIBER, BOB)]
         mail.clock.advance(dt.timedelta(days=366))
         assert http(closed_url)[0] == 400
+
+
+def post(n: int, size: int = 0) -> bytes:
+    return (f"From: Carol <carol@remote.test>\r\nTo: news@a.test\r\nSubject: post {n}\r\n"
+            f"Message-ID: <post-{n}@remote.test>\r\n\r\nBody of post {n}\r\n{'x' * size}\r\n").encode()
+
+
+def digest_list(mail, digestmode: bool = True) -> MailingList:
+    list_id = add_list(mail, digestmode=digestmode)
+    with mail.server.store.session() as s:
+        s.add_all([ListMember(list_id=list_id, kind=DIGEST, address=BOB),
+                   ListMember(list_id=list_id, kind=SUBSCRIBER, address=f"alice@{DOMAIN}")])
+        mailing_list = s.get(MailingList, list_id)
+        s.expunge(mailing_list)
+    return mailing_list
+
+
+def digest_posts(message: EmailMessage) -> list[str]:
+    """The subjects of a digest's posts, after checking its RFC 1153-style MIME structure."""
+    assert message.get_content_type() == "multipart/mixed"
+    toc, digest = message.iter_parts()
+    assert toc.get_content_type() == "text/plain" and digest.get_content_type() == "multipart/digest"
+    parts = list(digest.iter_parts())
+    assert all(part.get_content_type() == "message/rfc822" for part in parts)
+    subjects = [part.get_content()["Subject"] for part in parts]
+    assert all(f"{n}. {subject} (Carol <carol@remote.test>)" in toc.get_content()
+               for n, subject in enumerate(subjects, 1))
+    return subjects
+
+
+def test_digest_after_a_day(mail):
+    mailing_list = digest_list(mail)
+    for n in (1, 2):
+        assert mail.server.digests.append_to_digest(mailing_list, post(n))
+    assert mail.server.digests.send_due() == 0
+    mail.clock.advance(dt.timedelta(hours=23))
+    assert mail.server.digests.send_due() == 0
+    mail.clock.advance(dt.timedelta(hours=1))
+    assert mail.server.digests.send_due() == 1
+    mail.deliver()
+    [digest] = inbox(mail)
+    assert digest["Subject"].startswith("news Digest") and digest["List-Id"] == "<news.a.test>"
+    assert digest_posts(digest) == ["post 1", "post 2"]
+    assert "Body of post 2" in digest.as_string()
+    assert mail.messages(f"alice@{DOMAIN}") == []  # a subscriber of each post gets no digest
+    assert mail.server.digests.send_due() == 0 and list((mail.data_dir / "digests").rglob("*.eml")) == []
+
+
+def test_digest_when_it_grows_past_the_size(mail):
+    mailing_list = digest_list(mail)
+    for n in range(1, 50):
+        mail.server.digests.append_to_digest(mailing_list, post(n))
+    mail.deliver()
+    assert inbox(mail) == []
+    mail.server.digests.append_to_digest(mailing_list, post(50))  # the 50th post
+    mail.deliver()
+    [digest] = inbox(mail)
+    assert digest_posts(digest) == [f"post {n}" for n in range(1, 51)]
+    mail.server.digests.append_to_digest(mailing_list, post(51, 100 * 1024))  # 100 KB in one post
+    mail.deliver()
+    assert digest_posts(inbox(mail)[-1]) == ["post 51"]
+
+
+def test_a_list_not_in_digest_mode_keeps_nothing(mail):
+    mailing_list = digest_list(mail, digestmode=False)
+    assert not mail.server.digests.append_to_digest(mailing_list, post(1))
+    mail.clock.advance(dt.timedelta(days=2))
+    assert mail.server.digests.send_due() == 0
+
+
+def test_one_node_sends_each_digest(mail):
+    mailing_list = digest_list(mail)
+    for n in (1, 2, 3):
+        mail.server.digests.append_to_digest(mailing_list, post(n))
+    mail.clock.advance(dt.timedelta(days=1))
+    other = MailServer(parse_config(mail.config_text), mail.clock)  # a second node on the same store
+    try:
+        barrier = threading.Barrier(2)
+
+        def node(server: MailServer) -> int:
+            barrier.wait()
+            return server.digests.send(mailing_list.id)
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            sent = list(pool.map(node, [mail.server, other]))
+    finally:
+        other.close()
+    assert sorted(sent) == [False, True]
+    mail.deliver()
+    [digest] = inbox(mail)
+    assert digest_posts(digest) == ["post 1", "post 2", "post 3"]
+    assert os.listdir(mail.data_dir / "spool") == []

@@ -104,24 +104,36 @@ def test_subscribe_with_confirmation_round_trip(mail):
 def test_confirmation_expires(mail):
     list_id = add_list(mail)
     write(mail, f"news-subscribe@{DOMAIN}", "please", "subscribe news digest")
-    [confirmation] = [m for m in inbox(mail) if m["Subject"].startswith("confirm ")]
+    [confirmation] = confirmations(mail)
     mail.clock.advance(dt.timedelta(days=8))
     write(mail, COMMANDS, confirmation["Subject"])
     assert "invalid or expired" in inbox(mail)[-1].get_content()
     assert members(mail, list_id) == []
 
 
-def test_digest_subscription_by_body_and_unsubscribe(mail):
+def confirmations(mail) -> list[EmailMessage]:
+    return [m for m in inbox(mail) if m["Subject"].startswith("confirm ")]
+
+
+def test_digest_subscription_by_body_and_confirmed_unsubscribe(mail):
     list_id = add_list(mail, sendunsubscribe=True)
     write(mail, COMMANDS, "", "subscribe news@a.test digest\r\n")
-    [confirmation] = [m for m in inbox(mail) if m["Subject"].startswith("confirm ")]
+    [confirmation] = confirmations(mail)
     write(mail, COMMANDS, "Re: " + confirmation["Subject"])
     assert members(mail, list_id) == [(DIGEST, BOB)]
-    before = len(inbox(mail))
+
+    # Leaving is confirmed too: a forged sender cannot take someone off.
     write(mail, f"news-unsubscribe@{DOMAIN}", "")
+    assert members(mail, list_id) == [(DIGEST, BOB)]
+    [_, confirmation] = confirmations(mail)
+    assert "asked to unsubscribe bob@a.test from news@a.test" in confirmation.get_content()
+    before = len(inbox(mail))
+    write(mail, confirmation["Reply-To"], "Re: " + confirmation["Subject"])
     assert members(mail, list_id) == []
-    subjects = sorted(m["Subject"] for m in inbox(mail)[before:])
-    assert subjects == ["Goodbye from news@a.test", "Your list commands"]
+    subjects = sorted(str(m["Subject"]) for m in inbox(mail)[before:])
+    assert subjects == ["Goodbye from news@a.test", "Re: " + confirmation["Subject"]]
+    write(mail, confirmation["Reply-To"], "Re: " + confirmation["Subject"])  # used again
+    assert "not subscribed to news@a.test; nothing was changed" in inbox(mail)[-1].get_content()
     write(mail, COMMANDS, "unsubscribe news")
     assert "is not subscribed" in inbox(mail)[-1].get_content()
 
@@ -138,6 +150,20 @@ def test_help_and_unknown_list(mail):
         smtp.ehlo()
         smtp.mail("carol@remote.test")
         assert smtp.rcpt(f"nosuch-subscribe@{DOMAIN}")[0] == 550
+
+
+def test_command_address_only_where_there_are_lists(mail):
+    list_id = add_list(mail)
+    with mail.client() as smtp:
+        smtp.ehlo()
+        smtp.mail("carol@remote.test")
+        assert smtp.rcpt(COMMANDS)[0] == 250
+    with mail.server.store.session() as s:
+        s.delete(s.get(MailingList, list_id))
+    with mail.client() as smtp:  # no list left: it would only answer forged senders
+        smtp.ehlo()
+        smtp.mail("carol@remote.test")
+        assert smtp.rcpt(COMMANDS)[0] == 550
 
 
 @pytest.mark.parametrize("key, command, answer", [
@@ -203,7 +229,7 @@ def test_one_click_unsubscribe_over_http(mail):
             assert status == 200 and "bob@a.test is no longer subscribed to news@a.test" in body
         assert members(mail, list_id) == [(SUBSCRIBER, "carol@remote.test")]
 
-        for bad in ["", token[:-3] + "abc", mail.server.tokens.sign("subscribe", f"{list_id}:bob@a.test")]:
+        for bad in ["", token[:-3] + "abc", mail.server.tokens.sign("list-confirm", f"{list_id}:bob@a.test")]:
             status, body = http(f"{base}/list/unsubscribe?token={urllib.parse.quote(bad)}", b"List-Unsubscribe=One-Click")
             assert status == 400 and "invalid or has expired" in body
         closed_url = f"{base}/List/Unsubscribe?token={mail.server.one_click.token(closed, BOB)}"
@@ -269,6 +295,7 @@ def test_digest_when_it_grows_past_the_size(mail):
     mail.deliver()
     [digest] = inbox(mail)
     assert digest_posts(digest) == [f"post {n}" for n in range(1, 51)]
+    mail.clock.advance(dt.timedelta(seconds=1))  # Maildir names sort by time
     mail.server.digests.append_to_digest(mailing_list, post(51, 100 * 1024))  # 100 KB in one post
     mail.deliver()
     assert digest_posts(inbox(mail)[-1]) == ["post 51"]

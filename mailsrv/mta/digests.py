@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import email.errors
 import email.header
 import email.utils
 import logging
@@ -61,7 +62,13 @@ class _Pending:
 
 
 def _header(message: Message, name: str) -> str:
-    return " ".join(str(email.header.make_header(email.header.decode_header(str(message.get(name, ""))))).split())
+    """A header's text for the table of contents; as it stands when its encoded words do not decode."""
+    raw = str(message.get(name, ""))
+    try:
+        raw = str(email.header.make_header(email.header.decode_header(raw)))
+    except (email.errors.HeaderParseError, LookupError, UnicodeDecodeError):
+        pass
+    return " ".join(raw.split())
 
 
 class Digests:

@@ -14,10 +14,11 @@ Where they are sent (mailsrv.mta.list_addresses, accepted at RCPT by the resolve
 - `LIST-subscribe@`, `LIST-unsubscribe@`, `LIST-help@`: the address is the command, for LIST;
 - `LIST-confirm+TOKEN@`: `confirm TOKEN`.
 
-Subscribing is double opt-in: the sender is sent a confirmation whose subject is `confirm TOKEN`
-(TOKEN signed by mailsrv.core.tokens, purpose "subscribe", payload list id, kind and address, valid
-CONFIRM_DAYS) with Reply-To the command address; replying (or writing to LIST-confirm+TOKEN@)
-subscribes the address the token names, once: a token used again, altered or expired changes
+Subscribing and unsubscribing are double opt-in (a forged sender can neither sign someone up nor
+take them off): the sender is sent a confirmation whose subject is `confirm TOKEN` (TOKEN signed by
+mailsrv.core.tokens, purpose "list-confirm", payload list id, what (a member kind, or unsubscribe)
+and address, valid CONFIRM_DAYS) with Reply-To the command address; replying (or writing to
+LIST-confirm+TOKEN@) does what the token names, once: a token used again, altered or expired changes
 nothing and is answered so. Only the sender itself can be subscribed or unsubscribed.
 
 The list's settings: `disablelistcommand` refuses every command by mail for the list;
@@ -58,7 +59,7 @@ log = logging.getLogger(__name__)
 
 MAX_COMMANDS = 10
 CONFIRM_DAYS = 7
-SUBSCRIBE_PURPOSE = "subscribe"
+CONFIRM_PURPOSE = "list-confirm"
 UNSUBSCRIBE_PURPOSE = "unsubscribe"
 # A one-click link works as long as an old post may still be read and acted on.
 UNSUBSCRIBE_DAYS = 365
@@ -93,8 +94,8 @@ def command_lines(headers: Message) -> list[list[str]]:
     body = ""
     if part is not None:
         try:
-            body = part.get_content() if isinstance(part, EmailMessage) else str(part.get_payload(decode=True) or "")
-        except (LookupError, ValueError):
+            body = part.get_content()  # type: ignore[attr-defined]  # an EmailMessage under policy.default
+        except (LookupError, ValueError):  # an unknown charset or a broken encoding: the subject only
             body = ""
     commands: list[list[str]] = []
     for line in [subject, *body.splitlines()]:
@@ -200,23 +201,30 @@ class ListCommands:
             return f"Subscribing by mail is disabled for {address}."
         if _member(s, mailing_list.id, kind, sender) is not None:
             return f"{sender} is already subscribed to {address}."
-        token = self.tokens.sign(SUBSCRIBE_PURPOSE, f"{mailing_list.id}:{kind}:{sender.lower()}")
+        what = f"subscribe {sender} to {address}{' (digest)' if kind == DIGEST else ''}"
+        return self._ask(mailing_list, domain, sender, kind, what, answers)
+
+    def _ask(self, mailing_list: MailingList, domain: Domain, sender: str, kind: str, what: str,
+             answers: _Answers) -> str:
+        """Send `sender` the confirmation of `kind` (a member kind, or UNSUBSCRIBE) on the list."""
+        token = self.tokens.sign(CONFIRM_PURPOSE, f"{mailing_list.id}:{kind}:{sender.lower()}")
         answers.mails.append((f"confirm {token}", (
-            f"Someone, hopefully you, asked to subscribe {sender} to {address}"
-            f"{' (digest)' if kind == DIGEST else ''}.\n\n"
+            f"Someone, hopefully you, asked to {what}.\n\n"
             f"To confirm, reply to this message, keeping its subject, or write to\n"
             f"{mailing_list.name}-confirm+{token}@{domain.name}\n\n"
             f"If you did not ask for this, ignore it: nothing happens without your confirmation.\n"
             f"The confirmation is valid for {CONFIRM_DAYS} days.\n"), ""))
-        return f"A confirmation was sent to {sender}: reply to it to complete the subscription."
+        return f"A confirmation was sent to {sender}: reply to it to complete the request."
 
     def _confirm(self, s: Session, domain: Domain, sender: str, token: str, answers: _Answers) -> str:
-        payload = self.tokens.verify(SUBSCRIBE_PURPOSE, token, dt.timedelta(days=CONFIRM_DAYS))
+        payload = self.tokens.verify(CONFIRM_PURPOSE, token, dt.timedelta(days=CONFIRM_DAYS))
         list_id, kind, address = (payload or "::").split(":", 2)
         mailing_list = s.get(MailingList, int(list_id)) if list_id.isdigit() else None
         if mailing_list is None or mailing_list.domain_id != domain.id:
             return "The confirmation code is invalid or expired; nothing was changed.\n"
         name = f"{mailing_list.name}@{domain.name}"
+        if kind == UNSUBSCRIBE:
+            return self._unsubscribe(s, mailing_list, domain, address, answers, confirmed=True) + "\n"
         if setting(mailing_list, "disablelistcommand") or setting(mailing_list, "disablesubscribecommand"):
             return f"Subscribing by mail is disabled for {name}.\n"
         if _member(s, mailing_list.id, kind, address) is not None:
@@ -231,12 +239,20 @@ class ListCommands:
         return f"{address} is now subscribed to {name}.\n"
 
     def _unsubscribe(self, s: Session, mailing_list: MailingList, domain: Domain, sender: str,
-                     answers: _Answers) -> str:
+                     answers: _Answers, confirmed: bool = False) -> str:
+        """Ask `sender` to confirm leaving the list, or (`confirmed`) take it off."""
         name = f"{mailing_list.name}@{domain.name}"
+        if setting(mailing_list, "disablelistcommand"):
+            return f"Commands by mail are disabled for {name}."
         if not setting(mailing_list, "allowunsubscribe"):
             return f"Unsubscribing by mail is not allowed for {name}: ask the list's moderator."
+        if not confirmed:
+            if _member(s, mailing_list.id, SUBSCRIBER, sender) is None \
+                    and _member(s, mailing_list.id, DIGEST, sender) is None:
+                return f"{sender} is not subscribed to {name}."
+            return self._ask(mailing_list, domain, sender, UNSUBSCRIBE, f"unsubscribe {sender} from {name}", answers)
         if not remove_subscriber(s, mailing_list.id, sender):
-            return f"{sender} is not subscribed to {name}."
+            return f"{sender} is not subscribed to {name}; nothing was changed."
         if setting(mailing_list, "sendunsubscribe"):
             answers.mails.append((f"Goodbye from {name}", f"{sender} has been unsubscribed from {name}.\n", ""))
         return f"{sender} is no longer subscribed to {name}."

@@ -16,8 +16,9 @@ Expansion rules:
   delete_on_forward is set and there is somewhere to forward to);
 - an alias is the union of its targets, each expanded again;
 - a local part that is neither, but a list command address of the domain (mailsrv.mta.list_addresses:
-  the domain's `listcommandaddress`, LIST-subscribe, LIST-unsubscribe, LIST-help, LIST-confirm+TOKEN
-  of an existing list), is that ListCommandAddress: intake hands the message to the list commands;
+  the domain's `listcommandaddress` when it has lists; LIST-subscribe, LIST-unsubscribe, LIST-help,
+  LIST-confirm+TOKEN of an existing list), is that ListCommandAddress: intake hands the message to
+  the list commands;
 - a local part that is neither falls to the domain's catch-all alias, only when the server allows
   catch-alls (the `catchalls` server setting) and the domain's `enablecatchalls` is Enabled;
 - expansion stops MAX_DEPTH levels down, and an address already expanded in this resolution is
@@ -261,8 +262,10 @@ class Resolver:
         if parsed is None:
             return None
         name, action, token = parsed
-        if name and s.execute(select(MailingList.id).where(MailingList.domain_id == domain.id,
-                                                           MailingList.name == name)).first() is None:
+        # The command address too only where there is a list: elsewhere it would answer forged
+        # senders for nothing (backscatter).
+        lists = select(MailingList.id).where(MailingList.domain_id == domain.id)
+        if s.execute((lists.where(MailingList.name == name) if name else lists).limit(1)).first() is None:
             return None
         return ListCommandAddress(f"{local}@{domain.name}", domain.name, name, action, token)
 

@@ -20,7 +20,9 @@ from smtp_support import DOMAIN, send
 from smtp_support import mail  # noqa: F401  (the fixture)
 from sqlalchemy import select
 
+from mailsrv.core.clock import ManualClock
 from mailsrv.core.config import parse_config
+from mailsrv.core.tokens import Tokens
 from mailsrv.directory.domains import get_domain
 from mailsrv.mta.list_addresses import parse
 from mailsrv.mta.list_commands import command_lines
@@ -330,3 +332,19 @@ def test_one_node_sends_each_digest(mail):
     [digest] = inbox(mail)
     assert digest_posts(digest) == ["post 1", "post 2", "post 3"]
     assert os.listdir(mail.data_dir / "spool") == []
+
+
+def test_tokens_are_bound_to_purpose_key_and_age(tmp_path):
+    clock = ManualClock(dt.datetime(2026, 3, 10, tzinfo=dt.timezone.utc))
+    tokens = Tokens(tmp_path, clock)
+    token = tokens.sign("unsubscribe", "7:bob@a.test")
+    assert (tmp_path / "keys" / "tokens.key").stat().st_mode & 0o777 == 0o600
+    assert Tokens(tmp_path, clock).verify("unsubscribe", token, dt.timedelta(days=1)) == "7:bob@a.test"  # another process
+    assert tokens.verify("list-confirm", token, dt.timedelta(days=1)) is None  # another purpose
+    payload, issued, mac = token.split(".")
+    forged = Tokens(tmp_path, clock).sign("unsubscribe", "8:bob@a.test").split(".")[0]
+    assert tokens.verify("unsubscribe", f"{forged}.{issued}.{mac}", dt.timedelta(days=1)) is None
+    assert Tokens(tmp_path / "other", clock).verify("unsubscribe", token, dt.timedelta(days=1)) is None  # another key
+    assert tokens.verify("unsubscribe", "not a token", dt.timedelta(days=1)) is None
+    clock.advance(dt.timedelta(days=1, seconds=1))
+    assert tokens.verify("unsubscribe", token, dt.timedelta(days=1)) is None

@@ -3,6 +3,7 @@ help, the list's disable* settings, silence towards automatic mail), one-click u
 HTTP, and digests."""
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import datetime as dt
 import email
@@ -348,3 +349,34 @@ def test_tokens_are_bound_to_purpose_key_and_age(tmp_path):
     assert tokens.verify("unsubscribe", "not a token", dt.timedelta(days=1)) is None
     clock.advance(dt.timedelta(days=1, seconds=1))
     assert tokens.verify("unsubscribe", token, dt.timedelta(days=1)) is None
+
+
+def test_every_node_sends_due_digests_from_its_loop(mail):
+    mailing_list = digest_list(mail)
+    mail.server.digests.append_to_digest(mailing_list, post(1))
+    mail.clock.advance(dt.timedelta(days=1))
+
+    async def one_round() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.create_task(mail.server.digests.run(stop))
+        for _ in range(200):
+            if not await asyncio.to_thread(mail.server.digests.due):
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await loop
+    mail.call(one_round())
+    mail.deliver()
+    [digest] = inbox(mail)
+    assert digest_posts(digest) == ["post 1"]
+
+
+def test_sweep_removes_the_files_of_a_deleted_lists_posts(mail):
+    mailing_list = digest_list(mail)
+    mail.server.digests.append_to_digest(mailing_list, post(1))
+    [waiting] = (mail.data_dir / "digests").rglob("*.eml")
+    assert mail.server.digests.sweep(dt.timedelta(0)) == 0  # still waiting for its digest
+    with mail.server.store.session() as s:
+        s.delete(s.get(MailingList, mailing_list.id))
+    assert mail.server.digests.sweep() == 0  # too recent: a node may be between file and row
+    assert mail.server.digests.sweep(dt.timedelta(0)) == 1 and not waiting.exists()

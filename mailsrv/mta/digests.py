@@ -12,7 +12,8 @@ One node at a time: the digest's spool file is written, then one transaction del
 posts it holds and adds the digest's spool rows (Spool.add_rows). A node that finds fewer rows
 than it read (another node's digest took them) rolls back and drops its file, so each post is in
 exactly one digest whatever the nodes do; a crash before that commit leaves the posts waiting and
-an unreferenced spool file the spool's sweep removes; the posts' files go after the commit.
+an unreferenced spool file the spool's sweep removes; the posts' files go after the commit (and
+`sweep` removes those a crash, or a deleted list, left behind).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import email.header
 import email.utils
 import logging
 import os
+import time
 import uuid
 from dataclasses import dataclass
 from email.message import Message
@@ -118,12 +120,33 @@ class Digests:
         while not stop.is_set():
             try:
                 await asyncio.to_thread(self.send_due)
+                await asyncio.to_thread(self.sweep)
             except Exception:  # the store may be away for a moment: the next round tries again
                 log.exception("sending due digests failed")
             try:
                 await asyncio.wait_for(stop.wait(), CHECK_INTERVAL.total_seconds())
             except TimeoutError:
                 pass
+
+    def sweep(self, min_age: dt.timedelta = dt.timedelta(hours=1)) -> int:
+        """Remove post files no row refers to: a crash between a post's file and its row, a crash
+        after a digest's commit, a deleted list's waiting posts (their rows went with the list). Only
+        files older than `min_age`: a node may be between a file and its row right now."""
+        root = self.data_dir / "digests"
+        if not root.is_dir():
+            return 0
+        with self.store.session() as s:
+            known = set(s.execute(select(DigestPost.path)).scalars())
+        cutoff = time.time() - min_age.total_seconds()
+        removed = 0
+        for path in root.glob("*/*.eml"):
+            try:
+                if str(path.relative_to(self.data_dir)) not in known and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:  # another node's sweep, at the same moment
+                continue
+        return removed
 
     def send_due(self) -> int:
         """Send every due digest; how many this node sent (blocking)."""

@@ -13,6 +13,7 @@ from mailsrv.core.clock import Clock, SystemClock
 from mailsrv.core.config import Config
 from mailsrv.core.dns import make_resolver
 from mailsrv.core.sessions import OpenSessions
+from mailsrv.core.tokens import Tokens
 from mailsrv.directory.address_lists import AddressLists
 from mailsrv.directory.admins import Admins
 from mailsrv.directory.aliases import Aliases, DomainAliases
@@ -39,8 +40,10 @@ from mailsrv.directory.web_sessions import WebSessions
 from mailsrv.mailstore.disk import Disk
 from mailsrv.mta.autoreply import AutoResponder
 from mailsrv.mta.bounces import Bouncer
+from mailsrv.mta.digests import Digests
 from mailsrv.mta.incoming_gateways import IncomingRole
 from mailsrv.mta.intake import Intake
+from mailsrv.mta.list_commands import ListCommands, OneClickUnsubscribe
 from mailsrv.mta.local_delivery import LocalDelivery
 from mailsrv.mta.nodes import Heartbeat
 from mailsrv.mta.outgoing_gateways import GatewayRouter, OutboundAddresses
@@ -116,8 +119,13 @@ class MailServer:
         self.incoming_gateways = IncomingGateways(self.store)
         self.incoming_role = IncomingRole(self.incoming_gateways, config.delivery.remote_port)
         # How mail comes in, for SMTP and the web interface's send alike.
+        # Signed tokens (list confirmations, one-click unsubscribe) and list commands by mail.
+        self.tokens = Tokens(config.data_dir, self.clock)
+        self.list_commands = ListCommands(self.store, self.resolver, self.spool, self.clock, self.tokens)
+        self.one_click = OneClickUnsubscribe(self.store, self.tokens)  # served by the web listener
+        self.digests = Digests(self.store, self.resolver, self.spool, self.clock, config.data_dir)
         self.intake = Intake(self.resolver, self.policy, self.spool, self.clock, self.dns,
-                             config.smtp.deliver_at_acceptance, self.incoming_role)
+                             config.smtp.deliver_at_acceptance, self.incoming_role, self.list_commands)
         # This node's liveness in the store: how other nodes notice it died, and its fence.
         # The sessions open in this process, published with its heartbeat (RequestStatus).
         self.sessions = OpenSessions()

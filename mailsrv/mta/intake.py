@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import compat32
-from typing import Any
+from typing import Any, Protocol
 
 import dns.resolver
 
@@ -35,6 +35,7 @@ from mailsrv.mailstore.disk import Disk
 from mailsrv.mta import spf_check
 from mailsrv.mta.incoming_gateways import IncomingRole
 from mailsrv.mta.list_server import ListServer
+from mailsrv.mta.list_addresses import ListCommandAddress
 from mailsrv.mta.local_delivery import first_over_quota
 from mailsrv.mta.policy import Client, Policy, RecipientCheck, Reply, SenderCheck
 from mailsrv.mta.recipients import (
@@ -98,10 +99,13 @@ def mailboxes(resolutions: Iterable[Deliver]) -> list[LocalMailbox]:
 
 
 def spool_recipients(accepted: Iterable[tuple[str, Deliver]]) -> list[NewRecipient]:
-    """One spool recipient per distinct mailbox or remote address, however many RCPTs reach it."""
+    """One spool recipient per distinct mailbox or remote address, however many RCPTs reach it
+    (list command addresses are not delivered to: Intake.submit hands them the message)."""
     out: dict[tuple[str, str], NewRecipient] = {}
     for original, resolution in accepted:
         for route in resolution.routes:
+            if isinstance(route, ListCommandAddress):
+                continue
             if isinstance(route, LocalMailbox):
                 recipient = NewRecipient(original, route.address, LOCAL, route.user_id)
             else:
@@ -120,7 +124,8 @@ async def _over_quota(boxes: list[LocalMailbox], incoming: int) -> LocalMailbox 
 def direct_copies(message_id: str, received_at: dt.datetime, resolutions: Sequence[Deliver]) -> list[MaildirCopy]:
     """The mailbox copies of a message delivered at acceptance (mailsrv.mta.spool), or none when it
     must go through the spool: a remote route (forwarding, relay) or an auto-responder to run."""
-    routes = [route for resolution in resolutions for route in resolution.routes]
+    routes = [route for resolution in resolutions for route in resolution.routes
+              if not isinstance(route, ListCommandAddress)]
     if any(not isinstance(route, LocalMailbox) or route.auto_responder for route in routes):
         return []
     return [MaildirCopy(Disk.maildir(box.domain.path, box.user),
@@ -178,14 +183,21 @@ def hourly_charges(message: Submission) -> list[Charge]:
 
 
 
+class ListCommandHandler(Protocol):
+    """mailsrv.mta.list_commands.ListCommands, which needs this module's spool_recipients."""
+
+    async def handle(self, sender: str, content: bytes, targets: Sequence[ListCommandAddress]) -> None: ...
+
+
 class Intake:
     """Taking mail in, for every way it arrives: the answers to MAIL, RCPT and DATA, and the
     acceptance into the spool. Built once by the server; SMTP and the web interface share it."""
 
     def __init__(self, resolver: Resolver, policy: Policy, spool: Spool, clock: Clock,
                  dns: dns.resolver.Resolver, deliver_at_acceptance: bool = True,
-                 incoming: IncomingRole | None = None) -> None:
+                 incoming: IncomingRole | None = None, list_commands: ListCommandHandler | None = None) -> None:
         self.resolver = resolver
+        self.list_commands = list_commands  # what mail to a list command address is handed to
         self.incoming = incoming  # the domains this server is backup MX or incoming gateway for
         self.lists: AddressLists = resolver.lists  # one snapshot per process, read under the same generation
         self.policy = policy
@@ -353,11 +365,18 @@ class Intake:
             return refusal
         actor = message.actor
         message_id, now = Spool.new_id(), self.clock.now()
+        commands = [route for _, r in message.accepted for route in r.routes if isinstance(route, ListCommandAddress)]
+        if commands and self.list_commands is not None:
+            # Answered (the replies spooled) before the 250: a failure is a 451 and the client retries.
+            await self.list_commands.handle(message.sender, content, commands)
+        recipients = spool_recipients(message.accepted)
+        if not recipients:
+            return message_id
         try:
             await self.spool.enqueue(IncomingMessage(
                 id=message_id, sender=message.sender, content=content, received_at=now,
                 client_ip=message.client_ip, helo=message.helo, trace_header=message.trace(message_id, now),
-                recipients=spool_recipients(message.accepted),
+                recipients=recipients,
                 auth_login=actor.login if actor else "",
                 sent_by=(actor.domain, actor.user) if actor else None,
                 spf_result=message.spf_result,

@@ -15,6 +15,10 @@ Expansion rules:
 - a user is its own mailbox, plus its forwarding addresses (without the mailbox when
   delete_on_forward is set and there is somewhere to forward to);
 - an alias is the union of its targets, each expanded again;
+- a local part that is neither, but a list command address of the domain (mailsrv.mta.list_addresses:
+  the domain's `listcommandaddress` when it has lists; LIST-subscribe, LIST-unsubscribe, LIST-help,
+  LIST-confirm+TOKEN of an existing list), is that ListCommandAddress: intake hands the message to
+  the list commands;
 - a local part that is neither falls to the domain's catch-all alias, only when the server allows
   catch-alls (the `catchalls` server setting) and the domain's `enablecatchalls` is Enabled;
 - expansion stops MAX_DEPTH levels down, and an address already expanded in this resolution is
@@ -47,15 +51,10 @@ from mailsrv.directory.domain_limits import (
     hourly_caps,
 )
 from mailsrv.directory.system_settings import SmtpSettings, SystemSettings
+from mailsrv.mta import list_addresses
+from mailsrv.mta.list_addresses import ListCommandAddress
 from mailsrv.store.db import Store
-from mailsrv.store.models import (
-    Alias,
-    DirectoryGeneration,
-    Domain,
-    DomainAlias,
-    MailingList,
-    User,
-)
+from mailsrv.store.models import Alias, DirectoryGeneration, Domain, DomainAlias, MailingList, User
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +78,7 @@ class DomainInfo:
     max_size_bytes: int = 0  # the domain's disk quota (`maxsize`)
     hourly: HourlyCaps = NO_CAPS  # its enabled hourly limits (mailsrv.directory.domain_limits)
     bypass_forward_blacklist: bool = False  # its users may forward into blacklisted domains
+    list_command: str = ""  # the local part of its list command address (`listcommandaddress`)
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ class ListAddress:
     settings: dict[str, Any] = field(default_factory=dict, hash=False)  # the list's stored keys
 
 
-Route = LocalMailbox | RemoteAddress | ListAddress
+Route = LocalMailbox | RemoteAddress | ListAddress | ListCommandAddress
 
 
 @dataclass(frozen=True)
@@ -267,6 +267,9 @@ class Resolver:
         found = self._list(s, domain, local, address) if depth == 0 else None
         if found is not None:  # a list is a final destination: never an alias's or forwarding's target
             return Deliver((found,), domain)
+        command = self._list_command(s, domain, local) if depth == 0 else None
+        if command is not None:
+            return Deliver((command,), domain)
         if domain.catch_all and depth < MAX_DEPTH:
             catch_all = f"{domain.catch_all}@{domain.name}"
             if catch_all not in seen:
@@ -289,6 +292,21 @@ class Resolver:
         if row is None:
             return None
         return ListAddress(address, row[0], row[1], role, tag, row[2] or "", domain, dict(row[3] or {}))
+
+    @staticmethod
+    def _list_command(s: Connection, domain: DomainInfo, local: str) -> ListCommandAddress | None:
+        """The list command address `local` is at `domain` (mailsrv.mta.list_addresses), if any. Only
+        as the address itself (depth 0): an alias or forward into it would make commands of other mail."""
+        parsed = list_addresses.parse(local, domain.list_command)
+        if parsed is None:
+            return None
+        name, action, token = parsed
+        # The command address too only where there is a list: elsewhere it would answer forged
+        # senders for nothing (backscatter).
+        lists = select(MailingList.id).where(MailingList.domain_id == domain.id)
+        if s.execute((lists.where(MailingList.name == name) if name else lists).limit(1)).first() is None:
+            return None
+        return ListCommandAddress(f"{local}@{domain.name}", domain.name, name, action, token)
 
     def _allowed_forwards(self, s: Connection, address: str, forwards: list[str]) -> list[str]:
         lists = self.lists.at(self._read_generation(s), s)
@@ -337,7 +355,8 @@ class Resolver:
             requires_smtp_auth=server.local_senders_authenticate
             or bool(_setting(d_settings, "requiresmtpauthentication")),
             catch_all=catch_all, max_size_bytes=disk_quota_bytes(d_settings),
-            hourly=hourly_caps(d_settings), bypass_forward_blacklist=bool(_setting(d_settings, "bypassforwardblacklist")))
+            hourly=hourly_caps(d_settings), bypass_forward_blacklist=bool(_setting(d_settings, "bypassforwardblacklist")),
+            list_command=str(_setting(d_settings, "listcommandaddress") or ""))
         account = None
         if u_id is not None:
             account = (u_id, u_name, u_settings, *user, settings.mailbox_limit_bytes(u_settings, d_settings))

@@ -44,6 +44,7 @@ from mailsrv.mta.digests import Digests
 from mailsrv.mta.incoming_gateways import IncomingRole
 from mailsrv.mta.intake import Intake
 from mailsrv.mta.list_commands import ListCommands, OneClickUnsubscribe
+from mailsrv.mta.list_server import ListServer
 from mailsrv.mta.local_delivery import LocalDelivery
 from mailsrv.mta.nodes import Heartbeat
 from mailsrv.mta.outgoing_gateways import GatewayRouter, OutboundAddresses
@@ -122,10 +123,13 @@ class MailServer:
         # Signed tokens (list confirmations, one-click unsubscribe) and list commands by mail.
         self.tokens = Tokens(config.data_dir, self.clock)
         self.list_commands = ListCommands(self.store, self.resolver, self.spool, self.clock, self.tokens)
-        self.one_click = OneClickUnsubscribe(self.store, self.tokens)  # served by the web listener
+        # One-click unsubscribe, served by the web listener; a list-only link confirms by mail.
+        self.one_click = OneClickUnsubscribe(self.store, self.tokens, self.list_commands)
         self.digests = Digests(self.store, self.resolver, self.spool, self.clock, config.data_dir)
+        self.list_server = ListServer(self.resolver, self.spool, self.clock, self.tokens, self.digests)
         self.intake = Intake(self.resolver, self.policy, self.spool, self.clock, self.dns,
-                             config.smtp.deliver_at_acceptance, self.incoming_role, self.list_commands)
+                             config.smtp.deliver_at_acceptance, self.incoming_role, self.list_commands,
+                             list_server=self.list_server)
         # This node's liveness in the store: how other nodes notice it died, and its fence.
         # The sessions open in this process, published with its heartbeat (RequestStatus).
         self.sessions = OpenSessions()

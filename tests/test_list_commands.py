@@ -21,14 +21,12 @@ from smtp_support import DOMAIN, send
 from smtp_support import mail  # noqa: F401  (the fixture)
 from sqlalchemy import select
 
-from mailsrv.core.clock import ManualClock
 from mailsrv.core.config import parse_config
-from mailsrv.core.tokens import Tokens
 from mailsrv.directory.domains import get_domain
 from mailsrv.mta.list_addresses import parse
 from mailsrv.mta.list_commands import command_lines
 from mailsrv.server import MailServer
-from mailsrv.store.models import DIGEST, SUBSCRIBER, ListMember, MailingList
+from mailsrv.store.models import DIGEST, SUBSCRIBER, DigestPost, ListMember, MailingList
 
 BOB = f"bob@{DOMAIN}"
 COMMANDS = f"lists@{DOMAIN}"
@@ -242,6 +240,47 @@ def test_one_click_unsubscribe_over_http(mail):
         assert http(closed_url)[0] == 400
 
 
+def test_a_posts_list_only_link_and_mailto_confirm_by_mail(mail):
+    """The post is one copy for all: its link names the list only, so the page asks for the address
+    and mails it a confirmation; the mailto and the confirmation by mail take it off. The post goes
+    to the digest of a list in digest mode, not to its digest subscribers."""
+    list_id = add_list(mail, digestmode=True)
+    with mail.server.store.session() as s:
+        s.add_all([ListMember(list_id=list_id, kind=SUBSCRIBER, address=BOB),
+                   ListMember(list_id=list_id, kind=DIGEST, address="carol@remote.test")])
+    write(mail, f"news@{DOMAIN}", "Hello", "A post.")
+    [posted] = inbox(mail)
+    mailto, url = [v.strip(" <>") for v in posted["List-Unsubscribe"].split(",")]
+    assert mailto == f"mailto:news-unsubscribe@{DOMAIN}"
+    with mail.server.store.session() as s:
+        assert [p.subject for p in s.execute(select(DigestPost)).scalars()] == ["Hello"]
+    token = url.partition("?token=")[2]
+    with web_listener(mail.server) as base:
+        page_url = f"{base}/List/Unsubscribe?token={token}"
+        status, body = http(page_url)
+        assert status == 200 and 'name="address"' in body and "news@a.test" in body
+        status, body = http(page_url, b"List-Unsubscribe=One-Click")  # a mail client's POST: who is it?
+        assert status == 200 and 'name="address"' in body
+        assert members(mail, list_id) == [(SUBSCRIBER, BOB), (DIGEST, "carol@remote.test")]
+        status, body = http(page_url, urllib.parse.urlencode({"address": BOB}).encode())
+        assert status == 200 and f"If {BOB} is subscribed to news@a.test" in body
+        assert members(mail, list_id) == [(SUBSCRIBER, BOB), (DIGEST, "carol@remote.test")]
+        mail.deliver()
+        [confirmation] = [m for m in inbox(mail) if m["Subject"].startswith("confirm ")]
+        status, _ = http(page_url, urllib.parse.urlencode({"address": "nobody@a.test"}).encode())
+        assert status == 200  # the same answer whoever is subscribed
+    write(mail, confirmation["Reply-To"], "Re: " + confirmation["Subject"])
+    assert members(mail, list_id) == [(DIGEST, "carol@remote.test")]
+
+    with mail.server.store.session() as s:
+        s.add(ListMember(list_id=list_id, kind=SUBSCRIBER, address=BOB))
+    write(mail, mailto.removeprefix("mailto:"), "")
+    confirmation = next(m for m in reversed(inbox(mail)) if m["Subject"].startswith("confirm "))
+    assert "asked to unsubscribe bob@a.test from news@a.test" in confirmation.get_content()
+    write(mail, confirmation["Reply-To"], "Re: " + confirmation["Subject"])
+    assert members(mail, list_id) == [(DIGEST, "carol@remote.test")]
+
+
 def post(n: int, size: int = 0) -> bytes:
     return (f"From: Carol <carol@remote.test>\r\nTo: news@a.test\r\nSubject: post {n}\r\n"
             f"Message-ID: <post-{n}@remote.test>\r\n\r\nBody of post {n}\r\n{'x' * size}\r\n").encode()
@@ -333,22 +372,6 @@ def test_one_node_sends_each_digest(mail):
     [digest] = inbox(mail)
     assert digest_posts(digest) == ["post 1", "post 2", "post 3"]
     assert os.listdir(mail.data_dir / "spool") == []
-
-
-def test_tokens_are_bound_to_purpose_key_and_age(tmp_path):
-    clock = ManualClock(dt.datetime(2026, 3, 10, tzinfo=dt.timezone.utc))
-    tokens = Tokens(tmp_path, clock)
-    token = tokens.sign("unsubscribe", "7:bob@a.test")
-    assert (tmp_path / "keys" / "tokens.key").stat().st_mode & 0o777 == 0o600
-    assert Tokens(tmp_path, clock).verify("unsubscribe", token, dt.timedelta(days=1)) == "7:bob@a.test"  # another process
-    assert tokens.verify("list-confirm", token, dt.timedelta(days=1)) is None  # another purpose
-    payload, issued, mac = token.split(".")
-    forged = Tokens(tmp_path, clock).sign("unsubscribe", "8:bob@a.test").split(".")[0]
-    assert tokens.verify("unsubscribe", f"{forged}.{issued}.{mac}", dt.timedelta(days=1)) is None
-    assert Tokens(tmp_path / "other", clock).verify("unsubscribe", token, dt.timedelta(days=1)) is None  # another key
-    assert tokens.verify("unsubscribe", "not a token", dt.timedelta(days=1)) is None
-    clock.advance(dt.timedelta(days=1, seconds=1))
-    assert tokens.verify("unsubscribe", token, dt.timedelta(days=1)) is None
 
 
 def test_every_node_sends_due_digests_from_its_loop(mail):

@@ -28,14 +28,21 @@ import dns.resolver
 from mailsrv.core.actor import Actor
 from mailsrv.core.clock import Clock
 from mailsrv.directory.address_lists import SMTP, AddressLists
-from mailsrv.directory.domain_limits import Charge, LimitReached, Usage, disk_quota_refusal, hour_of, usage
+from mailsrv.directory.domain_limits import (
+    Charge,
+    LimitReached,
+    Usage,
+    disk_quota_refusal,
+    hour_of,
+    usage,
+)
 from mailsrv.directory.system_settings import SmtpSettings
 from mailsrv.mailstore import maildir_names
 from mailsrv.mailstore.disk import Disk
 from mailsrv.mta import spf_check
 from mailsrv.mta.incoming_gateways import IncomingRole
-from mailsrv.mta.list_server import ListServer
 from mailsrv.mta.list_addresses import ListCommandAddress
+from mailsrv.mta.list_server import ListServer
 from mailsrv.mta.local_delivery import first_over_quota
 from mailsrv.mta.policy import Client, Policy, RecipientCheck, Reply, SenderCheck
 from mailsrv.mta.recipients import (
@@ -49,7 +56,15 @@ from mailsrv.mta.recipients import (
     Resolver,
     Unknown,
 )
-from mailsrv.mta.spool import LOCAL, REMOTE, IncomingMessage, MaildirCopy, NewRecipient, Spool, storage_full
+from mailsrv.mta.spool import (
+    LOCAL,
+    REMOTE,
+    IncomingMessage,
+    MaildirCopy,
+    NewRecipient,
+    Spool,
+    storage_full,
+)
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +210,8 @@ class Intake:
 
     def __init__(self, resolver: Resolver, policy: Policy, spool: Spool, clock: Clock,
                  dns: dns.resolver.Resolver, deliver_at_acceptance: bool = True,
-                 incoming: IncomingRole | None = None, list_commands: ListCommandHandler | None = None) -> None:
+                 incoming: IncomingRole | None = None, list_commands: ListCommandHandler | None = None,
+                 *, list_server: ListServer) -> None:
         self.resolver = resolver
         self.list_commands = list_commands  # what mail to a list command address is handed to
         self.incoming = incoming  # the domains this server is backup MX or incoming gateway for
@@ -205,7 +221,7 @@ class Intake:
         self.clock = clock
         self.dns = dns
         self.deliver_at_acceptance = deliver_at_acceptance  # [smtp] deliver_at_acceptance
-        self.list_server = ListServer(resolver, spool, clock)
+        self.list_server = list_server  # what mail to a list's own addresses is handed to
 
     def client(self, ip: str, login: str | None) -> Client:
         """Who is sending, as the relay policy sees it (with the address lists `begin` last read, under

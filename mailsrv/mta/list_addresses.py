@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mailsrv.core.tokens import Tokens
+
 SUBSCRIBE, UNSUBSCRIBE, HELP, CONFIRM = "subscribe", "unsubscribe", "help", "confirm"
 _SUFFIXES = (SUBSCRIBE, UNSUBSCRIBE, HELP)
 
@@ -38,3 +40,19 @@ def parse(local: str, command_local: str) -> tuple[str, str, str] | None:
     if action in _SUFFIXES and not plus:
         return name, action, ""
     return None
+
+
+# One-click unsubscribe (RFC 8058): the link a post's List-Unsubscribe carries, served by the web
+# listener (services.web.list_pages, mailsrv.mta.list_commands.OneClickUnsubscribe).
+UNSUBSCRIBE_PURPOSE = "unsubscribe"
+UNSUBSCRIBE_PATH = "/List/Unsubscribe"
+
+
+def unsubscribe_token(tokens: Tokens, list_id: int, address: str = "") -> str:
+    """The signed token of a one-click link: for `address` on the list, or ("") naming the list only,
+    whose page then asks for the address and confirms by mail."""
+    return tokens.sign(UNSUBSCRIBE_PURPOSE, f"{list_id}:{address.lower()}")
+
+
+def unsubscribe_url(tokens: Tokens, host: str, list_id: int, address: str = "") -> str:
+    return f"https://{host}{UNSUBSCRIBE_PATH}?token={unsubscribe_token(tokens, list_id, address)}"

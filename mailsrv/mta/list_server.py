@@ -23,7 +23,13 @@ enabled subscribers (digest subscribers are the digest's), so delivery is durabl
 copies per domain per SMTP transaction. Its envelope sender is `name-bounces@domain`: with one copy
 for everyone, the VERP tag cannot name each subscriber, so bounces are attributed by the DSN's
 Original-/Final-Recipient; a `+user=host` tag, when a bounce carries one, names the subscriber
-directly. For the same reason the one-click unsubscribe URL's token names the list only.
+directly. For the same reason the one-click unsubscribe URL's token names the list only: its page
+(services.web.list_pages) asks for the address and mails that address a confirmation, so nobody takes
+someone else off. Per-subscriber copies would make one spool message per subscriber (10,000 files and
+row sets for a large list instead of one): not worth a header.
+
+Digests: a list with `digestmode` also hands the rewritten post to the digests (mailsrv.mta.digests)
+for its digest subscribers, who never get the post itself.
 
 Automatic mail is never posted nor answered (mailsrv.mta.loop_guard: Auto-Submitted, Precedence
 bulk/junk/list, List-Id, DSNs, daemon senders) and a post carrying `X-Loop: name@domain` is this
@@ -37,7 +43,7 @@ Mail to the bounces address is always accepted and never forwarded.
 
 Moderation: a held post is written (fsynced) under `<data_dir>/list-holds/` and a ListHold row
 records it; the moderator gets a notice whose From and Reply-To are `name-moderate+TOKEN@domain`
-(mailsrv.core.tokens: approve); replying to the notice approves and posts it; mail to the reject
+(a signed token, mailsrv.core.tokens, purpose MODERATE_PURPOSE, valid HOLD_DAYS); replying to the notice approves and posts it; mail to the reject
 address given in the notice drops it. Held posts expire after HOLD_DAYS: expired ones are deleted by
 the next hold or answer of any list (lazily, on whichever node handles it), and an answer to an
 expired hold does nothing.
@@ -56,16 +62,16 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from email.policy import compat32
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from mailsrv.core import tokens
 from mailsrv.core.clock import Clock
+from mailsrv.core.tokens import Tokens
 from mailsrv.mailstore.disk import fsync_directory
 from mailsrv.mta import loop_guard
+from mailsrv.mta.list_addresses import unsubscribe_url
 from mailsrv.mta.policy import Reply
 from mailsrv.mta.recipients import (
     BOUNCES,
@@ -101,7 +107,7 @@ Trace = Callable[[str, dt.datetime], str]  # our Received header for (message id
 
 BOUNCE_THRESHOLD = 5  # bounces (DSNs, or our own permanent failures) that disable a subscription
 HOLD_DAYS = 7  # how long a held post waits for its moderator
-UNSUBSCRIBE_PATH = "/List/Unsubscribe?token="  # served by the web listener (list commands)
+MODERATE_PURPOSE = "list-moderate"
 HOLDS = "list-holds"
 
 POST, HOLD, DROP = "post", "hold", "drop"
@@ -113,7 +119,7 @@ TOO_BIG = Reply(552, "5.3.4", "Message size exceeds the list's maximum message s
 TOO_MANY = Reply(452, "4.5.3", "Too many recipients for a list post")
 
 
-def _flag(value: Any) -> bool:
+def flag(value: Any) -> bool:
     """A stored boolean, also when it was kept as text (Convert.ToBoolean spellings)."""
     return value is True or str(value).strip().lower() in ("true", "1", "yes", "enabled")
 
@@ -123,6 +129,29 @@ def _number(value: Any) -> int:
         return max(0, int(value))
     except (TypeError, ValueError):
         return 0
+
+
+# The list keys (settings-keys.md) the list server and the list commands (mailsrv.mta.list_commands)
+# read, with the value a list that never set them has: the one table of list defaults.
+LIST_DEFAULTS: dict[str, Any] = {
+    "disabled": False, "whocanpost": "anyone", "requirepassword": False, "password": "",
+    "prependsubject": False, "subject": "", "maxmessagesize": 0, "maxrecipients": 0, "replytolist": False,
+    "listtoaddress": "DEFAULT", "listfromaddress": "POSTERADDRESS", "listreplytoaddress": "LISTADDRESS",
+    "digestmode": False, "disablelistcommand": False, "disablesubscribecommand": False,
+    "allowunsubscribe": True, "sendsubscribe": False, "sendunsubscribe": False,
+}
+
+
+def list_setting(values: dict[str, Any] | None, key: str) -> Any:
+    """A list key's stored value, else its default (an empty stored value counts as unset)."""
+    value = (values or {}).get(key)
+    return LIST_DEFAULTS[key] if value is None or value == "" else value
+
+
+class DigestSink(Protocol):
+    """mailsrv.mta.digests.Digests (which builds on mailsrv.mta.intake, as this module's caller)."""
+
+    def append_to_digest(self, mailing_list: MailingList, message: bytes) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -140,30 +169,29 @@ class ListRules:
     to_address: str  # DEFAULT / LISTADDRESS / SUBSCRIBERADDRESS / an address
     from_address: str  # POSTERADDRESS / LISTADDRESS / an address
     reply_to_address: str  # LISTADDRESS / POSTERADDRESS / an address
+    digest_mode: bool  # the post also goes to the digest (mailsrv.mta.digests)
 
     @classmethod
     def of(cls, values: dict[str, Any]) -> ListRules:
-        who = str(values.get("whocanpost") or "anyone").strip().lower()
+        def get(key: str) -> Any:
+            return list_setting(values, key)
+        who = str(get("whocanpost")).strip().lower()
         return cls(
-            disabled=_flag(values.get("disabled")),
+            disabled=flag(get("disabled")),
             who_can_post="moderator" if who in ("moderator", "moderatoronly") else
             who if who == "subscribersonly" else "anyone",
-            require_password=_flag(values.get("requirepassword")), password=str(values.get("password") or ""),
-            prepend_subject=_flag(values.get("prependsubject")), subject=str(values.get("subject") or ""),
-            max_message_kb=_number(values.get("maxmessagesize")), max_recipients=_number(values.get("maxrecipients")),
-            reply_to_list=_flag(values.get("replytolist")),
-            to_address=str(values.get("listtoaddress") or "DEFAULT").strip(),
-            from_address=str(values.get("listfromaddress") or "POSTERADDRESS").strip(),
-            reply_to_address=str(values.get("listreplytoaddress") or "LISTADDRESS").strip())
+            require_password=flag(get("requirepassword")), password=str(get("password")),
+            prepend_subject=flag(get("prependsubject")), subject=str(get("subject")),
+            max_message_kb=_number(get("maxmessagesize")), max_recipients=_number(get("maxrecipients")),
+            reply_to_list=flag(get("replytolist")),
+            to_address=str(get("listtoaddress")).strip(),
+            from_address=str(get("listfromaddress")).strip(),
+            reply_to_address=str(get("listreplytoaddress")).strip(),
+            digest_mode=flag(get("digestmode")))
 
 
 def list_address(route: ListAddress) -> str:
     return f"{route.name}@{route.domain.name}"
-
-
-def unsubscribe_url(data_dir: Path, host: str, list_id: int, address: str) -> str:
-    """The one-click unsubscribe link (RFC 8058) of `address` on list `list_id` ("" for the list only)."""
-    return f"https://{host}{UNSUBSCRIBE_PATH}{tokens.sign(data_dir, 'unsubscribe', str(list_id), address)}"
 
 
 def _headers(content: bytes) -> email.message.Message:
@@ -256,8 +284,11 @@ class Verdict:
 
 
 class ListServer:
-    def __init__(self, resolver: Resolver, spool: Spool, clock: Clock) -> None:
+    def __init__(self, resolver: Resolver, spool: Spool, clock: Clock, tokens: Tokens,
+                 digests: DigestSink) -> None:
         self.resolver = resolver
+        self.tokens = tokens
+        self.digests = digests
         self.store = resolver.store
         self.spool = spool
         self.clock = clock
@@ -357,8 +388,16 @@ class ListServer:
         command = str(domain_settings.get("listcommandaddress") or "")
         if command and "@" not in command:
             command = f"{command}@{route.domain.name}"
-        url = unsubscribe_url(self.data_dir, route.domain.name, route.list_id, "")
-        post = rewrite(content, route, ListRules.of(route.settings), description, command, url)
+        rules = ListRules.of(route.settings)
+        post = rewrite(content, route, rules, description, command,
+                       unsubscribe_url(self.tokens, route.domain.name, route.list_id))
+        if rules.digest_mode:  # the digest subscribers' copy (mailsrv.mta.digests), durable before the 250
+            with self.store.session() as s:
+                mailing_list = s.get(MailingList, route.list_id)
+                if mailing_list is not None:
+                    s.expunge(mailing_list)
+            if mailing_list is not None:
+                self.digests.append_to_digest(mailing_list, post)
         return post, self._recipients(subscribers)
 
     def _recipients(self, subscribers: list[str]) -> list[NewRecipient]:
@@ -428,8 +467,8 @@ class ListServer:
     async def _hold(self, route: ListAddress, sender: str, content: bytes, client_ip: str, helo: str,
                     trace: Trace, why: str) -> None:
         hold_id = await asyncio.to_thread(self._store_hold, route, sender, content)
-        approve = f"{route.name}-moderate+{tokens.sign(self.data_dir, 'a', str(hold_id))}@{route.domain.name}"
-        reject = f"{route.name}-moderate+{tokens.sign(self.data_dir, 'r', str(hold_id))}@{route.domain.name}"
+        approve = f"{route.name}-moderate+{self.tokens.sign(MODERATE_PURPOSE, f'a:{hold_id}')}@{route.domain.name}"
+        reject = f"{route.name}-moderate+{self.tokens.sign(MODERATE_PURPOSE, f'r:{hold_id}')}@{route.domain.name}"
         headers = _headers(content)
         notice = EmailMessage(email.policy.SMTP)
         notice["From"] = approve
@@ -460,8 +499,9 @@ class ListServer:
         """The (action, sender, message) a moderator's token names, its hold removed; None when the token
         is not ours or the hold is gone or expired."""
         self._expire()
-        fields = tokens.verify(self.data_dir, route.tag)
-        if fields is None or len(fields) != 2 or fields[0] not in ("a", "r") or not fields[1].isdigit():
+        payload = self.tokens.verify(MODERATE_PURPOSE, route.tag, dt.timedelta(days=HOLD_DAYS))
+        fields = (payload or "").split(":")
+        if len(fields) != 2 or fields[0] not in ("a", "r") or not fields[1].isdigit():
             return None
         with self.store.session() as s:
             hold = s.execute(delete(ListHold).where(ListHold.id == int(fields[1]), ListHold.list_id == route.list_id)

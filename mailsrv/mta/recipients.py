@@ -54,7 +54,14 @@ from mailsrv.directory.system_settings import SmtpSettings, SystemSettings
 from mailsrv.mta import list_addresses
 from mailsrv.mta.list_addresses import ListCommandAddress
 from mailsrv.store.db import Store
-from mailsrv.store.models import Alias, DirectoryGeneration, Domain, DomainAlias, MailingList, User
+from mailsrv.store.models import (
+    Alias,
+    DirectoryGeneration,
+    Domain,
+    DomainAlias,
+    MailingList,
+    User,
+)
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,11 @@ from starlette.routing import BaseRoute, Route
 
 from mailsrv.core.config import Config
 from mailsrv.directory.web_sessions import WebSessions
+from mailsrv.mta.list_addresses import UNSUBSCRIBE_PATH
 from mailsrv.mta.list_commands import OneClickUnsubscribe
 from mailsrv.webmail.service import Webmail
 from services.routing import ignore_case
-from services.web.list_pages import UNSUBSCRIBE_URL, ListPages
+from services.web.list_pages import ListPages
 from services.web.mail_pages import MailPages
 from services.web.render import redirect
 from services.web.signin import INBOX_URL, LOGIN_URL, SignInPages, signed_in
@@ -43,5 +44,5 @@ def web_routes(web_sessions: WebSessions, webmail: Webmail, config: Config,
         page_route("/Mail/Compose", mail.signed(mail.compose), ["GET"]),
         page_route("/Mail/Send", mail.signed(mail.send, send_limit), ["POST"]),
         page_route("/Mail/Action", mail.signed(mail.action, form_limit), ["POST"]),
-        page_route(UNSUBSCRIBE_URL, lists.unsubscribe, ["GET", "POST"]),
+        page_route(UNSUBSCRIBE_PATH, lists.unsubscribe, ["GET", "POST"]),
     ]

@@ -368,7 +368,7 @@ class OneClickUnsubscribe:
             if allowed and "@" in address and " " not in address:
                 self.commands._unsubscribe(s, mailing_list, domain, address, answers)
             command_local = settings.value(settings.DOMAIN, domain.settings, "listcommandaddress")
-        command_address = f"{command_local}@{domain.name}" if command_local else f"{mailing_list.name}-unsubscribe@{domain.name}"
+        command_address = f"{command_local or mailing_list.name + '-unsubscribe'}@{domain.name}"
         empty = email.message_from_bytes(b"", policy=email.policy.default)
         mails = [self.commands._mail(command_address, address, subject, body, reply_to or command_address, empty)
                  for subject, body, reply_to in answers.mails]

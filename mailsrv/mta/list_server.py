@@ -43,10 +43,10 @@ Mail to the bounces address is always accepted and never forwarded.
 
 Moderation: a held post is written (fsynced) under `<data_dir>/list-holds/` and a ListHold row
 records it; the moderator gets a notice whose From and Reply-To are `name-moderate+TOKEN@domain`
-(a signed token, mailsrv.core.tokens, purpose MODERATE_PURPOSE, valid HOLD_DAYS); replying to the notice approves and posts it; mail to the reject
-address given in the notice drops it. Held posts expire after HOLD_DAYS: expired ones are deleted by
-the next hold or answer of any list (lazily, on whichever node handles it), and an answer to an
-expired hold does nothing.
+(a signed token, mailsrv.core.tokens, purpose MODERATE_PURPOSE, valid HOLD_DAYS); replying to the
+notice approves and posts it; mail to the reject address given in the notice drops it. Held posts
+expire after HOLD_DAYS: expired ones are deleted by the next hold or answer of any list (lazily, on
+whichever node handles it), and an answer to an expired hold does nothing.
 """
 from __future__ import annotations
 

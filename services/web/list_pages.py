@@ -48,9 +48,9 @@ class ListPages:
             return self._error(request, "This unsubscribe link is invalid or has expired.", 400)
         if not found.allowed:
             return self._error(request, f"{found.list_address} does not allow unsubscribing: ask its moderator.", 403)
+        done = post and bool(found.address)  # a list-only token's POST gets the address form
         return page(request, "unsubscribe.html", {"token": token, "address": found.address,
-                                                  "list_address": found.list_address, "done": post and bool(found.address),
-                                                  "error": ""})
+                                                  "list_address": found.list_address, "done": done, "error": ""})
 
     @staticmethod
     def _error(request: Request, message: str, status: int) -> Response:

@@ -365,6 +365,8 @@ def _serve(server: MailServer, bound: _Bound, tls_context: ssl.SSLContext) -> No
     listeners.append(server.delivery.run)
     # Background jobs (propagation, folder auto-clean): every worker looks, one at a time works.
     listeners.append(server.job_runner.run)
+    # Mailing-list digests that came due by time (mailsrv.mta.digests: one node sends each).
+    listeners.append(server.digests.run)
     _tune_garbage_collector()
     # uvloop's event loop (libuv, in C) costs less per socket event than asyncio's selector loop:
     # +19-34% SMTP msg/s in benchmarks/throughput_smtp.py, where one connection carries one message.

@@ -13,6 +13,7 @@ from mailsrv.core.clock import Clock, SystemClock
 from mailsrv.core.config import Config
 from mailsrv.core.dns import make_resolver
 from mailsrv.core.sessions import OpenSessions
+from mailsrv.core.tokens import Tokens
 from mailsrv.directory.address_lists import AddressLists
 from mailsrv.directory.admins import Admins
 from mailsrv.directory.aliases import Aliases, DomainAliases
@@ -40,8 +41,11 @@ from mailsrv.directory.web_sessions import WebSessions
 from mailsrv.mailstore.disk import Disk
 from mailsrv.mta.autoreply import AutoResponder
 from mailsrv.mta.bounces import Bouncer
+from mailsrv.mta.digests import Digests
 from mailsrv.mta.incoming_gateways import IncomingRole
 from mailsrv.mta.intake import Intake
+from mailsrv.mta.list_commands import ListCommands, OneClickUnsubscribe
+from mailsrv.mta.list_server import ListServer
 from mailsrv.mta.local_delivery import LocalDelivery
 from mailsrv.mta.nodes import Heartbeat
 from mailsrv.mta.outgoing_gateways import GatewayRouter, OutboundAddresses
@@ -118,8 +122,16 @@ class MailServer:
         self.incoming_gateways = IncomingGateways(self.store)
         self.incoming_role = IncomingRole(self.incoming_gateways, config.delivery.remote_port)
         # How mail comes in, for SMTP and the web interface's send alike.
+        # Signed tokens (list confirmations, one-click unsubscribe) and list commands by mail.
+        self.tokens = Tokens(config.data_dir, self.clock)
+        self.list_commands = ListCommands(self.store, self.resolver, self.spool, self.clock, self.tokens)
+        # One-click unsubscribe, served by the web listener; a list-only link confirms by mail.
+        self.one_click = OneClickUnsubscribe(self.store, self.tokens, self.list_commands)
+        self.digests = Digests(self.store, self.resolver, self.spool, self.clock, config.data_dir)
+        self.list_server = ListServer(self.resolver, self.spool, self.clock, self.tokens, self.digests)
         self.intake = Intake(self.resolver, self.policy, self.spool, self.clock, self.dns,
-                             config.smtp.deliver_at_acceptance, self.incoming_role)
+                             config.smtp.deliver_at_acceptance, self.incoming_role, self.list_commands,
+                             list_server=self.list_server)
         # This node's liveness in the store: how other nodes notice it died, and its fence.
         # The sessions open in this process, published with its heartbeat (RequestStatus).
         self.sessions = OpenSessions()

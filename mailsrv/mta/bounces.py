@@ -16,7 +16,9 @@ No DSN is sent:
 - when the server's bounce policy (system setting `bouncing`) is Disabled, or RequireSPF and the
   sender neither passed SPF at acceptance nor authenticated (mailsrv.mta.spf_check.may_answer):
   bouncing to forged senders is backscatter;
-- to a sender address that no longer resolves (a deleted local user).
+- to a sender address that no longer resolves (a deleted local user);
+- to a mailing list's bounces address: the failed subscribers' bounces are counted instead
+  (mailsrv.mta.list_server.record_bounces).
 
 Nothing is counted for the DSN as sent (it has no `sent_by`); delivered into a local mailbox it is
 counted as received there, like any message.
@@ -37,8 +39,16 @@ from mailsrv.core.clock import Clock
 from mailsrv.mailstore.headers import header_bytes, parse_headers
 from mailsrv.mta import loop_guard, spf_check
 from mailsrv.mta.intake import spool_recipients
-from mailsrv.mta.recipients import Deliver, Resolver
-from mailsrv.mta.spool import ClaimedRecipient, Deferred, Failed, IncomingMessage, Spool, SpooledMessage
+from mailsrv.mta.list_server import record_bounces
+from mailsrv.mta.recipients import BOUNCES, Deliver, ListAddress, Resolver
+from mailsrv.mta.spool import (
+    ClaimedRecipient,
+    Deferred,
+    Failed,
+    IncomingMessage,
+    Spool,
+    SpooledMessage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +139,14 @@ class Bouncer:
         sender = message.sender
         if not sender:  # never answered (mailsrv.mta.loop_guard); known without reading the policy or the file
             return None
+        resolution = self.resolver.resolve(sender)
+        route = resolution.routes[0] if isinstance(resolution, Deliver) and resolution.routes else None
+        if isinstance(route, ListAddress) and route.role == BOUNCES:
+            # A list's copy: no DSN to the list, whose bounces address would only count it; counted
+            # here, in the transaction that records the failure. Originals are the subscribers.
+            record_bounces(s, route.list_id, [r.original for r, failure in failures
+                                              if isinstance(failure, Failed) and status_of(failure).startswith("5")])
+            return None
         server = self.resolver.system.read(s.connection())
         policy, hostname = server["bouncing"], server["smtphostname"]
         if not spf_check.may_answer(policy, message.spf_result, message.authenticated):
@@ -141,7 +159,6 @@ class Bouncer:
         if reason is not None:
             log.info("no DSN to %s for %s: %s", sender, message.id, reason)
             return None
-        resolution = self.resolver.resolve(sender)
         if not isinstance(resolution, Deliver):
             log.info("no DSN for %s: its sender %s does not resolve", message.id, sender)
             return None

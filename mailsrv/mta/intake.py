@@ -13,6 +13,7 @@ another domain's or a remote name on its mail.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import email.utils
 import logging
@@ -20,23 +21,50 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import compat32
-from typing import Any
+from typing import Any, Protocol
 
 import dns.resolver
 
 from mailsrv.core.actor import Actor
 from mailsrv.core.clock import Clock
 from mailsrv.directory.address_lists import SMTP, AddressLists
-from mailsrv.directory.domain_limits import Charge, LimitReached, Usage, disk_quota_refusal, hour_of, usage
+from mailsrv.directory.domain_limits import (
+    Charge,
+    LimitReached,
+    Usage,
+    disk_quota_refusal,
+    hour_of,
+    usage,
+)
 from mailsrv.directory.system_settings import SmtpSettings
 from mailsrv.mailstore import maildir_names
 from mailsrv.mailstore.disk import Disk
 from mailsrv.mta import spf_check
 from mailsrv.mta.incoming_gateways import IncomingRole
+from mailsrv.mta.list_addresses import ListCommandAddress
+from mailsrv.mta.list_server import ListServer
 from mailsrv.mta.local_delivery import first_over_quota
 from mailsrv.mta.policy import Client, Policy, RecipientCheck, Reply, SenderCheck
-from mailsrv.mta.recipients import MISS, Deliver, Disabled, DomainInfo, LocalMailbox, RemoteAddress, Resolver, Unknown
-from mailsrv.mta.spool import LOCAL, REMOTE, IncomingMessage, MaildirCopy, NewRecipient, Spool, storage_full
+from mailsrv.mta.recipients import (
+    MISS,
+    Deliver,
+    Disabled,
+    DomainInfo,
+    ListAddress,
+    LocalMailbox,
+    RemoteAddress,
+    Resolver,
+    Unknown,
+)
+from mailsrv.mta.spool import (
+    LOCAL,
+    REMOTE,
+    IncomingMessage,
+    MaildirCopy,
+    NewRecipient,
+    Spool,
+    storage_full,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +114,13 @@ def mailboxes(resolutions: Iterable[Deliver]) -> list[LocalMailbox]:
 
 
 def spool_recipients(accepted: Iterable[tuple[str, Deliver]]) -> list[NewRecipient]:
-    """One spool recipient per distinct mailbox or remote address, however many RCPTs reach it."""
+    """One spool recipient per distinct mailbox or remote address, however many RCPTs reach it
+    (list command addresses are not delivered to: Intake.submit hands them the message)."""
     out: dict[tuple[str, str], NewRecipient] = {}
     for original, resolution in accepted:
         for route in resolution.routes:
+            if isinstance(route, ListCommandAddress):
+                continue
             if isinstance(route, LocalMailbox):
                 recipient = NewRecipient(original, route.address, LOCAL, route.user_id)
             else:
@@ -108,13 +139,20 @@ async def _over_quota(boxes: list[LocalMailbox], incoming: int) -> LocalMailbox 
 def direct_copies(message_id: str, received_at: dt.datetime, resolutions: Sequence[Deliver]) -> list[MaildirCopy]:
     """The mailbox copies of a message delivered at acceptance (mailsrv.mta.spool), or none when it
     must go through the spool: a remote route (forwarding, relay) or an auto-responder to run."""
-    routes = [route for resolution in resolutions for route in resolution.routes]
+    routes = [route for resolution in resolutions for route in resolution.routes
+              if not isinstance(route, ListCommandAddress)]
     if any(not isinstance(route, LocalMailbox) or route.auto_responder for route in routes):
         return []
     return [MaildirCopy(Disk.maildir(box.domain.path, box.user),
                         maildir_names.new_key(received_at, f"{message_id}_{box.user_id}"),
                         box.address, box.domain.id, box.user_id, box.user)
             for box in mailboxes(resolutions)]
+
+
+def _list_route(resolution: Deliver) -> ListAddress | None:
+    """The list a recipient is, when it is one (a list address resolves to that route alone)."""
+    routes = resolution.routes
+    return routes[0] if len(routes) == 1 and isinstance(routes[0], ListAddress) else None
 
 
 def _fan_out(resolution: Deliver) -> int:
@@ -160,14 +198,22 @@ def hourly_charges(message: Submission) -> list[Charge]:
 
 
 
+class ListCommandHandler(Protocol):
+    """mailsrv.mta.list_commands.ListCommands, which needs this module's spool_recipients."""
+
+    async def handle(self, sender: str, content: bytes, targets: Sequence[ListCommandAddress]) -> None: ...
+
+
 class Intake:
     """Taking mail in, for every way it arrives: the answers to MAIL, RCPT and DATA, and the
     acceptance into the spool. Built once by the server; SMTP and the web interface share it."""
 
     def __init__(self, resolver: Resolver, policy: Policy, spool: Spool, clock: Clock,
                  dns: dns.resolver.Resolver, deliver_at_acceptance: bool = True,
-                 incoming: IncomingRole | None = None) -> None:
+                 incoming: IncomingRole | None = None, list_commands: ListCommandHandler | None = None,
+                 *, list_server: ListServer) -> None:
         self.resolver = resolver
+        self.list_commands = list_commands  # what mail to a list command address is handed to
         self.incoming = incoming  # the domains this server is backup MX or incoming gateway for
         self.lists: AddressLists = resolver.lists  # one snapshot per process, read under the same generation
         self.policy = policy
@@ -175,6 +221,7 @@ class Intake:
         self.clock = clock
         self.dns = dns
         self.deliver_at_acceptance = deliver_at_acceptance  # [smtp] deliver_at_acceptance
+        self.list_server = list_server  # what mail to a list's own addresses is handed to
 
     def client(self, ip: str, login: str | None) -> Client:
         """Who is sending, as the relay policy sees it (with the address lists `begin` last read, under
@@ -276,6 +323,10 @@ class Intake:
         if gateway is not None and incoming is not None \
                 and not await asyncio.to_thread(incoming.recipient_known, gateway, address):
             return Reply(550, "5.1.1", f"<{address}>: no such user at the primary server")
+        route = _list_route(result)
+        if route is not None:  # the list's own rules (mailsrv.mta.list_server), not a mailbox's
+            verdict = await asyncio.to_thread(self.list_server.check, route, sender, declared_size, len(accepted) + 1)
+            return verdict if isinstance(verdict, Reply) else result
         domain = result.domain
         everyone = [r for _, r in accepted]
         limits = [(self.settings.max_recipients, everyone)]
@@ -311,6 +362,8 @@ class Intake:
         content = message.content
         if _bare_line_end(content):
             return BARE_LINE_END
+        if any(_list_route(r) for _, r in message.accepted):
+            return await self._submit_with_lists(message)
         # Parsed only for a login: unauthenticated mail has no header sender to check.
         refusal = await self._not_owned(message.actor, _header_senders(content)) if message.actor else None
         if refusal:
@@ -328,11 +381,18 @@ class Intake:
             return refusal
         actor = message.actor
         message_id, now = Spool.new_id(), self.clock.now()
+        commands = [route for _, r in message.accepted for route in r.routes if isinstance(route, ListCommandAddress)]
+        if commands and self.list_commands is not None:
+            # Answered (the replies spooled) before the 250: a failure is a 451 and the client retries.
+            await self.list_commands.handle(message.sender, content, commands)
+        recipients = spool_recipients(message.accepted)
+        if not recipients:
+            return message_id
         try:
             await self.spool.enqueue(IncomingMessage(
                 id=message_id, sender=message.sender, content=content, received_at=now,
                 client_ip=message.client_ip, helo=message.helo, trace_header=message.trace(message_id, now),
-                recipients=spool_recipients(message.accepted),
+                recipients=recipients,
                 auth_login=actor.login if actor else "",
                 sent_by=(actor.domain, actor.user) if actor else None,
                 spf_result=message.spf_result,
@@ -346,6 +406,27 @@ class Intake:
                 return INSUFFICIENT_STORAGE
             raise
         return message_id
+
+    async def _submit_with_lists(self, message: Submission) -> str | Reply:
+        """`submit` of a message some of whose recipients are lists: every list judges it first (one
+        refusal refuses it all: nothing half-taken), then the other recipients get it as any message,
+        then each list takes it (mailsrv.mta.list_server)."""
+        lists = [(route, original) for original, r in message.accepted if (route := _list_route(r)) is not None]
+        verdicts = []
+        for route, _ in lists:
+            verdict = await asyncio.to_thread(self.list_server.check, route, message.sender, len(message.content),
+                                              len(message.accepted), message.content)
+            if isinstance(verdict, Reply):
+                return verdict
+            verdicts.append(verdict)
+        others = [(original, r) for original, r in message.accepted if _list_route(r) is None]
+        outcome = await self.submit(dataclasses.replace(message, accepted=others)) if others else Spool.new_id()
+        if isinstance(outcome, Reply):
+            return outcome
+        for (route, _), verdict in zip(lists, verdicts):
+            await self.list_server.take(route, verdict, message.sender, message.content, message.client_ip,
+                                        message.helo, message.trace)
+        return outcome
 
     async def spf_result(self, actor: Actor | None, client_ip: str, sender: str, helo: str) -> str:
         """The sender's SPF result when a policy asks for it, else "".

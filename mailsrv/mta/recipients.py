@@ -15,12 +15,19 @@ Expansion rules:
 - a user is its own mailbox, plus its forwarding addresses (without the mailbox when
   delete_on_forward is set and there is somewhere to forward to);
 - an alias is the union of its targets, each expanded again;
+- a local part that is neither, but a list command address of the domain (mailsrv.mta.list_addresses:
+  the domain's `listcommandaddress` when it has lists; LIST-subscribe, LIST-unsubscribe, LIST-help,
+  LIST-confirm+TOKEN of an existing list), is that ListCommandAddress: intake hands the message to
+  the list commands;
 - a local part that is neither falls to the domain's catch-all alias, only when the server allows
   catch-alls (the `catchalls` server setting) and the domain's `enablecatchalls` is Enabled;
 - expansion stops MAX_DEPTH levels down, and an address already expanded in this resolution is
   not expanded again (alias loops, a user forwarding to itself), so each mailbox appears once;
 - a user's forwarding target in a domain on the server's forwarding blacklist is dropped (logged)
   unless the user's domain has `bypassforwardblacklist` (mailsrv.directory.address_lists);
+- a local part that names no user or alias may name a mailing list (`name@`, `name-bounces[+tag]@`,
+  `name-moderate+token@`): a ListAddress route, which mailsrv.mta.list_server handles; lists come
+  before the catch-all and are never reached through an alias or forwarding;
 - a target that is unknown or disabled is skipped (logged) so one stale alias entry does not
   refuse mail for the others; an address whose expansion leaves nothing is Unknown.
 """
@@ -29,7 +36,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, or_, select
@@ -44,8 +51,17 @@ from mailsrv.directory.domain_limits import (
     hourly_caps,
 )
 from mailsrv.directory.system_settings import SmtpSettings, SystemSettings
+from mailsrv.mta import list_addresses
+from mailsrv.mta.list_addresses import ListCommandAddress
 from mailsrv.store.db import Store
-from mailsrv.store.models import Alias, DirectoryGeneration, Domain, DomainAlias, User
+from mailsrv.store.models import (
+    Alias,
+    DirectoryGeneration,
+    Domain,
+    DomainAlias,
+    MailingList,
+    User,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +85,7 @@ class DomainInfo:
     max_size_bytes: int = 0  # the domain's disk quota (`maxsize`)
     hourly: HourlyCaps = NO_CAPS  # its enabled hourly limits (mailsrv.directory.domain_limits)
     bypass_forward_blacklist: bool = False  # its users may forward into blacklisted domains
+    list_command: str = ""  # the local part of its list command address (`listcommandaddress`)
 
 
 @dataclass(frozen=True)
@@ -86,7 +103,25 @@ class RemoteAddress:
     address: str
 
 
-Route = LocalMailbox | RemoteAddress
+# What a list address is for (mailsrv.mta.list_server): `name@` posts, `name-bounces[+tag]@` takes
+# bounces of its posts, `name-moderate+token@` takes the moderator's answers.
+POST, BOUNCES, MODERATE = "post", "bounces", "moderate"
+
+
+@dataclass(frozen=True)
+class ListAddress:
+    """A mailing list's address (mailsrv.store.models.MailingList): the list server takes the message."""
+    address: str  # as given
+    list_id: int
+    name: str  # the list's local part
+    role: str  # POST, BOUNCES or MODERATE
+    tag: str  # what follows "+" in a bounces or moderate address
+    moderator: str
+    domain: DomainInfo
+    settings: dict[str, Any] = field(default_factory=dict, hash=False)  # the list's stored keys
+
+
+Route = LocalMailbox | RemoteAddress | ListAddress | ListCommandAddress
 
 
 @dataclass(frozen=True)
@@ -236,6 +271,12 @@ class Resolver:
             return Deliver(((mailbox,) if keep else ()) + tuple(forwarded), domain)
         if alias_targets is not None:
             return Deliver(tuple(self._expand(s, alias_targets, depth, seen)), domain)
+        found = self._list(s, domain, local, address) if depth == 0 else None
+        if found is not None:  # a list is a final destination: never an alias's or forwarding's target
+            return Deliver((found,), domain)
+        command = self._list_command(s, domain, local) if depth == 0 else None
+        if command is not None:
+            return Deliver((command,), domain)
         if domain.catch_all and depth < MAX_DEPTH:
             catch_all = f"{domain.catch_all}@{domain.name}"
             if catch_all not in seen:
@@ -243,6 +284,36 @@ class Resolver:
                 result = self._address(s, catch_all, depth + 1, seen)
                 return Deliver(result.routes, domain) if isinstance(result, Deliver) else Unknown(address)
         return Unknown(address)
+
+    @staticmethod
+    def _list(s: Connection, domain: DomainInfo, local: str, address: str) -> ListAddress | None:
+        """The list address `local`@`domain` names, if any (only asked when no user or alias has the name)."""
+        name, role, tag = local.lower(), POST, ""
+        base, plus, tag_part = local.partition("+")  # the tag keeps its case: it may be a signed token
+        for suffix, kind in (("-bounces", BOUNCES), ("-moderate", MODERATE)):
+            if base.lower().endswith(suffix) and (kind == BOUNCES or plus):
+                name, role, tag = base[: -len(suffix)].lower(), kind, tag_part
+                break
+        row = s.execute(select(MailingList.id, MailingList.name, MailingList.moderator, MailingList.settings)
+                        .where(MailingList.domain_id == domain.id, MailingList.name == name)).first()
+        if row is None:
+            return None
+        return ListAddress(address, row[0], row[1], role, tag, row[2] or "", domain, dict(row[3] or {}))
+
+    @staticmethod
+    def _list_command(s: Connection, domain: DomainInfo, local: str) -> ListCommandAddress | None:
+        """The list command address `local` is at `domain` (mailsrv.mta.list_addresses), if any. Only
+        as the address itself (depth 0): an alias or forward into it would make commands of other mail."""
+        parsed = list_addresses.parse(local, domain.list_command)
+        if parsed is None:
+            return None
+        name, action, token = parsed
+        # The command address too only where there is a list: elsewhere it would answer forged
+        # senders for nothing (backscatter).
+        lists = select(MailingList.id).where(MailingList.domain_id == domain.id)
+        if s.execute((lists.where(MailingList.name == name) if name else lists).limit(1)).first() is None:
+            return None
+        return ListCommandAddress(f"{local}@{domain.name}", domain.name, name, action, token)
 
     def _allowed_forwards(self, s: Connection, address: str, forwards: list[str]) -> list[str]:
         lists = self.lists.at(self._read_generation(s), s)
@@ -291,7 +362,8 @@ class Resolver:
             requires_smtp_auth=server.local_senders_authenticate
             or bool(_setting(d_settings, "requiresmtpauthentication")),
             catch_all=catch_all, max_size_bytes=disk_quota_bytes(d_settings),
-            hourly=hourly_caps(d_settings), bypass_forward_blacklist=bool(_setting(d_settings, "bypassforwardblacklist")))
+            hourly=hourly_caps(d_settings), bypass_forward_blacklist=bool(_setting(d_settings, "bypassforwardblacklist")),
+            list_command=str(_setting(d_settings, "listcommandaddress") or ""))
         account = None
         if u_id is not None:
             account = (u_id, u_name, u_settings, *user, settings.mailbox_limit_bytes(u_settings, d_settings))

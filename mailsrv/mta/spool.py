@@ -238,7 +238,7 @@ class _Waiting:
     done: asyncio.Future[None] = field(repr=False)
 
 
-def _write_durably(path: Path, *parts: bytes) -> None:
+def write_durably(path: Path, *parts: bytes) -> None:
     """A new file at `path` holding `parts`, fsynced (its directory entry is the caller's to fsync)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -338,7 +338,7 @@ class Spool:
         final = self.directory / message.id
         tmp = final.with_name(message.id + ".tmp")
         try:
-            _write_durably(tmp, message.content)
+            write_durably(tmp, message.content)
             os.rename(tmp, final)
         except BaseException:
             tmp.unlink(missing_ok=True)  # e.g. the disk is full: leave nothing half-written behind
@@ -350,7 +350,7 @@ class Spool:
         try:
             for copy in message.copies:
                 tmp = copy.maildir / "tmp" / copy.name
-                _write_durably(tmp, delivered_copy(message.sender, copy.address, message.trace_header),
+                write_durably(tmp, delivered_copy(message.sender, copy.address, message.trace_header),
                                message.content)
                 written.append(tmp)
         except BaseException:
@@ -405,7 +405,7 @@ class Spool:
                 spooled = [m for m in spooled if m.id not in refused]
                 events: list[TrafficEvent] = []
                 for m in spooled:
-                    self._add_rows(s, m)
+                    self.add_rows(s, m)
                 for m in spooled + direct:
                     if m.sent_by and (event := self._sent_event(s, m, m.sent_by)):
                         events.append(event)
@@ -453,7 +453,9 @@ class Spool:
                     refused[m.id] = copy.address
         return refused
 
-    def _add_rows(self, s: Session, m: IncomingMessage) -> None:
+    def add_rows(self, s: Session, m: IncomingMessage) -> None:
+        """The rows of a message whose file `write_file` wrote, in the caller's transaction (what
+        finish does for follow-ups, a digest for itself); the queue runs it once that commits."""
         s.add(SpoolMessage(
             id=m.id, path=str((self.directory / m.id).relative_to(self.data_dir)), sender=m.sender,
             size=len(m.content), received_at=m.received_at, client_ip=m.client_ip, helo=m.helo,
@@ -583,7 +585,7 @@ class Spool:
                         if outcome.follow_up is not None:
                             follow_up = outcome.follow_up.message
                             if updated and outcome.follow_up.claim(s, now):
-                                self._add_rows(s, follow_up)
+                                self.add_rows(s, follow_up)
                             else:
                                 finished.append(self.directory / follow_up.id)
                         continue
@@ -602,7 +604,7 @@ class Spool:
                     if notice is not None:
                         # Should this transaction roll back, the file is an orphan `sweep` removes.
                         self.write_file(notice)
-                        self._add_rows(s, notice)
+                        self.add_rows(s, notice)
             for domain, (until, error) in sorted(unreachable.items()):
                 pause(s, domain, until, error, now)
             closed = self._close_done(s, [job.message.id for job, _ in jobs])

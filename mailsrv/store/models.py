@@ -530,3 +530,27 @@ class ListMember(Base):
     bounces: Mapped[int] = mapped_column(Integer, default=0)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     added_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ListHold(Base):
+    """A post held for its list's moderator (mailsrv.mta.list_server); the message is the file at
+    `path`, relative to the data directory."""
+    __tablename__ = "list_holds"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("mailing_lists.id", ondelete="CASCADE"))
+    sender: Mapped[str] = mapped_column(String(320))
+    path: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+class DigestPost(Base):
+    """A post waiting for its list's next digest (mailsrv.mta.digests): its copy is the file `path`
+    (relative to the data directory); the row goes in the transaction that spools the digest."""
+    __tablename__ = "list_digest_posts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("mailing_lists.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(String(512))
+    subject: Mapped[str] = mapped_column(Text, default="")
+    author: Mapped[str] = mapped_column(String(998), default="")  # its From header
+    size: Mapped[int] = mapped_column(Integer)
+    added_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -9,8 +9,11 @@ from starlette.routing import BaseRoute, Route
 
 from mailsrv.core.config import Config
 from mailsrv.directory.web_sessions import WebSessions
+from mailsrv.mta.list_addresses import UNSUBSCRIBE_PATH
+from mailsrv.mta.list_commands import OneClickUnsubscribe
 from mailsrv.webmail.service import Webmail
 from services.routing import ignore_case
+from services.web.list_pages import ListPages
 from services.web.mail_pages import MailPages
 from services.web.render import redirect
 from services.web.signin import INBOX_URL, LOGIN_URL, SignInPages, signed_in
@@ -20,9 +23,11 @@ def page_route(path: str, endpoint: Callable[[Request], Awaitable[Response]], me
     return ignore_case(Route(path, endpoint, methods=methods))
 
 
-def web_routes(web_sessions: WebSessions, webmail: Webmail, config: Config) -> list[BaseRoute]:
+def web_routes(web_sessions: WebSessions, webmail: Webmail, config: Config,
+               one_click: OneClickUnsubscribe) -> list[BaseRoute]:
     form_limit, message_kb = config.web.max_request_bytes, config.smtp.max_message_kb
     signin, mail = SignInPages(web_sessions, form_limit), MailPages(web_sessions, webmail)
+    lists = ListPages(one_click)
     # A message being sent may be as large as SMTP accepts (0: no cap), plus the rest of the form.
     send_limit = message_kb * 1024 + form_limit if message_kb else None
 
@@ -39,4 +44,5 @@ def web_routes(web_sessions: WebSessions, webmail: Webmail, config: Config) -> l
         page_route("/Mail/Compose", mail.signed(mail.compose), ["GET"]),
         page_route("/Mail/Send", mail.signed(mail.send, send_limit), ["POST"]),
         page_route("/Mail/Action", mail.signed(mail.action, form_limit), ["POST"]),
+        page_route(UNSUBSCRIBE_PATH, lists.unsubscribe, ["GET", "POST"]),
     ]

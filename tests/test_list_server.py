@@ -1,0 +1,296 @@
+"""The list server over real sockets: posts reach subscribers on two local domains and a peer with the
+list's headers, who may post (subscribers only, whitelist, kill list), bounces disabling a subscriber,
+moderation by reply, expiry of held posts, and no loops."""
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import email.utils
+import re
+from collections.abc import Iterator
+from email.message import EmailMessage
+
+import pytest
+from smtp_peer import Peer, remote_config
+from smtp_support import DOMAIN, MailHarness, make_harness, send
+from sqlalchemy import select
+
+from mailsrv.directory.domains import get_domain
+from mailsrv.mta.list_commands import OneClick
+from mailsrv.mta.list_server import BOUNCE_THRESHOLD, ListRules, rewrite
+from mailsrv.mta.recipients import POST, DomainInfo, ListAddress
+from mailsrv.store.models import (
+    KILLLIST,
+    SUBSCRIBER,
+    WHITELIST,
+    ListHold,
+    ListMember,
+    MailingList,
+)
+
+OTHER = "b.test"
+POST_TEXT = (b"From: Olga Outside <olga@elsewhere.example>\r\nTo: team@a.test\r\nSubject: Hello all\r\n"
+             b"Message-ID: <p1@elsewhere.example>\r\n\r\nA post.\r\n")
+
+
+@pytest.fixture
+def mail(tmp_path, port) -> Iterator[MailHarness]:
+    for harness in make_harness(tmp_path, remote_config(port)):
+        harness.dns.add({("peer.test", "MX"): ["10 mx1.peer.test."], ("mx1.peer.test", "A"): ["127.0.0.1"]})
+        harness.server.domains.add(harness.admin(), OTHER, "", "postmaster", "Domain-pass-1", "", "", {})
+        harness.add_user(OTHER, "carol")
+        yield harness
+
+
+@pytest.fixture
+def peer(port) -> Iterator[Peer]:
+    peer = Peer("127.0.0.1", port)
+    yield peer
+    peer.stop()
+
+
+def make_list(mail: MailHarness, moderator: str = "", members: dict[str, list[str]] | None = None,
+              **keys: object) -> int:
+    members = members if members is not None else {
+        SUBSCRIBER: ["alice@a.test", "carol@b.test", "friend@peer.test"]}
+    with mail.server.store.session() as s:
+        team = MailingList(domain_id=get_domain(s, DOMAIN).id, name="team", moderator=moderator,
+                           description="The team", settings={"whocanpost": "anyone", **keys})
+        s.add(team)
+        s.flush()
+        for kind, addresses in members.items():
+            s.add_all(ListMember(list_id=team.id, kind=kind, address=a) for a in addresses)
+        return team.id
+
+
+def parsed(raw: bytes) -> EmailMessage:
+    return email.message_from_bytes(raw, policy=email.policy.default)  # type: ignore[return-value]
+
+
+def post(mail: MailHarness, sender: str, content: bytes = POST_TEXT, to: str = "team@a.test") -> tuple[int, bytes]:
+    """The answer to RCPT, or to DATA when RCPT was accepted."""
+    with mail.client() as smtp:
+        smtp.ehlo()
+        assert smtp.mail(sender)[0] == 250
+        code, reply = smtp.rcpt(to)
+        if code != 250:
+            return code, reply
+        return smtp.data(content)
+
+
+def member(mail: MailHarness, address: str) -> ListMember:
+    with mail.server.store.session() as s:
+        row = s.execute(select(ListMember).where(ListMember.address == address,
+                                                 ListMember.kind == SUBSCRIBER)).scalar_one()
+        s.expunge(row)
+        return row
+
+
+def test_a_post_reaches_every_subscriber_with_the_list_headers(mail, peer):
+    make_list(mail, prependsubject=True, subject="[Team]", replytolist=True, listreplytoaddress="LISTADDRESS")
+    assert post(mail, "olga@elsewhere.example")[0] == 250
+    mail.deliver()
+    for address in ("alice@a.test", "carol@b.test"):
+        [raw] = mail.messages(address)
+        assert raw.startswith(b"Return-Path: <team-bounces@a.test>\r\n")
+        m = parsed(raw)
+        assert m["Subject"] == "[Team] Hello all"
+        assert m["Reply-To"] == "team@a.test"
+        assert m["From"] == "Olga Outside <olga@elsewhere.example>"
+        assert m["List-Id"] == "The team <team.a.test>"
+        assert m["List-Post"] == "<mailto:team@a.test>"
+        assert m["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        mailto, url = [v.strip(" <>") for v in m["List-Unsubscribe"].split(",")]
+        assert mailto == "mailto:team-unsubscribe@a.test"
+        assert url.startswith("https://a.test/List/Unsubscribe?token=")
+        assert mail.server.one_click.check(url.partition("?token=")[2]) == OneClick("team@a.test", "", True)
+        assert m["Precedence"] == "list" and m["X-Loop"] == "team@a.test"
+        assert m.get_content().strip() == "A post."
+    [arrival] = peer.arrivals
+    assert arrival.sender == "team-bounces@a.test" and arrival.recipients == ["friend@peer.test"]
+    assert parsed(arrival.content)["Subject"] == "[Team] Hello all"
+    assert mail.spool_rows() == []
+
+
+def member_list(mail: MailHarness) -> int:
+    with mail.server.store.session() as s:
+        return s.execute(select(MailingList.id)).scalar_one()
+
+
+def test_subscribers_only_refuses_others_and_honours_the_whitelist_and_kill_list(mail, peer):
+    make_list(mail, whocanpost="subscribersonly",
+              members={SUBSCRIBER: ["alice@a.test", "friend@peer.test"], WHITELIST: ["wanda@elsewhere.example"],
+                       KILLLIST: ["friend@peer.test"]})
+    code, reply = post(mail, "olga@elsewhere.example")
+    assert code == 550 and b"only subscribers may post" in reply
+    code, reply = post(mail, "friend@peer.test")  # subscribed, but on the kill list
+    assert code == 550 and b"not allowed to post" in reply
+    assert post(mail, "wanda@elsewhere.example")[0] == 250
+    mail.deliver()
+    assert len(mail.messages("alice@a.test")) == 1
+
+
+def test_a_new_list_answers_for_the_next_transaction(mail):
+    code, reply = post(mail, "olga@elsewhere.example")  # the unknown answer is cached...
+    assert code == 550 and b"no such user" in reply
+    make_list(mail)  # ...until mailing_lists raises the directory generation
+    assert post(mail, "olga@elsewhere.example")[0] == 250
+
+
+def test_disabled_list_and_size_cap(mail):
+    make_list(mail, maxmessagesize=1)
+    code, reply = post(mail, "olga@elsewhere.example", POST_TEXT + b"".join([b"y" * 70 + b"\r\n"] * 30))
+    assert code == 552
+    with mail.server.store.session() as s:
+        s.execute(MailingList.__table__.update().values(settings={"disabled": True}))
+    assert post(mail, "olga@elsewhere.example")[0] == 550
+
+
+def test_password_in_the_subject_is_required_and_removed(mail):
+    make_list(mail, members={SUBSCRIBER: ["alice@a.test"]}, requirepassword=True, password="s3cret")
+    code, reply = post(mail, "olga@elsewhere.example")
+    assert code == 550 and b"requires its password" in reply
+    assert post(mail, "olga@elsewhere.example", POST_TEXT.replace(b"Subject: ", b"Subject: [s3cret] "))[0] == 250
+    mail.deliver()
+    [raw] = mail.messages("alice@a.test")
+    assert parsed(raw)["Subject"] == "Hello all"
+
+
+def dsn(recipient: str, status: str = "5.1.1") -> bytes:
+    return (b"From: MAILER-DAEMON@peer.test\r\nTo: team-bounces@a.test\r\nSubject: Undelivered\r\n"
+            b"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n"
+            b"--b\r\nContent-Type: text/plain\r\n\r\nFailed.\r\n"
+            b"--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; peer.test\r\n\r\n"
+            + f"Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: {status}\r\n".encode()
+            + b"\r\n--b--\r\n")
+
+
+def test_a_bouncing_subscriber_is_disabled_after_the_threshold(mail, peer):
+    make_list(mail)
+    with mail.client() as smtp:
+        send(smtp, "", ["team-bounces@a.test"], dsn("friend@peer.test", "4.4.1").replace(b"failed", b"delayed"))
+        for _ in range(BOUNCE_THRESHOLD - 2):
+            send(smtp, "", ["team-bounces@a.test"], dsn("friend@peer.test"))
+        assert not member(mail, "friend@peer.test").disabled
+        send(smtp, "", ["team-bounces+friend=peer.test@a.test"], b"Subject: VERP bounce\r\n\r\nGone.\r\n")
+    state = member(mail, "friend@peer.test")
+    assert state.bounces == BOUNCE_THRESHOLD - 1 and not state.disabled
+    with mail.client() as smtp:
+        send(smtp, "", ["team-bounces@a.test"], dsn("friend@peer.test"))
+    assert member(mail, "friend@peer.test").disabled
+    assert post(mail, "olga@elsewhere.example")[0] == 250
+    mail.deliver()
+    assert peer.arrivals == [] and len(mail.messages("alice@a.test")) == 1
+
+
+def test_a_subscriber_our_delivery_fails_for_is_counted_and_disabled_without_a_dsn(mail, peer):
+    make_list(mail, members={SUBSCRIBER: ["alice@a.test", "gone@peer.test", "friend@peer.test"]})
+    peer.handler.refuse["gone@peer.test"] = "550 5.1.1 <gone@peer.test>: no such user"
+    for sent in range(1, BOUNCE_THRESHOLD + 2):
+        assert post(mail, "olga@elsewhere.example")[0] == 250
+        mail.deliver()
+        assert len(mail.messages("alice@a.test")) == sent  # no DSN among them
+    state = member(mail, "gone@peer.test")
+    assert state.disabled and state.bounces == BOUNCE_THRESHOLD
+    assert [a.recipients for a in peer.arrivals] == [["friend@peer.test"]] * (BOUNCE_THRESHOLD + 1)
+    assert not member(mail, "friend@peer.test").disabled and mail.spool_rows() == []
+
+
+def notice_of(mail: MailHarness) -> EmailMessage:
+    mail.deliver()
+    [raw] = mail.messages("bob@a.test")
+    return parsed(raw)
+
+
+def test_a_moderator_approves_a_held_post_by_replying(mail, peer):
+    make_list(mail, moderator="bob@a.test", whocanpost="subscribersonly")
+    assert post(mail, "olga@elsewhere.example")[0] == 250  # held, not refused: the list has a moderator
+    notice = notice_of(mail)
+    assert mail.messages("alice@a.test") == [] and peer.arrivals == []
+    approve = notice["Reply-To"]
+    assert approve.startswith("team-moderate+") and "only subscribers may post" in notice.get_body().get_content()
+    with mail.authenticated("bob@a.test") as smtp:
+        send(smtp, "bob@a.test", [approve], b"Auto-Submitted: auto-replied\r\nSubject: Out of office\r\n\r\naway\r\n")
+        mail.deliver()
+        assert mail.messages("alice@a.test") == []  # an out-of-office answer approves nothing
+        send(smtp, "bob@a.test", [approve], b"Subject: Re: " + notice["Subject"].encode() + b"\r\n\r\nok\r\n")
+    mail.deliver()
+    [raw] = mail.messages("alice@a.test")
+    assert parsed(raw)["From"] == "Olga Outside <olga@elsewhere.example>"
+    assert [a.recipients for a in peer.arrivals] == [["friend@peer.test"]]
+    with mail.server.store.session() as s:
+        assert s.execute(select(ListHold)).first() is None
+    assert list((mail.data_dir / "list-holds").iterdir()) == []
+
+
+def test_a_moderator_rejects_a_held_post_and_a_forged_token_does_nothing(mail, peer):
+    make_list(mail, moderator="bob@a.test", whocanpost="subscribersonly")
+    assert post(mail, "olga@elsewhere.example")[0] == 250
+    notice = notice_of(mail)
+    reject = re.search(r"send any message to (\S+)\.\r?\n", notice.get_body().get_content()).group(1)
+    approve = notice["Reply-To"]
+    forged = approve.replace("+", "+x", 1)
+    with mail.authenticated("bob@a.test") as smtp:
+        send(smtp, "bob@a.test", [forged], b"Subject: forged\r\n\r\nok\r\n")
+        send(smtp, "bob@a.test", [reject], b"Subject: no\r\n\r\nno\r\n")
+        send(smtp, "bob@a.test", [approve], b"Subject: Re: too late\r\n\r\nok\r\n")
+    mail.deliver()
+    assert mail.messages("alice@a.test") == [] and peer.arrivals == []
+
+
+def test_the_password_in_an_approved_header(mail):
+    make_list(mail, members={SUBSCRIBER: ["alice@a.test"]}, requirepassword=True, password="s3cret")
+    assert post(mail, "olga@elsewhere.example", b"Approved: s3cret\r\n" + POST_TEXT)[0] == 250
+    mail.deliver()
+    [raw] = mail.messages("alice@a.test")
+    assert parsed(raw)["Approved"] is None and parsed(raw)["Subject"] == "Hello all"
+
+
+def test_a_held_post_expires(mail, peer):
+    make_list(mail, moderator="bob@a.test", whocanpost="subscribersonly")
+    assert post(mail, "olga@elsewhere.example")[0] == 250
+    approve = notice_of(mail)["Reply-To"]
+    mail.clock.advance(dt.timedelta(days=8))
+    with mail.authenticated("bob@a.test") as smtp:
+        send(smtp, "bob@a.test", [approve], b"Subject: Re: late\r\n\r\nok\r\n")
+    mail.deliver()
+    assert mail.messages("alice@a.test") == [] and peer.arrivals == []
+    with mail.server.store.session() as s:
+        assert s.execute(select(ListHold)).first() is None
+
+
+def test_a_list_never_answers_or_reposts_automatic_mail(mail, peer):
+    make_list(mail)
+    code, reply = post(mail, "")
+    assert code == 550 and b"null sender" in reply
+    auto = POST_TEXT.replace(b"Subject:", b"Auto-Submitted: auto-replied\r\nSubject:")
+    looped = POST_TEXT.replace(b"Subject:", b"X-Loop: team@a.test\r\nSubject:")
+    bulk = POST_TEXT.replace(b"Subject:", b"Precedence: bulk\r\nSubject:")
+    for content in (auto, looped, bulk):
+        assert post(mail, "olga@elsewhere.example", content)[0] == 250  # taken and dropped: no bounce either
+    mail.deliver()
+    assert mail.messages("alice@a.test") == [] and peer.arrivals == [] and mail.spool_rows() == []
+
+
+# -- the rewrite, a pure rule ----------------------------------------------------------------
+
+DOMAIN_INFO = DomainInfo(1, "a.test", "/nowhere", True, 0, 0, False, "")
+
+
+@pytest.mark.parametrize("keys, expected", [
+    ({"listfromaddress": "LISTADDRESS"}, {"From": "Olga Outside via team <team@a.test>"}),
+    ({"listtoaddress": "LISTADDRESS"}, {"To": "team@a.test"}),
+    ({"replytolist": True, "listreplytoaddress": "POSTERADDRESS"}, {"Reply-To": "olga@elsewhere.example"}),
+    ({"prependsubject": True}, {"Subject": "[team] Hello all"}),
+    ({"prependsubject": True, "subject": "[x]"}, {"Subject": "[x] Hello all"}),
+])
+def test_rewrite_follows_the_list_keys(keys, expected):
+    route = ListAddress("team@a.test", 1, "team", POST, "", "", DOMAIN_INFO, keys)
+    out = parsed(rewrite(POST_TEXT, route, ListRules.of(keys), "", "", "https://x/"))
+    for name, value in expected.items():
+        assert out[name] == value
+    assert out.get_all("Subject") and len(out.get_all("Subject")) == 1
+    again = parsed(rewrite(rewrite(POST_TEXT, route, ListRules.of(keys), "", "", "u"), route, ListRules.of(keys),
+                           "", "", "u"))
+    assert again["Subject"] == out["Subject"] and len(again.get_all("List-Id")) == 1

@@ -12,9 +12,12 @@ from collections.abc import Iterator
 from email.message import EmailMessage
 
 import pytest
+from contract_clients import ZeepClient, ok
 from smtp_peer import Peer, remote_config
+from smtp_support import ADMIN as SYSTEM_ADMIN
 from smtp_support import DOMAIN, MailHarness, make_harness, send
 from sqlalchemy import select
+from web_support import WebHarness
 
 from mailsrv.directory.domains import get_domain
 from mailsrv.mta.list_commands import OneClick
@@ -111,6 +114,35 @@ def test_a_post_reaches_every_subscriber_with_the_list_headers(mail, peer):
     assert arrival.sender == "team-bounces@a.test" and arrival.recipients == ["friend@peer.test"]
     assert parsed(arrival.content)["Subject"] == "[Team] Hello all"
     assert mail.spool_rows() == []
+
+
+def test_a_list_built_over_soap_as_a_panel_does_receives_a_post(mail, peer):
+    """svcMailListAdmin as SolidCP calls it (bare name, then the full address), then a post over SMTP:
+    the three subscribers on two local domains and a remote one each get it with the list headers."""
+    web = WebHarness(mail)
+    try:
+        c = ZeepClient(web.url)
+        auth = {"AuthUserName": SYSTEM_ADMIN[0], "AuthPassword": SYSTEM_ADMIN[1], "DomainName": DOMAIN}
+        ok(c.call("svcMailListAdmin", "AddList", **auth, ListName="crew", Moderator="", Description="The crew"))
+        ok(c.call("svcMailListAdmin", "SetRequestedListSettings", **auth, ListName="crew@a.test",
+                  newSettings=["whocanpost=subscribersonly", "prependsubject=True", "subject=[Crew]",
+                               "password="]))
+        ok(c.call("svcMailListAdmin", "SetSubscriberList", **auth, ListName="crew@a.test",
+                  Subscribers=["alice@a.test", "carol@b.test", "friend@peer.test"]))
+    finally:
+        web.stop()
+    assert post(mail, "olga@elsewhere.example", to="crew@a.test")[0] == 550  # not a subscriber
+    with mail.authenticated("carol@b.test") as smtp:  # a subscriber posts, logged in as her domain requires
+        send(smtp, "carol@b.test", ["crew@a.test"],
+             b"From: Carol <carol@b.test>\r\nTo: crew@a.test\r\nSubject: Hello all\r\n\r\nA post.\r\n")
+    mail.deliver()
+    for address in ("alice@a.test", "carol@b.test"):
+        [raw] = mail.messages(address)
+        m = parsed(raw)
+        assert m["Subject"] == "[Crew] Hello all" and m["List-Id"] == "The crew <crew.a.test>"
+        assert m["List-Post"] == "<mailto:crew@a.test>" and m["Precedence"] == "list"
+    [arrival] = peer.arrivals
+    assert arrival.recipients == ["friend@peer.test"] and parsed(arrival.content)["X-Loop"] == "crew@a.test"
 
 
 def member_list(mail: MailHarness) -> int:

@@ -69,6 +69,7 @@ from sqlalchemy.orm import Session
 
 from mailsrv.core.clock import Clock
 from mailsrv.core.tokens import Tokens
+from mailsrv.directory.mailing_lists import LIST
 from mailsrv.mailstore.disk import fsync_directory
 from mailsrv.mta import loop_guard
 from mailsrv.mta.list_addresses import unsubscribe_url
@@ -131,15 +132,10 @@ def _number(value: Any) -> int:
         return 0
 
 
-# The list keys (settings-keys.md) the list server and the list commands (mailsrv.mta.list_commands)
-# read, with the value a list that never set them has: the one table of list defaults.
-LIST_DEFAULTS: dict[str, Any] = {
-    "disabled": False, "whocanpost": "anyone", "requirepassword": False, "password": "",
-    "prependsubject": False, "subject": "", "maxmessagesize": 0, "maxrecipients": 0, "replytolist": False,
-    "listtoaddress": "DEFAULT", "listfromaddress": "POSTERADDRESS", "listreplytoaddress": "LISTADDRESS",
-    "digestmode": False, "disablelistcommand": False, "disablesubscribecommand": False,
-    "allowunsubscribe": True, "sendsubscribe": False, "sendunsubscribe": False,
-}
+# What a list that never set a key has: the defaults of svcMailListAdmin's table, the one place
+# they are written (read by the list server and the list commands, mailsrv.mta.list_commands).
+LIST_DEFAULTS: dict[str, Any] = {name: key.default for name, key in LIST.items()
+                                 if name not in ("moderator", "description")}
 
 
 def list_setting(values: dict[str, Any] | None, key: str) -> Any:

@@ -1,7 +1,7 @@
 """list_digest_posts: the posts waiting for their list's next digest
 
-Revision ID: 0019
-Revises: 0018
+Revision ID: 0018
+Revises: 0017
 Create Date: 2026-12-05 10:30:00.000000
 
 Not watched by the directory generation: nothing SMTP caches reads it.
@@ -9,8 +9,8 @@ Not watched by the directory generation: nothing SMTP caches reads it.
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0019'
-down_revision = '0018'
+revision = '0018'
+down_revision = '0017'
 branch_labels = None
 depends_on = None
 

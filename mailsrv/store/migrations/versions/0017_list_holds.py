@@ -1,6 +1,6 @@
 """list_holds: list posts held for the moderator (mailsrv.mta.list_server)
 
-Revision ID: 0018
+Revision ID: 0017
 Revises: 0016
 Create Date: 2026-12-05 10:40:00.000000
 
@@ -10,7 +10,7 @@ before its row is committed; the row's deletion (approval, rejection, expiry) co
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0018'
+revision = '0017'
 down_revision = '0016'
 branch_labels = None
 depends_on = None

@@ -158,6 +158,17 @@ H = TypeVar("H", bound=MailHarness)
 SPOOL_ONLY = "deliver_at_acceptance = false\n"
 
 
+def two_nodes(tmp_path, extra_config: str = "", own_clocks: bool = False) -> Iterator[tuple[MailHarness, MailHarness]]:
+    """Two nodes on one database and data directory; with `own_clocks`, the second node's clock
+    moves alone (so the first node's heartbeats look old to it)."""
+    for first in make_harness(tmp_path, extra_config):
+        second = MailHarness(first.data_dir, ManualClock(first.clock.now()) if own_clocks else first.clock, extra_config)
+        try:
+            yield first, second
+        finally:
+            second.stop()  # before the first node's teardown empties the database
+
+
 @pytest.fixture
 def mail(tmp_path: Path) -> Iterator[MailHarness]:
     yield from make_harness(tmp_path)

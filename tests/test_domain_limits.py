@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from smtp_support import ADMIN as SYSTEM_ADMIN, DOMAIN, MailHarness, make_harness
+from smtp_support import ADMIN as SYSTEM_ADMIN, DOMAIN, MailHarness, two_nodes
 from mailbox_support import mailbox  # noqa: F401  (the fixture)
 from smtp_support import mail  # noqa: F401  (the fixture)
 from web_support import csrf
@@ -205,12 +205,7 @@ def test_imap_append_is_refused_over_the_domain_quota(mailbox):
 
 @pytest.fixture
 def nodes(tmp_path) -> Iterator[tuple[MailHarness, MailHarness]]:
-    for first in make_harness(tmp_path):
-        second = MailHarness(first.data_dir, first.clock)
-        try:
-            yield first, second
-        finally:
-            second.stop()
+    yield from two_nodes(tmp_path)
 
 
 def test_the_hourly_caps_are_counted_across_nodes(nodes):

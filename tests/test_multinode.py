@@ -30,10 +30,9 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from serve_support import Serving, wait_until
 from smtp_peer import Peer, PeerHandler, SlowPeer, free_port, remote_config
-from smtp_support import DOMAIN, SPOOL_ONLY, MailHarness, make_harness, send
+from smtp_support import DOMAIN, SPOOL_ONLY, MailHarness, make_harness, send, two_nodes
 from sqlalchemy import func, select
 
-from mailsrv.core.clock import ManualClock
 from mailsrv.store.models import MaildirRename
 
 MESSAGES = 120
@@ -45,17 +44,6 @@ _NUMBER = re.compile(rb"^X-Number: (\d+)\r$", re.MULTILINE)
 
 # Heartbeats every second, a node dead after 3 s without one: quick tests, same mechanism.
 QUICK_HEARTBEATS = "heartbeat_seconds = 1\nnode_timeout_seconds = 3\n"
-
-
-def two_nodes(tmp_path, extra_config: str = "", own_clocks: bool = False) -> Iterator[tuple[MailHarness, MailHarness]]:
-    """Two nodes on one database and data directory; with `own_clocks`, the second node's clock
-    moves alone (so the first node's heartbeats look old to it)."""
-    for first in make_harness(tmp_path, extra_config):
-        second = MailHarness(first.data_dir, ManualClock(first.clock.now()) if own_clocks else first.clock, extra_config)
-        try:
-            yield first, second
-        finally:
-            second.stop()  # before the first node's teardown empties the database
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from smtp_support import DOMAIN, MailHarness, make_harness, send
+from smtp_support import DOMAIN, MailHarness, send, two_nodes
 from smtp_support import mail  # noqa: F401  (the fixture)
 
 from mailsrv.mailstore.disk import FAULT_POINT_VARIABLE
@@ -121,12 +121,7 @@ def test_a_crash_before_the_commit_leaves_nothing_visible_and_nothing_counted(ma
 
 @pytest.fixture
 def nodes(tmp_path) -> Iterator[tuple[MailHarness, MailHarness]]:
-    for first in make_harness(tmp_path):
-        second = MailHarness(first.data_dir, first.clock)
-        try:
-            yield first, second
-        finally:
-            second.stop()
+    yield from two_nodes(tmp_path)
 
 
 def rcpt(node: MailHarness, address: str) -> int:

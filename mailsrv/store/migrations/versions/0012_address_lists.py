@@ -12,13 +12,14 @@ lookups answer (mailsrv.mta.recipients).
 import sqlalchemy as sa
 from alembic import op
 
+from mailsrv.store.directory_triggers import unwatch, watch
+
 revision = '0012'
 down_revision = '0011'
 branch_labels = None
 depends_on = None
 
 TABLES = ('ip_list_entries', 'name_list_entries')
-_BUMP = "UPDATE directory_generation SET generation = generation + 1 WHERE id = 1"
 
 
 def upgrade() -> None:
@@ -45,22 +46,11 @@ def upgrade() -> None:
                     sa.Column('description', sa.Text(), nullable=False),
                     sa.PrimaryKeyConstraint('id'),
                     sa.UniqueConstraint('list', 'name'))
-    if op.get_bind().dialect.name == 'postgresql':
-        for table in TABLES:
-            op.execute(f"CREATE TRIGGER {table}_directory_changed AFTER INSERT OR DELETE OR UPDATE ON {table} "
-                       f"FOR EACH STATEMENT EXECUTE FUNCTION mailsrv_directory_changed()")
-    else:
-        for table in TABLES:
-            for event in ('INSERT', 'DELETE', 'UPDATE'):
-                op.execute(f"CREATE TRIGGER {table}_{event.lower()}_directory_changed "
-                           f"AFTER {event} ON {table} BEGIN {_BUMP}; END")
+    for table in TABLES:
+        watch(table)
 
 
 def downgrade() -> None:
     for table in TABLES:
-        if op.get_bind().dialect.name == 'postgresql':
-            op.execute(f"DROP TRIGGER {table}_directory_changed ON {table}")
-        else:
-            for event in ('insert', 'delete', 'update'):
-                op.execute(f"DROP TRIGGER {table}_{event}_directory_changed")
+        unwatch(table)
         op.drop_table(table)

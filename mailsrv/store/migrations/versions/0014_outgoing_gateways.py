@@ -11,13 +11,14 @@ address lists: a node's router keeps the gateways it read under that number
 import sqlalchemy as sa
 from alembic import op
 
+from mailsrv.store.directory_triggers import unwatch, watch
+
 revision = '0014'
 down_revision = '0013'
 branch_labels = None
 depends_on = None
 
 TABLE = 'outgoing_gateways'
-_BUMP = "UPDATE directory_generation SET generation = generation + 1 WHERE id = 1"
 
 
 def upgrade() -> None:
@@ -33,19 +34,9 @@ def upgrade() -> None:
                     sa.PrimaryKeyConstraint('guid'),
                     sa.UniqueConstraint('position'),
                     sa.UniqueConstraint('address'))
-    if op.get_bind().dialect.name == 'postgresql':
-        op.execute(f"CREATE TRIGGER {TABLE}_directory_changed AFTER INSERT OR DELETE OR UPDATE ON {TABLE} "
-                   f"FOR EACH STATEMENT EXECUTE FUNCTION mailsrv_directory_changed()")
-    else:
-        for event in ('INSERT', 'DELETE', 'UPDATE'):
-            op.execute(f"CREATE TRIGGER {TABLE}_{event.lower()}_directory_changed "
-                       f"AFTER {event} ON {TABLE} BEGIN {_BUMP}; END")
+    watch(TABLE)
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == 'postgresql':
-        op.execute(f"DROP TRIGGER {TABLE}_directory_changed ON {TABLE}")
-    else:
-        for event in ('insert', 'delete', 'update'):
-            op.execute(f"DROP TRIGGER {TABLE}_{event}_directory_changed")
+    unwatch(TABLE)
     op.drop_table(TABLE)

@@ -14,12 +14,12 @@ expands a post, not from the cache.
 import sqlalchemy as sa
 from alembic import op
 
+from mailsrv.store.directory_triggers import unwatch, watch
+
 revision = '0016'
 down_revision = '0015'
 branch_labels = None
 depends_on = None
-
-_BUMP = "UPDATE directory_generation SET generation = generation + 1 WHERE id = 1"
 
 
 def upgrade() -> None:
@@ -43,20 +43,10 @@ def upgrade() -> None:
                     sa.Column('added_at', sa.DateTime(timezone=True), nullable=False),
                     sa.ForeignKeyConstraint(['list_id'], ['mailing_lists.id'], ondelete='CASCADE'),
                     sa.PrimaryKeyConstraint('list_id', 'kind', 'address'))
-    if op.get_bind().dialect.name == 'postgresql':
-        op.execute("CREATE TRIGGER mailing_lists_directory_changed AFTER INSERT OR DELETE OR UPDATE ON "
-                   "mailing_lists FOR EACH STATEMENT EXECUTE FUNCTION mailsrv_directory_changed()")
-    else:
-        for event in ('INSERT', 'DELETE', 'UPDATE'):
-            op.execute(f"CREATE TRIGGER mailing_lists_{event.lower()}_directory_changed "
-                       f"AFTER {event} ON mailing_lists BEGIN {_BUMP}; END")
+    watch('mailing_lists')
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == 'postgresql':
-        op.execute("DROP TRIGGER mailing_lists_directory_changed ON mailing_lists")
-    else:
-        for event in ('insert', 'delete', 'update'):
-            op.execute(f"DROP TRIGGER mailing_lists_{event}_directory_changed")
+    unwatch('mailing_lists')
     op.drop_table('list_members')
     op.drop_table('mailing_lists')

@@ -217,6 +217,15 @@ class Disk:
     def maildir(domain_path: str | Path, user: str) -> Path:
         return Path(domain_path) / "users" / user / "Maildir"
 
+    @staticmethod
+    def folder(maildir: Path, folder: str) -> Path:
+        """The Maildir++ directory of a mailbox's `folder` ("" the inbox); the inbox when the user has
+        removed that folder: mail is never refused over where it would have been filed."""
+        if not folder:
+            return maildir
+        path = maildir / f".{folder}"
+        return path if (path / "tmp").is_dir() and (path / "new").is_dir() else maildir
+
     def create_mailbox(self, domain_path: str | Path, user: str) -> None:
         self.create_maildir(self.maildir(domain_path, user))
 

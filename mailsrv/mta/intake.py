@@ -40,6 +40,7 @@ from mailsrv.directory.system_settings import SmtpSettings
 from mailsrv.mailstore import maildir_names
 from mailsrv.mailstore.disk import Disk
 from mailsrv.mta import spf_check
+from mailsrv.mta.filtering.pipeline import Pipeline
 from mailsrv.mta.incoming_gateways import IncomingRole
 from mailsrv.mta.list_addresses import ListCommandAddress
 from mailsrv.mta.list_server import ListServer
@@ -86,6 +87,7 @@ class Submission:
     helo: str
     trace: Callable[[str, dt.datetime], str]  # our Received header for (message id, time)
     spf_result: str = ""
+    folder: str = ""  # the mailbox folder local copies are filed into ("" the inbox): the filters' verdict
 
 
 def _bare_line_end(content: bytes) -> bool:
@@ -136,14 +138,16 @@ async def _over_quota(boxes: list[LocalMailbox], incoming: int) -> LocalMailbox 
     return await asyncio.to_thread(first_over_quota, boxes, incoming)
 
 
-def direct_copies(message_id: str, received_at: dt.datetime, resolutions: Sequence[Deliver]) -> list[MaildirCopy]:
+def direct_copies(message_id: str, received_at: dt.datetime, resolutions: Sequence[Deliver],
+                  folder: str = "") -> list[MaildirCopy]:
     """The mailbox copies of a message delivered at acceptance (mailsrv.mta.spool), or none when it
-    must go through the spool: a remote route (forwarding, relay) or an auto-responder to run."""
+    must go through the spool: a remote route (forwarding, relay) or an auto-responder to run.
+    `folder` names the mailbox folder to file them into (Disk.folder)."""
     routes = [route for resolution in resolutions for route in resolution.routes
               if not isinstance(route, ListCommandAddress)]
     if any(not isinstance(route, LocalMailbox) or route.auto_responder for route in routes):
         return []
-    return [MaildirCopy(Disk.maildir(box.domain.path, box.user),
+    return [MaildirCopy(Disk.folder(Disk.maildir(box.domain.path, box.user), folder),
                         maildir_names.new_key(received_at, f"{message_id}_{box.user_id}"),
                         box.address, box.domain.id, box.user_id, box.user)
             for box in mailboxes(resolutions)]
@@ -211,7 +215,7 @@ class Intake:
     def __init__(self, resolver: Resolver, policy: Policy, spool: Spool, clock: Clock,
                  dns: dns.resolver.Resolver, deliver_at_acceptance: bool = True,
                  incoming: IncomingRole | None = None, list_commands: ListCommandHandler | None = None,
-                 *, list_server: ListServer) -> None:
+                 *, list_server: ListServer, filters: Pipeline | None = None) -> None:
         self.resolver = resolver
         self.list_commands = list_commands  # what mail to a list command address is handed to
         self.incoming = incoming  # the domains this server is backup MX or incoming gateway for
@@ -222,6 +226,7 @@ class Intake:
         self.dns = dns
         self.deliver_at_acceptance = deliver_at_acceptance  # [smtp] deliver_at_acceptance
         self.list_server = list_server  # what mail to a list's own addresses is handed to
+        self.filters = filters or Pipeline()  # mail hygiene (mailsrv.mta.filtering), at every stage
 
     def client(self, ip: str, login: str | None) -> Client:
         """Who is sending, as the relay policy sees it (with the address lists `begin` last read, under
@@ -237,7 +242,9 @@ class Intake:
         """The answer instead of the greeting for a client the SMTP IP blacklist refuses, else None
         (the lists as the store has them now: one read of the directory generation)."""
         lists = await asyncio.to_thread(self.lists.current)
-        return BLACKLISTED if lists.refused(SMTP, ip) else None
+        if lists.refused(SMTP, ip):
+            return BLACKLISTED
+        return await self.filters.connect(self.client(ip, None))
 
     async def begin(self) -> None:
         """Start a session or a mail transaction: the directory lookups, address lists and `settings`
@@ -267,6 +274,7 @@ class Intake:
         blocked = self.lists.snapshot().sender_blocked(sender)
         refusal = self.policy.check_sender(SenderCheck(client, sender, sender_domain, blocked))
         refusal = refusal or await self._not_owned(actor, [sender] if sender else [])
+        refusal = refusal or await self.filters.mail(client, sender)
         if refusal:
             return refusal
         if not self.spool.has_room(declared_size):  # one statvfs: no thread hop
@@ -305,10 +313,19 @@ class Intake:
         of remote addresses its aliases and forwarding send it on to, so one unauthenticated message
         to an alias cannot become more outbound copies than the alias's domain allows. The RCPT that
         crosses a limit gets 452 (the client may send it in another transaction); one that alone
-        exceeds it 550, since it can never fit."""
+        exceeds it 550, since it can never fit. The filters see every RCPT, an unknown one too."""
+        result = await self._check_recipient(client, sender, own_domain, accepted, address, declared_size)
+        if isinstance(result, Reply):
+            return result
+        return await self.filters.rcpt(client, sender, address, result) or result
+
+    async def _check_recipient(self, client: Client, sender: str, own_domain: DomainInfo | None,
+                               accepted: Sequence[tuple[str, Deliver]], address: str,
+                               declared_size: int) -> Deliver | Reply:
         result = await self._lookup("resolve", address)
         if isinstance(result, Unknown):
-            return Reply(550, "5.1.1", f"<{address}>: no such user here")
+            return await self.filters.rcpt(client, sender, address, None) \
+                or Reply(550, "5.1.1", f"<{address}>: no such user here")
         if isinstance(result, Disabled):
             return Reply(550, "5.2.1", f"<{address}>: {result.what} disabled")
         # The gateways as `begin` read them: no thread hop on a server that has none.
@@ -359,9 +376,18 @@ class Intake:
         """The message's id once it is durably spooled, or delivered when all its recipients are local
         mailboxes (mailsrv.mta.spool, direct delivery); or the refusal (line ends, header senders, size,
         mailbox and domain quota, a domain's hourly limit as the spool's commit charges it, full storage)."""
-        content = message.content
-        if _bare_line_end(content):
+        if _bare_line_end(message.content):
             return BARE_LINE_END
+        findings = await self.filters.data(message)
+        if isinstance(findings, Reply):
+            return findings
+        if findings.discard:  # a "delete" action: taken from the client, delivered to nobody
+            return Spool.new_id()
+        return await self._submit(dataclasses.replace(
+            message, content=findings.apply(message.content, self.settings.hostname), folder=findings.folder))
+
+    async def _submit(self, message: Submission) -> str | Reply:
+        content = message.content
         if any(_list_route(r) for _, r in message.accepted):
             return await self._submit_with_lists(message)
         # Parsed only for a login: unauthenticated mail has no header sender to check.
@@ -395,8 +421,8 @@ class Intake:
                 recipients=recipients,
                 auth_login=actor.login if actor else "",
                 sent_by=(actor.domain, actor.user) if actor else None,
-                spf_result=message.spf_result,
-                copies=direct_copies(message_id, now, [r for _, r in message.accepted])
+                spf_result=message.spf_result, folder=message.folder,
+                copies=direct_copies(message_id, now, [r for _, r in message.accepted], message.folder)
                 if self.deliver_at_acceptance else (),
                 charges=hourly_charges(message)))
         except LimitReached as exc:
@@ -420,7 +446,7 @@ class Intake:
                 return verdict
             verdicts.append(verdict)
         others = [(original, r) for original, r in message.accepted if _list_route(r) is None]
-        outcome = await self.submit(dataclasses.replace(message, accepted=others)) if others else Spool.new_id()
+        outcome = await self._submit(dataclasses.replace(message, accepted=others)) if others else Spool.new_id()
         if isinstance(outcome, Reply):
             return outcome
         for (route, _), verdict in zip(lists, verdicts):

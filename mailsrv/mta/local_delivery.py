@@ -143,7 +143,7 @@ class LocalDelivery:
 
     def _store(self, message: SpooledMessage, recipient: ClaimedRecipient, domain_path: str, user: str) -> Path:
         """Write the message into the mailbox's new/ and answer that directory, which the caller must fsync."""
-        maildir = Disk.maildir(domain_path, user)
+        maildir = Disk.folder(Disk.maildir(domain_path, user), message.folder)
         name = maildir_name(message, recipient)
         # Still fsynced by the caller: the earlier attempt may have crashed between rename and fsync.
         if recipient.attempts > 1 and _already_delivered(maildir, name):

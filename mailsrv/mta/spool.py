@@ -125,6 +125,7 @@ class IncomingMessage:
     auth_login: str = ""
     sent_by: tuple[str, str] | None = None  # (domain, user) of an authenticated local sender
     spf_result: str = ""  # mailsrv.mta.spf_check's result for the sender; "" when not checked
+    folder: str = ""  # the mailbox folder local deliveries file it into, "" the inbox (mailsrv.mta.filtering)
     # When given: delivered into these mailboxes at acceptance instead of spooled for `recipients`
     # (which then name the same mailboxes, for when a Maildir has no tmp/ to write into).
     copies: Sequence[MaildirCopy] = ()
@@ -153,6 +154,7 @@ class SpooledMessage:
     trace_header: str
     spf_result: str = ""
     authenticated: bool = False  # the client authenticated as a local user
+    folder: str = ""  # IncomingMessage.folder
 
 
 @dataclass(frozen=True)
@@ -459,7 +461,7 @@ class Spool:
         s.add(SpoolMessage(
             id=m.id, path=str((self.directory / m.id).relative_to(self.data_dir)), sender=m.sender,
             size=len(m.content), received_at=m.received_at, client_ip=m.client_ip, helo=m.helo,
-            auth_user=m.auth_login, trace_header=m.trace_header, spf_result=m.spf_result,
+            auth_user=m.auth_login, trace_header=m.trace_header, spf_result=m.spf_result, folder=m.folder,
             recipients=[SpoolRecipient(address=r.address, original=r.original, kind=r.kind,
                                        user_id=r.user_id, status=PENDING, attempts=0, domain=domain_of(r.address),
                                        next_attempt_at=m.received_at, last_error="")
@@ -521,7 +523,7 @@ class Spool:
                 m = messages[message_id]
                 jobs.append(Job(kind, SpooledMessage(m.id, self.data_dir / m.path, m.sender, m.size,
                                                      m.received_at, m.trace_header, m.spf_result,
-                                                     bool(m.auth_user)),
+                                                     bool(m.auth_user), m.folder),
                                 tuple(recipients), node))
             return jobs
 

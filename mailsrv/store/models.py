@@ -255,6 +255,8 @@ class SpoolMessage(Base):
     # pyspf's result for the sender at acceptance ("pass", "fail", …); "" when not checked (null
     # sender, authenticated client, or no policy asked for SPF then). See mailsrv.mta.spf_check.
     spf_result: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    # The mailbox folder local deliveries file it into ("" the inbox): the filters' verdict (Junk).
+    folder: Mapped[str] = mapped_column(String(255), default="", server_default="")
 
     recipients: Mapped[list["SpoolRecipient"]] = relationship(cascade="all, delete-orphan",
                                                               passive_deletes=True)

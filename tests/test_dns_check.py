@@ -7,6 +7,7 @@ import subprocess
 from collections.abc import Iterator
 
 import dns.rcode
+import dns.reversename
 import httpx
 import pytest
 
@@ -94,6 +95,28 @@ def test_missing_records_pass_once_the_records_it_names_are_created(engine, dns_
     found = {check.kind: check.found for check in after.checks}
     assert found["MX"] == expected["MX"] and found["SPF"] == expected["SPF"]
     assert found["DKIM"] == expected["DKIM"]
+
+
+@pytest.mark.parametrize("public, outbound, server_ip, sending, web", [
+    ([PUBLIC], "", "", [PUBLIC], [PUBLIC]),
+    ([PUBLIC], "192.0.2.30,2001:db8::30", "", ["192.0.2.30", "2001:db8::30"], ["192.0.2.30", "2001:db8::30"]),
+    ([PUBLIC], "", "192.0.2.80", [PUBLIC], ["192.0.2.80"]),
+    ([], "", "", [PUBLIC], [PUBLIC]),  # nothing configured: what the host name resolves to
+], ids=["public_addresses", "outboundips", "domain ServerIP", "host name"])
+def test_which_addresses_are_this_server(make_server, dns_server, public, outbound, server_ip, sending, web):
+    text = settings(dns_server).replace(f'public_addresses = ["{PUBLIC}"]', f"public_addresses = {public}")
+    server = make_server(text.replace("'", '"'))
+    root = provision(server)
+    server.system_settings.update({"outboundips": outbound})
+    if server_ip:
+        server.domains.update(root, DOMAIN, {"serverip": server_ip})
+    report = server.dns_check.check(root, DOMAIN)
+    assert [c.name for c in report.checks if c.kind == "PTR"] == [
+        dns.reversename.from_address(a).to_text().rstrip(".") for a in sending]
+    checks = {check.kind: check for check in report.checks}
+    spf = " ".join(f"ip{6 if ':' in a else 4}:{a}" for a in sending)
+    assert checks["SPF"].expected == [f'{DOMAIN}. IN TXT "v=spf1 mx {spf} ~all"']
+    assert checks["A"].expected == [f"mail.{DOMAIN}. IN {'AAAA' if ':' in a else 'A'} {a}" for a in web]
 
 
 def test_a_wrong_spf_record_and_a_foreign_mx_fail(engine, dns_server):

@@ -230,63 +230,78 @@ def _host(text: str) -> str:
     return text.rstrip(".").lower()
 
 
+class _DnsFailed(Exception):
+    """DNS gave no answer during a check: the record is marked `error` with this reason."""
+
+
+Judgement = tuple[list[str], Mark]  # the live records as zone lines, and the mark
+
+
 class _Checker:
     def __init__(self, facts: DomainFacts, resolver: dns.resolver.Resolver, timeout: float) -> None:
         self.facts, self.resolver, self.timeout = facts, resolver, timeout
         self.domain = facts.domain
         self.mail_host = f"mail.{facts.domain}"
 
-    def _error(self, kind: str, label: str, name: str, expected: list[str], error: str) -> RecordCheck:
-        return RecordCheck(kind, label, name, expected, [], ERROR, error)
+    def _ask(self, name: str, rtype: str) -> list[str]:
+        answer = lookup(self.resolver, name, rtype, self.timeout)
+        if answer.error:
+            raise _DnsFailed(answer.error)
+        return answer.records
+
+    def _addresses(self, name: str) -> Answer:
+        answer = _addresses(self.resolver, name, self.timeout)
+        if answer.error:
+            raise _DnsFailed(answer.error)
+        return answer
+
+    def _txt(self, name: str) -> tuple[list[str], list[str]]:
+        """The TXT values at `name`, and the same as zone lines."""
+        values = self._ask(name, "TXT")
+        return values, [zone_line(name, "TXT", txt_data(value)) for value in values]
+
+    @staticmethod
+    def _record(kind: str, label: str, name: str, expected: list[str], judge: Callable[[], Judgement]) -> RecordCheck:
+        try:
+            found, (status, detail) = judge()
+        except _DnsFailed as exc:
+            return RecordCheck(kind, label, name, expected, [], ERROR, str(exc))
+        return RecordCheck(kind, label, name, expected, found, status, detail)
 
     def mx(self) -> RecordCheck:
-        label, expected = "Mail pointer (MX)", [zone_line(self.domain, "MX", f"10 {self.mail_host}.")]
-        answer = lookup(self.resolver, self.domain, "MX", self.timeout)
-        if answer.error:
-            return self._error("MX", label, self.domain, expected, answer.error)
-        exchanges = {}
-        for record in answer.records:
-            host = _host(record.split()[1])
-            if not host:  # "0 ." : the domain takes no mail at all (RFC 7505)
-                exchanges[host] = []
-                continue
-            found = _addresses(self.resolver, host, self.timeout)
-            if found.error:
-                return RecordCheck("MX", label, self.domain, expected, answer.records, ERROR, found.error)
-            exchanges[host] = found.records
-        status, detail = mx_mark(exchanges, [self.mail_host, self.facts.hostname],
-                                 self.facts.sending_addresses + self.facts.web_addresses)
-        return RecordCheck("MX", label, self.domain, expected, [zone_line(self.domain, "MX", r) for r in answer.records],
-                           status, detail)
+        def judge() -> Judgement:
+            records = self._ask(self.domain, "MX")
+            hosts = [_host(record.split()[1]) for record in records]
+            # "0 ." (RFC 7505: the domain takes no mail) names no host to resolve.
+            exchanges = {host: self._addresses(host).records if host else [] for host in hosts}
+            return ([zone_line(self.domain, "MX", r) for r in records],
+                    mx_mark(exchanges, [self.mail_host, self.facts.hostname],
+                            self.facts.sending_addresses + self.facts.web_addresses))
+        return self._record("MX", "Mail pointer (MX)", self.domain,
+                            [zone_line(self.domain, "MX", f"10 {self.mail_host}.")], judge)
 
     def mail_address(self) -> RecordCheck:
-        label, want = "WebMail URL (A or CNAME)", self.facts.web_addresses
-        expected = ([zone_line(self.mail_host, "AAAA" if ":" in a else "A", a) for a in want]
+        want = self.facts.web_addresses
+
+        def judge() -> Judgement:
+            answer = self._addresses(self.mail_host)
+            found = [zone_line(self.mail_host, "CNAME", f"{answer.canonical}.")] if answer.canonical else []
+            owner = answer.canonical or self.mail_host
+            found += [zone_line(owner, _address_type(a), a) for a in answer.records]
+            return found, address_mark(answer.records, want, is_local)
+        expected = ([zone_line(self.mail_host, _address_type(a), a) for a in want]
                     or [zone_line(self.mail_host, "CNAME", f"{self.facts.hostname}.")])
-        answer = _addresses(self.resolver, self.mail_host, self.timeout)
-        if answer.error:
-            return self._error("A", label, self.mail_host, expected, answer.error)
-        found = [zone_line(self.mail_host, "CNAME", f"{answer.canonical}.")] if answer.canonical else []
-        owner = answer.canonical or self.mail_host
-        found += [zone_line(owner, "AAAA" if ":" in a else "A", a) for a in answer.records]
-        status, detail = address_mark(answer.records, want, is_local)
-        return RecordCheck("A", label, self.mail_host, expected, found, status, detail)
+        return self._record("A", "WebMail URL (A or CNAME)", self.mail_host, expected, judge)
 
     def ptr(self, address: str) -> RecordCheck:
-        label, name = "Reverse DNS (PTR)", dns.reversename.from_address(address).to_text().rstrip(".")
-        expected = [zone_line(name, "PTR", f"{self.facts.hostname}.")]
-        answer = lookup(self.resolver, name, "PTR", self.timeout)
-        if answer.error:
-            return self._error("PTR", label, name, expected, answer.error)
-        targets = {}
-        for record in answer.records:
-            found = _addresses(self.resolver, _host(record), self.timeout)
-            if found.error:
-                return RecordCheck("PTR", label, name, expected, answer.records, ERROR, found.error)
-            targets[_host(record)] = found.records
-        status, detail = ptr_mark(address, targets)
-        return RecordCheck("PTR", label, name, expected, [zone_line(name, "PTR", r) for r in answer.records],
-                           status, detail)
+        name = dns.reversename.from_address(address).to_text().rstrip(".")
+
+        def judge() -> Judgement:
+            records = self._ask(name, "PTR")
+            targets = {_host(record): self._addresses(_host(record)).records for record in records}
+            return [zone_line(name, "PTR", r) for r in records], ptr_mark(address, targets)
+        return self._record("PTR", "Reverse DNS (PTR)", name, [zone_line(name, "PTR", f"{self.facts.hostname}.")],
+                            judge)
 
     def ptr_unknown(self) -> RecordCheck:
         return RecordCheck("PTR", "Reverse DNS (PTR)", "", [], [], ERROR,
@@ -294,42 +309,39 @@ class _Checker:
                            "or [dns] public_addresses.")
 
     def spf(self) -> RecordCheck:
-        label = "Sender Policy Framework (SPF)"
-        expected = [zone_line(self.domain, "TXT", txt_data(spf_expected(self.facts.sending_addresses,
-                                                                          self.facts.hostname)))]
-        answer = lookup(self.resolver, self.domain, "TXT", self.timeout)
-        if answer.error:
-            return self._error("SPF", label, self.domain, expected, answer.error)
-        records = spf_records(answer.records)
-        results = {}
-        if len(records) == 1:
-            results = {address: spf_check.check(self.resolver, address, f"postmaster@{self.domain}",
-                                                self.facts.hostname, self.timeout)
-                       for address in self.facts.sending_addresses}
-        status, detail = spf_mark(records, results)
-        return RecordCheck("SPF", label, self.domain, expected,
-                           [zone_line(self.domain, "TXT", txt_data(r)) for r in records], status, detail)
+        def judge() -> Judgement:
+            records = spf_records(self._txt(self.domain)[0])
+            results = {}
+            if len(records) == 1:
+                results = {address: spf_check.check(self.resolver, address, f"postmaster@{self.domain}",
+                                                    self.facts.hostname, self.timeout)
+                           for address in self.facts.sending_addresses}
+            return [zone_line(self.domain, "TXT", txt_data(r)) for r in records], spf_mark(records, results)
+        record = spf_expected(self.facts.sending_addresses, self.facts.hostname)
+        return self._record("SPF", "Sender Policy Framework (SPF)", self.domain,
+                            [zone_line(self.domain, "TXT", txt_data(record))], judge)
 
     def dkim(self) -> RecordCheck:
-        name = f"{self.facts.dkim_selector}._domainkey.{self.domain}"
-        label = "DomainKeys Identified Mail (DKIM)"
-        expected = [zone_line(name, "TXT", txt_data(f"v=DKIM1; k=rsa; p={self.facts.dkim_public_key}"))]
-        answer = lookup(self.resolver, name, "TXT", self.timeout)
-        if answer.error:
-            return self._error("DKIM", label, name, expected, answer.error)
-        status, detail = dkim_mark(answer.records, self.facts.dkim_public_key)
-        return RecordCheck("DKIM", label, name, expected, [zone_line(name, "TXT", txt_data(r)) for r in answer.records],
-                           status, detail)
+        name, key = f"{self.facts.dkim_selector}._domainkey.{self.domain}", self.facts.dkim_public_key
+
+        def judge() -> Judgement:
+            values, found = self._txt(name)
+            return found, dkim_mark(values, key)
+        return self._record("DKIM", "DomainKeys Identified Mail (DKIM)", name,
+                            [zone_line(name, "TXT", txt_data(f"v=DKIM1; k=rsa; p={key}"))], judge)
 
     def dmarc(self) -> RecordCheck:
-        name, label = f"_dmarc.{self.domain}", "DMARC policy"
-        expected = [zone_line(name, "TXT", txt_data(f"v=DMARC1; p=quarantine; rua=mailto:postmaster@{self.domain}"))]
-        answer = lookup(self.resolver, name, "TXT", self.timeout)
-        if answer.error:
-            return self._error("DMARC", label, name, expected, answer.error)
-        status, detail = dmarc_mark(answer.records)
-        return RecordCheck("DMARC", label, name, expected,
-                           [zone_line(name, "TXT", txt_data(r)) for r in answer.records], status, detail)
+        name = f"_dmarc.{self.domain}"
+
+        def judge() -> Judgement:
+            values, found = self._txt(name)
+            return found, dmarc_mark(values)
+        policy = f"v=DMARC1; p=quarantine; rua=mailto:postmaster@{self.domain}"
+        return self._record("DMARC", "DMARC policy", name, [zone_line(name, "TXT", txt_data(policy))], judge)
+
+
+def _address_type(address: str) -> str:
+    return "AAAA" if ":" in address else "A"
 
 
 def check_domain(facts: DomainFacts, resolver: dns.resolver.Resolver, timeout: float = DEFAULT_TIMEOUT) -> DnsReport:
@@ -357,11 +369,12 @@ class DnsCheck:
         # In normal form, as DNS answers are compared with them.
         self.public_addresses = [str(ipaddress.ip_address(a)) for a in public_addresses]
 
-    def facts(self, actor: Actor, raw_domain: str | None, resolver: dns.resolver.Resolver,
-              timeout: float) -> DomainFacts:
+    def _facts(self, actor: Actor, raw_domain: str | None, resolver: dns.resolver.Resolver,
+               timeout: float) -> DomainFacts:
         with self.store.reading() as s:
             domain = domain_for(s, actor, raw_domain)
             name, server_ip = domain.name, domain.settings.get("serverip", "")
+            web = [str(ipaddress.ip_address(server_ip))] if server_ip else []
             key = s.get(DomainKey, domain.id)
             selector, public_key = (key.selector, key.public_key) if key else ("", "")
         values = self.system_settings.values()
@@ -370,10 +383,9 @@ class DnsCheck:
         sending = first_of(outbound, self.public_addresses)
         if not sending:
             sending = _addresses(resolver, hostname, timeout).records
-        return DomainFacts(name, hostname, sending, first_of([server_ip] if server_ip else [], sending),
-                           selector, public_key)
+        return DomainFacts(name, hostname, sending, first_of(web, sending), selector, public_key)
 
     def check(self, actor: Actor, raw_domain: str | None, timeout: float = DEFAULT_TIMEOUT) -> DnsReport:
         """The report for a domain the actor manages (blocking: run it in a worker thread)."""
         resolver = make_resolver(self.nameservers)
-        return check_domain(self.facts(actor, raw_domain, resolver, timeout), resolver, timeout)
+        return check_domain(self._facts(actor, raw_domain, resolver, timeout), resolver, timeout)

@@ -221,9 +221,13 @@ def lookup(resolver: dns.resolver.Resolver, name: str, rtype: str, timeout: floa
 
 
 def _addresses(resolver: dns.resolver.Resolver, name: str, timeout: float) -> Answer:
-    """A and AAAA of `name` together."""
-    v4, v6 = (lookup(resolver, name, rtype, timeout) for rtype in ("A", "AAAA"))
-    return Answer(v4.records + v6.records, v4.error or v6.error, v4.canonical or v6.canonical)
+    """A and AAAA of `name` together (a DNS that failed the first is not asked the second: one
+    timeout, not two)."""
+    v4 = lookup(resolver, name, "A", timeout)
+    if v4.error:
+        return v4
+    v6 = lookup(resolver, name, "AAAA", timeout)
+    return Answer(v4.records + v6.records, v6.error, v4.canonical or v6.canonical)
 
 
 def _host(text: str) -> str:

@@ -1,14 +1,16 @@
 """The `mailsrv` command: `serve`, `admin reset` for a lost system administrator login,
-`gateway test` for a server mail is handed to, and `spool list|reset-retries|hold|release|delete`
+`gateway test` for a server mail is handed to, `spool list|reset-retries|hold|release|delete`
 (Postfix's postqueue -p / -f and postsuper -h / -H / -d: the same engine functions as
-svcSpoolAdmin, as the system administrator).
+svcSpoolAdmin, as the system administrator), and `dns check` (the records a domain should publish).
 
 Exit codes: 0 done, 1 refused or failed, 2 bad usage or configuration.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -17,6 +19,7 @@ from mailsrv import __version__
 from mailsrv.core.config import Config, ConfigError, load_config
 
 if TYPE_CHECKING:
+    from mailsrv.mta.dns_check import DnsReport
     from mailsrv.mta.spool_control import SpoolEntry
 
 Command = Callable[[Config, argparse.Namespace], int]
@@ -138,6 +141,49 @@ def _print_spool(entries: Sequence[SpoolEntry]) -> None:
     print(f"-- {len(entries)} messages")
 
 
+def _announce(config: Config, args: argparse.Namespace) -> None:
+    """Say on stderr which configuration and database a command works on: with another HOME or
+    MAILSRV_CONFIG it is not the server's, and the answer would be about an empty database."""
+    from sqlalchemy import make_url
+
+    chosen = args.config or os.environ.get("MAILSRV_CONFIG") or "built-in defaults"
+    database = make_url(config.effective_database_url).render_as_string(hide_password=True)
+    print(f"mailsrv: configuration {chosen}, database {database}", file=sys.stderr)
+
+
+def _dns_check(config: Config, args: argparse.Namespace) -> int:
+    """The records the domain should publish beside what DNS answers; exit 0 only when all pass."""
+    from mailsrv.core.actor import Actor, Role
+    from mailsrv.core.errors import MailsrvError
+    from mailsrv.server import MailServer
+
+    _announce(config, args)
+    server = MailServer(config)
+    try:
+        report = server.dns_check.check(Actor(Role.SYSTEM_ADMIN, "shell"), args.domain, args.timeout)
+    except MailsrvError as exc:
+        print(f"mailsrv: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        server.close()
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        _print_dns(report)
+    return 0 if report.passed else 1
+
+
+def _print_dns(report: DnsReport) -> None:
+    for check in report.checks:
+        print(f"{check.kind:<6} {check.status:<8} {check.label}: {check.detail}")
+        for line in check.expected:
+            print(f"       create: {line}")
+        for line in check.found:
+            print(f"       in DNS: {line}")
+    passed = sum(check.status == "pass" for check in report.checks)
+    print(f"-- {report.domain}: {passed} of {len(report.checks)} records pass")
+
+
 def _parser() -> argparse.ArgumentParser:
     config_option = argparse.ArgumentParser(add_help=False)
     config_option.add_argument("--config", metavar="FILE",
@@ -188,6 +234,17 @@ def _parser() -> argparse.ArgumentParser:
         command = spool_commands.add_parser(action, parents=[config_option], help=text)
         command.add_argument("ids", nargs="+", metavar="ID")
     spool.set_defaults(command=_spool)
+
+    dns = commands.add_parser("dns", help="the DNS records of the domains")
+    dns_commands = dns.add_subparsers(metavar="ACTION", required=True)
+    check = dns_commands.add_parser(
+        "check", parents=[config_option],
+        help="the records a domain should publish (MX, mail.DOMAIN, PTR, SPF, DKIM, DMARC) and what DNS answers; "
+        "exit 1 unless all pass")
+    check.add_argument("domain", metavar="DOMAIN")
+    check.add_argument("--json", action="store_true", help="the report as JSON (as /admin/api/dns/DOMAIN)")
+    check.add_argument("--timeout", type=float, default=5, metavar="SECONDS", help="for each DNS lookup (default 5)")
+    check.set_defaults(command=_dns_check)
     return parser
 
 

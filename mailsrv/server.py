@@ -42,6 +42,7 @@ from mailsrv.mailstore.disk import Disk
 from mailsrv.mta.autoreply import AutoResponder
 from mailsrv.mta.bounces import Bouncer
 from mailsrv.mta.digests import Digests
+from mailsrv.mta.dns_check import DnsCheck
 from mailsrv.mta.incoming_gateways import IncomingRole
 from mailsrv.mta.filtering.pipeline import Pipeline
 from mailsrv.mta.intake import Intake
@@ -118,6 +119,9 @@ class MailServer:
                                            dt.timedelta(days=config.autoreply.window_days))
         # DNS for SPF at acceptance and MX lookups when delivering ([dns] nameservers).
         self.dns = make_resolver(config.dns.nameservers)
+        # The admin's check of what each domain publishes in DNS.
+        self.dns_check = DnsCheck(self.store, self.system_settings, config.dns.nameservers,
+                                  config.dns.public_addresses)
         # The servers this one is backup MX or incoming gateway for: their domains accepted at RCPT,
         # their mail handed to them only.
         self.incoming_gateways = IncomingGateways(self.store)

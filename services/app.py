@@ -1,7 +1,7 @@
 """The HTTP application: everything mailsrv answers on its web listener.
 
 The ASMX automation layer under /Services, and beside it the web interface: Login.aspx and
-webmail (services.web).
+webmail (services.web), and the administrators' JSON API (services.web.admin_api).
 """
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ from starlette.routing import Mount
 
 from mailsrv.core.config import Config
 from mailsrv.directory.web_sessions import WebSessions
+from mailsrv.mta.dns_check import DnsCheck
 from mailsrv.webmail.service import Webmail
 from services.asmx.call import Engine
 from services.asmx.endpoint import AsmxApp
 from services.asmx.registry import load_services
 from services.routing import ignore_case
+from services.web.admin_api import admin_api_routes
 from services.web.routes import web_routes
 
 # The WSDL documents we serve, one per service: the contract at run time.
@@ -30,6 +32,7 @@ class AppEngine(Engine, Protocol):
     config: Config
     web_sessions: WebSessions
     webmail: Webmail
+    dns_check: DnsCheck
 
 
 def create_app(server: AppEngine) -> Starlette:
@@ -37,4 +40,5 @@ def create_app(server: AppEngine) -> Starlette:
     asmx = AsmxApp(server, load_services(WSDL_DIR), server.config.web.max_request_bytes)
     return Starlette(routes=[ignore_case(Mount("/Services", app=asmx)),
                              *web_routes(server.web_sessions, server.webmail, server.config,
-                                                        server.one_click)])
+                                                        server.one_click),
+                             *admin_api_routes(server.auth, server.dns_check)])

@@ -18,11 +18,13 @@ class DnsServer:
     """`records` maps (name, type) to a list of rdata texts, e.g. ("example.com", "MX"): ["10 mx.example.com."].
 
     A name without any record is answered with `unknown`: NXDOMAIN, or SERVFAIL to stand for a
-    DNS that cannot be reached (the SMTP harness: mail to unknown domains stays deferred)."""
+    DNS that cannot be reached (the SMTP harness: mail to unknown domains stays deferred). Questions
+    for a name in `silent` get no answer at all: the asker times out."""
 
     def __init__(self, records: dict[tuple[str, str], list[str]], unknown: int = dns.rcode.NXDOMAIN) -> None:
         self.records: dict[tuple[str, str], list[str]] = {}
         self.unknown = unknown
+        self.silent: set[str] = set()
         self.add(records)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
@@ -35,13 +37,15 @@ class DnsServer:
         self.records = {**self.records, **{(name.lower().rstrip("."), rtype.upper()): values
                                            for (name, rtype), values in records.items()}}
 
-    def _answer(self, wire: bytes) -> bytes:
+    def _answer(self, wire: bytes) -> bytes | None:
         query = dns.message.from_wire(wire)
         response = dns.message.make_response(query)
         response.flags |= dns.flags.AA
         question = query.question[0]
         name = question.name.to_text().lower().rstrip(".")
         rtype = dns.rdatatype.to_text(question.rdtype)
+        if name in self.silent:
+            return None
         values = self.records.get((name, rtype))
         if values:
             response.answer.append(dns.rrset.from_text_list(question.name, 300, dns.rdataclass.IN, rtype, values))
@@ -55,7 +59,9 @@ class DnsServer:
                 wire, peer = self.sock.recvfrom(4096)
             except OSError:
                 return
-            self.sock.sendto(self._answer(wire), peer)
+            answer = self._answer(wire)
+            if answer is not None:
+                self.sock.sendto(answer, peer)
 
     def close(self) -> None:
         self.sock.close()

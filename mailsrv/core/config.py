@@ -6,6 +6,7 @@ in a mail server's config silently falling back to a default is how open relays 
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import tomllib
@@ -74,6 +75,9 @@ class SecurityConfig:
 class DnsConfig:
     # "ip:port" or "ip" entries; empty means the system resolver (/etc/resolv.conf).
     nameservers: list[str] = field(default_factory=list)
+    # This server's addresses as the world sees them (behind NAT they are not the machine's own):
+    # what the DNS check expects mail.<domain>, SPF and reverse DNS to name.
+    public_addresses: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -261,6 +265,11 @@ def parse_config(text: str) -> Config:
     if min(jobs.lease_seconds, jobs.poll_seconds, jobs.batch_size, config.autoclean.interval_minutes) < 1:
         raise ConfigError("configuration keys 'jobs.lease_seconds', 'jobs.poll_seconds', 'jobs.batch_size' and "
                           "'autoclean.interval_minutes' must be at least 1")
+    for address in config.dns.public_addresses:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise ConfigError(f"configuration key 'dns.public_addresses': '{address}' is not an IP address") from None
     if config.product.edition not in EDITIONS:
         raise ConfigError(f"configuration key 'product.edition' must be one of {', '.join(EDITIONS)}")
     return config

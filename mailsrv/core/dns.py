@@ -35,7 +35,7 @@ def make_resolver(nameservers: list[str]) -> dns.resolver.Resolver:
     return resolver
 
 
-def _is_local(address: str) -> bool:
+def is_local(address: str) -> bool:
     # An address this machine can bind to is one of its own: no list of interfaces to keep in sync.
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
@@ -70,7 +70,7 @@ def mx_points_here(domain: str, nameservers: list[str]) -> None:
         raise MailsrvError(ResultCode.DNS_CHECK_FAILED, f"The domain {domain} does not exist in DNS.") from None
     except dns.exception.DNSException as exc:
         raise MailsrvError(ResultCode.DNS_CHECK_FAILED, f"The MX records of {domain} could not be looked up: {exc}.") from None
-    if not any(_is_local(addr) for addrs in checked.values() for addr in addrs):
+    if not any(is_local(addr) for addrs in checked.values() for addr in addrs):
         seen = "; ".join(f"{h} -> {', '.join(a) or 'no address'}" for h, a in checked.items())
         raise MailsrvError(ResultCode.DNS_CHECK_FAILED,
                            f"The MX records of {domain} do not point at this server ({seen}).")

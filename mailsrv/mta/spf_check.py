@@ -55,12 +55,13 @@ def _lookup(name: str, qtype: str, strict: Any = True, timeout: float = _QUERY_S
 spf.DNSLookup = _lookup
 
 
-def check(resolver: dns.resolver.Resolver, ip: str, sender: str, helo: str) -> str:
+def check(resolver: dns.resolver.Resolver, ip: str, sender: str, helo: str, seconds: float = _QUERY_SECONDS) -> str:
     """pyspf's result for MAIL FROM `sender` from `ip`: pass, fail, softfail, neutral, none,
-    permerror or temperror (blocking: run it in a worker thread)."""
+    permerror or temperror (blocking: run it in a worker thread); the whole evaluation takes at
+    most `seconds`."""
     token = _resolver.set(resolver)
     try:
-        result, _ = spf.check2(i=ip, s=sender, h=helo, querytime=_QUERY_SECONDS)
+        result, _ = spf.check2(i=ip, s=sender, h=helo, querytime=seconds)
     finally:
         _resolver.reset(token)
     return str(result)

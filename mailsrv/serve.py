@@ -11,6 +11,8 @@ when it describes none) itself with SO_REUSEPORT, following every change of that
 be bound is logged and reported, and the other listeners serve on. The
 supervisor restarts a worker that ends (with back-off), forwards SIGTERM/SIGINT and waits for the
 graceful stops; the workers die with it (PR_SET_PDEATHSIG), even when it is killed with SIGKILL.
+SIGHUP (forwarded to every worker) loads the certificate files again (mailsrv.core.tls.Certificates).
+At start it logs where the data is, and warns of what is still unsafe (`_announce_start`).
 What per-worker state there is and why it stays correct: docs/architecture.md.
 
 A `Serving` is a coroutine function taking the process-wide stop event: it serves until the event

@@ -24,7 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from serve_support import LISTENING, MAILSRV, Serving
+from serve_support import MAILSRV, Serving
 from smtp_support import USER_PASSWORD
 from sqlalchemy.engine import make_url
 from test_cli import database_url, write_config  # noqa: F401 (fixture)
@@ -346,7 +346,3 @@ def test_the_systemd_unit_is_valid_and_hardened(tmp_path):
         "u", "mailsrv"]
     assert shipped.listen.webs == "0.0.0.0:443"
 
-
-def test_the_listening_line_still_names_the_plain_web_listener():
-    # tests and benchmarks find the web listener by this line; the HTTPS one has its own.
-    assert LISTENING.search("INFO mailsrv.serve: web listener (SOAP/HTTP) on http://127.0.0.1:5")

@@ -19,10 +19,13 @@ RUN pip install -e . \
     && chown mailsrv:mailsrv /var/lib/mailsrv
 COPY docker/mailsrv.toml /etc/mailsrv/mailsrv.toml
 
+# Never root: the mail ports below 1024 are bound as this user because the container's network
+# namespace lets any user bind them (docker-compose.yml sets net.ipv4.ip_unprivileged_port_start=0,
+# Docker's own default since 20.10).
 USER mailsrv
 VOLUME /var/lib/mailsrv
-# Web/SOAP; SMTP 25/587, POP3 110 and IMAP 143 join as their listeners land.
-EXPOSE 9998
+# SMTP, submissions (implicit TLS), submission, POP3, POP3S, IMAP, IMAPS; web/SOAP over HTTP and HTTPS.
+EXPOSE 25 465 587 110 995 143 993 9998 443
 # Probes the address of the image's own configuration file: change it with [listen] web.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9998/Services/svcProductInfo.asmx', timeout=4)"]

@@ -83,7 +83,7 @@ def server_config(data_dir: Path, name: str, database_url: str, workers: int, dn
     path = data_dir.parent / f"{name}.toml"
     path.write_text(f'data_dir = "{data_dir}"\ndatabase_url = "{database_url}"\n'
                     f'[server]\nworkers = {workers}\n'
-                    '[listen]\nweb = "127.0.0.1:0"\nsmtp = "127.0.0.1:0"\nsubmission = ""\nimap = ""\npop3 = ""\n'
+                    '[listen]\nweb = "127.0.0.1:0"\nsmtp = "127.0.0.1:0"\nsubmission = ""\nimap = ""\npop3 = ""\nwebs = ""\nsubmissions = ""\nimaps = ""\npop3s = ""\n'
                     '[smtp]\nhostname = "mx.bench.example"\nrelay_networks = ["127.0.0.0/8"]\n'
                     f'[dns]\nnameservers = ["{dns.address}"]\n'
                     f'[delivery]\nremote_port = {sink_port}\nmax_connections_per_domain = 32\n')

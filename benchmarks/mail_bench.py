@@ -37,7 +37,7 @@ def provision(data_dir: Path, database_url: str = "", workers: int = 0) -> Path:
     config_path = data_dir / "mailsrv.toml"
     config_path.write_text(f'data_dir = "{data_dir}"\ndatabase_url = "{database_url}"\n'
                            '[listen]\nweb = "127.0.0.1:0"\nsmtp = "127.0.0.1:0"\nsubmission = ""\n'
-                           'imap = ""\npop3 = ""\n'
+                           'imap = ""\npop3 = ""\nwebs = ""\nsubmissions = ""\nimaps = ""\npop3s = ""\n'
                            '[smtp]\nhostname = "mx.bench.example"\n'
                            f'[server]\nworkers = {workers}\n')
     server = MailServer(parse_config(config_path.read_text()))

@@ -86,7 +86,7 @@ def gateway_config(data_dir: Path, args: argparse.Namespace, dns: DnsServer, sin
 
     config = data_dir / "mailsrv.toml"
     config.write_text(f'data_dir = "{data_dir}"\ndatabase_url = "{args.database_url}"\n'
-                      '[listen]\nweb = "127.0.0.1:0"\nsmtp = "127.0.0.1:0"\nsubmission = ""\nimap = ""\npop3 = ""\n'
+                      '[listen]\nweb = "127.0.0.1:0"\nsmtp = "127.0.0.1:0"\nsubmission = ""\nimap = ""\npop3 = ""\nwebs = ""\nsubmissions = ""\nimaps = ""\npop3s = ""\n'
                       '[smtp]\nhostname = "gateway.bench.example"\n'
                       f'[dns]\nnameservers = ["{dns.address}"]\n'
                       f'[delivery]\nremote_port = {sink_port}\n'

@@ -11,6 +11,8 @@ when it describes none) itself with SO_REUSEPORT, following every change of that
 be bound is logged and reported, and the other listeners serve on. The
 supervisor restarts a worker that ends (with back-off), forwards SIGTERM/SIGINT and waits for the
 graceful stops; the workers die with it (PR_SET_PDEATHSIG), even when it is killed with SIGKILL.
+SIGHUP (forwarded to every worker) loads the certificate files again (mailsrv.core.tls.Certificates).
+At start it logs where the data is, and warns of what is still unsafe (`_announce_start`).
 What per-worker state there is and why it stays correct: docs/architecture.md.
 
 A `Serving` is a coroutine function taking the process-wide stop event: it serves until the event
@@ -38,6 +40,7 @@ from typing import Any
 
 import uvicorn
 import uvloop
+from sqlalchemy import make_url
 from starlette.types import ASGIApp
 
 from mailsrv.access.imap.listener import (
@@ -51,7 +54,7 @@ from mailsrv.core.config import Config, ConfigError
 from mailsrv.core.errors import MailsrvError
 from mailsrv.core.names import ServerAddress, server_address
 from mailsrv.core.sockets import bind_shared
-from mailsrv.core.tls import context_for, server_context
+from mailsrv.core.tls import Certificates, is_self_signed
 from mailsrv.directory.listeners import (
     IMAP,
     POP,
@@ -145,18 +148,21 @@ async def serve_web(app: ASGIApp, sock: socket.socket, tls: ssl.SSLContext | Non
     await serving
 
 
-async def _serve_all(listeners: list[Serving]) -> None:
+async def _serve_all(listeners: list[Serving], on_hangup: Callable[[], None]) -> None:
+    """Serve until SIGTERM/SIGINT; SIGHUP calls `on_hangup` on the event loop (between two
+    handshakes, never during one)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     try:
         # One listener failing cancels the others, and its error ends the process.
         async with asyncio.TaskGroup() as group:
             for listener in listeners:
                 group.create_task(listener(stop))
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
 
 
@@ -204,8 +210,8 @@ def _raise_open_files_limit() -> None:
 
 
 # [listen] key -> the listener it describes (the bootstrap default: mailsrv.directory.listeners)
-_BOOTSTRAP = {"smtp": (SMTP, STARTTLS), "submission": (SUBMISSION, STARTTLS), "imap": (IMAP, STARTTLS),
-              "imaps": (IMAP, SSL), "pop3": (POP, STARTTLS), "pop3s": (POP, SSL)}
+_BOOTSTRAP = {"smtp": (SMTP, STARTTLS), "submission": (SUBMISSION, STARTTLS), "submissions": (SUBMISSION, SSL),
+              "imap": (IMAP, STARTTLS), "imaps": (IMAP, SSL), "pop3": (POP, STARTTLS), "pop3s": (POP, SSL)}
 _LOG_NAMES = {(SMTP, False): "SMTP", (SMTP, True): "SMTPS", (SUBMISSION, False): "submission",
               (SUBMISSION, True): "submission (TLS)", (IMAP, False): "IMAP", (IMAP, True): "IMAPS",
               (POP, False): "POP3", (POP, True): "POP3S"}
@@ -275,10 +281,10 @@ class _MailListeners:
     (mailsrv.core.sockets), and takes the new greeting names. A listener that cannot be bound is
     logged once, tried again at each poll, and published with the heartbeat until it binds."""
 
-    def __init__(self, server: MailServer, bootstrap: tuple[Listener, ...], tls_context: ssl.SSLContext) -> None:
+    def __init__(self, server: MailServer, bootstrap: tuple[Listener, ...], certificates: Certificates) -> None:
         self.server = server
         self.bootstrap = bootstrap
-        self.tls_context = tls_context
+        self.certificates = certificates
         self.running: dict[Listener, asyncio.Server] = {}
         self.failed: dict[Listener, str] = {}
         self.wanted: list[Listener] = []
@@ -334,7 +340,8 @@ class _MailListeners:
 
     async def _start(self, listener: Listener) -> asyncio.Server:
         server, config = self.server, self.server.config
-        tls = context_for(listener.certificate_path) if listener.certificate_path else self.tls_context
+        certificates = self.certificates
+        tls = certificates.for_file(listener.certificate_path) if listener.certificate_path else certificates.server
         implicit_tls = listener.encryption == SSL
         sock = bind_shared(listener.ip, listener.port)
         try:
@@ -354,13 +361,20 @@ class _MailListeners:
             raise
 
 
-def _serve(server: MailServer, bound: _Bound, tls_context: ssl.SSLContext) -> None:
+def _reload_certificates(certificates: Certificates) -> None:
+    for line in certificates.reload():
+        log.info("%s (pid %d)", line, os.getpid())
+
+
+def _serve(server: MailServer, bound: _Bound, certificates: Certificates) -> None:
     """Every listener and the queue manager of `server` on this process's event loop, until
-    SIGTERM/SIGINT."""
-    app = create_app(server)
-    listeners: list[Serving] = [functools.partial(serve_web, app, sock, tls_context if https else None)
-                                  for https, sock in bound.web.items()]
-    listeners.append(_MailListeners(server, bound.bootstrap, tls_context).run)
+    SIGTERM/SIGINT; SIGHUP reloads the certificates."""
+    https = bound.web.get(True)
+    # Plain HTTP sends the sign-in pages to the HTTPS listener, when there is one to send them to.
+    app = create_app(server, https.getsockname()[1] if https and server.config.web.https_redirect else None)
+    listeners: list[Serving] = [functools.partial(serve_web, app, sock, certificates.server if is_https else None)
+                                  for is_https, sock in bound.web.items()]
+    listeners.append(_MailListeners(server, bound.bootstrap, certificates).run)
     # The queue manager delivers from the spool (also what other nodes and workers accepted).
     listeners.append(server.delivery.run)
     # Background jobs (propagation, folder auto-clean): every worker looks, one at a time works.
@@ -371,12 +385,33 @@ def _serve(server: MailServer, bound: _Bound, tls_context: ssl.SSLContext) -> No
     # uvloop's event loop (libuv, in C) costs less per socket event than asyncio's selector loop:
     # +19-34% SMTP msg/s in benchmarks/throughput_smtp.py, where one connection carries one message.
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(_serve_all(listeners))
+        runner.run(_serve_all(listeners, functools.partial(_reload_certificates, certificates)))
+
+
+def _announce_start(config: Config, server: MailServer, certificates: Certificates) -> None:
+    """What an operator must know at each start: where the data is, and what is still unsafe."""
+    database = make_url(config.effective_database_url).render_as_string(hide_password=True)
+    log.info("data directory %s, database %s", config.data_dir, database)
+    hostname = str(server.system_settings.values()["smtphostname"])
+    if hostname.lower() in ("localhost", "localhost.localdomain") or "." not in hostname:
+        log.warning("the host name is '%s': other servers refuse or distrust mail from a server "
+                    "greeting with it; set [smtp] hostname (or the smtphostname server setting) to the MX "
+                    "name the DNS gives this server", hostname)
+    cert_file = certificates.server_files[0]
+    if is_self_signed(cert_file):
+        log.warning("the TLS certificate %s is self-signed: mail clients and browsers warn or refuse; set "
+                    "[tls] cert_file and key_file (contrib/certbot-deploy-hook.sh installs Let's Encrypt's)",
+                    cert_file)
+    if server.admins.factory_login_unchanged():
+        log.warning("the factory login admin/admin is unchanged: anyone who reaches the web listener can "
+                    "set this server up; run `mailsrv admin reset` or call SetSystemAdminPassword")
 
 
 def run(config: Config) -> None:
     """Serve until SIGTERM/SIGINT, then stop every listener (every worker) and close the store."""
-    # Before any fork: the workers inherit both.
+    # Before any fork: the workers inherit these. SIGHUP (reload) must not end a process that has
+    # not installed its handler yet (the supervisor takes it with sigtimedwait, blocked).
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     _return_large_blocks_when_freed()
     _raise_open_files_limit()
     # Bind before opening the store: a taken port or a bad address fails without touching data.
@@ -386,7 +421,8 @@ def run(config: Config) -> None:
         try:
             # Made once, before any fork: a first start writes the self-signed pair. Always: the
             # store may describe a TLS listener at any time.
-            tls_context = server_context(config)
+            certificates = Certificates(config)
+            _announce_start(config, server, certificates)
             # pymap writes dovecot-uidlist as a temporary file renamed into the Maildir: the
             # temporary directory must be on the mail filesystem, or the rename fails (EXDEV).
             tempfile.tempdir = str(config.data_dir / "tmp")
@@ -397,12 +433,12 @@ def run(config: Config) -> None:
                 remove_all_stale_locks(server.store)
             bound.announce()
             if config.server.worker_count == 1:
-                _serve(server, bound, tls_context)
+                _serve(server, bound, certificates)
         finally:
             # Before any fork: nothing of the store (connections, pool) crosses into a worker.
             server.close()
         if config.server.worker_count > 1:
-            _supervise(config.server.worker_count, functools.partial(_worker, config, bound, tls_context))
+            _supervise(config.server.worker_count, functools.partial(_worker, config, bound, certificates))
     finally:
         for sock in bound.all():
             sock.close()
@@ -411,7 +447,7 @@ def run(config: Config) -> None:
 
 # -- workers ---------------------------------------------------------------------------------
 
-_SUPERVISED = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
+_SUPERVISED = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP)
 # A worker that ends is started again after this, doubled for each quick end in a row (one that
 # ended before _STEADY_SECONDS), at most _MAX_BACKOFF_SECONDS: a worker that cannot start (the
 # database down) must not spin the machine.
@@ -427,7 +463,7 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def _worker(config: Config, bound: _Bound, tls_context: ssl.SSLContext, parent: int) -> None:
+def _worker(config: Config, bound: _Bound, certificates: Certificates, parent: int) -> None:
     """A worker's life, after the fork."""
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _SUPERVISED)
     _die_with_parent()
@@ -437,7 +473,7 @@ def _worker(config: Config, bound: _Bound, tls_context: ssl.SSLContext, parent: 
     # half-done domain may be a live sibling's work in progress.
     server = MailServer(config, recover=False)
     try:
-        _serve(server, bound, tls_context)
+        _serve(server, bound, certificates)
     finally:
         server.close()
 
@@ -481,6 +517,11 @@ def _supervise(count: int, work: Callable[[int], None]) -> None:
             now = time.monotonic()
             waits = [slot.due - now for slot in slots if not slot.pid and not stopping]
             info = signal.sigtimedwait(_SUPERVISED, max(0.0, min(waits, default=1.0)))
+            if info is not None and info.si_signo == signal.SIGHUP:
+                # Each worker reloads its own copy of the certificates (`_serve`).
+                for slot in slots:
+                    if slot.pid:
+                        os.kill(slot.pid, signal.SIGHUP)
             if info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT) and not stopping:
                 stopping = True
                 log.info("stopping %d workers", sum(1 for slot in slots if slot.pid))

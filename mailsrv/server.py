@@ -172,7 +172,8 @@ class MailServer:
         self.job_runner = JobRunner(self.jobs, lambda: self.heartbeat.node, config.jobs.poll_seconds,
                                     self.autoclean.schedule)
         # Who opens which mailbox over IMAP and POP3.
-        self.mailboxes = Accounts(self.auth, self.disk, self.store, self.system_settings, self.address_lists)
+        self.mailboxes = Accounts(self.auth, self.disk, self.store, self.system_settings, self.address_lists,
+                                  self.user_activity)
         # The web interface: its sign-ins, and what a signed-in user does with its mailbox.
         self.web_sessions = WebSessions(self.store, self.auth, self.clock)
         self.webmail = Webmail(self.intake, self.store, self.clock)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Protocol
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Mount
 
 from mailsrv.core.config import Config
@@ -20,6 +21,7 @@ from services.asmx.endpoint import AsmxApp
 from services.asmx.registry import load_services
 from services.routing import ignore_case
 from services.web.admin_api import admin_api_routes
+from services.web.https_redirect import SignInOverHttps
 from services.web.routes import web_routes
 
 # The WSDL documents we serve, one per service: the contract at run time.
@@ -35,10 +37,13 @@ class AppEngine(Engine, Protocol):
     dns_check: DnsCheck
 
 
-def create_app(server: AppEngine) -> Starlette:
-    """Build the app; raises if a served operation has no handler (see services.asmx.registry)."""
+def create_app(server: AppEngine, https_port: int | None = None) -> Starlette:
+    """Build the app; raises if a served operation has no handler (see services.asmx.registry).
+    With `https_port`, plain HTTP redirects the sign-in pages to HTTPS on that port."""
     asmx = AsmxApp(server, load_services(WSDL_DIR), server.config.web.max_request_bytes)
+    middleware = [Middleware(SignInOverHttps, https_port=https_port)] if https_port else []
     return Starlette(routes=[ignore_case(Mount("/Services", app=asmx)),
                              *web_routes(server.web_sessions, server.webmail, server.config,
                                                         server.one_click),
-                             *admin_api_routes(server.auth, server.dns_check)])
+                             *admin_api_routes(server.auth, server.dns_check)],
+                     middleware=middleware)

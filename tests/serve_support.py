@@ -9,10 +9,26 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
+
+from mailsrv.core.config import ListenConfig
 
 MAILSRV = str(Path(sys.executable).with_name("mailsrv"))  # the console script of this environment
 LISTENING = re.compile(r"web listener \(SOAP/HTTP\) on http://(\S+)")
+
+
+# Every listener address of [listen] (all but `web` have a default a test must never take: 25,
+# 465, 587, 143, 993, 110, 995 need root and may be another server's, and 9443 is one fixed port).
+LISTENERS = [f.name for f in fields(ListenConfig) if isinstance(getattr(ListenConfig(), f.name), str)]
+
+
+def listen_table(web: str = "127.0.0.1:0", listen: str = "") -> str:
+    """A [listen] table: the web listener on `web`, the `key = "address"` lines of `listen`, and
+    every other listener off."""
+    given = {line.split("=", 1)[0].strip() for line in listen.splitlines() if "=" in line}
+    off = "".join(f'{key} = ""\n' for key in LISTENERS if key != "web" and key not in given)
+    return f'[listen]\nweb = "{web}"\n{off}{listen}'
 
 
 class Serving:

@@ -29,7 +29,7 @@ from typing import Any
 import sqlalchemy
 from contract_clients import HttpClient, ok
 from dns_server import DnsServer
-from serve_support import MAILSRV, Serving
+from serve_support import MAILSRV, Serving, listen_table
 from smtp_peer import free_port
 from sqlalchemy import select
 
@@ -179,9 +179,8 @@ class ServerLab:
         data_dir.mkdir()
         database_url = _database_url(self.test_database_url, name) if self.test_database_url else ""
         config = data_dir / "mailsrv.toml"
-        config.write_text(f'data_dir = "{data_dir}"\ndatabase_url = "{database_url}"\n'
-                          f'[listen]\nweb = "{address}:0"\nsmtp = "{address}:{self.smtp_port}"\n'
-                          'submission = ""\nimap = ""\npop3 = ""\n'
+        listen = listen_table(f"{address}:0", f'smtp = "{address}:{self.smtp_port}"\n')
+        config.write_text(f'data_dir = "{data_dir}"\ndatabase_url = "{database_url}"\n{listen}'
                           f'[smtp]\nhostname = "{name}.lab.test"\n'
                           f'[dns]\nnameservers = ["{self.dns.address}"]\n'
                           f'[delivery]\nremote_port = {self.smtp_port}\n'

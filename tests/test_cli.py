@@ -22,7 +22,7 @@ from mailsrv.core.config import ConfigError
 from mailsrv.serve import parse_address
 from mailsrv.store.db import Store
 from mailsrv.core.tls import SELF_SIGNED_NAME
-from serve_support import MAILSRV, Serving
+from serve_support import MAILSRV, Serving, listen_table
 
 
 
@@ -41,7 +41,7 @@ def write_config(path: Path, database_url: str, web: str = "127.0.0.1:0", extra:
     # SMTP, IMAP and POP3 listeners off: these tests are about the process, and ports below 1024
     # need root (and may be another server's).
     path.write_text(f'data_dir = "{path.parent / "data"}"\ndatabase_url = "{database_url}"\n{extra}'
-                    f'[listen]\nweb = "{web}"\nsmtp = ""\nsubmission = ""\nimap = ""\npop3 = ""\n{listen}')
+                    f'{listen_table(web, listen)}')
     return path
 
 

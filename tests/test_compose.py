@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from serve_support import LISTENERS
 from sqlalchemy.engine import make_url
 
 from mailsrv.core.config import load_config
@@ -58,10 +59,29 @@ def test_mailsrv_is_built_here_and_waits_for_a_healthy_postgres(compose):
                                   "mailsrv-data:/var/lib/mailsrv:rw"]
 
 
-def test_only_the_web_port_is_published(compose, mounted_config):
-    _host, port = parse_address(mounted_config.listen.web, "listen.web")
-    assert compose["services"]["mailsrv"]["ports"] == [{"published": port, "target": port}]
+def listened_ports(config: Any) -> set[int]:
+    """The port of every listener the config turns on (the mail ones by their defaults here)."""
+    return {parse_address(address, f"listen.{key}")[1] for key in LISTENERS
+            if (address := getattr(config.listen, key))}
+
+
+def test_every_mail_and_web_port_is_published_as_itself(compose, mounted_config):
+    ports = compose["services"]["mailsrv"]["ports"]
+    assert all(port["published"] == port["target"] for port in ports)
+    assert {port["target"] for port in ports} == listened_ports(mounted_config) == {
+        25, 465, 587, 110, 995, 143, 993, 9998, 443}
     assert "ports" not in compose["services"]["postgres"]  # reachable on the compose network only
+
+
+def test_the_image_runs_as_a_user_that_may_bind_the_mail_ports_without_root(compose):
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    users = re.findall(r"^USER (\S+)$", dockerfile, re.MULTILINE)
+    assert users == ["mailsrv"]  # one USER, before CMD: nothing runs as root after the build
+    assert dockerfile.index("USER mailsrv") < dockerfile.index("CMD [")
+    assert "useradd --system" in dockerfile and "chown mailsrv:mailsrv /var/lib/mailsrv" in dockerfile
+    # Ports below 1024 in the container's own network namespace, no capability granted.
+    assert compose["services"]["mailsrv"]["sysctls"] == {"net.ipv4.ip_unprivileged_port_start": "0"}
+    assert "cap_add" not in compose["services"]["mailsrv"] and "privileged" not in compose["services"]["mailsrv"]
 
 
 def test_postgres_is_16_with_a_volume_and_a_health_check(compose):
@@ -81,9 +101,9 @@ def test_the_mounted_config_points_at_the_postgres_service(compose, mounted_conf
     assert str(mounted_config.data_dir) == "/var/lib/mailsrv"  # the mailsrv-data volume
 
 
-def test_the_image_serves_the_mounted_config_on_the_exposed_port(mounted_config):
+def test_the_image_serves_the_mounted_config_on_the_exposed_ports(mounted_config):
     dockerfile = (ROOT / "Dockerfile").read_text()
     cmd = json.loads(re.search(r"^CMD (\[.*\])$", dockerfile, re.MULTILINE).group(1))
     assert cmd == ["mailsrv", "serve", "--config", "/etc/mailsrv/mailsrv.toml"]
-    _host, port = parse_address(mounted_config.listen.web, "listen.web")
-    assert re.search(rf"^EXPOSE .*\b{port}\b", dockerfile, re.MULTILINE)
+    exposed = {int(port) for port in re.search(r"^EXPOSE (.*)$", dockerfile, re.MULTILINE).group(1).split()}
+    assert exposed == listened_ports(mounted_config)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from contract_clients import HttpClient, make_client, ok
-from serve_support import Serving
+from serve_support import Serving, listen_table
 from smtp_support import ADMIN as SYSTEM_ADMIN
 from smtp_support import DOMAIN
 from sqlalchemy import func, insert, select, update
@@ -255,7 +255,7 @@ def test_mailsrv_serve_workers_run_the_job_started_over_soap(make_server, tmp_pa
     start_generation = generation(server)
     config = tmp_path / "serve.toml"
     config.write_text(_config(tmp_path, 60, 10) + 'poll_seconds = 1\n[server]\nworkers = 2\n'
-                      '[listen]\nweb = "127.0.0.1:0"\nsmtp = ""\nsubmission = ""\nimap = ""\npop3 = ""\n')
+                      f'{listen_table()}')
     with Serving(config, env) as serving:
         c = HttpClient(serving.base_url(), "GET")
         job_id = ok(update_all(c, "maxusers=9"))["Message"]

@@ -340,7 +340,7 @@ def test_mailsrv_serve_runs_the_imap_and_pop3_listeners(tmp_path: Path, database
                                                           env: dict[str, str]) -> None:
     config = write_config(tmp_path / "mailsrv.toml", database_url)
     config.write_text(config.read_text().replace(
-        'imap = ""\npop3 = ""', 'imap = "127.0.0.1:0"\npop3 = ""\npop3s = "127.0.0.1:0"'))
+        'imap = ""', 'imap = "127.0.0.1:0"').replace('pop3s = ""', 'pop3s = "127.0.0.1:0"'))
     server = MailServer(load_config(config))
     try:
         server.admins.reset_primary("sysadmin", "Secret-pass-123")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from contract_clients import HttpClient, ok, refused
-from serve_support import Serving, wait_until
+from serve_support import Serving, listen_table, wait_until
 from smtp_peer import free_port
 
 from mailsrv.core.errors import MailsrvError, ResultCode
@@ -87,14 +87,13 @@ def serving(setup, tmp_path: Path, env: dict[str, str], name: str = "node", work
     """`mailsrv serve` on the fixture's store, with the [listen] mail ports given (others off)."""
     config = setup.config
     listen = "".join(f'{key} = "127.0.0.1:{port}"\n' for key, port in ports.items())
-    listen += "".join(f'{key} = ""\n' for key in ("smtp", "submission", "imap", "pop3") if key not in ports)
     path = tmp_path / f"{name}.toml"
     path.write_text(f'data_dir = "{config.data_dir}"\ndatabase_url = "{os.environ.get("MAILSRV_TEST_DATABASE_URL", "")}"\n'
                     f'[server]\nworkers = {workers}\n'
                     '[delivery]\nheartbeat_seconds = 1\nnode_timeout_seconds = 3\n'
                     '[dns]\nnameservers = ["127.0.0.1"]\n'
                     '[smtp]\nhostname = "mx.test"\nrelay_networks = ["127.0.0.0/8"]\n'
-                    f'[listen]\nweb = "127.0.0.1:0"\n{listen}')
+                    f'{listen_table("127.0.0.1:0", listen)}')
     with Serving(path, env) as server:
         client = HttpClient(server.base_url(), "POST")
         yield server, client

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from serve_support import Serving, wait_until
+from serve_support import Serving, listen_table, wait_until
 from smtp_peer import Peer, PeerHandler, SlowPeer, free_port, remote_config
 from smtp_support import DOMAIN, SPOOL_ONLY, MailHarness, make_harness, send, two_nodes
 from sqlalchemy import func, select
@@ -250,9 +250,9 @@ _SMTP = re.compile(r"SMTP listener on 127\.0\.0\.1:(\d+)")
 def serve_config(harness: MailHarness, workers: int) -> Path:
     """`mailsrv serve` on the harness's data directory and database, SMTP and web on free ports."""
     path = harness.data_dir.parent / "serve.toml"
+    listen = listen_table(listen='smtp = "127.0.0.1:0"\n')
     path.write_text(f'data_dir = "{harness.data_dir}"\ndatabase_url = "{harness.database_url}"\n'
-                    f'[server]\nworkers = {workers}\n[delivery]\n{QUICK_HEARTBEATS}'
-                    '[listen]\nweb = "127.0.0.1:0"\nsmtp = "127.0.0.1:0"\nsubmission = ""\nimap = ""\npop3 = ""\n'
+                    f'[server]\nworkers = {workers}\n[delivery]\n{QUICK_HEARTBEATS}{listen}'
                     '[smtp]\nhostname = "mx.test"\n')
     return path
 

@@ -44,7 +44,13 @@ from pymap.selected import SelectedMailbox, SynchronizedMessages
 from pysasl.creds.plain import PlainCredentials
 
 from mailsrv.access.imap.maildir import CRLFMaildir
-from mailsrv.access.imap.protocol import _LITERAL_PLUS, LITERAL_LIMIT, MailboxConfig, NamespaceCommand
+from mailsrv.access.imap.protocol import (
+    _LITERAL_PLUS,
+    LITERAL_LIMIT,
+    GetQuotaRootCommand,
+    MailboxConfig,
+    NamespaceCommand,
+)
 
 PYMAP_VERSION = "0.36.7"
 
@@ -549,7 +555,18 @@ def test_connection_state_logs_in_through_login_and_dispatches_by_name() -> None
     assert seen == [creds] and state._session is session, \
         "ConnectionState no longer logs in through _login() into _session: MailConnectionState overrides it"
     assert ConnectionState._get_func_name(NamespaceCommand(b"a")) == "do_namespace", \
-        "ConnectionState no longer dispatches a command to do_<name>: NAMESPACE and UNSELECT rely on it"
+        "ConnectionState no longer dispatches a command to do_<name>: NAMESPACE, UNSELECT and QUOTA rely on it"
+
+
+def test_quota_commands_parse_through_commandmailboxarg_and_astring() -> None:
+    # GETQUOTAROOT is pymap's CommandMailboxArg (not in its __all__); the quota root an AString.
+    commands = _config().commands
+    params = Params()
+    command, _ = commands.parse(memoryview(b'q GETQUOTAROOT "Sent"\r\n'), params)
+    assert isinstance(command, GetQuotaRootCommand) and command.mailbox == "Sent" \
+        and bytes(command.mailbox_obj) == b"Sent", "CommandMailboxArg no longer parses `SP mailbox` into mailbox_obj"
+    command, _ = commands.parse(memoryview(b'q GETQUOTA ""\r\n'), params)
+    assert command.root == b"", "AString no longer parses a quoted empty quota root"
 
 
 def test_imap_server_private_attributes() -> None:

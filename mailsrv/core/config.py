@@ -28,19 +28,21 @@ def _default_data_dir() -> Path:
 class ListenConfig:
     # SmarterMail's own port, so the seed's documented URLs work unchanged.
     web: str = "0.0.0.0:9998"
-    # The same over HTTPS (certificate from [tls]), off unless set, e.g. "0.0.0.0:443": the web
-    # interface's sign-in carries passwords, and its cookie is Secure there.
-    webs: str = ""
-    # Inbound mail from other servers (MX traffic) and message submission (RFC 6409, AUTH
-    # required). An empty value disables that listener.
+    # The same over HTTPS (certificate from [tls]): the sign-in pages carry passwords, and the
+    # session cookie is Secure there. An unprivileged port, so `mailsrv serve` starts without root;
+    # the packaged configurations (docker/, contrib/) put it on 443.
+    webs: str = "0.0.0.0:9443"
+    # Inbound mail from other servers (MX traffic), message submission (RFC 6409, AUTH required)
+    # and submission with implicit TLS (RFC 8314, which clients are told to prefer). An empty value
+    # disables that listener.
     smtp: str = "0.0.0.0:25"
     submission: str = "0.0.0.0:587"
-    # Mailbox access: IMAP and POP3 with STARTTLS/STLS, and their implicit-TLS ports (off unless
-    # set, e.g. "0.0.0.0:993" and "0.0.0.0:995").
+    submissions: str = "0.0.0.0:465"
+    # Mailbox access: IMAP and POP3 with STARTTLS/STLS, and their implicit-TLS ports (RFC 8314).
     imap: str = "0.0.0.0:143"
-    imaps: str = ""
+    imaps: str = "0.0.0.0:993"
     pop3: str = "0.0.0.0:110"
-    pop3s: str = ""
+    pop3s: str = "0.0.0.0:995"
     # IMAP/POP3 logins are refused before TLS except from loopback, unless this is set.
     allow_plaintext_auth: bool = False
 
@@ -49,6 +51,10 @@ class ListenConfig:
 class WebConfig:
     # Largest SOAP/HTTP request body accepted; bigger ones get 413 before any parsing.
     max_request_bytes: int = 4 * 1024 * 1024
+    # Plain HTTP answers the sign-in pages (Login.aspx, /admin/) with a redirect to the HTTPS
+    # listener, so a password is never typed into a plain-HTTP form. Off behind a reverse proxy that
+    # terminates TLS and forwards plain HTTP (the redirect would loop).
+    https_redirect: bool = True
 
 
 @dataclass

@@ -3,6 +3,11 @@
 The self-signed key and certificate are written together into one PEM file, atomically (temporary
 file, then rename): two nodes sharing a data directory and starting at once can then never pair
 one node's key with the other's certificate.
+
+`Certificates` keeps a process's contexts so that SIGHUP can load renewed files into them in place:
+the listeners (asyncio servers, uvicorn) keep the context object they were started with, and every
+new TLS session takes the certificate the context holds at its handshake; sessions already open
+keep theirs.
 """
 from __future__ import annotations
 
@@ -48,6 +53,55 @@ def context_for(cert_file: str, key_file: str | None = None) -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert_file, key_file)
     return context
+
+
+def fingerprint(cert_file: str) -> str:
+    """The SHA-256 fingerprint (hex, colon-separated) of the first certificate in a PEM file."""
+    cert = x509.load_pem_x509_certificates(Path(cert_file).read_bytes())[0]
+    return cert.fingerprint(hashes.SHA256()).hex(":")
+
+
+def is_self_signed(cert_file: str) -> bool:
+    """Whether the PEM file's (first) certificate is its own issuer: no client trusts it unasked."""
+    cert = x509.load_pem_x509_certificates(Path(cert_file).read_bytes())[0]
+    return cert.issuer == cert.subject
+
+
+class Certificates:
+    """The TLS contexts of one process, one per certificate file pair, reloadable in place."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._contexts: dict[tuple[str, str | None], ssl.SSLContext] = {}
+        self.server_files = certificate_files(config)
+        self._contexts[self.server_files] = server_context(config)
+
+    @property
+    def server(self) -> ssl.SSLContext:
+        """The context of the configured (or self-signed) certificate, shared by every listener."""
+        return self._contexts[self.server_files]
+
+    def for_file(self, cert_file: str) -> ssl.SSLContext:
+        """The context of a listener's own certificate (key in the same PEM file); OSError/SSLError
+        if unusable."""
+        key = (cert_file, None)
+        if key not in self._contexts:
+            self._contexts[key] = context_for(cert_file)
+        return self._contexts[key]
+
+    def reload(self) -> list[str]:
+        """Load every certificate file again into its context; one line per file saying what
+        happened. A pair that no longer loads (half-copied, key and certificate apart) is left as
+        it was, so a bad renewal never takes TLS down."""
+        report = []
+        for (cert_file, key_file), context in self._contexts.items():
+            try:
+                context_for(cert_file, key_file)  # all or nothing: the live context only gets a pair that loads
+                context.load_cert_chain(cert_file, key_file)
+                report.append(f"TLS certificate {cert_file} reloaded (SHA-256 {fingerprint(cert_file)})")
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                report.append(f"TLS certificate {cert_file} NOT reloaded, the previous one stays: {exc}")
+        return report
 
 
 def ensure_self_signed(directory: Path, hostname: str) -> Path:

@@ -82,6 +82,11 @@ class Admins:
                                   password_hash=passwords.hash_password(FACTORY_LOGIN[1]), setup_pending=True,
                                   description="Primary administrator"))
 
+    def factory_login_unchanged(self) -> bool:
+        """Whether admin/admin still logs in (setup not done): `mailsrv serve` warns at every start."""
+        with self.store.session() as s:
+            return s.execute(select(SystemAdmin.id).where(SystemAdmin.setup_pending.is_(True)).limit(1)).first() is not None
+
     def reset_primary(self, username: str, password: str) -> None:
         """Set the primary administrator's login (the seed's "Resetting an Unknown Login")."""
         name = _admin_name(username)

@@ -6,7 +6,9 @@ Rights: a system administrator sees every domain's users, a domain administrator
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
@@ -14,6 +16,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from mailsrv.core import settings
 from mailsrv.core.actor import Actor
 from mailsrv.core.clock import as_utc
+from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.directory.domains import domain_for, get_domain
 from mailsrv.directory.stats import Traffic, day_range, traffic_sums
 from mailsrv.directory.user_access import admin_scope, get_user, managed_address, managed_user
@@ -60,20 +63,36 @@ def _login_window(start: dt.datetime | None, end: dt.datetime | None) -> list[Co
     return window
 
 
+def _quota(domain_path: str, name: str, user_values: Mapping[str, Any], domain_values: Mapping[str, Any]) -> Quota:
+    """The effective limit (the user's `maxsize`, else the domain's `maxmailboxsize`; 0 is
+    unlimited) and the bytes in its Maildir."""
+    return Quota(name, settings.mailbox_limit_bytes(user_values, domain_values),
+                 used_bytes(Disk.maildir(domain_path, name)))
+
+
 class UserActivity:
     def __init__(self, store: Store) -> None:
         self.store = store
 
     def quotas(self, actor: Actor, raw_domain: str | None) -> list[Quota]:
-        """Per user: the effective limit (its `maxsize`, else the domain's `maxmailboxsize`; 0 is
-        unlimited) and the bytes in its Maildir."""
+        """Every user's of a domain (GetUserQuotas)."""
         with self.store.session() as s:
             domain = domain_for(s, actor, raw_domain)
             rows = s.execute(select(User.name, User.settings).where(User.domain_id == domain.id)
                              .order_by(User.name)).all()
             path, domain_settings = domain.path, domain.settings
-        return [Quota(name, settings.mailbox_limit_bytes(user_settings, domain_settings),
-                      used_bytes(Disk.maildir(path, name))) for name, user_settings in rows]
+        return [_quota(path, name, user_settings, domain_settings) for name, user_settings in rows]
+
+    def own_quota(self, actor: Actor) -> Quota:
+        """A mailbox user's own, read now (IMAP GETQUOTAROOT): what GetUserQuotas says of it.
+        Blocking."""
+        with self.store.session() as s:
+            row = s.execute(select(User.name, User.settings, Domain.path, Domain.settings).join(Domain)
+                            .where(Domain.name == actor.domain, User.name == actor.user)).one_or_none()
+        if row is None:
+            raise MailsrvError(ResultCode.USER_NOT_FOUND, f"The user {actor.login} does not exist.")
+        name, user_settings, path, domain_settings = row
+        return _quota(path, name, user_settings, domain_settings)
 
     def traffic(self, actor: Actor, raw_address: str | None, start: dt.datetime | None,
                 end: dt.datetime | None) -> Traffic:

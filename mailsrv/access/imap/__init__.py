@@ -31,7 +31,9 @@ Overrides of their internals:
 - maildir.stored_size, message_bytes (IMAP FETCH and POP3): read pymap Message `_maildir`, `_key`.
 - maildir.remove_stale_locks: pymap's uidlist lock file name, honoured by pymap for 10 minutes.
 - protocol.MailConnectionState (ConnectionState): `_login`, `do_command`, `do_fetch`, `do_list`;
-  reads `_session`, sets `_selected`; NAMESPACE/UNSELECT rely on the `do_<name>` dispatch.
+  reads `_session`, sets `_selected`; NAMESPACE/UNSELECT/GETQUOTA(ROOT)/SETQUOTA rely on the
+  `do_<name>` dispatch; GETQUOTAROOT is a `CommandMailboxArg` (pymap.parsing.command.auth, not in
+  its `__all__`).
 - protocol.MailImapConnection (IMAPConnection): `readline` (pymap's, capped; `_LITERAL_PLUS` is
   pymap's `_literal_plus`), `_interrupt`, `read_command`, `send_error_disconnect`, `write_response`;
   relies on pymap's parser refusing a synchronising literal over `Params.max_append_len` (APPEND) or

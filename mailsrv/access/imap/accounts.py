@@ -34,6 +34,7 @@ from mailsrv.directory.auth import Authenticator
 from mailsrv.directory.domain_limits import disk_quota_bytes, disk_quota_refusal
 from mailsrv.directory.domains import get_domain
 from mailsrv.directory.system_settings import SystemSettings
+from mailsrv.directory.user_activity import Quota, UserActivity
 from mailsrv.mailstore.disk import Disk
 from mailsrv.store.db import Store
 from mailsrv.store.models import Domain
@@ -88,9 +89,11 @@ class MailboxUser(IdentityInterface):
     """A logged-in user@domain and its Maildir."""
 
     def __init__(self, config: MaildirConfig, disk: Disk, auth: Authenticator, domain_path: Path,
-                 actor: Actor, append_limit: int, room: Callable[[int], str | None]) -> None:
+                 actor: Actor, append_limit: int, room: Callable[[int], str | None],
+                 quota: Callable[[], Quota]) -> None:
         self.config = config
         self.room = room  # MailSession's: the domain's disk quota at each APPEND
+        self.quota = quota  # the mailbox's size limit and use, read at each GETQUOTA(ROOT) (blocking)
         self.disk = disk
         self.auth = auth
         self.actor = actor
@@ -143,10 +146,11 @@ class Accounts:
     ask of the engine, built once by the server and shared by every listener."""
 
     def __init__(self, auth: Authenticator, disk: Disk, store: Store, system: SystemSettings,
-                 lists: AddressLists) -> None:
+                 lists: AddressLists, activity: UserActivity) -> None:
         self.auth = auth
         self.disk = disk
         self.store = store
+        self.activity = activity  # IMAP QUOTA: the figures GetUserQuotas reports
         self.system = system  # the server's maxmessagesize caps every APPEND; smtphostname greets POP3
         self.lists = lists  # the server's POP and IMAP blacklists, checked at connect
 
@@ -180,7 +184,8 @@ class Accounts:
             domain_path = Path(domain.path)
             limit = append_limit(domain, self.system.read(s.connection())["maxmessagesize"])
         return MailboxUser(config, self.disk, self.auth, domain_path, actor, limit,
-                           functools.partial(self.domain_room, actor.domain, domain_path))
+                           functools.partial(self.domain_room, actor.domain, domain_path),
+                           functools.partial(self.activity.own_quota, actor))
 
     def domain_room(self, domain: str, path: Path, incoming: int) -> str | None:
         """Why `incoming` more bytes do not fit the domain's disk quota, read from the store now (so a

@@ -1,5 +1,7 @@
-"""pymap's IMAP server with what it lacks: NAMESPACE (RFC 2342), UNSELECT (RFC 3691) and the RFC 6154
-SPECIAL-USE attributes on LIST, added through pymap's own command registry and connection state,
+"""pymap's IMAP server with what it lacks: NAMESPACE (RFC 2342), UNSELECT (RFC 3691), the RFC 6154
+SPECIAL-USE attributes on LIST and QUOTA (RFC 9208: the mailbox's size limit as svcUserAdmin's
+GetUserQuotas reports it, one quota root "" for every folder; set by the administrator, so
+SETQUOTA is refused), added through pymap's own command registry and connection state,
 the login rule: LOGIN/AUTHENTICATE only under TLS, from loopback, or when the config allows,
 and input limits: pymap reads any literal a client announces, before login too, into memory.
 """
@@ -24,9 +26,9 @@ from pymap.imap import IMAPConnection, IMAPServer
 from pymap.imap.state import ConnectionState
 from pymap.interfaces.message import MessageInterface
 from pymap.interfaces.session import SessionInterface
-from pymap.parsing import Params
+from pymap.parsing import EndLine, Params, Space
 from pymap.parsing.command import Command, CommandAuth, CommandNoArgs, CommandSelect
-from pymap.parsing.command.auth import ListCommand
+from pymap.parsing.command.auth import CommandMailboxArg, ListCommand
 from pymap.parsing.command.select import FetchCommand
 from pymap.parsing.commands import Commands, InvalidCommand
 from pymap.parsing.response import (
@@ -41,6 +43,7 @@ from pymap.parsing.response import (
 )
 from pymap.parsing.response.code import Capability
 from pymap.parsing.response.specials import ListResponse, LSubResponse
+from pymap.parsing.specials.astring import AString
 from pymap.parsing.specials.datetime_ import DateTime
 from pymap.parsing.specials.fetchattr import FetchAttribute
 from pymap.parsing.specials.flag import Flag
@@ -55,7 +58,10 @@ from mailsrv.access.imap.maildir import message_bytes, stored_size
 from mailsrv.mailstore.disk import SPECIAL_FOLDERS
 
 _SPECIAL_USE = {name: name.encode() for name in SPECIAL_FOLDERS}  # "Sent" -> \Sent, …
-_EXTRA_CAPABILITIES = [b"NAMESPACE", b"UNSELECT", b"SPECIAL-USE"]
+# QUOTA=RES-STORAGE only: a mailbox has a size limit, no message-count limit (RFC 9208 lists a
+# resource only with a limit).
+_EXTRA_CAPABILITIES = [b"NAMESPACE", b"UNSELECT", b"SPECIAL-USE", b"QUOTA", b"QUOTA=RES-STORAGE"]
+QUOTA_ROOT = b'""'  # one root for the whole mailbox, as RFC 9208's examples name it
 _FLUSH_BYTES = 256 * 1024
 # One command, its lines and literals together (an APPEND's message besides): also the longest
 # line the stream reader buffers while it looks for the line end.
@@ -113,6 +119,38 @@ class UnselectCommand(CommandNoArgs, CommandSelect):
     command = b"UNSELECT"
 
 
+class GetQuotaRootCommand(CommandMailboxArg):
+    command = b"GETQUOTAROOT"
+
+
+class _QuotaRootArg(CommandAuth):
+    """A command whose first argument is a quota root (an astring); GETQUOTA takes nothing else,
+    SETQUOTA's resource list is not read: the command is refused whatever it sets."""
+    _rest_allowed = False
+
+    def __init__(self, tag: bytes, root: bytes) -> None:
+        super().__init__(tag)
+        self.root = root
+
+    @classmethod
+    def parse(cls, buf: memoryview, params: Params) -> tuple[_QuotaRootArg, memoryview]:
+        _, buf = Space.parse(buf, params)
+        root, buf = AString.parse(buf, params)
+        if cls._rest_allowed:
+            return cls(params.tag, root.value), buf[len(buf):]
+        _, buf = EndLine.parse(buf, params)
+        return cls(params.tag, root.value), buf
+
+
+class GetQuotaCommand(_QuotaRootArg):
+    command = b"GETQUOTA"
+
+
+class SetQuotaCommand(_QuotaRootArg):
+    command = b"SETQUOTA"
+    _rest_allowed = True
+
+
 class _TooBig(EOFError):
     """Input over a limit: the connection ends with BYE [TOOBIG] without reading the rest (RFC 7888
     allows it for a non-synchronising literal; for the rest there is no command left to answer)."""
@@ -145,8 +183,8 @@ class MailboxConfig(MaildirConfig):
     @property
     def commands(self) -> Commands:
         commands = Commands()
-        commands.register(NamespaceCommand)
-        commands.register(UnselectCommand)
+        for command in (NamespaceCommand, UnselectCommand, GetQuotaRootCommand, GetQuotaCommand, SetQuotaCommand):
+            commands.register(command)
         return commands
 
     @property
@@ -204,6 +242,31 @@ class MailConnectionState(ConnectionState):
         # CLOSE without the expunge.
         self._selected = None
         return ResponseOk(cmd.tag, b"UNSELECT completed."), None
+
+    def _quota_response(self) -> UntaggedResponse:
+        """`* QUOTA "" (STORAGE used limit)` in KiB, rounded down as GetUserQuotas' bytes would be;
+        an unlimited mailbox has no resource to list."""
+        assert self._user is not None
+        quota = self._user.quota()
+        storage = b"STORAGE %d %d" % (quota.used_bytes // 1024, quota.max_bytes // 1024) if quota.max_bytes else b""
+        return UntaggedResponse(b"QUOTA %b (%b)" % (QUOTA_ROOT, storage))
+
+    async def do_getquotaroot(self, cmd: GetQuotaRootCommand) -> tuple[ResponseOk, SelectedMailbox | None]:
+        _mailbox, updates = await self.session.get_mailbox(cmd.mailbox, selected=self._selected)  # NO if none
+        response = ResponseOk(cmd.tag, b"GETQUOTAROOT completed.")
+        response.add_untagged(UntaggedResponse(b"QUOTAROOT %b %b" % (bytes(cmd.mailbox_obj), QUOTA_ROOT)),
+                              self._quota_response())
+        return response, updates
+
+    async def do_getquota(self, cmd: GetQuotaCommand) -> tuple[Response, None]:
+        if cmd.root != b"":
+            return ResponseNo(cmd.tag, b"No such quota root.", ResponseCode.of(b"NONEXISTENT")), None
+        response = ResponseOk(cmd.tag, b"GETQUOTA completed.")
+        response.add_untagged(self._quota_response())
+        return response, None
+
+    async def do_setquota(self, cmd: SetQuotaCommand) -> tuple[Response, None]:
+        return ResponseNo(cmd.tag, b"Quotas are set by the mail administrator.", ResponseCode.of(b"NOPERM")), None
 
     async def do_fetch(self, cmd: FetchCommand) -> tuple[ResponseOk, SelectedMailbox | None]:
         if not all(attr.value in _LEAN_ITEMS or _is_whole_peek(attr) for attr in cmd.attributes):

@@ -96,7 +96,7 @@ def test_a_post_reaches_every_subscriber_with_the_list_headers(mail, peer):
     mail.deliver()
     for address in ("alice@a.test", "carol@b.test"):
         [raw] = mail.messages(address)
-        assert raw.startswith(b"Return-Path: <team-bounces@a.test>\r\n")
+        assert re.match(rb"Return-Path: <team-bounces\+[a-z2-7.]+@a\.test>\r\n", raw)  # this copy's VERP address
         m = parsed(raw)
         assert m["Subject"] == "[Team] Hello all"
         assert m["Reply-To"] == "team@a.test"
@@ -107,11 +107,12 @@ def test_a_post_reaches_every_subscriber_with_the_list_headers(mail, peer):
         mailto, url = [v.strip(" <>") for v in m["List-Unsubscribe"].split(",")]
         assert mailto == "mailto:team-unsubscribe@a.test"
         assert url.startswith("https://a.test/List/Unsubscribe?token=")
-        assert mail.server.one_click.check(url.partition("?token=")[2]) == OneClick("team@a.test", "", True)
+        # Each copy's link takes off its own subscriber.
+        assert mail.server.one_click.check(url.partition("?token=")[2]) == OneClick("team@a.test", address, True)
         assert m["Precedence"] == "list" and m["X-Loop"] == "team@a.test"
         assert m.get_content().strip() == "A post."
     [arrival] = peer.arrivals
-    assert arrival.sender == "team-bounces@a.test" and arrival.recipients == ["friend@peer.test"]
+    assert arrival.sender.startswith("team-bounces+") and arrival.recipients == ["friend@peer.test"]
     assert parsed(arrival.content)["Subject"] == "[Team] Hello all"
     assert mail.spool_rows() == []
 
@@ -207,13 +208,39 @@ def test_a_bouncing_subscriber_is_disabled_after_the_threshold(mail, peer):
         assert not member(mail, "friend@peer.test").disabled
         send(smtp, "", ["team-bounces+friend=peer.test@a.test"], b"Subject: VERP bounce\r\n\r\nGone.\r\n")
     state = member(mail, "friend@peer.test")
-    assert state.bounces == BOUNCE_THRESHOLD - 1 and not state.disabled
+    assert state.bounces == BOUNCE_THRESHOLD - 2 and not state.disabled  # an unsigned tag names nobody
+    with mail.client() as smtp:
+        send(smtp, "", ["team-bounces@a.test"], dsn("friend@peer.test"))
     with mail.client() as smtp:
         send(smtp, "", ["team-bounces@a.test"], dsn("friend@peer.test"))
     assert member(mail, "friend@peer.test").disabled
     assert post(mail, "olga@elsewhere.example")[0] == 250
     mail.deliver()
     assert peer.arrivals == [] and len(mail.messages("alice@a.test")) == 1
+
+
+def test_a_plain_bounce_to_a_copys_verp_address_counts_for_its_subscriber(mail, peer):
+    """A broken MTA's "undeliverable" text names nobody; the copy's own envelope sender does, even
+    with its local part lower- or upper-cased on the way; a forged or other list's tag counts nothing."""
+    make_list(mail)
+    assert post(mail, "olga@elsewhere.example")[0] == 250
+    mail.deliver()
+    [arrival] = peer.arrivals
+    local, _, domain = arrival.sender.partition("@")
+    assert len(local) < 80
+    plain = b"From: postmaster@peer.test\r\nSubject: Undeliverable\r\n\r\nYour message could not be delivered.\r\n"
+    token = local.partition("+")[2]
+    with mail.client() as smtp:
+        send(smtp, "", [f"team-bounces+{token[:-2]}zz@{domain}"], plain)  # forged
+        send(smtp, "postmaster@peer.test", [arrival.sender], plain)  # not a bounce: someone answering
+        send(smtp, "", [f"{local.upper()}@{domain}"], plain)
+        # A delay report to the address is no failure.
+        send(smtp, "", [arrival.sender], dsn("friend@peer.test", "4.4.1").replace(b"failed", b"delayed"))
+    assert member(mail, "friend@peer.test").bounces == 1
+    with mail.client() as smtp:
+        for _ in range(BOUNCE_THRESHOLD - 1):
+            send(smtp, "", [arrival.sender], plain)
+    assert member(mail, "friend@peer.test").disabled and not member(mail, "alice@a.test").disabled
 
 
 def test_a_subscriber_our_delivery_fails_for_is_counted_and_disabled_without_a_dsn(mail, peer):
@@ -319,10 +346,9 @@ DOMAIN_INFO = DomainInfo(1, "a.test", "/nowhere", True, 0, 0, False, "")
 ])
 def test_rewrite_follows_the_list_keys(keys, expected):
     route = ListAddress("team@a.test", 1, "team", POST, "", "", DOMAIN_INFO, keys)
-    out = parsed(rewrite(POST_TEXT, route, ListRules.of(keys), "", "", "https://x/"))
+    out = parsed(rewrite(POST_TEXT, route, ListRules.of(keys), "", ""))
     for name, value in expected.items():
         assert out[name] == value
     assert out.get_all("Subject") and len(out.get_all("Subject")) == 1
-    again = parsed(rewrite(rewrite(POST_TEXT, route, ListRules.of(keys), "", "", "u"), route, ListRules.of(keys),
-                           "", "", "u"))
+    again = parsed(rewrite(rewrite(POST_TEXT, route, ListRules.of(keys), "", ""), route, ListRules.of(keys), "", ""))
     assert again["Subject"] == out["Subject"] and len(again.get_all("List-Id")) == 1

@@ -34,7 +34,8 @@ class AppEngine(Engine, Protocol):
 
 def create_app(server: AppEngine) -> Starlette:
     """Build the app; raises if a served operation has no handler (see services.asmx.registry)."""
-    asmx = AsmxApp(server, load_services(WSDL_DIR), server.config.web.max_request_bytes)
+    asmx = AsmxApp(server, load_services(WSDL_DIR), server.config.web.max_request_bytes,
+                   server.config.web.max_list_request_bytes)
     return Starlette(routes=[ignore_case(Mount("/Services", app=asmx)),
                              *web_routes(server.web_sessions, server.webmail, server.config,
                                                         server.one_click)])

@@ -7,7 +7,11 @@ import datetime as dt
 import email
 import email.policy
 import email.utils
+import os
 import re
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from email.message import EmailMessage
 
@@ -20,8 +24,9 @@ from sqlalchemy import select
 from web_support import WebHarness
 
 from mailsrv.directory.domains import get_domain
+from mailsrv.mailstore.disk import FAULT_POINT_VARIABLE
 from mailsrv.mta.list_commands import OneClick
-from mailsrv.mta.list_server import BOUNCE_THRESHOLD, ListRules, rewrite
+from mailsrv.mta.list_server import BOUNCE_THRESHOLD, TAKEN, ListRules, rewrite
 from mailsrv.mta.recipients import POST, DomainInfo, ListAddress
 from mailsrv.store.models import (
     KILLLIST,
@@ -352,3 +357,79 @@ def test_rewrite_follows_the_list_keys(keys, expected):
     assert out.get_all("Subject") and len(out.get_all("Subject")) == 1
     again = parsed(rewrite(rewrite(POST_TEXT, route, ListRules.of(keys), "", ""), route, ListRules.of(keys), "", ""))
     assert again["Subject"] == out["Subject"] and len(again.get_all("List-Id")) == 1
+
+
+# -- one decision for the whole message ------------------------------------------------------
+
+# A second process on the same configuration that takes one message through the engine's intake, as
+# the SMTP listener does (RCPT checks, then DATA), and is killed by the fault point once a list has
+# prepared its take (files written), before anything is committed.
+CHILD = """
+import asyncio, datetime, sys
+from mailsrv.core.clock import ManualClock
+from mailsrv.core.config import parse_config
+from mailsrv.mta.intake import Submission
+from mailsrv.server import MailServer
+server = MailServer(parse_config(sys.argv[1]), ManualClock(datetime.datetime.fromisoformat(sys.argv[2])))
+
+async def main():
+    intake = server.intake
+    await intake.begin()
+    client = intake.client("192.0.2.7", None)
+    sender, content, recipients = sys.argv[3], sys.argv[4].encode(), sys.argv[5:]
+    accepted = []
+    for address in recipients:
+        accepted.append((address, await intake.check_recipient(client, sender, None, accepted, address, len(content))))
+    await intake.submit(Submission(sender=sender, content=content, accepted=accepted, own_domain=None, actor=None,
+                                   client_ip="192.0.2.7", helo="client.test",
+                                   trace=lambda message_id, now: f"Received: by test id {message_id}\\r\\n"))
+
+asyncio.run(main())
+"""
+
+
+def crash_in_the_lists_take(mail: MailHarness, sender: str, recipients: list[str]) -> None:
+    mail.stop()
+    try:
+        child = subprocess.run([sys.executable, "-c", CHILD, mail.config_text, mail.clock.now().isoformat(),
+                                sender, POST_TEXT.decode(), *recipients],
+                               env={**os.environ, FAULT_POINT_VARIABLE: TAKEN}, capture_output=True, timeout=120)
+    finally:
+        mail.start()
+    assert child.returncode == -signal.SIGKILL, child.stderr.decode()
+
+
+def test_a_list_and_other_recipients_are_taken_together_or_not_at_all(mail, peer):
+    """The client had no 250 when the list's take failed: nothing was taken, neither for bob nor for
+    the list, so its retry delivers each copy once."""
+    make_list(mail)
+    crash_in_the_lists_take(mail, "olga@elsewhere.example", ["bob@a.test", "team@a.test"])
+    mail.deliver()
+    assert mail.messages("bob@a.test") == [] and mail.messages("alice@a.test") == [] and peer.arrivals == []
+    assert mail.spool_rows() == []
+    with mail.client() as smtp:  # the client's retry
+        send(smtp, "olga@elsewhere.example", ["bob@a.test", "team@a.test"], POST_TEXT)
+    mail.deliver()
+    assert len(mail.messages("bob@a.test")) == 1
+    assert len(mail.messages("alice@a.test")) == 1 and len(mail.messages("carol@b.test")) == 1
+    assert [a.recipients for a in peer.arrivals] == [["friend@peer.test"]]
+
+
+def test_a_held_post_and_its_notice_are_one_commit(mail, peer):
+    """A crash while holding a post leaves neither a hold nor a notice (never a hold the moderator
+    does not hear of); the retry holds it once, with one notice."""
+    make_list(mail, moderator="bob@a.test", whocanpost="subscribersonly")
+    crash_in_the_lists_take(mail, "olga@elsewhere.example", ["team@a.test"])
+    mail.deliver()
+    with mail.server.store.session() as s:
+        assert s.execute(select(ListHold)).first() is None
+    assert mail.messages("bob@a.test") == [] and mail.spool_rows() == []
+    assert post(mail, "olga@elsewhere.example")[0] == 250  # the retry
+    notice = notice_of(mail)
+    with mail.server.store.session() as s:
+        [hold] = s.execute(select(ListHold)).scalars()
+    assert hold.sender == "olga@elsewhere.example"
+    with mail.authenticated("bob@a.test") as smtp:
+        send(smtp, "bob@a.test", [notice["Reply-To"]], b"Subject: Re: ok\r\n\r\nok\r\n")
+    mail.deliver()
+    assert len(mail.messages("alice@a.test")) == 1 and [a.recipients for a in peer.arrivals] == [["friend@peer.test"]]

@@ -3,8 +3,9 @@ accepted posts bundled, RFC 1153 style as MIME: a `multipart/mixed` message hold
 table of contents and a `multipart/digest` of the posts as `message/rfc822` parts.
 
 Posting keeps every accepted post of a list in digest mode (`keep`): a durable copy in
-`<data_dir>/digests/<list id>/` and a `list_digest_posts` row, committed with the post itself. A list's digest is due when its
-oldest waiting post has waited PERIOD (one day), or the waiting posts reach MAX_POSTS (50) or
+`<data_dir>/digests/<list id>/` and a `list_digest_posts` row, committed with the post itself. A
+list's digest is due when its oldest waiting post has waited PERIOD (one day), or the waiting posts
+reach MAX_POSTS (50) or
 MAX_BYTES (100 KB); `send_due` (every node runs it from its periodic loop; `send_if_due` after
 the commit of a post that makes the digest due) sends each due one.
 

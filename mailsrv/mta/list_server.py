@@ -1,7 +1,7 @@
 """The list server: posts to a mailing list, the bounces of its copies, and moderation.
 
 A list answers at three addresses of its domain (mailsrv.mta.recipients resolves them to a ListAddress):
-`name@` takes posts, `name-bounces[+user=host]@` takes the bounces of its copies, and
+`name@` takes posts, `name-bounces[+TOKEN]@` takes the bounces of its copies, and
 `name-moderate+TOKEN@` takes the moderator's answers (automatic mail there is ignored: an
 out-of-office reply to the notice approves nothing).
 
@@ -19,14 +19,17 @@ one and is not moderator-only (SmarterMail's moderated lists: the moderator deci
 otherwise it is refused with 550 and a text naming the rule.
 
 An accepted post is rewritten once (`rewrite`) and spooled as ONE message whose recipients are the
-enabled subscribers (digest subscribers are the digest's), so delivery is durable and groups remote
-copies per domain per SMTP transaction. Its envelope sender is `name-bounces@domain`: with one copy
-for everyone, the VERP tag cannot name each subscriber, so bounces are attributed by the DSN's
-Original-/Final-Recipient; a `+user=host` tag, when a bounce carries one, names the subscriber
-directly. For the same reason the one-click unsubscribe URL's token names the list only: its page
-(services.web.list_pages) asks for the address and mails that address a confirmation, so nobody takes
-someone else off. Per-subscriber copies would make one spool message per subscriber (10,000 files and
-row sets for a large list instead of one): not worth a header.
+enabled subscribers (digest subscribers are the digest's), so delivery is durable and the file is
+written once. Each subscriber's copy still has its own envelope sender and List-Unsubscribe, kept on
+its spool recipient (mailsrv.mta.spool.NewRecipient `sender`, `headers`): the VERP address
+`name-bounces+TOKEN@domain` (`verp_address`: TOKEN signed for the list, naming the subscriber, read
+ignoring case) and a one-click link (RFC 8058) naming the subscriber (`personal_headers`).
+
+One decision per message: `take` only prepares (files written durably: the post's spool file, its
+digest copy, a held post and its notice); its rows (a mailsrv.mta.spool.Companion) are committed by
+the spool's group commit together with the message's other recipients (mailsrv.mta.intake), before
+the 250. A crash or failure before that commit takes nothing, anywhere (the fault point TAKEN is
+there); the files it leaves are swept (the spool's sweep, `_expire` for hold files, the digests').
 
 Digests: a list with `digestmode` also hands the rewritten post to the digests (mailsrv.mta.digests)
 for its digest subscribers, who never get the post itself.
@@ -35,16 +38,20 @@ Automatic mail is never posted nor answered (mailsrv.mta.loop_guard: Auto-Submit
 bulk/junk/list, List-Id, DSNs, daemon senders) and a post carrying `X-Loop: name@domain` is this
 list's own: both are accepted and dropped (logged), so nothing goes back to a robot.
 
-Bounces: a DSN reporting a 5.x.x failure of a subscriber adds one to its `bounces`, and so does a copy
-our own delivery fails permanently (mailsrv.mta.bounces counts it instead of writing a DSN); at
+Bounces: mail to a copy's VERP address counts one for the subscriber its token names when it is a DSN
+of a permanent failure or any other mail from the null sender (a broken MTA's plain "undeliverable"
+text names nobody itself); mail to `name-bounces@` without a valid token counts each subscriber a DSN
+reports as failed (5.x.x); and a copy our own delivery fails permanently counts too
+(mailsrv.mta.bounces counts it instead of writing a DSN). At
 BOUNCE_THRESHOLD the subscription is disabled (no more copies). Deliveries that succeed do not reset
 the count (DSNs report failures only): the subscriber's owner or an admin re-enables it.
 Mail to the bounces address is always accepted and never forwarded.
 
-Moderation: a held post is written (fsynced) under `<data_dir>/list-holds/` and a ListHold row
-records it; the moderator gets a notice whose From and Reply-To are `name-moderate+TOKEN@domain`
-(a signed token, mailsrv.core.tokens, purpose MODERATE_PURPOSE, valid HOLD_DAYS); replying to the
-notice approves and posts it; mail to the reject address given in the notice drops it. Held posts
+Moderation: a held post is written (fsynced) under `<data_dir>/list-holds/<random name>` and its
+ListHold row is committed with the moderator's notice, whose From and Reply-To are
+`name-moderate+TOKEN@domain` (a signed token naming the hold's file, mailsrv.core.tokens, purpose
+MODERATE_PURPOSE, valid HOLD_DAYS); replying to the notice approves it: the hold's row goes in the
+commit that spools the post; mail to the reject address given in the notice drops it. Held posts
 expire after HOLD_DAYS: expired ones are deleted by the next hold or answer of any list (lazily, on
 whichever node handles it), and an answer to an expired hold does nothing.
 """

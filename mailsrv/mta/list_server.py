@@ -67,6 +67,7 @@ import logging
 import os
 import re
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -539,10 +540,13 @@ class ListServer:
             known = set(s.execute(select(ListHold.path)).scalars())
         for path in paths:
             (self.data_dir / path).unlink(missing_ok=True)
-        cutoff = now.timestamp() - ORPHAN_SECONDS
+        cutoff = time.time() - ORPHAN_SECONDS  # the files' own clock, as the spool's sweep
         for entry in os.scandir(self.holds) if self.holds.is_dir() else ():
-            if f"{HOLDS}/{entry.name}" not in known and entry.stat().st_mtime < cutoff:
-                os.unlink(entry.path)
+            try:
+                if f"{HOLDS}/{entry.name}" not in known and entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+            except FileNotFoundError:  # another node's expiry, at the same moment
+                continue
 
     def _hold(self, taken: Taken, route: ListAddress, sender: str, content: bytes, client_ip: str, helo: str,
               trace: Trace, why: str) -> None:
@@ -601,7 +605,12 @@ class ListServer:
             return
         approved = Taken()
         if action == "a":
-            self._post(approved, route, hold.sender, (self.data_dir / path).read_bytes(), client_ip, helo, trace)
+            try:
+                content = (self.data_dir / path).read_bytes()
+            except FileNotFoundError:  # its row is being removed by another node's answer or expiry
+                log.info("list %s: the held post %s is gone", list_address(route), name)
+                return
+            self._post(approved, route, hold.sender, content, client_ip, helo, trace)
             taken.files += approved.files
         else:
             log.info("list %s: held post from %s rejected by the moderator", list_address(route), hold.sender)

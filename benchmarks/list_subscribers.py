@@ -81,7 +81,10 @@ def over_http(server: MailServer, n: int) -> None:
         result = etree.fromstring(answer.content).findtext(".//{http://tempuri.org/}Result")
         print(f"run 4 (SOAP over HTTP, {len(body) / 1024 / 1024:.1f} MB request): HTTP {answer.status_code}, "
               f"Result {result}, {seconds:.2f} s; peak RSS {rss_mb():.0f} MB")
-        if answer.status_code != 200 or result != "true":
+        with server.store.reading() as s:
+            stored = s.execute(select(func.count()).select_from(ListMember)).scalar_one()
+        if answer.status_code != 200 or result != "true" or stored != n:
+            print(f"stored {stored:,} subscribers, expected {n:,}")
             raise SystemExit(1)
         limit = server.config.web.max_list_request_bytes
         big = soap_request(addresses(0, limit // 40))

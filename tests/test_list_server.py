@@ -224,6 +224,23 @@ def test_a_bouncing_subscriber_is_disabled_after_the_threshold(mail, peer):
     assert peer.arrivals == [] and len(mail.messages("alice@a.test")) == 1
 
 
+def test_each_remote_copy_is_its_own_transaction_with_its_own_sender(mail, peer):
+    """Two subscribers at one remote domain: two transactions (the envelope senders differ), each copy
+    with its subscriber's List-Unsubscribe; the bytes of the post are the same."""
+    make_list(mail, members={SUBSCRIBER: ["friend@peer.test", "other@peer.test"]})
+    assert post(mail, "olga@elsewhere.example")[0] == 250
+    mail.deliver()
+    arrivals = sorted(peer.arrivals, key=lambda a: a.recipients)
+    assert [a.recipients for a in arrivals] == [["friend@peer.test"], ["other@peer.test"]]
+    assert len({a.sender for a in arrivals}) == 2 and all(a.sender.startswith("team-bounces+") for a in arrivals)
+    links = [parsed(a.content)["List-Unsubscribe"] for a in arrivals]
+    assert links[0] != links[1]
+    for arrival, link in zip(arrivals, links):
+        token = link.split(",")[1].strip(" <>").partition("?token=")[2]
+        assert mail.server.one_click.check(token).address == arrival.recipients[0]
+    assert mail.spool_rows() == []
+
+
 def test_a_plain_bounce_to_a_copys_verp_address_counts_for_its_subscriber(mail, peer):
     """A broken MTA's "undeliverable" text names nobody; the copy's own envelope sender does, even
     with its local part lower- or upper-cased on the way; a forged or other list's tag counts nothing."""

@@ -226,8 +226,8 @@ def test_a_bouncing_subscriber_is_disabled_after_the_threshold(mail, peer):
 
 def test_each_remote_copy_is_its_own_transaction_with_its_own_sender(mail, peer):
     """Two subscribers at one remote domain: two transactions (the envelope senders differ), each copy
-    with its subscriber's List-Unsubscribe; the bytes of the post are the same."""
-    make_list(mail, members={SUBSCRIBER: ["friend@peer.test", "other@peer.test"]})
+    with its subscriber's List-Unsubscribe, and with `listtoaddress` SUBSCRIBERADDRESS its To."""
+    make_list(mail, members={SUBSCRIBER: ["friend@peer.test", "other@peer.test"]}, listtoaddress="SUBSCRIBERADDRESS")
     assert post(mail, "olga@elsewhere.example")[0] == 250
     mail.deliver()
     arrivals = sorted(peer.arrivals, key=lambda a: a.recipients)
@@ -235,6 +235,7 @@ def test_each_remote_copy_is_its_own_transaction_with_its_own_sender(mail, peer)
     assert len({a.sender for a in arrivals}) == 2 and all(a.sender.startswith("team-bounces+") for a in arrivals)
     links = [parsed(a.content)["List-Unsubscribe"] for a in arrivals]
     assert links[0] != links[1]
+    assert [parsed(a.content).get_all("To") for a in arrivals] == [["friend@peer.test"], ["other@peer.test"]]
     for arrival, link in zip(arrivals, links):
         token = link.split(",")[1].strip(" <>").partition("?token=")[2]
         assert mail.server.one_click.check(token).address == arrival.recipients[0]

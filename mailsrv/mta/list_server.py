@@ -200,11 +200,12 @@ def verp_address(tokens: Tokens, route: ListAddress, subscriber: str) -> str:
     return f"{route.name}-bounces+{token}@{route.domain.name}"
 
 
-def personal_headers(tokens: Tokens, route: ListAddress, subscriber: str) -> str:
+def personal_headers(tokens: Tokens, route: ListAddress, subscriber: str, to_subscriber: bool = False) -> str:
     """`subscriber`'s List-Unsubscribe (RFC 2369, RFC 8058): the mailto, and the one-click link that
-    takes exactly this subscriber off."""
+    takes exactly this subscriber off; with `to_subscriber` (`listtoaddress` SUBSCRIBERADDRESS), its To."""
     url = unsubscribe_url(tokens, route.domain.name, route.list_id, subscriber)
-    return f"List-Unsubscribe: <mailto:{route.name}-unsubscribe@{route.domain.name}>, <{url}>\r\n"
+    to = f"To: {subscriber}\r\n" if to_subscriber else ""
+    return f"{to}List-Unsubscribe: <mailto:{route.name}-unsubscribe@{route.domain.name}>, <{url}>\r\n"
 
 
 @dataclass(frozen=True)
@@ -310,7 +311,9 @@ def rewrite(content: bytes, route: ListAddress, rules: ListRules, description: s
         replaced.add("from")
         added.append(f"From: {email.utils.formataddr((f'{name} via {route.name}' if name else '', sender))}")
     to = rules.to_address.upper()
-    if to not in ("DEFAULT", "SUBSCRIBERADDRESS", ""):  # one copy for all: no per-subscriber To
+    if to == "SUBSCRIBERADDRESS":  # each copy's own (`personal_headers`)
+        replaced.add("to")
+    elif to not in ("DEFAULT", ""):
         replaced.add("to")
         added.append(f"To: {own if to == 'LISTADDRESS' else rules.to_address}")
     if rules.reply_to_list:
@@ -476,12 +479,13 @@ class ListServer:
     def _personal(self, route: ListAddress, recipients: list[NewRecipient]) -> list[NewRecipient]:
         """Each subscriber's copy with its VERP envelope sender and its own one-click unsubscribe link
         (every mailbox a subscriber reaches gets the subscriber's)."""
+        to_subscriber = ListRules.of(route.settings).to_address.upper() == "SUBSCRIBERADDRESS"
         copies: dict[str, tuple[str, str]] = {}
         out = []
         for r in recipients:
             if r.original not in copies:
                 copies[r.original] = (verp_address(self.tokens, route, r.original),
-                                      personal_headers(self.tokens, route, r.original))
+                                      personal_headers(self.tokens, route, r.original, to_subscriber))
             sender, headers = copies[r.original]
             out.append(dataclasses.replace(r, sender=sender, headers=headers))
         return out

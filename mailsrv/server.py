@@ -130,8 +130,8 @@ class MailServer:
         # Signed tokens (list confirmations, one-click unsubscribe) and list commands by mail.
         self.tokens = Tokens(config.data_dir, self.clock)
         self.list_commands = ListCommands(self.store, self.resolver, self.spool, self.clock, self.tokens)
-        # One-click unsubscribe, served by the web listener; a list-only link confirms by mail.
-        self.one_click = OneClickUnsubscribe(self.store, self.tokens, self.list_commands)
+        # One-click unsubscribe (RFC 8058), served by the web listener.
+        self.one_click = OneClickUnsubscribe(self.store, self.tokens)
         self.digests = Digests(self.store, self.resolver, self.spool, self.clock, config.data_dir)
         self.list_server = ListServer(self.resolver, self.spool, self.clock, self.tokens, self.digests)
         # Mail hygiene (mailsrv.mta.filtering): the checks every message meets at each SMTP stage.

@@ -40,7 +40,8 @@ class AppEngine(Engine, Protocol):
 def create_app(server: AppEngine, https_port: int | None = None) -> Starlette:
     """Build the app; raises if a served operation has no handler (see services.asmx.registry).
     With `https_port`, plain HTTP redirects the sign-in pages to HTTPS on that port."""
-    asmx = AsmxApp(server, load_services(WSDL_DIR), server.config.web.max_request_bytes)
+    asmx = AsmxApp(server, load_services(WSDL_DIR), server.config.web.max_request_bytes,
+                   server.config.web.max_list_request_bytes)
     middleware = [Middleware(SignInOverHttps, https_port=https_port)] if https_port else []
     return Starlette(routes=[ignore_case(Mount("/Services", app=asmx)),
                              *web_routes(server.web_sessions, server.webmail, server.config,

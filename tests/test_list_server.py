@@ -7,7 +7,11 @@ import datetime as dt
 import email
 import email.policy
 import email.utils
+import os
 import re
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from email.message import EmailMessage
 
@@ -20,8 +24,9 @@ from sqlalchemy import select
 from web_support import WebHarness
 
 from mailsrv.directory.domains import get_domain
+from mailsrv.mailstore.disk import FAULT_POINT_VARIABLE
 from mailsrv.mta.list_commands import OneClick
-from mailsrv.mta.list_server import BOUNCE_THRESHOLD, ListRules, rewrite
+from mailsrv.mta.list_server import BOUNCE_THRESHOLD, TAKEN, ListRules, rewrite
 from mailsrv.mta.recipients import POST, DomainInfo, ListAddress
 from mailsrv.store.models import (
     KILLLIST,
@@ -96,7 +101,7 @@ def test_a_post_reaches_every_subscriber_with_the_list_headers(mail, peer):
     mail.deliver()
     for address in ("alice@a.test", "carol@b.test"):
         [raw] = mail.messages(address)
-        assert raw.startswith(b"Return-Path: <team-bounces@a.test>\r\n")
+        assert re.match(rb"Return-Path: <team-bounces\+[a-z2-7.]+@a\.test>\r\n", raw)  # this copy's VERP address
         m = parsed(raw)
         assert m["Subject"] == "[Team] Hello all"
         assert m["Reply-To"] == "team@a.test"
@@ -107,11 +112,12 @@ def test_a_post_reaches_every_subscriber_with_the_list_headers(mail, peer):
         mailto, url = [v.strip(" <>") for v in m["List-Unsubscribe"].split(",")]
         assert mailto == "mailto:team-unsubscribe@a.test"
         assert url.startswith("https://a.test/List/Unsubscribe?token=")
-        assert mail.server.one_click.check(url.partition("?token=")[2]) == OneClick("team@a.test", "", True)
+        # Each copy's link takes off its own subscriber.
+        assert mail.server.one_click.check(url.partition("?token=")[2]) == OneClick("team@a.test", address, True)
         assert m["Precedence"] == "list" and m["X-Loop"] == "team@a.test"
         assert m.get_content().strip() == "A post."
     [arrival] = peer.arrivals
-    assert arrival.sender == "team-bounces@a.test" and arrival.recipients == ["friend@peer.test"]
+    assert arrival.sender.startswith("team-bounces+") and arrival.recipients == ["friend@peer.test"]
     assert parsed(arrival.content)["Subject"] == "[Team] Hello all"
     assert mail.spool_rows() == []
 
@@ -207,13 +213,57 @@ def test_a_bouncing_subscriber_is_disabled_after_the_threshold(mail, peer):
         assert not member(mail, "friend@peer.test").disabled
         send(smtp, "", ["team-bounces+friend=peer.test@a.test"], b"Subject: VERP bounce\r\n\r\nGone.\r\n")
     state = member(mail, "friend@peer.test")
-    assert state.bounces == BOUNCE_THRESHOLD - 1 and not state.disabled
+    assert state.bounces == BOUNCE_THRESHOLD - 2 and not state.disabled  # an unsigned tag names nobody
+    with mail.client() as smtp:
+        send(smtp, "", ["team-bounces@a.test"], dsn("friend@peer.test"))
     with mail.client() as smtp:
         send(smtp, "", ["team-bounces@a.test"], dsn("friend@peer.test"))
     assert member(mail, "friend@peer.test").disabled
     assert post(mail, "olga@elsewhere.example")[0] == 250
     mail.deliver()
     assert peer.arrivals == [] and len(mail.messages("alice@a.test")) == 1
+
+
+def test_each_remote_copy_is_its_own_transaction_with_its_own_sender(mail, peer):
+    """Two subscribers at one remote domain: two transactions (the envelope senders differ), each copy
+    with its subscriber's List-Unsubscribe, and with `listtoaddress` SUBSCRIBERADDRESS its To."""
+    make_list(mail, members={SUBSCRIBER: ["friend@peer.test", "other@peer.test"]}, listtoaddress="SUBSCRIBERADDRESS")
+    assert post(mail, "olga@elsewhere.example")[0] == 250
+    mail.deliver()
+    arrivals = sorted(peer.arrivals, key=lambda a: a.recipients)
+    assert [a.recipients for a in arrivals] == [["friend@peer.test"], ["other@peer.test"]]
+    assert len({a.sender for a in arrivals}) == 2 and all(a.sender.startswith("team-bounces+") for a in arrivals)
+    links = [parsed(a.content)["List-Unsubscribe"] for a in arrivals]
+    assert links[0] != links[1]
+    assert [parsed(a.content).get_all("To") for a in arrivals] == [["friend@peer.test"], ["other@peer.test"]]
+    for arrival, link in zip(arrivals, links):
+        token = link.split(",")[1].strip(" <>").partition("?token=")[2]
+        assert mail.server.one_click.check(token).address == arrival.recipients[0]
+    assert mail.spool_rows() == []
+
+
+def test_a_plain_bounce_to_a_copys_verp_address_counts_for_its_subscriber(mail, peer):
+    """A broken MTA's "undeliverable" text names nobody; the copy's own envelope sender does, even
+    with its local part lower- or upper-cased on the way; a forged or other list's tag counts nothing."""
+    make_list(mail)
+    assert post(mail, "olga@elsewhere.example")[0] == 250
+    mail.deliver()
+    [arrival] = peer.arrivals
+    local, _, domain = arrival.sender.partition("@")
+    assert len(local) < 80
+    plain = b"From: postmaster@peer.test\r\nSubject: Undeliverable\r\n\r\nYour message could not be delivered.\r\n"
+    token = local.partition("+")[2]
+    with mail.client() as smtp:
+        send(smtp, "", [f"team-bounces+{token[:-2]}zz@{domain}"], plain)  # forged
+        send(smtp, "postmaster@peer.test", [arrival.sender], plain)  # not a bounce: someone answering
+        send(smtp, "", [f"{local.upper()}@{domain}"], plain)
+        # A delay report to the address is no failure.
+        send(smtp, "", [arrival.sender], dsn("friend@peer.test", "4.4.1").replace(b"failed", b"delayed"))
+    assert member(mail, "friend@peer.test").bounces == 1
+    with mail.client() as smtp:
+        for _ in range(BOUNCE_THRESHOLD - 1):
+            send(smtp, "", [arrival.sender], plain)
+    assert member(mail, "friend@peer.test").disabled and not member(mail, "alice@a.test").disabled
 
 
 def test_a_subscriber_our_delivery_fails_for_is_counted_and_disabled_without_a_dsn(mail, peer):
@@ -319,10 +369,85 @@ DOMAIN_INFO = DomainInfo(1, "a.test", "/nowhere", True, 0, 0, False, "")
 ])
 def test_rewrite_follows_the_list_keys(keys, expected):
     route = ListAddress("team@a.test", 1, "team", POST, "", "", DOMAIN_INFO, keys)
-    out = parsed(rewrite(POST_TEXT, route, ListRules.of(keys), "", "", "https://x/"))
+    out = parsed(rewrite(POST_TEXT, route, ListRules.of(keys), "", ""))
     for name, value in expected.items():
         assert out[name] == value
     assert out.get_all("Subject") and len(out.get_all("Subject")) == 1
-    again = parsed(rewrite(rewrite(POST_TEXT, route, ListRules.of(keys), "", "", "u"), route, ListRules.of(keys),
-                           "", "", "u"))
+    again = parsed(rewrite(rewrite(POST_TEXT, route, ListRules.of(keys), "", ""), route, ListRules.of(keys), "", ""))
     assert again["Subject"] == out["Subject"] and len(again.get_all("List-Id")) == 1
+
+
+# -- one decision for the whole message ------------------------------------------------------
+
+# A second process on the same configuration that takes one message through the engine's intake, as
+# the SMTP listener does (RCPT checks, then DATA), and is killed by the fault point once a list has
+# prepared its take (files written), before anything is committed.
+CHILD = """
+import asyncio, datetime, sys
+from mailsrv.core.clock import ManualClock
+from mailsrv.core.config import parse_config
+from mailsrv.mta.intake import Submission
+from mailsrv.server import MailServer
+server = MailServer(parse_config(sys.argv[1]), ManualClock(datetime.datetime.fromisoformat(sys.argv[2])))
+
+async def main():
+    intake = server.intake
+    await intake.begin()
+    client = intake.client("192.0.2.7", None)
+    sender, content, recipients = sys.argv[3], sys.argv[4].encode(), sys.argv[5:]
+    accepted = []
+    for address in recipients:
+        accepted.append((address, await intake.check_recipient(client, sender, None, accepted, address, len(content))))
+    await intake.submit(Submission(sender=sender, content=content, accepted=accepted, own_domain=None, actor=None,
+                                   client_ip="192.0.2.7", helo="client.test",
+                                   trace=lambda message_id, now: f"Received: by test id {message_id}\\r\\n"))
+
+asyncio.run(main())
+"""
+
+
+def crash_in_the_lists_take(mail: MailHarness, sender: str, recipients: list[str]) -> None:
+    mail.stop()
+    try:
+        child = subprocess.run([sys.executable, "-c", CHILD, mail.config_text, mail.clock.now().isoformat(),
+                                sender, POST_TEXT.decode(), *recipients],
+                               env={**os.environ, FAULT_POINT_VARIABLE: TAKEN}, capture_output=True, timeout=120)
+    finally:
+        mail.start()
+    assert child.returncode == -signal.SIGKILL, child.stderr.decode()
+
+
+def test_a_list_and_other_recipients_are_taken_together_or_not_at_all(mail, peer):
+    """The client had no 250 when the list's take failed: nothing was taken, neither for bob nor for
+    the list, so its retry delivers each copy once."""
+    make_list(mail)
+    crash_in_the_lists_take(mail, "olga@elsewhere.example", ["bob@a.test", "team@a.test"])
+    mail.deliver()
+    assert mail.messages("bob@a.test") == [] and mail.messages("alice@a.test") == [] and peer.arrivals == []
+    assert mail.spool_rows() == []
+    with mail.client() as smtp:  # the client's retry
+        send(smtp, "olga@elsewhere.example", ["bob@a.test", "team@a.test"], POST_TEXT)
+    mail.deliver()
+    assert len(mail.messages("bob@a.test")) == 1
+    assert len(mail.messages("alice@a.test")) == 1 and len(mail.messages("carol@b.test")) == 1
+    assert [a.recipients for a in peer.arrivals] == [["friend@peer.test"]]
+
+
+def test_a_held_post_and_its_notice_are_one_commit(mail, peer):
+    """A crash while holding a post leaves neither a hold nor a notice (never a hold the moderator
+    does not hear of); the retry holds it once, with one notice."""
+    make_list(mail, moderator="bob@a.test", whocanpost="subscribersonly")
+    crash_in_the_lists_take(mail, "olga@elsewhere.example", ["team@a.test"])
+    mail.deliver()
+    with mail.server.store.session() as s:
+        assert s.execute(select(ListHold)).first() is None
+    assert mail.messages("bob@a.test") == [] and mail.spool_rows() == []
+    assert post(mail, "olga@elsewhere.example")[0] == 250  # the retry
+    notice = notice_of(mail)
+    with mail.server.store.session() as s:
+        [hold] = s.execute(select(ListHold)).scalars()
+    assert hold.sender == "olga@elsewhere.example"
+    with mail.authenticated("bob@a.test") as smtp:
+        send(smtp, "bob@a.test", [notice["Reply-To"]], b"Subject: Re: ok\r\n\r\nok\r\n")
+    mail.deliver()
+    assert len(mail.messages("alice@a.test")) == 1 and [a.recipients for a in peer.arrivals] == [["friend@peer.test"]]

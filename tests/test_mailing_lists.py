@@ -3,8 +3,10 @@ call sequence of SolidCP's SmarterMail provider, rights, the domain's list limit
 changes nothing, and GetDomainCounts / domain deletion and rename with lists."""
 from __future__ import annotations
 
+import httpx
 import pytest
 from contract_clients import ZeepClient, ok, refused
+from lxml import etree
 from sqlalchemy import func, select
 
 from mailsrv.directory.mailing_lists import LIST
@@ -225,3 +227,47 @@ def test_large_replace_is_all_or_nothing(c, live_server):
     assert len(subscribers(c, "big")) == 20_000
     ok(ml(c, "SetSubscriberList", ListName="big", Subscribers=second[:-1] + first[:10_000]))
     assert sorted(subscribers(c, "big")) == sorted(second[:-1] + first[:10_000])
+
+
+def set_list_request(op: str, addresses: list[str]) -> bytes:
+    """A SetSubscriberList-shaped SOAP 1.1 request, written out (a 100,000-line one is 4.5 MB)."""
+    items = "".join(f"<string>{a}</string>" for a in addresses)
+    return (f'<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/'
+            f'envelope/"><soap:Body><{op} xmlns="http://tempuri.org/"><AuthUserName>root</AuthUserName>'
+            f"<AuthPassword>Gr8-secret-pw</AuthPassword><DomainName>{DOM}</DomainName><ListName>big</ListName>"
+            f"<Subscribers>{items}</Subscribers></{op}></soap:Body></soap:Envelope>").encode()
+
+
+def soap11(live_server, body: bytes, op: str) -> httpx.Response:
+    return httpx.post(f"{live_server.url}/Services/svcMailListAdmin.asmx", content=body, timeout=120,
+                      headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f"http://tempuri.org/{op}"})
+
+
+def test_a_100000_address_list_goes_through_with_the_default_config(c, live_server):
+    """Over `[web] max_request_bytes` (4 MB), within `max_list_request_bytes`, which only the Set…List
+    operations get; past it, a SOAP fault before the body is read."""
+    config = live_server.server.config.web
+    ok(ml(c, "AddList", ListName="big", Moderator="", Description=""))
+    addresses = [f"subscriber.{i}@example{i % 1000}.org" for i in range(100_000)]
+    body = set_list_request("SetSubscriberList", addresses)
+    assert config.max_request_bytes < len(body) < config.max_list_request_bytes
+    answer = soap11(live_server, body, "SetSubscriberList")
+    assert answer.status_code == 200 and "<Result>true</Result>" in answer.text
+    with live_server.server.store.session() as s:
+        assert s.execute(select(func.count()).select_from(ListMember)).scalar_one() == 100_000
+    # Another operation is held to the default cap, whatever its body.
+    refused_body = soap11(live_server, body.replace(b"SetSubscriberList", b"GetSubscriberList"), "GetSubscriberList")
+    assert refused_body.status_code == 413 and "larger than 4194304 bytes" in refused_body.text
+    # A body naming the other operation than its SOAPAction is refused, not served with the larger cap.
+    mismatch = soap11(live_server, body.replace(b"SetSubscriberList", b"SetPosterKillList"), "SetSubscriberList")
+    assert mismatch.status_code == 500 and "does not match" in mismatch.text
+    too_big = set_list_request("SetSubscriberList", addresses * 4)
+    assert len(too_big) > config.max_list_request_bytes
+    answer = soap11(live_server, too_big, "SetSubscriberList")
+    root = etree.fromstring(answer.content)
+    fault = root.find("{http://schemas.xmlsoap.org/soap/envelope/}Body/{http://schemas.xmlsoap.org/soap/envelope/}Fault")
+    assert answer.status_code == 413 and fault.findtext("faultcode") == "soap:Client"
+    assert fault.findtext("faultstring") == (f"The request body is larger than {config.max_list_request_bytes} bytes, "
+                                             "the most SetSubscriberList may carry.")
+    with live_server.server.store.session() as s:
+        assert s.execute(select(func.count()).select_from(ListMember)).scalar_one() == 100_000

@@ -1,8 +1,10 @@
 """Signed tokens for links and replies that act without a login: a list subscription's
 confirmation, a one-click unsubscribe, a moderator's approval.
 
-A token is `payload.issued.mac` in URL- and address-safe base64: the payload, the time it was issued
-(seconds since the epoch) and an HMAC-SHA256 over the purpose, payload and time, with a key of the
+A token is `payload.issued.mac` in lower-case base32 (letters, digits 2-7 and dots: safe in a URL and
+in an address's local part, and read ignoring case, since some MTAs lower-case local parts): the
+payload, the time it was issued (seconds since the epoch) and an HMAC-SHA256 (its first MAC_BYTES)
+over the purpose, payload and time, with a key of the
 server kept (0600) in `<data_dir>/keys/tokens.key` and made at first use, so every process of the
 server (sharing the data directory) checks what another one signed. The purpose is in the MAC: a
 token issued for one thing is worthless for another.
@@ -20,14 +22,17 @@ from pathlib import Path
 from mailsrv.core.clock import Clock
 
 KEY_BYTES = 32
+# 120 bits: forging one means guessing it over SMTP or HTTP; and 24 base32 characters without padding,
+# so a token in an address (a list's VERP bounces address) stays short.
+MAC_BYTES = 15
 
 
 def _encode(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    return base64.b32encode(raw).rstrip(b"=").decode("ascii").lower()
 
 
 def _decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    return base64.b32decode(text.upper() + "=" * (-len(text) % 8))
 
 
 def _key(data_dir: Path) -> bytes:
@@ -59,7 +64,7 @@ class Tokens:
         if self._secret is None:
             self._secret = _key(self.data_dir)
         message = f"{purpose}\0{payload}\0{issued}".encode()
-        return _encode(hmac.new(self._secret, message, hashlib.sha256).digest()[:18])
+        return _encode(hmac.new(self._secret, message, hashlib.sha256).digest()[:MAC_BYTES])
 
     def sign(self, purpose: str, payload: str) -> str:
         issued = int(self.clock.now().timestamp())
@@ -68,10 +73,10 @@ class Tokens:
     def verify(self, purpose: str, token: str, max_age: dt.timedelta) -> str | None:
         """The payload of `token` when it was signed for `purpose` no longer than `max_age` ago; else None."""
         try:
-            encoded, when, mac = token.strip().split(".")
+            encoded, when, mac = token.strip().lower().split(".")
             payload = _decode(encoded).decode()
             issued = int.from_bytes(_decode(when), "big")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError):  # binascii.Error is a ValueError
             return None
         if not hmac.compare_digest(mac, self._mac(purpose, payload, issued)):
             return None

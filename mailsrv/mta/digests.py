@@ -2,11 +2,12 @@
 accepted posts bundled, RFC 1153 style as MIME: a `multipart/mixed` message holding a text/plain
 table of contents and a `multipart/digest` of the posts as `message/rfc822` parts.
 
-Posting hands every accepted post of a list in digest mode to `append_to_digest`: a durable copy in
-`<data_dir>/digests/<list id>/` and a `list_digest_posts` row. A list's digest is due when its
-oldest waiting post has waited PERIOD (one day), or the waiting posts reach MAX_POSTS (50) or
-MAX_BYTES (100 KB); `send_due` (every node runs it from its periodic loop; `append_to_digest` too
-when a post makes the digest due) sends each due one.
+Posting keeps every accepted post of a list in digest mode (`keep`): a durable copy in
+`<data_dir>/digests/<list id>/` and a `list_digest_posts` row, committed with the post itself. A
+list's digest is due when its oldest waiting post has waited PERIOD (one day), or the waiting posts
+reach MAX_POSTS (50) or
+MAX_BYTES (100 KB); `send_due` (every node runs it from its periodic loop; `send_if_due` after
+the commit of a post that makes the digest due) sends each due one.
 
 One node at a time: the digest's spool file is written, then one transaction deletes exactly the
 posts it holds and adds the digest's spool rows (Spool.add_rows). A node that finds fewer rows
@@ -81,11 +82,12 @@ class Digests:
         self.clock = clock
         self.data_dir = data_dir
 
-    def append_to_digest(self, mailing_list: MailingList, message: bytes) -> bool:
-        """Keep an accepted post of `mailing_list` for its next digest when the list is in digest mode
-        (else nothing; False); sends the digest when the post makes it due. Blocking."""
+    def keep(self, mailing_list: MailingList, message: bytes) -> DigestPost | None:
+        """A durable copy of an accepted post of `mailing_list` for its next digest, and its row for the
+        post's own transaction (mailsrv.mta.list_server); None when the list is not in digest mode.
+        Blocking."""
         if not (mailing_list.settings or {}).get("digestmode"):
-            return False
+            return None
         directory = self.data_dir / "digests" / str(mailing_list.id)
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{uuid.uuid4().hex}.eml"
@@ -95,17 +97,13 @@ class Digests:
             os.fsync(f.fileno())
         fsync_directory(directory)
         headers = BytesParser(policy=compat32).parsebytes(message, headersonly=True)
-        try:
-            with self.store.session() as s:
-                s.add(DigestPost(list_id=mailing_list.id, path=str(path.relative_to(self.data_dir)),
-                                 subject=_header(headers, "Subject")[:500], author=_header(headers, "From")[:500],
-                                 size=len(message), added_at=self.clock.now()))
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        if mailing_list.id in self.due():
-            self.send(mailing_list.id)
-        return True
+        return DigestPost(list_id=mailing_list.id, path=str(path.relative_to(self.data_dir)),
+                          subject=_header(headers, "Subject")[:500], author=_header(headers, "From")[:500],
+                          size=len(message), added_at=self.clock.now())
+
+    def send_if_due(self, list_id: int) -> bool:
+        """Send the list's digest when its posts make it due (after a post's commit); whether it was sent."""
+        return list_id in self.due() and self.send(list_id)
 
     def due(self) -> list[int]:
         """The lists whose digest is due (see the module docstring)."""

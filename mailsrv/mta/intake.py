@@ -60,6 +60,7 @@ from mailsrv.mta.recipients import (
 from mailsrv.mta.spool import (
     LOCAL,
     REMOTE,
+    Companion,
     IncomingMessage,
     MaildirCopy,
     NewRecipient,
@@ -387,9 +388,14 @@ class Intake:
             message, content=findings.apply(message.content, self.settings.hostname), folder=findings.folder))
 
     async def _submit(self, message: Submission) -> str | Reply:
-        content = message.content
         if any(_list_route(r) for _, r in message.accepted):
             return await self._submit_with_lists(message)
+        return await self._accept(message)
+
+    async def _accept(self, message: Submission, companions: Sequence[Companion] = ()) -> str | Reply:
+        """`submit` of the message to its recipients, none of them a list; with `companions`, what lists
+        take of it, accepted in the same commit (all or nothing)."""
+        content = message.content
         # Parsed only for a login: unauthenticated mail has no header sender to check.
         refusal = await self._not_owned(message.actor, _header_senders(content)) if message.actor else None
         if refusal:
@@ -412,7 +418,7 @@ class Intake:
             # Answered (the replies spooled) before the 250: a failure is a 451 and the client retries.
             await self.list_commands.handle(message.sender, content, commands)
         recipients = spool_recipients(message.accepted)
-        if not recipients:
+        if not recipients and not companions:
             return message_id
         try:
             await self.spool.enqueue(IncomingMessage(
@@ -424,7 +430,7 @@ class Intake:
                 spf_result=message.spf_result, folder=message.folder,
                 copies=direct_copies(message_id, now, [r for _, r in message.accepted], message.folder)
                 if self.deliver_at_acceptance else (),
-                charges=hourly_charges(message)))
+                charges=hourly_charges(message), companions=companions))
         except LimitReached as exc:
             return limit_reply(451, exc)
         except Exception as exc:
@@ -435,8 +441,9 @@ class Intake:
 
     async def _submit_with_lists(self, message: Submission) -> str | Reply:
         """`submit` of a message some of whose recipients are lists: every list judges it first (one
-        refusal refuses it all: nothing half-taken), then the other recipients get it as any message,
-        then each list takes it (mailsrv.mta.list_server)."""
+        refusal refuses it all), each list prepares what it takes of it (mailsrv.mta.list_server), then
+        one commit accepts it for the other recipients and every list together: a failure anywhere is a
+        451 with nothing taken, so the client's retry doubles nothing."""
         lists = [(route, original) for original, r in message.accepted if (route := _list_route(r)) is not None]
         verdicts = []
         for route, _ in lists:
@@ -445,13 +452,20 @@ class Intake:
             if isinstance(verdict, Reply):
                 return verdict
             verdicts.append(verdict)
-        others = [(original, r) for original, r in message.accepted if _list_route(r) is None]
-        outcome = await self._submit(dataclasses.replace(message, accepted=others)) if others else Spool.new_id()
-        if isinstance(outcome, Reply):
-            return outcome
-        for (route, _), verdict in zip(lists, verdicts):
-            await self.list_server.take(route, verdict, message.sender, message.content, message.client_ip,
-                                        message.helo, message.trace)
+        taken: list[Companion] = []
+        try:
+            for (route, _), verdict in zip(lists, verdicts):
+                taken.append(await self.list_server.take(route, verdict, message.sender, message.content,
+                                                         message.client_ip, message.helo, message.trace))
+            others = [(original, r) for original, r in message.accepted if _list_route(r) is None]
+            outcome = await self._accept(dataclasses.replace(message, accepted=others), taken)
+        except BaseException:
+            for companion in taken:
+                companion.discard()
+            raise
+        if isinstance(outcome, Reply):  # refused before the commit: the lists take nothing either
+            for companion in taken:
+                companion.discard()
         return outcome
 
     async def spf_result(self, actor: Actor | None, client_ip: str, sender: str, helo: str) -> str:

@@ -48,11 +48,10 @@ UNSUBSCRIBE_PURPOSE = "unsubscribe"
 UNSUBSCRIBE_PATH = "/List/Unsubscribe"
 
 
-def unsubscribe_token(tokens: Tokens, list_id: int, address: str = "") -> str:
-    """The signed token of a one-click link: for `address` on the list, or ("") naming the list only,
-    whose page then asks for the address and confirms by mail."""
+def unsubscribe_token(tokens: Tokens, list_id: int, address: str) -> str:
+    """The signed token of a one-click link that takes `address` off the list."""
     return tokens.sign(UNSUBSCRIBE_PURPOSE, f"{list_id}:{address.lower()}")
 
 
-def unsubscribe_url(tokens: Tokens, host: str, list_id: int, address: str = "") -> str:
+def unsubscribe_url(tokens: Tokens, host: str, list_id: int, address: str) -> str:
     return f"https://{host}{UNSUBSCRIBE_PATH}?token={unsubscribe_token(tokens, list_id, address)}"

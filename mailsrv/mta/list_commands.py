@@ -290,7 +290,7 @@ class ListCommands:
 class OneClick:
     """What a one-click unsubscribe token names, and what happened (or would happen) to it."""
     list_address: str
-    address: str  # "" when the token names the list only (the link of a post): the page asks for it
+    address: str
     allowed: bool  # the list's allowunsubscribe
     removed: bool = False  # this request took the address off (False when it was not on any more)
 
@@ -298,81 +298,36 @@ class OneClick:
 class OneClickUnsubscribe:
     """RFC 8058 one-click unsubscribe: the link's signed token (mailsrv.mta.list_addresses:
     purpose "unsubscribe", payload list id and address, valid UNSUBSCRIBE_DAYS), no login; the web
-    listener serves it (services.web). A token naming an address takes it off the list's
-    subscribers and digest subscribers, idempotently. A post's link names the list only (one copy
-    for all subscribers, mailsrv.mta.list_server): its page asks for the address, and that address
-    gets the same confirmation as `unsubscribe` by mail, so nobody takes someone else off."""
+    listener serves it (services.web). The token takes its address off the list's subscribers and
+    digest subscribers, idempotently. Each copy of a post carries its own subscriber's link
+    (mailsrv.mta.list_server), so it takes nobody else off."""
 
-    def __init__(self, store: Store, tokens: Tokens, commands: ListCommands) -> None:
+    def __init__(self, store: Store, tokens: Tokens) -> None:
         self.store = store
         self.tokens = tokens
-        self.commands = commands
 
-    def token(self, list_id: int, address: str = "") -> str:
-        """The token of a one-click link for the subscriber `address`, or the list only."""
+    def token(self, list_id: int, address: str) -> str:
+        """The token of a one-click link for the subscriber `address`."""
         return unsubscribe_token(self.tokens, list_id, address)
-
-    def _list(self, s: Session, token: str) -> tuple[MailingList, Domain, str] | None:
-        payload = self.tokens.verify(UNSUBSCRIBE_PURPOSE, token, dt.timedelta(days=UNSUBSCRIBE_DAYS))
-        list_id, _, address = (payload or "").partition(":")
-        if not list_id.isdigit():
-            return None
-        found = s.execute(select(MailingList, Domain).join(Domain, Domain.id == MailingList.domain_id)
-                          .where(MailingList.id == int(list_id))).first()
-        return None if found is None else (found[0], found[1], address)
 
     def check(self, token: str, apply: bool = False) -> OneClick | None:
         """What `token` unsubscribes (None: invalid, expired, or its list is gone); with `apply`, do it
-        unless the list does not allow unsubscribing or the token names no address (blocking)."""
+        unless the list does not allow unsubscribing (blocking)."""
+        payload = self.tokens.verify(UNSUBSCRIBE_PURPOSE, token, dt.timedelta(days=UNSUBSCRIBE_DAYS))
+        list_id, _, address = (payload or "").partition(":")
+        if not list_id.isdigit() or not address:
+            return None
         with self.store.session() as s:
-            found = self._list(s, token)
+            found = s.execute(select(MailingList, Domain).join(Domain, Domain.id == MailingList.domain_id)
+                              .where(MailingList.id == int(list_id))).first()
             if found is None:
                 return None
-            mailing_list, domain, address = found
+            mailing_list, domain = found
             allowed = setting(mailing_list, "allowunsubscribe")
-            removed = apply and allowed and bool(address) and remove_subscriber(s, mailing_list.id, address)
+            removed = apply and allowed and remove_subscriber(s, mailing_list.id, address)
             if removed:
                 log.info("%s unsubscribed from %s@%s by one-click", address, mailing_list.name, domain.name)
             return OneClick(f"{mailing_list.name}@{domain.name}", address, allowed, removed)
-
-    def confirm_by_mail(self, token: str, address: str) -> OneClick | None:
-        """For a list-only token: mail `address` the confirmation of leaving the list (nothing when it
-        is not subscribed: the page says the same either way, telling no one who is). Blocking: spooled
-        as digests are (file, then rows), so it works from whichever event loop serves the page."""
-        found = self._confirmation(token, address.strip())
-        if found is None:
-            return None
-        result, mails = found
-        spool = self.commands.spool
-        for mail in mails:
-            spool.write_file(mail)
-            try:
-                with self.store.session() as s:
-                    spool.add_rows(s, mail)
-            except BaseException:
-                (spool.directory / mail.id).unlink(missing_ok=True)
-                raise
-        if mails:
-            spool.notify()
-        return result
-
-    def _confirmation(self, token: str, address: str) -> tuple[OneClick, list[IncomingMessage]] | None:
-        with self.store.session() as s:
-            found = self._list(s, token)
-            if found is None:
-                return None
-            mailing_list, domain, _ = found
-            allowed = setting(mailing_list, "allowunsubscribe")
-            name = f"{mailing_list.name}@{domain.name}"
-            answers = _Answers()
-            if allowed and "@" in address and " " not in address:
-                self.commands._unsubscribe(s, mailing_list, domain, address, answers)
-            command_local = settings.value(settings.DOMAIN, domain.settings, "listcommandaddress")
-        command_address = f"{command_local or mailing_list.name + '-unsubscribe'}@{domain.name}"
-        empty = email.message_from_bytes(b"", policy=email.policy.default)
-        mails = [self.commands._mail(command_address, address, subject, body, reply_to or command_address, empty)
-                 for subject, body, reply_to in answers.mails]
-        return OneClick(name, address, allowed), [m for m in mails if m.recipients]
 
 
 def _member(s: Session, list_id: int, kind: str, address: str) -> ListMember | None:

@@ -1,7 +1,7 @@
 """The list server: posts to a mailing list, the bounces of its copies, and moderation.
 
 A list answers at three addresses of its domain (mailsrv.mta.recipients resolves them to a ListAddress):
-`name@` takes posts, `name-bounces[+user=host]@` takes the bounces of its copies, and
+`name@` takes posts, `name-bounces[+TOKEN]@` takes the bounces of its copies, and
 `name-moderate+TOKEN@` takes the moderator's answers (automatic mail there is ignored: an
 out-of-office reply to the notice approves nothing).
 
@@ -19,14 +19,17 @@ one and is not moderator-only (SmarterMail's moderated lists: the moderator deci
 otherwise it is refused with 550 and a text naming the rule.
 
 An accepted post is rewritten once (`rewrite`) and spooled as ONE message whose recipients are the
-enabled subscribers (digest subscribers are the digest's), so delivery is durable and groups remote
-copies per domain per SMTP transaction. Its envelope sender is `name-bounces@domain`: with one copy
-for everyone, the VERP tag cannot name each subscriber, so bounces are attributed by the DSN's
-Original-/Final-Recipient; a `+user=host` tag, when a bounce carries one, names the subscriber
-directly. For the same reason the one-click unsubscribe URL's token names the list only: its page
-(services.web.list_pages) asks for the address and mails that address a confirmation, so nobody takes
-someone else off. Per-subscriber copies would make one spool message per subscriber (10,000 files and
-row sets for a large list instead of one): not worth a header.
+enabled subscribers (digest subscribers are the digest's), so delivery is durable and the file is
+written once. Each subscriber's copy still has its own envelope sender and List-Unsubscribe, kept on
+its spool recipient (mailsrv.mta.spool.NewRecipient `sender`, `headers`): the VERP address
+`name-bounces+TOKEN@domain` (`verp_address`: TOKEN signed for the list, naming the subscriber, read
+ignoring case) and a one-click link (RFC 8058) naming the subscriber (`personal_headers`).
+
+One decision per message: `take` only prepares (files written durably: the post's spool file, its
+digest copy, a held post and its notice); its rows (a mailsrv.mta.spool.Companion) are committed by
+the spool's group commit together with the message's other recipients (mailsrv.mta.intake), before
+the 250. A crash or failure before that commit takes nothing, anywhere (the fault point TAKEN is
+there); the files it leaves are swept (the spool's sweep, `_expire` for hold files, the digests').
 
 Digests: a list with `digestmode` also hands the rewritten post to the digests (mailsrv.mta.digests)
 for its digest subscribers, who never get the post itself.
@@ -35,33 +38,42 @@ Automatic mail is never posted nor answered (mailsrv.mta.loop_guard: Auto-Submit
 bulk/junk/list, List-Id, DSNs, daemon senders) and a post carrying `X-Loop: name@domain` is this
 list's own: both are accepted and dropped (logged), so nothing goes back to a robot.
 
-Bounces: a DSN reporting a 5.x.x failure of a subscriber adds one to its `bounces`, and so does a copy
-our own delivery fails permanently (mailsrv.mta.bounces counts it instead of writing a DSN); at
+Bounces: mail to a copy's VERP address counts one for the subscriber its token names when it is a DSN
+of a permanent failure or any other mail from the null sender (a broken MTA's plain "undeliverable"
+text names nobody itself); mail to `name-bounces@` without a valid token counts each subscriber a DSN
+reports as failed (5.x.x); and a copy our own delivery fails permanently counts too
+(mailsrv.mta.bounces counts it instead of writing a DSN). At
 BOUNCE_THRESHOLD the subscription is disabled (no more copies). Deliveries that succeed do not reset
 the count (DSNs report failures only): the subscriber's owner or an admin re-enables it.
 Mail to the bounces address is always accepted and never forwarded.
 
-Moderation: a held post is written (fsynced) under `<data_dir>/list-holds/` and a ListHold row
-records it; the moderator gets a notice whose From and Reply-To are `name-moderate+TOKEN@domain`
-(a signed token, mailsrv.core.tokens, purpose MODERATE_PURPOSE, valid HOLD_DAYS); replying to the
-notice approves and posts it; mail to the reject address given in the notice drops it. Held posts
+Moderation: a held post is written (fsynced) under `<data_dir>/list-holds/<random name>` and its
+ListHold row is committed with the moderator's notice, whose From and Reply-To are
+`name-moderate+TOKEN@domain` (a signed token naming the hold's file, mailsrv.core.tokens, purpose
+MODERATE_PURPOSE, valid HOLD_DAYS); replying to the notice approves it: the hold's row goes in the
+commit that spools the post; mail to the reject address given in the notice drops it. Held posts
 expire after HOLD_DAYS: expired ones are deleted by the next hold or answer of any list (lazily, on
 whichever node handles it), and an answer to an expired hold does nothing.
 """
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import email
 import email.policy
 import email.utils
 import logging
+import os
 import re
+import secrets
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from email.policy import compat32
+from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import delete, select
@@ -70,7 +82,7 @@ from sqlalchemy.orm import Session
 from mailsrv.core.clock import Clock
 from mailsrv.core.tokens import Tokens
 from mailsrv.directory.mailing_lists import LIST
-from mailsrv.mailstore.disk import fsync_directory
+from mailsrv.mailstore.disk import fault_point, fsync_directory
 from mailsrv.mta import loop_guard
 from mailsrv.mta.list_addresses import unsubscribe_url
 from mailsrv.mta.policy import Reply
@@ -93,6 +105,7 @@ from mailsrv.mta.spool import (
 )
 from mailsrv.store.models import (
     DIGEST,
+    DigestPost,
     KILLLIST,
     SUBSCRIBER,
     WHITELIST,
@@ -110,6 +123,13 @@ BOUNCE_THRESHOLD = 5  # bounces (DSNs, or our own permanent failures) that disab
 HOLD_DAYS = 7  # how long a held post waits for its moderator
 MODERATE_PURPOSE = "list-moderate"
 HOLDS = "list-holds"
+HOLD_NAME_BYTES = 6  # a held post's file name, random: its key in the moderator's tokens
+ORPHAN_SECONDS = 3600  # a hold file without a row this old was never committed (a node may be committing now)
+# A copy's VERP tag: signed for its list (the purpose is `list-bounce:<list id>`), payload the subscriber.
+# A bounce comes within the sender's retry schedule (days); a month leaves room for slow ones.
+BOUNCE_PURPOSE = "list-bounce"
+BOUNCE_MAX_AGE = dt.timedelta(days=30)
+TAKEN = "list-taken"  # the fault point (mailsrv.mailstore.disk) where a list's take is prepared, not committed
 
 POST, HOLD, DROP = "post", "hold", "drop"
 
@@ -147,7 +167,45 @@ def list_setting(values: dict[str, Any] | None, key: str) -> Any:
 class DigestSink(Protocol):
     """mailsrv.mta.digests.Digests (which builds on mailsrv.mta.intake, as this module's caller)."""
 
-    def append_to_digest(self, mailing_list: MailingList, message: bytes) -> bool: ...
+    def keep(self, mailing_list: MailingList, message: bytes) -> DigestPost | None: ...
+
+    def send_if_due(self, list_id: int) -> bool: ...
+
+
+@dataclass
+class Taken:
+    """What a list takes of a message: a mailsrv.mta.spool.Companion, accepted with the message (and
+    whatever else it goes to) in one transaction."""
+    files: list[Path] = field(default_factory=list)  # written durably before the commit
+    rows: list[Callable[[Session], None]] = field(default_factory=list)  # added in the commit
+    after: list[Callable[[], None]] = field(default_factory=list)  # run once committed
+
+    def commit(self, s: Session) -> None:
+        for add in self.rows:
+            add(s)
+
+    def committed(self) -> None:
+        for step in self.after:
+            step()
+
+    def discard(self) -> None:
+        for path in self.files:
+            path.unlink(missing_ok=True)
+
+
+def verp_address(tokens: Tokens, route: ListAddress, subscriber: str) -> str:
+    """The envelope sender of `subscriber`'s copy: `name-bounces+TOKEN@domain`, TOKEN naming the
+    subscriber (signed, read ignoring case)."""
+    token = tokens.sign(f"{BOUNCE_PURPOSE}:{route.list_id}", subscriber.lower())
+    return f"{route.name}-bounces+{token}@{route.domain.name}"
+
+
+def personal_headers(tokens: Tokens, route: ListAddress, subscriber: str, to_subscriber: bool = False) -> str:
+    """`subscriber`'s List-Unsubscribe (RFC 2369, RFC 8058): the mailto, and the one-click link that
+    takes exactly this subscriber off; with `to_subscriber` (`listtoaddress` SUBSCRIBERADDRESS), its To."""
+    url = unsubscribe_url(tokens, route.domain.name, route.list_id, subscriber)
+    to = f"To: {subscriber}\r\n" if to_subscriber else ""
+    return f"{to}List-Unsubscribe: <mailto:{route.name}-unsubscribe@{route.domain.name}>, <{url}>\r\n"
 
 
 @dataclass(frozen=True)
@@ -228,10 +286,10 @@ _REPLACED = {"list-id", "list-post", "list-help", "list-subscribe", "list-unsubs
              "list-archive", "list-owner", "precedence", "approved", "return-path", "delivered-to"}
 
 
-def rewrite(content: bytes, route: ListAddress, rules: ListRules, description: str, command_address: str,
-            url: str) -> bytes:
+def rewrite(content: bytes, route: ListAddress, rules: ListRules, description: str, command_address: str) -> bytes:
     """The post as every subscriber gets it: subject prefix, From/To/Reply-To per the list keys, the
-    RFC 2369 and RFC 8058 headers, `Precedence: list`, `X-Loop`; the body untouched."""
+    RFC 2369 headers but List-Unsubscribe (each copy's own: `personal_headers`), RFC 8058's
+    List-Unsubscribe-Post, `Precedence: list`, `X-Loop`; the body untouched."""
     fields, rest = _split(content)
     headers = _headers(content)
     own = list_address(route)
@@ -253,7 +311,9 @@ def rewrite(content: bytes, route: ListAddress, rules: ListRules, description: s
         replaced.add("from")
         added.append(f"From: {email.utils.formataddr((f'{name} via {route.name}' if name else '', sender))}")
     to = rules.to_address.upper()
-    if to not in ("DEFAULT", "SUBSCRIBERADDRESS", ""):  # one copy for all: no per-subscriber To
+    if to == "SUBSCRIBERADDRESS":  # each copy's own (`personal_headers`)
+        replaced.add("to")
+    elif to not in ("DEFAULT", ""):
         replaced.add("to")
         added.append(f"To: {own if to == 'LISTADDRESS' else rules.to_address}")
     if rules.reply_to_list:
@@ -266,7 +326,6 @@ def rewrite(content: bytes, route: ListAddress, rules: ListRules, description: s
     if command_address:
         added.append(f"List-Help: <mailto:{command_address}?subject=help>")
     added += [f"List-Subscribe: <mailto:{route.name}-subscribe@{route.domain.name}>",
-              f"List-Unsubscribe: <mailto:{route.name}-unsubscribe@{route.domain.name}>, <{url}>",
               "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
               "Precedence: list", f"X-Loop: {own}"]
     kept = [f for f in fields if _field_name(f) not in replaced]
@@ -341,60 +400,95 @@ class ListServer:
     # -- taking a message --------------------------------------------------------------------
 
     async def take(self, route: ListAddress, verdict: Verdict, sender: str, content: bytes, client_ip: str,
-                   helo: str, trace: Trace) -> None:
-        """Act on a message accepted for `route`: post, hold, drop; a bounce or a moderator's answer."""
+                   helo: str, trace: Trace) -> Taken:
+        """What accepting a message for `route` does (post, hold, drop; a bounce or a moderator's answer),
+        prepared: its files written, its rows left for the caller to commit with the rest of the message
+        (mailsrv.mta.intake), so that everything the message goes to is taken, or nothing."""
+        taken = Taken()
+        try:
+            await asyncio.to_thread(self._take, taken, route, verdict, sender, content, client_ip, helo, trace)
+            fault_point(TAKEN)
+        except BaseException:
+            taken.discard()
+            raise
+        return taken
+
+    def _take(self, taken: Taken, route: ListAddress, verdict: Verdict, sender: str, content: bytes,
+              client_ip: str, helo: str, trace: Trace) -> None:
         if route.role == BOUNCES:
-            await asyncio.to_thread(self.count_bounce, route, content)
+            failed = self._bounced(route, sender, content)
+            if failed:
+                taken.rows.append(lambda s: record_bounces(s, route.list_id, failed))
         elif route.role == MODERATE:
             automatic = loop_guard.refusal(sender, _headers(content))
             if automatic:  # an out-of-office answering the notice must not approve anything
                 log.info("list %s: ignored a moderator answer from %s: %s", list_address(route), sender, automatic)
             else:
-                await self._answer(route, client_ip, helo, trace)
+                self._answer(taken, route, client_ip, helo, trace)
         elif verdict.action == DROP:
             log.info("list %s: dropped a message from %s: %s", list_address(route), sender, verdict.why)
         elif verdict.action == HOLD:
-            await self._hold(route, sender, content, client_ip, helo, trace, verdict.why)
+            self._hold(taken, route, sender, content, client_ip, helo, trace, verdict.why)
         else:
-            await self.post(route, sender, content, client_ip, helo, trace)
+            self._post(taken, route, sender, content, client_ip, helo, trace)
 
-    async def post(self, route: ListAddress, sender: str, content: bytes, client_ip: str, helo: str,
-                   trace: Trace) -> str | None:
-        """Spool the rewritten post for every enabled subscriber; its id, None when there is nobody."""
-        post, recipients = await asyncio.to_thread(self._expand, route, content)
+    def _spool(self, taken: Taken, message: IncomingMessage) -> None:
+        """`message` spooled by the commit of `taken` (its file now)."""
+        self.spool.write_file(message)
+        taken.files.append(self.spool.directory / message.id)
+        taken.rows.append(lambda s: self.spool.add_rows(s, message))
+
+    def _post(self, taken: Taken, route: ListAddress, sender: str, content: bytes, client_ip: str, helo: str,
+              trace: Trace) -> None:
+        """The rewritten post for every enabled subscriber, each copy with its own envelope sender and
+        List-Unsubscribe (one spooled message), and for the digest."""
+        post, recipients, mailing_list = self._expand(route, content)
+        kept = self.digests.keep(mailing_list, post) if mailing_list is not None else None
+        if kept is not None:  # the digest subscribers' copy (mailsrv.mta.digests)
+            taken.files.append(self.data_dir / kept.path)
+            taken.rows.append(lambda s: s.add(kept))
+            taken.after.append(lambda: self.digests.send_if_due(route.list_id))
         if not recipients:
             log.info("list %s: a post from %s has no subscriber to go to", list_address(route), sender)
-            return None
+            return
         message_id, now = Spool.new_id(), self.clock.now()
-        await self.spool.enqueue(IncomingMessage(
+        self._spool(taken, IncomingMessage(
             id=message_id, sender=f"{route.name}-bounces@{route.domain.name}", content=post, received_at=now,
-            client_ip=client_ip, helo=helo, trace_header=trace(message_id, now), recipients=recipients))
+            client_ip=client_ip, helo=helo, trace_header=trace(message_id, now),
+            recipients=self._personal(route, recipients)))
         log.info("list %s: post from %s spooled as %s for %d recipients", list_address(route), sender,
                  message_id, len(recipients))
-        return message_id
 
-    def _expand(self, route: ListAddress, content: bytes) -> tuple[bytes, list[NewRecipient]]:
+    def _expand(self, route: ListAddress, content: bytes) -> tuple[bytes, list[NewRecipient], MailingList | None]:
         with self.store.read_connection() as c:
             subscribers = list(c.execute(select(ListMember.address).where(
                 ListMember.list_id == route.list_id, ListMember.kind == SUBSCRIBER,
                 ListMember.disabled.is_(False))).scalars())
             domain_settings = c.execute(select(Domain.settings).where(Domain.id == route.domain.id)).scalar() or {}
-            description = c.execute(select(MailingList.description)
-                                    .where(MailingList.id == route.list_id)).scalar() or ""
+        with self.store.session() as s:
+            mailing_list = s.get(MailingList, route.list_id)
+            if mailing_list is not None:
+                s.expunge(mailing_list)
         command = str(domain_settings.get("listcommandaddress") or "")
         if command and "@" not in command:
             command = f"{command}@{route.domain.name}"
-        rules = ListRules.of(route.settings)
-        post = rewrite(content, route, rules, description, command,
-                       unsubscribe_url(self.tokens, route.domain.name, route.list_id))
-        if rules.digest_mode:  # the digest subscribers' copy (mailsrv.mta.digests), durable before the 250
-            with self.store.session() as s:
-                mailing_list = s.get(MailingList, route.list_id)
-                if mailing_list is not None:
-                    s.expunge(mailing_list)
-            if mailing_list is not None:
-                self.digests.append_to_digest(mailing_list, post)
-        return post, self._recipients(subscribers)
+        post = rewrite(content, route, ListRules.of(route.settings),
+                       mailing_list.description if mailing_list is not None else "", command)
+        return post, self._recipients(subscribers), mailing_list
+
+    def _personal(self, route: ListAddress, recipients: list[NewRecipient]) -> list[NewRecipient]:
+        """Each subscriber's copy with its VERP envelope sender and its own one-click unsubscribe link
+        (every mailbox a subscriber reaches gets the subscriber's)."""
+        to_subscriber = ListRules.of(route.settings).to_address.upper() == "SUBSCRIBERADDRESS"
+        copies: dict[str, tuple[str, str]] = {}
+        out = []
+        for r in recipients:
+            if r.original not in copies:
+                copies[r.original] = (verp_address(self.tokens, route, r.original),
+                                      personal_headers(self.tokens, route, r.original, to_subscriber))
+            sender, headers = copies[r.original]
+            out.append(dataclasses.replace(r, sender=sender, headers=headers))
+        return out
 
     def _recipients(self, subscribers: list[str]) -> list[NewRecipient]:
         """One spool recipient per mailbox or remote address the subscribers reach (a local subscriber
@@ -421,50 +515,56 @@ class ListServer:
 
     # -- bounces -----------------------------------------------------------------------------
 
-    def count_bounce(self, route: ListAddress, content: bytes) -> list[str]:
-        """Count a bounce against the subscribers it names; those disabled by it (blocking)."""
+    def _bounced(self, route: ListAddress, sender: str, content: bytes) -> list[str]:
+        """The subscribers a message to the bounces address reports as failed. A copy's own address
+        (VERP: its signed tag) names its subscriber, whatever the bounce says or fails to say: a DSN
+        counts when it reports a permanent failure, other mail from the null sender (a broken MTA's
+        "undeliverable" text) always. Without a valid tag: the DSN's failed recipients."""
         failed = _failed_recipients(content)
-        if route.tag and "=" in route.tag:
-            user, _, host = route.tag.rpartition("=")
-            failed = [f"{user}@{host}".lower()]
+        if route.tag:
+            subscriber = self.tokens.verify(f"{BOUNCE_PURPOSE}:{route.list_id}", route.tag, BOUNCE_MAX_AGE)
+            if subscriber is None:
+                log.info("list %s: a bounce to an unknown or expired VERP tag", list_address(route))
+            elif failed or (failed is None and not sender):
+                return [subscriber]
+            else:
+                return []
         if not failed:
             log.info("list %s: a message to its bounces address names no failed subscriber", list_address(route))
-            return []
-        with self.store.session() as s:
-            return record_bounces(s, route.list_id, failed)
+        return failed or []
 
     # -- moderation --------------------------------------------------------------------------
 
     def _expire(self) -> None:
-        cutoff = self.clock.now() - dt.timedelta(days=HOLD_DAYS)
+        """Delete the expired holds, and the files of holds never committed (a crash before the commit)."""
+        now = self.clock.now()
         with self.store.session() as s:
-            paths = list(s.execute(delete(ListHold).where(ListHold.created_at < cutoff)
+            paths = list(s.execute(delete(ListHold).where(ListHold.created_at < now - dt.timedelta(days=HOLD_DAYS))
                                    .returning(ListHold.path)).scalars())
+            known = set(s.execute(select(ListHold.path)).scalars())
         for path in paths:
             (self.data_dir / path).unlink(missing_ok=True)
+        cutoff = time.time() - ORPHAN_SECONDS  # the files' own clock, as the spool's sweep
+        for entry in os.scandir(self.holds) if self.holds.is_dir() else ():
+            try:
+                if f"{HOLDS}/{entry.name}" not in known and entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+            except FileNotFoundError:  # another node's expiry, at the same moment
+                continue
 
-    def _store_hold(self, route: ListAddress, sender: str, content: bytes) -> int:
+    def _hold(self, taken: Taken, route: ListAddress, sender: str, content: bytes, client_ip: str, helo: str,
+              trace: Trace, why: str) -> None:
+        """The post kept for the moderator and the moderator's notice: one commit, so never one without the other."""
         self._expire()
         self.holds.mkdir(mode=0o700, exist_ok=True)
-        name = Spool.new_id()
+        name = secrets.token_hex(HOLD_NAME_BYTES)
         write_durably(self.holds / name, content)
+        taken.files.append(self.holds / name)
         fsync_directory(self.holds)
-        try:
-            with self.store.session() as s:
-                hold = ListHold(list_id=route.list_id, sender=sender, path=f"{HOLDS}/{name}",
-                                created_at=self.clock.now())
-                s.add(hold)
-                s.flush()
-                return hold.id
-        except BaseException:
-            (self.holds / name).unlink(missing_ok=True)
-            raise
-
-    async def _hold(self, route: ListAddress, sender: str, content: bytes, client_ip: str, helo: str,
-                    trace: Trace, why: str) -> None:
-        hold_id = await asyncio.to_thread(self._store_hold, route, sender, content)
-        approve = f"{route.name}-moderate+{self.tokens.sign(MODERATE_PURPOSE, f'a:{hold_id}')}@{route.domain.name}"
-        reject = f"{route.name}-moderate+{self.tokens.sign(MODERATE_PURPOSE, f'r:{hold_id}')}@{route.domain.name}"
+        hold = ListHold(list_id=route.list_id, sender=sender, path=f"{HOLDS}/{name}", created_at=self.clock.now())
+        taken.rows.append(lambda s: s.add(hold))
+        approve = f"{route.name}-moderate+{self.tokens.sign(MODERATE_PURPOSE, f'a:{name}')}@{route.domain.name}"
+        reject = f"{route.name}-moderate+{self.tokens.sign(MODERATE_PURPOSE, f'r:{name}')}@{route.domain.name}"
         headers = _headers(content)
         notice = EmailMessage(email.policy.SMTP)
         notice["From"] = approve
@@ -483,44 +583,49 @@ class ListServer:
             f"To reject it, send any message to {reject}.\n"
             f"Unanswered, it is deleted after {HOLD_DAYS} days.\n")
         notice.add_attachment(email.message_from_bytes(content, policy=email.policy.SMTP))
-        message_id, now = Spool.new_id(), self.clock.now()
-        recipient = await asyncio.to_thread(self._recipients, [route.moderator.lower()])
-        await self.spool.enqueue(IncomingMessage(
-            id=message_id, sender=f"{route.name}-bounces@{route.domain.name}", content=notice.as_bytes(),
-            received_at=now, client_ip=client_ip, helo=helo, trace_header=trace(message_id, now),
-            recipients=recipient))
-        log.info("list %s: post from %s held (%d): %s", list_address(route), sender, hold_id, why)
+        recipients = self._recipients([route.moderator.lower()])
+        if recipients:
+            message_id, now = Spool.new_id(), self.clock.now()
+            self._spool(taken, IncomingMessage(
+                id=message_id, sender=f"{route.name}-bounces@{route.domain.name}", content=notice.as_bytes(),
+                received_at=now, client_ip=client_ip, helo=helo, trace_header=trace(message_id, now),
+                recipients=recipients))
+        else:
+            log.warning("list %s: its moderator %s does not resolve: no notice", list_address(route), route.moderator)
+        log.info("list %s: post from %s held (%s): %s", list_address(route), sender, name, why)
 
-    def _claim_hold(self, route: ListAddress) -> tuple[str, str, bytes] | None:
-        """The (action, sender, message) a moderator's token names, its hold removed; None when the token
-        is not ours or the hold is gone or expired."""
+    def _answer(self, taken: Taken, route: ListAddress, client_ip: str, helo: str, trace: Trace) -> None:
+        """A moderator's answer: the hold its token names goes, in the commit that spools the approved
+        post; nothing when the token is not ours or the hold is gone or expired."""
         self._expire()
         payload = self.tokens.verify(MODERATE_PURPOSE, route.tag, dt.timedelta(days=HOLD_DAYS))
-        fields = (payload or "").split(":")
-        if len(fields) != 2 or fields[0] not in ("a", "r") or not fields[1].isdigit():
-            return None
-        with self.store.session() as s:
-            hold = s.execute(delete(ListHold).where(ListHold.id == int(fields[1]), ListHold.list_id == route.list_id)
-                             .returning(ListHold.sender, ListHold.path)).first()
+        action, _, name = (payload or "").partition(":")
+        path = f"{HOLDS}/{name}"
+        with self.store.read_connection() as c:
+            hold = c.execute(select(ListHold.id, ListHold.sender).where(
+                ListHold.path == path, ListHold.list_id == route.list_id)).first() if action in ("a", "r") else None
         if hold is None:
-            return None
-        path = self.data_dir / hold.path
-        try:
-            content = path.read_bytes()
-        finally:
-            path.unlink(missing_ok=True)
-        return fields[0], hold.sender, content
-
-    async def _answer(self, route: ListAddress, client_ip: str, helo: str, trace: Trace) -> None:
-        claimed = await asyncio.to_thread(self._claim_hold, route)
-        if claimed is None:
             log.info("list %s: a moderator answer with an unknown or expired token", list_address(route))
             return
-        action, sender, content = claimed
+        approved = Taken()
         if action == "a":
-            await self.post(route, sender, content, client_ip, helo, trace)
+            try:
+                content = (self.data_dir / path).read_bytes()
+            except FileNotFoundError:  # its row is being removed by another node's answer or expiry
+                log.info("list %s: the held post %s is gone", list_address(route), name)
+                return
+            self._post(approved, route, hold.sender, content, client_ip, helo, trace)
+            taken.files += approved.files
         else:
-            log.info("list %s: held post from %s rejected by the moderator", list_address(route), sender)
+            log.info("list %s: held post from %s rejected by the moderator", list_address(route), hold.sender)
+
+        def claim(s: Session) -> None:
+            if s.execute(delete(ListHold).where(ListHold.id == hold.id)).rowcount:
+                approved.commit(s)
+            else:  # another node's answer took it first
+                approved.discard()
+        taken.rows.append(claim)
+        taken.after += [*approved.after, lambda: (self.data_dir / path).unlink(missing_ok=True)]
 
 
 def record_bounces(s: Session, list_id: int, addresses: Sequence[str]) -> list[str]:
@@ -541,14 +646,15 @@ def record_bounces(s: Session, list_id: int, addresses: Sequence[str]) -> list[s
     return disabled
 
 
-def _failed_recipients(content: bytes) -> list[str]:
+def _failed_recipients(content: bytes) -> list[str] | None:
     """The recipients a DSN reports as failed permanently (Action failed, Status 5.x.x), lower case:
-    Original-Recipient when given, else Final-Recipient."""
+    Original-Recipient when given, else Final-Recipient; None when `content` is no DSN."""
     message = email.message_from_bytes(content, policy=compat32)
-    failed: list[str] = []
+    failed: list[str] | None = None
     for part in message.walk():
         if part.get_content_type() != "message/delivery-status":
             continue
+        failed = failed or []
         payload = part.get_payload()
         for block in payload[1:] if isinstance(payload, list) else []:
             status = str(block.get("Status") or "").strip()

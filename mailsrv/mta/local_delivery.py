@@ -148,7 +148,8 @@ class LocalDelivery:
         # Still fsynced by the caller: the earlier attempt may have crashed between rename and fsync.
         if recipient.attempts > 1 and _already_delivered(maildir, name):
             return maildir / "new"
-        headers = delivered_copy(message.sender, recipient.address, message.trace_header)
+        headers = delivered_copy(recipient.sender or message.sender, recipient.address,
+                                 message.trace_header + recipient.headers)
         # A tmp name of our own: two nodes redelivering the same recipient must not share a file.
         tmp = maildir / "tmp" / f"{name}.{uuid.uuid4().hex}"
         with open(tmp, "wb") as out, open(message.path, "rb") as body:

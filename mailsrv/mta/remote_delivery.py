@@ -1,7 +1,9 @@
 """Remote delivery: the Target for recipients of kind "remote" — MX lookup and SMTP out.
 
 For one claimed message, its remote recipients are grouped by domain and each domain gets one
-SMTP transaction carrying all of them (one DATA, per-recipient outcomes from the RCPT replies):
+SMTP transaction carrying all of them (one DATA, per-recipient outcomes from the RCPT replies);
+recipients with a copy of their own (a list post's: its own envelope sender and header lines,
+mailsrv.mta.spool.NewRecipient) get one transaction each, one after the other on the same connection:
 - route: what mailsrv.mta.routing decides (an incoming gateway's primary, the outgoing gateways),
   else the domain's MX hosts in preference order (equal preferences in random order, RFC 5321
   §5.1), each host's A then AAAA addresses; no MX at all means the implicit MX, the domain's own
@@ -310,21 +312,21 @@ class RemoteDelivery:
         self._dead: dict[str, tuple[float, str]] = {}
 
     async def deliver(self, job: Job) -> list[Outcome]:
-        by_domain: dict[str, list[int]] = defaultdict(list)
-        for i, recipient in enumerate(job.recipients):
-            by_domain[recipient.address.rpartition("@")[2].lower()].append(i)
-        content = await asyncio.to_thread(_content, job.message)
-        outcomes: list[Outcome] = [Deferred("4.3.0 not attempted")] * len(job.recipients)
-        results = await asyncio.gather(*(
-            self._deliver_domain(domain, job.node, job.message.sender, [job.recipients[i] for i in indexes], content)
-            for domain, indexes in by_domain.items()))
-        for indexes, domain_outcomes in zip(by_domain.values(), results, strict=True):
-            for i, outcome in zip(indexes, domain_outcomes, strict=True):
-                outcomes[i] = outcome
-        return outcomes
+        by_domain: dict[str, list[ClaimedRecipient]] = defaultdict(list)
+        for recipient in job.recipients:
+            by_domain[recipient.address.rpartition("@")[2].lower()].append(recipient)
+        body = await asyncio.to_thread(_body, job.message)
+        plans = {domain: _transactions(job.message, recipients, body) for domain, recipients in by_domain.items()}
+        results = await asyncio.gather(*(self._deliver_domain(domain, job.node, transactions)
+                                         for domain, transactions in plans.items()))
+        outcomes: dict[int, Outcome] = {}
+        for transactions, domain_outcomes in zip(plans.values(), results, strict=True):
+            outcomes.update(zip((r.id for t in transactions for r in t.recipients), domain_outcomes, strict=True))
+        return [outcomes.get(r.id, Deferred("4.3.0 not attempted")) for r in job.recipients]
 
-    async def _deliver_domain(self, domain: str, node: str, sender: str, recipients: list[ClaimedRecipient],
-                              content: bytes) -> list[Outcome]:
+    async def _deliver_domain(self, domain: str, node: str, transactions: list[Transaction]) -> list[Outcome]:
+        """The outcomes of the domain's recipients, in the order of `transactions`."""
+        recipients = [r for t in transactions for r in t.recipients]
         try:
             route = await asyncio.get_running_loop().run_in_executor(self._threads, self.routes.route, domain)
         except Exception as exc:  # e.g. the store is out of reach: try again later
@@ -340,7 +342,7 @@ class RemoteDelivery:
             self._busy[route.destination] += 1
             try:
                 outcomes, conn = await asyncio.get_running_loop().run_in_executor(
-                    self._threads, self._send, domain, route, node, reused, sender, recipients, content)
+                    self._threads, self._send_all, domain, route, node, reused, transactions)
             finally:
                 self._busy[route.destination] -= 1
                 if not self._busy[route.destination]:
@@ -349,19 +351,34 @@ class RemoteDelivery:
                 self._idle[route.destination].append(conn)
             return outcomes
 
+    def _send_all(self, domain: str, route: Route, node: str, conn: Connection | None,
+                  transactions: list[Transaction]) -> tuple[list[Outcome], Connection | None]:
+        """The outcomes of `transactions`, one after the other on one connection, and the connection
+        if it may be used again (blocking). A hop that cannot be reached is not dialled again for the
+        transactions after the first."""
+        outcomes: list[Outcome] = []
+        for n, t in enumerate(transactions):
+            done, conn, unreachable = self._send(domain, route, node, conn, t.sender, t.recipients, t.content)
+            outcomes += done
+            if unreachable:
+                outcomes += [done[0]] * sum(len(rest.recipients) for rest in transactions[n + 1:])
+                break
+        return outcomes, conn
+
     def _send(self, domain: str, route: Route, node: str, conn: Connection | None, sender: str,
-              recipients: list[ClaimedRecipient], content: bytes) -> tuple[list[Outcome], Connection | None]:
-        """The outcomes, and the connection if it may be used again (blocking)."""
+              recipients: list[ClaimedRecipient], content: bytes) -> tuple[list[Outcome], Connection | None, bool]:
+        """The outcomes, the connection if it may be used again, and whether no session could be opened
+        (blocking)."""
         reused = conn is not None
         if self._stopping:
-            return [Deferred("4.3.2 the server is stopping")] * len(recipients), conn
+            return [Deferred("4.3.2 the server is stopping")] * len(recipients), conn, True
         if conn is None:
             try:
                 conn = self.dialer.open(domain, route)
             except RouteError as exc:
                 if exc.status == UNREACHABLE:
                     self._dead[route.destination] = (time.monotonic(), str(exc))
-                return [exc.outcome()] * len(recipients), None
+                return [exc.outcome()] * len(recipients), None, True
         try:
             with self._transacting_lock:
                 self._transacting.add(conn.smtp)
@@ -372,17 +389,17 @@ class RemoteDelivery:
                     self._transacting.discard(conn.smtp)
         except RouteError as exc:
             conn.close()
-            return [exc.outcome()] * len(recipients), None
+            return [exc.outcome()] * len(recipients), None, False
         except (OSError, smtplib.SMTPException) as exc:
             conn.smtp.close()
-            if reused:  # the peer closed a connection kept from an earlier message: dial afresh
+            if reused:  # the peer closed a connection kept from an earlier transaction: dial afresh
                 return self._send(domain, route, node, None, sender, recipients, content)
             error = f"4.4.2 the connection to {conn.host} broke: {exc or type(exc).__name__}"
-            return [Deferred(error, conn.host)] * len(recipients), None
+            return [Deferred(error, conn.host)] * len(recipients), None, False
         if reusable:
-            return outcomes, conn
+            return outcomes, conn, False
         conn.close()
-        return outcomes, None
+        return outcomes, None, False
 
     def in_flight(self, destination: str) -> int:
         """Transactions under way to `destination` now (LeastQueued's length of a plain gateway)."""
@@ -415,10 +432,27 @@ class RemoteDelivery:
         self._threads.shutdown(wait=False, cancel_futures=True)
 
 
-def _content(message: SpooledMessage) -> bytes:
-    # Our Received header first (RFC 5321 §4.4: every relay adds one), then the bytes as received.
+def _body(message: SpooledMessage) -> bytes:
     with open(message.path, "rb") as body:
-        return message.trace_header.encode("utf-8", "surrogateescape") + body.read()
+        return body.read()
+
+
+@dataclass(frozen=True)
+class Transaction:
+    sender: str
+    recipients: list[ClaimedRecipient]
+    content: bytes
+
+
+def _transactions(message: SpooledMessage, recipients: list[ClaimedRecipient], body: bytes) -> list[Transaction]:
+    """One transaction for the recipients sharing an envelope sender and header lines (all of them,
+    but for a list post's copies), in the order of `recipients`. The content: our Received header first
+    (RFC 5321 §4.4: every relay adds one), the copy's own header lines, then the bytes as received."""
+    groups: dict[tuple[str, str], list[ClaimedRecipient]] = {}
+    for r in recipients:
+        groups.setdefault((r.sender or message.sender, r.headers), []).append(r)
+    return [Transaction(sender, group, (message.trace_header + headers).encode("utf-8", "surrogateescape") + body)
+            for (sender, headers), group in groups.items()]
 
 
 def make_remote_delivery(resolver: dns.resolver.Resolver, hostname: Callable[[], str], port: int, max_connections: int,

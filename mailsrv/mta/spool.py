@@ -99,6 +99,10 @@ class NewRecipient:
     address: str  # the mailbox (user@domain) or remote address to deliver to
     kind: str  # LOCAL or REMOTE
     user_id: int | None = None
+    # This copy's own envelope sender and header lines (before the message's), "" for the message's:
+    # a list post spooled once still gives each subscriber its VERP address and unsubscribe link.
+    sender: str = ""
+    headers: str = ""
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,25 @@ class MaildirCopy:
     domain_id: int
     user_id: int
     user: str  # checked against user_id at commit: SQLite may give a deleted user's id to a new one
+
+
+class Companion(Protocol):
+    """Work accepted together with a message, in its group's transaction: what a mailing list takes of
+    it (mailsrv.mta.list_server: the post spooled for the subscribers, a held post and its notice, a
+    bounce counted). Its files are written, durably, before the commit."""
+
+    def commit(self, s: Session) -> None:
+        """Add its rows in the group's transaction."""
+        ...
+
+    def committed(self) -> None:
+        """After the commit (in the committing thread): what may come later without loss (a due digest
+        sent, a used file removed)."""
+        ...
+
+    def discard(self) -> None:
+        """Remove its files: the transaction failed or refused the message."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -132,6 +155,14 @@ class IncomingMessage:
     # What accepting it adds to its domains' hourly limits (mailsrv.directory.domain_limits): the
     # commit refuses it with LimitReached when one would be crossed.
     charges: Sequence[Charge] = ()
+    # Accepted with it, all or nothing. A message with neither recipients nor copies is its
+    # companions alone (mail to mailing lists only): no spool file, no rows of its own.
+    companions: Sequence[Companion] = ()
+
+    @property
+    def spooled(self) -> bool:
+        """Whether it has a spool file and rows of its own."""
+        return bool(self.recipients) and not self.copies
 
 
 def delivered_copy(sender: str, address: str, trace_header: str) -> bytes:
@@ -164,6 +195,8 @@ class ClaimedRecipient:
     original: str
     user_id: int | None
     attempts: int  # including this one: more than 1 means an earlier attempt may have got far
+    sender: str = ""  # NewRecipient's: "" for the message's envelope sender
+    headers: str = ""  # NewRecipient's: header lines this copy carries before the message
 
 
 @dataclass(frozen=True)
@@ -326,7 +359,7 @@ class Spool:
             except FileNotFoundError:  # a Maildir without tmp/: delivery from the spool creates it
                 log.info("mailbox of %s incomplete: spooling instead", message.id)
                 message = dataclasses.replace(message, copies=())
-        if not message.copies:
+        if message.spooled:
             await asyncio.get_running_loop().run_in_executor(self._file_writers, self.write_file, message)
         waiting = _Waiting(message, asyncio.get_running_loop().create_future())
         self._queue.put_nowait(waiting)
@@ -380,7 +413,7 @@ class Spool:
                         waiting.done.set_result(None)
                     else:
                         waiting.done.set_exception(refusal)
-            if any(not w.message.copies for w in batch):
+            if any(not w.message.copies for w in batch):  # spooled, or a list's companions
                 self.notify()
 
     def _commit(self, messages: list[IncomingMessage]) -> dict[str, Exception]:
@@ -388,10 +421,10 @@ class Spool:
         refused, with why: a domain limit they would cross (LimitReached), a mailbox whose user has
         gone (MailboxGone)."""
         direct = [m for m in messages if m.copies]
-        spooled = [m for m in messages if not m.copies]
+        spooled = [m for m in messages if m.spooled]
         refused: dict[str, Exception] = {}
         try:
-            if spooled:
+            if spooled or any(m.companions for m in messages):  # a list's post and notices are spool files too
                 fsync_directory(self.directory)
             for tmp_dir in {copy.maildir / "tmp" for m in direct for copy in m.copies}:
                 fsync_directory(tmp_dir)
@@ -408,6 +441,9 @@ class Spool:
                 events: list[TrafficEvent] = []
                 for m in spooled:
                     self.add_rows(s, m)
+                taken = [c for m in messages if m.id not in refused for c in m.companions]
+                for companion in taken:
+                    companion.commit(s)
                 for m in spooled + direct:
                     if m.sent_by and (event := self._sent_event(s, m, m.sent_by)):
                         events.append(event)
@@ -422,6 +458,11 @@ class Spool:
             self._discard(messages)
             raise
         self._discard([m for m in messages if m.id in refused])
+        for companion in taken:
+            try:
+                companion.committed()
+            except Exception:  # taken all the same: what it left undone is redone later (digests, sweeps)
+                log.exception("after accepting a message for a mailing list")
         fault_point("maildir-renames-committed")
         copies = [c for m in direct for c in m.copies]
         self._renamed = []
@@ -436,10 +477,12 @@ class Spool:
     def _discard(self, messages: Sequence[IncomingMessage]) -> None:
         """Remove the files of messages not accepted: their spool file or their mailbox copies in tmp/."""
         for m in messages:
-            if not m.copies:
+            if m.spooled:
                 (self.directory / m.id).unlink(missing_ok=True)
             for copy in m.copies:
                 (copy.maildir / "tmp" / copy.name).unlink(missing_ok=True)
+            for companion in m.companions:
+                companion.discard()
 
     @staticmethod
     def _gone(s: Session, direct: list[IncomingMessage]) -> dict[str, str]:
@@ -464,7 +507,8 @@ class Spool:
             auth_user=m.auth_login, trace_header=m.trace_header, spf_result=m.spf_result, folder=m.folder,
             recipients=[SpoolRecipient(address=r.address, original=r.original, kind=r.kind,
                                        user_id=r.user_id, status=PENDING, attempts=0, domain=domain_of(r.address),
-                                       next_attempt_at=m.received_at, last_error="")
+                                       next_attempt_at=m.received_at, last_error="", sender=r.sender,
+                                       headers=r.headers)
                         for r in m.recipients]))
 
     @staticmethod
@@ -517,7 +561,8 @@ class Spool:
             groups: dict[tuple[str, str], list[ClaimedRecipient]] = {}
             for row in rows:
                 groups.setdefault((row.message_id, row.kind), []).append(
-                    ClaimedRecipient(row.id, row.address, row.original, row.user_id, row.attempts))
+                    ClaimedRecipient(row.id, row.address, row.original, row.user_id, row.attempts, row.sender,
+                                     row.headers))
             jobs = []
             for (message_id, kind), recipients in groups.items():
                 m = messages[message_id]

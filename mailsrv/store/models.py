@@ -292,6 +292,10 @@ class SpoolRecipient(Base):
     domain: Mapped[str] = mapped_column(String(255), default="", server_default="")
     # Held by an administrator (mailsrv.mta.spool_control): never claimed, so never attempted nor expired.
     held: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # This copy's own envelope sender and header lines, "" for the message's: a list post's copy carries
+    # its subscriber's VERP bounces address and one-click unsubscribe link (mailsrv.mta.list_server).
+    sender: Mapped[str] = mapped_column(String(320), default="", server_default="")
+    headers: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class AutoReplySent(Base):

@@ -27,6 +27,9 @@ _ATTRIBUTE = "asmx_access"
 class Access:
     """The parameters carrying the caller's login name and password; None for an anonymous operation."""
     credentials: tuple[str, str] | None
+    # The request carries a whole address list: its body may be up to `[web] max_list_request_bytes`
+    # instead of `max_request_bytes` (services.asmx.endpoint, decided before the body is read).
+    address_list: bool = False
 
     def handler_parameters(self, contract_parameters: list[str]) -> list[str]:
         """The contract parameters the handler takes by name (all but the credentials)."""
@@ -49,9 +52,11 @@ def _declare(access: Access) -> Callable[[H], H]:
     return mark
 
 
-def authenticated(user: str = "AuthUserName", password: str = "AuthPassword") -> Callable[[H], H]:
-    """The operation needs a login, carried by the parameters `user` and `password`."""
-    return _declare(Access((user, password)))
+def authenticated(user: str = "AuthUserName", password: str = "AuthPassword", *,
+                  address_list: bool = False) -> Callable[[H], H]:
+    """The operation needs a login, carried by the parameters `user` and `password`; `address_list`:
+    it replaces a whole address list (see Access)."""
+    return _declare(Access((user, password), address_list))
 
 
 def anonymous(handler: H) -> H:

@@ -6,7 +6,10 @@
 
 Service names, operation names in paths and query keys are matched ignoring case, as IIS does.
 Request bodies over the configured limit are refused with 413 before any parsing: by Content-Length
-when given, and by counting while reading otherwise. Every unexpected error is logged with its
+when given, and by counting while reading otherwise; a SOAP request's refusal is a SOAP fault. The
+limit is `[web] max_request_bytes`, or `max_list_request_bytes` for an operation declared to carry a
+whole address list (services.asmx.access), known before the body by its SOAPAction (the SOAP 1.2
+action parameter) or its HTTP POST path; the body must then call that operation. Every unexpected error is logged with its
 traceback and answered with a generic message, never with internals.
 """
 from __future__ import annotations
@@ -23,6 +26,7 @@ from starlette.types import Receive, Scope, Send
 from services.asmx import helppages, httpbind, soap
 from services.asmx.call import Call, Engine
 from services.asmx.codec import decode_request
+from services.asmx.contract import Operation
 from services.asmx.dispatch import invoke
 from services.asmx.faults import SERVER_ERROR, RequestError
 from services.asmx.registry import BoundService
@@ -51,10 +55,17 @@ def _method_not_allowed(allowed: str) -> Response:
 class AsmxApp:
     """Serves every bound service over one engine; mounted at /Services by services.app."""
 
-    def __init__(self, server: Engine, services: Mapping[str, BoundService], max_body: int) -> None:
+    def __init__(self, server: Engine, services: Mapping[str, BoundService], max_body: int,
+                 max_list_body: int) -> None:
         self.engine = server
         self.services = {name.lower(): bound for name, bound in services.items()}
         self.max_body = max_body
+        self.max_list_body = max_list_body
+
+    def _limit(self, bound: BoundService, op: Operation | None) -> int:
+        """The body limit of a request for `op` (None: not known before the body)."""
+        access = bound.access.get(op.name) if op is not None else None
+        return self.max_list_body if access is not None and access.address_list else self.max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -117,9 +128,15 @@ class AsmxApp:
         if version is None:
             return PlainTextResponse("SOAP requests are text/xml (SOAP 1.1) or application/soap+xml (SOAP 1.2).",
                                      415)
-        body = await read_body(request, self.max_body)
         action = request.headers.get("soapaction") if version is soap.SOAP11 else params.get("action")
         contract = bound.contract
+        named = soap.action_operation(contract, action)
+        try:
+            body = await read_body(request, self._limit(bound, named))
+        except BodyTooLarge as exc:
+            what = named.name if named is not None else "this request"
+            return Response(soap.fault(version, "Client", f"The request body is larger than {exc.limit} bytes, "
+                                       f"the most {what} may carry."), 413, media_type=version.content_type)
 
         async def work() -> Response:
             op, element = soap.read_request(contract, version, body, action)
@@ -144,7 +161,7 @@ class AsmxApp:
             media_type, _ = _media_type(request)
             if media_type not in ("", httpbind.FORM_MEDIA_TYPE):
                 return PlainTextResponse(f"HTTP POST parameters are {httpbind.FORM_MEDIA_TYPE}.", 415)
-            body = await read_body(request, self.max_body)
+            body = await read_body(request, self._limit(bound, op))
             try:
                 pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
             except UnicodeDecodeError:

@@ -62,6 +62,12 @@ def _unquote(action: str) -> str:
     return action[1:-1] if len(action) >= 2 and action[0] == action[-1] == '"' else action
 
 
+def action_operation(service: Service, action: str | None) -> Operation | None:
+    """The operation a SOAPAction (or SOAP 1.2 action parameter) names, before the body is read; None
+    when absent or unknown (`read_request` then checks the body agrees with it)."""
+    return None if action is None else service.by_soap_action(_unquote(action))
+
+
 def read_request(service: Service, version: SoapVersion, body: bytes,
                  action: str | None) -> tuple[Operation, etree._Element]:
     """The operation a request calls and its request element; raises RequestError.

@@ -1,13 +1,10 @@
-"""RFC 8058 one-click unsubscribe from a mailing list: `/List/Unsubscribe?token=…`, no login.
+"""RFC 8058 one-click unsubscribe from a mailing list: `/List/Unsubscribe?token=…`, no login, no cookie.
 
-POST with the form field `List-Unsubscribe=One-Click` (what a mail client sends, and what the page's
-button sends) unsubscribes, idempotently; GET only shows the page with that button, so a link
-scanner fetching the URL changes nothing. A bad or expired token is a 400 page, a list that does not
-allow unsubscribing a 403 one.
-
-A post's link names the list only (mailsrv.mta.list_server): its page asks for the address, and a POST
-with `address` mails that address a confirmation (mailsrv.mta.list_commands.OneClickUnsubscribe); a
-mail client's one-click POST of such a link gets the same form, since it cannot say who it is.
+The token (each copy of a post carries its subscriber's: mailsrv.mta.list_server) names the list and
+the address. POST with the form field `List-Unsubscribe=One-Click` (what a mail client sends, and what
+the page's button sends) unsubscribes, idempotently, without asking again; GET only shows the page
+with that button, so a link scanner fetching the URL changes nothing. A bad or expired token is a 400
+page, a list that does not allow unsubscribing a 403 one.
 """
 from __future__ import annotations
 
@@ -34,13 +31,6 @@ class ListPages:
                 form = await counted(request, FORM_LIMIT).form()
             except BodyTooLarge:
                 return self._error(request, "The request is too large.", 413)
-            address = str(form.get("address") or "")
-            if address:
-                sent = await run_in_threadpool(self.one_click.confirm_by_mail, token, address)
-                if sent is None:
-                    return self._error(request, "This unsubscribe link is invalid or has expired.", 400)
-                return page(request, "unsubscribe.html", {"token": token, "address": sent.address, "sent": True,
-                                                          "list_address": sent.list_address, "error": ""})
             if form.get("List-Unsubscribe") != "One-Click":
                 return self._error(request, "This request is not a one-click unsubscribe.", 400)
         found = await run_in_threadpool(self.one_click.check, token, post)
@@ -48,9 +38,8 @@ class ListPages:
             return self._error(request, "This unsubscribe link is invalid or has expired.", 400)
         if not found.allowed:
             return self._error(request, f"{found.list_address} does not allow unsubscribing: ask its moderator.", 403)
-        done = post and bool(found.address)  # a list-only token's POST gets the address form
         return page(request, "unsubscribe.html", {"token": token, "address": found.address,
-                                                  "list_address": found.list_address, "done": done, "error": ""})
+                                                  "list_address": found.list_address, "done": post, "error": ""})
 
     @staticmethod
     def _error(request: Request, message: str, status: int) -> Response:

@@ -21,3 +21,12 @@ def test_tokens_are_bound_to_purpose_key_and_age(tmp_path):
     assert tokens.verify("unsubscribe", "not a token", dt.timedelta(days=1)) is None
     clock.advance(dt.timedelta(days=1, seconds=1))
     assert tokens.verify("unsubscribe", token, dt.timedelta(days=1)) is None
+
+
+def test_tokens_are_read_ignoring_case(tmp_path):
+    """Tokens travel in addresses' local parts (VERP, moderation, confirmation), which MTAs may fold."""
+    clock = ManualClock(dt.datetime(2026, 3, 10, tzinfo=dt.timezone.utc))
+    tokens = Tokens(tmp_path, clock)
+    token = tokens.sign("list-bounce", "bob@a.test")
+    assert token == token.lower() and all(c.isalnum() or c == "." for c in token)
+    assert tokens.verify("list-bounce", token.upper(), dt.timedelta(days=1)) == "bob@a.test"

@@ -4,6 +4,9 @@ address (mailsrv.directory.mailing_lists). `ListName` is the bare name or the li
 SetSubscriberList2 has SetSubscriberList's signature and the contract describes it only as a
 "second form of subscriber-list replacement"; neither the contract nor SmarterMail's documentation
 names a difference, so both replace the subscribers the same way.
+
+The Set…List operations carry a whole list (a panel saving a 100,000-line text box): their requests
+may be up to `[web] max_list_request_bytes` (services.asmx.access, `address_list`).
 """
 from __future__ import annotations
 
@@ -116,31 +119,31 @@ def RemoveDigestSubscriber(call: Call, actor: Actor, DomainName: str | None, Lis
     call.engine.mailing_lists.remove_member(actor, DomainName, ListName, DIGEST, Subscriber)
 
 
-@authenticated()
+@authenticated(address_list=True)
 def SetSubscriberList(call: Call, actor: Actor, DomainName: str | None, ListName: str | None,
                       Subscribers: list[str]) -> None:
     call.engine.mailing_lists.set_members(actor, DomainName, ListName, SUBSCRIBER, Subscribers)
 
 
-@authenticated()
+@authenticated(address_list=True)
 def SetSubscriberList2(call: Call, actor: Actor, DomainName: str | None, ListName: str | None,
                        Subscribers: list[str]) -> None:
     call.engine.mailing_lists.set_members(actor, DomainName, ListName, SUBSCRIBER, Subscribers)
 
 
-@authenticated()
+@authenticated(address_list=True)
 def SetDigestSubscriberList(call: Call, actor: Actor, DomainName: str | None, ListName: str | None,
                             Subscribers: list[str]) -> None:
     call.engine.mailing_lists.set_members(actor, DomainName, ListName, DIGEST, Subscribers)
 
 
-@authenticated()
+@authenticated(address_list=True)
 def SetPosterWhiteList(call: Call, actor: Actor, DomainName: str | None, ListName: str | None,
                        Subscribers: list[str]) -> None:
     call.engine.mailing_lists.set_members(actor, DomainName, ListName, WHITELIST, Subscribers)
 
 
-@authenticated()
+@authenticated(address_list=True)
 def SetPosterKillList(call: Call, actor: Actor, DomainName: str | None, ListName: str | None,
                       Subscribers: list[str]) -> None:
     call.engine.mailing_lists.set_members(actor, DomainName, ListName, KILLLIST, Subscribers)

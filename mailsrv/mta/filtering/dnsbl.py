@@ -6,7 +6,7 @@ At RCPT, a score at or above `rblrefusescore` (0: never) refuses the recipient w
 naming the zones; otherwise the score joins the spam decision at DATA (Findings.spam_score), with an
 `X-Spam-RBL` header naming the zones. Authenticated, trusted and whitelisted clients are not looked
 up. A zone that times out or fails counts as not listing: a broken blocklist must not stop mail.
-Scores are kept per address for a few minutes in this process, so the RCPTs and DATA of one
+Scores are kept per address and zone list for a few minutes in this process, so the RCPTs and DATA of one
 session (and the sessions of a busy sender) cost one round of queries.
 """
 from __future__ import annotations
@@ -35,12 +35,16 @@ log = logging.getLogger(__name__)
 
 _KEEP_SECONDS = 300.0
 _KEEP_ADDRESSES = 10_000
+_LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 
 
 @dataclass(frozen=True)
 class Listing:
     score: float
     zones: tuple[str, ...]
+
+
+_UNLISTED = Listing(0.0, ())
 
 
 def query_name(ip: str, zone: str) -> str:
@@ -64,22 +68,25 @@ class DnsblCheck(Check):
         self.resolver.nameservers = resolver.nameservers
         self.resolver.nameserver_ports = dict(resolver.nameserver_ports)
         self.options = options  # the antispam options (ContentFilters.antispam), read per use
-        self._kept: OrderedDict[str, tuple[float, Listing]] = OrderedDict()
+        self._kept: OrderedDict[tuple[str, tuple[tuple[str, float], ...]], tuple[float, Listing]] = OrderedDict()
 
-    async def listing(self, ip: str) -> Listing:
-        kept = self._kept.get(ip)
+    async def listing(self, ip: str, options: Mapping[str, Any] | None = None) -> Listing:
+        options = options or await asyncio.to_thread(self.options)
+        zones: Mapping[str, float] = options["rbls"]
+        if not zones:
+            return _UNLISTED
+        key = (ip, tuple(zones.items()))  # a change of the zones or weights asks again
+        kept = self._kept.get(key)
         if kept is not None and time.monotonic() - kept[0] < _KEEP_SECONDS:
             return kept[1]
-        options = await asyncio.to_thread(self.options)
-        zones: Mapping[str, float] = options["rbls"]
         timeout = options["rbltimeoutms"] / 1000
         found = await asyncio.gather(*(self._listed(ip, zone, timeout) for zone in zones))
         listed = tuple(zone for zone, hit in zip(zones, found) if hit)
         result = Listing(sum(zones[z] for z in listed), listed)
         if listed:
             log.info("dnsbl: %s listed by %s, score %g", ip, ", ".join(listed), result.score)
-        self._kept[ip] = (time.monotonic(), result)
-        self._kept.move_to_end(ip)
+        self._kept[key] = (time.monotonic(), result)
+        self._kept.move_to_end(key)
         while len(self._kept) > _KEEP_ADDRESSES:
             self._kept.popitem(last=False)
         return result
@@ -98,10 +105,11 @@ class DnsblCheck(Check):
     async def rcpt(self, client: Client, sender: str, recipient: str, resolution: Deliver | None) -> Reply | None:
         if client.login or client.trusted or client.whitelisted:
             return None
-        limit = (await asyncio.to_thread(self.options))["rblrefusescore"]
+        options = await asyncio.to_thread(self.options)
+        limit = options["rblrefusescore"]
         if not limit:
             return None
-        listing = await self.listing(client.ip)
+        listing = await self.listing(client.ip, options)
         if listing.zones and listing.score >= limit:
             log.info("dnsbl: refused %s -> %s, score %g", client.ip, recipient, listing.score)
             return Reply(554, "5.7.1", f"{client.ip} is listed by {', '.join(listing.zones)}")
@@ -117,5 +125,3 @@ class DnsblCheck(Check):
             findings.headers.append(("X-Spam-RBL", f"{', '.join(listing.zones)} (score {listing.score:g})"))
         return None
 
-
-_LOOPBACK = ipaddress.ip_network("127.0.0.0/8")

@@ -12,7 +12,7 @@ Python spamd clients on PyPI are blocking, unmaintained or pull in a framework f
 Servers are taken in turn; one that fails (refused, timed out, answered garbage) is skipped for a
 cool-down (`spamassassincooldownseconds`) and the next is tried. When none answers, or the message is
 over `spamassassinmaxkb`, the message is accepted unscored (logged, `X-Spam-Status: Unknown`):
-spamd trouble never costs mail. Every message gets `X-Spam-Status` and `X-Spam-Score`.
+spamd trouble never costs mail. With a filter configured, every message gets `X-Spam-Status` and `X-Spam-Score`.
 Authenticated senders' mail is not scored.
 """
 from __future__ import annotations
@@ -158,6 +158,8 @@ class SpamAssassinCheck(Check):
         if message.actor is not None:
             return None
         options, servers = await asyncio.to_thread(self._read)
+        if not servers and not options["rbls"]:
+            return None  # no spam filtering configured: the message is left as it came
         total = findings.spam_score
         scored = None
         if not servers:

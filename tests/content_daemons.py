@@ -60,13 +60,13 @@ class Daemon:
                 self.process.wait()
 
 
-def start_spamd(directory: Path) -> Daemon:
+def start_spamd(directory: Path, children: int = 2) -> Daemon:
     need(SPAMD)
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     user = ["-u", "nobody"] if os.geteuid() == 0 else []
     return Daemon([SPAMD, "--listen", f"127.0.0.1:{port}", "--allowed-ips", "127.0.0.1", "--local",
-                   "--nouser-config", "--max-children", "2", "--min-children", "1", "--syslog", "stderr",
+                   "--nouser-config", "--max-children", str(children), "--min-children", "1", "--syslog", "stderr",
                    "--pidfile", str(directory / "spamd.pid"), *user], port, directory / "spamd.log")
 
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from conftest import web_listener
 from contract_clients import ZeepClient, ok
-from smtp_support import ADMIN, MailHarness, make_harness, send
+from smtp_support import ADMIN, MailHarness, make_harness, send, two_nodes
 
 from mailsrv.mta.filtering.dnsbl import query_name
 
@@ -80,3 +80,16 @@ def test_failing_zones_and_answers_outside_127_list_nothing(mail, soap):
     mail.deliver()
     [stored] = folder(mail)
     assert b"X-Spam-RBL" not in stored and b"X-Spam-Status: No, score=0.0\r\n" in stored
+
+
+def test_a_change_on_one_node_applies_on_the_other(tmp_path):
+    for first, second in two_nodes(tmp_path):
+        for node in (first, second):
+            node.dns.add({(f"{LISTED}.bl.test", "A"): ["127.0.0.2"]})
+        with second.client() as smtp:  # read before the change
+            send(smtp, "ext@example.org", ["alice@a.test"], MESSAGE)
+        first.server.content_filters.set_antispam(first.admin(), ["rbls=bl.test=5", "rblrefusescore=5"])
+        with second.client() as smtp:
+            smtp.ehlo()
+            smtp.mail("ext@example.org")
+            assert smtp.rcpt("alice@a.test")[0] == 554

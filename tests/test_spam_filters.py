@@ -5,12 +5,14 @@ svcSpamAdmin), judged by what SMTP answers and what the Maildir holds."""
 from __future__ import annotations
 
 import os
+import smtplib
 from collections.abc import Iterator
 
 import pytest
 from conftest import web_listener
 from content_daemons import GTUBE, GarbagePeer, start_spamd
 from contract_clients import ZeepClient, ok, refused
+from smtp_peer import Peer, remote_config
 from smtp_support import ADMIN, MailHarness, make_harness, send
 
 from mailsrv.core.errors import ResultCode
@@ -181,3 +183,27 @@ def test_antispam_options_are_checked_before_any_is_stored(mail, soap):
     user = {"AuthUserName": "alice@a.test", "AuthPassword": "User-pass-123"}
     assert refused(soap.call("svcSpamAdmin", "ListRBLs", **user))[0] != 0
     assert refused(soap.call("svcSpamAdmin", "SetAntispamOptions", **user, newSettings=["spamlowscore=1"]))[0] != 0
+
+
+def test_an_incoming_gateways_own_spam_actions_apply_to_its_domains(tmp_path, port):
+    """Scored by a blocklist alone (no spamd needed): the gateway's high action prefixes the subject
+    of the mail it hands to its primary, where the server's own high action would file into Junk."""
+    for mail in make_harness(tmp_path, remote_config(port)):
+        primary = Peer("127.0.0.1", port)
+        try:
+            mail.server.incoming_gateways.add(mail.admin(), {
+                "gatewayMode": "Gateway", "IPAddress": f"127.0.0.1:{port}", "domainVerifyType": "List",
+                "domainsToForward": ["gw.test"], "userVerifyType": "None", "enableSpamActions": True,
+                "spamHighAction": "PrefixSubject", "spamHighArgs": "[GW-SPAM]"})
+            mail.dns.add({("2.0.0.127.bl.test", "A"): ["127.0.0.2"]})
+            mail.server.content_filters.set_antispam(mail.admin(), ["rbls=bl.test=25"])
+            # From 127.0.0.2: 127.0.0.1 is the primary's own address (the gateway's loop rule).
+            with smtplib.SMTP("127.0.0.1", mail.smtp_port, source_address=("127.0.0.2", 0), timeout=60) as smtp:
+                send(smtp, "ext@example.org", ["someone@gw.test"], SPAM.replace(b"alice@a.test", b"someone@gw.test"))
+                send(smtp, "ext@example.org", ["alice@a.test"], SPAM)
+            mail.deliver()
+            [handed] = primary.arrivals
+            assert b"\r\nSubject: [GW-SPAM] offer\r\n" in handed.content and b"X-Spam-Score: 25.0" in handed.content
+            assert len(received(mail, ".Junk")) == 1
+        finally:
+            primary.stop()

@@ -192,9 +192,10 @@ class SpamAssassinCheck(Check):
     def _action(self, message: Submission, options: Mapping[str, Any], level: str) -> tuple[str, str]:
         """The gateway's action when every recipient is an incoming gateway's with spam actions on,
         else the server's."""
-        gateways = {self.gateway_for(address.rpartition("@")[2]) if r.domain is None else None
-                    for address, r in message.accepted}
-        if len(gateways) == 1 and (gateway := gateways.pop()) is not None and gateway.spam.get("enableSpamActions"):
+        gateways = [self.gateway_for(address.rpartition("@")[2]) if r.domain is None else None
+                    for address, r in message.accepted]
+        gateway = gateways[0] if gateways else None
+        if gateway is not None and all(g is gateway for g in gateways) and gateway.spam.get("enableSpamActions"):
             key = _GATEWAY_LEVEL[level]
             return gateway.spam.get(f"spam{key}Action", "None"), gateway.spam.get(f"spam{key}Args", "")
         return options[f"spam{level}action"], options[f"spam{level}args"]

@@ -137,10 +137,16 @@ class MailServer:
         # Mail hygiene (mailsrv.mta.filtering): the checks every message meets at each SMTP stage.
         # The content filters' settings and SpamAssassin servers (svcSpamAdmin, svcVirusAdmin).
         self.content_filters = ContentFilters(self.store)
+        # Trusted (relay networks, bypass) and whitelisted clients' mail is not spam-filtered; DATA
+        # knows only the address, so the checks ask the intake (built below, asked per message).
+        def unfiltered(ip: str) -> bool:
+            client = self.intake.client(ip, None)
+            return client.trusted or client.whitelisted
+
         self.filters = Pipeline((
-            DnsblCheck(self.dns, self.content_filters.antispam),
+            DnsblCheck(self.dns, self.content_filters.antispam, unfiltered),
             ClamAvCheck(self.content_filters.antivirus),
-            SpamAssassinCheck(self.content_filters, self.incoming_role.gateway_for)))
+            SpamAssassinCheck(self.content_filters, self.incoming_role.gateway_for, unfiltered)))
         self.intake = Intake(self.resolver, self.policy, self.spool, self.clock, self.dns,
                              config.smtp.deliver_at_acceptance, self.incoming_role, self.list_commands,
                              list_server=self.list_server, filters=self.filters)

@@ -93,3 +93,14 @@ def test_a_change_on_one_node_applies_on_the_other(tmp_path):
             smtp.ehlo()
             smtp.mail("ext@example.org")
             assert smtp.rcpt("alice@a.test")[0] == 554
+
+
+def test_trusted_clients_are_neither_refused_nor_scored(tmp_path):
+    for mail in make_harness(tmp_path, 'relay_networks = ["127.0.0.0/8"]\n'):
+        mail.dns.add({(f"{LISTED}.bl.test", "A"): ["127.0.0.2"]})
+        mail.server.content_filters.set_antispam(mail.admin(), ["rbls=bl.test=25", "rblrefusescore=5"])
+        with mail.client() as smtp:
+            send(smtp, "ext@example.org", ["alice@a.test"], MESSAGE)
+        mail.deliver()
+        [stored] = folder(mail)
+        assert b"X-Spam" not in stored

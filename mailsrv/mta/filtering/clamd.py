@@ -109,5 +109,6 @@ class ClamAvCheck(Check):
         if found is not None:
             log.info("clamav: message from %s refused: %s", message.client_ip, found)
             return Reply(554, "5.7.1", f"message infected: {found}")
+        log.info("clamav: message from %s clean", message.client_ip)
         findings.headers.append(("X-Virus-Scanned", "clean (ClamAV)"))
         return None

@@ -13,7 +13,7 @@ Servers are taken in turn; one that fails (refused, timed out, answered garbage)
 cool-down (`spamassassincooldownseconds`) and the next is tried. When none answers, or the message is
 over `spamassassinmaxkb`, the message is accepted unscored (logged, `X-Spam-Status: Unknown`):
 spamd trouble never costs mail. With a filter configured, every message gets `X-Spam-Status` and `X-Spam-Score`.
-Authenticated senders' mail is not scored.
+Authenticated senders' and trusted or whitelisted clients' mail is not scored.
 """
 from __future__ import annotations
 
@@ -122,8 +122,10 @@ class SpamAssassinCheck(Check):
     name = "spamassassin"
 
     def __init__(self, filters: ContentFilters,
-                 gateway_for: Callable[[str], IncomingGateway | None] = lambda domain: None) -> None:
+                 gateway_for: Callable[[str], IncomingGateway | None] = lambda domain: None,
+                 exempt: Callable[[str], bool] = lambda ip: False) -> None:
         self.filters = filters
+        self.exempt = exempt  # a trusted or whitelisted client's address: not scored
         self.gateway_for = gateway_for  # the incoming gateway forwarding a domain (its spam actions)
         self._turn = itertools.count()
         self._resting: dict[str, float] = {}  # server name -> monotonic time its cool-down ends
@@ -155,7 +157,7 @@ class SpamAssassinCheck(Check):
         return None
 
     async def data(self, message: Submission, findings: Findings) -> Reply | None:
-        if message.actor is not None:
+        if message.actor is not None or self.exempt(message.client_ip):
             return None
         options, servers = await asyncio.to_thread(self._read)
         if not servers and not options["rbls"]:
@@ -183,6 +185,7 @@ class SpamAssassinCheck(Check):
                                                       f"{f' level={level}' if level else ''}{tests}"))
         findings.headers.append(("X-Spam-Score", f"{total:.1f}"))
         if level is None:
+            log.info("spamassassin: message from %s scored %.1f: not spam", message.client_ip, total)
             return None
         action, args = self._action(message, options, level)
         log.info("spamassassin: message from %s scored %.1f (%s): %s", message.client_ip, total, level, action)

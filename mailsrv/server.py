@@ -46,6 +46,7 @@ from mailsrv.mta.digests import Digests
 from mailsrv.mta.incoming_gateways import IncomingRole
 from mailsrv.mta.filtering.clamd import ClamAvCheck
 from mailsrv.mta.filtering.dnsbl import DnsblCheck
+from mailsrv.mta.filtering.options import FilterOptions
 from mailsrv.mta.filtering.pipeline import Pipeline
 from mailsrv.mta.filtering.spamd import SpamAssassinCheck
 from mailsrv.mta.intake import Intake
@@ -143,10 +144,11 @@ class MailServer:
             client = self.intake.client(ip, None)
             return client.trusted or client.whitelisted
 
+        options = FilterOptions(self.resolver)
         self.filters = Pipeline((
-            DnsblCheck(self.dns, self.content_filters.antispam, unfiltered),
-            ClamAvCheck(self.content_filters.antivirus),
-            SpamAssassinCheck(self.content_filters, self.incoming_role.gateway_for, unfiltered)))
+            DnsblCheck(self.dns, options.antispam, unfiltered),
+            ClamAvCheck(options.antivirus),
+            SpamAssassinCheck(options.antispam, self.content_filters, self.incoming_role.gateway_for, unfiltered)))
         self.intake = Intake(self.resolver, self.policy, self.spool, self.clock, self.dns,
                              config.smtp.deliver_at_acceptance, self.incoming_role, self.list_commands,
                              list_server=self.list_server, filters=self.filters)

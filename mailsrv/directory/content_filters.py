@@ -5,8 +5,9 @@ What SMTP does with them is mailsrv.mta.filtering.dnsbl, .spamd and .clamd.
 
 The options are server_settings rows named `antispam.<key>` and `antivirus.<key>` (one row per key,
 so two nodes changing different keys never overwrite each other; every change raises the directory
-generation through migration 0007's triggers). The filters read them per message: one indexed
-query, cheaper than the daemons they configure.
+generation through migration 0007's triggers). SMTP keeps them with its directory lookups, under
+that generation (mailsrv.mta.filtering.options), so a change on any node applies to the next
+transaction everywhere.
 
 The SpamAssassin servers are their own table (migration 0022), with the per-server counters that
 ListSpamAssassinServers reports (`consecutive_failures`, `total_connections`), kept in the store so
@@ -20,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Connection, delete, select, update
 
 from mailsrv.core import settings
 from mailsrv.core.actor import Actor
@@ -142,6 +143,21 @@ ANTIVIRUS: dict[str, SettingKey] = {k.name: k for k in (
 )}
 
 
+def _read(conn: Connection, prefix: str, table: Mapping[str, SettingKey]) -> dict[str, Any]:
+    names = [f"{prefix}.{name}" for name in table]
+    stored = dict(conn.execute(select(ServerSetting.key, ServerSetting.value).where(ServerSetting.key.in_(names))).all())
+    return {name: stored.get(f"{prefix}.{name}", key.default) for name, key in table.items()}
+
+
+def read_antispam(conn: Connection) -> dict[str, Any]:
+    """The antispam options inside the caller's read (the SMTP intake caches them per generation)."""
+    return _read(conn, "antispam", ANTISPAM)
+
+
+def read_antivirus(conn: Connection) -> dict[str, Any]:
+    return _read(conn, "antivirus", ANTIVIRUS)
+
+
 @dataclass(frozen=True)
 class SpamAssassinServerInfo:
     name: str
@@ -158,18 +174,13 @@ class ContentFilters:
 
     # -- options ----------------------------------------------------------------------------
 
-    def _values(self, prefix: str, table: Mapping[str, SettingKey]) -> dict[str, Any]:
-        names = [f"{prefix}.{name}" for name in table]
-        with self.store.read_connection() as conn:
-            stored = dict(conn.execute(select(ServerSetting.key, ServerSetting.value)
-                                       .where(ServerSetting.key.in_(names))).all())
-        return {name: stored.get(f"{prefix}.{name}", key.default) for name, key in table.items()}
-
     def antispam(self) -> dict[str, Any]:
-        return self._values("antispam", ANTISPAM)
+        with self.store.read_connection() as conn:
+            return read_antispam(conn)
 
     def antivirus(self) -> dict[str, Any]:
-        return self._values("antivirus", ANTIVIRUS)
+        with self.store.read_connection() as conn:
+            return read_antivirus(conn)
 
     def _set(self, actor: Actor, prefix: str, table: Mapping[str, SettingKey], assignments: Iterable[str | None]) -> None:
         actor.require_system()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from mailsrv.directory.content_filters import DEFER, split_address
@@ -83,11 +83,11 @@ async def version(address: str, timeout: float) -> str:
 class ClamAvCheck(Check):
     name = "clamav"
 
-    def __init__(self, options: Callable[[], Mapping[str, Any]]) -> None:
-        self.options = options  # the antivirus options (ContentFilters.antivirus), read per message
+    def __init__(self, options: Callable[[], Awaitable[Mapping[str, Any]]]) -> None:
+        self.options = options  # the antivirus options (FilterOptions.antivirus)
 
     async def data(self, message: Submission, findings: Findings) -> Reply | None:
-        options = await asyncio.to_thread(self.options)
+        options = await self.options()
         if not options["enabled"]:
             return None
         if len(message.content) > options["maxkb"] * 1024:

@@ -16,7 +16,7 @@ import ipaddress
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -62,18 +62,18 @@ def query_name(ip: str, zone: str) -> str:
 class DnsblCheck(Check):
     name = "dnsbl"
 
-    def __init__(self, resolver: dns.resolver.Resolver, options: Callable[[], Mapping[str, Any]],
+    def __init__(self, resolver: dns.resolver.Resolver, options: Callable[[], Awaitable[Mapping[str, Any]]],
                  exempt: Callable[[str], bool] = lambda ip: False) -> None:
         # The asynchronous resolver on the server's nameservers ([dns] nameservers).
         self.resolver = dns.asyncresolver.Resolver(configure=False)
         self.resolver.nameservers = resolver.nameservers
         self.resolver.nameserver_ports = dict(resolver.nameserver_ports)
-        self.options = options  # the antispam options (ContentFilters.antispam), read per use
+        self.options = options  # the antispam options (FilterOptions.antispam)
         self.exempt = exempt  # a trusted or whitelisted client's address (DATA has no Client)
         self._kept: OrderedDict[tuple[str, tuple[tuple[str, float], ...]], tuple[float, Listing]] = OrderedDict()
 
     async def listing(self, ip: str, options: Mapping[str, Any] | None = None) -> Listing:
-        options = options or await asyncio.to_thread(self.options)
+        options = options or await self.options()
         zones: Mapping[str, float] = options["rbls"]
         if not zones:
             return _UNLISTED
@@ -107,7 +107,7 @@ class DnsblCheck(Check):
     async def rcpt(self, client: Client, sender: str, recipient: str, resolution: Deliver | None) -> Reply | None:
         if client.login or client.trusted or client.whitelisted:
             return None
-        options = await asyncio.to_thread(self.options)
+        options = await self.options()
         limit = options["rblrefusescore"]
         if not limit:
             return None

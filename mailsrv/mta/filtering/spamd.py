@@ -22,7 +22,7 @@ import itertools
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -121,18 +121,15 @@ def take_action(findings: Findings, action: str, args: str) -> None:
 class SpamAssassinCheck(Check):
     name = "spamassassin"
 
-    def __init__(self, filters: ContentFilters,
+    def __init__(self, options: Callable[[], Awaitable[Mapping[str, Any]]], filters: ContentFilters,
                  gateway_for: Callable[[str], IncomingGateway | None] = lambda domain: None,
                  exempt: Callable[[str], bool] = lambda ip: False) -> None:
-        self.filters = filters
+        self.options = options  # the antispam options (FilterOptions.antispam)
+        self.filters = filters  # the SpamAssassin servers and their counters
         self.exempt = exempt  # a trusted or whitelisted client's address: not scored
         self.gateway_for = gateway_for  # the incoming gateway forwarding a domain (its spam actions)
         self._turn = itertools.count()
         self._resting: dict[str, float] = {}  # server name -> monotonic time its cool-down ends
-
-    def _read(self) -> tuple[Mapping[str, Any], list[SpamAssassinServerInfo]]:
-        options = self.filters.antispam()
-        return options, self.filters.spamassassin_servers() if options["spamassassinenabled"] else []
 
     async def score(self, content: bytes, options: Mapping[str, Any],
                     servers: Sequence[SpamAssassinServerInfo]) -> Score | None:
@@ -159,7 +156,8 @@ class SpamAssassinCheck(Check):
     async def data(self, message: Submission, findings: Findings) -> Reply | None:
         if message.actor is not None or self.exempt(message.client_ip):
             return None
-        options, servers = await asyncio.to_thread(self._read)
+        options = await self.options()
+        servers = await asyncio.to_thread(self.filters.spamassassin_servers) if options["spamassassinenabled"] else []
         if not servers and not options["rbls"]:
             return None  # no spam filtering configured: the message is left as it came
         total = findings.spam_score

@@ -160,14 +160,12 @@ class SpamAssassinCheck(Check):
         servers = await asyncio.to_thread(self.filters.spamassassin_servers) if options["spamassassinenabled"] else []
         if not servers and not options["rbls"]:
             return None  # no spam filtering configured: the message is left as it came
-        total = findings.spam_score
+        total = findings.spam_score  # without servers, the DNS blocklists' score alone decides
         scored = None
-        if not servers:
-            pass  # nothing to ask: the DNS blocklists' score alone decides
-        elif len(message.content) > options["spamassassinmaxkb"] * 1024:
+        if servers and len(message.content) > options["spamassassinmaxkb"] * 1024:
             log.info("spamassassin: %d bytes from %s not scored (over the size limit)", len(message.content),
                      message.client_ip)
-        else:
+        elif servers:
             scored = await self.score(message.content, options, servers)
             if scored is None:
                 log.warning("spamassassin: no server answered; message from %s accepted unscored", message.client_ip)

@@ -19,6 +19,7 @@ from mailsrv.directory.admins import Admins
 from mailsrv.directory.aliases import Aliases, DomainAliases
 from mailsrv.directory.archive_rules import ArchiveRules
 from mailsrv.directory.auth import Authenticator
+from mailsrv.directory.content_filters import ContentFilters
 from mailsrv.directory.autoclean import AutocleanRules
 from mailsrv.directory.dkim_keys import DkimKeys
 from mailsrv.directory.domains import Domains, refers_to
@@ -44,7 +45,11 @@ from mailsrv.mta.bounces import Bouncer
 from mailsrv.mta.digests import Digests
 from mailsrv.mta.dns_check import DnsCheck
 from mailsrv.mta.incoming_gateways import IncomingRole
+from mailsrv.mta.filtering.clamd import ClamAvCheck
+from mailsrv.mta.filtering.dnsbl import DnsblCheck
+from mailsrv.mta.filtering.options import FilterOptions
 from mailsrv.mta.filtering.pipeline import Pipeline
+from mailsrv.mta.filtering.spamd import SpamAssassinCheck
 from mailsrv.mta.intake import Intake
 from mailsrv.mta.list_commands import ListCommands, OneClickUnsubscribe
 from mailsrv.mta.list_server import ListServer
@@ -135,7 +140,19 @@ class MailServer:
         self.digests = Digests(self.store, self.resolver, self.spool, self.clock, config.data_dir)
         self.list_server = ListServer(self.resolver, self.spool, self.clock, self.tokens, self.digests)
         # Mail hygiene (mailsrv.mta.filtering): the checks every message meets at each SMTP stage.
-        self.filters = Pipeline(())
+        # The content filters' settings and SpamAssassin servers (svcSpamAdmin, svcVirusAdmin).
+        self.content_filters = ContentFilters(self.store)
+        # Trusted (relay networks, bypass) and whitelisted clients' mail is not spam-filtered; DATA
+        # knows only the address, so the checks ask the intake (built below, asked per message).
+        def unfiltered(ip: str) -> bool:
+            client = self.intake.client(ip, None)
+            return client.trusted or client.whitelisted
+
+        options = FilterOptions(self.resolver)
+        self.filters = Pipeline((
+            DnsblCheck(self.dns, options.antispam, unfiltered),
+            ClamAvCheck(options.antivirus),
+            SpamAssassinCheck(options.antispam, self.content_filters, self.incoming_role.gateway_for, unfiltered)))
         self.intake = Intake(self.resolver, self.policy, self.spool, self.clock, self.dns,
                              config.smtp.deliver_at_acceptance, self.incoming_role, self.list_commands,
                              list_server=self.list_server, filters=self.filters)

@@ -12,7 +12,7 @@ from services.app import WSDL_DIR
 from services.asmx.contract import load_service
 
 FULL_SERVICES = ["svcDomainAdmin", "svcUserAdmin", "svcAliasAdmin", "svcDomainAliasAdmin", "svcProductInfo",
-                 "svcGlobalUpdate", "svcSpoolAdmin", "svcMailListAdmin"]
+                 "svcGlobalUpdate", "svcSpoolAdmin", "svcMailListAdmin", "svcSpamAdmin", "svcVirusAdmin"]
 EXAMPLE_ADDRESS = b"http://localhost:9998/Services/%s.asmx"
 
 

@@ -50,6 +50,9 @@ class ResultCode(IntEnum):
     GATEWAY_DOMAIN_CONFLICT = -105  # a domain another incoming gateway forwards, or one hosted here
     LIST_NOT_FOUND = -125
     LIST_EXISTS = -126
+    INVALID_SPAMASSASSIN_SERVER = -160  # no name, or an address or port that cannot be one
+    SPAMASSASSIN_SERVER_EXISTS = -161
+    SPAMASSASSIN_SERVER_NOT_FOUND = -162
 
 
 class MailsrvError(Exception):

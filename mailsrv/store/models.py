@@ -560,3 +560,15 @@ class DigestPost(Base):
     author: Mapped[str] = mapped_column(String(998), default="")  # its From header
     size: Mapped[int] = mapped_column(Integer)
     added_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SpamAssassinServer(Base):
+    """A spamd the SpamAssassin check balances over (mailsrv.directory.content_filters), with the
+    counters ListSpamAssassinServers reports, shared by every node."""
+    __tablename__ = "spamassassin_servers"
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    address: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    total_connections: Mapped[int] = mapped_column(Integer, default=0)

@@ -22,6 +22,7 @@ from mailsrv.directory.propagation import GlobalUpdate
 from mailsrv.directory.stats import Stats
 from mailsrv.directory.system_settings import SystemSettings
 from mailsrv.directory.user_activity import UserActivity
+from mailsrv.directory.content_filters import ContentFilters
 from mailsrv.directory.user_groups import UserGroups
 from mailsrv.directory.user_options import UserOptions
 from mailsrv.directory.users import Users
@@ -58,6 +59,7 @@ class Engine(Protocol):
     address_lists: AddressLists
     system_settings: SystemSettings
     gateways: Gateways
+    content_filters: ContentFilters
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from mailsrv.webmail import message_view, outgoing
 from mailsrv.webmail.service import Answering, Webmail
 from services.bodies import BodyTooLarge, counted
 from services.web.render import page, redirect, security_headers
-from services.web.signin import LOGIN_URL, client_ip, csrf_ok, csrf_refused, signed_in
+from services.web.signin import ADMIN_URL, LOGIN_URL, client_ip, csrf_ok, csrf_refused, signed_in
 
 Handler = Callable[[Request, SignedIn, Mailbox], Awaitable[Response]]
 ACTIONS = ("delete", "move", "read", "unread")
@@ -87,6 +87,8 @@ class MailPages:
             session = await signed_in(self.web_sessions, request)
             if session is None:
                 return redirect(LOGIN_URL)
+            if not session.has_mailbox:  # a system administrator: nothing to read here
+                return redirect(ADMIN_URL)
             if request.method == "POST":
                 if not csrf_ok(session, request):
                     return csrf_refused()

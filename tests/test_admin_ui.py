@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from contract_clients import ZeepClient, ok, refused
-from smtp_support import START, MailHarness, send
-from web_support import WebHarness
+from smtp_support import ADMIN as SYSTEM_ADMIN
+from smtp_support import DOMAIN, START, USER_PASSWORD, MailHarness, send
+from web_support import ALICE, WebHarness, csrf
+from web_support import web  # noqa: F401  (the fixture)
 
 from mailsrv.core.clock import ManualClock
 from mailsrv.core.errors import ResultCode
@@ -182,9 +184,163 @@ def test_first_start_to_daily_administration_in_the_browser(fresh):
             total = csv_text.strip().splitlines()[-1].split(",")
             assert total[:1] + [int(v) for v in total[3:]] == ["total", *shown.values()]
 
-            page.get_by_role("link", name="Administrators").click()
-            shot(page, "administrators")
-            page.get_by_role("link", name="Default Domain Settings").click()
-            shot(page, "default-domain-settings")
+            # Every other page opens from the navigation, by keyboard as well as by mouse.
+            for label, name in (("Administrators", "administrators"), ("Default Domain Settings", "default-domain-settings"),
+                                ("Propagation", "propagation"), ("Gateways", "gateways"), ("IP lists", "ip-lists")):
+                page.get_by_role("navigation", name="Administration").get_by_role("link", name=label).focus()
+                page.keyboard.press("Enter")
+                expect(page.get_by_role("navigation", name="Administration").get_by_role("link", name=label)
+                       ).to_have_attribute("aria-current", "page")
+                shot(page, name)
         finally:
             browser.close()
+
+
+# -- the same pages over plain HTTP: rights, CSRF, cookies, limits, and the pages no browser test opens --
+
+@contextmanager
+def admin_client(web: WebHarness, login: str = SYSTEM_ADMIN[0], password: str = SYSTEM_ADMIN[1]):  # type: ignore[no-untyped-def]
+    with web.client() as client:
+        answer = client.post("/admin/login", data={"email": login, "password": password})
+        assert (answer.status_code, answer.headers["location"]) == (303, "/admin/"), answer.text
+        yield client
+
+
+def post(client, page_url: str, data: dict, path: str | None = None):  # type: ignore[no-untyped-def]
+    """POST to `path` (default: the page's URL) with the CSRF token of the page at `page_url`."""
+    token = csrf(client.get(page_url))
+    target = path or page_url
+    return client.post(f"{target}{'&' if '?' in target else '?'}csrf={token}", data=data)
+
+
+def test_admin_sign_in_sets_the_webmail_cookie_and_keeps_its_brute_force_limit(web):
+    with web.client() as client:
+        assert client.get("/admin/").headers["location"] == "/admin/login"
+        page = client.get("/admin/login")
+        assert 'type="text" name="email"' in page.text and 'for="f-login"' in page.text
+        cookie = client.post("/admin/login", data={"email": SYSTEM_ADMIN[0], "password": SYSTEM_ADMIN[1]}
+                             ).headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=lax" in cookie
+        # A user signing in here lands in its mail.
+        answer = client.post("/admin/login", data={"email": ALICE, "password": USER_PASSWORD})
+        assert answer.headers["location"] == "/Mail"
+    with web.client() as client:
+        answers = [client.post("/admin/login", data={"email": SYSTEM_ADMIN[0], "password": "wrong"}).status_code
+                   for _ in range(web.mail.server.config.security.max_failures_per_login + 1)]
+    assert answers[0] == 401 and answers[-1] == 429
+
+
+def test_a_post_without_the_session_csrf_token_changes_nothing(web):
+    with admin_client(web) as client:
+        answer = client.post("/admin/settings?tab=security", data={"catchalls": "Disabled", "bouncing": "Enabled",
+                                                                   "autoresponders": "Enabled",
+                                                                   "requiresmtpauthforlocalsenders": "False"})
+        assert answer.status_code == 403
+    assert web.mail.server.system_settings.values()["catchalls"] == "Enabled"
+
+
+def test_a_domain_administrator_sees_its_own_domain_only(web):
+    web.mail.server.domains.add(web.mail.admin(), "other.test", "", "postmaster", "Domain-pass-1", "", "", {})
+    with admin_client(web, f"postmaster@{DOMAIN}", "Domain-pass-1") as client:
+        listing = client.get("/admin/domains")
+        assert DOMAIN in listing.text and "other.test" not in listing.text and "1 domain." in listing.text
+        assert client.get("/admin/settings").status_code == 403
+        assert client.get("/admin/spool").status_code == 403
+        refused = client.get("/admin/domains/other.test")
+        assert refused.status_code == 400 and "may not manage the domain other.test" in refused.text
+        # Its own domain's limits are the system administrator's: refused next to the field.
+        answer = post(client, f"/admin/domains/{DOMAIN}?tab=limits",
+                      {"maxusers": "5000", "maxaliases": "0", "maxdomainaliases": "0", "maxlists": "0",
+                       "maxmailboxsize": "0", "maxmessagesize": "25600", "maxrecipients": "200"},
+                      f"/admin/domains/{DOMAIN}?tab=limits")
+        assert answer.status_code == 400 and 'id="e-maxusers"' in answer.text
+        assert client.get(f"/admin/domains/{DOMAIN}?tab=members").status_code == 200
+
+
+def test_the_domain_list_pages_and_searches(web):
+    admin = web.mail.admin()
+    for n in range(60):
+        web.mail.server.domains.add(admin, f"d{n:03}.test", "", "postmaster", "Domain-pass-1", "", "", {})
+    with admin_client(web) as client:
+        first = client.get("/admin/domains")
+        # a.test, then d000 … d048: 50 a page.
+        assert "61 domains." in first.text and "Page 1 of 2" in first.text and "d048.test" in first.text
+        assert "d049.test" not in first.text
+        second = client.get("/admin/domains?page=2")
+        assert "d049.test" in second.text and DOMAIN not in second.text.split("<tbody>")[1]
+        found = client.get("/admin/domains?q=D05")
+        assert "10 domains" in found.text and "d059.test" in found.text and "d060.test" not in found.text
+
+
+def test_edit_disable_and_delete_a_domain(web):
+    with admin_client(web) as client:
+        answer = post(client, f"/admin/domains/{DOMAIN}?tab=technical",
+                      {"requiresmtpauthentication": "False", "enablecatchalls": "Enabled", "smtpport": "25",
+                       "popport": "110", "imapport": "143", "altsmtpportenabled": "False", "altsmtpport": "0"},
+                      f"/admin/domains/{DOMAIN}?tab=technical")
+        assert answer.status_code == 303
+        admin = web.mail.admin()
+        assert web.mail.server.domains.get(admin, DOMAIN).settings["requiresmtpauthentication"] is False
+        bad = post(client, f"/admin/domains/{DOMAIN}?tab=technical",
+                   {"requiresmtpauthentication": "False", "enablecatchalls": "Enabled", "smtpport": "70000",
+                    "popport": "110", "imapport": "143", "altsmtpportenabled": "False", "altsmtpport": "0"},
+                   f"/admin/domains/{DOMAIN}?tab=technical")
+        assert bad.status_code == 400 and 'id="e-smtpport"' in bad.text and "port from 0 to 65535" in bad.text
+        post(client, f"/admin/domains/{DOMAIN}", {"enabled": "False"}, f"/admin/domains/{DOMAIN}/state")
+        assert web.mail.server.domains.get(admin, DOMAIN).settings["isenabled"] is False
+        confirm = client.get(f"/admin/domains/{DOMAIN}/delete")
+        assert f"Delete {DOMAIN}?" in confirm.text
+        post(client, f"/admin/domains/{DOMAIN}/delete", {})
+        assert DOMAIN not in web.mail.server.domains.names(admin)
+
+
+def test_changing_ones_own_login_verifies_the_current_password(web):
+    with admin_client(web) as client:
+        wrong = post(client, "/admin/administrators", {"current": "not-it", "username": "boss",
+                                                       "password": "Another-pass-1", "confirm": "Another-pass-1"},
+                     "/admin/administrators/own")
+        assert wrong.status_code == 400 and 'id="e-current"' in wrong.text
+        answer = post(client, "/admin/administrators", {"current": SYSTEM_ADMIN[1], "username": "boss",
+                                                        "password": "Another-pass-1", "confirm": "Another-pass-1"},
+                      "/admin/administrators/own")
+        assert answer.status_code == 303
+        assert "Your login was changed." in client.get(answer.headers["location"]).text  # signed in as boss
+        post(client, "/admin/administrators", {"name": "boss", "network": "127.0.0.0/8", "action": "restrict"},
+             "/admin/administrators/change")
+    assert web.mail.server.login("boss", "Another-pass-1", "127.0.0.1").login == "boss"
+    [view] = web.mail.server.admins.list(web.mail.server.login("boss", "Another-pass-1", "127.0.0.1"))
+    assert view.networks == ("127.0.0.0/8",)
+
+
+def test_ip_lists_and_propagation_pages(web):
+    server = web.mail.server
+    with admin_client(web) as client:
+        post(client, "/admin/ip-lists", {"list": "blacklist", "ip": "192.0.2.0/24", "smtp": "on",
+                                         "description": "abusers", "action": "add"})
+        post(client, "/admin/ip-lists", {"list": "smtpbypass", "ip": "198.51.100.7", "action": "add"})
+        bad = post(client, "/admin/ip-lists", {"list": "whitelist", "ip": "not-an-ip", "smtp": "on", "action": "add"})
+        assert bad.status_code == 400 and 'id="whitelist-error"' in bad.text
+        admin = web.mail.admin()
+        [entry] = server.address_lists.ip_entries(admin, "blacklist")
+        assert (entry.ip_address, entry.smtp, entry.pop) == ("192.0.2.0/24", True, False)
+        assert [e.ip_address for e in server.address_lists.ip_entries(admin, "smtpbypass")] == ["198.51.100.7"]
+
+        post(client, "/admin/defaults?tab=limits", {"defaultmaxusers": "7", "defaultmaxaliases": "0",
+                                                    "defaultmaxdomainaliases": "0", "defaultmaxlists": "0",
+                                                    "defaultmaxmailboxsize": "0", "defaultmaxmessagesize": "25600",
+                                                    "defaultmaxrecipients": "200"})
+        post(client, "/admin/propagation", {"maxusers": "on"})
+        assert "State: <strong>Running</strong>" in client.get("/admin/propagation").text
+        server.jobs.run_until_idle("test-node")
+        done = client.get("/admin/propagation").text
+        assert "State: <strong>Finished</strong>" in done and "1 of 1 domains" in done
+    assert server.domains.get(web.mail.admin(), DOMAIN).settings["maxusers"] == 7
+
+
+def test_the_gateway_test_button_reports_the_servers_greeting(web):
+    with admin_client(web) as client:
+        answer = post(client, "/admin/gateways", {"address": f"127.0.0.1:{web.mail.smtp_port}", "action": "test"})
+        assert answer.status_code == 200
+        assert "Greeting: 220 mx.test" in answer.text and "STARTTLS: offered" in answer.text
+        post(client, "/admin/gateways", {"address": "relay.example.net:2525", "action": "add-outgoing"})
+        assert [g.address for g in web.mail.server.gateways.list(web.mail.admin())] == ["relay.example.net:2525"]

@@ -7,10 +7,14 @@ from starlette.routing import BaseRoute, Route
 
 from mailsrv.core.clock import Clock
 from mailsrv.core.config import Config
+from mailsrv.directory.incoming_gateways import IncomingGateways
 from mailsrv.directory.web_sessions import WebSessions
 from services.asmx.call import Engine
 from services.web.admin.administrators import AdministratorPages
 from services.web.admin.domains import DomainPages
+from services.web.admin.gateways import GatewayPages
+from services.web.admin.ip_lists import IpListPages
+from services.web.admin.propagation import PropagationPages
 from services.web.admin.settings_pages import SettingsPages
 from services.web.admin.setup import SetupPages
 from services.web.admin.site import ADMIN_LOGIN_URL, SETUP_URL, AdminSite
@@ -24,6 +28,7 @@ class AdminEngine(Engine, Protocol):
     config: Config
     clock: Clock
     web_sessions: WebSessions
+    incoming_gateways: IncomingGateways
 
 
 def admin_routes(engine: AdminEngine, signin: SignInPages) -> list[BaseRoute]:
@@ -33,6 +38,9 @@ def admin_routes(engine: AdminEngine, signin: SignInPages) -> list[BaseRoute]:
     settings = SettingsPages(site, engine.system_settings, engine.domains)
     administrators = AdministratorPages(site, engine.admins, engine.auth, engine.web_sessions)
     spool = SpoolPages(site, engine.spool_control)
+    propagation = PropagationPages(site, engine.global_update, engine.domains)
+    gateways = GatewayPages(site, engine.gateways, engine.incoming_gateways, engine.config)
+    ip_lists = IpListPages(site, engine.address_lists)
     traffic = TrafficPages(site, engine.stats, engine.user_activity, engine.domains, engine.clock)
 
     async def login(request):  # type: ignore[no-untyped-def]
@@ -50,6 +58,12 @@ def admin_routes(engine: AdminEngine, signin: SignInPages) -> list[BaseRoute]:
         Route("/admin/domains/{name}/delete", site.page(domains.delete), methods=both),
         Route("/admin/settings", site.page(settings.general), methods=both),
         Route("/admin/defaults", site.page(settings.defaults), methods=both),
+        Route("/admin/propagation", site.page(propagation.page), methods=get),
+        Route("/admin/propagation", site.page(propagation.start), methods=["POST"]),
+        Route("/admin/gateways", site.page(gateways.listing), methods=get),
+        Route("/admin/gateways", site.page(gateways.change), methods=["POST"]),
+        Route("/admin/ip-lists", site.page(ip_lists.listing), methods=get),
+        Route("/admin/ip-lists", site.page(ip_lists.change), methods=["POST"]),
         Route("/admin/administrators", site.page(administrators.listing), methods=get),
         Route("/admin/administrators/own", site.page(administrators.own), methods=["POST"]),
         Route("/admin/administrators/add", site.page(administrators.add), methods=["POST"]),

@@ -37,6 +37,8 @@ class NavEntry:
 
 SYSTEM_NAV = [NavEntry("/admin/", "Dashboard"), NavEntry("/admin/domains", "Domains"),
               NavEntry("/admin/settings", "General Settings"), NavEntry("/admin/defaults", "Default Domain Settings"),
+              NavEntry("/admin/propagation", "Propagation"), NavEntry("/admin/gateways", "Gateways"),
+              NavEntry("/admin/ip-lists", "IP lists"),
               NavEntry("/admin/administrators", "Administrators"), NavEntry("/admin/spool", "Spool"),
               NavEntry("/admin/traffic", "Bandwidth and traffic")]
 DOMAIN_NAV = [NavEntry("/admin/domains", "My domain"), NavEntry("/admin/traffic", "Bandwidth and traffic")]

@@ -98,8 +98,6 @@ def test_first_start_to_daily_administration_in_the_browser(fresh):
             code, _ = refused(soap.call("svcDomainAdmin", "GetAllDomains", AuthUserName="admin", AuthPassword="admin"))
             assert code == ResultCode.LOGIN_FAILED
             assert mail.server.system_settings.values()["smtphostname"] == "mail.example.test"
-            shot(page, "dashboard")
-            shot(page, "dashboard-phone", phone=True)
 
             # Signing in again, at /admin/.
             page.get_by_role("button", name="Log out").click()
@@ -192,6 +190,12 @@ def test_first_start_to_daily_administration_in_the_browser(fresh):
                 expect(page.get_by_role("navigation", name="Administration").get_by_role("link", name=label)
                        ).to_have_attribute("aria-current", "page")
                 shot(page, name)
+            page.get_by_role("link", name="Dashboard").click()
+            expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+            shot(page, "dashboard")
+            shot(page, "dashboard-phone", phone=True)
+            page.get_by_role("link", name="Domains").click()
+            shot(page, "domains-phone", phone=True)
         finally:
             browser.close()
 
@@ -242,6 +246,7 @@ def test_a_post_without_the_session_csrf_token_changes_nothing(web):
 def test_a_domain_administrator_sees_its_own_domain_only(web):
     web.mail.server.domains.add(web.mail.admin(), "other.test", "", "postmaster", "Domain-pass-1", "", "", {})
     with admin_client(web, f"postmaster@{DOMAIN}", "Domain-pass-1") as client:
+        assert client.get("/admin/").headers["location"] == "/admin/domains"
         listing = client.get("/admin/domains")
         assert DOMAIN in listing.text and "other.test" not in listing.text and "1 domain." in listing.text
         assert client.get("/admin/settings").status_code == 403

@@ -1,5 +1,5 @@
 """The IP whitelist and blacklist (per protocol) and the SMTP-authentication bypass list: the
-calls of svcServerAdmin's SetWhitelistEntry / SetBlacklistEntry / AddSmtpAuthBypass."""
+calls of svcServerAdmin's SetWhitelistEntry, SetBlacklistEntry and AddSmtpAuthenticationBypass."""
 from __future__ import annotations
 
 from urllib.parse import urlencode

@@ -50,7 +50,7 @@ def admin_routes(engine: AdminEngine, signin: SignInPages) -> list[BaseRoute]:
     return [
         Route(ADMIN_LOGIN_URL, login, methods=both),
         Route(SETUP_URL, site.page(setup.wizard, during_setup=True), methods=both),
-        Route("/admin/", site.page(setup.dashboard), methods=get),
+        Route("/admin/", site.page(setup.dashboard, system_only=False), methods=get),
         Route("/admin/domains", site.page(domains.listing, system_only=False), methods=get),
         Route("/admin/domains/new", site.page(domains.new), methods=both),
         Route("/admin/domains/{name}", site.page(domains.edit, system_only=False), methods=both),

@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mailsrv.core import settings
+from mailsrv.core.actor import Role
 from mailsrv.core.config import Config
 from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.directory.admins import Admins
@@ -14,6 +15,7 @@ from mailsrv.directory.system_settings import SystemSettings
 from mailsrv.directory.web_sessions import SignedIn, WebSessions
 from mailsrv.mta.status import ServerStatus
 from services.web.admin.site import AdminSite, call, text
+from services.web.render import redirect
 from services.web.signin import client_ip, session_started
 
 # Which wizard field an engine refusal belongs next to.
@@ -82,6 +84,8 @@ class SetupPages:
                                 400 if errors else 200)
 
     async def dashboard(self, request: Request, session: SignedIn) -> Response:
+        if session.actor.role is not Role.SYSTEM_ADMIN:  # the server-wide figures are not a domain's
+            return redirect("/admin/domains")
         pairs = await call(self.status.request, session.actor, _STATUS_KEYS)
         status = dict(pair.split("=", 1) for pair in pairs)
         host = (await call(self.system_settings.values))["smtphostname"]

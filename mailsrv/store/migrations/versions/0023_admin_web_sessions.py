@@ -1,4 +1,5 @@
-"""web_sessions of system administrators: admin_id beside user_id, one of the two set
+"""web_sessions of system administrators: admin_id beside user_id, one of the two set; traffic_daily
+indexed by day (the dashboard's "today" figures)
 
 Revision ID: 0023
 Revises: 0018
@@ -22,9 +23,11 @@ def upgrade() -> None:
         batch_op.create_foreign_key('fk_web_sessions_admin_id', 'system_admins', ['admin_id'], ['id'],
                                     ondelete='CASCADE')
         batch_op.create_index(batch_op.f('ix_web_sessions_admin_id'), ['admin_id'], unique=False)
+    op.create_index('ix_traffic_daily_day', 'traffic_daily', ['day'])
 
 
 def downgrade() -> None:
+    op.drop_index('ix_traffic_daily_day', 'traffic_daily')
     op.execute("DELETE FROM web_sessions WHERE user_id IS NULL")
     with op.batch_alter_table('web_sessions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_web_sessions_admin_id'))

@@ -10,6 +10,7 @@ from mailsrv.core import settings
 from mailsrv.core.actor import Role
 from mailsrv.core.config import Config
 from mailsrv.core.errors import MailsrvError, ResultCode
+from mailsrv.directory import passwords
 from mailsrv.directory.admins import Admins
 from mailsrv.directory.system_settings import SystemSettings
 from mailsrv.directory.web_sessions import SignedIn, WebSessions
@@ -79,7 +80,7 @@ class SetupPages:
 
     def _wizard(self, request: Request, session: SignedIn, values: dict[str, str], errors: dict[str, str]) -> Response:
         return self.site.render(request, session, "admin/setup.html",
-                                {"values": values, "errors": errors,
+                                {"values": values, "errors": errors, "min_length": passwords.MIN_LENGTH,
                                  "records": dns_summary(values["hostname"] or "mail.example.com")},
                                 400 if errors else 200)
 

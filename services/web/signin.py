@@ -70,6 +70,19 @@ def csrf_refused() -> Response:
                              403, headers=security_headers())
 
 
+async def checked_post(session: SignedIn, request: Request, body_limit: int | None) -> Request | Response:
+    """A signed-in POST with its form parsed within `body_limit` (handlers read it from the cache),
+    or the refusal: 403 without the session's CSRF token, 413 past the limit."""
+    if not csrf_ok(session, request):
+        return csrf_refused()
+    request = counted(request, body_limit)
+    try:
+        await request.form()
+    except BodyTooLarge as exc:
+        return exc.response(security_headers())
+    return request
+
+
 class SignInPages:
     def __init__(self, web_sessions: WebSessions, max_request_bytes: int) -> None:
         self.web_sessions = web_sessions

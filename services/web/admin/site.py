@@ -18,9 +18,8 @@ from starlette.responses import Response
 from mailsrv.core.actor import Role
 from mailsrv.core.errors import MailsrvError
 from mailsrv.directory.web_sessions import SignedIn, WebSessions
-from services.bodies import BodyTooLarge, counted
-from services.web.render import page, redirect, security_headers
-from services.web.signin import INBOX_URL, csrf_ok, csrf_refused, signed_in
+from services.web.render import page, redirect
+from services.web.signin import INBOX_URL, checked_post, signed_in
 
 ADMIN_LOGIN_URL = "/admin/login"
 SETUP_URL = "/admin/setup"
@@ -80,13 +79,10 @@ class AdminSite:
                 return self.render(request, session, "admin/error.html",
                                    {"message": "This page is for system administrators."}, 403)
             if request.method == "POST":
-                if not csrf_ok(session, request):
-                    return csrf_refused()
-                request = counted(request, self.max_request_bytes)
-                try:
-                    await request.form()  # parsed within the limit; handlers read it from the cache
-                except BodyTooLarge as exc:
-                    return exc.response(security_headers())
+                checked = await checked_post(session, request, self.max_request_bytes)
+                if isinstance(checked, Response):
+                    return checked
+                request = checked
             try:
                 return await handler(request, session)
             except MailsrvError as exc:  # a refusal the page did not show next to a field

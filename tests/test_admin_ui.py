@@ -299,8 +299,8 @@ def test_edit_disable_and_delete_a_domain(web):
         assert DOMAIN not in web.mail.server.domains.names(admin)
 
 
-def test_changing_ones_own_login_verifies_the_current_password(web):
-    with admin_client(web) as client:
+def test_changing_ones_own_login_verifies_the_current_password_and_ends_its_other_sessions(web):
+    with admin_client(web) as elsewhere, admin_client(web) as client:
         wrong = post(client, "/admin/administrators", {"current": "not-it", "username": "boss",
                                                        "password": "Another-pass-1", "confirm": "Another-pass-1"},
                      "/admin/administrators/own")
@@ -310,6 +310,7 @@ def test_changing_ones_own_login_verifies_the_current_password(web):
                       "/admin/administrators/own")
         assert answer.status_code == 303
         assert "Your login was changed." in client.get(answer.headers["location"]).text  # signed in as boss
+        assert elsewhere.get("/admin/").headers["location"] == "/admin/login"
         post(client, "/admin/administrators", {"name": "boss", "network": "127.0.0.0/8", "action": "restrict"},
              "/admin/administrators/change")
     assert web.mail.server.login("boss", "Another-pass-1", "127.0.0.1").login == "boss"

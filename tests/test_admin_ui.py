@@ -350,3 +350,22 @@ def test_the_gateway_test_button_reports_the_servers_greeting(web):
         assert "Greeting: 220 mx.test" in answer.text and "STARTTLS: offered" in answer.text
         post(client, "/admin/gateways", {"address": "relay.example.net:2525", "action": "add-outgoing"})
         assert [g.address for g in web.mail.server.gateways.list(web.mail.admin())] == ["relay.example.net:2525"]
+
+
+def test_users_and_aliases_of_a_domain(web):
+    server, members = web.mail.server, f"/admin/domains/{DOMAIN}?tab=members"
+    target = f"/admin/domains/{DOMAIN}/members?tab=members"
+    with admin_client(web, f"postmaster@{DOMAIN}", "Domain-pass-1") as client:
+        added = post(client, members, {"action": "add-user", "user": "carol", "password": "Secret-pw-12345"}, target)
+        assert added.status_code == 303
+        bad = post(client, members, {"action": "add-user", "user": "no spaces", "password": "Secret-pw-12345"}, target)
+        assert bad.status_code == 400 and 'id="e-add-user"' in bad.text
+        post(client, members, {"action": "add-alias", "alias": "sales", "addresses": f"carol@{DOMAIN}, bob@{DOMAIN}"},
+             target)
+        page = client.get(members).text
+        assert f"carol@{DOMAIN}" in page and f"sales@{DOMAIN} → carol@{DOMAIN}, bob@{DOMAIN}" in page
+        post(client, members, {"action": "delete-alias", "alias": "sales"}, target)
+        post(client, members, {"action": "delete-user", "user": "carol"}, target)
+    admin = web.mail.admin()
+    assert "carol" not in server.domains.members(admin, DOMAIN).users
+    assert server.aliases.list(admin, DOMAIN) == []

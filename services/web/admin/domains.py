@@ -12,6 +12,7 @@ from mailsrv.core.errors import MailsrvError
 from mailsrv.directory.aliases import Aliases, DomainAliases
 from mailsrv.directory.domains import Domains
 from mailsrv.directory.mailing_lists import MailingLists
+from mailsrv.directory.users import Users
 from mailsrv.directory.web_sessions import SignedIn
 from services.web.admin.site import AdminSite, call, field_errors, text
 from services.web.render import redirect
@@ -60,10 +61,11 @@ def domain_url(name: str, tab: str = "") -> str:
 
 
 class DomainPages:
-    def __init__(self, site: AdminSite, domains: Domains, aliases: Aliases, domain_aliases: DomainAliases,
-                 mailing_lists: MailingLists) -> None:
+    def __init__(self, site: AdminSite, domains: Domains, users: Users, aliases: Aliases,
+                 domain_aliases: DomainAliases, mailing_lists: MailingLists) -> None:
         self.site = site
         self.domains = domains
+        self.users = users
         self.aliases = aliases
         self.domain_aliases = domain_aliases
         self.mailing_lists = mailing_lists
@@ -104,14 +106,14 @@ class DomainPages:
                                 {"values": values, "errors": errors, "extra": NEW_DOMAIN_SETTINGS},
                                 400 if errors else 200)
 
-    async def edit(self, request: Request, session: SignedIn) -> Response:
+    async def edit(self, request: Request, session: SignedIn, errors: dict[str, str] | None = None) -> Response:
         name = request.path_params["name"]
         tab = request.query_params.get("tab", "general")
         if tab not in TABS and tab != "members":
             tab = "general"
-        errors: dict[str, str] = {}
+        errors = dict(errors or {})
         notice = request.query_params.get("notice", "")
-        if request.method == "POST" and tab in TABS:
+        if request.method == "POST" and tab in TABS and not errors:
             form = await request.form()
             keys = [s.key for s in TABS[tab][1]]
             try:
@@ -123,7 +125,7 @@ class DomainPages:
         view = await call(self.domains.get, session.actor, name)
         context: dict[str, object] = {"domain": view, "tab": tab, "tabs": TABS, "errors": errors, "notice": notice,
                                       "domain_url": domain_url, "enabled": bool(view.settings.get("isenabled", True))}
-        if request.method == "POST" and errors:
+        if request.method == "POST" and errors and tab in TABS:
             context["values"] = {key: text(await request.form(), key) for key in [s.key for s in TABS[tab][1]]}
         else:
             context["values"] = {key: str(value) for key, value in view.settings.items()}
@@ -132,6 +134,25 @@ class DomainPages:
             context["aliases"] = await call(self.aliases.list, session.actor, name)
             context["lists"] = await call(self.mailing_lists.names, session.actor, name)
         return self.site.render(request, session, "admin/domain.html", context, 400 if errors else 200)
+
+    async def members(self, request: Request, session: SignedIn) -> Response:
+        """Add or delete a user or an alias of the domain (AddUser, DeleteUser, AddAlias, DeleteAlias)."""
+        name, form = request.path_params["name"], await request.form()
+        action, actor = text(form, "action"), session.actor
+        try:
+            if action == "add-user":
+                await call(self.users.add, actor, text(form, "user"), str(form.get("password") or ""), name,
+                           text(form, "first"), text(form, "last"), form.get("domain_admin") == "on")
+            elif action == "delete-user":
+                await call(self.users.delete, actor, text(form, "user"), name)
+            elif action == "add-alias":
+                await call(self.aliases.add, actor, name, text(form, "alias"),
+                           text(form, "addresses").replace(",", " ").split())
+            elif action == "delete-alias":
+                await call(self.aliases.delete, actor, name, text(form, "alias"))
+        except MailsrvError as exc:
+            return await self.edit(request, session, {action: exc.message})
+        return redirect(domain_url(name, "members") + "&" + urlencode({"notice": "Saved."}))
 
     async def state(self, request: Request, session: SignedIn) -> Response:
         name = request.path_params["name"]

@@ -34,7 +34,7 @@ class AdminEngine(Engine, Protocol):
 def admin_routes(engine: AdminEngine, signin: SignInPages) -> list[BaseRoute]:
     site = AdminSite(engine.web_sessions, engine.config.web.max_request_bytes)
     setup = SetupPages(site, engine.admins, engine.system_settings, engine.web_sessions, engine.status, engine.config)
-    domains = DomainPages(site, engine.domains, engine.aliases, engine.domain_aliases, engine.mailing_lists)
+    domains = DomainPages(site, engine.domains, engine.users, engine.aliases, engine.domain_aliases, engine.mailing_lists)
     settings = SettingsPages(site, engine.system_settings, engine.domains)
     administrators = AdministratorPages(site, engine.admins, engine.auth, engine.web_sessions)
     spool = SpoolPages(site, engine.spool_control)
@@ -54,6 +54,7 @@ def admin_routes(engine: AdminEngine, signin: SignInPages) -> list[BaseRoute]:
         Route("/admin/domains", site.page(domains.listing, system_only=False), methods=get),
         Route("/admin/domains/new", site.page(domains.new), methods=both),
         Route("/admin/domains/{name}", site.page(domains.edit, system_only=False), methods=both),
+        Route("/admin/domains/{name}/members", site.page(domains.members, system_only=False), methods=["POST"]),
         Route("/admin/domains/{name}/state", site.page(domains.state), methods=["POST"]),
         Route("/admin/domains/{name}/delete", site.page(domains.delete), methods=both),
         Route("/admin/settings", site.page(settings.general), methods=both),

@@ -124,6 +124,9 @@ def test_first_start_to_daily_administration_in_the_browser(fresh):
             page.get_by_role("link", name="Technical").click()
             expect(page.get_by_label("Require SMTP Authentication")).to_have_value("True")
             shot(page, "domain-technical")
+            page.get_by_role("link", name="Users and aliases").click()
+            expect(page.get_by_text(f"postmaster@{SHOP}")).to_be_visible()
+            shot(page, "domain-members")
 
             # Catch-alls Disabled on the Security tab: SMTP refuses an unknown local part.
             chief = mail.server.login(*CHIEF, "127.0.0.1")

@@ -89,10 +89,12 @@ def test_web_failures_lock_soap_and_soap_failures_lock_the_web(web):
     assert refused.status_code == 429 and LOCKED_MESSAGE in refused.text
 
 
-def test_a_system_administrator_has_no_webmail(web):
+def test_a_system_administrator_lands_in_the_administration_pages_not_in_webmail(web):
     with web.client() as client:
         answer = client.post("/Login.aspx", data={"email": "sysadmin", "password": "Secret-pass-123"})
-    assert answer.status_code == 401 and LOGIN_FAILED_MESSAGE in answer.text
+        assert (answer.status_code, answer.headers["location"]) == (303, "/admin/")
+        assert client.get("/admin/").status_code == 200
+        assert client.get("/Mail").headers["location"] == "/admin/"  # it has no mailbox to read
 
 
 def test_logout_ends_the_session_on_the_server_too(web):

@@ -15,7 +15,7 @@ import ipaddress
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from mailsrv.core.actor import Actor, Role
@@ -23,7 +23,7 @@ from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.core.networks import parse_network
 from mailsrv.directory import passwords
 from mailsrv.store.db import Store
-from mailsrv.store.models import AdminIpRestriction, SystemAdmin
+from mailsrv.store.models import AdminIpRestriction, SystemAdmin, WebSession
 
 FACTORY_LOGIN = ("admin", "admin")
 
@@ -36,6 +36,7 @@ class AdminView:
     restricted_by_ip: bool
     created_at: dt.datetime
     description: str
+    networks: tuple[str, ...] = ()  # its IP restrictions
 
 
 def _admin_name(raw: str | None) -> str:
@@ -53,6 +54,12 @@ def _get(s: Session, raw: str | None) -> SystemAdmin:
     if admin is None:
         raise MailsrvError(ResultCode.ADMIN_NOT_FOUND, f"The system administrator {name} does not exist.")
     return admin
+
+
+def _end_sessions(s: Session, admin: SystemAdmin) -> None:
+    """A changed login signs the administrator out of the web everywhere, as a user's does."""
+    if admin.id is not None:
+        s.execute(delete(WebSession).where(WebSession.admin_id == admin.id))
 
 
 def _network(raw: str | None) -> str:
@@ -99,13 +106,15 @@ class Admins:
             if primary is None:
                 primary = SystemAdmin(id=str(uuid.uuid4()), is_primary=True, description="Primary administrator")
                 s.add(primary)
+            _end_sessions(s, primary)
             primary.username, primary.password_hash, primary.setup_pending = name, passwords.hash_password(pw), False
 
     def list(self, actor: Actor) -> list[AdminView]:
         actor.require_system()
         with self.store.session() as s:
             admins = s.execute(select(SystemAdmin).order_by(SystemAdmin.username)).scalars()
-            return [AdminView(a.id, a.username, a.is_primary, bool(a.ip_restrictions), a.created_at, a.description)
+            return [AdminView(a.id, a.username, a.is_primary, bool(a.ip_restrictions), a.created_at, a.description,
+                              tuple(r.network for r in a.ip_restrictions))
                     for a in admins]
 
     def add(self, actor: Actor, raw_name: str | None, password: str | None, description: str | None) -> None:
@@ -127,6 +136,7 @@ class Admins:
         with self.store.session() as s:
             named = s.execute(select(SystemAdmin).where(SystemAdmin.username == name)).scalar_one_or_none()
             if not actor.setup_pending and named is not None:
+                _end_sessions(s, named)
                 named.password_hash = passwords.hash_password(pw)
                 return
             caller = s.execute(select(SystemAdmin).where(SystemAdmin.username == actor.login)).scalar_one_or_none()
@@ -136,6 +146,7 @@ class Admins:
             if named is not None and named is not caller:
                 raise MailsrvError(ResultCode.ADMIN_EXISTS, f"Another administrator is named {name}.")
             # check_rules refuses the factory password (too short), so admin/admin ends here.
+            _end_sessions(s, caller)
             caller.username, caller.password_hash, caller.setup_pending = name, passwords.hash_password(pw), False
 
     def delete(self, actor: Actor, raw_name: str | None) -> None:

@@ -45,6 +45,19 @@ class DomainMembers:
     has_catch_all: bool
 
 
+@dataclass(frozen=True)
+class DomainRow:
+    name: str
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class DomainPage:
+    """One page of the domains an administrator manages, and how many match in all."""
+    total: int
+    rows: list[DomainRow]
+
+
 def _not_found(name: str) -> MailsrvError:
     return MailsrvError(ResultCode.DOMAIN_NOT_FOUND, f"The domain {name} does not exist.")
 
@@ -252,6 +265,20 @@ class Domains:
         actor.require_system()
         with self.store.session() as s:
             return list(s.execute(select(Domain.name).order_by(Domain.name)).scalars())
+
+    def search(self, actor: Actor, text: str, offset: int, limit: int) -> DomainPage:
+        """The domains whose name contains `text`, by name, `limit` from `offset`: a system
+        administrator's among all, a domain administrator's its own only. A count and one page in
+        name order: a few milliseconds with 10,000 domains (benchmarks/admin_pages.py)."""
+        actor.require_system() if actor.role is Role.SYSTEM_ADMIN else actor.require_domain(actor.domain)
+        where = [Domain.name.contains(text.strip().lower(), autoescape=True)] if text.strip() else []
+        if actor.role is not Role.SYSTEM_ADMIN:
+            where.append(Domain.name == actor.domain)
+        with self.store.read_connection() as conn:
+            total = conn.execute(select(func.count(Domain.id)).where(*where)).scalar_one()
+            rows = conn.execute(select(Domain.name, Domain.settings).where(*where).order_by(Domain.name)
+                                .offset(max(offset, 0)).limit(limit)).all()
+        return DomainPage(total, [DomainRow(name, bool(values.get("isenabled", True))) for name, values in rows])
 
     def members(self, actor: Actor, raw_name: str | None) -> DomainMembers:
         with self.store.session() as s:

@@ -42,6 +42,12 @@ class DomainCounts:
     size: int
 
 
+@dataclass(frozen=True)
+class DayTraffic:
+    day: dt.date
+    traffic: Traffic
+
+
 def day_range(start: dt.datetime | None, end: dt.datetime | None) -> tuple[dt.date, dt.date]:
     def utc_day(value: dt.datetime | None, fallback: dt.date) -> dt.date:
         if value is None:
@@ -74,6 +80,24 @@ class Stats:
                                     TrafficDaily.day.between(first, last))).one()
             path = domain.path
         return Traffic(*map(int, sums), bytes_size=used_bytes(path))
+
+    def daily(self, actor: Actor, raw_domain: str | None, user: str | None, start: dt.datetime | None,
+              end: dt.datetime | None) -> list[DayTraffic]:
+        """A domain's traffic (with `user`, that user's) by UTC day over the range, days without
+        traffic left out: summed over the days it equals `domain` (`user_activity.traffic`)."""
+        first, last = day_range(start, end)
+        with self.store.reading() as s:
+            domain = domain_for(s, actor, raw_domain)
+            where = [TrafficDaily.domain_id == domain.id, TrafficDaily.day.between(first, last)]
+            if user:
+                user_id = s.execute(select(User.id).where(User.domain_id == domain.id,
+                                                          User.name == user.strip().lower())).scalar()
+                if user_id is None:
+                    raise MailsrvError(ResultCode.USER_NOT_FOUND, f"The user {user}@{domain.name} does not exist.")
+                where.append(TrafficDaily.user_id == user_id)
+            rows = s.execute(select(TrafficDaily.day, *traffic_sums()).where(*where)
+                             .group_by(TrafficDaily.day).order_by(TrafficDaily.day)).all()
+        return [DayTraffic(day, Traffic(*map(int, sums))) for day, *sums in rows]
 
     def all_domains(self, actor: Actor, start: dt.datetime | None, end: dt.datetime | None) -> list[DomainTraffic]:
         actor.require_system()

@@ -1,7 +1,9 @@
 """Web interface sessions: signing in through the shared Authenticator, and who a cookie belongs to.
 
 A session lasts SESSION_LIFETIME from sign-in and ends at logout, when the user or its domain is
-deleted or disabled, when the user's password changes, or when it expires. Each has its own CSRF token, which every state-changing
+deleted or disabled, when the user's password changes, or when it expires. A system administrator's
+session (the administration pages) ends likewise when the administrator is deleted or its login
+changes (mailsrv.directory.admins clears its sessions). Each has its own CSRF token, which every state-changing
 form must send back.
 """
 from __future__ import annotations
@@ -13,12 +15,12 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, select
 
-from mailsrv.core.actor import Actor
+from mailsrv.core.actor import Actor, Role
 from mailsrv.core.clock import Clock
 from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.directory.auth import LOGIN_FAILED_MESSAGE, Authenticator, user_actor
 from mailsrv.store.db import Store
-from mailsrv.store.models import Domain, User, WebSession
+from mailsrv.store.models import Domain, SystemAdmin, User, WebSession
 
 # A working day: long enough not to interrupt one, short enough that a forgotten session on a
 # shared machine does not stay open for days.
@@ -32,7 +34,11 @@ class SignedIn:
 
     @property
     def address(self) -> str:
-        return f"{self.actor.user}@{self.actor.domain}"
+        return f"{self.actor.user}@{self.actor.domain}" if self.actor.user else self.actor.login
+
+    @property
+    def has_mailbox(self) -> bool:
+        return bool(self.actor.user)
 
 
 def _hash(token: str) -> str:
@@ -45,25 +51,37 @@ class WebSessions:
         self.auth = auth
         self.clock = clock
 
-    def sign_in(self, login: str | None, password: str | None, client_ip: str) -> str:
-        """A new session's token; LOGIN_FAILED / LOGIN_LOCKED as for every protocol (blocking)."""
+    def sign_in(self, login: str | None, password: str | None, client_ip: str) -> tuple[str, Actor]:
+        """A new session's token and whom it signs in; LOGIN_FAILED / LOGIN_LOCKED as for every
+        protocol (blocking). System administrators sign in too: they have the administration pages."""
         actor = self.auth.login(login, password, client_ip, protocol="web")
-        if not actor.user:  # a system administrator has no mailbox to read
-            raise MailsrvError(ResultCode.LOGIN_FAILED, LOGIN_FAILED_MESSAGE)
         token = secrets.token_urlsafe(32)
         now = self.clock.now()
         with self.store.session() as s:
+            admin_id = None
+            if actor.role is Role.SYSTEM_ADMIN:
+                admin_id = s.execute(select(SystemAdmin.id).where(SystemAdmin.username == actor.login)).scalar()
+                if admin_id is None:  # renamed or deleted since the password was checked
+                    raise MailsrvError(ResultCode.LOGIN_FAILED, LOGIN_FAILED_MESSAGE)
             # Expired sessions are cleared here rather than by a timer: sign-ins are rare enough.
             s.execute(delete(WebSession).where(WebSession.expires_at < now))
-            s.add(WebSession(token_hash=_hash(token), user_id=actor.user_id, csrf_token=secrets.token_urlsafe(32),
-                             expires_at=now + SESSION_LIFETIME, credential_epoch=actor.credential_epoch))
-        return token
+            s.add(WebSession(token_hash=_hash(token), user_id=actor.user_id or None, admin_id=admin_id,
+                             csrf_token=secrets.token_urlsafe(32), expires_at=now + SESSION_LIFETIME,
+                             credential_epoch=actor.credential_epoch))
+        return token, actor
 
     def find(self, token: str | None) -> SignedIn | None:
         """The live session for a cookie's token, None when there is none."""
         if not token:
             return None
         with self.store.session() as s:
+            admin = s.execute(select(WebSession.csrf_token, SystemAdmin.username, SystemAdmin.setup_pending)
+                              .join(SystemAdmin, SystemAdmin.id == WebSession.admin_id)
+                              .where(WebSession.token_hash == _hash(token),
+                                     WebSession.expires_at > self.clock.now())).first()
+            if admin is not None:
+                csrf_token, username, setup_pending = admin
+                return SignedIn(Actor(Role.SYSTEM_ADMIN, username, setup_pending=setup_pending), csrf_token)
             row = s.execute(select(WebSession, User, Domain).join(User, User.id == WebSession.user_id)
                             .join(Domain, Domain.id == User.domain_id)
                             .where(WebSession.token_hash == _hash(token),

@@ -208,7 +208,10 @@ class WebSession(Base):
     that any node on the database serves the session and a logout ends it everywhere."""
     __tablename__ = "web_sessions"
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # A mailbox user's session, or (user_id None) a system administrator's.
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    admin_id: Mapped[str | None] = mapped_column(ForeignKey("system_admins.id", ondelete="CASCADE",
+                                                            name="fk_web_sessions_admin_id"), index=True)
     csrf_token: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[dt.datetime] = mapped_column(index=True)
     credential_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # the user's at sign-in
@@ -229,7 +232,9 @@ class TrafficDaily(Base):
     __tablename__ = "traffic_daily"
     domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id", ondelete="CASCADE"), primary_key=True)
     user_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    # Indexed on its own too: the server's figures of one day (RequestStatus, the admin dashboard)
+    # would otherwise read every domain's whole history.
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True, index=True)
     messages_received: Mapped[int] = mapped_column(BigInteger, default=0)
     messages_sent: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_received: Mapped[int] = mapped_column(BigInteger, default=0)

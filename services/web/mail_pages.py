@@ -20,9 +20,8 @@ from mailsrv.directory.web_sessions import SignedIn, WebSessions
 from mailsrv.mailstore.folders import INBOX, Mailbox
 from mailsrv.webmail import message_view, outgoing
 from mailsrv.webmail.service import Answering, Webmail
-from services.bodies import BodyTooLarge, counted
 from services.web.render import page, redirect, security_headers
-from services.web.signin import LOGIN_URL, client_ip, csrf_ok, csrf_refused, signed_in
+from services.web.signin import ADMIN_URL, LOGIN_URL, checked_post, client_ip, signed_in
 
 Handler = Callable[[Request, SignedIn, Mailbox], Awaitable[Response]]
 ACTIONS = ("delete", "move", "read", "unread")
@@ -87,14 +86,13 @@ class MailPages:
             session = await signed_in(self.web_sessions, request)
             if session is None:
                 return redirect(LOGIN_URL)
+            if not session.has_mailbox:  # a system administrator: nothing to read here
+                return redirect(ADMIN_URL)
             if request.method == "POST":
-                if not csrf_ok(session, request):
-                    return csrf_refused()
-                request = counted(request, body_limit)
-                try:
-                    await request.form()  # parsed here, within the limit; handlers get it from the cache
-                except BodyTooLarge as exc:
-                    return exc.response(security_headers())
+                checked = await checked_post(session, request, body_limit)
+                if isinstance(checked, Response):
+                    return checked
+                request = checked
             mailbox = await run_in_threadpool(self.webmail.mailbox, session.actor)
             try:
                 return await handler(request, session, mailbox)

@@ -7,24 +7,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from mailsrv.core.config import Config
-from mailsrv.directory.web_sessions import WebSessions
 from mailsrv.mta.list_addresses import UNSUBSCRIBE_PATH
 from mailsrv.mta.list_commands import OneClickUnsubscribe
 from mailsrv.webmail.service import Webmail
 from services.routing import ignore_case
+from services.web.admin.routes import AdminEngine, admin_routes
 from services.web.list_pages import ListPages
 from services.web.mail_pages import MailPages
 from services.web.render import redirect
-from services.web.signin import INBOX_URL, LOGIN_URL, SignInPages, signed_in
+from services.web.signin import ADMIN_URL, INBOX_URL, LOGIN_URL, SignInPages, signed_in
 
 
 def page_route(path: str, endpoint: Callable[[Request], Awaitable[Response]], methods: list[str]) -> Route:
     return ignore_case(Route(path, endpoint, methods=methods))
 
 
-def web_routes(web_sessions: WebSessions, webmail: Webmail, config: Config,
-               one_click: OneClickUnsubscribe) -> list[BaseRoute]:
+def web_routes(engine: AdminEngine, webmail: Webmail, one_click: OneClickUnsubscribe) -> list[BaseRoute]:
+    web_sessions, config = engine.web_sessions, engine.config
     form_limit, message_kb = config.web.max_request_bytes, config.smtp.max_message_kb
     signin, mail = SignInPages(web_sessions, form_limit), MailPages(web_sessions, webmail)
     lists = ListPages(one_click)
@@ -45,4 +44,6 @@ def web_routes(web_sessions: WebSessions, webmail: Webmail, config: Config,
         page_route("/Mail/Send", mail.signed(mail.send, send_limit), ["POST"]),
         page_route("/Mail/Action", mail.signed(mail.action, form_limit), ["POST"]),
         page_route(UNSUBSCRIBE_PATH, lists.unsubscribe, ["GET", "POST"]),
+        Route("/admin", lambda request: redirect(ADMIN_URL), methods=["GET"]),
+        *admin_routes(engine, signin),
     ]

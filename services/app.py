@@ -13,7 +13,6 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount
 
-from mailsrv.mta.dns_check import DnsCheck
 from mailsrv.mta.list_commands import OneClickUnsubscribe
 from mailsrv.webmail.service import Webmail
 from services.asmx.endpoint import AsmxApp
@@ -32,7 +31,6 @@ class AppEngine(AdminEngine, Protocol):
     """What the HTTP application takes from the wiring (MailServer, the composition root, has it):
     what the ASMX operations and the administration pages call, and webmail's parts."""
     webmail: Webmail
-    dns_check: DnsCheck
     one_click: OneClickUnsubscribe
 
 

@@ -261,3 +261,16 @@ def test_api_failures_count_toward_the_same_limit_as_soap(api):
     soap = httpx.get(f"{base_url}/Services/svcServerAdmin.asmx/ListSystemAdmins",
                      params={"authUsername": ROOT, "authPassword": ROOT_PW}, timeout=10)
     assert "<ResultCode>-3</ResultCode>" in soap.text
+
+
+def test_the_domain_pages_dns_tab_marks_records_missing_then_passing(api, dns_server):
+    base_url, _ = api
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        signed_in = client.post("/admin/login", data={"email": ROOT, "password": ROOT_PW})
+        assert (signed_in.status_code, signed_in.headers["location"]) == (303, "/admin/")
+        before = client.get(f"/admin/domains/{DOMAIN}?tab=dns")
+        assert before.status_code == 200
+        assert "0 of 6 pass" in before.text and before.text.count('class="dns-missing"') == 6
+        publish(dns_server, get(base_url, DOMAIN, (ROOT, ROOT_PW)).json()["checks"])
+        after = client.get(f"/admin/domains/{DOMAIN}?tab=dns")
+        assert "6 of 6 pass" in after.text and 'class="dns-missing"' not in after.text

@@ -14,6 +14,7 @@ from mailsrv.directory.domains import Domains
 from mailsrv.directory.mailing_lists import MailingLists
 from mailsrv.directory.users import Users
 from mailsrv.directory.web_sessions import SignedIn
+from mailsrv.mta.dns_check import DnsCheck
 from services.web.admin.site import AdminSite, call, field_errors, text
 from services.web.render import redirect
 
@@ -62,8 +63,9 @@ def domain_url(name: str, tab: str = "") -> str:
 
 class DomainPages:
     def __init__(self, site: AdminSite, domains: Domains, users: Users, aliases: Aliases,
-                 domain_aliases: DomainAliases, mailing_lists: MailingLists) -> None:
+                 domain_aliases: DomainAliases, mailing_lists: MailingLists, dns_check: DnsCheck) -> None:
         self.site = site
+        self.dns_check = dns_check
         self.domains = domains
         self.users = users
         self.aliases = aliases
@@ -109,7 +111,7 @@ class DomainPages:
     async def edit(self, request: Request, session: SignedIn, errors: dict[str, str] | None = None) -> Response:
         name = request.path_params["name"]
         tab = request.query_params.get("tab", "general")
-        if tab not in TABS and tab != "members":
+        if tab not in TABS and tab not in ("members", "dns"):
             tab = "general"
         errors = dict(errors or {})
         notice = request.query_params.get("notice", "")
@@ -129,6 +131,8 @@ class DomainPages:
             context["values"] = {key: text(await request.form(), key) for key in [s.key for s in TABS[tab][1]]}
         else:
             context["values"] = {key: str(value) for key, value in view.settings.items()}
+        if tab == "dns":  # the live DNS check (mailsrv.mta.dns_check): lookups, so in a worker thread
+            context["report"] = (await call(self.dns_check.check, session.actor, name)).as_dict()
         if tab == "members":
             context["members"] = await call(self.domains.members, session.actor, name)
             context["aliases"] = await call(self.aliases.list, session.actor, name)

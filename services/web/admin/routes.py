@@ -9,6 +9,7 @@ from mailsrv.core.clock import Clock
 from mailsrv.core.config import Config
 from mailsrv.directory.incoming_gateways import IncomingGateways
 from mailsrv.directory.web_sessions import WebSessions
+from mailsrv.mta.dns_check import DnsCheck
 from services.asmx.call import Engine
 from services.web.admin.administrators import AdministratorPages
 from services.web.admin.domains import DomainPages
@@ -29,12 +30,14 @@ class AdminEngine(Engine, Protocol):
     clock: Clock
     web_sessions: WebSessions
     incoming_gateways: IncomingGateways
+    dns_check: DnsCheck
 
 
 def admin_routes(engine: AdminEngine, signin: SignInPages) -> list[BaseRoute]:
     site = AdminSite(engine.web_sessions, engine.config.web.max_request_bytes)
     setup = SetupPages(site, engine.admins, engine.system_settings, engine.web_sessions, engine.status, engine.config)
-    domains = DomainPages(site, engine.domains, engine.users, engine.aliases, engine.domain_aliases, engine.mailing_lists)
+    domains = DomainPages(site, engine.domains, engine.users, engine.aliases, engine.domain_aliases, engine.mailing_lists,
+                          engine.dns_check)
     settings = SettingsPages(site, engine.system_settings, engine.domains)
     administrators = AdministratorPages(site, engine.admins, engine.auth, engine.web_sessions)
     spool = SpoolPages(site, engine.spool_control)

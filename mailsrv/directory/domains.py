@@ -200,12 +200,12 @@ class Domains:
     def get(self, actor: Actor, raw_name: str | None) -> DomainView:
         name = names.domain_name(raw_name)
         actor.require_domain(name)
-        # One read on a bare connection: no ORM objects, and no write lock taken for a read.
-        with self.store.read_connection() as conn:
-            row = conn.execute(_VIEW, {"name": name}).first()
-        if row is None:
+        # One prepared read: no ORM objects, and no write lock taken for a read.
+        rows = self.store.fetch(_VIEW, {"name": name})
+        if not rows:
             raise _not_found(name)
-        return DomainView(row.name, row.path, row.primary_admin, {**settings.defaults(settings.DOMAIN), **row.settings})
+        name, path, primary_admin, values = rows[0]
+        return DomainView(name, path, primary_admin, {**settings.defaults(settings.DOMAIN), **values})
 
     def update(self, actor: Actor, raw_name: str | None, changes: Mapping[str, Any], system_only: bool = False) -> None:
         """Every change of a domain's settings goes through here, so the rights on its keys hold for

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, Select, create_engine, event, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -52,6 +54,15 @@ def storage_refused(error: BaseException | None) -> bool:
     return getattr(error, "sqlstate", None) == _POSTGRES_DISK_FULL
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A SELECT compiled once for this store's dialect, run without SQLAlchemy's execution layer."""
+    sql: str
+    compiled: Any  # SQLAlchemy's Compiled: its parameter defaults and bind processors
+    positions: tuple[str, ...] | None  # the parameters' order for a positional driver (sqlite3)
+    results: tuple[Callable[[Any], Any] | None, ...]  # each column's conversion (JSON, datetimes on SQLite)
+
+
 class Store:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -75,6 +86,10 @@ class Store:
         self._writers: AbstractContextManager[object] = threading.RLock() if self.is_sqlite else nullcontext()
         self._read_engine = self.engine.execution_options(**{_READ_ONLY: True})
         self._readers = sessionmaker(self._read_engine, expire_on_commit=False)
+        self._prepared: dict[Select, _Prepared] = {}
+        self._thread = threading.local()  # each thread's own driver connection for `fetch`
+        self._drivers: list[Any] = []  # every such connection, closed by `close`
+        self._drivers_lock = threading.Lock()
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration; nodes starting together take turns."""
@@ -112,6 +127,69 @@ class Store:
         with self._read_engine.connect() as conn, conn.begin():
             yield conn
 
+    def fetch(self, query: Select, params: Mapping[str, Any]) -> list[tuple]:
+        """The rows of one SELECT (its own consistent snapshot), run on this thread's own driver
+        connection as a prepared statement: for the reads of every SOAP call (its login) and IMAP
+        command, where SQLAlchemy's connection, transaction and result handling cost several times
+        the query (~100 us against ~15 us). The same SQL on SQLite and PostgreSQL; the columns come
+        back converted as SQLAlchemy would convert them."""
+        prepared = self._prepared.get(query) or self._prepare(query)
+        values = prepared.compiled.construct_params(params, _check=False)
+        for name, process in prepared.compiled._bind_processors.items():
+            if name in values:
+                values[name] = process(values[name])
+        args = values if prepared.positions is None else [values[name] for name in prepared.positions]
+        try:
+            rows = self._execute(prepared.sql, args)
+        except self.engine.dialect.loaded_dbapi.OperationalError:
+            if self.is_sqlite:
+                raise
+            # A connection the server closed (a restart, an idle timeout): once more on a new one.
+            self._forget_driver()
+            rows = self._execute(prepared.sql, args)
+        if not any(prepared.results):
+            return rows
+        return [tuple(value if convert is None or value is None else convert(value)
+                      for convert, value in zip(prepared.results, row)) for row in rows]
+
+    def _prepare(self, query: Select) -> _Prepared:
+        dialect = self.engine.dialect
+        compiled = query.compile(dialect=dialect)
+        positions = tuple(compiled.positiontup) if compiled.positional else None
+        results = tuple(column.type._cached_result_processor(dialect, None) for column in query.selected_columns)
+        prepared = _Prepared(str(compiled), compiled, positions, results)
+        self._prepared[query] = prepared
+        return prepared
+
+    def _execute(self, sql: str, args: Any) -> list[tuple]:
+        conn = getattr(self._thread, "conn", None)
+        if conn is None:
+            conn = self._thread.conn = self._open_driver()
+        if self.is_sqlite:
+            return conn.execute(sql, args).fetchall()
+        return conn.execute(sql, args, prepare=True).fetchall()
+
+    def _open_driver(self) -> Any:
+        dialect = self.engine.dialect
+        cargs, cparams = dialect.create_connect_args(self.engine.url)
+        if self.is_sqlite:
+            cparams["check_same_thread"] = False  # `close` closes it from another thread
+        conn = dialect.loaded_dbapi.connect(*cargs, **cparams)
+        if self.is_sqlite:
+            _sqlite_pragmas(conn, None)  # autocommit: each SELECT its own snapshot
+        else:
+            conn.autocommit = True
+        with self._drivers_lock:
+            self._drivers.append(conn)
+        return conn
+
+    def _forget_driver(self) -> None:
+        conn = self._thread.__dict__.pop("conn", None)
+        if conn is not None:
+            with self._drivers_lock:
+                self._drivers.remove(conn)
+            conn.close()
+
     def drop_all(self) -> None:
         """Remove every table (tests sharing one PostgreSQL database start clean)."""
         with self.engine.begin() as conn:
@@ -119,4 +197,8 @@ class Store:
             conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
 
     def close(self) -> None:
+        with self._drivers_lock:
+            drivers, self._drivers = self._drivers, []
+        for conn in drivers:
+            conn.close()
         self.engine.dispose()

@@ -1,6 +1,7 @@
 """The database handle: engine, sessions and migrations on open."""
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -21,6 +22,9 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Any constant works; it only has to be the same on every node sharing the database.
 _MIGRATION_LOCK_ID = 0x6D61696C
 _READ_ONLY = "mailsrv_read_only"
+# Store.fetch's connections at most (per process): as many as the SOAP clients and mail sessions
+# that read at the same instant; beyond, a reader waits for one (its read takes microseconds).
+_FETCH_CONNECTIONS = 16
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -87,8 +91,11 @@ class Store:
         self._read_engine = self.engine.execution_options(**{_READ_ONLY: True})
         self._readers = sessionmaker(self._read_engine, expire_on_commit=False)
         self._prepared: dict[Select, _Prepared] = {}
-        self._thread = threading.local()  # each thread's own driver connection for `fetch`
-        self._drivers: list[Any] = []  # every such connection, closed by `close`
+        # `fetch`'s own driver connections: bounded (PostgreSQL counts connections), each kept open
+        # with its prepared statements; `_drivers` lists them all for `close`.
+        self._idle_drivers: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._driver_slots = threading.BoundedSemaphore(_FETCH_CONNECTIONS)
+        self._drivers: list[Any] = []
         self._drivers_lock = threading.Lock()
 
     def migrate(self) -> None:
@@ -128,8 +135,8 @@ class Store:
             yield conn
 
     def fetch(self, query: Select, params: Mapping[str, Any]) -> list[tuple]:
-        """The rows of one SELECT (its own consistent snapshot), run on this thread's own driver
-        connection as a prepared statement: for the reads of every SOAP call (its login) and IMAP
+        """The rows of one SELECT (its own consistent snapshot), run as a prepared statement on one of
+        the store's own driver connections (autocommit, outside SQLAlchemy's pool): for the reads of every SOAP call (its login) and IMAP
         command, where SQLAlchemy's connection, transaction and result handling cost several times
         the query (~100 us against ~15 us). The same SQL on SQLite and PostgreSQL; the columns come
         back converted as SQLAlchemy would convert them."""
@@ -139,14 +146,7 @@ class Store:
             if name in values:
                 values[name] = process(values[name])
         args = values if prepared.positions is None else [values[name] for name in prepared.positions]
-        try:
-            rows = self._execute(prepared.sql, args)
-        except self.engine.dialect.loaded_dbapi.OperationalError:
-            if self.is_sqlite:
-                raise
-            # A connection the server closed (a restart, an idle timeout): once more on a new one.
-            self._forget_driver()
-            rows = self._execute(prepared.sql, args)
+        rows = self._execute(prepared.sql, args)
         if not any(prepared.results):
             return rows
         return [tuple(value if convert is None or value is None else convert(value)
@@ -162,9 +162,28 @@ class Store:
         return prepared
 
     def _execute(self, sql: str, args: Any) -> list[tuple]:
-        conn = getattr(self._thread, "conn", None)
-        if conn is None:
-            conn = self._thread.conn = self._open_driver()
+        with self._driver_slots:
+            try:
+                conn = self._idle_drivers.get_nowait()
+            except queue.Empty:
+                conn = self._open_driver()
+            try:
+                try:
+                    rows = self._run(conn, sql, args)
+                except self.engine.dialect.loaded_dbapi.OperationalError:
+                    if self.is_sqlite:
+                        raise
+                    # A connection the server closed (a restart, an idle timeout): once more on a new one.
+                    self._close_driver(conn)
+                    conn = self._open_driver()
+                    rows = self._run(conn, sql, args)
+            except BaseException:
+                self._close_driver(conn)
+                raise
+            self._idle_drivers.put(conn)
+            return rows
+
+    def _run(self, conn: Any, sql: str, args: Any) -> list[tuple]:
         if self.is_sqlite:
             return conn.execute(sql, args).fetchall()
         return conn.execute(sql, args, prepare=True).fetchall()
@@ -173,7 +192,7 @@ class Store:
         dialect = self.engine.dialect
         cargs, cparams = dialect.create_connect_args(self.engine.url)
         if self.is_sqlite:
-            cparams["check_same_thread"] = False  # `close` closes it from another thread
+            cparams["check_same_thread"] = False  # taken by whichever thread reads next
         conn = dialect.loaded_dbapi.connect(*cargs, **cparams)
         if self.is_sqlite:
             _sqlite_pragmas(conn, None)  # autocommit: each SELECT its own snapshot
@@ -183,12 +202,11 @@ class Store:
             self._drivers.append(conn)
         return conn
 
-    def _forget_driver(self) -> None:
-        conn = self._thread.__dict__.pop("conn", None)
-        if conn is not None:
-            with self._drivers_lock:
+    def _close_driver(self, conn: Any) -> None:
+        with self._drivers_lock:
+            if conn in self._drivers:
                 self._drivers.remove(conn)
-            conn.close()
+        conn.close()
 
     def drop_all(self) -> None:
         """Remove every table (tests sharing one PostgreSQL database start clean)."""

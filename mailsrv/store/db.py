@@ -62,8 +62,11 @@ def storage_refused(error: BaseException | None) -> bool:
 class _Prepared:
     """A SELECT compiled once for this store's dialect, run without SQLAlchemy's execution layer."""
     sql: str
-    compiled: Any  # SQLAlchemy's Compiled: its parameter defaults and bind processors
-    positions: tuple[str, ...] | None  # the parameters' order for a positional driver (sqlite3)
+    defaults: dict[str, Any]  # every parameter, with the value the statement gives it (None: the caller's)
+    # Each parameter's conversion for the driver (datetimes on SQLite), in the driver's order for a
+    # positional driver (sqlite3), whose parameters are then a list.
+    binds: tuple[tuple[str, Callable[[Any], Any] | None], ...]
+    positional: bool
     results: tuple[Callable[[Any], Any] | None, ...]  # each column's conversion (JSON, datetimes on SQLite)
 
 
@@ -93,8 +96,10 @@ class Store:
         self._prepared: dict[Select, _Prepared] = {}
         # `fetch`'s own driver connections: bounded (PostgreSQL counts connections), each kept open
         # with its prepared statements; `_drivers` lists them all for `close`.
+        # A slot is an open connection, or None for one not opened yet; a reader waits for a slot.
         self._idle_drivers: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._driver_slots = threading.BoundedSemaphore(_FETCH_CONNECTIONS)
+        for _ in range(_FETCH_CONNECTIONS):
+            self._idle_drivers.put(None)
         self._drivers: list[Any] = []
         self._drivers_lock = threading.Lock()
 
@@ -141,11 +146,9 @@ class Store:
         the query (~100 us against ~15 us). The same SQL on SQLite and PostgreSQL; the columns come
         back converted as SQLAlchemy would convert them."""
         prepared = self._prepared.get(query) or self._prepare(query)
-        values = prepared.compiled.construct_params(params, _check=False)
-        for name, process in prepared.compiled._bind_processors.items():
-            if name in values:
-                values[name] = process(values[name])
-        args = values if prepared.positions is None else [values[name] for name in prepared.positions]
+        values = {**prepared.defaults, **params}
+        converted = [(name, values[name] if process is None else process(values[name])) for name, process in prepared.binds]
+        args = [value for _, value in converted] if prepared.positional else dict(converted)
         rows = self._execute(prepared.sql, args)
         if not any(prepared.results):
             return rows
@@ -155,33 +158,37 @@ class Store:
     def _prepare(self, query: Select) -> _Prepared:
         dialect = self.engine.dialect
         compiled = query.compile(dialect=dialect)
-        positions = tuple(compiled.positiontup) if compiled.positional else None
+        defaults = compiled.construct_params(_check=False)
+        names = compiled.positiontup if compiled.positional else list(defaults)
+        processors = compiled._bind_processors
         results = tuple(column.type._cached_result_processor(dialect, None) for column in query.selected_columns)
-        prepared = _Prepared(str(compiled), compiled, positions, results)
+        prepared = _Prepared(str(compiled), defaults, tuple((name, processors.get(name)) for name in names),
+                             compiled.positional, results)
         self._prepared[query] = prepared
         return prepared
 
     def _execute(self, sql: str, args: Any) -> list[tuple]:
-        with self._driver_slots:
-            try:
-                conn = self._idle_drivers.get_nowait()
-            except queue.Empty:
+        conn = self._idle_drivers.get()
+        try:
+            if conn is None:
                 conn = self._open_driver()
             try:
-                try:
-                    rows = self._run(conn, sql, args)
-                except self.engine.dialect.loaded_dbapi.OperationalError:
-                    if self.is_sqlite:
-                        raise
-                    # A connection the server closed (a restart, an idle timeout): once more on a new one.
-                    self._close_driver(conn)
-                    conn = self._open_driver()
-                    rows = self._run(conn, sql, args)
-            except BaseException:
+                rows = self._run(conn, sql, args)
+            except self.engine.dialect.loaded_dbapi.OperationalError:
+                if self.is_sqlite:
+                    raise
+                # A connection the server closed (a restart, an idle timeout): once more on a new one.
                 self._close_driver(conn)
-                raise
-            self._idle_drivers.put(conn)
-            return rows
+                conn = None  # closed: not closed again if reopening fails
+                conn = self._open_driver()
+                rows = self._run(conn, sql, args)
+        except BaseException:
+            if conn is not None:
+                self._close_driver(conn)
+            self._idle_drivers.put(None)
+            raise
+        self._idle_drivers.put(conn)
+        return rows
 
     def _run(self, conn: Any, sql: str, args: Any) -> list[tuple]:
         if self.is_sqlite:

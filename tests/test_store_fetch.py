@@ -61,3 +61,10 @@ def test_a_dropped_postgresql_connection_is_replaced(server):
         conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                           "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
     assert [row[0] for row in server.store.fetch(QUERY, params)] == ["b.example"]
+
+
+def test_a_closed_store_reads_again_on_new_connections(server):
+    params = {"since": SINCE, "prefix": "a."}
+    assert len(server.store.fetch(QUERY, params)) == 1
+    server.store.close()  # before a fork, `mailsrv serve` closes what the workers must not share
+    assert [row[0] for row in server.store.fetch(QUERY, params)] == ["a.example"]

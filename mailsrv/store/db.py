@@ -222,8 +222,19 @@ class Store:
             conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
 
     def close(self) -> None:
+        """Close every connection; like the engine's pool, `fetch` opens new ones if used again."""
         with self._drivers_lock:
             drivers, self._drivers = self._drivers, []
         for conn in drivers:
             conn.close()
+        # The idle slots become unopened ones (a slot taken by a read in progress comes back as is).
+        idle = 0
+        while True:
+            try:
+                self._idle_drivers.get_nowait()
+            except queue.Empty:
+                break
+            idle += 1
+        for _ in range(idle):
+            self._idle_drivers.put(None)
         self.engine.dispose()

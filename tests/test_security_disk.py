@@ -79,6 +79,19 @@ def test_symlinked_domain_path_is_judged_by_where_it_leads(soap):
     assert not (data / "spool" / "two").exists()
 
 
+def test_a_domain_whose_directory_became_a_symlink_is_judged_by_where_it_leads(soap):
+    # The others' directories are resolved by listing their parents (thousands of domains side by
+    # side): a directory an administrator moved and replaced by a symlink must still be found.
+    client, data = soap
+    assert result_code(add_domain(client, "two.example", "custom/two")) == 0
+    (data / "moved").mkdir()
+    (data / "custom" / "two").rename(data / "moved" / "two")
+    (data / "custom" / "two").symlink_to(data / "moved" / "two")
+    assert result_code(add_domain(client, "three.example", "moved")) == -14
+    assert result_code(add_domain(client, "three.example", "moved/two/inside")) == -14
+    assert result_code(add_domain(client, "three.example", "moved/three")) == 0
+
+
 def test_spool_survives_a_refused_domain_path_and_deletion(soap):
     client, data = soap
     queued = data / "spool" / "queued-message"

@@ -66,6 +66,12 @@ class Verifier:
     def _digest(self, stored_hash: str, password: str) -> bytes:
         return hmac.new(self._key, f"{stored_hash}\0{password}".encode(), hashlib.sha256).digest()
 
+    def remembered(self, stored_hash: str, password: str | None) -> bool:
+        """Whether this password was verified before against this stored hash (no argon2)."""
+        digest = self._digest(stored_hash, password or "")
+        with self._lock:
+            return hmac.compare_digest(self._ok.get(stored_hash, b""), digest)
+
     def verify(self, stored_hash: str | None, password: str | None) -> bool:
         pw = password or ""
         if stored_hash is None:
@@ -75,10 +81,9 @@ class Verifier:
             except VerificationError:
                 pass
             return False
+        if self.remembered(stored_hash, pw):
+            return True
         digest = self._digest(stored_hash, pw)
-        with self._lock:
-            if hmac.compare_digest(self._ok.get(stored_hash, b""), digest):
-                return True
         try:
             _argon2_verify(stored_hash, pw)
         except (VerificationError, InvalidHashError):

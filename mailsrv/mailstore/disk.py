@@ -74,6 +74,29 @@ def _overlap(a: Path, b: Path) -> bool:
     return a == b or a in b.parents or b in a.parents
 
 
+def _reals(paths: Iterable[str]) -> Iterator[str]:
+    """`_real` of each path, as strings, at one directory listing per parent instead of a walk of
+    every path: a new domain is checked against all the others' directories, thousands of them
+    side by side in `domains/`. A name that is no symlink leads where its parent leads."""
+    parents: dict[str, tuple[str, frozenset[str] | None]] = {}
+    for path in paths:
+        parent, _, name = path.rpartition(os.sep)
+        if parent not in parents:
+            try:
+                with os.scandir(parent or os.sep) as entries:
+                    links = frozenset(e.name for e in entries if e.is_symlink())
+            except (FileNotFoundError, NotADirectoryError):  # nothing below it exists, no symlink either
+                links = frozenset()
+            except OSError:  # unreadable: each path is walked alone
+                links = None
+            parents[parent] = (os.path.realpath(parent or os.sep), links)
+        real_parent, links = parents[parent]
+        if links is None or name in links or not name or name in (".", ".."):
+            yield os.path.realpath(path)
+        else:
+            yield os.path.join(real_parent, name)
+
+
 def _merge(source: Path, target: Path) -> None:
     """Move `source` to `target`. Where `target` exists already (files a domain was deleted without,
     or a mailbox a delivery made meanwhile), move in what it lacks and keep what it has."""
@@ -209,7 +232,9 @@ class Disk:
         domains = _real(self.domains_dir)
         if real == domains or real in domains.parents or any(_overlap(real, _real(p)) for p in self.server_paths):
             raise MailsrvError(ResultCode.INVALID_PATH, f"The path '{path}' overlaps a directory of the server.")
-        if any(_overlap(real, _real(other)) for other in others):
+        mine = str(real)
+        if any(other == mine or other.startswith(mine + os.sep) or mine.startswith(other + os.sep)
+               for other in _reals(others)):
             raise MailsrvError(ResultCode.INVALID_PATH, f"The path '{path}' overlaps another domain's directory.")
         return path
 

@@ -1,14 +1,17 @@
 """The database handle: engine, sessions and migrations on open."""
 from __future__ import annotations
 
+import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, Select, create_engine, event, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,6 +22,9 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Any constant works; it only has to be the same on every node sharing the database.
 _MIGRATION_LOCK_ID = 0x6D61696C
 _READ_ONLY = "mailsrv_read_only"
+# Store.fetch's connections at most (per process): as many as the SOAP clients and mail sessions
+# that read at the same instant; beyond, a reader waits for one (its read takes microseconds).
+_FETCH_CONNECTIONS = 16
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -52,6 +58,18 @@ def storage_refused(error: BaseException | None) -> bool:
     return getattr(error, "sqlstate", None) == _POSTGRES_DISK_FULL
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A SELECT compiled once for this store's dialect, run without SQLAlchemy's execution layer."""
+    sql: str
+    defaults: dict[str, Any]  # every parameter, with the value the statement gives it (None: the caller's)
+    # Each parameter's conversion for the driver (datetimes on SQLite), in the driver's order for a
+    # positional driver (sqlite3), whose parameters are then a list.
+    binds: tuple[tuple[str, Callable[[Any], Any] | None], ...]
+    positional: bool
+    results: tuple[Callable[[Any], Any] | None, ...]  # each column's conversion (JSON, datetimes on SQLite)
+
+
 class Store:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -75,6 +93,15 @@ class Store:
         self._writers: AbstractContextManager[object] = threading.RLock() if self.is_sqlite else nullcontext()
         self._read_engine = self.engine.execution_options(**{_READ_ONLY: True})
         self._readers = sessionmaker(self._read_engine, expire_on_commit=False)
+        self._prepared: dict[Select, _Prepared] = {}
+        # `fetch`'s own driver connections: bounded (PostgreSQL counts connections), each kept open
+        # with its prepared statements; `_drivers` lists them all for `close`.
+        # A slot is an open connection, or None for one not opened yet; a reader waits for a slot.
+        self._idle_drivers: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for _ in range(_FETCH_CONNECTIONS):
+            self._idle_drivers.put(None)
+        self._drivers: list[Any] = []
+        self._drivers_lock = threading.Lock()
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration; nodes starting together take turns."""
@@ -112,6 +139,82 @@ class Store:
         with self._read_engine.connect() as conn, conn.begin():
             yield conn
 
+    def fetch(self, query: Select, params: Mapping[str, Any]) -> list[tuple]:
+        """The rows of one SELECT (its own consistent snapshot), run as a prepared statement on one of
+        the store's own driver connections (autocommit, outside SQLAlchemy's pool): for the reads of every SOAP call (its login) and IMAP
+        command, where SQLAlchemy's connection, transaction and result handling cost several times
+        the query (~100 us against ~15 us). The same SQL on SQLite and PostgreSQL; the columns come
+        back converted as SQLAlchemy would convert them."""
+        prepared = self._prepared.get(query) or self._prepare(query)
+        values = {**prepared.defaults, **params}
+        converted = [(name, values[name] if process is None else process(values[name])) for name, process in prepared.binds]
+        args = [value for _, value in converted] if prepared.positional else dict(converted)
+        rows = self._execute(prepared.sql, args)
+        if not any(prepared.results):
+            return rows
+        return [tuple(value if convert is None or value is None else convert(value)
+                      for convert, value in zip(prepared.results, row)) for row in rows]
+
+    def _prepare(self, query: Select) -> _Prepared:
+        dialect = self.engine.dialect
+        compiled = query.compile(dialect=dialect)
+        defaults = compiled.construct_params(_check=False)
+        names = compiled.positiontup if compiled.positional else list(defaults)
+        processors = compiled._bind_processors
+        results = tuple(column.type._cached_result_processor(dialect, None) for column in query.selected_columns)
+        prepared = _Prepared(str(compiled), defaults, tuple((name, processors.get(name)) for name in names),
+                             compiled.positional, results)
+        self._prepared[query] = prepared
+        return prepared
+
+    def _execute(self, sql: str, args: Any) -> list[tuple]:
+        conn = self._idle_drivers.get()
+        try:
+            if conn is None:
+                conn = self._open_driver()
+            try:
+                rows = self._run(conn, sql, args)
+            except self.engine.dialect.loaded_dbapi.OperationalError:
+                if self.is_sqlite:
+                    raise
+                # A connection the server closed (a restart, an idle timeout): once more on a new one.
+                self._close_driver(conn)
+                conn = None  # closed: not closed again if reopening fails
+                conn = self._open_driver()
+                rows = self._run(conn, sql, args)
+        except BaseException:
+            if conn is not None:
+                self._close_driver(conn)
+            self._idle_drivers.put(None)
+            raise
+        self._idle_drivers.put(conn)
+        return rows
+
+    def _run(self, conn: Any, sql: str, args: Any) -> list[tuple]:
+        if self.is_sqlite:
+            return conn.execute(sql, args).fetchall()
+        return conn.execute(sql, args, prepare=True).fetchall()
+
+    def _open_driver(self) -> Any:
+        dialect = self.engine.dialect
+        cargs, cparams = dialect.create_connect_args(self.engine.url)
+        if self.is_sqlite:
+            cparams["check_same_thread"] = False  # taken by whichever thread reads next
+        conn = dialect.loaded_dbapi.connect(*cargs, **cparams)
+        if self.is_sqlite:
+            _sqlite_pragmas(conn, None)  # autocommit: each SELECT its own snapshot
+        else:
+            conn.autocommit = True
+        with self._drivers_lock:
+            self._drivers.append(conn)
+        return conn
+
+    def _close_driver(self, conn: Any) -> None:
+        with self._drivers_lock:
+            if conn in self._drivers:
+                self._drivers.remove(conn)
+        conn.close()
+
     def drop_all(self) -> None:
         """Remove every table (tests sharing one PostgreSQL database start clean)."""
         with self.engine.begin() as conn:
@@ -119,4 +222,19 @@ class Store:
             conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
 
     def close(self) -> None:
+        """Close every connection; like the engine's pool, `fetch` opens new ones if used again."""
+        with self._drivers_lock:
+            drivers, self._drivers = self._drivers, []
+        for conn in drivers:
+            conn.close()
+        # The idle slots become unopened ones (a slot taken by a read in progress comes back as is).
+        idle = 0
+        while True:
+            try:
+                self._idle_drivers.get_nowait()
+            except queue.Empty:
+                break
+            idle += 1
+        for _ in range(idle):
+            self._idle_drivers.put(None)
         self.engine.dispose()

@@ -23,13 +23,20 @@ H = TypeVar("H", bound=Handler)
 _ATTRIBUTE = "asmx_access"
 
 
+# What `Access.run_quick` answers when the call must run in a worker thread after all.
+NOT_QUICK = object()
+
+
 @dataclass(frozen=True)
 class Access:
-    """The parameters carrying the caller's login name and password; None for an anonymous operation."""
+    """The parameters carrying the caller's login name and password; None for an anonymous operation.
+    `quick`: the handler only reads, at most one prepared read (mailsrv.store.db.Store.fetch), so
+    that with the login's quick path it may run on the event loop's thread."""
     credentials: tuple[str, str] | None
     # The request carries a whole address list: its body may be up to `[web] max_list_request_bytes`
     # instead of `max_request_bytes` (services.asmx.endpoint, decided before the body is read).
     address_list: bool = False
+    quick: bool = False
 
     def handler_parameters(self, contract_parameters: list[str]) -> list[str]:
         """The contract parameters the handler takes by name (all but the credentials)."""
@@ -45,6 +52,18 @@ class Access:
         return handler(call, actor, **rest)
 
 
+    def run_quick(self, handler: Handler, call: Call, params: Mapping[str, Any]) -> Any:
+        """`run` on the caller's thread when the login is quick (Authenticator.quick_login) and the
+        handler declared quick; else NOT_QUICK, and nothing was done but one read."""
+        if not self.quick or self.credentials is None:
+            return NOT_QUICK
+        user, password = self.credentials
+        actor = call.engine.auth.quick_login(params.get(user), params.get(password), call.client_ip)
+        if actor is None:
+            return NOT_QUICK
+        return handler(call, actor, **{name: value for name, value in params.items() if name not in self.credentials})
+
+
 def _declare(access: Access) -> Callable[[H], H]:
     def mark(handler: H) -> H:
         setattr(handler, _ATTRIBUTE, access)
@@ -53,10 +72,10 @@ def _declare(access: Access) -> Callable[[H], H]:
 
 
 def authenticated(user: str = "AuthUserName", password: str = "AuthPassword", *,
-                  address_list: bool = False) -> Callable[[H], H]:
+                  address_list: bool = False, quick: bool = False) -> Callable[[H], H]:
     """The operation needs a login, carried by the parameters `user` and `password`; `address_list`:
-    it replaces a whole address list (see Access)."""
-    return _declare(Access((user, password), address_list))
+    it replaces a whole address list; `quick`: see Access."""
+    return _declare(Access((user, password), address_list, quick))
 
 
 def anonymous(handler: H) -> H:

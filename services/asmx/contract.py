@@ -52,6 +52,10 @@ class ComplexType:
     name: str
     fields: tuple[Field, ...]
 
+    @cached_property
+    def field_names(self) -> frozenset[str]:
+        return frozenset(f.name for f in self.fields)
+
     @property
     def item(self) -> Field | None:
         """The item field when this is an ArrayOfX type: ASP.NET repeats elements only there."""

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mailsrv.core.errors import MailsrvError
+from services.asmx.access import NOT_QUICK
 from services.asmx.call import Call
 from services.asmx.codec import check_keys, member
 from services.asmx.contract import ComplexType, Operation, Service
@@ -64,10 +65,15 @@ def _refusal(service: Service, op: Operation, error: MailsrvError) -> Any:
 
 
 async def invoke(bound: BoundService, op: Operation, params: dict[str, Any], call: Call) -> Any:
-    """Log in and run the handler in a worker thread; return the value to serialise as the operation's result."""
+    """Log in and run the handler (in a worker thread unless quick); return the value to serialise as the
+    operation's result."""
+    access, handler = bound.access[op.name], bound.handlers[op.name]
     try:
-        returned = await asyncio.get_running_loop().run_in_executor(
-            _WORKERS, bound.access[op.name].run, bound.handlers[op.name], call, params)
+        # A quick call on the loop's thread: the hand-over to a worker and back cost as much CPU as
+        # the rest of the call (~65 us of ~140 for GetEdition).
+        returned = access.run_quick(handler, call, params)
+        if returned is NOT_QUICK:
+            returned = await asyncio.get_running_loop().run_in_executor(_WORKERS, access.run, handler, call, params)
     except MailsrvError as error:
         return _refusal(bound.contract, op, error)
     return _success(bound.contract, op, returned)

@@ -92,7 +92,7 @@ def GetAllDomains(call: Call, actor: Actor) -> dict[str, Any]:
     return {"DomainNames": call.engine.domains.names(actor)}
 
 
-@authenticated()
+@authenticated(quick=True)
 def GetDomainSettings(call: Call, actor: Actor, domainName: str | None) -> dict[str, Any]:
     view = call.engine.domains.get(actor, domainName)
     return {**settings.fields_from_settings(view.settings), "Path": view.path}
@@ -103,7 +103,7 @@ def GetDomainDefaults(call: Call, actor: Actor) -> dict[str, Any]:
     return settings.fields_from_settings(call.engine.domains.defaults(actor))
 
 
-@authenticated()
+@authenticated(quick=True)
 def GetDomainInfo(call: Call, actor: Actor, domainName: str | None) -> dict[str, str]:
     return {"Path": call.engine.domains.get(actor, domainName).path}
 

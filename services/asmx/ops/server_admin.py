@@ -10,7 +10,7 @@ from services.asmx.call import Call
 SERVICE = "svcServerAdmin"
 
 
-@authenticated()
+@authenticated(quick=True)
 def GetEdition(call: Call, actor: Actor) -> dict[str, str]:
     return {"Edition": call.engine.product.edition(actor)}
 

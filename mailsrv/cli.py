@@ -8,7 +8,6 @@ Exit codes: 0 done, 1 refused or failed, 2 bad usage or configuration.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -24,10 +23,10 @@ Command = Callable[[Config, argparse.Namespace], int]
 
 def _serve(config: Config, _args: argparse.Namespace) -> int:
     # The engine and web stack are imported only by the commands that run them.
+    from mailsrv.core.logs import configure
     from mailsrv.serve import ListenError, run
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure(config.log)
     try:
         run(config)
     except ListenError as exc:
@@ -98,8 +97,11 @@ def _spool(config: Config, args: argparse.Namespace) -> int:
     configuration and the database, as root does Postfix's queue)."""
     from mailsrv.core.actor import Actor, Role
     from mailsrv.core.errors import MailsrvError
+    from mailsrv.core.logs import configure
     from mailsrv.server import MailServer
 
+    # What the command changes is logged where the server logs (who: "shell").
+    configure(config.log)
     server = MailServer(config)
     actor = Actor(Role.SYSTEM_ADMIN, "shell")
     control = server.spool_control

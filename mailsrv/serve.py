@@ -47,6 +47,7 @@ from mailsrv.access.imap.listener import (
 )
 from mailsrv.access.pop3 import start_pop3_listener
 from mailsrv.access.smtp import start_listener
+from mailsrv.core import logs, metrics
 from mailsrv.core.config import Config, ConfigError
 from mailsrv.core.errors import MailsrvError
 from mailsrv.core.names import ServerAddress, server_address
@@ -150,13 +151,14 @@ async def _serve_all(listeners: list[Serving]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, logs.reopen)
     try:
         # One listener failing cancels the others, and its error ends the process.
         async with asyncio.TaskGroup() as group:
             for listener in listeners:
                 group.create_task(listener(stop))
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
 
 
@@ -379,6 +381,10 @@ def run(config: Config) -> None:
     # Before any fork: the workers inherit both.
     _return_large_blocks_when_freed()
     _raise_open_files_limit()
+    # SIGHUP reopens the log file (logrotate), also while starting; the event loop takes it over.
+    signal.signal(signal.SIGHUP, lambda _signo, _frame: logs.reopen())
+    # Every worker counts into files of this directory; a scrape of any of them sums them all.
+    metrics.use_directory(config.data_dir / "metrics")
     # Bind before opening the store: a taken port or a bad address fails without touching data.
     bound = _bind_all(config)
     try:
@@ -411,7 +417,7 @@ def run(config: Config) -> None:
 
 # -- workers ---------------------------------------------------------------------------------
 
-_SUPERVISED = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
+_SUPERVISED = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP)
 # A worker that ends is started again after this, doubled for each quick end in a row (one that
 # ended before _STEADY_SECONDS), at most _MAX_BACKOFF_SECONDS: a worker that cannot start (the
 # database down) must not spin the machine.
@@ -481,6 +487,11 @@ def _supervise(count: int, work: Callable[[int], None]) -> None:
             now = time.monotonic()
             waits = [slot.due - now for slot in slots if not slot.pid and not stopping]
             info = signal.sigtimedwait(_SUPERVISED, max(0.0, min(waits, default=1.0)))
+            if info is not None and info.si_signo == signal.SIGHUP:
+                logs.reopen()
+                for slot in slots:
+                    if slot.pid:
+                        os.kill(slot.pid, signal.SIGHUP)
             if info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT) and not stopping:
                 stopping = True
                 log.info("stopping %d workers", sum(1 for slot in slots if slot.pid))
@@ -509,6 +520,7 @@ def _reap(slots: list[_Slot], stopping: bool) -> None:
             if slot.pid != pid:
                 continue
             slot.pid = 0
+            metrics.process_ended(pid)
             if stopping:
                 break
             now = time.monotonic()

@@ -17,6 +17,7 @@ from mailsrv.webmail.service import Webmail
 from services.asmx.call import Engine
 from services.asmx.endpoint import AsmxApp
 from services.asmx.registry import load_services
+from services.monitoring import monitoring_routes
 from services.routing import ignore_case
 from services.web.routes import web_routes
 
@@ -36,5 +37,6 @@ def create_app(server: AppEngine) -> Starlette:
     """Build the app; raises if a served operation has no handler (see services.asmx.registry)."""
     asmx = AsmxApp(server, load_services(WSDL_DIR), server.config.web.max_request_bytes)
     return Starlette(routes=[ignore_case(Mount("/Services", app=asmx)),
+                             *monitoring_routes(server.status, server.config.metrics),
                              *web_routes(server.web_sessions, server.webmail, server.config,
                                                         server.one_click)])

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import dns.resolver
 
+from mailsrv.core import events
 from mailsrv.core.actor import Actor
 from mailsrv.core.clock import Clock
 from mailsrv.directory.address_lists import SMTP, AddressLists
@@ -237,7 +238,10 @@ class Intake:
         """The answer instead of the greeting for a client the SMTP IP blacklist refuses, else None
         (the lists as the store has them now: one read of the directory generation)."""
         lists = await asyncio.to_thread(self.lists.current)
-        return BLACKLISTED if lists.refused(SMTP, ip) else None
+        if not lists.refused(SMTP, ip):
+            return None
+        events.emit("blocked", protocol="smtp", ip=ip)
+        return BLACKLISTED
 
     async def begin(self) -> None:
         """Start a session or a mail transaction: the directory lookups, address lists and `settings`

@@ -25,7 +25,7 @@ from pysasl.creds.server import ServerCredentials
 from sqlalchemy import select
 
 from mailsrv.access.imap.maildir import MailSession, open_folders, remove_stale_locks
-from mailsrv.core import settings
+from mailsrv.core import events, settings
 from mailsrv.core.actor import Actor, Role
 from mailsrv.core.config import SmtpConfig
 from mailsrv.core.errors import MailsrvError
@@ -159,8 +159,10 @@ class Accounts:
         `protocol` blacklist (and not on that whitelist), it is sent `refusal` and disconnected."""
         peer = writer.get_extra_info("peername")
         lists = await asyncio.to_thread(self.lists.current)
-        if not lists.refused(protocol, str(peer[0]) if peer else ""):
+        ip = str(peer[0]) if peer else ""
+        if not lists.refused(protocol, ip):
             return True
+        events.emit("blocked", protocol="pop3" if protocol == "pop" else protocol, ip=ip)
         with suppress(ConnectionError):
             writer.write(refusal)
             await writer.drain()

@@ -21,6 +21,7 @@ from mailsrv.access.imap.protocol import (
     MailboxConfig,
     MailImapServer,
 )
+from mailsrv.core import events
 from mailsrv.core.config import Config
 from mailsrv.core.sessions import IMAP as IMAP_SESSION
 from mailsrv.core.sessions import OpenSessions
@@ -68,7 +69,10 @@ async def start_imap_listener(accounts: Accounts, config: Config, sock: socket.s
 
     async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sock_info: Any) -> None:
         # The proxy-protocol reader runs this as a task of its own: counted here, for its whole life.
-        with sessions.session(IMAP_SESSION):
+        peer = writer.get_extra_info("peername")
+        ip = str(peer[0]) if peer else ""
+        events.tls_established("imap", ip, writer.get_extra_info("ssl_object"))
+        with sessions.session(IMAP_SESSION, ip):
             await imap(reader, writer, sock_info)
 
     callback = ProxyProtocolReader(login.config.proxy_protocol).get_callback(session)

@@ -383,11 +383,11 @@ def run(config: Config) -> None:
     _raise_open_files_limit()
     # SIGHUP reopens the log file (logrotate), also while starting; the event loop takes it over.
     signal.signal(signal.SIGHUP, lambda _signo, _frame: logs.reopen())
-    # Every worker counts into files of this directory; a scrape of any of them sums them all.
-    metrics.use_directory(config.data_dir / "metrics")
     # Bind before opening the store: a taken port or a bad address fails without touching data.
     bound = _bind_all(config)
     try:
+        # Every worker counts into files of this directory; a scrape of any of them sums them all.
+        metrics.use_directory(config.data_dir / "metrics")
         server = MailServer(config)
         try:
             # Made once, before any fork: a first start writes the self-signed pair. Always: the

@@ -228,8 +228,8 @@ def _log_accepted(m: IncomingMessage) -> None:
     events.emit("queued", m.id, **{"from": m.sender}, size=size, nrcpt=len(m.recipients),
                 path="direct" if m.copies else "spool", ip=m.client_ip or None, login=m.auth_login or None)
     for copy in m.copies:  # delivered already, before the 250
-        events.emit("delivery", m.id, to=copy.address, kind=LOCAL, relay="local", delay=0.0, dsn="2.0.0",
-                    status=events.SENT, size=size, reply="delivered to maildir")
+        events.emit("delivery", m.id, to=copy.address, kind=LOCAL, size=size, relay="local", delay=0.0, dsn="2.0.0",
+                    status=events.SENT, reply="delivered to maildir")
 
 
 def _log_outcome(job: Job, recipient: ClaimedRecipient, outcome: Outcome, status: str, now: dt.datetime) -> None:
@@ -240,8 +240,8 @@ def _log_outcome(job: Job, recipient: ClaimedRecipient, outcome: Outcome, status
         relay, dsn, reply = outcome.remote_mta or "none", found.group(0) if found else "", outcome.reply or outcome.error
     events.emit("delivery", job.message.id, to=recipient.address,
                 orig_to=recipient.original if recipient.original != recipient.address else None, kind=job.kind,
-                relay=relay, delay=round((now - job.message.received_at).total_seconds(), 2), dsn=dsn,
-                status=status, size=job.message.size, reply=reply)
+                size=job.message.size, relay=relay, delay=round((now - job.message.received_at).total_seconds(), 2),
+                dsn=dsn, status=status, reply=reply)
 
 
 _DSN = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}")

@@ -100,8 +100,10 @@ def _spool(config: Config, args: argparse.Namespace) -> int:
     from mailsrv.core.logs import configure
     from mailsrv.server import MailServer
 
-    # What the command changes is logged where the server logs (who: "shell").
-    configure(config.log)
+    # What the command changes is logged into the server's log file (who: "shell"); without one the
+    # server logs to its own standard error (the journal), not this terminal's.
+    if config.log.file:
+        configure(config.log)
     server = MailServer(config)
     actor = Actor(Role.SYSTEM_ADMIN, "shell")
     control = server.spool_control

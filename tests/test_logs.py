@@ -93,11 +93,13 @@ def fail_every_login(server: LabServer, imap_port: int, pop_port: int) -> None:
         with pytest.raises(smtplib.SMTPAuthenticationError):  # one try (login() would try PLAIN, then LOGIN)
             smtp.auth("PLAIN", smtp.auth_plain)
     pop = poplib.POP3(server.address, pop_port, timeout=30)
+    pop.stls(context)
     pop.user("alice@a.test")
     with pytest.raises(poplib.error_proto):
         pop.pass_(WRONG)
     pop.quit()
     imap = imaplib.IMAP4(server.address, imap_port, timeout=30)
+    imap.starttls(context)
     with pytest.raises(imaplib.IMAP4.error):
         imap.login("alice@a.test", WRONG)
     imap.logout()
@@ -155,7 +157,8 @@ def test_the_log_tells_what_happened_to_each_message_and_login(lab, tmp_path, lo
         # The DSN to alice, queued and delivered into her mailbox.
         has(r": to=<alice@a\.test>, kind=local, size=\d+, relay=local, delay=\d+\.?\d*, dsn=2\.0\.0, status=sent")
         has(stamp + r"connect: protocol=smtp, ip=\[127\.0\.0\.1\]$")
-        has(stamp + r"tls: protocol=smtp, ip=\[127\.0\.0\.1\], version=TLSv1\.[23], cipher=\S+$")
+        for protocol in ("smtp", "pop3", "imap"):
+            has(stamp + rf"tls: protocol={protocol}, ip=\[127\.0\.0\.1\], version=TLSv1\.[23], cipher=\S+$")
         has(stamp + r"auth_ok: protocol=smtp, ip=\[127\.0\.0\.1\], login=<alice@a\.test>$")
         has(stamp + r"disconnect: protocol=smtp, ip=\[127\.0\.0\.1\]$")
         for protocol in ("smtp", "pop3", "imap", "webmail"):
@@ -183,7 +186,8 @@ def test_the_log_tells_what_happened_to_each_message_and_login(lab, tmp_path, lo
         one(event="delivery", queue_id=queue_id, to="gone@peer.test", status="bounced", dsn="5.1.1",
             reply="550 5.1.1 No such user")
         one(event="delivery", to="alice@a.test", status="sent", kind="local")
-        one(event="tls", protocol="smtp", ip="127.0.0.1")
+        for protocol in ("smtp", "pop3", "imap"):
+            one(event="tls", protocol=protocol, ip="127.0.0.1")
         for protocol, login in (("smtp", "alice@a.test"), ("pop3", "alice@a.test"), ("imap", "alice@a.test"),
                                 ("webmail", "alice@a.test"), ("soap", "sysadmin")):
             one(event="auth_failed", protocol=protocol, ip="127.0.0.1", login=login, level="warning")

@@ -197,6 +197,7 @@ class Pop3Connection:
             raise _Closed() from None
         self.tls = True
         self.user = None
+        events.tls_established("pop3", self.peer, self.writer.get_extra_info("ssl_object"))
 
     async def authenticate(self, argument: str) -> None:
         mechanism_name, _, initial = argument.partition(" ")

@@ -33,7 +33,8 @@ Overrides of their internals:
 - protocol.MailConnectionState (ConnectionState): `_login`, `do_command`, `do_fetch`, `do_list`;
   reads `_session`, sets `_selected`; NAMESPACE/UNSELECT rely on the `do_<name>` dispatch.
 - protocol.MailImapConnection (IMAPConnection): `readline` (pymap's, capped; `_LITERAL_PLUS` is
-  pymap's `_literal_plus`), `_interrupt`, `read_command`, `send_error_disconnect`, `write_response`;
+  pymap's `_literal_plus`), `_interrupt`, `read_command`, `send_error_disconnect`, `write_response`,
+  `start_tls` (calls pymap's, then logs the handshake);
   relies on pymap's parser refusing a synchronising literal over `Params.max_append_len` (APPEND) or
   4096 bytes (any other string) with TOOBIG before sending "+".
 - protocol.MailImapServer (IMAPServer): `__call__`, reading `_login` and `_config`.

@@ -243,3 +243,37 @@ def test_sighup_reopens_the_log_file_in_every_worker(lab, tmp_path):
     wait_until(lambda: "auth_failed" in log.read_text(), "the failure in the new file")
     server.stop()
     assert "operation=AddDomain" in rotated.read_text() and "auth_failed" not in rotated.read_text()
+
+
+def test_a_locked_out_address_is_logged_and_counted(make_server, caplog):
+    """Past the brute-force limit the next try is refused unheard: an `auth_locked` line (which the
+    fail2ban filter matches too) and the blocked counter, beside the failures before it."""
+    from prometheus_client import REGISTRY
+
+    from mailsrv.core.errors import MailsrvError, ResultCode
+
+    server = make_server("[security]\nmax_failures_per_login = 2\n")
+
+    def counted(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = (counted("mailsrv_auth_failures_total", protocol="imap"),
+              counted("mailsrv_blocked_total", protocol="imap", reason="lockout"))
+    codes = []
+    with caplog.at_level("INFO", logger="mailsrv.events"):
+        for _ in range(3):
+            with pytest.raises(MailsrvError) as refusal:
+                server.auth.login("nobody@a.test", WRONG, "192.0.2.66", "imap")
+            codes.append(refusal.value.code)
+    assert codes == [ResultCode.LOGIN_FAILED, ResultCode.LOGIN_FAILED, ResultCode.LOGIN_LOCKED]
+    assert [(r.event, r.fields) for r in caplog.records] == [  # type: ignore[attr-defined]
+        ("auth_failed", {"protocol": "imap", "ip": "192.0.2.66", "login": "nobody@a.test", "reason": None}),
+        ("auth_failed", {"protocol": "imap", "ip": "192.0.2.66", "login": "nobody@a.test", "reason": None}),
+        ("auth_locked", {"protocol": "imap", "ip": "192.0.2.66", "login": "nobody@a.test"})]
+    assert (counted("mailsrv_auth_failures_total", protocol="imap"),
+            counted("mailsrv_blocked_total", protocol="imap", reason="lockout")) == (before[0] + 2, before[1] + 1)
+    # The text line fail2ban reads, made by the formatter `[log] format = "text"` installs.
+    from mailsrv.core.logs import TextFormatter
+    line = TextFormatter().format(caplog.records[2])
+    assert re.fullmatch(r"\S+ mailsrv\[\d+\]: auth_locked: protocol=imap, ip=\[192\.0\.2\.66\], "
+                        r"login=<nobody@a\.test>", line), line

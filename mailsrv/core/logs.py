@@ -70,7 +70,8 @@ class JsonFormatter(logging.Formatter):
             line["event"] = event
             if record.queue_id:  # type: ignore[attr-defined]
                 line["queue_id"] = record.queue_id  # type: ignore[attr-defined]
-            line.update(record.fields)  # type: ignore[attr-defined]
+            line.update((key, value) for key, value in record.fields.items()  # type: ignore[attr-defined]
+                        if value is not None)  # a field left out, as in text lines
         else:
             line["logger"] = record.name
             line["message"] = record.getMessage()

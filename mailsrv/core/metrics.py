@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -51,13 +52,33 @@ SOAP_SECONDS = Histogram("mailsrv_soap_call_seconds", "SOAP call latency, login 
 _ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
-def use_directory(directory: Path) -> None:
-    """Multiprocess mode with its files in `directory`, emptied first (a previous run's counts are
-    not this run's). Called once by `mailsrv serve` before any metric value is made or worker forked."""
+def use_directory(root: Path) -> None:
+    """Multiprocess mode with its files in a directory of this `mailsrv serve` under `root`, made
+    empty (a previous run's counts are not this run's). Several servers may share a data directory
+    (nodes on one machine, or on shared storage): each has its own, and the directories of ended
+    ones on this host are removed. Called once by `mailsrv serve` before any metric value is made
+    or worker forked."""
+    host = socket.gethostname()
+    root.mkdir(parents=True, mode=0o700, exist_ok=True)
+    for old in root.glob(f"{host}.*"):
+        pid = old.name.rsplit(".", 1)[1]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    directory = root / f"{host}.{os.getpid()}"
     shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True, mode=0o700)
+    directory.mkdir(mode=0o700)
     os.environ[_ENV] = str(directory)
     values.ValueClass = values.MultiProcessValue()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def process_ended(pid: int) -> None:

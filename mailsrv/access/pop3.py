@@ -40,7 +40,7 @@ from mailsrv.access.imap.maildir import message_bytes, stored_size
 from mailsrv.core import events
 from mailsrv.core.config import Config
 from mailsrv.core.sessions import POP as POP_SESSION
-from mailsrv.core.sessions import OpenSessions
+from mailsrv.core.sessions import OpenSessions, peer_ip
 from mailsrv.directory.address_lists import POP
 from mailsrv.directory.listeners import Greetings
 
@@ -358,8 +358,7 @@ async def start_pop3_listener(accounts: Accounts, config: Config, sock: socket.s
         login.config.apply_context()
         local_ip = str((writer.get_extra_info("sockname") or ("",))[0])
         hostname = (greetings.name_for(local_ip, "") or None) if greetings else None
-        peer = writer.get_extra_info("peername")
-        ip = str(peer[0]) if peer else ""
+        ip = peer_ip(writer)
         events.tls_established("pop3", ip, writer.get_extra_info("ssl_object"))
         with sessions.session(POP_SESSION, ip):
             await Pop3Connection(config, login, subsystem, tls_context, implicit_tls, reader, writer, hostname).run()

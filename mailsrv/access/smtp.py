@@ -66,7 +66,7 @@ from mailsrv.core.actor import Actor
 from mailsrv.core.config import SmtpConfig
 from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.core.sessions import SMTP as SMTP_SESSION
-from mailsrv.core.sessions import OpenSessions
+from mailsrv.core.sessions import OpenSessions, peer_ip
 from mailsrv.directory.auth import Authenticator
 from mailsrv.directory.listeners import Greetings
 from mailsrv.mta.intake import Intake, Submission
@@ -139,8 +139,7 @@ class MailsrvSMTP(SMTP):
         # aiosmtpd calls this again with the TLS transport after STARTTLS: the same session.
         first = self._original_transport is None
         super().connection_made(transport)
-        peer = transport.get_extra_info("peername")
-        ip = str(peer[0]) if peer else ""
+        ip = peer_ip(transport)
         events.tls_established("smtp", ip, transport.get_extra_info("ssl_object"))
         if not first:
             return

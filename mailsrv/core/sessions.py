@@ -5,12 +5,19 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from mailsrv.core import events
 
 SMTP, POP, IMAP = "smtp", "pop", "imap"
 # The protocol names of the log and metrics (those of the logins, mailsrv.directory.auth).
 _LOGGED = {SMTP: "smtp", POP: "pop3", IMAP: "imap"}
+
+
+def peer_ip(channel: Any) -> str:
+    """The client's IP address of an asyncio transport or stream writer ("" once it is gone)."""
+    peer = channel.get_extra_info("peername")
+    return str(peer[0]) if peer else ""
 
 
 class OpenSessions:

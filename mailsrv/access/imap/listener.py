@@ -24,7 +24,7 @@ from mailsrv.access.imap.protocol import (
 from mailsrv.core import events
 from mailsrv.core.config import Config
 from mailsrv.core.sessions import IMAP as IMAP_SESSION
-from mailsrv.core.sessions import OpenSessions
+from mailsrv.core.sessions import OpenSessions, peer_ip
 from mailsrv.directory.address_lists import IMAP
 from mailsrv.mailstore.disk import Disk
 from mailsrv.store.db import Store
@@ -69,8 +69,7 @@ async def start_imap_listener(accounts: Accounts, config: Config, sock: socket.s
 
     async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sock_info: Any) -> None:
         # The proxy-protocol reader runs this as a task of its own: counted here, for its whole life.
-        peer = writer.get_extra_info("peername")
-        ip = str(peer[0]) if peer else ""
+        ip = peer_ip(writer)
         events.tls_established("imap", ip, writer.get_extra_info("ssl_object"))
         with sessions.session(IMAP_SESSION, ip):
             await imap(reader, writer, sock_info)

@@ -53,6 +53,7 @@ from pysasl.hashing import BuiltinHash
 from mailsrv.access.imap.accounts import MailboxUser
 from mailsrv.access.imap.maildir import message_bytes, stored_size
 from mailsrv.core import events
+from mailsrv.core.sessions import peer_ip
 from mailsrv.mailstore.disk import SPECIAL_FOLDERS
 
 _SPECIAL_USE = {name: name.encode() for name in SPECIAL_FOLDERS}  # "Sent" -> \Sent, …
@@ -373,8 +374,7 @@ class MailImapConnection(IMAPConnection):
 
     async def start_tls(self) -> None:
         await super().start_tls()
-        peer = self.writer.get_extra_info("peername")
-        events.tls_established("imap", str(peer[0]) if peer else "", self.writer.get_extra_info("ssl_object"))
+        events.tls_established("imap", peer_ip(self.writer), self.writer.get_extra_info("ssl_object"))
 
 
 class MailImapServer(IMAPServer):

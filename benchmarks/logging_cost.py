@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/logging_cost.py [--messages 2000] [--sessions 16] [--size 4096]
                                                 [--rounds 3] [--workers N] [--database-url URL]
+    .venv/bin/python benchmarks/logging_cost.py --per-event
 
 Each round starts `mailsrv serve` three times (in an order rotated by round) on a fresh data directory, logging into a file
 (`[log] file`): "off" is `level = "WARNING"` (no event line is written; the metrics still count),
@@ -72,6 +73,23 @@ def run(args: argparse.Namespace, tmp: Path, name: str, round_: int) -> tuple[fl
     return accepted, end_to_end, sum(1 for _ in log.open(errors="replace"))
 
 
+def per_event(count: int = 50_000) -> None:
+    """What one `delivery` event costs in this process, per format, written into a file."""
+    from mailsrv.core import events, logs
+    from mailsrv.core.config import LogConfig
+
+    with tempfile.TemporaryDirectory(prefix="mailsrv-events-") as directory:
+        for name, (log_format, level) in {"off": ("text", "WARNING"), "text": ("text", "INFO"),
+                                          "json": ("json", "INFO")}.items():
+            logs.configure(LogConfig(format=log_format, level=level, file=str(Path(directory) / name)))
+            start = time.perf_counter()
+            for _ in range(count):
+                events.emit("delivery", "d0ed0ab6392649ec82528a45bbf48272", to="bob@a.test", kind="local",
+                            size=4096, relay="local", delay=0.01, dsn="2.0.0", status="sent",
+                            reply="delivered to maildir")
+            print(f"{name:>4}: {(time.perf_counter() - start) / count * 1e6:.1f} us per delivery event")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=2000)
@@ -80,7 +98,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=0, help="[server] workers (0: one per core)")
     parser.add_argument("--database-url", default="")
+    parser.add_argument("--per-event", action="store_true",
+                        help="only the cost of one event line in this process, per format (no server)")
     args = parser.parse_args()
+    if args.per_event:
+        per_event()
+        return 0
     if shutil.which("smtp-source") is None:
         print("smtp-source not found: apt-get install -y postfix", file=sys.stderr)
         return 2

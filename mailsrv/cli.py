@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -27,10 +26,10 @@ Command = Callable[[Config, argparse.Namespace], int]
 
 def _serve(config: Config, _args: argparse.Namespace) -> int:
     # The engine and web stack are imported only by the commands that run them.
+    from mailsrv.core.logs import configure
     from mailsrv.serve import ListenError, run
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure(config.log)
     try:
         run(config)
     except ListenError as exc:
@@ -101,8 +100,13 @@ def _spool(config: Config, args: argparse.Namespace) -> int:
     configuration and the database, as root does Postfix's queue)."""
     from mailsrv.core.actor import Actor, Role
     from mailsrv.core.errors import MailsrvError
+    from mailsrv.core.logs import configure
     from mailsrv.server import MailServer
 
+    # What the command changes is logged into the server's log file (who: "shell"); without one the
+    # server logs to its own standard error (the journal), not this terminal's.
+    if config.log.file:
+        configure(config.log)
     server = MailServer(config)
     actor = Actor(Role.SYSTEM_ADMIN, "shell")
     control = server.spool_control

@@ -50,6 +50,7 @@ from mailsrv.access.imap.listener import (
 )
 from mailsrv.access.pop3 import start_pop3_listener
 from mailsrv.access.smtp import start_listener
+from mailsrv.core import logs, metrics
 from mailsrv.core.config import Config, ConfigError
 from mailsrv.core.errors import MailsrvError
 from mailsrv.core.names import ServerAddress, server_address
@@ -155,7 +156,10 @@ async def _serve_all(listeners: list[Serving], on_hangup: Callable[[], None]) ->
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    def hangup() -> None:  # logrotate's and certbot's signal: reopen the log file, reload certificates
+        logs.reopen()
+        on_hangup()
+    loop.add_signal_handler(signal.SIGHUP, hangup)
     try:
         # One listener failing cancels the others, and its error ends the process.
         async with asyncio.TaskGroup() as group:
@@ -410,13 +414,16 @@ def _announce_start(config: Config, server: MailServer, certificates: Certificat
 def run(config: Config) -> None:
     """Serve until SIGTERM/SIGINT, then stop every listener (every worker) and close the store."""
     # Before any fork: the workers inherit these. SIGHUP (reload) must not end a process that has
-    # not installed its handler yet (the supervisor takes it with sigtimedwait, blocked).
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # not installed its handler yet (the supervisor takes it with sigtimedwait, blocked): it reopens
+    # the log file (logrotate), also while starting; the event loop takes it over.
+    signal.signal(signal.SIGHUP, lambda _signo, _frame: logs.reopen())
     _return_large_blocks_when_freed()
     _raise_open_files_limit()
     # Bind before opening the store: a taken port or a bad address fails without touching data.
     bound = _bind_all(config)
     try:
+        # Every worker counts into files of this directory; a scrape of any of them sums them all.
+        metrics.use_directory(config.data_dir / "metrics")
         server = MailServer(config)
         try:
             # Made once, before any fork: a first start writes the self-signed pair. Always: the
@@ -518,6 +525,7 @@ def _supervise(count: int, work: Callable[[int], None]) -> None:
             waits = [slot.due - now for slot in slots if not slot.pid and not stopping]
             info = signal.sigtimedwait(_SUPERVISED, max(0.0, min(waits, default=1.0)))
             if info is not None and info.si_signo == signal.SIGHUP:
+                logs.reopen()
                 # Each worker reloads its own copy of the certificates (`_serve`).
                 for slot in slots:
                     if slot.pid:
@@ -550,6 +558,7 @@ def _reap(slots: list[_Slot], stopping: bool) -> None:
             if slot.pid != pid:
                 continue
             slot.pid = 0
+            metrics.process_ended(pid)
             if stopping:
                 break
             now = time.monotonic()

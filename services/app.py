@@ -17,6 +17,7 @@ from mailsrv.mta.list_commands import OneClickUnsubscribe
 from mailsrv.webmail.service import Webmail
 from services.asmx.endpoint import AsmxApp
 from services.asmx.registry import load_services
+from services.monitoring import monitoring_routes
 from services.routing import ignore_case
 from services.web.admin_api import admin_api_routes
 from services.web.https_redirect import SignInOverHttps
@@ -41,6 +42,7 @@ def create_app(server: AppEngine, https_port: int | None = None) -> Starlette:
                    server.config.web.max_list_request_bytes)
     middleware = [Middleware(SignInOverHttps, https_port=https_port)] if https_port else []
     return Starlette(routes=[ignore_case(Mount("/Services", app=asmx)),
+                             *monitoring_routes(server.status, server.config.metrics),
                              *web_routes(server, server.webmail, server.one_click),
                              *admin_api_routes(server.auth, server.dns_check)],
                      middleware=middleware)

@@ -321,8 +321,9 @@ def test_changing_ones_own_login_verifies_the_current_password_and_ends_its_othe
     assert view.networks == ("127.0.0.0/8",)
 
 
-def test_ip_lists_and_propagation_pages(web):
+def test_ip_lists_and_propagation_pages(web, caplog):
     server = web.mail.server
+    caplog.set_level("INFO", logger="mailsrv.events")
     with admin_client(web) as client:
         post(client, "/admin/ip-lists", {"list": "blacklist", "ip": "192.0.2.0/24", "smtp": "on",
                                          "description": "abusers", "action": "add"})
@@ -333,6 +334,10 @@ def test_ip_lists_and_propagation_pages(web):
         [entry] = server.address_lists.ip_entries(admin, "blacklist")
         assert (entry.ip_address, entry.smtp, entry.pop) == ("192.0.2.0/24", True, False)
         assert [e.ip_address for e in server.address_lists.ip_entries(admin, "smtpbypass")] == ["198.51.100.7"]
+        # Each change through the pages is an `admin` event, as over SOAP: who, from where, what.
+        changes = [r.fields for r in caplog.records if getattr(r, "event", "") == "admin"]
+        assert [(c["by"], c["service"], c["operation"], c["status"]) for c in changes] == \
+            [(SYSTEM_ADMIN[0], "web", "/admin/ip-lists", status) for status in (303, 303, 400)]
 
         post(client, "/admin/defaults?tab=limits", {"defaultmaxusers": "7", "defaultmaxaliases": "0",
                                                     "defaultmaxdomainaliases": "0", "defaultmaxlists": "0",

@@ -37,9 +37,10 @@ from pysasl.mechanism import ChallengeResponse, ServerChallenge
 from mailsrv.access.imap.accounts import Accounts, MailboxLogin, MailboxUser
 from mailsrv.access.imap.listener import mailbox_login
 from mailsrv.access.imap.maildir import message_bytes, stored_size
+from mailsrv.core import events
 from mailsrv.core.config import Config
 from mailsrv.core.sessions import POP as POP_SESSION
-from mailsrv.core.sessions import OpenSessions
+from mailsrv.core.sessions import OpenSessions, peer_ip
 from mailsrv.directory.address_lists import POP
 from mailsrv.directory.listeners import Greetings
 
@@ -196,6 +197,7 @@ class Pop3Connection:
             raise _Closed() from None
         self.tls = True
         self.user = None
+        events.tls_established("pop3", self.peer, self.writer.get_extra_info("ssl_object"))
 
     async def authenticate(self, argument: str) -> None:
         mechanism_name, _, initial = argument.partition(" ")
@@ -356,7 +358,9 @@ async def start_pop3_listener(accounts: Accounts, config: Config, sock: socket.s
         login.config.apply_context()
         local_ip = str((writer.get_extra_info("sockname") or ("",))[0])
         hostname = (greetings.name_for(local_ip, "") or None) if greetings else None
-        with sessions.session(POP_SESSION):
+        ip = peer_ip(writer)
+        events.tls_established("pop3", ip, writer.get_extra_info("ssl_object"))
+        with sessions.session(POP_SESSION, ip):
             await Pop3Connection(config, login, subsystem, tls_context, implicit_tls, reader, writer, hostname).run()
 
     return await asyncio.start_server(connection, sock=sock, ssl=tls_context if implicit_tls else None,

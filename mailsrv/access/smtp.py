@@ -61,11 +61,12 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 
+from mailsrv.core import events
 from mailsrv.core.actor import Actor
 from mailsrv.core.config import SmtpConfig
 from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.core.sessions import SMTP as SMTP_SESSION
-from mailsrv.core.sessions import OpenSessions
+from mailsrv.core.sessions import OpenSessions, peer_ip
 from mailsrv.directory.auth import Authenticator
 from mailsrv.directory.listeners import Greetings
 from mailsrv.mta.intake import Intake, Submission
@@ -138,6 +139,8 @@ class MailsrvSMTP(SMTP):
         # aiosmtpd calls this again with the TLS transport after STARTTLS: the same session.
         first = self._original_transport is None
         super().connection_made(transport)
+        ip = peer_ip(transport)
+        events.tls_established("smtp", ip, transport.get_extra_info("ssl_object"))
         if not first:
             return
         if transport.get_extra_info("sslcontext") is not None:
@@ -150,13 +153,13 @@ class MailsrvSMTP(SMTP):
             if sockname:
                 self.local_name = self._greetings.name_for(str(sockname[0]), "") or None
         if self._sessions is not None:
-            self._sessions.opened(SMTP_SESSION)
+            self._sessions.opened(SMTP_SESSION, ip)
             self._counted = True
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._counted and self._sessions is not None:
             self._counted = False
-            self._sessions.closed(SMTP_SESSION)
+            self._sessions.closed(SMTP_SESSION, _peer_ip(self.session) if self.session else "")
         super().connection_lost(error)
 
     def _create_envelope(self) -> Transaction:

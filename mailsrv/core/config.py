@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from mailsrv.core.networks import parse_network
+
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message names the offending key."""
@@ -182,6 +184,28 @@ class TlsConfig:
     key_file: str = ""
 
 
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass
+class LogConfig:
+    # One line per event (mailsrv.core.events): "text" is Postfix-like (`mailsrv[pid]: QUEUEID:
+    # to=<...>, relay=..., status=sent (...)`), "json" one object per line for log shippers.
+    format: str = "text"
+    # DEBUG adds a line per SOAP read and per session's TLS details; WARNING keeps only problems.
+    level: str = "INFO"
+    # A file appended to (reopened on SIGHUP, for logrotate); empty: standard error (journald).
+    file: str = ""
+
+
+@dataclass
+class MetricsConfig:
+    # Client networks (address, CIDR or first-last range) besides loopback that may read /metrics;
+    # anyone else gets 403 (the figures tell an attacker what the server carries).
+    allow: list[str] = field(default_factory=list)
+
+
 EDITIONS = ("PRO", "ENT", "FREE")
 
 
@@ -212,6 +236,8 @@ class Config:
     jobs: JobsConfig = field(default_factory=JobsConfig)
     autoclean: AutocleanConfig = field(default_factory=AutocleanConfig)
     product: ProductConfig = field(default_factory=ProductConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     @property
     def effective_database_url(self) -> str:
@@ -281,6 +307,16 @@ def parse_config(text: str) -> Config:
             raise ConfigError(f"configuration key 'dns.public_addresses': '{address}' is not an IP address") from None
     if config.product.edition not in EDITIONS:
         raise ConfigError(f"configuration key 'product.edition' must be one of {', '.join(EDITIONS)}")
+    if config.log.format not in LOG_FORMATS:
+        raise ConfigError(f"configuration key 'log.format' must be one of {', '.join(LOG_FORMATS)}")
+    config.log.level = config.log.level.upper()
+    if config.log.level not in LOG_LEVELS:
+        raise ConfigError(f"configuration key 'log.level' must be one of {', '.join(LOG_LEVELS)}")
+    try:
+        for spec in config.metrics.allow:
+            parse_network(spec)
+    except ValueError as exc:
+        raise ConfigError(f"configuration key 'metrics.allow': {exc}") from None
     return config
 
 

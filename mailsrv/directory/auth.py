@@ -10,6 +10,7 @@ from sqlalchemy import and_, bindparam, delete, exists, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from mailsrv.core import events
 from mailsrv.core.actor import Actor, Role
 from mailsrv.core.clock import Clock
 from mailsrv.core.config import ConfigError, SecurityConfig
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 LOGIN_FAILED_MESSAGE = "Failed to log in: the user name or password is incorrect."
 LOGIN_TIME_RESOLUTION = dt.timedelta(minutes=1)
 LOCKED_MESSAGE = "Failed to log in: too many failed attempts; try again later."
+# The protocol names of the log and metrics, where the login table's differ.
+_LOGGED_PROTOCOLS = {"webservice": "soap", "web": "webmail"}
 
 
 def _enabled(user_settings: dict, domain_settings: dict) -> bool:
@@ -103,16 +106,22 @@ class Authenticator:
         # The check only reads, so a full or read-only disk still lets users in to read their mail.
         principal = self._principal(name, client_ip, protocol, now)
         earlier_failures = 0
+        logged = _LOGGED_PROTOCOLS.get(protocol, protocol)
         if principal.recent_failures:
             # Rare (someone failed lately here or at this name): only then are the limits counted.
             with self.store.reading() as s:
-                earlier_failures = self._refuse_if_locked(s, name, client_ip, now)
+                try:
+                    earlier_failures = self._refuse_if_locked(s, name, client_ip, now)
+                except MailsrvError:
+                    events.emit("auth_locked", protocol=logged, ip=client_ip, login=name)
+                    raise
         actor, restricted = self._check(principal, password, client_ip)
         if actor is None:
             self._record(name, client_ip, now, failed=True)
-            if restricted:
-                log.warning("login of %s refused: client %s outside its IP restrictions", name, client_ip)
+            events.emit("auth_failed", protocol=logged, ip=client_ip, login=name,
+                        reason="outside its IP restrictions" if restricted else None)
             raise MailsrvError(ResultCode.LOGIN_FAILED, LOGIN_FAILED_MESSAGE)
+        events.emit("auth_ok", protocol=logged, ip=client_ip, login=name)
         note_user = actor.user_id if principal.note_due else None
         if earlier_failures or note_user is not None:
             self._record(name, client_ip, now, failed=False, note_user=note_user, protocol=protocol)

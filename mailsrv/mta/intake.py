@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import dns.resolver
 
+from mailsrv.core import events
 from mailsrv.core.actor import Actor
 from mailsrv.core.clock import Clock
 from mailsrv.directory.address_lists import SMTP, AddressLists
@@ -244,6 +245,7 @@ class Intake:
         (the lists as the store has them now: one read of the directory generation)."""
         lists = await asyncio.to_thread(self.lists.current)
         if lists.refused(SMTP, ip):
+            events.emit("blocked", protocol="smtp", ip=ip)
             return BLACKLISTED
         return await self.filters.connect(self.client(ip, None))
 

@@ -131,9 +131,9 @@ def _reply_text(code: int, message: bytes | str) -> str:
 
 
 def _classify(code: int, message: bytes | str, host: str) -> Delivered | Deferred | Failed:
-    if 200 <= code < 300:
-        return Delivered()
     reply = _reply_text(code, message)
+    if 200 <= code < 300:
+        return Delivered(relay=host, reply=reply)
     found = _STATUS.match(reply[4:])
     # The reply code decides; an enhanced code of another class (a "450 5.1.1") keeps its detail only.
     status = str(code)[0] + found.group(0)[1:] if found else ("5.0.0" if 500 <= code < 600 else "4.0.0")

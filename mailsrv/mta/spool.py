@@ -57,6 +57,7 @@ import datetime as dt
 import errno
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -67,6 +68,7 @@ from typing import Protocol
 from sqlalchemy import delete, false, func, insert, or_, select, true, update
 from sqlalchemy.orm import Session
 
+from mailsrv.core import events
 from mailsrv.core.actor import Actor
 from mailsrv.core.clock import Clock
 from mailsrv.core.errors import MailsrvError, ResultCode
@@ -223,6 +225,8 @@ class FollowUp(Protocol):
 class Delivered:
     mailbox: tuple[int, int] | None = None  # (domain id, user id) of a local mailbox: counted as received
     follow_up: FollowUp | None = None
+    relay: str = ""  # the host that took it (remote), for the log
+    reply: str = ""  # its SMTP reply
 
 
 @dataclass(frozen=True)
@@ -252,6 +256,30 @@ class FailureNotifier(Protocol):
 
 
 Outcome = Delivered | Deferred | Failed
+
+
+def _log_accepted(m: IncomingMessage) -> None:
+    size = len(m.content)
+    events.emit("queued", m.id, **{"from": m.sender}, size=size, nrcpt=len(m.recipients),
+                path="direct" if m.copies else "spool", ip=m.client_ip or None, login=m.auth_login or None)
+    for copy in m.copies:  # delivered already, before the 250
+        events.emit("delivery", m.id, to=copy.address, kind=LOCAL, size=size, relay="local", delay=0.0, dsn="2.0.0",
+                    status=events.SENT, reply="delivered to maildir")
+
+
+def _log_outcome(job: Job, recipient: ClaimedRecipient, outcome: Outcome, status: str, now: dt.datetime) -> None:
+    if isinstance(outcome, Delivered):
+        relay, dsn, reply = outcome.relay or "local", "2.0.0", outcome.reply or "delivered to maildir"
+    else:
+        found = _DSN.match(outcome.error)
+        relay, dsn, reply = outcome.remote_mta or "none", found.group(0) if found else "", outcome.reply or outcome.error
+    events.emit("delivery", job.message.id, to=recipient.address,
+                orig_to=recipient.original if recipient.original != recipient.address else None, kind=job.kind,
+                size=job.message.size, relay=relay, delay=round((now - job.message.received_at).total_seconds(), 2),
+                dsn=dsn, status=status, reply=reply)
+
+
+_DSN = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}")
 
 
 def storage_full(exc: BaseException) -> bool:
@@ -458,6 +486,8 @@ class Spool:
             self._discard(messages)
             raise
         self._discard([m for m in messages if m.id in refused])
+        for m in spooled + direct:
+            _log_accepted(m)
         for companion in taken:
             try:
                 companion.committed()
@@ -616,6 +646,7 @@ class Spool:
         received: list[TrafficEvent] = []
         jobs = sorted(results, key=lambda result: result[0].message.id)
         unreachable: dict[str, tuple[dt.datetime, str]] = {}  # domain -> (its pause's end, why)
+        logged: list[tuple[Job, ClaimedRecipient, Outcome, str]] = []  # what this commit records
         with self.store.session() as s:
             # Deliveries, by far the most common outcome, are recorded in one statement per batch.
             delivered = self._mark(s, node, [r.id for job, outcomes in jobs
@@ -626,6 +657,8 @@ class Spool:
                 for recipient, outcome in zip(job.recipients, outcomes, strict=True):
                     if isinstance(outcome, Delivered):
                         updated = recipient.id in delivered
+                        if updated:
+                            logged.append((job, recipient, outcome, events.SENT))
                         if updated and outcome.mailbox is not None:
                             received.append(TrafficEvent(*outcome.mailbox, now.date(), messages_received=1,
                                                          bytes_received=job.message.size))
@@ -640,9 +673,11 @@ class Spool:
                     if delay is None:  # a permanent failure, or the last attempt of the schedule
                         if self._mark(s, node, [recipient.id], {"status": FAILED, "last_error": outcome.error}):
                             failures.append((recipient, outcome))
+                            logged.append((job, recipient, outcome, events.BOUNCED))
                     else:
-                        self._mark(s, node, [recipient.id], {"status": DEFERRED, "last_error": outcome.error,
-                                                             "next_attempt_at": now + delay})
+                        if self._mark(s, node, [recipient.id], {"status": DEFERRED, "last_error": outcome.error,
+                                                                "next_attempt_at": now + delay}):
+                            logged.append((job, recipient, outcome, events.DEFERRED))
                         if isinstance(outcome, Deferred) and outcome.unreachable:
                             unreachable[domain_of(recipient.address)] = (now + delay, outcome.error)
                 if failures:
@@ -658,6 +693,8 @@ class Spool:
             finished += [job.message.path for job, _ in jobs if job.message.id in closed]
             # Last, after every message row lock: counter rows are always locked after those.
             record(s, *received)
+        for job, recipient, outcome, status in logged:
+            _log_outcome(job, recipient, outcome, status, now)
         for path in finished:
             path.unlink(missing_ok=True)
 

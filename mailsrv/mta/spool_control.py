@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from mailsrv.core import events
 from mailsrv.core.actor import Actor
 from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.mta.spool import DEFERRED, OPEN, Spool
@@ -83,6 +84,8 @@ class SpoolControl:
                 where.append(SpoolRecipient.message_id.in_(self._known(s, message_ids)))
             count = s.execute(update(SpoolRecipient).where(*where)
                               .values(attempts=0, next_attempt_at=self.clock.now())).rowcount
+        for message_id in message_ids or ["*"]:
+            events.emit("spool", message_id, action="reset", by=actor.login)
         self.spool.notify()
         return count
 
@@ -97,6 +100,8 @@ class SpoolControl:
         with self.store.session() as s:
             s.execute(update(SpoolRecipient).where(SpoolRecipient.message_id.in_(self._known(s, message_ids)),
                                                    SpoolRecipient.status.in_(OPEN)).values(held=held))
+        for message_id in dict.fromkeys(message_ids):
+            events.emit("spool", message_id, action="hold" if held else "release", by=actor.login)
         if not held:
             self.spool.notify()
 
@@ -112,6 +117,8 @@ class SpoolControl:
             paths = {m.id: m.path for m in s.execute(select(SpoolMessage).where(SpoolMessage.id.in_(ids))).scalars()}
             s.execute(delete(SpoolRecipient).where(SpoolRecipient.message_id.in_(ids)))
             s.execute(delete(SpoolMessage).where(SpoolMessage.id.in_(ids)))
+        for message_id in ids:
+            events.emit("spool", message_id, action="delete", by=actor.login)
         for message_id, path in paths.items():
             file = self.spool.data_dir / path
             if message_id in in_flight:

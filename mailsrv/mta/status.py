@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 
@@ -56,6 +57,36 @@ class ServerStatus:
         states = self.listeners.service_states()
         with self.store.reading() as s:
             return [f"{key}={_KEYS[key.lower()](self, s, states, now)}" for key in asked]
+
+    def readiness(self) -> list[str]:
+        """What keeps this process from serving (/readyz), one item each; empty when ready: the store
+        reachable, every listener it should serve bound, the spool directory writable."""
+        problems: list[str] = []
+        try:
+            self.store.check_reachable()
+        except Exception as exc:  # whatever the driver raises, the answer is the same
+            problems.append(f"store: unreachable ({type(exc).__name__})")
+        problems += [f"listener: {error}" for error in self.heartbeat.listen_errors]
+        try:
+            with tempfile.TemporaryFile(dir=self.spool.directory):
+                pass
+        except OSError as exc:
+            problems.append(f"spool: not writable ({exc.strerror})")
+        return problems
+
+    def spool_figures(self) -> list[tuple[str, str, float]]:
+        """The spool's depth and age for /metrics (the whole store's, as every node shares it)."""
+        now = self.heartbeat.clock.now()
+        with self.store.reading() as s:
+            depth, oldest = s.execute(select(func.count(), func.min(SpoolMessage.received_at)).where(
+                SpoolMessage.id.in_(select(SpoolRecipient.message_id).where(SpoolRecipient.status.in_(OPEN))))).one()
+            held = s.execute(select(func.count(func.distinct(SpoolRecipient.message_id))).where(
+                SpoolRecipient.status.in_(OPEN), SpoolRecipient.held.is_(True))).scalar_one()
+        age = 0.0 if oldest is None else max(0.0, (now - as_utc(oldest)).total_seconds())
+        return [("mailsrv_spool_messages", "Messages waiting in the spool (a recipient not yet delivered or failed)",
+                 float(depth)),
+                ("mailsrv_spool_held_messages", "Messages of the spool on hold", float(held)),
+                ("mailsrv_spool_oldest_age_seconds", "Age of the oldest message waiting in the spool", age)]
 
     def _sessions(self, s: Session, column: str, now: dt.datetime) -> int:
         alive = select(func.coalesce(func.sum(getattr(Node, column)), 0)).where(

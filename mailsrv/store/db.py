@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -11,7 +12,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Engine, Select, create_engine, event, text
+from sqlalchemy import Connection, Engine, Select, create_engine, event, make_url, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -214,6 +215,22 @@ class Store:
             if conn in self._drivers:
                 self._drivers.remove(conn)
         conn.close()
+
+    def check_reachable(self) -> None:
+        """Raise unless the database can be opened and read now, on a new connection: a pooled one
+        outlives what made the store unusable (an SQLite file deleted, a database dropped)."""
+        if self.is_sqlite:
+            database = make_url(self.url).database
+            if database and database != ":memory:":
+                # mode=rw: a missing file is an error, not a new empty database.
+                probe = sqlite3.connect(f"file:{database}?mode=rw", uri=True, timeout=5)
+                try:
+                    probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                finally:
+                    probe.close()
+                return
+        with self.engine.connect() as conn:  # pool_pre_ping: a dead connection is replaced first
+            conn.execute(text("SELECT 1"))
 
     def drop_all(self) -> None:
         """Remove every table (tests sharing one PostgreSQL database start clean)."""

@@ -13,7 +13,7 @@ from mailsrv.mta.spool import Deferred, Delivered, Failed
 
 
 @pytest.mark.parametrize("code, text, expected", [
-    (250, b"2.0.0 queued", Delivered()),
+    (250, b"2.0.0 queued", Delivered(relay="mx1.peer.test", reply="250 2.0.0 queued")),
     (550, b"5.1.1 <gone@peer.test>: no such user",
      Failed("5.1.1 mx1.peer.test said: 550 5.1.1 <gone@peer.test>: no such user", "mx1.peer.test",
             "550 5.1.1 <gone@peer.test>: no such user")),

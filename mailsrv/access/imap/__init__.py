@@ -35,7 +35,8 @@ Overrides of their internals:
   `do_<name>` dispatch; GETQUOTAROOT is a `CommandMailboxArg` (pymap.parsing.command.auth, not in
   its `__all__`).
 - protocol.MailImapConnection (IMAPConnection): `readline` (pymap's, capped; `_LITERAL_PLUS` is
-  pymap's `_literal_plus`), `_interrupt`, `read_command`, `send_error_disconnect`, `write_response`;
+  pymap's `_literal_plus`), `_interrupt`, `read_command`, `send_error_disconnect`, `write_response`,
+  `start_tls` (calls pymap's, then logs the handshake);
   relies on pymap's parser refusing a synchronising literal over `Params.max_append_len` (APPEND) or
   4096 bytes (any other string) with TOOBIG before sending "+".
 - protocol.MailImapServer (IMAPServer): `__call__`, reading `_login` and `_config`.

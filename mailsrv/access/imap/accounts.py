@@ -25,10 +25,11 @@ from pysasl.creds.server import ServerCredentials
 from sqlalchemy import select
 
 from mailsrv.access.imap.maildir import MailSession, open_folders, remove_stale_locks
-from mailsrv.core import settings
+from mailsrv.core import events, settings
 from mailsrv.core.actor import Actor, Role
 from mailsrv.core.config import SmtpConfig
 from mailsrv.core.errors import MailsrvError
+from mailsrv.core.sessions import peer_ip
 from mailsrv.directory.address_lists import AddressLists
 from mailsrv.directory.auth import Authenticator
 from mailsrv.directory.domain_limits import disk_quota_bytes, disk_quota_refusal
@@ -161,10 +162,11 @@ class Accounts:
     async def admitted(self, protocol: str, writer: asyncio.StreamWriter, refusal: bytes) -> bool:
         """Whether the client of a new connection may go on; if its address is on the server's
         `protocol` blacklist (and not on that whitelist), it is sent `refusal` and disconnected."""
-        peer = writer.get_extra_info("peername")
         lists = await asyncio.to_thread(self.lists.current)
-        if not lists.refused(protocol, str(peer[0]) if peer else ""):
+        ip = peer_ip(writer)
+        if not lists.refused(protocol, ip):
             return True
+        events.emit("blocked", protocol="pop3" if protocol == "pop" else protocol, ip=ip)
         with suppress(ConnectionError):
             writer.write(refusal)
             await writer.drain()

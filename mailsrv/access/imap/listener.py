@@ -21,9 +21,10 @@ from mailsrv.access.imap.protocol import (
     MailboxConfig,
     MailImapServer,
 )
+from mailsrv.core import events
 from mailsrv.core.config import Config
 from mailsrv.core.sessions import IMAP as IMAP_SESSION
-from mailsrv.core.sessions import OpenSessions
+from mailsrv.core.sessions import OpenSessions, peer_ip
 from mailsrv.directory.address_lists import IMAP
 from mailsrv.mailstore.disk import Disk
 from mailsrv.store.db import Store
@@ -68,7 +69,9 @@ async def start_imap_listener(accounts: Accounts, config: Config, sock: socket.s
 
     async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sock_info: Any) -> None:
         # The proxy-protocol reader runs this as a task of its own: counted here, for its whole life.
-        with sessions.session(IMAP_SESSION):
+        ip = peer_ip(writer)
+        events.tls_established("imap", ip, writer.get_extra_info("ssl_object"))
+        with sessions.session(IMAP_SESSION, ip):
             await imap(reader, writer, sock_info)
 
     callback = ProxyProtocolReader(login.config.proxy_protocol).get_callback(session)

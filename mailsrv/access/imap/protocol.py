@@ -55,6 +55,8 @@ from pysasl.hashing import BuiltinHash
 
 from mailsrv.access.imap.accounts import MailboxUser
 from mailsrv.access.imap.maildir import message_bytes, stored_size
+from mailsrv.core import events
+from mailsrv.core.sessions import peer_ip
 from mailsrv.mailstore.disk import SPECIAL_FOLDERS
 
 _SPECIAL_USE = {name: name.encode() for name in SPECIAL_FOLDERS}  # "Sent" -> \Sent, …
@@ -432,6 +434,10 @@ class MailImapConnection(IMAPConnection):
             await self.writer.drain()
         except ConnectionError:
             pass
+
+    async def start_tls(self) -> None:
+        await super().start_tls()
+        events.tls_established("imap", peer_ip(self.writer), self.writer.get_extra_info("ssl_object"))
 
 
 class MailImapServer(IMAPServer):

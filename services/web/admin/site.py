@@ -15,11 +15,12 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
+from mailsrv.core import events
 from mailsrv.core.actor import Role
 from mailsrv.core.errors import MailsrvError
 from mailsrv.directory.web_sessions import SignedIn, WebSessions
 from services.web.render import page, redirect
-from services.web.signin import INBOX_URL, checked_post, signed_in
+from services.web.signin import INBOX_URL, checked_post, client_ip, signed_in
 
 ADMIN_LOGIN_URL = "/admin/login"
 SETUP_URL = "/admin/setup"
@@ -84,9 +85,14 @@ class AdminSite:
                     return checked
                 request = checked
             try:
-                return await handler(request, session)
+                response = await handler(request, session)
             except MailsrvError as exc:  # a refusal the page did not show next to a field
-                return self.render(request, session, "admin/error.html", {"message": exc.message}, 400)
+                response = self.render(request, session, "admin/error.html", {"message": exc.message}, 400)
+            if request.method == "POST":  # a change through the pages: logged as a SOAP one is
+                events.emit("admin", by=actor.login, ip=client_ip(request), service="web",
+                            operation=request.url.path, action=request.query_params.get("tab", ""),
+                            status=response.status_code)
+            return response
         return endpoint
 
     @staticmethod

@@ -62,8 +62,8 @@ def start_logging_to(server: LabServer, log: Path, timeout: float = 60) -> None:
 
 def configure(server: LabServer, log: Path, log_format: str, imap_port: int, pop_port: int) -> None:
     text = server.config.read_text()
-    text = text.replace('imap = ""\npop3 = ""\n',
-                        f'imap = "{server.address}:{imap_port}"\npop3 = "{server.address}:{pop_port}"\n')
+    text = text.replace('imap = ""\n', f'imap = "{server.address}:{imap_port}"\n') \
+        .replace('pop3 = ""\n', f'pop3 = "{server.address}:{pop_port}"\n')
     server.config.write_text(text + f'[log]\nformat = "{log_format}"\nfile = "{log}"\n')
 
 

@@ -215,9 +215,9 @@ def answered(server: Serving) -> None:
     assert httpx.get(f"{server.base_url()}/Services/svcProductInfo.asmx", timeout=30).status_code == 200
 
 
-HOSTNAME_WARNING = re.compile(r"WARNING .*host name is 'localhost'")
-SELF_SIGNED_WARNING = re.compile(r"WARNING .*TLS certificate (\S+) is self-signed")
-FACTORY_WARNING = re.compile(r"WARNING .*factory login admin/admin is unchanged")
+HOSTNAME_WARNING = re.compile(r"warning: .*host name is 'localhost'")
+SELF_SIGNED_WARNING = re.compile(r"warning: .*TLS certificate (\S+) is self-signed")
+FACTORY_WARNING = re.compile(r"warning: .*factory login admin/admin is unchanged")
 
 
 def test_start_warns_of_localhost_a_self_signed_certificate_and_the_factory_login(tmp_path, database_url, env):
@@ -225,7 +225,7 @@ def test_start_warns_of_localhost_a_self_signed_certificate_and_the_factory_logi
     database = make_url(database_url).set(password="Db-secret-42").render_as_string(False) if database_url else ""
     config = write_config(tmp_path / "mailsrv.toml", database, extra='[smtp]\nhostname = "localhost"\n')
     with Serving(config, env) as server:
-        where = server.wait_for(re.compile(r"INFO mailsrv\.serve: data directory (\S+), database (\S+)"))
+        where = server.wait_for(re.compile(r"mailsrv\.serve: data directory (\S+), database (\S+)"))
         assert where[1] == str((tmp_path / "data").resolve())
         if database:
             assert where[2] == make_url(database).render_as_string(hide_password=True)
@@ -248,7 +248,7 @@ def test_a_server_set_up_properly_starts_without_a_warning(tmp_path, database_ur
     provision(config)  # the administrator login is set
     with Serving(config, env) as server:
         answered(server)  # the warnings come before the listeners are announced
-        assert not [line for line in server.log if "WARNING" in line], "".join(server.log)
+        assert not [line for line in server.log if "warning:" in line], "".join(server.log)
         assert server.stop() == 0
 
 

@@ -14,11 +14,13 @@ from mailsrv.core.config import Config
 from mailsrv.core.dns import make_resolver
 from mailsrv.core.sessions import OpenSessions
 from mailsrv.core.tokens import Tokens
+from mailsrv.directory.abuse import AbuseRules
 from mailsrv.directory.address_lists import AddressLists
 from mailsrv.directory.admins import Admins
 from mailsrv.directory.aliases import Aliases, DomainAliases
 from mailsrv.directory.archive_rules import ArchiveRules
 from mailsrv.directory.auth import Authenticator
+from mailsrv.directory.greylisting import Greylisting
 from mailsrv.directory.autoclean import AutocleanRules
 from mailsrv.directory.dkim_keys import DkimKeys
 from mailsrv.directory.domains import Domains, refers_to
@@ -43,6 +45,8 @@ from mailsrv.mta.autoreply import AutoResponder
 from mailsrv.mta.bounces import Bouncer
 from mailsrv.mta.digests import Digests
 from mailsrv.mta.incoming_gateways import IncomingRole
+from mailsrv.mta.filtering.abuse import AbuseDetection, AbuseNotices
+from mailsrv.mta.filtering.greylisting import GreylistingCheck
 from mailsrv.mta.filtering.pipeline import Pipeline
 from mailsrv.mta.intake import Intake
 from mailsrv.mta.list_commands import ListCommands, OneClickUnsubscribe
@@ -83,7 +87,12 @@ class MailServer:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(config.effective_database_url)
         self.disk = Disk(config.data_dir, _database_paths(config))
-        self.auth = Authenticator(self.store, config.security, self.clock)
+        # The server's IP and name lists, one snapshot per process (SMTP, POP, IMAP, the resolver and
+        # the brute-force rules, which never block a whitelisted client).
+        self.address_lists = AddressLists(self.store)
+        self.abuse_rules = AbuseRules(self.store, config.security)
+        self.auth = Authenticator(self.store, config.security, self.clock, self.abuse_rules,
+                                  lambda service, ip: self.address_lists.snapshot().whitelisted(service, ip))
         self.admins = Admins(self.store)
         if recover:
             self.store.migrate()
@@ -109,8 +118,6 @@ class MailServer:
         # the queue manager that delivers from the spool (started by `mailsrv serve`).
         # General Settings: [smtp] gives the initial values of the ones it has.
         self.system_settings = SystemSettings(self.store, config.smtp)
-        # The server's IP and name lists, one snapshot per process (SMTP, POP, IMAP and the resolver).
-        self.address_lists = AddressLists(self.store)
         self.resolver = Resolver(self.store, self.system_settings, self.address_lists)
         self.policy = Policy(config.smtp.relay_networks)
         self.spool = Spool(self.store, config.data_dir, self.clock, Bouncer(self.resolver, self.clock))
@@ -131,7 +138,10 @@ class MailServer:
         self.digests = Digests(self.store, self.resolver, self.spool, self.clock, config.data_dir)
         self.list_server = ListServer(self.resolver, self.spool, self.clock, self.tokens, self.digests)
         # Mail hygiene (mailsrv.mta.filtering): the checks every message meets at each SMTP stage.
-        self.filters = Pipeline(())
+        self.greylisting = Greylisting(self.store, config.greylisting)
+        self.filters = Pipeline((
+            AbuseDetection(self.abuse_rules, self.clock, AbuseNotices(self.resolver, self.spool, self.clock)),
+            GreylistingCheck(self.greylisting, self.resolver, self.clock)))
         self.intake = Intake(self.resolver, self.policy, self.spool, self.clock, self.dns,
                              config.smtp.deliver_at_acceptance, self.incoming_role, self.list_commands,
                              list_server=self.list_server, filters=self.filters)
@@ -143,7 +153,7 @@ class MailServer:
         # What to listen on and the greeting name per local IP (bound by `mailsrv serve`).
         self.listeners = Listeners(self.store)
         self.greetings = Greetings()
-        self.status = ServerStatus(self.store, self.spool, self.listeners, self.heartbeat, STARTED_AT)
+        self.status = ServerStatus(self.store, self.spool, self.listeners, self.heartbeat, STARTED_AT, self.abuse_rules)
         # Outgoing gateways (gatewayenabled): a router ahead of MX lookup; LeastQueued counts our own
         # transactions in flight to a plain gateway.
         self.gateways = Gateways(self.store)

@@ -193,6 +193,10 @@ class Snapshot:
     def smtp_whitelisted(self, ip: str) -> bool:
         return self._in(WHITELIST, SMTP, ip)
 
+    def whitelisted(self, protocol: str, ip: str) -> bool:
+        """Whether a client at `ip` is on the IP whitelist for `protocol` (SMTP, POP, IMAP)."""
+        return self._in(WHITELIST, protocol, ip)
+
     def relays(self, ip: str) -> bool:
         """Whether a client at `ip` may relay without AUTH: SMTP whitelist or authentication bypass."""
         return self._in(WHITELIST, SMTP, ip) or self._in(SMTP_BYPASS, SMTP, ip)

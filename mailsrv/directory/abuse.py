@@ -62,6 +62,16 @@ _EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
 DEFAULT_ID = "default"
 
 
+def kind_of(name: str | None) -> str:
+    """The rule kind an abuseDetectionType names; ABUSE_KIND_UNKNOWN when none."""
+    key = (name or "").replace(" ", "").lower()
+    if key not in _KINDS:
+        raise MailsrvError(ResultCode.ABUSE_KIND_UNKNOWN,
+                           f"Unknown abuse detection type '{name}': use DOS, Harvesting, BruteForce, Bounces "
+                           "or InternalSpammer.")
+    return _KINDS[key]
+
+
 def service_of(protocol: str) -> str:
     """The rule service a login protocol (mailsrv.directory.auth) or listener counts under."""
     return _SERVICES.get(protocol.strip().lower(), HTTP)
@@ -147,12 +157,7 @@ class AbuseRules:
             threshold: int | None, block_minutes: int | None, notify: str | None, description: str | None) -> int:
         """Store a rule; its id. Unknown kinds, services and actions and out-of-range numbers are refused."""
         actor.require_system()
-        key = (kind or "").replace(" ", "").lower()
-        if key not in _KINDS:
-            raise MailsrvError(ResultCode.ABUSE_KIND_UNKNOWN,
-                               f"Unknown abuse detection type '{kind}': use DOS, Harvesting, BruteForce, Bounces "
-                               "or InternalSpammer.")
-        kind = _KINDS[key]
+        kind = kind_of(kind)
         service_key = (service or "").strip().lower() or _DEFAULT_SERVICE[kind]
         if service_key not in _SERVICES:
             raise MailsrvError(ResultCode.ABUSE_SERVICE_UNKNOWN,

@@ -92,6 +92,10 @@ def test_authenticated_whitelisted_filtered_and_bypassing_domains_are_never_grey
     ok(soap(grey, "SetWhitelistEntry", ipAddress="127.0.0.40", ipRangeStart="", ipRangeEnd="", whitelistSMTP=True,
             whitelistPOP=False, whitelistIMAP=False, description=""))
     assert rcpt(grey, "127.0.0.40", "x@remote.test", "alice@a.test")[0] == 250
+    # A whitelist entry for no protocol but with disableGreylisting exempts from greylisting only.
+    ok(soap(grey, "SetWhitelistEntry2", ipAddress="127.0.0.41", ipRangeStart="", ipRangeEnd="", whitelistSMTP=False,
+            whitelistPOP=False, whitelistIMAP=False, whitelistXMPP=False, disableGreylisting=True, description=""))
+    assert rcpt(grey, "127.0.0.41", "x@remote.test", "alice@a.test")[0] == 250
     ok(soap(grey, "AddGreylistingFilter", filterType="IP", ipRangeStart="", ipRangeEnd="", ipAddress="127.0.0.48/29",
             description="partner", countryCode=""))
     ok(soap(grey, "AddGreylistingFilter", filterType="Range", ipRangeStart="127.0.2.1", ipRangeEnd="127.0.2.9",

@@ -1,7 +1,7 @@
 """Greylisting at RCPT (the triplets and filters: mailsrv.directory.greylisting): a triplet not
 yet passed gets 451 4.7.1. Never greylisted: authenticated, trusted and SMTP-whitelisted clients, a
 client a greylisting filter covers, an unknown recipient (it gets its 550), a local recipient
-whose domain has `bypassgreylisting`.
+whose domain has `bypassgreylisting`, a client on an IP whitelist entry with `disableGreylisting`.
 
 Passed triplets are remembered per process until their pass runs out, so the mail of known
 correspondents costs no read; a first message or a retry is one transaction in the store.
@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 
 from mailsrv.core.clock import Clock
+from mailsrv.directory.address_lists import GREYLISTING
 from mailsrv.directory.greylisting import Greylisting, network_of
 from mailsrv.mta.filtering.pipeline import Check
 from mailsrv.mta.policy import Client, Reply
@@ -41,7 +42,7 @@ class GreylistingCheck(Check):
         generation = self.resolver.generation
         if generation is not None and generation != self.greylisting.filters_generation:
             await asyncio.to_thread(self.greylisting.filters_at, generation)
-        if self.greylisting.filtered(client.ip):
+        if self.greylisting.filtered(client.ip) or self.resolver.lists.snapshot().whitelisted(GREYLISTING, client.ip):
             return None
         now = self.clock.now()
         key = (network_of(client.ip), sender.lower(), recipient.lower())

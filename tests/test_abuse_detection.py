@@ -8,6 +8,7 @@ import datetime as dt
 import imaplib
 import poplib
 import smtplib
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -35,7 +36,6 @@ class Harness(MailboxHarness):
 
     def greeting(self, source: str) -> bytes:
         """The first line a new SMTP connection from `source` reads."""
-        import socket
         with socket.create_connection(("127.0.0.1", self.smtp_port), timeout=30, source_address=(source, 0)) as sock:
             return sock.makefile("rb").readline()
 

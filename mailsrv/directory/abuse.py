@@ -271,14 +271,15 @@ class AbuseRules:
     def connect(self, ip: str, service: str, now: dt.datetime, exempt: Callable[[], bool]) -> dt.datetime | None:
         """A new connection of `ip` to `service`: until when it is refused (blocked already, or this
         connection crossed a DoS rule), None to go on. `exempt` (the whitelists) is asked only when
-        a block would apply. Blocking: one transaction."""
+        a block would apply. Blocking: one read, and one write transaction when DoS rules count."""
+        with self.store.read_connection() as conn:  # a write only when a DoS rule counts
+            until = self.blocked_in(conn, ip, service, now)
+            rules = self.rules(conn, DOS, service) if until is None else []
+        if until is not None:
+            return None if exempt() else until
+        if not rules or exempt():
+            return None
         with self.store.session() as s:
-            until = self.blocked_in(s, ip, service, now)
-            if until is not None:
-                return None if exempt() else until
-            rules = self.rules(s.connection(), DOS, service)
-            if not rules or exempt():
-                return None
             for rule in rules:
                 count = self.count(s, rule, ip, now)
                 if count > rule.threshold:  # `threshold` connections go ahead; the next ones are refused

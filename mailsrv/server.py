@@ -14,12 +14,14 @@ from mailsrv.core.config import Config
 from mailsrv.core.dns import make_resolver
 from mailsrv.core.sessions import OpenSessions
 from mailsrv.core.tokens import Tokens
+from mailsrv.directory.abuse import AbuseRules
 from mailsrv.directory.address_lists import AddressLists
 from mailsrv.directory.admins import Admins
 from mailsrv.directory.aliases import Aliases, DomainAliases
 from mailsrv.directory.archive_rules import ArchiveRules
 from mailsrv.directory.auth import Authenticator
 from mailsrv.directory.content_filters import ContentFilters
+from mailsrv.directory.greylisting import Greylisting
 from mailsrv.directory.autoclean import AutocleanRules
 from mailsrv.directory.dkim_keys import DkimKeys
 from mailsrv.directory.domains import Domains, refers_to
@@ -45,6 +47,8 @@ from mailsrv.mta.bounces import Bouncer
 from mailsrv.mta.digests import Digests
 from mailsrv.mta.dns_check import DnsCheck
 from mailsrv.mta.incoming_gateways import IncomingRole
+from mailsrv.mta.filtering.abuse import AbuseDetection, AbuseNotices
+from mailsrv.mta.filtering.greylisting import GreylistingCheck
 from mailsrv.mta.filtering.clamd import ClamAvCheck
 from mailsrv.mta.filtering.dnsbl import DnsblCheck
 from mailsrv.mta.filtering.options import FilterOptions
@@ -89,7 +93,12 @@ class MailServer:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(config.effective_database_url)
         self.disk = Disk(config.data_dir, _database_paths(config))
-        self.auth = Authenticator(self.store, config.security, self.clock)
+        # The server's IP and name lists, one snapshot per process (SMTP, POP, IMAP, the resolver and
+        # the brute-force rules, which never block a whitelisted client).
+        self.address_lists = AddressLists(self.store)
+        self.abuse_rules = AbuseRules(self.store, config.security)
+        self.auth = Authenticator(self.store, config.security, self.clock, self.abuse_rules,
+                                  lambda service, ip: self.address_lists.snapshot().whitelisted(service, ip))
         self.admins = Admins(self.store)
         if recover:
             self.store.migrate()
@@ -115,8 +124,6 @@ class MailServer:
         # the queue manager that delivers from the spool (started by `mailsrv serve`).
         # General Settings: [smtp] gives the initial values of the ones it has.
         self.system_settings = SystemSettings(self.store, config.smtp)
-        # The server's IP and name lists, one snapshot per process (SMTP, POP, IMAP and the resolver).
-        self.address_lists = AddressLists(self.store)
         self.resolver = Resolver(self.store, self.system_settings, self.address_lists)
         self.policy = Policy(config.smtp.relay_networks)
         self.spool = Spool(self.store, config.data_dir, self.clock, Bouncer(self.resolver, self.clock))
@@ -149,7 +156,12 @@ class MailServer:
             return client.trusted or client.whitelisted
 
         options = FilterOptions(self.resolver)
+        self.greylisting = Greylisting(self.store, config.greylisting)
+        # In order: who may talk at all (abuse blocks), then greylisting, then blocklists and the
+        # content filters; SpamAssassin last so that its score adds to the blocklists'.
         self.filters = Pipeline((
+            AbuseDetection(self.abuse_rules, self.clock, AbuseNotices(self.resolver, self.spool, self.clock)),
+            GreylistingCheck(self.greylisting, self.resolver, self.clock),
             DnsblCheck(self.dns, options.antispam, unfiltered),
             ClamAvCheck(options.antivirus),
             SpamAssassinCheck(options.antispam, self.content_filters, self.incoming_role.gateway_for, unfiltered)))
@@ -164,7 +176,7 @@ class MailServer:
         # What to listen on and the greeting name per local IP (bound by `mailsrv serve`).
         self.listeners = Listeners(self.store)
         self.greetings = Greetings()
-        self.status = ServerStatus(self.store, self.spool, self.listeners, self.heartbeat, STARTED_AT)
+        self.status = ServerStatus(self.store, self.spool, self.listeners, self.heartbeat, STARTED_AT, self.abuse_rules)
         # Outgoing gateways (gatewayenabled): a router ahead of MX lookup; LeastQueued counts our own
         # transactions in flight to a plain gateway.
         self.gateways = Gateways(self.store)

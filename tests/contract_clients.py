@@ -40,7 +40,7 @@ class ZeepClient:
         self.soap12 = soap12
         self._services: dict[str, Any] = {}
 
-    def call(self, service: str, operation: str, **params: Any) -> Any:
+    def call(self, service: str, operation: str, /, **params: Any) -> Any:  # /: a parameter may be named service
         if service not in self._services:
             client = zeep.Client(f"{self.base_url}/Services/{service}.asmx?WSDL", transport=OfflineTransport())
             port = f"{service}Soap12" if self.soap12 else f"{service}Soap"
@@ -94,7 +94,7 @@ class HttpClient:
                 pairs.append((key, "" if item is None else str(item)))
         return pairs
 
-    def call(self, service: str, operation: str, **params: Any) -> Any:
+    def call(self, service: str, operation: str, /, **params: Any) -> Any:  # /: a parameter may be named service
         url = f"{self.base_url}/Services/{service}.asmx/{operation}"
         if self.method == "GET":
             response = self.http.get(url, params=self._pairs(params))

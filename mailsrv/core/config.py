@@ -114,6 +114,19 @@ class SmtpConfig:
 
 
 @dataclass
+class GreylistingConfig:
+    # Greylisting at RCPT (mailsrv.directory.greylisting): the first message of a (client /24 or
+    # /64, sender, recipient) triplet gets 451 4.7.1; a retry after delay_seconds, and before
+    # delay_seconds + retry_window_seconds, passes the triplet for pass_lifetime_seconds.
+    # Authenticated, trusted and SMTP-whitelisted clients, the greylisting filters and domains with
+    # `bypassgreylisting` are never greylisted.
+    enabled: bool = False
+    delay_seconds: int = 300
+    retry_window_seconds: int = 4 * 3600
+    pass_lifetime_seconds: int = 36 * 24 * 3600
+
+
+@dataclass
 class AutoReplyConfig:
     # A user's auto-responder answers each sender at most once per this many days (RFC 3834's
     # "no more than once per period"); 0 answers every message (loops are still never answered).
@@ -233,6 +246,7 @@ class Config:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     autoreply: AutoReplyConfig = field(default_factory=AutoReplyConfig)
+    greylisting: GreylistingConfig = field(default_factory=GreylistingConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
     autoclean: AutocleanConfig = field(default_factory=AutocleanConfig)
     product: ProductConfig = field(default_factory=ProductConfig)

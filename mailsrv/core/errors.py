@@ -50,6 +50,11 @@ class ResultCode(IntEnum):
     GATEWAY_DOMAIN_CONFLICT = -105  # a domain another incoming gateway forwards, or one hosted here
     LIST_NOT_FOUND = -125
     LIST_EXISTS = -126
+    ABUSE_KIND_UNKNOWN = -155  # an abuseDetectionType that is none of the rule kinds
+    ABUSE_SERVICE_UNKNOWN = -156
+    ABUSE_ACTION_UNKNOWN = -157
+    NOT_BLOCKED = -158  # UnblockAddress of an address abuse detection does not block
+    GREYLIST_FILTER_UNSUPPORTED = -159  # a greylisting filter type we cannot match (country)
     INVALID_SPAMASSASSIN_SERVER = -160  # no name, or an address or port that cannot be one
     SPAMASSASSIN_SERVER_EXISTS = -161
     SPAMASSASSIN_SERVER_NOT_FOUND = -162

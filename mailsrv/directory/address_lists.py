@@ -2,8 +2,8 @@
 forward, which domain names nobody may create.
 
 IP lists (`IpListEntry`), each entry an address, a CIDR block or a range, IPv4 or IPv6:
-- WHITELIST, per protocol (SMTP, POP, IMAP; XMPP and "disable greylisting" are stored for the
-  services that will read them): an SMTP-whitelisted client may relay without AUTH, whatever the
+- WHITELIST, per protocol (SMTP, POP, IMAP; XMPP is stored only; "disable greylisting" exempts
+  from greylisting, mailsrv.mta.filtering.greylisting): an SMTP-whitelisted client may relay without AUTH, whatever the
   `relay` setting, and is exempt from the blacklist and the SMTP blocked senders; a POP- or
   IMAP-whitelisted one from that protocol's blacklist.
 - BLACKLIST, per protocol: refused at connect (SMTP `554 5.7.1` instead of the greeting, POP
@@ -59,6 +59,7 @@ BLOCKED_SENDERS, TRUSTED_SENDERS = "blockedsender", "trustedsender"
 FORWARDING_BLACKLIST, RESERVED_DOMAINS = "forwarding", "reserved"
 SMTP, POP, IMAP = "smtp", "pop", "imap"
 PROTOCOLS = (SMTP, POP, IMAP)
+GREYLISTING = "greylisting"  # a whitelist entry's disableGreylisting, matched like a protocol
 DESCRIPTION_LIMIT = 1000
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -193,6 +194,11 @@ class Snapshot:
     def smtp_whitelisted(self, ip: str) -> bool:
         return self._in(WHITELIST, SMTP, ip)
 
+    def whitelisted(self, protocol: str, ip: str) -> bool:
+        """Whether a client at `ip` is on the IP whitelist for `protocol` (SMTP, POP, IMAP, or
+        GREYLISTING: an entry with disableGreylisting)."""
+        return self._in(WHITELIST, protocol, ip)
+
     def relays(self, ip: str) -> bool:
         """Whether a client at `ip` may relay without AUTH: SMTP whitelist or authentication bypass."""
         return self._in(WHITELIST, SMTP, ip) or self._in(SMTP_BYPASS, SMTP, ip)
@@ -217,7 +223,7 @@ class Snapshot:
 EMPTY = Snapshot()
 _GENERATION = select(DirectoryGeneration.generation).where(DirectoryGeneration.id == 1)
 _IP_ROWS = select(IpListEntry.list, IpListEntry.first, IpListEntry.last, IpListEntry.smtp, IpListEntry.pop,
-                  IpListEntry.imap)
+                  IpListEntry.imap, IpListEntry.disable_greylisting)
 _NAME_ROWS = select(NameListEntry.list, NameListEntry.name)
 
 
@@ -225,7 +231,7 @@ def load(conn: Connection) -> Snapshot:
     spans: dict[tuple[str, str], list[tuple[IpAddress, IpAddress]]] = {}
     for kind, first, last, *flags in conn.execute(_IP_ROWS):
         span = (ipaddress.ip_address(first), ipaddress.ip_address(last))
-        for protocol, on in zip(PROTOCOLS, flags):
+        for protocol, on in zip((*PROTOCOLS, GREYLISTING), flags):
             if on:  # a bypass entry is stored with SMTP only
                 spans.setdefault((kind, protocol), []).append(span)
     found: dict[str, set[str]] = {}
@@ -315,13 +321,14 @@ class AddressLists:
     def set_ip_entry(self, actor: Actor, kind: str, ip_address: str | None, range_start: str | None,
                      range_end: str | None, protocols: Mapping[str, bool], description: str | None,
                      xmpp: bool = False, disable_greylisting: bool = False) -> None:
-        """Add or edit the whitelist or blacklist entry with this span; every protocol off removes it."""
+        """Add or edit the whitelist or blacklist entry with this span; every protocol off (and
+        neither xmpp nor disable_greylisting) removes it."""
         actor.require_system()
         span = parse_span(ip_address, range_start, range_end)
         text = _description(description)
         with self.store.session() as s:
             same, others = self._entries(s, kind, span)
-            if not any(protocols.values()) and not xmpp:
+            if not any(protocols.values()) and not xmpp and not disable_greylisting:
                 if same is None:
                     raise MailsrvError(ResultCode.ITEM_NOT_FOUND, f"The {_IP_TITLES[kind]} has no entry {span}.")
                 s.delete(same)

@@ -1,9 +1,16 @@
 """Logins for every protocol and the shared brute-force limit: how a name and password become an
-Actor (mailsrv.core.actor, which holds the rights table)."""
+Actor (mailsrv.core.actor, which holds the rights table).
+
+Brute force is abuse detection's BRUTE_FORCE rules (mailsrv.directory.abuse): a failure that brings
+an address's failures within a rule's time frame to its threshold blocks the address for the rule's
+service (every protocol for the default rule, the `[security]` numbers) for its time to block. The
+per-login back-off below (one address guessing at one name, a name guessed at from everywhere) stays
+as it was: it holds back a pair, never an address."""
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import and_, bindparam, delete, exists, func, or_, select
@@ -16,9 +23,10 @@ from mailsrv.core.clock import Clock
 from mailsrv.core.config import ConfigError, SecurityConfig
 from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.core.networks import address_in, ip_allowed, parse_network
+from mailsrv.directory.abuse import BRUTE_FORCE, AbuseRules, service_of
 from mailsrv.directory.passwords import Verifier
 from mailsrv.store.db import Store
-from mailsrv.store.models import AdminIpRestriction, Domain, LoginFailure, SystemAdmin, User, UserLogin
+from mailsrv.store.models import AbuseBlock, AdminIpRestriction, Domain, LoginFailure, SystemAdmin, User, UserLogin
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +72,10 @@ class _Principal:
 _NO_PRINCIPAL = _Principal(None, None, [], False, True)
 
 # The two lookups a login makes, built once: every SOAP call and IMAP/POP3 login runs one of them.
-_FAILURES = (exists().where(LoginFailure.at >= bindparam("since"),
-                            or_(LoginFailure.client_ip == bindparam("ip"), LoginFailure.login == bindparam("name")))
-             .label("recent_failures"))
+_FAILURES = or_(exists().where(LoginFailure.at >= bindparam("since"),
+                               or_(LoginFailure.client_ip == bindparam("ip"), LoginFailure.login == bindparam("name"))),
+                exists().where(AbuseBlock.subject == bindparam("ip"), AbuseBlock.until > bindparam("now"))
+                ).label("recent_failures")
 _USER_QUERY = (
     select(User.id, User.name, User.password_hash, User.is_domain_admin, User.settings, User.credential_epoch,
            Domain.name, Domain.settings, UserLogin.at, _FAILURES)
@@ -89,10 +98,14 @@ def _within(now: dt.datetime, last: dt.datetime | None, period: dt.timedelta) ->
 
 
 class Authenticator:
-    def __init__(self, store: Store, security: SecurityConfig, clock: Clock) -> None:
+    def __init__(self, store: Store, security: SecurityConfig, clock: Clock, abuse: AbuseRules | None = None,
+                 whitelisted: Callable[[str, str], bool] = lambda service, ip: False) -> None:
+        """`whitelisted(service, ip)`: the server's IP whitelist, whose clients are never blocked."""
         self.store = store
         self.security = security
         self.clock = clock
+        self.abuse = abuse or AbuseRules(store, security)
+        self.whitelisted = whitelisted
         self.verifier = Verifier()
         try:
             self.trusted = [net for spec in security.trusted_networks for net in parse_network(spec)]
@@ -111,13 +124,13 @@ class Authenticator:
             # Rare (someone failed lately here or at this name): only then are the limits counted.
             with self.store.reading() as s:
                 try:
-                    earlier_failures = self._refuse_if_locked(s, name, client_ip, now)
+                    earlier_failures = self._refuse_if_locked(s, name, client_ip, service_of(protocol), now)
                 except MailsrvError:
                     events.emit("auth_locked", protocol=logged, ip=client_ip, login=name)
                     raise
         actor, restricted = self._check(principal, password, client_ip)
         if actor is None:
-            self._record(name, client_ip, now, failed=True)
+            self._record(name, client_ip, now, failed=True, protocol=protocol)
             events.emit("auth_failed", protocol=logged, ip=client_ip, login=name,
                         reason="outside its IP restrictions" if restricted else None)
             raise MailsrvError(ResultCode.LOGIN_FAILED, LOGIN_FAILED_MESSAGE)
@@ -160,6 +173,8 @@ class Authenticator:
             with self.store.session() as s:
                 if failed:
                     s.add(LoginFailure(client_ip=client_ip, login=name[:320], at=now))
+                    s.flush()
+                    self._block_if_brute_force(s, name, client_ip, service_of(protocol), now)
                 else:
                     s.execute(delete(LoginFailure).where(LoginFailure.login == name,
                                                          LoginFailure.client_ip == client_ip))
@@ -168,21 +183,36 @@ class Authenticator:
         except (SQLAlchemyError, OSError, MailsrvError) as exc:  # MailsrvError: the store refused the write
             log.warning("login of %s from %s: could not record its outcome (%s)", name, client_ip, exc)
 
-    def _refuse_if_locked(self, s: Session, name: str, client_ip: str, now: dt.datetime) -> int:
+    def _block_if_brute_force(self, s: Session, name: str, client_ip: str, service: str, now: dt.datetime) -> None:
+        """After a failure: block the address under each brute-force rule whose threshold its
+        failures within the rule's time frame reached (unless it is trusted or whitelisted)."""
+        rules = self.abuse.rules(s.connection(), BRUTE_FORCE, service)
+        if not rules:
+            return
+        oldest = now - max(rule.window for rule in rules)
+        times = s.execute(select(LoginFailure.at).where(LoginFailure.client_ip == client_ip,
+                                                        LoginFailure.at >= oldest)).scalars().all()
+        reached = [r for r in rules if sum(1 for at in times if at >= now - r.window) >= r.threshold]
+        if reached and not self._trusted(s, name, client_ip, service):
+            for rule in reached:
+                self.abuse.block(s, rule, client_ip, now)
+            log.warning("login failures from %s: blocked by the brute-force rules %s", client_ip,
+                        ", ".join(r.uid for r in reached))
+
+    def _refuse_if_locked(self, s: Session, name: str, client_ip: str, service: str, now: dt.datetime) -> int:
         """Refuse when this address is held back; else its recent failures at this login name."""
         since = now - dt.timedelta(seconds=self.security.failure_window_seconds)
         from_address = LoginFailure.client_ip == client_ip
         pair = and_(from_address, LoginFailure.login == name)
-        ip_count, ip_last, login_count, pair_count, pair_last = s.execute(
-            select(func.count().filter(from_address), func.max(LoginFailure.at).filter(from_address),
-                   func.count().filter(LoginFailure.login == name),
+        login_count, pair_count, pair_last = s.execute(
+            select(func.count().filter(LoginFailure.login == name),
                    func.count().filter(pair), func.max(LoginFailure.at).filter(pair))
             .where(LoginFailure.at >= since, or_(from_address, LoginFailure.login == name))
         ).one()
-        if self._trusted(s, name, client_ip):
+        if self._trusted(s, name, client_ip, service):
             return pair_count
         lockout = dt.timedelta(seconds=self.security.lockout_seconds)
-        if ip_count >= self.security.max_failures_per_address and _within(now, ip_last, lockout):
+        if self.abuse.blocked_in(s, client_ip, service, now) is not None:
             raise MailsrvError(ResultCode.LOGIN_LOCKED, LOCKED_MESSAGE)
         # A login failing from many addresses leaves each address a single try before it waits;
         # the login itself is never blocked, or anyone could switch its owner off.
@@ -195,9 +225,10 @@ class Authenticator:
                 raise MailsrvError(ResultCode.LOGIN_LOCKED, LOCKED_MESSAGE)
         return pair_count
 
-    def _trusted(self, s: Session, name: str, client_ip: str) -> bool:
-        """A trusted network, or a system administrator inside its own IP restrictions."""
-        if address_in(client_ip, self.trusted):
+    def _trusted(self, s: Session, name: str, client_ip: str, service: str) -> bool:
+        """A trusted network, the IP whitelist of the service, or a system administrator inside its
+        own IP restrictions."""
+        if address_in(client_ip, self.trusted) or self.whitelisted(service, client_ip):
             return True
         if "@" in name:
             return False
@@ -210,8 +241,8 @@ class Authenticator:
         since = now - dt.timedelta(seconds=self.security.failure_window_seconds)
         if "@" in name:
             local, _, domain_name = name.rpartition("@")
-            rows = self.store.fetch(_USER_QUERY, {"since": since, "ip": client_ip, "name": name, "protocol": protocol,
-                                                  "domain": domain_name, "local": local})
+            rows = self.store.fetch(_USER_QUERY, {"since": since, "now": now, "ip": client_ip, "name": name,
+                                                  "protocol": protocol, "domain": domain_name, "local": local})
             if not rows:
                 return _NO_PRINCIPAL
             user_id, user_name, password_hash, is_domain_admin, user_settings, epoch, domain, domain_settings, \
@@ -221,7 +252,7 @@ class Authenticator:
             return _Principal(password_hash, _user_actor(user_id, user_name, is_domain_admin, user_settings, epoch,
                                                          domain, domain_settings),
                               [], not _within(now, last_login, LOGIN_TIME_RESOLUTION), bool(failures))
-        rows = self.store.fetch(_ADMIN_QUERY, {"since": since, "ip": client_ip, "name": name})
+        rows = self.store.fetch(_ADMIN_QUERY, {"since": since, "now": now, "ip": client_ip, "name": name})
         if not rows:
             return _NO_PRINCIPAL
         password_hash, setup_pending = rows[0][0], rows[0][1]

@@ -85,6 +85,7 @@ class DomainInfo:
     max_size_bytes: int = 0  # the domain's disk quota (`maxsize`)
     hourly: HourlyCaps = NO_CAPS  # its enabled hourly limits (mailsrv.directory.domain_limits)
     bypass_forward_blacklist: bool = False  # its users may forward into blacklisted domains
+    bypass_greylisting: bool = False  # mail to it is never greylisted (`bypassgreylisting`)
     list_command: str = ""  # the local part of its list command address (`listcommandaddress`)
 
 
@@ -171,6 +172,11 @@ class Resolver:
         self._lock = threading.Lock()  # lookups store their answers from worker threads
         # Until the first refresh: what a server with nothing stored obeys.
         self.settings = SmtpSettings.of({name: key.default for name, key in system.table.items()})
+
+    @property
+    def generation(self) -> int | None:
+        """The directory generation the cached answers are of (the last `refresh`)."""
+        return self._generation
 
     def refresh(self) -> int:
         """Read the directory generation and, when it moved, forget every answer of an older one and
@@ -363,6 +369,7 @@ class Resolver:
             or bool(_setting(d_settings, "requiresmtpauthentication")),
             catch_all=catch_all, max_size_bytes=disk_quota_bytes(d_settings),
             hourly=hourly_caps(d_settings), bypass_forward_blacklist=bool(_setting(d_settings, "bypassforwardblacklist")),
+            bypass_greylisting=bool(_setting(d_settings, "bypassgreylisting")),
             list_command=str(_setting(d_settings, "listcommandaddress") or ""))
         account = None
         if u_id is not None:

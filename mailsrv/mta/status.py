@@ -4,7 +4,8 @@
   published with its heartbeat (mailsrv.mta.nodes): the sum over the live nodes is at most one
   `[delivery] heartbeat_seconds` old. `websessions` are the unexpired web sign-ins in the store.
 - `smtpstatus` … `imapstatus` are the stored service states (StopServices), the same on every node.
-- `blockedaddresses` is 0: nothing blocks client addresses yet (abuse detection is a later issue).
+- `blockedaddresses`: the client addresses (and users) abuse detection blocks now, on any node
+  (mailsrv.directory.abuse).
 - `messagesreceivedtoday` / `messagessenttoday` are the traffic counters of the current UTC day.
 - `uptimeseconds` counts from the start of this node's `mailsrv serve` process.
 """
@@ -22,6 +23,7 @@ from mailsrv import __version__
 from mailsrv.core.actor import Actor
 from mailsrv.core.clock import as_utc
 from mailsrv.core.errors import MailsrvError, ResultCode
+from mailsrv.directory.abuse import AbuseRules
 from mailsrv.directory.listeners import IMAP, POP, SMTP, SUBMISSION, Listeners
 from mailsrv.mta.nodes import Heartbeat
 from mailsrv.mta.spool import OPEN, Spool
@@ -39,12 +41,13 @@ from mailsrv.store.models import (
 
 class ServerStatus:
     def __init__(self, store: Store, spool: Spool, listeners: Listeners, heartbeat: Heartbeat,
-                 started_at: float) -> None:
+                 started_at: float, abuse: AbuseRules) -> None:
         self.store = store
         self.spool = spool
         self.listeners = listeners
         self.heartbeat = heartbeat
         self.started_at = started_at  # time.time() when the serving process started
+        self.abuse = abuse
 
     def request(self, actor: Actor, keys: Iterable[str | None]) -> list[str]:
         """`key=value` for each key, in the order and case asked; an unknown key refuses the call."""
@@ -123,7 +126,7 @@ _KEYS: dict[str, _Reader] = {
     "popsessions": lambda st, s, states, now: st._sessions(s, "pop_sessions", now),
     "imapsessions": lambda st, s, states, now: st._sessions(s, "imap_sessions", now),
     "websessions": lambda st, s, states, now: _count(s, WebSession, WebSession.expires_at > now),
-    "blockedaddresses": lambda st, s, states, now: 0,
+    "blockedaddresses": lambda st, s, states, now: st.abuse.blocked_count(s, now),
     "domains": lambda st, s, states, now: _count(s, Domain),
     "users": lambda st, s, states, now: _count(s, User),
     "messagesreceivedtoday": lambda st, s, states, now: _today(s, now, TrafficDaily.messages_received),

@@ -577,3 +577,63 @@ class SpamAssassinServer(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     total_connections: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AbuseRule(Base):
+    """An abuse detection rule (mailsrv.directory.abuse): `kind` dos, harvesting, bruteforce,
+    bounces or internalspammer; past `threshold` events of one subject (client address, or the
+    sending user) within `timeframe_minutes`, its `action` (block for `block_minutes`, and/or
+    notify `notify`)."""
+    __tablename__ = "abuse_rules"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    service: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(16))
+    timeframe_minutes: Mapped[int] = mapped_column(Integer)
+    threshold: Mapped[int] = mapped_column(Integer)
+    block_minutes: Mapped[int] = mapped_column(Integer)
+    notify: Mapped[str] = mapped_column(String(320), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+
+
+class AbuseCounter(Base):
+    """The events of one subject under one rule in the rule's current fixed window."""
+    __tablename__ = "abuse_counters"
+    rule_id: Mapped[int] = mapped_column(ForeignKey("abuse_rules.id", ondelete="CASCADE"), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(320), primary_key=True)
+    window_start: Mapped[dt.datetime] = mapped_column()
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class AbuseBlock(Base):
+    """A client address (or a local user's login, for its sending) blocked for `service` until `until`."""
+    __tablename__ = "abuse_blocks"
+    subject: Mapped[str] = mapped_column(String(320), primary_key=True)
+    service: Mapped[str] = mapped_column(String(16), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    blocked_at: Mapped[dt.datetime] = mapped_column()
+    until: Mapped[dt.datetime] = mapped_column(index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class GreylistFilter(Base):
+    """A client address, CIDR block or range never greylisted (AddGreylistingFilter)."""
+    __tablename__ = "greylist_filters"
+    __table_args__ = (UniqueConstraint("first", "last"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ip_address: Mapped[str] = mapped_column(String(64), default="")
+    range_start: Mapped[str] = mapped_column(String(45), default="")
+    range_end: Mapped[str] = mapped_column(String(45), default="")
+    first: Mapped[str] = mapped_column(String(45))
+    last: Mapped[str] = mapped_column(String(45))
+    description: Mapped[str] = mapped_column(Text, default="")
+
+
+class GreylistTriplet(Base):
+    """(client network, sender, recipient) first seen at `first_seen`; passed until `passed_until`."""
+    __tablename__ = "greylist_triplets"
+    network: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sender: Mapped[str] = mapped_column(String(320), primary_key=True)
+    recipient: Mapped[str] = mapped_column(String(320), primary_key=True)
+    first_seen: Mapped[dt.datetime] = mapped_column()
+    passed_until: Mapped[dt.datetime | None] = mapped_column(nullable=True)

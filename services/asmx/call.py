@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from mailsrv.core.clock import Clock
+from mailsrv.directory.abuse import AbuseRules
 from mailsrv.directory.address_lists import AddressLists
 from mailsrv.directory.admins import Admins
 from mailsrv.directory.aliases import Aliases, DomainAliases
@@ -14,6 +16,7 @@ from mailsrv.directory.dkim_keys import DkimKeys
 from mailsrv.directory.domains import Domains
 from mailsrv.directory.forwarding_blocks import ForwardingBlocks
 from mailsrv.directory.gateways import Gateways
+from mailsrv.directory.greylisting import Greylisting
 from mailsrv.directory.listeners import Listeners
 from mailsrv.directory.mailbox_migrations import MailboxMigrations
 from mailsrv.directory.mailing_lists import MailingLists
@@ -60,6 +63,9 @@ class Engine(Protocol):
     system_settings: SystemSettings
     gateways: Gateways
     content_filters: ContentFilters
+    abuse_rules: AbuseRules
+    greylisting: Greylisting
+    clock: Clock
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,14 @@
 """spamassassin_servers: the spamd servers of svcServerAdmin AddSpamAssassinServer, with their counters
 
 Revision ID: 0022
-Revises: 0020
+Revises: 0021
 Create Date: 2026-12-05 13:00:00.000000
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0022'
-down_revision = '0020'
+down_revision = '0021'
 branch_labels = None
 depends_on = None
 

@@ -43,6 +43,8 @@ from mailsrv.mta.autoreply import AutoResponder
 from mailsrv.mta.bounces import Bouncer
 from mailsrv.mta.digests import Digests
 from mailsrv.mta.incoming_gateways import IncomingRole
+from mailsrv.mta.filtering.dkim import Signer
+from mailsrv.mta.filtering.dmarc import SenderAuthentication
 from mailsrv.mta.filtering.pipeline import Pipeline
 from mailsrv.mta.intake import Intake
 from mailsrv.mta.list_commands import ListCommands, OneClickUnsubscribe
@@ -131,10 +133,11 @@ class MailServer:
         self.digests = Digests(self.store, self.resolver, self.spool, self.clock, config.data_dir)
         self.list_server = ListServer(self.resolver, self.spool, self.clock, self.tokens, self.digests)
         # Mail hygiene (mailsrv.mta.filtering): the checks every message meets at each SMTP stage.
-        self.filters = Pipeline(())
+        self.filters = Pipeline((SenderAuthentication(self.dns, lambda: self.resolver.settings),))
         self.intake = Intake(self.resolver, self.policy, self.spool, self.clock, self.dns,
                              config.smtp.deliver_at_acceptance, self.incoming_role, self.list_commands,
-                             list_server=self.list_server, filters=self.filters)
+                             list_server=self.list_server, filters=self.filters,
+                             signer=Signer(self.dkim_keys.signing_key))
         # This node's liveness in the store: how other nodes notice it died, and its fence.
         # The sessions open in this process, published with its heartbeat (RequestStatus).
         self.sessions = OpenSessions()

@@ -15,18 +15,20 @@ import dns.rrset
 
 
 class DnsServer:
-    """`records` maps (name, type) to a list of rdata texts, e.g. ("example.com", "MX"): ["10 mx.example.com."].
+    """`records` maps (name, type) to a list of rdata texts, e.g. ("example.com", "MX"): ["10 mx.example.com."],
+    ("example.com", "TXT"): [txt("v=spf1 -all")].
 
     A name without any record is answered with `unknown`: NXDOMAIN, or SERVFAIL to stand for a
     DNS that cannot be reached (the SMTP harness: mail to unknown domains stays deferred)."""
 
-    def __init__(self, records: dict[tuple[str, str], list[str]], unknown: int = dns.rcode.NXDOMAIN) -> None:
+    def __init__(self, records: dict[tuple[str, str], list[str]], unknown: int = dns.rcode.NXDOMAIN,
+                 bind: tuple[str, int] = ("127.0.0.1", 0)) -> None:
         self.records: dict[tuple[str, str], list[str]] = {}
         self.unknown = unknown
         self.add(records)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.sock.bind(bind)  # a fixed port 53 for a resolver that cannot be told a port (opendkim's)
+        self.address = f"{bind[0]}:{self.sock.getsockname()[1]}"
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
@@ -59,3 +61,9 @@ class DnsServer:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def txt(value: str) -> str:
+    """`value` as the rdata text of one TXT record: quoted strings of at most 255 characters (a
+    2048-bit DKIM key is longer)."""
+    return " ".join(f'"{value[i:i + 255]}"' for i in range(0, len(value), 255))

@@ -101,7 +101,12 @@ def _verify_one(resolver: dns.resolver.Resolver, content: bytes, index: int) -> 
         except (dns.exception.DNSException, UnicodeDecodeError) as exc:
             trouble.append(f"DNS {type(exc).__name__}")
             raise dkim.DnsTimeoutError(str(exc)) from None
-        return b"".join(answer[0].strings)
+        record = b"".join(answer[0].strings)
+        try:
+            dkim.evaluate_pk(name, record)  # dkimpy's own parse, which it would turn into a plain False
+        except Exception:
+            trouble.append("key record does not parse")
+        return record
 
     verifier = None
     try:
@@ -109,6 +114,8 @@ def _verify_one(resolver: dns.resolver.Resolver, content: bytes, index: int) -> 
         ok = verifier.verify(idx=index, dnsfunc=txt)
     except Exception as exc:  # dkimpy's DKIMException, and what a hostile signature makes its parsers raise
         fields = verifier.signature_fields if verifier is not None else {}
+        if str(exc).startswith("body hash mismatch"):  # a well-formed signature over another body
+            return DkimResult("fail", _tag(fields, b"d"), _tag(fields, b"s"), _tag(fields, b"a"), "body hash mismatch")
         return DkimResult("permerror", _tag(fields, b"d"), _tag(fields, b"s"), _tag(fields, b"a"),
                           comment(str(exc)))
     fields = verifier.signature_fields or {}
@@ -118,7 +125,7 @@ def _verify_one(resolver: dns.resolver.Resolver, content: bytes, index: int) -> 
     if trouble and trouble[0].startswith("DNS"):
         return DkimResult("temperror", d, s, a, trouble[0])
     if trouble:
-        return DkimResult("permerror", d, s, a, "no key for signature")
+        return DkimResult("permerror", d, s, a, "no key for signature" if trouble[0] == "no key" else trouble[0])
     return DkimResult("fail", d, s, a, "signature verification failed")
 
 

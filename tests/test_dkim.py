@@ -187,3 +187,26 @@ def test_bad_signatures_and_dns_failures_are_results_and_the_mail_is_delivered(m
         head = received(mail, signature + INCOMING)
         assert expected in head, (signature, head)
     assert verify(mail.server.dns, INCOMING)[0].resinfo() == "dkim=none"
+
+
+def test_generate_and_get_dkim_cert_over_soap(live_server):
+    from contract_clients import HttpClient
+    from test_bad_input import ADMIN, DOM, add_domain
+    live_server.server.admins.reset_primary(ADMIN["AuthUserName"], ADMIN["AuthPassword"])
+    c = HttpClient(live_server.url, "GET")
+    add_domain(c, DOM)
+    made = c.call("svcDomainAdmin", "GenerateDKIMCert", **ADMIN, DomainName=DOM, KeyType="Ed25519", KeySize=0,
+                  selector="ed1")
+    assert made["Result"] is True and (made["keyType"], made["selector"]) == ("ed25519", "ed1")
+    assert made["dnsRecord"] == f"v=DKIM1; k=ed25519; p={made['publicKey']}"
+    assert len(base64.b64decode(made["publicKey"])) == 32 and "BEGIN PRIVATE KEY" in made["privateKey"]
+    got = c.call("svcDomainAdmin", "GetDKIMCert", **ADMIN, DomainName=DOM)
+    assert {k: got[k] for k in made} == made
+    # GenerateDomainKeysCert makes RSA keys, which GetDKIMCert then names.
+    rsa = c.call("svcDomainAdmin", "GenerateDomainKeysCert", **ADMIN, DomainName=DOM, KeySize=2048, selector="r1")
+    got = c.call("svcDomainAdmin", "GetDKIMCert", **ADMIN, DomainName=DOM)
+    assert (got["keyType"], got["publicKey"], got["dnsRecord"]) == ("rsa", rsa["publicKey"],
+                                                                    f"v=DKIM1; k=rsa; p={rsa['publicKey']}")
+    refused = c.call("svcDomainAdmin", "GenerateDKIMCert", **ADMIN, DomainName=DOM, KeyType="dsa", KeySize=2048,
+                     selector="x")
+    assert refused["Result"] is False and "not a DKIM key type" in refused["Message"]

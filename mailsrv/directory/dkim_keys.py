@@ -87,13 +87,13 @@ class DkimKeys:
         self.store = store
 
     def generate(self, actor: Actor, raw_domain: str | None, key_size: int, raw_selector: str | None,
-                 algorithm: str = RSA) -> KeyView:
-        """A new key for the domain, replacing its old one (Ed25519 keys have one size: `key_size` is
-        not read for them)."""
+                 algorithm: str | None = RSA) -> KeyView:
+        """A new key for the domain, replacing its old one: `algorithm` rsa (the default) or ed25519,
+        whose keys have one size (`key_size` is not read for them)."""
         selector = (raw_selector or "").strip().lower()
         if not _SELECTOR.match(selector):
             raise MailsrvError(ResultCode.INVALID_ARGUMENT, f"'{raw_selector}' is not a valid DKIM selector (a DNS label).")
-        kind = (algorithm or "").strip().lower()
+        kind = (algorithm or RSA).strip().lower()
         if kind not in (RSA, ED25519):
             raise MailsrvError(ResultCode.INVALID_ARGUMENT, f"'{algorithm}' is not a DKIM key type (rsa or ed25519).")
         if kind == RSA and key_size not in KEY_SIZES:

@@ -151,3 +151,12 @@ def test_record_parsing_and_alignment():
             parse_record(bad, subdomain=False)
     assert aligned("mail.bank.test", "bank.test", strict=False) and not aligned("mail.bank.test", "bank.test", True)
     assert not aligned("bank.test", "evil.test", strict=False)
+
+
+def test_trusted_clients_are_not_judged(tmp_path):
+    from smtp_support import make_harness
+    for mail in make_harness(tmp_path, 'relay_networks = ["127.0.0.0/8"]\n'):
+        publish(mail, "bank.test", spf="v=spf1 -all", dmarc="v=DMARC1; p=reject")
+        set_action(mail, "Reject")
+        folder, head = deliver(mail, "ceo@bank.test")  # from our own network: as OpenDMARC's IgnoreHosts
+        assert folder == "" and b"Authentication-Results" not in head

@@ -89,6 +89,7 @@ class Submission:
     trace: Callable[[str, dt.datetime], str]  # our Received header for (message id, time)
     spf_result: str = ""
     folder: str = ""  # the mailbox folder local copies are filed into ("" the inbox): the filters' verdict
+    trusted: bool = False  # the client is trusted (relay networks, SMTP whitelist or bypass): Client.trusted
 
 
 def _bare_line_end(content: bytes) -> bool:
@@ -460,10 +461,11 @@ class Intake:
                                         message.helo, message.trace)
         return outcome
 
-    async def spf_result(self, actor: Actor | None, client_ip: str, sender: str, helo: str) -> str:
-        """The sender's SPF result (for the null sender, the HELO name's: RFC 7208 §2.4) when `spfcheck`
-        or a policy asks for it, else "". Authenticated clients are never checked."""
-        if actor or not (self.settings.spf_check or self.settings.spf_needed):
+    async def spf_result(self, actor: Actor | None, client_ip: str, sender: str, helo: str,
+                         trusted: bool = False) -> str:
+        """The sender's SPF result (for the null sender, the HELO name's: RFC 7208 §2.4) when a policy
+        asks for it, or `spfcheck` for an untrusted client; else "". Authenticated clients are never checked."""
+        if actor or not (self.settings.spf_check and not trusted or self.settings.spf_needed):
             return ""
         return await asyncio.to_thread(self._spf_check, client_ip, sender or f"postmaster@{helo}", helo)
 

@@ -1,6 +1,8 @@
 """Who sent it, at acceptance: SPF, DKIM and DMARC (RFC 7489) for every unauthenticated message.
 
-One check (`SenderAuthentication`), because DMARC is the verdict of the other two: the SPF result
+Clients the relay policy trusts (relay networks, SMTP whitelist, authentication bypass) are not
+judged, as OpenDKIM's InternalHosts and OpenDMARC's IgnoreHosts are not. One check
+(`SenderAuthentication`), because DMARC is the verdict of the other two: the SPF result
 (worked out by the intake for every unauthenticated MAIL FROM, or the HELO name for the null sender:
 mailsrv.mta.spf_check), each DKIM signature's (mailsrv.mta.filtering.dkim), then whether one of
 them passed for a domain aligned with the From header's, under the policy the From domain publishes
@@ -181,7 +183,7 @@ class SenderAuthentication(Check):
         self.sample = sample
 
     async def data(self, message: Submission, findings: Findings) -> Reply | None:
-        if message.actor is not None:  # our own user: signed by us, not judged
+        if message.actor is not None or message.trusted:  # our own user, our own network: not judged
             return None
         settings = self.settings()
         if not (settings.spf_check or settings.dkim_verify or settings.dmarc_action != DMARC_OFF):

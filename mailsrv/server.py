@@ -118,7 +118,7 @@ class MailServer:
         self.spool = Spool(self.store, config.data_dir, self.clock, Bouncer(self.resolver, self.clock))
         self.autoresponder = AutoResponder(self.store, self.resolver, self.spool, self.clock,
                                            dt.timedelta(days=config.autoreply.window_days))
-        # DNS for SPF at acceptance and MX lookups when delivering ([dns] nameservers).
+        # DNS for MX lookups when delivering ([dns] nameservers).
         self.dns = make_resolver(config.dns.nameservers)
         # The servers this one is backup MX or incoming gateway for: their domains accepted at RCPT,
         # their mail handed to them only.
@@ -133,8 +133,10 @@ class MailServer:
         self.digests = Digests(self.store, self.resolver, self.spool, self.clock, config.data_dir)
         self.list_server = ListServer(self.resolver, self.spool, self.clock, self.tokens, self.digests)
         # Mail hygiene (mailsrv.mta.filtering): the checks every message meets at each SMTP stage.
-        self.filters = Pipeline((SenderAuthentication(self.dns, lambda: self.resolver.settings),))
-        self.intake = Intake(self.resolver, self.policy, self.spool, self.clock, self.dns,
+        # SPF, DKIM keys and DMARC records at acceptance: through a cache that keeps answers for their TTL.
+        self.sender_dns = make_resolver(config.dns.nameservers, cached=True)
+        self.filters = Pipeline((SenderAuthentication(self.sender_dns, lambda: self.resolver.settings),))
+        self.intake = Intake(self.resolver, self.policy, self.spool, self.clock, self.sender_dns,
                              config.smtp.deliver_at_acceptance, self.incoming_role, self.list_commands,
                              list_server=self.list_server, filters=self.filters,
                              signer=Signer(self.dkim_keys.signing_key))

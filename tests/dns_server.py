@@ -22,9 +22,12 @@ class DnsServer:
     DNS that cannot be reached (the SMTP harness: mail to unknown domains stays deferred)."""
 
     def __init__(self, records: dict[tuple[str, str], list[str]], unknown: int = dns.rcode.NXDOMAIN,
-                 bind: tuple[str, int] = ("127.0.0.1", 0)) -> None:
+                 bind: tuple[str, int] = ("127.0.0.1", 0), ttl: int = 0) -> None:
         self.records: dict[tuple[str, str], list[str]] = {}
         self.unknown = unknown
+        # TTL 0 by default: tests change records live, so no resolver may keep an answer (mailsrv's
+        # sender checks cache); a benchmark gives a real one.
+        self.ttl = ttl
         self.add(records)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(bind)  # a fixed port 53 for a resolver that cannot be told a port (opendkim's)
@@ -46,7 +49,7 @@ class DnsServer:
         rtype = dns.rdatatype.to_text(question.rdtype)
         values = self.records.get((name, rtype))
         if values:
-            response.answer.append(dns.rrset.from_text_list(question.name, 300, dns.rdataclass.IN, rtype, values))
+            response.answer.append(dns.rrset.from_text_list(question.name, self.ttl, dns.rdataclass.IN, rtype, values))
         elif not any(known == name for known, _ in self.records):
             response.set_rcode(self.unknown)
         return response.to_wire()

@@ -52,6 +52,8 @@ from mailsrv.mta.filtering.greylisting import GreylistingCheck
 from mailsrv.mta.filtering.clamd import ClamAvCheck
 from mailsrv.mta.filtering.dnsbl import DnsblCheck
 from mailsrv.mta.filtering.options import FilterOptions
+from mailsrv.mta.filtering.dkim import Signer
+from mailsrv.mta.filtering.dmarc import SenderAuthentication
 from mailsrv.mta.filtering.pipeline import Pipeline
 from mailsrv.mta.filtering.spamd import SpamAssassinCheck
 from mailsrv.mta.intake import Intake
@@ -129,7 +131,7 @@ class MailServer:
         self.spool = Spool(self.store, config.data_dir, self.clock, Bouncer(self.resolver, self.clock))
         self.autoresponder = AutoResponder(self.store, self.resolver, self.spool, self.clock,
                                            dt.timedelta(days=config.autoreply.window_days))
-        # DNS for SPF at acceptance and MX lookups when delivering ([dns] nameservers).
+        # DNS for MX lookups when delivering ([dns] nameservers).
         self.dns = make_resolver(config.dns.nameservers)
         # The admin's check of what each domain publishes in DNS.
         self.dns_check = DnsCheck(self.store, self.system_settings, config.dns.nameservers,
@@ -157,17 +159,22 @@ class MailServer:
 
         options = FilterOptions(self.resolver)
         self.greylisting = Greylisting(self.store, config.greylisting)
-        # In order: who may talk at all (abuse blocks), then greylisting, then blocklists and the
-        # content filters; SpamAssassin last so that its score adds to the blocklists'.
+        # SPF, DKIM keys and DMARC records at acceptance: through a cache that keeps answers for their TTL.
+        self.sender_dns = make_resolver(config.dns.nameservers, cached=True)
+        # In order: who may talk at all (abuse blocks), then greylisting, then the sender's
+        # authentication (SPF, DKIM, DMARC), then blocklists and the content filters; SpamAssassin
+        # last so that its score adds to the blocklists'.
         self.filters = Pipeline((
             AbuseDetection(self.abuse_rules, self.clock, AbuseNotices(self.resolver, self.spool, self.clock)),
             GreylistingCheck(self.greylisting, self.resolver, self.clock),
+            SenderAuthentication(self.sender_dns, lambda: self.resolver.settings),
             DnsblCheck(self.dns, options.antispam, unfiltered),
             ClamAvCheck(options.antivirus),
             SpamAssassinCheck(options.antispam, self.content_filters, self.incoming_role.gateway_for, unfiltered)))
-        self.intake = Intake(self.resolver, self.policy, self.spool, self.clock, self.dns,
+        self.intake = Intake(self.resolver, self.policy, self.spool, self.clock, self.sender_dns,
                              config.smtp.deliver_at_acceptance, self.incoming_role, self.list_commands,
-                             list_server=self.list_server, filters=self.filters)
+                             list_server=self.list_server, filters=self.filters,
+                             signer=Signer(self.dkim_keys.signing_key))
         # This node's liveness in the store: how other nodes notice it died, and its fence.
         # The sessions open in this process, published with its heartbeat (RequestStatus).
         self.sessions = OpenSessions()

@@ -15,20 +15,25 @@ import dns.rrset
 
 
 class DnsServer:
-    """`records` maps (name, type) to a list of rdata texts, e.g. ("example.com", "MX"): ["10 mx.example.com."].
+    """`records` maps (name, type) to a list of rdata texts, e.g. ("example.com", "MX"): ["10 mx.example.com."],
+    ("example.com", "TXT"): [txt("v=spf1 -all")].
 
     A name without any record is answered with `unknown`: NXDOMAIN, or SERVFAIL to stand for a
     DNS that cannot be reached (the SMTP harness: mail to unknown domains stays deferred). Questions
     for a name in `silent` get no answer at all: the asker times out."""
 
-    def __init__(self, records: dict[tuple[str, str], list[str]], unknown: int = dns.rcode.NXDOMAIN) -> None:
+    def __init__(self, records: dict[tuple[str, str], list[str]], unknown: int = dns.rcode.NXDOMAIN,
+                 bind: tuple[str, int] = ("127.0.0.1", 0), ttl: int = 0) -> None:
         self.records: dict[tuple[str, str], list[str]] = {}
         self.unknown = unknown
         self.silent: set[str] = set()
+        # TTL 0 by default: tests change records live, so no resolver may keep an answer (mailsrv's
+        # sender checks cache); a benchmark gives a real one.
+        self.ttl = ttl
         self.add(records)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.sock.bind(bind)  # a fixed port 53 for a resolver that cannot be told a port (opendkim's)
+        self.address = f"{bind[0]}:{self.sock.getsockname()[1]}"
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
@@ -48,7 +53,7 @@ class DnsServer:
             return None
         values = self.records.get((name, rtype))
         if values:
-            response.answer.append(dns.rrset.from_text_list(question.name, 300, dns.rdataclass.IN, rtype, values))
+            response.answer.append(dns.rrset.from_text_list(question.name, self.ttl, dns.rdataclass.IN, rtype, values))
         elif not any(known == name for known, _ in self.records):
             response.set_rcode(self.unknown)
         return response.to_wire()
@@ -65,3 +70,9 @@ class DnsServer:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def txt(value: str) -> str:
+    """`value` as the rdata text of one TXT record: quoted strings of at most 255 characters (a
+    2048-bit DKIM key is longer)."""
+    return " ".join(f'"{value[i:i + 255]}"' for i in range(0, len(value), 255))

@@ -158,6 +158,13 @@ H = TypeVar("H", bound=MailHarness)
 SPOOL_ONLY = "deliver_at_acceptance = false\n"
 
 
+def without_sender_checks(harness: MailHarness) -> None:
+    """SPF, DKIM verification and DMARC off (mailsrv.mta.filtering.dmarc), for the tests that count a
+    message's bytes as the client sent them: with them on, every unauthenticated message gains an
+    Authentication-Results header."""
+    harness.server.system_settings.update({"spfcheck": False, "dkimverify": False, "dmarcaction": "Off"})
+
+
 def two_nodes(tmp_path, extra_config: str = "", own_clocks: bool = False) -> Iterator[tuple[MailHarness, MailHarness]]:
     """Two nodes on one database and data directory; with `own_clocks`, the second node's clock
     moves alone (so the first node's heartbeats look old to it)."""

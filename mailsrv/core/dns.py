@@ -23,15 +23,20 @@ def nameserver(entry: str) -> tuple[str, int]:
     return host, int(port or 53)
 
 
-def make_resolver(nameservers: list[str]) -> dns.resolver.Resolver:
-    """A resolver on the configured nameservers, or the system's when none are configured."""
+def make_resolver(nameservers: list[str], cached: bool = False) -> dns.resolver.Resolver:
+    """A resolver on the configured nameservers, or the system's when none are configured; `cached`:
+    answers are kept for their TTL (the sender checks at acceptance ask the same few names for
+    every message of a sender's domain)."""
     if not nameservers:
-        return dns.resolver.Resolver()
-    resolver = dns.resolver.Resolver(configure=False)
-    servers = [nameserver(entry) for entry in nameservers]
-    resolver.nameservers = [host for host, _ in servers]
-    resolver.nameserver_ports = dict(servers)
-    resolver.lifetime = 5.0
+        resolver = dns.resolver.Resolver()
+    else:
+        resolver = dns.resolver.Resolver(configure=False)
+        servers = [nameserver(entry) for entry in nameservers]
+        resolver.nameservers = [host for host, _ in servers]
+        resolver.nameserver_ports = dict(servers)
+        resolver.lifetime = 5.0
+    if cached:
+        resolver.cache = dns.resolver.LRUCache(10_000)
     return resolver
 
 

@@ -18,6 +18,12 @@ of svcServerAdmin) parse and format them the same way the engine reads them:
 - `smtphostname`, `maxmessagesize` (KB), `maxrecipients`: the SMTP greeting/EHLO/Received name and
   the server-wide caps (0: none); `requiresmtpauthforlocalsenders`: the floor under every local
   domain's "Require SMTP Authentication".
+- `spfcheck`, `dkimverify` (true by default): whether every unauthenticated message gets its
+  sender's SPF checked and its DKIM signatures verified at acceptance; `dmarcaction`: what a DMARC
+  failure does (mailsrv.mta.filtering.dmarc): Off (not evaluated), None (recorded in
+  Authentication-Results only), Mark (also an `X-DMARC` header), Quarantine (the default: a
+  failing message whose domain asks for quarantine or reject goes to Junk), Reject (p=reject is
+  refused 550 5.7.1, p=quarantine goes to Junk).
 - `gatewayenabled`, `gatewaybalance`: whether and how remote mail leaves through the outgoing
   gateways (read per route by mailsrv.mta.outgoing_gateways); `outboundips`: the source addresses
   of outgoing SMTP, in turn (read per connection).
@@ -102,6 +108,7 @@ def _policy(name: str) -> SettingKey:
 
 
 NOBODY, AUTHENTICATED_USERS = "Nobody", "AuthenticatedUsers"
+DMARC_OFF, DMARC_NONE, DMARC_MARK, DMARC_QUARANTINE, DMARC_REJECT = "Off", "None", "Mark", "Quarantine", "Reject"
 
 SYSTEM: dict[str, SettingKey] = {
     "catchalls": _choice("catchalls", ENABLED, (ENABLED, "true"), (DISABLED, "false")),
@@ -117,6 +124,10 @@ SYSTEM: dict[str, SettingKey] = {
     "maxmessagesize": SettingKey("maxmessagesize", int, 51200),
     "maxrecipients": SettingKey("maxrecipients", int, 1000),
     "requiresmtpauthforlocalsenders": SettingKey("requiresmtpauthforlocalsenders", bool, False),
+    "spfcheck": SettingKey("spfcheck", bool, True),
+    "dkimverify": SettingKey("dkimverify", bool, True),
+    "dmarcaction": _choice("dmarcaction", DMARC_QUARANTINE, (DMARC_OFF, "false"), (DMARC_NONE,), (DMARC_MARK,),
+                           (DMARC_QUARANTINE,), (DMARC_REJECT,)),
 }
 
 
@@ -138,6 +149,9 @@ class SmtpSettings:
     authenticated_relay: bool  # relay=AuthenticatedUsers: SMTP-authenticated users may relay
     local_senders_authenticate: bool  # requiresmtpauthforlocalsenders
     spf_needed: bool  # a policy (bouncing, auto-responders) asks for SPF results
+    spf_check: bool = True  # `spfcheck`: every unauthenticated sender's SPF is checked
+    dkim_verify: bool = True  # `dkimverify`
+    dmarc_action: str = DMARC_QUARANTINE  # `dmarcaction`
 
     @classmethod
     def of(cls, values: Mapping[str, Any]) -> SmtpSettings:
@@ -145,7 +159,9 @@ class SmtpSettings:
                    max_recipients=values["maxrecipients"], catchalls=values["catchalls"] == ENABLED,
                    authenticated_relay=values["relay"] == AUTHENTICATED_USERS,
                    local_senders_authenticate=bool(values["requiresmtpauthforlocalsenders"]),
-                   spf_needed=REQUIRE_SPF in (values["bouncing"], values["autoresponders"]))
+                   spf_needed=REQUIRE_SPF in (values["bouncing"], values["autoresponders"]),
+                   spf_check=bool(values["spfcheck"]), dkim_verify=bool(values["dkimverify"]),
+                   dmarc_action=values["dmarcaction"])
 
 
 @dataclass(frozen=True)

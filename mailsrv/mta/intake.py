@@ -41,6 +41,7 @@ from mailsrv.directory.system_settings import SmtpSettings
 from mailsrv.mailstore import maildir_names
 from mailsrv.mailstore.disk import Disk
 from mailsrv.mta import spf_check
+from mailsrv.mta.filtering.dkim import Signer
 from mailsrv.mta.filtering.pipeline import Pipeline
 from mailsrv.mta.incoming_gateways import IncomingRole
 from mailsrv.mta.list_addresses import ListCommandAddress
@@ -90,6 +91,7 @@ class Submission:
     trace: Callable[[str, dt.datetime], str]  # our Received header for (message id, time)
     spf_result: str = ""
     folder: str = ""  # the mailbox folder local copies are filed into ("" the inbox): the filters' verdict
+    trusted: bool = False  # the client is trusted (relay networks, SMTP whitelist or bypass): Client.trusted
 
 
 def _bare_line_end(content: bytes) -> bool:
@@ -217,7 +219,7 @@ class Intake:
     def __init__(self, resolver: Resolver, policy: Policy, spool: Spool, clock: Clock,
                  dns: dns.resolver.Resolver, deliver_at_acceptance: bool = True,
                  incoming: IncomingRole | None = None, list_commands: ListCommandHandler | None = None,
-                 *, list_server: ListServer, filters: Pipeline | None = None) -> None:
+                 *, list_server: ListServer, filters: Pipeline | None = None, signer: Signer | None = None) -> None:
         self.resolver = resolver
         self.list_commands = list_commands  # what mail to a list command address is handed to
         self.incoming = incoming  # the domains this server is backup MX or incoming gateway for
@@ -229,6 +231,7 @@ class Intake:
         self.deliver_at_acceptance = deliver_at_acceptance  # [smtp] deliver_at_acceptance
         self.list_server = list_server  # what mail to a list's own addresses is handed to
         self.filters = filters or Pipeline()  # mail hygiene (mailsrv.mta.filtering), at every stage
+        self.signer = signer  # DKIM signing of authenticated senders' mail, after the filters
 
     def client(self, ip: str, login: str | None) -> Client:
         """Who is sending, as the relay policy sees it (with the address lists `begin` last read, under
@@ -386,8 +389,12 @@ class Intake:
             return findings
         if findings.discard:  # a "delete" action: taken from the client, delivered to nobody
             return Spool.new_id()
-        return await self._submit(dataclasses.replace(
-            message, content=findings.apply(message.content, self.settings.hostname), folder=findings.folder))
+        content = findings.apply(message.content, self.settings.hostname)
+        if message.actor is not None and self.signer is not None:
+            # Signed here, once: the spool keeps the signed bytes (mailsrv.mta.filtering.dkim).
+            from_domains = [address.rpartition("@")[2] for address in _header_senders(content)[:1]]
+            content = await self.signer.sign(content, [*from_domains, message.actor.domain])
+        return await self._submit(dataclasses.replace(message, content=content, folder=findings.folder))
 
     async def _submit(self, message: Submission) -> str | Reply:
         if any(_list_route(r) for _, r in message.accepted):
@@ -470,12 +477,13 @@ class Intake:
                 companion.discard()
         return outcome
 
-    async def spf_result(self, actor: Actor | None, client_ip: str, sender: str, helo: str) -> str:
-        """The sender's SPF result when a policy asks for it, else "".
-        Authenticated clients and the null sender are never checked: the policies do not ask."""
-        if actor or not sender or not self.settings.spf_needed:
+    async def spf_result(self, actor: Actor | None, client_ip: str, sender: str, helo: str,
+                         trusted: bool = False) -> str:
+        """The sender's SPF result (for the null sender, the HELO name's: RFC 7208 §2.4) when a policy
+        asks for it, or `spfcheck` for an untrusted client; else "". Authenticated clients are never checked."""
+        if actor or not (self.settings.spf_check and not trusted or self.settings.spf_needed):
             return ""
-        return await asyncio.to_thread(self._spf_check, client_ip, sender, helo)
+        return await asyncio.to_thread(self._spf_check, client_ip, sender or f"postmaster@{helo}", helo)
 
     def _spf_check(self, client_ip: str, sender: str, helo: str) -> str:
         try:

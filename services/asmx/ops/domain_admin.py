@@ -187,6 +187,21 @@ def GetDomainKeysCert(call: Call, actor: Actor, DomainName: str | None) -> dict[
     return _key_fields(call.engine.dkim_keys.get(actor, DomainName))
 
 
+def _dkim_fields(key: Any) -> dict[str, str]:
+    return {**_key_fields(key), "keyType": key.algorithm, "dnsRecord": key.dns_record}
+
+
+@authenticated()
+def GenerateDKIMCert(call: Call, actor: Actor, DomainName: str | None, KeyType: str | None, KeySize: int,
+                     selector: str | None) -> dict[str, str]:
+    return _dkim_fields(call.engine.dkim_keys.generate(actor, DomainName, KeySize, selector, KeyType))
+
+
+@authenticated()
+def GetDKIMCert(call: Call, actor: Actor, DomainName: str | None) -> dict[str, str]:
+    return _dkim_fields(call.engine.dkim_keys.get(actor, DomainName))
+
+
 @authenticated()
 def SetDomainArchiveRule(call: Call, actor: Actor, parameters: list[str | None]) -> dict[str, Any]:
     return {"settingValues": call.engine.archive_rules.set(actor, parameters)}

@@ -54,6 +54,7 @@ SERVER_ADMIN_DEFINED_OPS = ["AddReservedDomainNames", "DeleteReservedDomainNames
 # svcDomainAdmin: every operation of the contract's WSDL, plus the two it names without a signature
 # (GenerateDKIMCert, GetDKIMCert), defined by mailsrv in wsdl/defined/svcDomainAdmin.wsdl.
 DOMAIN_ADMIN_DEFINED = WSDL_DIR / "defined" / "svcDomainAdmin.wsdl"
+DOMAIN_ADMIN_DEFINED_OPS = ["GenerateDKIMCert", "GetDKIMCert"]
 FULL_SERVICES = ["svcUserAdmin", "svcAliasAdmin", "svcDomainAliasAdmin", "svcProductInfo",
                  "svcGlobalUpdate", "svcSpoolAdmin", "svcMailListAdmin", "svcSpamAdmin", "svcVirusAdmin"]
 

@@ -11,7 +11,7 @@ transaction committed, so the files, copied afterwards, hold it; what arrives af
 be copied too, uncounted (disk usage is read from the files, the traffic counters from the store).
 A Maildir moves a message forward only (tmp/ → new/ → cur/, and renames within cur/ for flags), so
 its folders are listed in that order, each just before it is copied: a message that moves while
-the copy runs is found in a later listing, and copied once (by its unique name). The spool is
+the copy runs is found in a later listing, and only its copy from there is kept (by its unique name). The spool is
 copied before the domains, so a spool file of the snapshot has the least time to be delivered and
 removed before it is copied; one that was (its delivery done after the snapshot) is dropped from
 the restored spool, its Maildir copy or remote delivery having happened."""
@@ -62,18 +62,19 @@ def _skipped(data_dir: Path, database_file: Path | None) -> set[Path]:
     return skipped
 
 
-def _walk(root: Path, skipped: set[Path]) -> Iterator[Path]:
-    """The files under `root`, the spool first, each folder listed only when it is reached (Maildir
-    folders in the order messages move through them)."""
+def _walk(root: Path, skipped: set[Path]) -> Iterator[tuple[Path, bool]]:
+    """The folders and files under `root` ((path, is a folder)), the spool first, each folder listed
+    only when it is reached (Maildir folders in the order messages move through them)."""
     def key(name: str) -> tuple[int, str]:
         return (0 if name == "spool" else 1 + _MAILDIR_ORDER.get(name, 3), name)
 
     for directory, folders, files in os.walk(root):
         here = Path(directory)
         folders[:] = sorted((f for f in folders if here / f not in skipped), key=key)
+        yield here, True
         for name in sorted(files):
             if here / name not in skipped:
-                yield here / name
+                yield here / name, False
 
 
 def _unique(path: Path) -> tuple[Path, str] | None:
@@ -84,29 +85,36 @@ def _unique(path: Path) -> tuple[Path, str] | None:
 
 
 def _copy_tree(source: Path, target: Path, skipped: set[Path], progress: Progress | None) -> tuple[int, int]:
-    """Copy the files under `source` (times kept: Maildir readers go by them); (files, bytes)."""
+    """Copy the folders and files under `source` (modes and times kept: Maildir readers go by the
+    times); (files, bytes)."""
     expected = 0
-    for path in _walk(source, skipped):
+    for path, folder in _walk(source, skipped):
         try:
-            expected += path.stat().st_size
+            expected += 0 if folder else path.stat().st_size
         except FileNotFoundError:
             pass
-    copied: set[tuple[Path, str]] = set()
+    copied: dict[tuple[Path, str], Path] = {}  # a Maildir message's copy, where it was found last
     files = done = 0
-    for path in _walk(source, skipped):
-        identity = _unique(path)
-        if identity in copied:
-            continue  # moved on to a later folder, and copied there already
+    for path, folder in _walk(source, skipped):
         destination = target / path.relative_to(source)
-        destination.parent.mkdir(parents=True, exist_ok=True)
+        if folder:
+            destination.mkdir(parents=True, exist_ok=True)
+            shutil.copymode(path, destination)
+            continue
         try:
             shutil.copy2(path, destination)
         except FileNotFoundError:
             continue  # moved on (listed again in a later folder) or deleted
-        if identity is not None:
-            copied.add(identity)
         files += 1
         done += destination.stat().st_size
+        identity = _unique(path)
+        if identity is not None:
+            # Moved on while the copy ran: only its later place is kept, so it is restored once.
+            if (earlier := copied.get(identity)) is not None:
+                files -= 1
+                done -= earlier.stat().st_size
+                earlier.unlink()
+            copied[identity] = destination
         if progress is not None:
             progress(done, max(expected, done))
     return files, done

@@ -11,6 +11,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,13 +199,28 @@ def drop_missing_spool(url: str, data_dir: Path) -> list[str]:
 
 def write_refusal(url: str) -> str:
     """Why the database would refuse the server's writes ('' : it takes them): a table created and
-    rolled back (both SQLite and PostgreSQL undo DDL with the transaction)."""
+    rolled back (SQLite and PostgreSQL both undo DDL with its transaction)."""
+    statement = f"CREATE TABLE mailsrv_check_{uuid.uuid4().hex} (x INTEGER)"
+    path = sqlite_path(url)
+    if path is not None:
+        # Begun by hand: the driver's own transaction handling would commit the DDL.
+        try:
+            conn = sqlite3.connect(path, isolation_level=None)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(statement)
+                conn.execute("ROLLBACK")
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            return str(exc)
+        return ""
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
             transaction = conn.begin()
             try:
-                conn.execute(text("CREATE TABLE mailsrv_check_config (x INTEGER)"))
+                conn.execute(text(statement))
             finally:
                 transaction.rollback()
     except SQLAlchemyError as exc:

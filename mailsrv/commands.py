@@ -431,9 +431,13 @@ def add_parsers(commands: argparse._SubParsersAction, config_option: argparse.Ar
 
 
 def run(call: Callable[[], int], args: argparse.Namespace) -> int:
-    """A command with the answers every one gives: refusals and engine errors as exit 1."""
+    """A command with the answers every one gives: refusals and engine errors exit 1, a configuration
+    found unusable while working (a listen address) exits 2."""
     try:
         return call()
+    except ConfigError as exc:
+        print(f"mailsrv: {exc}", file=sys.stderr)
+        return 2
     except MailsrvError as exc:
         return fail(args, exc.message, int(exc.code))
     except (Refused, SnapshotError) as exc:

@@ -88,7 +88,7 @@ def _copy_tree(source: Path, target: Path, skipped: set[Path], progress: Progres
     """Copy the folders and files under `source` (modes and times kept: Maildir readers go by the
     times); (files, bytes)."""
     expected = 0
-    for path, folder in _walk(source, skipped):
+    for path, folder in _walk(source, skipped) if progress is not None else ():  # the bar's total, only for a bar
         try:
             expected += 0 if folder else path.stat().st_size
         except FileNotFoundError:
@@ -125,6 +125,8 @@ def take(data_dir: Path, database_url: str, config_file: str | None, destination
     """A backup of the running server into `destination`, which must be empty or absent."""
     if destination.exists() and any(destination.iterdir()):
         raise SnapshotError(f"{destination} is not empty.")
+    if destination.resolve().is_relative_to(data_dir.resolve()):
+        raise SnapshotError(f"{destination} is inside the data directory {data_dir}: the backup would copy itself.")
     state = snapshot.schema_state(database_url)
     if not state.reachable or state.revision is None:
         raise SnapshotError(f"No mailsrv database at {state.url}: {state.error or 'it has no tables'}.")

@@ -18,7 +18,7 @@ import sqlalchemy
 
 from contract_clients import HttpClient
 from mailsrv.store.db import Store
-from serve_support import MAILSRV, Serving
+from serve_support import MAILSRV, Serving, wait_until
 
 ADMIN = {"AuthUserName": "root", "AuthPassword": "Gr8-secret-pw"}
 DOMAIN = "ex.test"
@@ -269,8 +269,7 @@ def test_a_backup_taken_under_smtp_load_restores_every_acknowledged_message_and_
         sender = threading.Thread(target=load, args=(port,))
         sender.start()
         try:
-            while len(acknowledged) < 30 and not failures:
-                time.sleep(0.05)
+            wait_until(lambda: len(acknowledged) >= 30 or bool(failures), "30 messages acknowledged")
             before = len(acknowledged)
             taken = shell("backup", str(tmp_path / "backup"), "--json")
             after = len(acknowledged)
@@ -279,6 +278,7 @@ def test_a_backup_taken_under_smtp_load_restores_every_acknowledged_message_and_
             sender.join(60)
         assert not failures, failures
         assert taken.returncode == 0, taken.stderr
+        assert after > before  # the backup ran while messages were being accepted
         total = len(acknowledged)
         original = shell.json("stats", DOMAIN)
         assert original["messages_received"] == total

@@ -3,6 +3,7 @@ backup|restore` as real processes beside a real `mailsrv serve`, checked against
 services and its Maildirs show."""
 from __future__ import annotations
 
+import imaplib
 import json
 import os
 import re
@@ -36,11 +37,12 @@ def database_url() -> Iterator[str]:
 
 
 def write_config(directory: Path, database_url: str) -> Path:
-    # SMTP on a free loopback port (the tests send mail); the other mail listeners off.
+    # SMTP and IMAP on free loopback ports (the tests send and read mail); the others off.
     path = directory / "mailsrv.toml"
     path.write_text(f'data_dir = "{directory / "data"}"\ndatabase_url = "{database_url}"\n'
                     '[server]\nworkers = 1\n'
-                    '[listen]\nweb = "127.0.0.1:0"\nsmtp = "127.0.0.1:0"\nsubmission = ""\nimap = ""\npop3 = ""\n')
+                    '[listen]\nweb = "127.0.0.1:0"\nsmtp = "127.0.0.1:0"\nsubmission = ""\nimap = "127.0.0.1:0"\n'
+                    'pop3 = ""\n')
     return path
 
 
@@ -80,8 +82,8 @@ def installed(shell: Shell) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def smtp_port(server: Serving) -> int:
-    return int(server.wait_for(re.compile(r"SMTP listener on [\d.]+:(\d+)"))[1])
+def listener_port(server: Serving, protocol: str = "SMTP") -> int:
+    return int(server.wait_for(re.compile(rf"{protocol} listener on [\d.]+:(\d+)"))[1])
 
 
 def message(number: int) -> bytes:
@@ -117,7 +119,7 @@ def test_domain_and_user_commands_make_what_the_soap_services_show(shell, tmp_pa
     installed(shell)
     with Serving(shell.config, env) as server:
         soap = HttpClient(server.base_url(), "GET")
-        port = smtp_port(server)
+        port = listener_port(server)
 
         added = shell.json("domain", "add", DOMAIN, "--admin", "boss", "--set", "maxusers=5",
                            stdin="Dom-pass-1234\n")
@@ -263,7 +265,7 @@ def test_a_backup_taken_under_smtp_load_restores_every_acknowledged_message_and_
             failures.append(exc)
 
     with Serving(shell.config, env) as server:
-        port = smtp_port(server)
+        port = listener_port(server)
         shell.json("domain", "add", DOMAIN, "--admin", "boss", stdin="Dom-pass-1234\n")
         shell.json("user", "add", f"al@{DOMAIN}", stdin="User-pass-123\n")
         sender = threading.Thread(target=load, args=(port,))
@@ -322,3 +324,55 @@ def test_restore_refuses_an_unfinished_backup(tmp_path, env):
     done = subprocess.run([MAILSRV, "restore", str(tmp_path / "half"), "--data-dir", str(tmp_path / "new")], env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "holds no finished backup (no manifest.json)" in done.stderr
+
+
+def test_messages_an_imap_client_moves_and_flags_during_the_backup_are_restored_once_each(
+        shell, tmp_path, env, restore_database_url):
+    installed(shell)
+    sent = 200
+    with Serving(shell.config, env) as server:
+        smtp, imap_port = listener_port(server), listener_port(server, "IMAP")
+        shell.json("domain", "add", DOMAIN, "--admin", "boss", stdin="Dom-pass-1234\n")
+        shell.json("user", "add", f"al@{DOMAIN}", stdin="User-pass-123\n")
+        with smtplib.SMTP("127.0.0.1", smtp, timeout=30) as client:
+            for number in range(sent):
+                client.sendmail("far@away.test", [f"al@{DOMAIN}"], message(number))
+        stop = threading.Event()
+        rounds: list[int] = []
+        failures: list[BaseException] = []
+
+        def reader() -> None:
+            # Selecting moves new/ to cur/; each flag change renames every file within cur/.
+            try:
+                imap = imaplib.IMAP4("127.0.0.1", imap_port, timeout=30)
+                imap.login(f"al@{DOMAIN}", "User-pass-123")
+                imap.select("INBOX")
+                while not stop.is_set():
+                    for change in ("+FLAGS", "-FLAGS"):
+                        assert imap.store("1:*", change, "(\\Seen)")[0] == "OK"
+                    rounds.append(1)
+                imap.logout()
+            except BaseException as exc:  # the assertion below names it
+                failures.append(exc)
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        try:
+            wait_until(lambda: bool(rounds) or bool(failures), "a first round of flag changes")
+            taken = shell("backup", str(tmp_path / "backup"))
+            during = len(rounds)
+        finally:
+            stop.set()
+            thread.join(60)
+        assert not failures, failures
+        assert taken.returncode == 0, taken.stderr
+        assert during > 1  # files were being renamed while the backup ran
+        assert server.stop() == 0
+    restore = [MAILSRV, "restore", str(tmp_path / "backup"), "--data-dir", str(tmp_path / "restored")]
+    done = subprocess.run(restore + (["--database-url", restore_database_url] if restore_database_url else []),
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    copies = maildir_messages(tmp_path / "restored" / "domains" / DOMAIN / "users" / "al" / "Maildir")
+    assert len(copies) == sent
+    for number in range(sent):
+        assert sum(copy.endswith(message(number)) for copy in copies) == 1, number

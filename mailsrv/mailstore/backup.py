@@ -11,7 +11,8 @@ transaction committed, so the files, copied afterwards, hold it; what arrives af
 be copied too, uncounted (disk usage is read from the files, the traffic counters from the store).
 A Maildir moves a message forward only (tmp/ → new/ → cur/, and renames within cur/ for flags), so
 its folders are listed in that order, each just before it is copied: a message that moves while
-the copy runs is found in a later listing, and only its copy from there is kept (by its unique name). The spool is
+the copy runs is found in a later listing, and only its copy from there is kept (by its unique name);
+one renamed within its folder (an IMAP client changing its flags) is looked for there by that name. The spool is
 copied before the domains, so a spool file of the snapshot has the least time to be delivered and
 removed before it is copied; one that was (its delivery done after the snapshot) is dropped from
 the restored spool, its Maildir copy or remote delivery having happened."""
@@ -38,6 +39,9 @@ _SCRATCH = ("tmp",)
 _SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal")
 # tmp/ before new/ before cur/: the order a Maildir moves a message in.
 _MAILDIR_ORDER = {"tmp": 0, "new": 1, "cur": 2}
+
+# A message whose flags an IMAP client changes over and over is renamed as often; followed this many times.
+_RENAMES_FOLLOWED = 100
 
 Progress = Callable[[int, int], None]  # (bytes copied so far, bytes expected in all)
 
@@ -101,23 +105,42 @@ def _copy_tree(source: Path, target: Path, skipped: set[Path], progress: Progres
             destination.mkdir(parents=True, exist_ok=True)
             shutil.copymode(path, destination)
             continue
-        try:
-            shutil.copy2(path, destination)
-        except FileNotFoundError:
-            continue  # moved on (listed again in a later folder) or deleted
-        files += 1
-        done += destination.stat().st_size
         identity = _unique(path)
+        copy = _copy_file(path, destination, identity)
+        if copy is None:
+            continue  # moved on to a later folder (listed there) or deleted
+        files += 1
+        done += copy.stat().st_size
         if identity is not None:
             # Moved on while the copy ran: only its later place is kept, so it is restored once.
-            if (earlier := copied.get(identity)) is not None:
+            if (earlier := copied.get(identity)) is not None and earlier != copy:
                 files -= 1
                 done -= earlier.stat().st_size
                 earlier.unlink()
-            copied[identity] = destination
+            copied[identity] = copy
         if progress is not None:
             progress(done, max(expected, done))
     return files, done
+
+
+def _copy_file(path: Path, destination: Path, identity: tuple[Path, str] | None) -> Path | None:
+    """Copy `path`; a Maildir message renamed within its folder meanwhile (its flags changed) is
+    looked for there under its new name, as often as it keeps changing. The copy, or None when the
+    file left the folder."""
+    for _ in range(_RENAMES_FOLLOWED):
+        try:
+            shutil.copy2(path, destination)
+            return destination
+        except FileNotFoundError:
+            if identity is None:
+                return None
+        _, unique = identity
+        with os.scandir(path.parent) as entries:
+            renamed = next((entry.name for entry in entries if entry.name.split(":", 1)[0] == unique), None)
+        if renamed is None:
+            return None
+        path, destination = path.parent / renamed, destination.parent / renamed
+    raise SnapshotError(f"{path} was renamed {_RENAMES_FOLLOWED} times while it was being copied.")
 
 
 def take(data_dir: Path, database_url: str, config_file: str | None, destination: Path,

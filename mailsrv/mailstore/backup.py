@@ -97,7 +97,7 @@ def _copy_tree(source: Path, target: Path, skipped: set[Path], progress: Progres
             expected += 0 if folder else path.stat().st_size
         except FileNotFoundError:
             pass
-    copied: dict[tuple[Path, str], Path] = {}  # a Maildir message's copy, where it was found last
+    copied: dict[tuple[Path, str], tuple[Path, int]] = {}  # a Maildir message's copy (where it was last found)
     files = done = 0
     for path, folder in _walk(source, skipped):
         destination = target / path.relative_to(source)
@@ -109,15 +109,15 @@ def _copy_tree(source: Path, target: Path, skipped: set[Path], progress: Progres
         copy = _copy_file(path, destination, identity)
         if copy is None:
             continue  # moved on to a later folder (listed there) or deleted
-        files += 1
-        done += copy.stat().st_size
+        size = copy.stat().st_size
+        files, done = files + 1, done + size
         if identity is not None:
             # Moved on while the copy ran: only its later place is kept, so it is restored once.
-            if (earlier := copied.get(identity)) is not None and earlier != copy:
-                files -= 1
-                done -= earlier.stat().st_size
-                earlier.unlink()
-            copied[identity] = copy
+            if (earlier := copied.get(identity)) is not None:
+                files, done = files - 1, done - earlier[1]
+                if earlier[0] != copy:
+                    earlier[0].unlink()
+            copied[identity] = (copy, size)
         if progress is not None:
             progress(done, max(expected, done))
     return files, done
@@ -125,14 +125,16 @@ def _copy_tree(source: Path, target: Path, skipped: set[Path], progress: Progres
 
 def _copy_file(path: Path, destination: Path, identity: tuple[Path, str] | None) -> Path | None:
     """Copy `path`; a Maildir message renamed within its folder meanwhile (its flags changed) is
-    looked for there under its new name, as often as it keeps changing. The copy, or None when the
-    file left the folder."""
+    looked for there under its new name, as often as it keeps changing, and another file replaced
+    meanwhile is copied again. The copy, or None when the file left the folder."""
     for _ in range(_RENAMES_FOLLOWED):
         try:
             shutil.copy2(path, destination)
             return destination
         except FileNotFoundError:
             if identity is None:
+                if path.exists():
+                    continue  # replaced by a rename (an index file written whole, as uidlists are)
                 return None
         _, unique = identity
         with os.scandir(path.parent) as entries:

@@ -27,11 +27,12 @@ from mailsrv.core.actor import Actor, Role
 from mailsrv.core.config import Config, ConfigError, config_path, config_problems, read_config_text
 from mailsrv.core.errors import MailsrvError
 from mailsrv.core.networks import parse_network
-from mailsrv.store import snapshot
-from mailsrv.store.snapshot import SnapshotError
 
 if TYPE_CHECKING:
     from mailsrv.server import MailServer
+
+# The store and the engine (SQLAlchemy, Alembic) are imported by the functions that use them, so that
+# `mailsrv --version` and `--help` answer at once.
 
 # The shell's user: the system administrator (module docstring).
 SHELL = Actor(Role.SYSTEM_ADMIN, "shell")
@@ -72,7 +73,10 @@ def read_password(what: str) -> str:
 
 def describe(config: Config, source: str | None) -> str:
     """Which configuration and database a command uses (stated on stderr before it works)."""
-    return (f"mailsrv: config {Path(source).resolve() if source else '(built-in defaults)'}; data directory {config.data_dir}; "
+    from mailsrv.store import snapshot
+
+    file = Path(source).resolve() if source else "(built-in defaults)"
+    return (f"mailsrv: config {file}; data directory {config.data_dir}; "
             f"database {snapshot.shown(config.effective_database_url)}")
 
 
@@ -83,10 +87,12 @@ def opened(config: Config, create: bool = False, migrate: bool = False) -> Itera
     quietly serve an empty database. A schema behind this version is migrated only with `migrate`
     (else the running server's start does it: docs/operations.md)."""
     from mailsrv.server import MailServer
+    from mailsrv.store import snapshot
 
     state = snapshot.schema_state(config.effective_database_url)
     if state.revision is None and not create:
         why = state.error or "it holds no mailsrv tables"
+        # The one command that may migrate (admin reset) is also the one with --create.
         raise Refused(f"no mailsrv database at {state.url} ({why}); check --config or MAILSRV_CONFIG"
                       + (", or pass --create to make a new one" if migrate else
                          "; `mailsrv serve` or `mailsrv admin reset --create` makes a new one"))
@@ -259,6 +265,8 @@ def _config_checks(config: Config) -> Iterator[str]:
 def check_config(args: argparse.Namespace) -> int:
     """Every problem of the configuration, each naming its key; then whether the data directory and
     the database can be reached and written. Exit 1 on any problem."""
+    from mailsrv.store import snapshot
+
     source = config_path(args.config)
     try:
         config, problems = config_problems(read_config_text(source))
@@ -328,6 +336,7 @@ def backup(config: Config, args: argparse.Namespace) -> int:
 def restore(args: argparse.Namespace) -> int:
     """Into a new data directory (and database): its config is written there, pointing at both."""
     from mailsrv.mailstore.backup import CONFIG_NAME, restore as restore_backup
+    from mailsrv.store import snapshot
 
     source, data_dir = Path(args.source).resolve(), Path(args.data_dir).resolve()
     url = args.database_url or f"sqlite:///{data_dir / 'mailsrv.db'}"
@@ -358,7 +367,8 @@ def _restored_config(original: Path, data_dir: Path, database_url: str) -> str:
 
 # --- the parser ---------------------------------------------------------------------------------
 
-def add_parsers(commands: argparse._SubParsersAction, config_option: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+def add_parsers(commands: argparse._SubParsersAction,  # type: ignore[type-arg]
+                config_option: argparse.ArgumentParser) -> None:
     """These commands' parsers under `mailsrv`."""
     json_option = argparse.ArgumentParser(add_help=False)
     json_option.add_argument("--json", action="store_true", help="one JSON document on stdout, for scripts")
@@ -433,6 +443,8 @@ def add_parsers(commands: argparse._SubParsersAction, config_option: argparse.Ar
 def run(call: Callable[[], int], args: argparse.Namespace) -> int:
     """A command with the answers every one gives: refusals and engine errors exit 1, a configuration
     found unusable while working (a listen address) exits 2."""
+    from mailsrv.store.snapshot import SnapshotError
+
     try:
         return call()
     except ConfigError as exc:

@@ -237,11 +237,13 @@ def _value_problem(kind: Any, raw: Any) -> str:
     if kind is bool:
         return "" if isinstance(raw, bool) else "must be true or false"
     if kind is int:
-        return "" if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0 else "must be a non-negative integer"
+        natural = isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0
+        return "" if natural else "must be a non-negative integer"
     if kind is str:
         return "" if isinstance(raw, str) else "must be a string"
     if kind == list[str]:
-        return "" if isinstance(raw, list) and all(isinstance(item, str) for item in raw) else "must be a list of strings"
+        strings = isinstance(raw, list) and all(isinstance(item, str) for item in raw)
+        return "" if strings else "must be a list of strings"
     return "has an unsupported type"  # pragma: no cover - a new field type must be taught here
 
 

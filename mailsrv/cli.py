@@ -1,7 +1,9 @@
 """The `mailsrv` command: `serve`, `admin reset` for a lost system administrator login,
 `gateway test` for a server mail is handed to, `spool list|reset-retries|hold|release|delete`
 (Postfix's postqueue -p / -f and postsuper -h / -H / -d: the same engine functions as
-svcSpoolAdmin, as the system administrator), and `dns check` (the records a domain should publish).
+svcSpoolAdmin, as the system administrator), `dns check` (the records a domain should publish);
+the commands for daily work (domains, users, statistics, check-config, backup, restore) are in
+`mailsrv.commands`.
 
 Exit codes: 0 done, 1 refused or failed, 2 bad usage or configuration.
 """
@@ -15,7 +17,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from mailsrv import __version__
-from mailsrv.core.config import Config, ConfigError, load_config
+from mailsrv.commands import add_parsers, describe, run
+from mailsrv.core.config import Config, ConfigError, config_path, load_config
 
 if TYPE_CHECKING:
     from mailsrv.mta.dns_check import DnsReport
@@ -40,17 +43,15 @@ def _serve(config: Config, _args: argparse.Namespace) -> int:
 
 def _admin_reset(config: Config, args: argparse.Namespace) -> int:
     """The seed's "Resetting an Unknown Login": set the primary admin's login from the shell."""
-    from mailsrv.core.errors import MailsrvError
-    from mailsrv.server import MailServer
+    from mailsrv.commands import opened, read_password
 
-    server = MailServer(config)
-    try:
-        server.admins.reset_primary(args.username, args.password)
-    except MailsrvError as exc:
-        print(f"mailsrv: {exc.message}", file=sys.stderr)
-        return 1
-    finally:
-        server.close()
+    if args.password is not None:
+        print("mailsrv: warning: --password is shown to every user of this machine (ps); "
+              "give the password at the prompt or on stdin", file=sys.stderr)
+    # Migrated here, as at a server start: this is how a new installation gets its first login.
+    with opened(config, create=args.create, migrate=True) as server:
+        password = args.password if args.password is not None else read_password(f"password for {args.username}")
+        server.admins.reset_primary(args.username, password)
     print(f"The primary system administrator now logs in as '{args.username}'.")
     return 0
 
@@ -145,31 +146,18 @@ def _print_spool(entries: Sequence[SpoolEntry]) -> None:
     print(f"-- {len(entries)} messages")
 
 
-def _announce(config: Config, args: argparse.Namespace) -> None:
-    """Say on stderr which configuration and database a command works on: with another HOME or
-    MAILSRV_CONFIG it is not the server's, and the answer would be about an empty database."""
-    from sqlalchemy import make_url
-
-    chosen = args.config or os.environ.get("MAILSRV_CONFIG") or "built-in defaults"
-    database = make_url(config.effective_database_url).render_as_string(hide_password=True)
-    print(f"mailsrv: configuration {chosen}, database {database}", file=sys.stderr)
-
-
 def _dns_check(config: Config, args: argparse.Namespace) -> int:
     """The records the domain should publish beside what DNS answers; exit 0 only when all pass."""
     from mailsrv.core.actor import Actor, Role
     from mailsrv.core.errors import MailsrvError
-    from mailsrv.server import MailServer
+    from mailsrv.commands import opened
 
-    _announce(config, args)
-    server = MailServer(config)
-    try:
-        report = server.dns_check.check(Actor(Role.SYSTEM_ADMIN, "shell"), args.domain, args.timeout)
-    except MailsrvError as exc:
-        print(f"mailsrv: {exc.message}", file=sys.stderr)
-        return 1
-    finally:
-        server.close()
+    with opened(config) as server:  # an existing database only: never a new empty one
+        try:
+            report = server.dns_check.check(Actor(Role.SYSTEM_ADMIN, "shell"), args.domain, args.timeout)
+        except MailsrvError as exc:
+            print(f"mailsrv: {exc.message}", file=sys.stderr)
+            return 1
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
@@ -207,7 +195,10 @@ def _parser() -> argparse.ArgumentParser:
         "reset", parents=[config_option],
         help="set the primary system administrator's name and password (when the login is lost)")
     reset.add_argument("--username", required=True, metavar="NAME")
-    reset.add_argument("--password", required=True, metavar="PW")
+    reset.add_argument("--create", action="store_true",
+                       help="make the database when it holds no mailsrv tables yet (a new installation)")
+    # Kept for scripts written before the prompt; it warns (the password shows in ps).
+    reset.add_argument("--password", metavar="PW", help=argparse.SUPPRESS)
     reset.set_defaults(command=_admin_reset)
 
     gateway = commands.add_parser("gateway", help="gateways and the servers mail is handed to")
@@ -249,14 +240,20 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="the report as JSON (as /admin/api/dns/DOMAIN)")
     check.add_argument("--timeout", type=float, default=5, metavar="SECONDS", help="for each DNS lookup (default 5)")
     check.set_defaults(command=_dns_check)
+    add_parsers(commands, config_option)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if getattr(args, "raw", None):  # commands that read the configuration themselves, or none
+        return run(lambda: args.raw(args), args)
     command: Command = args.command
     try:
-        return command(load_config(args.config), args)
+        config = load_config(args.config)
     except ConfigError as exc:
         print(f"mailsrv: {exc}", file=sys.stderr)
         return 2
+    if command is not _serve:  # serve logs what it uses as it starts
+        print(describe(config, config_path(args.config)), file=sys.stderr)
+    return run(lambda: command(config, args), args)

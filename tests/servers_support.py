@@ -189,8 +189,8 @@ class ServerLab:
         server = LabServer(name, address, self.smtp_port, data_dir, database_url, config, self.env)
         self.servers.append(server)
         done = subprocess.run([MAILSRV, "admin", "reset", "--config", str(config), "--username",
-                               ADMIN["AuthUserName"], "--password", ADMIN["AuthPassword"]],
-                              env=self.env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+                               ADMIN["AuthUserName"], "--create"], input=f"{ADMIN['AuthPassword']}\n",
+                              env=self.env, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         self.dns.add({(f"{name}.lab.test", "A"): [address]})
         if start:

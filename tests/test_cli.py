@@ -50,9 +50,10 @@ def config(tmp_path, database_url) -> Path:
     return write_config(tmp_path / "mailsrv.toml", database_url)
 
 
-def mailsrv(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def mailsrv(*args: str, env: dict[str, str], input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The command; `input` its stdin (none: an empty one), where it reads passwords."""
     return subprocess.run([MAILSRV, *args], env=env, capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL)
+                          input=input or "")
 
 
 def list_system_admins(base_url: str, username: str, password: str) -> httpx.Response:
@@ -98,7 +99,7 @@ def test_serve_offers_the_web_interface_over_https_with_the_mail_certificate(tmp
         assert server.stop() == 0
 
 
-@pytest.mark.parametrize("args", [["serve"], ["admin", "reset", "--username", "root", "--password", "Pw-12345678"]],
+@pytest.mark.parametrize("args", [["serve"], ["admin", "reset", "--username", "root", "--create"]],
                          ids=["serve", "admin reset"])
 def test_an_unknown_configuration_key_exits_2_naming_it(tmp_path, env, args):
     config = write_config(tmp_path / "typo.toml", "", extra="[security]\nlockout_secs = 60\n")
@@ -144,7 +145,7 @@ def test_malformed_listen_addresses_are_refused_naming_the_key(value):
 
 def test_admin_reset_sets_the_login_the_soap_services_accept(config, env):
     env = {**env, "MAILSRV_CONFIG": str(config)}  # found without --config, as an operator would
-    result = mailsrv("admin", "reset", "--username", "postmaster", "--password", "Correct-Horse-9", env=env)
+    result = mailsrv("admin", "reset", "--username", "postmaster", "--create", env=env, input="Correct-Horse-9\n")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "The primary system administrator now logs in as 'postmaster'."
 
@@ -157,10 +158,10 @@ def test_admin_reset_sets_the_login_the_soap_services_accept(config, env):
 
 
 def test_admin_reset_refusal_exits_1_with_the_reason(config, env):
-    result = mailsrv("admin", "reset", "--config", str(config), "--username", "postmaster", "--password", "short",
-                     env=env)
+    result = mailsrv("admin", "reset", "--config", str(config), "--username", "postmaster", "--create", env=env,
+                     input="short\n")
     assert result.returncode == 1
-    assert result.stderr.startswith("mailsrv: ") and "password" in result.stderr.lower()
+    assert result.stderr.splitlines()[-1].startswith("mailsrv: ") and "password" in result.stderr.lower()
     assert result.stdout == ""
 
 

@@ -183,7 +183,7 @@ def test_the_command_prints_json_and_exits_1_until_every_record_passes(engine, d
     first = run(DOMAIN, "--json")
     assert first.returncode == 1, first.stderr
     database = url or f"sqlite:///{server.config.data_dir / 'mailsrv.db'}"
-    assert f"mailsrv: configuration {config}, database {database}" in first.stderr
+    assert f"mailsrv: config {config}; data directory {server.config.data_dir}; database {database}" in first.stderr
     report = json.loads(first.stdout)
     assert report["domain"] == DOMAIN and report["passed"] is False
     assert report["counts"] == {"pass": 0, "fail": 0, "missing": 6, "error": 0}

@@ -258,89 +258,111 @@ class Config:
         return self.database_url or f"sqlite:///{self.data_dir / 'mailsrv.db'}"
 
 
-def _build(cls: type, table: dict[str, Any], prefix: str) -> Any:
+def _build(cls: type, table: dict[str, Any], prefix: str, problems: list[str]) -> Any:
+    """`cls` from `table`; each bad key is added to `problems` (naming it) and left at its default."""
     hints = get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     values: dict[str, Any] = {}
     for key, raw in table.items():
         dotted = f"{prefix}{key}"
         if key not in known:
-            raise ConfigError(f"unknown configuration key '{dotted}'")
+            problems.append(f"unknown configuration key '{dotted}'")
+            continue
         kind = hints[key]
         if is_dataclass(kind):
             if not isinstance(raw, dict):
-                raise ConfigError(f"configuration key '{dotted}' must be a table")
-            values[key] = _build(kind, raw, f"{dotted}.")
-        elif kind is Path:
-            if not isinstance(raw, str):
-                raise ConfigError(f"configuration key '{dotted}' must be a string path")
-            values[key] = Path(raw).expanduser()
-        elif kind is bool:
-            if not isinstance(raw, bool):
-                raise ConfigError(f"configuration key '{dotted}' must be true or false")
-            values[key] = raw
-        elif kind is int:
-            if not isinstance(raw, int) or isinstance(raw, bool) or raw < 0:
-                raise ConfigError(f"configuration key '{dotted}' must be a non-negative integer")
-            values[key] = raw
-        elif kind is str:
-            if not isinstance(raw, str):
-                raise ConfigError(f"configuration key '{dotted}' must be a string")
-            values[key] = raw
-        elif kind == list[str]:
-            if not isinstance(raw, list) or not all(isinstance(item, str) for item in raw):
-                raise ConfigError(f"configuration key '{dotted}' must be a list of strings")
-            values[key] = list(raw)
-        else:  # pragma: no cover - a new field type must be taught here
-            raise ConfigError(f"configuration key '{dotted}' has an unsupported type")
+                problems.append(f"configuration key '{dotted}' must be a table")
+            else:
+                values[key] = _build(kind, raw, f"{dotted}.", problems)
+            continue
+        problem = _value_problem(kind, raw)
+        if problem:
+            problems.append(f"configuration key '{dotted}' {problem}")
+        else:
+            values[key] = Path(raw).expanduser() if kind is Path else list(raw) if kind == list[str] else raw
     return cls(**values)
 
 
-def parse_config(text: str) -> Config:
+def _value_problem(kind: Any, raw: Any) -> str:
+    """What is wrong with `raw` as a value of type `kind` ('' : nothing)."""
+    if kind is Path:
+        return "" if isinstance(raw, str) else "must be a string path"
+    if kind is bool:
+        return "" if isinstance(raw, bool) else "must be true or false"
+    if kind is int:
+        natural = isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0
+        return "" if natural else "must be a non-negative integer"
+    if kind is str:
+        return "" if isinstance(raw, str) else "must be a string"
+    if kind == list[str]:
+        strings = isinstance(raw, list) and all(isinstance(item, str) for item in raw)
+        return "" if strings else "must be a list of strings"
+    return "has an unsupported type"  # pragma: no cover - a new field type must be taught here
+
+
+def config_problems(text: str) -> tuple[Config | None, list[str]]:
+    """The configuration and every problem in it, each naming its key (`mailsrv check-config`);
+    the configuration is None when the text is not TOML at all."""
     try:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"configuration is not valid TOML: {exc}") from None
-    config = _build(Config, table, "")
+        return None, [f"configuration is not valid TOML: {exc}"]
+    problems: list[str] = []
+    config = _build(Config, table, "", problems)
     config.data_dir = config.data_dir.resolve()
     delivery = config.delivery
     if delivery.heartbeat_seconds < 1 or delivery.node_timeout_seconds <= 2 * delivery.heartbeat_seconds:
         # Shorter, and a healthy node would stop delivering between two of its own heartbeats.
-        raise ConfigError("configuration key 'delivery.node_timeout_seconds' must be more than twice "
-                          "'delivery.heartbeat_seconds', which must be at least 1")
+        problems.append("configuration key 'delivery.node_timeout_seconds' must be more than twice "
+                        "'delivery.heartbeat_seconds', which must be at least 1")
     if delivery.max_queued_per_destination < 1:
-        raise ConfigError("configuration key 'delivery.max_queued_per_destination' must be at least 1")
+        problems.append("configuration key 'delivery.max_queued_per_destination' must be at least 1")
     jobs = config.jobs
     if min(jobs.lease_seconds, jobs.poll_seconds, jobs.batch_size, config.autoclean.interval_minutes) < 1:
-        raise ConfigError("configuration keys 'jobs.lease_seconds', 'jobs.poll_seconds', 'jobs.batch_size' and "
-                          "'autoclean.interval_minutes' must be at least 1")
+        problems.append("configuration keys 'jobs.lease_seconds', 'jobs.poll_seconds', 'jobs.batch_size' and "
+                        "'autoclean.interval_minutes' must be at least 1")
     for address in config.dns.public_addresses:
         try:
             ipaddress.ip_address(address)
         except ValueError:
-            raise ConfigError(f"configuration key 'dns.public_addresses': '{address}' is not an IP address") from None
+            problems.append(f"configuration key 'dns.public_addresses': '{address}' is not an IP address")
     if config.product.edition not in EDITIONS:
-        raise ConfigError(f"configuration key 'product.edition' must be one of {', '.join(EDITIONS)}")
+        problems.append(f"configuration key 'product.edition' must be one of {', '.join(EDITIONS)}")
     if config.log.format not in LOG_FORMATS:
-        raise ConfigError(f"configuration key 'log.format' must be one of {', '.join(LOG_FORMATS)}")
+        problems.append(f"configuration key 'log.format' must be one of {', '.join(LOG_FORMATS)}")
     config.log.level = config.log.level.upper()
     if config.log.level not in LOG_LEVELS:
-        raise ConfigError(f"configuration key 'log.level' must be one of {', '.join(LOG_LEVELS)}")
-    try:
-        for spec in config.metrics.allow:
+        problems.append(f"configuration key 'log.level' must be one of {', '.join(LOG_LEVELS)}")
+    for spec in config.metrics.allow:
+        try:
             parse_network(spec)
-    except ValueError as exc:
-        raise ConfigError(f"configuration key 'metrics.allow': {exc}") from None
+        except ValueError as exc:
+            problems.append(f"configuration key 'metrics.allow': {exc}")
+    return config, problems
+
+
+def parse_config(text: str) -> Config:
+    """The configuration; its first problem raised as a ConfigError."""
+    config, problems = config_problems(text)
+    if problems or config is None:
+        raise ConfigError(problems[0])
     return config
+
+
+def config_path(path: str | os.PathLike[str] | None = None) -> str | None:
+    """The file a command reads: `path`, else MAILSRV_CONFIG; None means the embedded defaults."""
+    return str(path) if path else os.environ.get("MAILSRV_CONFIG") or None
+
+
+def read_config_text(chosen: str | None) -> str:
+    if not chosen:
+        return ""
+    try:
+        return Path(chosen).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {chosen}: {exc.strerror}") from None
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Read the config named by `path`, else by MAILSRV_CONFIG, else the embedded defaults."""
-    chosen = path or os.environ.get("MAILSRV_CONFIG")
-    if not chosen:
-        return parse_config("")
-    try:
-        text = Path(chosen).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read configuration file {chosen}: {exc.strerror}") from None
-    return parse_config(text)
+    return parse_config(read_config_text(config_path(path)))

@@ -148,9 +148,9 @@ def _print_spool(entries: Sequence[SpoolEntry]) -> None:
 
 def _dns_check(config: Config, args: argparse.Namespace) -> int:
     """The records the domain should publish beside what DNS answers; exit 0 only when all pass."""
+    from mailsrv.commands import opened
     from mailsrv.core.actor import Actor, Role
     from mailsrv.core.errors import MailsrvError
-    from mailsrv.commands import opened
 
     with opened(config) as server:  # an existing database only: never a new empty one
         try:

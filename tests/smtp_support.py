@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 import dns.rcode
 import pytest
+from conftest import web_listener
+from contract_clients import ZeepClient
 from dns_server import DnsServer
 from sqlalchemy import select
 
@@ -179,6 +181,14 @@ def two_nodes(tmp_path, extra_config: str = "", own_clocks: bool = False) -> Ite
 @pytest.fixture
 def mail(tmp_path: Path) -> Iterator[MailHarness]:
     yield from make_harness(tmp_path)
+
+
+@pytest.fixture
+def soap(mail: MailHarness) -> Iterator[ZeepClient]:
+    """SOAP, as a control panel calls it (zeep), on a web listener of `mail`'s server (a module's own
+    `mail` fixture, when it has one)."""
+    with web_listener(mail.server) as url:
+        yield ZeepClient(url)
 
 
 @pytest.fixture

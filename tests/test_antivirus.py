@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterator
 
 import pytest
-from conftest import web_listener
 from content_daemons import INFECTED_FILE, GarbagePeer, start_clamd
 from contract_clients import ZeepClient, ok, refused
-from smtp_support import ADMIN, MailHarness, make_harness, send
+from smtp_support import ADMIN, MailHarness, send, soap, mail  # noqa: F401  (fixtures)
 
 from mailsrv.core.errors import ResultCode
 
@@ -34,17 +32,6 @@ def clamd(tmp_path_factory):  # type: ignore[no-untyped-def]
     daemon = start_clamd(tmp_path_factory.mktemp("clamd"))
     yield daemon
     daemon.stop()
-
-
-@pytest.fixture
-def mail(tmp_path) -> Iterator[MailHarness]:
-    yield from make_harness(tmp_path)
-
-
-@pytest.fixture
-def soap(mail) -> Iterator[ZeepClient]:
-    with web_listener(mail.server) as url:
-        yield ZeepClient(url)
 
 
 def antivirus(soap: ZeepClient, *settings: str) -> dict:

@@ -4,29 +4,15 @@ spam decision below it; zones that fail or answer outside 127/8 list nothing; th
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
-import pytest
-from conftest import web_listener
 from contract_clients import ZeepClient, ok
-from smtp_support import ADMIN, MailHarness, make_harness, send, two_nodes
+from smtp_support import ADMIN, MailHarness, make_harness, send, two_nodes, soap, mail  # noqa: F401  (fixtures)
 
 from mailsrv.mta.filtering.dnsbl import query_name
 
 AUTH = {"AuthUserName": ADMIN[0], "AuthPassword": ADMIN[1]}
 MESSAGE = b"From: Ext <ext@example.org>\r\nTo: alice@a.test\r\nSubject: hello\r\n\r\nHi.\r\n"
 LISTED = "1.0.0.127"  # the test client, 127.0.0.1, reversed
-
-
-@pytest.fixture
-def mail(tmp_path) -> Iterator[MailHarness]:
-    yield from make_harness(tmp_path)
-
-
-@pytest.fixture
-def soap(mail) -> Iterator[ZeepClient]:
-    with web_listener(mail.server) as url:
-        yield ZeepClient(url)
 
 
 def antispam(soap: ZeepClient, *settings: str) -> None:

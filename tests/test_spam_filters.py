@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import os
 import smtplib
-from collections.abc import Iterator
 
 import pytest
-from conftest import web_listener
 from content_daemons import GTUBE, GarbagePeer, start_spamd
 from contract_clients import ZeepClient, ok, refused
 from smtp_peer import Peer, remote_config
-from smtp_support import ADMIN, MailHarness, make_harness, send
+from smtp_support import ADMIN, MailHarness, make_harness, send, soap, mail  # noqa: F401  (fixtures)
 
 from mailsrv.core.errors import ResultCode
 
@@ -28,17 +26,6 @@ def spamd(tmp_path_factory):  # type: ignore[no-untyped-def]
     daemon = start_spamd(tmp_path_factory.mktemp("spamd"))
     yield daemon
     daemon.stop()
-
-
-@pytest.fixture
-def mail(tmp_path) -> Iterator[MailHarness]:
-    yield from make_harness(tmp_path)
-
-
-@pytest.fixture
-def soap(mail) -> Iterator[ZeepClient]:
-    with web_listener(mail.server) as url:
-        yield ZeepClient(url)
 
 
 def add_server(soap: ZeepClient, name: str, port: int, address: str = "127.0.0.1") -> None:

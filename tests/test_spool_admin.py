@@ -7,11 +7,10 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from conftest import web_listener
 from contract_clients import ZeepClient
 from serve_support import MAILSRV
 from smtp_peer import Peer, remote_config
-from smtp_support import ADMIN, MailHarness, make_harness, send
+from smtp_support import ADMIN, MailHarness, make_harness, send, soap  # noqa: F401  (fixtures)
 
 from mailsrv.mta.spool import Delivered, Failed
 
@@ -22,12 +21,6 @@ AUTH = {"AuthUserName": ADMIN[0], "AuthPassword": ADMIN[1]}
 @pytest.fixture
 def mail(tmp_path, port) -> Iterator[MailHarness]:
     yield from make_harness(tmp_path, remote_config(port))
-
-
-@pytest.fixture
-def soap(mail) -> Iterator[ZeepClient]:
-    with web_listener(mail.server) as url:
-        yield ZeepClient(url)
 
 
 def spool_admin(client: ZeepClient, operation: str, **params):  # type: ignore[no-untyped-def]

@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
+from conftest import unavailable
 from smtp_peer import free_port
 
 SPAMD, CLAMD, SIGTOOL = "/usr/sbin/spamd", "/usr/sbin/clamd", "/usr/bin/sigtool"
@@ -25,7 +25,7 @@ INFECTED_FILE = b"mailsrv test file: the ClamAV signature made by the test match
 
 def need(binary: str) -> None:
     if not (os.path.exists(binary) and os.access(binary, os.X_OK)):
-        pytest.skip(f"{binary} is not installed (apt-get install spamassassin clamav-daemon clamav)")
+        unavailable(f"{binary} is not installed (apt-get install spamassassin clamav-daemon clamav)")
 
 
 class Daemon:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Iterable
 
 import dns.flags
 import dns.message
@@ -42,6 +43,13 @@ class DnsServer:
         self.records = {**self.records, **{(name.lower().rstrip("."), rtype.upper()): values
                                            for (name, rtype), values in records.items()}}
 
+    def add_zone_lines(self, lines: Iterable[str]) -> None:
+        """The records written as zone-file lines, `NAME. IN TYPE DATA`: the lines the DNS check tells an
+        administrator to create, so a test creates them as one would."""
+        for line in lines:
+            name, rtype, data = parse_zone_line(line)
+            self.add({(name, rtype): [data]})
+
     def _answer(self, wire: bytes) -> bytes | None:
         query = dns.message.from_wire(wire)
         response = dns.message.make_response(query)
@@ -70,6 +78,12 @@ class DnsServer:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def parse_zone_line(line: str) -> tuple[str, str, str]:
+    name, _, rest = line.partition(" IN ")
+    rtype, _, data = rest.partition(" ")
+    return name, rtype, data
 
 
 def txt(value: str) -> str:

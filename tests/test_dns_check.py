@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from conftest import web_listener
-from dns_server import DnsServer
+from dns_server import DnsServer, parse_zone_line
 from mailsrv.core.actor import Actor
 from mailsrv.mta.dns_check import DnsReport, RecordCheck
 from mailsrv.server import MailServer
@@ -42,15 +42,7 @@ def provision(server: MailServer) -> Actor:
 def publish(dns_server: DnsServer, checks: list[RecordCheck] | list[dict]) -> None:
     """Create in DNS exactly the records the report says to create."""
     for check in checks:
-        for line in check["expected"] if isinstance(check, dict) else check.expected:
-            name, rtype, data = parse_zone_line(line)
-            dns_server.add({(name, rtype): [data]})
-
-
-def parse_zone_line(line: str) -> tuple[str, str, str]:
-    name, _, rest = line.partition(" IN ")
-    rtype, _, data = rest.partition(" ")
-    return name, rtype, data
+        dns_server.add_zone_lines(check["expected"] if isinstance(check, dict) else check.expected)
 
 
 def marks(report: DnsReport) -> dict[str, str]:

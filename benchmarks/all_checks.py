@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/all_checks.py [--messages 300] [--sessions 8] [--size 4096] [--rounds 3]
                                               [--spamd-children 2] [--workers 1] [--no-postfix]
+                                              [--filters rbl,spamd,clamd]
                                               [--database-url URL --database-url-on URL]
 
 Composes the other hygiene benchmarks' set-ups, nothing of its own but the rounds:
@@ -39,13 +40,11 @@ from throughput_smtp import free_port, postfix_config, postfix_running
 from content_daemons import Daemon  # the tests' daemon starter (tests/: on the path through content_filters)
 from dns_server import DnsServer, txt  # the tests' loopback DNS server
 
-FILTERS = {"rbl", "spamd", "clamd"}
 
-
-def start_milters(directory: Path, dns: DnsServer, spamd: Daemon, clamd: Daemon) -> list[Daemon]:
+def start_milters(directory: Path, dns: DnsServer, spamd: Daemon, clamd: Daemon, spam: bool) -> list[Daemon]:
     """Postfix's counterparts of mailsrv's checks (Debian opendkim, spamass-milter, clamav-milter), on
     loopback: opendkim verifying through an Unbound configuration that forwards to the benchmark's
-    DNS (opendkim cannot be told a port otherwise), the others calling the same spamd and clamd."""
+    DNS (opendkim cannot be told a port otherwise), the others calling the same spamd (if `spam`) and clamd."""
     directory.mkdir()
     host, port = dns.address.split(":")
     (directory / "unbound.conf").write_text(
@@ -61,7 +60,7 @@ def start_milters(directory: Path, dns: DnsServer, spamd: Daemon, clamd: Daemon)
     return [Daemon(argv, port, directory / f"{argv[0]}.log") for argv, port in zip((
         ["opendkim", "-f", "-x", str(directory / "opendkim.conf")],
         ["spamass-milter", "-p", f"inet:{ports[1]}@127.0.0.1", "--", "-d", "127.0.0.1", "-p", str(spamd.port)],
-        ["clamav-milter", "-c", str(directory / "clamav-milter.conf")]), ports)]
+        ["clamav-milter", "-c", str(directory / "clamav-milter.conf")]), ports) if spam or argv[0] != "spamass-milter"]
 
 
 def main() -> int:
@@ -73,9 +72,12 @@ def main() -> int:
     parser.add_argument("--spamd-children", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--no-postfix", action="store_true")
+    parser.add_argument("--filters", default="rbl,spamd,clamd",
+                        help="the content filters of 'on' (and so the milters: spamd in it, spamass-milter)")
     parser.add_argument("--database-url", default="", help="the 'off' server's store (default: SQLite)")
     parser.add_argument("--database-url-on", default="", help="the 'on' server's store (default: SQLite)")
     args = parser.parse_args()
+    filters = set(args.filters.split(","))
     dns = DnsServer({("client.example", "TXT"): [txt("v=spf1 ip4:127.0.0.1 -all")],
                      ("_dmarc.client.example", "TXT"): [txt("v=DMARC1; p=reject")],
                      (f"1.0.0.127.{ZONES[0]}", "A"): ["127.0.0.2"]}, ttl=300)
@@ -99,13 +101,14 @@ def main() -> int:
             set_sender_checks(config, kind == "on")
             if kind == "on":
                 switch_on(config, dos=True)
-                set_filters(config, FILTERS, spamd.port, clamd.port)
+                set_filters(config, filters, spamd.port, clamd.port)
             server = Mailsrv(config)
             server.start()
             running.callback(server.stop)
             ports[kind] = server.smtp_port
         for kind in postfixes:
-            milters = start_milters(root / "milters", dns, spamd, clamd) if kind == "postfix-milters" else []
+            milters = (start_milters(root / "milters", dns, spamd, clamd, "spamd" in filters)
+                       if kind == "postfix-milters" else [])
             for milter in milters:
                 running.callback(milter.stop)
             ports[kind] = free_port()
@@ -123,7 +126,7 @@ def main() -> int:
           + f"; mailsrv on / off {medians['on'] / medians['off']:.2f}"
           + "".join(f", mailsrv on / {kind} {medians['on'] / medians[kind]:.2f}" for kind in postfixes)
           + f" ({args.messages} x {len(message)} B, {args.sessions} sessions, spamd children = "
-          f"{args.spamd_children}, workers = {args.workers})")
+          f"{args.spamd_children}, workers = {args.workers}, filters {args.filters})")
     return 0
 
 

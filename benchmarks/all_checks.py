@@ -78,9 +78,11 @@ def main() -> int:
     parser.add_argument("--database-url-on", default="", help="the 'on' server's store (default: SQLite)")
     args = parser.parse_args()
     filters = set(args.filters.split(","))
+    # TTL an hour, as real SPF / DKIM key records: every cache (mailsrv's, opendkim's Unbound) keeps
+    # them through the run (with 300 s, Postfix's third milter round was refused 451 mid-run).
     dns = DnsServer({("client.example", "TXT"): [txt("v=spf1 ip4:127.0.0.1 -all")],
                      ("_dmarc.client.example", "TXT"): [txt("v=DMARC1; p=reject")],
-                     (f"1.0.0.127.{ZONES[0]}", "A"): ["127.0.0.2"]}, ttl=300)
+                     (f"1.0.0.127.{ZONES[0]}", "A"): ["127.0.0.2"]}, ttl=3600)
     message = signed_message(args.size, dns)
     postfixes = [] if args.no_postfix else ["postfix", "postfix-milters"]
     kinds = ["off", "on", *postfixes]

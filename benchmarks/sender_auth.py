@@ -67,9 +67,19 @@ def load(port: int, message: bytes, messages: int, sessions: int) -> float:
     return messages / elapsed
 
 
-def run(args: argparse.Namespace, tmp: Path, dns: DnsServer, message: bytes, checks: bool) -> float:
+def set_sender_checks(config: Path, checks: bool) -> None:
+    """SPF, DKIM verification and DMARC (action Reject) on, or all three off, in the store."""
     from mailsrv.core.config import parse_config
     from mailsrv.server import MailServer
+    server = MailServer(parse_config(config.read_text()))
+    try:
+        server.system_settings.update({"spfcheck": checks, "dkimverify": checks,
+                                       "dmarcaction": "Reject" if checks else "Off"})
+    finally:
+        server.close()
+
+
+def run(args: argparse.Namespace, tmp: Path, dns: DnsServer, message: bytes, checks: bool) -> float:
     data_dir = tmp / ("on" if checks else "off")
     data_dir.mkdir()
     if args.database_url:  # each run starts on an empty database
@@ -79,12 +89,7 @@ def run(args: argparse.Namespace, tmp: Path, dns: DnsServer, message: bytes, che
         store.close()
     config = provision(data_dir, args.database_url)
     config.write_text(config.read_text() + f'[dns]\nnameservers = ["{dns.address}"]\n')
-    server = MailServer(parse_config(config.read_text()))
-    try:
-        server.system_settings.update({"spfcheck": checks, "dkimverify": checks,
-                                       "dmarcaction": "Reject" if checks else "Off"})
-    finally:
-        server.close()
+    set_sender_checks(config, checks)
     mailsrv = Mailsrv(config)
     mailsrv.start()
     try:

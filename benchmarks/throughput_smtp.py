@@ -62,9 +62,11 @@ def run_mailsrv(args: argparse.Namespace, tmp: Path, workers: int) -> tuple[floa
         server.stop()
 
 
-def postfix_config(directory: Path, port: int, mail_root: Path, process_limit: int = 100) -> None:
+def postfix_config(directory: Path, port: int, mail_root: Path, process_limit: int = 100,
+                   milters: tuple[str, ...] = ()) -> None:
     """A self-contained Postfix instance: its own queue, loopback SMTP, virtual Maildir delivery;
-    `process_limit` (Postfix's default 100) caps the smtpd processes, one per open session."""
+    `process_limit` (Postfix's default 100) caps the smtpd processes, one per open session;
+    `milters` ("inet:127.0.0.1:PORT") run on every message, a milter that fails tempfails it."""
     user = pwd.getpwnam("postfix")
     directory.mkdir()
     (directory / "queue").mkdir()  # `postfix start` creates what goes inside
@@ -94,7 +96,7 @@ virtual_destination_concurrency_limit = 20
 default_process_limit = {process_limit}
 # start-fg logs here (no syslog needed); the Popen sends it to a file
 maillog_file = /dev/stdout
-""")
+""" + (f"smtpd_milters = {', '.join(milters)}\nmilter_default_action = tempfail\n" if milters else ""))
     master = Path("/etc/postfix/master.cf").read_text()
     # No chroot (it would need a copy of /etc inside our queue directory), and the SMTP listener
     # on our loopback port instead of 25.

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -98,32 +97,23 @@ def _gateway_test(config: Config, args: argparse.Namespace) -> int:
 
 def _spool(config: Config, args: argparse.Namespace) -> int:
     """One spool command, with the shell's user as the system administrator (it holds the
-    configuration and the database, as root does Postfix's queue)."""
-    from mailsrv.core.actor import Actor, Role
-    from mailsrv.core.errors import MailsrvError
+    configuration and the database, as root does Postfix's queue). A refusal exits 1 (`run`)."""
+    from mailsrv.commands import SHELL, opened
     from mailsrv.core.logs import configure
-    from mailsrv.server import MailServer
 
     # What the command changes is logged into the server's log file (who: "shell"); without one the
     # server logs to its own standard error (the journal), not this terminal's.
     if config.log.file:
         configure(config.log)
-    server = MailServer(config)
-    actor = Actor(Role.SYSTEM_ADMIN, "shell")
-    control = server.spool_control
-    try:
+    with opened(config) as server:  # an existing database only: never a new empty one
+        control = server.spool_control
         if args.action == "list":
-            _print_spool(control.list(actor, args.max))
+            _print_spool(control.list(SHELL, args.max))
         elif args.action == "reset-retries":
-            print(f"{control.reset_retries(actor, args.ids)} recipients are due now.")
+            print(f"{control.reset_retries(SHELL, args.ids)} recipients are due now.")
         else:
-            getattr(control, args.action)(actor, args.ids)
+            getattr(control, args.action)(SHELL, args.ids)
             print(f"{len(set(args.ids))} messages {_DONE[args.action]}.")
-    except MailsrvError as exc:
-        print(f"mailsrv: {exc.message}", file=sys.stderr)
-        return 1
-    finally:
-        server.close()
     return 0
 
 

@@ -12,6 +12,7 @@ import asyncio
 import datetime as dt
 import os
 import smtplib
+import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -226,3 +227,16 @@ def send(smtp: smtplib.SMTP, sender: str, recipients: list[str], content: bytes,
     code, reply = smtp.data(content)
     assert code == 250, reply
     return reply.decode().rsplit(" ", 1)[1]
+
+
+def first_line(port: int, source: str) -> tuple[bytes, bool]:
+    """What a new connection from `source` is told first, and whether the server then closed it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(source, 0)) as sock:
+        reader = sock.makefile("rb")
+        line = reader.readline()
+        sock.settimeout(5)
+        try:
+            closed = reader.read() == b""
+        except TimeoutError:
+            closed = False
+        return line, closed

@@ -15,7 +15,7 @@ import pytest
 from conftest import web_listener
 from contract_clients import ZeepClient, ok
 from mailbox_support import MailboxHarness
-from smtp_support import ADMIN, USER_PASSWORD, make_harness, send
+from smtp_support import ADMIN, USER_PASSWORD, first_line, make_harness, send
 
 from mailsrv.core.errors import ResultCode
 
@@ -106,7 +106,7 @@ def test_dos_connections_past_the_threshold_are_refused_at_connect_and_the_block
     refused(abuse.soap("UnblockAddress", address="127.0.0.9"), ResultCode.NOT_BLOCKED)
 
 
-def test_brute_force_counts_failures_across_smtp_pop_and_imap(abuse):
+def test_brute_force_counts_failures_across_smtp_pop_and_imap_and_its_block_refuses_at_connect(abuse):
     # Every client here is 127.0.0.1: the administrator, inside its own IP restriction, is never blocked.
     ok(abuse.soap("AddIPRestrictionToSystemAdmin", adminUsername=ADMIN[0], ipAddressOrRange="127.0.0.1",
                   restrictionDescription="this machine"))
@@ -129,10 +129,10 @@ def test_brute_force_counts_failures_across_smtp_pop_and_imap(abuse):
     assert abuse.blocked() == [("127.0.0.1", "All", "BruteForce")]
     with pytest.raises(smtplib.SMTPConnectError, match="Blocked by abuse detection"):  # SMTP: at connect
         smtp("bob@a.test", USER_PASSWORD)
-    with pytest.raises(poplib.error_proto):
-        abuse.pop3("bob@a.test", USER_PASSWORD)
-    with pytest.raises(imaplib.IMAP4.error):
-        abuse.imap("bob@a.test", USER_PASSWORD)
+    # POP3 and IMAP too: a new connection gets the refusal instead of the greeting, and is closed.
+    for port, refusal in ((abuse.ports["pop3"], b"-ERR "), (abuse.ports["imap"], b"* BYE ")):
+        line, closed = first_line(port, "127.0.0.1")
+        assert line.startswith(refusal + b"Blocked by abuse detection until ") and closed
     abuse.clock.advance(dt.timedelta(minutes=16))
     abuse.imap("bob@a.test", USER_PASSWORD).logout()
     abuse.pop3("bob@a.test", USER_PASSWORD).quit()

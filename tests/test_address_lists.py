@@ -7,14 +7,13 @@ address (127.0.0.2, 127.0.0.3, …) before connecting."""
 from __future__ import annotations
 
 import smtplib
-import socket
 from collections.abc import Iterator
 
 import pytest
 from conftest import web_listener
 from contract_clients import HttpClient, ok, ZeepClient
 from mailbox_support import MailboxHarness
-from smtp_support import ADMIN, DOMAIN, MailHarness, make_harness, send
+from smtp_support import ADMIN, DOMAIN, MailHarness, first_line, make_harness, send
 
 from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.directory.address_lists import IpSet, Snapshot, client_address, parse_span, sender_entry
@@ -64,19 +63,6 @@ def texts(entries: list[dict]) -> list[dict]:
 def refused(result: dict, code: ResultCode, *words: str) -> None:
     assert (result["Result"], result["ResultCode"]) == (False, int(code)), result
     assert all(word in result["Message"] for word in words), result["Message"]
-
-
-def first_line(port: int, source: str) -> tuple[bytes, bool]:
-    """What a new connection from `source` is told first, and whether the server then closed it."""
-    with socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(source, 0)) as sock:
-        reader = sock.makefile("rb")
-        line = reader.readline()
-        sock.settimeout(5)
-        try:
-            closed = reader.read() == b""
-        except TimeoutError:
-            closed = False
-        return line, closed
 
 
 # -- pure rules --------------------------------------------------------------------------------

@@ -92,12 +92,29 @@ def message(number: int) -> bytes:
             f"body of message {number:06d}\r\n").encode()
 
 
-def test_every_command_states_its_configuration_and_database(shell, tmp_path):
-    done = shell("domain", "list")
+def tables(database_url: str) -> list[str]:
+    engine = sqlalchemy.create_engine(database_url)
+    try:
+        return sqlalchemy.inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("command", [("domain", "list"), ("spool", "list"), ("spool", "hold", "0123456789abcdef")],
+                         ids=["domain list", "spool list", "spool hold"])
+def test_every_command_states_its_configuration_and_refuses_a_missing_database(shell, tmp_path, database_url,
+                                                                               command):
+    before = tables(database_url) if database_url else []
+    done = shell(*command)
     assert done.returncode == 1
     first, refusal = done.stderr.splitlines()
     assert first.startswith(f"mailsrv: config {shell.config}; data directory {tmp_path / 'data'}; database ")
     assert refusal.startswith("mailsrv: no mailsrv database at ")
+    assert (database_url.split("@")[-1] if database_url else str(tmp_path / "data" / "mailsrv.db")) in refusal
+    # Nothing made: not the data directory nor the SQLite file, not a table on PostgreSQL.
+    assert not (tmp_path / "data").exists()
+    if database_url:
+        assert tables(database_url) == before
 
 
 def test_admin_reset_makes_a_new_database_only_when_told(shell, tmp_path, database_url):

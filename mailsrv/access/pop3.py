@@ -353,7 +353,7 @@ async def start_pop3_listener(accounts: Accounts, config: Config, sock: socket.s
     sessions = sessions or OpenSessions()
 
     async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not await accounts.admitted(POP, writer, b"-ERR Your address is on this server's blacklist\r\n"):
+        if not await accounts.admitted(POP, writer, b"-ERR "):
             return
         login.config.apply_context()
         local_ip = str((writer.get_extra_info("sockname") or ("",))[0])

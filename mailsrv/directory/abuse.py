@@ -62,6 +62,11 @@ _EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
 DEFAULT_ID = "default"
 
 
+def blocked_text(until: dt.datetime) -> str:
+    """What a client refused for a block is told (SMTP's 421, POP3's -ERR, IMAP's BYE)."""
+    return f"Blocked by abuse detection until {until:%Y-%m-%d %H:%M:%S} UTC; try again later"
+
+
 def kind_of(name: str | None) -> str:
     """The rule kind an abuseDetectionType names; ABUSE_KIND_UNKNOWN when none."""
     key = (name or "").replace(" ", "").lower()

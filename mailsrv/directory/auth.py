@@ -157,6 +157,17 @@ class Authenticator:
             return None
         return principal.actor
 
+    def blocked_until(self, client_ip: str, protocol: str) -> dt.datetime | None:
+        """Until when abuse detection refuses a new connection of `client_ip` over `protocol`: a
+        block in force for the protocol's service (or every service), unless the address is trusted
+        or whitelisted for it; None when it may go on. Blocking: one read."""
+        service = service_of(protocol)
+        with self.store.read_connection() as conn:
+            until = self.abuse.blocked_in(conn, client_ip, service, self.clock.now())
+        if until is None or address_in(client_ip, self.trusted) or self.whitelisted(service, client_ip):
+            return None
+        return until
+
     def credentials_current(self, actor: Actor) -> bool:
         """Whether a mailbox user may go on with a session it opened: its password is still the one
         it logged in with, and it and its domain still exist and are enabled. Asked by IMAP and POP3

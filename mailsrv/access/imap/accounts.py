@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from datetime import datetime
@@ -30,6 +31,7 @@ from mailsrv.core.actor import Actor, Role
 from mailsrv.core.config import SmtpConfig
 from mailsrv.core.errors import MailsrvError
 from mailsrv.core.sessions import peer_ip
+from mailsrv.directory.abuse import blocked_text
 from mailsrv.directory.address_lists import AddressLists
 from mailsrv.directory.auth import Authenticator
 from mailsrv.directory.domain_limits import disk_quota_bytes, disk_quota_refusal
@@ -39,6 +41,8 @@ from mailsrv.directory.user_activity import Quota, UserActivity
 from mailsrv.mailstore.disk import Disk
 from mailsrv.store.db import Store
 from mailsrv.store.models import Domain
+
+log = logging.getLogger(__name__)
 
 # A uidlist lock is held for milliseconds; one this old was left by a process that died (on this
 # node or another sharing the data directory).
@@ -160,15 +164,23 @@ class Accounts:
         return str(self.system.values()["smtphostname"])
 
     async def admitted(self, protocol: str, writer: asyncio.StreamWriter, refusal: bytes) -> bool:
-        """Whether the client of a new connection may go on; if its address is on the server's
-        `protocol` blacklist (and not on that whitelist), it is sent `refusal` and disconnected."""
+        """Whether the client of a new connection may go on. An address on the server's `protocol`
+        blacklist (and not on that whitelist), or blocked by abuse detection for it (as SMTP refuses
+        one at connect), is sent `refusal` (the protocol's "-ERR " or "* BYE ") and why, then
+        disconnected."""
         lists = await asyncio.to_thread(self.lists.current)
         ip = peer_ip(writer)
-        if not lists.refused(protocol, ip):
-            return True
-        events.emit("blocked", protocol="pop3" if protocol == "pop" else protocol, ip=ip)
+        if lists.refused(protocol, ip):
+            events.emit("blocked", protocol="pop3" if protocol == "pop" else protocol, ip=ip)
+            reason = "Your address is on this server's blacklist"
+        else:
+            until = await asyncio.to_thread(self.auth.blocked_until, ip, protocol)
+            if until is None:
+                return True
+            log.info("abuse detection: %s connection of %s refused, blocked until %s", protocol, ip, until)
+            reason = blocked_text(until)
         with suppress(ConnectionError):
-            writer.write(refusal)
+            writer.write(refusal + reason.encode() + b"\r\n")
             await writer.drain()
         writer.close()
         return False

@@ -77,7 +77,7 @@ async def start_imap_listener(accounts: Accounts, config: Config, sock: socket.s
     callback = ProxyProtocolReader(login.config.proxy_protocol).get_callback(session)
 
     async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not await accounts.admitted(IMAP, writer, b"* BYE Your address is on this server's blacklist\r\n"):
+        if not await accounts.admitted(IMAP, writer, b"* BYE "):
             return
         login.config.apply_context()
         try:  # the greeting names the server as the setting is now: a change holds for the next session

@@ -21,7 +21,7 @@ from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 
 from mailsrv.core.clock import Clock
-from mailsrv.directory.abuse import BOUNCES, HARVESTING, INTERNAL_SPAMMER, SMTP, AbuseRules, Trigger
+from mailsrv.directory.abuse import BOUNCES, HARVESTING, INTERNAL_SPAMMER, SMTP, AbuseRules, Trigger, blocked_text
 from mailsrv.mta.filtering.pipeline import Check, Findings
 from mailsrv.mta.intake import Submission, spool_recipients
 from mailsrv.mta.policy import Client, Reply
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 def _blocked_reply(until: dt.datetime) -> Reply:
-    return Reply(421, "4.7.0", f"Blocked by abuse detection until {until:%Y-%m-%d %H:%M:%S} UTC; try again later")
+    return Reply(421, "4.7.0", blocked_text(until))
 
 
 class AbuseNotices:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import imaplib
 import json
-import os
 import re
 import smtplib
 import subprocess
@@ -18,22 +17,11 @@ import pytest
 import sqlalchemy
 
 from contract_clients import HttpClient
-from mailsrv.store.db import Store
 from serve_support import MAILSRV, Serving, wait_until
+from test_cli import database_url  # noqa: F401 (fixture)
 
 ADMIN = {"AuthUserName": "root", "AuthPassword": "Gr8-secret-pw"}
 DOMAIN = "ex.test"
-
-
-@pytest.fixture
-def database_url() -> Iterator[str]:
-    """The suite's database (MAILSRV_TEST_DATABASE_URL), emptied afterwards; '' means SQLite."""
-    url = os.environ.get("MAILSRV_TEST_DATABASE_URL", "")
-    yield url
-    if url:
-        store = Store(url)
-        store.drop_all()
-        store.close()
 
 
 def write_config(directory: Path, database_url: str) -> Path:

@@ -106,37 +106,33 @@ class Pipeline:
     """The checks, in order; built once by the wiring (an empty pipeline checks nothing)."""
 
     def __init__(self, checks: Sequence[Check] = ()) -> None:
-        self.checks = tuple(checks)
+        # Per stage, only the checks that act there: every RCPT of every session walks this list,
+        # and a check's no-op hook would still cost a coroutine.
+        self._acting = {stage: tuple(c for c in checks if getattr(type(c), stage) is not getattr(Check, stage))
+                        for stage in ("connect", "mail", "rcpt", "data")}
 
     async def connect(self, client: Client) -> Reply | None:
-        for check in self.checks:
-            if (reply := await self._run(check, check.connect, client)) is not None:
-                return reply
-        return None
+        return await self._first_refusal("connect", client)
 
     async def mail(self, client: Client, sender: str) -> Reply | None:
-        for check in self.checks:
-            if (reply := await self._run(check, check.mail, client, sender)) is not None:
-                return reply
-        return None
+        return await self._first_refusal("mail", client, sender)
 
     async def rcpt(self, client: Client, sender: str, recipient: str, resolution: Deliver | None) -> Reply | None:
-        for check in self.checks:
-            if (reply := await self._run(check, check.rcpt, client, sender, recipient, resolution)) is not None:
-                return reply
-        return None
+        return await self._first_refusal("rcpt", client, sender, recipient, resolution)
 
     async def data(self, message: Submission) -> Reply | Findings:
         findings = Findings()
-        for check in self.checks:
-            if (reply := await self._run(check, check.data, message, findings)) is not None:
-                return reply
-        return findings
+        return await self._first_refusal("data", message, findings) or findings
 
-    @staticmethod
-    async def _run(check: Check, hook, *args) -> Reply | None:  # type: ignore[no-untyped-def]
-        try:
-            return await hook(*args)  # type: ignore[no-any-return]
-        except Exception:
-            log.exception("the %s check failed; going on without it", check.name)
-            return None
+    async def _first_refusal(self, stage: str, *args: object) -> Reply | None:
+        """Run the stage's hooks in order until one refuses. A hook that raises is logged and
+        passed over: a failing check never costs mail."""
+        for check in self._acting[stage]:
+            try:
+                reply = await getattr(check, stage)(*args)
+            except Exception:
+                log.exception("the %s check failed; going on without it", check.name)
+                continue
+            if reply is not None:
+                return reply  # type: ignore[no-any-return]
+        return None

@@ -138,13 +138,12 @@ def _print_spool(entries: Sequence[SpoolEntry]) -> None:
 
 def _dns_check(config: Config, args: argparse.Namespace) -> int:
     """The records the domain should publish beside what DNS answers; exit 0 only when all pass."""
-    from mailsrv.commands import opened
-    from mailsrv.core.actor import Actor, Role
+    from mailsrv.commands import SHELL, opened
     from mailsrv.core.errors import MailsrvError
 
     with opened(config) as server:  # an existing database only: never a new empty one
         try:
-            report = server.dns_check.check(Actor(Role.SYSTEM_ADMIN, "shell"), args.domain, args.timeout)
+            report = server.dns_check.check(SHELL, args.domain, args.timeout)
         except MailsrvError as exc:
             print(f"mailsrv: {exc.message}", file=sys.stderr)
             return 1

@@ -151,12 +151,6 @@ class MailServer:
         # Mail hygiene (mailsrv.mta.filtering): the checks every message meets at each SMTP stage.
         # The content filters' settings and SpamAssassin servers (svcSpamAdmin, svcVirusAdmin).
         self.content_filters = ContentFilters(self.store)
-        # Trusted (relay networks, bypass) and whitelisted clients' mail is not spam-filtered; DATA
-        # knows only the address, so the checks ask the intake (built below, asked per message).
-        def unfiltered(ip: str) -> bool:
-            client = self.intake.client(ip, None)
-            return client.trusted or client.whitelisted
-
         options = FilterOptions(self.resolver)
         self.greylisting = Greylisting(self.store, config.greylisting)
         # SPF, DKIM keys and DMARC records at acceptance: through a cache that keeps answers for their TTL.
@@ -168,9 +162,9 @@ class MailServer:
             AbuseDetection(self.abuse_rules, self.clock, AbuseNotices(self.resolver, self.spool, self.clock)),
             GreylistingCheck(self.greylisting, self.resolver, self.clock),
             SenderAuthentication(self.sender_dns, lambda: self.resolver.settings),
-            DnsblCheck(self.dns, options.antispam, unfiltered),
+            DnsblCheck(self.dns, options.antispam),
             ClamAvCheck(options.antivirus),
-            SpamAssassinCheck(options.antispam, self.content_filters, self.incoming_role.gateway_for, unfiltered)))
+            SpamAssassinCheck(options.antispam, self.content_filters, self.incoming_role.gateway_for)))
         self.intake = Intake(self.resolver, self.policy, self.spool, self.clock, self.sender_dns,
                              config.smtp.deliver_at_acceptance, self.incoming_role, self.list_commands,
                              list_server=self.list_server, filters=self.filters,

@@ -378,7 +378,7 @@ class Handler:
             return str(TEMPORARY_FAILURE)
 
     async def _accept(self, server: SMTP, session: Session, envelope: Transaction) -> str:
-        actor, trusted = _actor(session), self._client(session).trusted
+        actor, client = _actor(session), self._client(session)
         outcome = await self.intake.submit(Submission(
             sender=envelope.sender, content=envelope.original_content or b"", accepted=envelope.accepted,
             own_domain=envelope.own_domain, actor=actor, client_ip=_peer_ip(session),
@@ -386,8 +386,8 @@ class Handler:
             trace=lambda message_id, now: received_header(session, server.hostname, message_id,
                                                           envelope.rcpt_tos, now),
             spf_result=await self.intake.spf_result(actor, _peer_ip(session), envelope.sender,
-                                                    session.host_name or "", trusted),
-            trusted=trusted))
+                                                    session.host_name or "", client.trusted),
+            trusted=client.trusted, whitelisted=client.whitelisted))
         return str(outcome) if isinstance(outcome, Reply) else f"250 2.0.0 Ok: queued as {outcome}"
 
     # AUTH mechanisms: aiosmtpd calls these with the session's SMTP object; they answer an

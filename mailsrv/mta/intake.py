@@ -92,6 +92,13 @@ class Submission:
     spf_result: str = ""
     folder: str = ""  # the mailbox folder local copies are filed into ("" the inbox): the filters' verdict
     trusted: bool = False  # the client is trusted (relay networks, SMTP whitelist or bypass): Client.trusted
+    whitelisted: bool = False  # the client is on the SMTP IP whitelist: Client.whitelisted
+
+    @property
+    def filtered(self) -> bool:
+        """Whether the content filters judge it: not an authenticated user's, nor a trusted or
+        whitelisted client's."""
+        return self.actor is None and not self.trusted and not self.whitelisted
 
 
 def _bare_line_end(content: bytes) -> bool:

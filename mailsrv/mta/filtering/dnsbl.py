@@ -62,14 +62,12 @@ def query_name(ip: str, zone: str) -> str:
 class DnsblCheck(Check):
     name = "dnsbl"
 
-    def __init__(self, resolver: dns.resolver.Resolver, options: Callable[[], Awaitable[Mapping[str, Any]]],
-                 exempt: Callable[[str], bool] = lambda ip: False) -> None:
+    def __init__(self, resolver: dns.resolver.Resolver, options: Callable[[], Awaitable[Mapping[str, Any]]]) -> None:
         # The asynchronous resolver on the server's nameservers ([dns] nameservers).
         self.resolver = dns.asyncresolver.Resolver(configure=False)
         self.resolver.nameservers = resolver.nameservers
         self.resolver.nameserver_ports = dict(resolver.nameserver_ports)
         self.options = options  # the antispam options (FilterOptions.antispam)
-        self.exempt = exempt  # a trusted or whitelisted client's address (DATA has no Client)
         self._kept: OrderedDict[tuple[str, tuple[tuple[str, float], ...]], tuple[float, Listing]] = OrderedDict()
 
     async def listing(self, ip: str, options: Mapping[str, Any] | None = None) -> Listing:
@@ -118,7 +116,7 @@ class DnsblCheck(Check):
         return None
 
     async def data(self, message: Submission, findings: Findings) -> Reply | None:
-        if message.actor is not None or self.exempt(message.client_ip):
+        if not message.filtered:
             return None
         listing = await self.listing(message.client_ip)
         if listing.zones:

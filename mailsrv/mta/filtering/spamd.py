@@ -122,11 +122,9 @@ class SpamAssassinCheck(Check):
     name = "spamassassin"
 
     def __init__(self, options: Callable[[], Awaitable[Mapping[str, Any]]], filters: ContentFilters,
-                 gateway_for: Callable[[str], IncomingGateway | None] = lambda domain: None,
-                 exempt: Callable[[str], bool] = lambda ip: False) -> None:
+                 gateway_for: Callable[[str], IncomingGateway | None] = lambda domain: None) -> None:
         self.options = options  # the antispam options (FilterOptions.antispam)
         self.filters = filters  # the SpamAssassin servers and their counters
-        self.exempt = exempt  # a trusted or whitelisted client's address: not scored
         self.gateway_for = gateway_for  # the incoming gateway forwarding a domain (its spam actions)
         self._turn = itertools.count()
         self._resting: dict[str, float] = {}  # server name -> monotonic time its cool-down ends
@@ -154,7 +152,7 @@ class SpamAssassinCheck(Check):
         return None
 
     async def data(self, message: Submission, findings: Findings) -> Reply | None:
-        if message.actor is not None or self.exempt(message.client_ip):
+        if not message.filtered:
             return None
         options = await self.options()
         servers = await asyncio.to_thread(self.filters.spamassassin_servers) if options["spamassassinenabled"] else []

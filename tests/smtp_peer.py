@@ -8,6 +8,7 @@ harness at the port; its DNS (`MailHarness.dns`) names the hosts.
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import ssl
 import threading
@@ -20,10 +21,24 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from mailsrv.core.tls import ensure_self_signed
 
 
+# The kernel takes outgoing connections' source ports from this range: a port chosen below it cannot
+# be taken by one of the server's own connections (from 127.0.0.3, say) between the choice and the
+# bind, which a port the kernel handed out from the range could.
+_EPHEMERAL_FIRST = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+_ports = random.SystemRandom()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nothing listens on at 127.0.0.1 now, outside the ephemeral range (peers bind it on
+    other loopback addresses too)."""
+    while True:
+        port = _ports.randrange(10_000, _EPHEMERAL_FIRST)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def remote_config(port: int) -> str:

@@ -226,7 +226,8 @@ class MailsrvSMTP(SMTP):
             self._set_post_data_state()
             return
         # RFC 5321 4.5.2: a line starting with a dot loses that dot. `data` ends after its last CRLF.
-        content = b"\r\n".join(line[1:] if line[:1] == b"." else line for line in lines)
+        # In C, by replace: a Python step per line was most of a large message's DATA.
+        content = (data[1:] if data[:1] == b"." else data).replace(b"\r\n.", b"\r\n")
         self.envelope.content = self.envelope.original_content = content
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
@@ -256,7 +257,7 @@ class MailsrvSMTP(SMTP):
                 too_much = True
             if too_much:
                 del data[:-len(_END)]  # keep only what the marker check needs
-        return bytes(data[2:-3]), too_much
+        return bytes(memoryview(data)[2:-3]), too_much  # one copy, not two
 
 
 class _AiosmtpdNoise(logging.Filter):

@@ -6,11 +6,14 @@ to the same row never lose an increment."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
+from sqlalchemy import Insert, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from mailsrv.store.db import execute_many
 from mailsrv.store.models import TrafficDaily
 
 _COLUMNS = ("messages_received", "messages_sent", "bytes_received", "bytes_sent")
@@ -28,7 +31,8 @@ class TrafficEvent:
 
 
 def record(s: Session, *events: TrafficEvent) -> None:
-    """Add the events to their rows: summed per (domain, user, day), in one statement.
+    """Add the events to their rows: summed per (domain, user, day), one upsert per row in one
+    executemany (mailsrv.store.db.execute_many: every group commit of accepted mail runs it).
 
     The rows go in key order so that two transactions adding to the same rows (two nodes finishing
     batches at once) lock them in the same order: one waits for the other instead of deadlocking."""
@@ -37,13 +41,17 @@ def record(s: Session, *events: TrafficEvent) -> None:
         row = totals.setdefault((event.domain_id, event.user_id, event.day), dict.fromkeys(_COLUMNS, 0))
         for name in _COLUMNS:
             row[name] += getattr(event, name)
-    if not totals:
-        return
-    dialect = s.get_bind().dialect.name
+    if totals:
+        execute_many(s, _upsert(s.get_bind().dialect.name),
+                     [{"domain_id": domain_id, "user_id": user_id, "day": day, **values}
+                      for (domain_id, user_id, day), values in sorted(totals.items())])
+
+
+@functools.cache
+def _upsert(dialect: str) -> Insert:
+    """One row's `x = x + n` upsert, in the dialect's ON CONFLICT syntax."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(TrafficDaily).values([{"domain_id": domain_id, "user_id": user_id, "day": day, **values}
-                                             for (domain_id, user_id, day), values in sorted(totals.items())])
-    statement = statement.on_conflict_do_update(
+    statement = insert(TrafficDaily).values({name: bindparam(name) for name in ("domain_id", "user_id", "day", *_COLUMNS)})
+    return statement.on_conflict_do_update(
         index_elements=[TrafficDaily.domain_id, TrafficDaily.user_id, TrafficDaily.day],
         set_={name: getattr(TrafficDaily, name) + getattr(statement.excluded, name) for name in _COLUMNS})
-    s.execute(statement)

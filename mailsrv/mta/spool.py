@@ -14,12 +14,14 @@ file write and fsync per mailbox instead of spool file, rows, claim, delivery an
 1. the session writes each mailbox's copy (`delivered_copy`: Return-Path, Delivered-To, our
    Received, then the message) as `<Maildir>/tmp/<name>` and fsyncs it; <name> is the final
    Maildir name (mailsrv.mailstore.maildir_names.new_key, as local delivery names its files);
-2. the group commit fsyncs each tmp/ directory once, then, in the one transaction of the group,
-   records the counters (MessagesReceived/BytesReceived per mailbox, MessagesSent/BytesSent for an
-   authenticated sender) and a `maildir_renames` row per copy, and deletes the rows of the previous
-   group, whose renames are done;
-3. after the commit it renames every tmp/<name> to new/<name> and fsyncs each new/ once; only
-   then do the sessions get 250.
+2. the group commit fsyncs each tmp/ directory once, and each new/ directory the previous group
+   renamed into; then, in the one transaction of the group (its statements prepared and run by the
+   driver, mailsrv.store.db.execute_many), records the counters (MessagesReceived/BytesReceived
+   per mailbox, MessagesSent/BytesSent for an authenticated sender) and a `maildir_renames` row per
+   copy, and deletes the rows of the previous group, whose renames are now durable;
+3. after the commit it renames every tmp/<name> to new/<name>; then the sessions get 250. The mail
+   is visible at once; that the rename is durable only the next group's fsync of new/ makes sure,
+   and until then the copy's row is there for `sweep` to redo it after a crash.
 A crash before the commit of 2: no 250, nothing counted, nothing visible; the tmp files are
 orphans `sweep` removes after an age (the client sends again). A crash after it: the delivery is
 committed and counted once; `sweep` (at every start, and by any node) renames each row's tmp file
@@ -60,12 +62,12 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from sqlalchemy import delete, false, func, insert, or_, select, true, update
+from sqlalchemy import bindparam, delete, false, func, insert, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from mailsrv.core import events
@@ -76,7 +78,7 @@ from mailsrv.directory.counters import TrafficEvent, record
 from mailsrv.directory.domain_limits import Charge, charge, hour_of
 from mailsrv.mailstore.disk import Disk, fault_point, fsync_directory
 from mailsrv.mta.destinations import domain_of, fair_due, pause
-from mailsrv.store.db import Store, storage_refused
+from mailsrv.store.db import Store, execute_many, fetch_in, storage_refused
 from mailsrv.store.models import Domain, MaildirRename, SpoolMessage, SpoolRecipient, User
 
 log = logging.getLogger(__name__)
@@ -301,6 +303,12 @@ class _Waiting:
     done: asyncio.Future[None] = field(repr=False)
 
 
+# The group commit's statements (prepared once: mailsrv.store.db.execute_many).
+_ADD_RENAME = insert(MaildirRename).values(name=bindparam("name"), maildir=bindparam("maildir"))
+_DROP_RENAME = delete(MaildirRename).where(MaildirRename.name == bindparam("name"))
+_USER_NAME = select(User.name).where(User.id == bindparam("id"))
+
+
 def write_durably(path: Path, *parts: bytes) -> None:
     """A new file at `path` holding `parts`, fsynced (its directory entry is the caller's to fsync)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -318,18 +326,22 @@ def write_durably(path: Path, *parts: bytes) -> None:
         raise
 
 
-def _rename_into_new(copies: Sequence[MaildirCopy]) -> None:
-    """tmp/<name> to new/<name> for each copy still in tmp/, then each new/ fsynced once."""
+def _rename_into_new(copies: Sequence[MaildirCopy]) -> set[Path]:
+    """tmp/<name> to new/<name> for each copy still in tmp/; the new/ directories, to fsync before
+    the copies' rows go. Even where another node renamed: its fsync may not have happened yet."""
     for copy in copies:
         try:
             os.rename(copy.maildir / "tmp" / copy.name, copy.maildir / "new" / copy.name)
         except FileNotFoundError:  # renamed already (another node's sweep), or the mailbox is gone
             pass
-    # Even where another node renamed: its fsync may not have happened yet, and our rows go next.
-    for directory in {copy.maildir / "new" for copy in copies}:
+    return {copy.maildir / "new" for copy in copies}
+
+
+def _fsync_directories(directories: Iterable[Path]) -> None:
+    for directory in directories:
         try:
             fsync_directory(directory)
-        except FileNotFoundError:
+        except FileNotFoundError:  # the mailbox is gone
             pass
 
 
@@ -346,9 +358,11 @@ class Spool:
         self._watchers: list[asyncio.Event] = []
         self._queue: asyncio.Queue[_Waiting] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
-        # The names of the last group's direct deliveries, renamed into new/: the next group's
-        # transaction deletes their maildir_renames rows (so an idle node leaves them to `sweep`).
+        # The names of the last group's direct deliveries, renamed into new/, and those new/
+        # directories: the next group fsyncs them, then its transaction deletes the copies'
+        # maildir_renames rows (so an idle node leaves them to `sweep`).
         self._renamed: list[str] = []
+        self._renamed_into: set[Path] = set()
         self._file_writers = concurrent.futures.ThreadPoolExecutor(FILE_WRITERS, thread_name_prefix="spool-file")
         # Who tells senders about failed recipients (mailsrv.mta.bounces).
         self.notifier = notifier
@@ -456,11 +470,13 @@ class Spool:
                 fsync_directory(self.directory)
             for tmp_dir in {copy.maildir / "tmp" for m in direct for copy in m.copies}:
                 fsync_directory(tmp_dir)
+            # After tmp/: on a journalling filesystem that fsync has mostly made these renames durable.
+            _fsync_directories(self._renamed_into)
             with self.store.session() as s:
                 # First: the hourly usage rows are the first rows this transaction locks (domain_limits).
                 refused.update(charge(s, [(m.id, hour_of(m.received_at), m.charges) for m in messages if m.charges]))
-                if self._renamed:  # the previous group's files are in new/, durably: their rows can go
-                    s.execute(delete(MaildirRename).where(MaildirRename.name.in_(self._renamed)))
+                # The previous group's files are in new/, durably: their rows can go.
+                execute_many(s, _DROP_RENAME, [{"name": name} for name in self._renamed])
                 gone = self._gone(s, [m for m in direct if m.id not in refused])
                 refused.update({message_id: MailboxGone(f"the mailbox {address} no longer exists")
                                 for message_id, address in gone.items()})
@@ -478,9 +494,7 @@ class Spool:
                 for m in direct:
                     events += [TrafficEvent(c.domain_id, c.user_id, m.received_at.astimezone(dt.timezone.utc).date(),
                                             messages_received=1, bytes_received=len(m.content)) for c in m.copies]
-                renames = [{"name": c.name, "maildir": str(c.maildir)} for m in direct for c in m.copies]
-                if renames:
-                    s.execute(insert(MaildirRename), renames)
+                execute_many(s, _ADD_RENAME, [{"name": c.name, "maildir": str(c.maildir)} for m in direct for c in m.copies])
                 record(s, *events)
         except BaseException:
             self._discard(messages)
@@ -495,9 +509,10 @@ class Spool:
                 log.exception("after accepting a message for a mailing list")
         fault_point("maildir-renames-committed")
         copies = [c for m in direct for c in m.copies]
-        self._renamed = []
+        self._renamed, self._renamed_into = [], set()
         try:
-            _rename_into_new(copies)
+            # Not fsynced before the 250: until the next group's fsync the rows are there for `sweep`.
+            self._renamed_into = _rename_into_new(copies)
         except OSError:  # committed all the same: `sweep` finishes what is left, from the rows
             log.exception("moving %d delivered message(s) into new/ failed", len(copies))
         else:
@@ -517,10 +532,9 @@ class Spool:
     @staticmethod
     def _gone(s: Session, direct: list[IncomingMessage]) -> dict[str, str]:
         """The messages of `direct` with a mailbox whose user is no longer there: id -> that mailbox."""
-        ids = {c.user_id for m in direct for c in m.copies}
-        if not ids:
-            return {}
-        users = {user_id: name for user_id, name in s.execute(select(User.id, User.name).where(User.id.in_(ids)))}
+        # One prepared read per mailbox: a group's messages mostly go to a few.
+        users = {user_id: rows[0][0] if (rows := fetch_in(s, _USER_NAME, {"id": user_id})) else None
+                 for user_id in {c.user_id for m in direct for c in m.copies}}
         refused: dict[str, str] = {}
         for m in direct:
             for copy in m.copies:
@@ -762,9 +776,10 @@ class Spool:
         with self.store.reading() as s:
             pending = s.execute(select(MaildirRename.name, MaildirRename.maildir)).all()
         if pending:
-            _rename_into_new([MaildirCopy(Path(maildir), name, "", 0, 0, "") for name, maildir in pending])
+            _fsync_directories(_rename_into_new([MaildirCopy(Path(maildir), name, "", 0, 0, "")
+                                                 for name, maildir in pending]))
             with self.store.session() as s:
-                s.execute(delete(MaildirRename).where(MaildirRename.name.in_([name for name, _ in pending])))
+                execute_many(s, _DROP_RENAME, [{"name": name} for name, _ in pending])
         return len(pending)
 
     def _sweep_maildirs(self, cutoff: float) -> int:

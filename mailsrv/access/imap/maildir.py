@@ -10,7 +10,12 @@ listed in mailsrv/access/imap/__init__.py and pinned by tests/test_pymap_contrac
   message a command touches; scans are reused while the folder is unchanged (CachedMailboxData),
   and by every session of the folder. pymap also walks and copies the whole client view on every
   command (ClientView, SelectedFolder, MailSession).
-- \\Recent: pymap's SELECT gave it to only some of the messages it moved out of new/.
+- \\Recent: pymap's SELECT moved every file of new/ to cur/ (10,000 renames on a first SELECT)
+  and gave the flag to only some of them. As Dovecot (maildir_empty_new = no), a folder's
+  first-recent UID (mailsrv-recent) says which messages no session has had as \\Recent; files stay
+  in new/ until their flags change. Local delivery, POP3, webmail and backups read both new/ and cur/.
+- First SELECT of a big folder: pymap stats every file for its internal date; it is read when
+  asked (INTERNALDATE, SEARCH by date). The UIDs of new files are written in one uidlist write.
 - CREATE of an existing folder (our special folders exist from the start) is ALREADYEXISTS, not
   a server error.
 - Lock files left by a killed process would block a mailbox for up to 10 minutes.

@@ -364,16 +364,14 @@ class MailSession(Session):
         selected = SelectedFolder(mbx.mailbox_id, readonly or mbx.readonly, PermanentFlags(mbx.permanent_flags),
                                   SessionFlags(mbx.session_flags), selected_set=mbx.selected_set, lookup=name,
                                   _messages=ClientView())
-        if not selected.readonly:
+        if selected.readonly:  # EXAMINE claims nothing: it reports those left for the next SELECT
+            recent = mbx.unclaimed()
+        else:
             await mbx.claim_recent(selected)
-            first = None
-        else:  # EXAMINE claims nothing: it reports those left for the next SELECT
-            first = first_recent(mbx._path, mbx.uid_validity)
+            claimed = selected.session_flags.recent_uids
+            recent = lambda message: message.uid in claimed  # noqa: E731
         await mbx.update_selected(selected)
-        claimed = selected.session_flags.recent_uids
-        return mbx.snapshot_of(selected.messages.numbered(),  # type: ignore[attr-defined]
-                               lambda message: message.uid in claimed if first is None
-                               else message.recent and message.uid >= first), selected  # type: ignore[attr-defined]
+        return mbx.snapshot_of(selected.messages.numbered(), recent), selected  # type: ignore[attr-defined]
 
 
 class CachedMailboxData(MailboxData):
@@ -522,10 +520,13 @@ class CachedMailboxData(MailboxData):
             yield message
 
     async def snapshot(self) -> MailboxSnapshot:
-        # STATUS: the messages still in new/ that no session has had as \Recent.
+        return self.snapshot_of(enumerate((await self._current()).values(), 1), self.unclaimed())
+
+    def unclaimed(self) -> Callable[[CachedMessage], bool]:
+        """Whether a message is \\Recent for the next SELECT (what STATUS and EXAMINE count): still
+        in new/, and no session had it as \\Recent yet."""
         first = first_recent(self._path, self._uid_validity)
-        return self.snapshot_of(enumerate((await self._current()).values(), 1),
-                                lambda message: message.recent and message.uid >= first)  # type: ignore[attr-defined]
+        return lambda message: message.recent and message.uid >= first  # type: ignore[attr-defined]
 
     def snapshot_of(self, messages: Iterable[tuple[int, CachedMessage]],
                     recent: Callable[[CachedMessage], bool]) -> MailboxSnapshot:

@@ -412,8 +412,11 @@ class CachedMailboxData(MailboxData):
         stamp = self._folder_stamp()
         if stamp is None or stamp != self._reset_stamp:
             if stamp is None or _SYNCED.get(self._path) != stamp:
-                if await self._sync_uidlist() and stamp is not None:
-                    stamp = self._folder_stamp()  # the state with the UIDs just written
+                written = await self._sync_uidlist()
+                if written is not None and stamp is not None:
+                    # new/ and cur/ as they were before the listing the UIDs were given from (a file
+                    # delivered since changes them), the uidlist as written.
+                    stamp = stamp[:6] + written
                 if stamp is not None:
                     _remember(_SYNCED, self._path, stamp)
                 self._uid_validity, self._next_uid = self._header
@@ -431,17 +434,17 @@ class CachedMailboxData(MailboxData):
                 await self._current()
         return self
 
-    async def _sync_uidlist(self) -> bool:
+    async def _sync_uidlist(self) -> tuple[int, int, int] | None:
         """A UID for every file the uidlist lacks, in arrival order, in one write of the uidlist;
-        whether it was written. (pymap's reset rewrites the whole uidlist on every call, after
-        sorting and statting every file.) A flag change renames a file under the same key, so the
-        command after it writes nothing."""
+        the stamp of the uidlist written, None when nothing was. (pymap's reset rewrites the whole
+        uidlist on every call, after sorting and statting every file.) A flag change renames a
+        file under the same key, so the command after it writes nothing."""
         maildir: CRLFMaildir = self._maildir  # type: ignore[assignment]
         async with self.messages_lock.read_lock():
             toc = dict(maildir.table())
         known = {rec.key for rec in (await self._uid_records()).values()}
         if self._records_stamp is not None and known.issuperset(toc):
-            return False
+            return None
         async with UidList.write_lock(self._path):
             uidl = _UidList.file_read(self._path)
             missing = sorted(toc.keys() - {rec.key for rec in uidl.records}, key=arrival_key)
@@ -454,8 +457,9 @@ class CachedMailboxData(MailboxData):
                 uidl.next_uid += 1
             if missing:
                 uidl.file_write()
-            self._keep(uidl, self._uidlist_stamp())  # what was just written needs no parsing
-        return True
+            written = self._uidlist_stamp()
+            self._keep(uidl, written)  # what was just written needs no parsing
+        return written if missing else None
 
     async def _current(self) -> dict[int, Message]:
         stamp = self._folder_stamp()

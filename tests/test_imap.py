@@ -498,6 +498,20 @@ def test_recent_goes_to_exactly_one_session_and_new_mail_stays_in_new_until_its_
         client.logout()
 
 
+def test_internal_date_is_the_files_mtime_also_after_a_flag_change_moves_it_out_of_new(
+        mailbox: MailboxHarness) -> None:
+    # The scan no longer stats each file: the date is read when a client asks for it.
+    mailbox.deliver_to(ALICE, message("dated"))
+    (path,) = (mailbox.maildir(ALICE) / "new").iterdir()
+    os.utime(path, (1_600_000_000, 1_600_000_000))
+    client = mailbox.imap()
+    client.select("INBOX")
+    client.uid("STORE", "1", "+FLAGS", r"(\Flagged)")
+    assert _internal_dates(client) == {1: b"13-Sep-2020 12:26:40 +0000"}
+    assert [p.name.endswith(":2,F") for p in (mailbox.maildir(ALICE) / "cur").iterdir()] == [True]
+    client.logout()
+
+
 def test_envelope_and_header_fields_read_from_the_header_section_match_the_whole_message(
         mailbox: MailboxHarness) -> None:
     body = "--b\r\nContent-Type: text/plain\r\n\r\nfirst part\r\n--b--\r\n"

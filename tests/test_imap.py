@@ -461,6 +461,57 @@ def test_every_session_reports_the_same_uidvalidity_and_uidnext(mailbox: Mailbox
     assert int(validity) > 0 and uidnext == b"3"
 
 
+def test_recent_goes_to_exactly_one_session_and_new_mail_stays_in_new_until_its_flags_change(
+        mailbox: MailboxHarness) -> None:
+    # As Dovecot (maildir_empty_new = no): \Recent is the folder's first-recent UID, not a move
+    # of every file out of new/ at SELECT.
+    for n in range(3):
+        mailbox.deliver_to(ALICE, message(f"number {n}"))
+    new = mailbox.maildir(ALICE) / "new"
+    watcher = mailbox.imap()
+    assert watcher.status("INBOX", "(RECENT)")[1] == [b'INBOX (RECENT 3)']
+    examined = mailbox.imap()
+    examined.select("INBOX", readonly=True)
+    assert examined.response("RECENT")[1] == [b"3"]
+    first = mailbox.imap()
+    first.select("INBOX")
+    assert first.response("RECENT")[1] == [b"3"]
+    assert all(r"\Recent" in flags for flags in flags_by_uid(first).values())
+    assert len(os.listdir(new)) == 3
+    second = mailbox.imap()
+    second.select("INBOX")
+    assert second.response("RECENT")[1] == [b"0"]
+    assert not any(r"\Recent" in flags for flags in flags_by_uid(second).values())
+    assert watcher.status("INBOX", "(RECENT)")[1] == [b'INBOX (RECENT 0)']
+    mailbox.deliver_to(ALICE, message("number 3"))
+    assert watcher.status("INBOX", "(RECENT)")[1] == [b'INBOX (RECENT 1)']
+    second.uid("STORE", "1", "+FLAGS", r"(\Seen)")
+    second.logout()
+    assert len(os.listdir(new)) == 3  # the other two, and the one delivered since
+    (seen,) = [name for name in os.listdir(mailbox.maildir(ALICE) / "cur")]
+    assert seen.endswith(":2,S")
+    third = mailbox.imap()
+    third.select("INBOX")
+    assert third.response("RECENT")[1] == [b"1"]
+    assert {uid for uid, flags in flags_by_uid(third).items() if r"\Recent" in flags} == {4}
+    for client in (watcher, examined, first, third):
+        client.logout()
+
+
+def test_internal_date_is_the_files_mtime_also_after_a_flag_change_moves_it_out_of_new(
+        mailbox: MailboxHarness) -> None:
+    # The scan no longer stats each file: the date is read when a client asks for it.
+    mailbox.deliver_to(ALICE, message("dated"))
+    (path,) = (mailbox.maildir(ALICE) / "new").iterdir()
+    os.utime(path, (1_600_000_000, 1_600_000_000))
+    client = mailbox.imap()
+    client.select("INBOX")
+    client.uid("STORE", "1", "+FLAGS", r"(\Flagged)")
+    assert _internal_dates(client) == {1: b"13-Sep-2020 12:26:40 +0000"}
+    assert [p.name.endswith(":2,F") for p in (mailbox.maildir(ALICE) / "cur").iterdir()] == [True]
+    client.logout()
+
+
 def test_envelope_and_header_fields_read_from_the_header_section_match_the_whole_message(
         mailbox: MailboxHarness) -> None:
     body = "--b\r\nContent-Type: text/plain\r\n\r\nfirst part\r\n--b--\r\n"

@@ -78,7 +78,7 @@ OVERRIDDEN = [
     (mailbox.Maildir, "get_bytes", "(self, key)"),
     (mailbox.Maildir, "keys", "(self)"),
     (Maildir, "_lookup", "(self, key: 'str') -> 'str'"),
-    (Maildir, "claim_new", "(self) -> 'Iterable[str]'"),
+    (Maildir, "update_metadata", "(self, key: 'str', msg: 'MaildirMessage') -> 'None'"),
     (Maildir, "get_message_metadata", "(self, key: 'str') -> 'MaildirMessage'"),
     # HeaderFirstMessage
     (Message, "load_content", "(self, requirement: 'FetchRequirement') -> 'LoadedMessage'"),
@@ -190,8 +190,7 @@ def maildir_root(tmp_path: Path) -> Path:
 def test_maildir_private_attributes(maildir_root: Path) -> None:
     box = mailbox.Maildir(str(maildir_root), create=False)
     state = vars(box)
-    expected = {"_path": str, "_toc": dict, "_toc_mtimes": dict, "_paths": dict, "_last_read": (int, float),
-                "_skewfactor": float}
+    expected = {"_path": str, "_toc": dict, "_toc_mtimes": dict, "_paths": dict}
     for name, kind in expected.items():
         assert isinstance(state.get(name), kind), \
             f"mailbox.Maildir().{name} is gone or no longer a {kind}: CRLFMaildir._refresh reads and replaces it"
@@ -200,6 +199,14 @@ def test_maildir_private_attributes(maildir_root: Path) -> None:
     assert {state["_paths"][d] for d in ("new", "cur")} == {str(maildir_root / "new"), str(maildir_root / "cur")}, \
         "Maildir._paths no longer maps new and cur to their directories"
     assert box.colon == ":", "Maildir.colon is no longer ':'"
+
+
+def test_base_message_assigns_its_internal_date_slot_in_init() -> None:
+    # HeaderFirstMessage reads its internal date lazily through a property of that name.
+    from pymap.message import BaseMessage
+    assert "internal_date" in BaseMessage.__slots__, "BaseMessage no longer has an internal_date slot"
+    assert "self.internal_date" in inspect.getsource(BaseMessage.__init__), \
+        "BaseMessage.__init__ no longer assigns internal_date: HeaderFirstMessage's property would never be set"
 
 
 def test_maildir_looks_keys_up_through_refresh_and_toc(maildir_root: Path) -> None:

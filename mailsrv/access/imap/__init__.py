@@ -6,10 +6,13 @@ item (signatures, attributes, behaviour), so an upgrade that changes one fails t
 
 Overrides of their internals:
 - maildir.CRLFMaildir (pymap Maildir < mailbox.Maildir): `_refresh` rewritten, reading and
-  replacing `_toc`, `_toc_mtimes`, `_paths`, `_last_read`, `_skewfactor`; `_dump_message` (which
+  replacing `_toc`, `_toc_mtimes` (nanosecond mtimes now), `_paths`; `_dump_message` (which
   `add` must call) writes CRLF; `get_message` returns the raw bytes, which pymap's
-  `Message.load_content` reads through `bytes()`; `_path` and `_lookup` read.
-- maildir.HeaderFirstMessage (pymap Maildir Message): `load_content` (reads `_maildir`, `_key`;
+  `Message.load_content` reads through `bytes()`; `_path` and `_lookup` read; `update_metadata`
+  (pymap's `update` calls it) moves a message of new/ to cur/, calls pymap's `_update`.
+- maildir.HeaderFirstMessage (pymap Maildir Message): `internal_date` a property over BaseMessage's
+  slot of that name (which its `__init__` assigns), read from the file when first asked;
+  `load_content` (reads `_maildir`, `_key`;
   builds pymap's `LoadedMessage`), for a requirement without BODY; pymap asks BODY for
   `BODY.PEEK[HEADER...]` (its `FetchAttribute.requirement` checks for `BODY` only), so that fetch still
   parses the whole message.
@@ -19,11 +22,13 @@ Overrides of their internals:
   `_readonly`, `_permanent_flags`, `_session_flags`, `_selected_set`, `_lookup`, `_mod_sequence`,
   `_prev`, `_messages`) and reads `_is_deleted`; relies on `fork` building `type(self)`.
 - maildir.MailSession (Session): `select_mailbox` is pymap's, rewritten; calls `_get_mailbox`.
-- maildir.CachedMailboxData (MailboxData): `reset` (calls pymap's only when a file has no UID in
-  the uidlist yet; pymap's rewrites the uidlist on every call), `messages`, `snapshot`, `update_selected`, `get`,
-  `update`, `copy`, `claim_recent`, and the private `_get_keys`, `_get_maildir_msg` (which pymap's
-  `reset`/`get`/`update` call); reads `_path`, `_maildir`, `_uid_validity`, `_next_uid`; trusts the
-  uidlist to be replaced (new inode) on every write.
+- maildir.CachedMailboxData (MailboxData): `reset` (no longer calls pymap's, which rewrites the
+  uidlist on every call: writes it with pymap's UidList, under its `write_lock`, only when a file
+  has no UID yet), `messages`, `snapshot`, `update_selected`, `get`, `update`, `copy`,
+  `claim_recent` (not pymap's moves out of new/: a first-recent UID per folder in `mailsrv-recent`,
+  under the uidlist's lock), and the private `_get_keys`, `_get_maildir_msg` (which pymap's
+  `get`/`update`/`cleanup` call); reads `_path`, `_maildir`, `_uid_validity`, `_next_uid`; trusts
+  the uidlist to be replaced (new inode) on every write, or to grow (Dovecot appends in place).
 - maildir.MailLayout (DefaultLayout): `_get_subdir`, through which pymap maps every folder name to a
   path (unguarded, "." is Maildir/..), and `_list_folders`.
 - maildir.MailFolders (MailboxSet): replaces pymap's per-session `_cache`; reads `_layout`,

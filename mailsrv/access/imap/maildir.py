@@ -10,7 +10,12 @@ listed in mailsrv/access/imap/__init__.py and pinned by tests/test_pymap_contrac
   message a command touches; scans are reused while the folder is unchanged (CachedMailboxData),
   and by every session of the folder. pymap also walks and copies the whole client view on every
   command (ClientView, SelectedFolder, MailSession).
-- \\Recent: pymap's SELECT gave it to only some of the messages it moved out of new/.
+- \\Recent: pymap's SELECT moved every file of new/ to cur/ (10,000 renames on a first SELECT)
+  and gave the flag to only some of them. As Dovecot (maildir_empty_new = no), a folder's
+  first-recent UID (mailsrv-recent) says which messages no session has had as \\Recent; files stay
+  in new/ until their flags change. Local delivery, POP3, webmail and backups read both new/ and cur/.
+- First SELECT of a big folder: pymap stats every file for its internal date; it is read when
+  asked (INTERNALDATE, SEARCH by date). The UIDs of new files are written in one uidlist write.
 - CREATE of an existing folder (our special folders exist from the start) is ALREADYEXISTS, not
   a server error.
 - Lock files left by a killed process would block a mailbox for up to 10 minutes.
@@ -57,6 +62,8 @@ from mailsrv.mailstore.headers import HEADER_LIMIT, header_bytes
 
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 LOCK_FILE = UidList.LOCK_FILE
+# A folder's first-recent UID: "<UIDVALIDITY> <UID>", beside its dovecot-uidlist.
+RECENT_FILE = "mailsrv-recent"
 _SETTLE_NS = 100_000_000
 
 
@@ -93,6 +100,31 @@ def _remember(table: dict[str, Any], path: str, value: Any, weight: Callable[[An
             del table[next(iter(table))]
 
 
+def first_recent(folder: str, uid_validity: int) -> int:
+    """The first UID of a folder that no session has had as \\Recent (0, all of them, for a folder
+    that never had its first-recent UID written, or one whose UIDs were reset since)."""
+    try:
+        validity, first = Path(folder, RECENT_FILE).read_text().split()
+        if int(validity) == uid_validity:
+            return int(first)
+    except (FileNotFoundError, ValueError):
+        pass
+    return 0
+
+
+def _write_first_recent(folder: str, uid_validity: int, first: int) -> None:
+    # Replaced whole by a rename, under the uidlist's lock: a reader sees the old value or the new.
+    temporary = os.path.join(folder, RECENT_FILE + ".tmp")
+    with open(temporary, "w") as out:
+        out.write(f"{uid_validity} {first}\n")
+    os.replace(temporary, os.path.join(folder, RECENT_FILE))
+
+
+def _object_id(value: str | None) -> ObjectId | None:
+    # pymap's ObjectId.maybe, without its checks: the uidlist's E and T fields are ASCII already.
+    return ObjectId(value.encode()) if value else None
+
+
 def to_crlf(data: bytes) -> bytes:
     # What we store is CRLF already: two counts in C cost a tenth of the substitution's scan.
     if data.count(b"\n") == data.count(b"\r\n"):
@@ -118,12 +150,25 @@ class RawMessage:
         return self.data
 
 
+class _UidList(UidList):
+    """pymap's uidlist, writing the lines of the records it makes (E and T fields) without its
+    generic field loop: a first SELECT of 10,000 new messages writes 10,000 of them."""
+
+    @classmethod
+    def _build_line(cls, rec: Record) -> str:
+        fields = rec.fields
+        if fields.keys() == {"E", "T"}:
+            return f"{rec.uid} E{fields['E']} T{fields['T']} :{rec.filename}\r\n"
+        return super()._build_line(rec)
+
+
 class CRLFMaildir(Maildir):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Messages shared between sessions (_SCANS) read through the Maildir of the session that
         # scanned them, from every session's worker thread: one table rescan at a time, so that
         # no reader takes the new mtimes for a table still being built.
         self._refreshing = threading.Lock()
+        self._listed_at = 0  # time.time_ns() when the table was listed
         super().__init__(*args, **kwargs)
 
     def get_message(self, key: str) -> RawMessage:  # type: ignore[override]
@@ -138,23 +183,25 @@ class CRLFMaildir(Maildir):
 
     def _refresh(self) -> None:
         # The standard library's, listing with scandir: it stats every file to skip directories,
-        # a tenth of a second on 10,000 messages; directory entries already say so.
+        # a tenth of a second on 10,000 messages; directory entries already say so. And it lists
+        # again on every call for 2 seconds after a listing (mtimes in whole seconds): nanosecond
+        # mtimes tell, unless a directory changed within _SETTLE_NS before the listing (a later
+        # change in the same timestamp tick would leave its mtime as it was).
         with self._refreshing:
-            if time.time() - self._last_read > 2 + self._skewfactor:  # type: ignore[attr-defined]
-                mtimes = {subdir: os.path.getmtime(self._paths[subdir])  # type: ignore[attr-defined]
-                          for subdir in self._toc_mtimes}  # type: ignore[attr-defined]
-                changed = any(mtimes[subdir] > self._toc_mtimes[subdir] for subdir in mtimes)  # type: ignore[attr-defined]
-                self._toc_mtimes = mtimes
-                if not changed:
-                    return
+            mtimes = {subdir: os.stat(self._paths[subdir]).st_mtime_ns  # type: ignore[attr-defined]
+                      for subdir in self._toc_mtimes}  # type: ignore[attr-defined]
+            if mtimes == self._toc_mtimes and self._listed_at - max(mtimes.values()) >= _SETTLE_NS:
+                return
+            listed_at = time.time_ns()
             toc: dict[str, str] = {}
-            for subdir in self._toc_mtimes:  # type: ignore[attr-defined]
+            for subdir in mtimes:
                 with os.scandir(self._paths[subdir]) as entries:  # type: ignore[attr-defined]
                     for entry in entries:
                         if not entry.is_dir():
                             toc[maildir_names.split(entry.name, self.colon)[0]] = os.path.join(subdir, entry.name)
             self._toc = toc
-            self._last_read = time.time()
+            self._toc_mtimes = mtimes
+            self._listed_at = listed_at
 
     @property
     def path(self) -> str:
@@ -164,6 +211,17 @@ class CRLFMaildir(Maildir):
         """Key -> subpath ("cur/<name>") of every message, rescanned if the folder changed."""
         self._refresh()  # type: ignore[attr-defined]
         return self._toc  # type: ignore[attr-defined, no-any-return]
+
+    def update_metadata(self, key: str, msg: Any) -> None:
+        # A message stays in new/ after SELECT (\Recent is the folder's first-recent UID, not its
+        # place): its first flag change moves it to cur/ with its flags, as Dovecot does.
+        subpath = self._lookup(key)
+        if msg.get_subdir() != "new":
+            super().update_metadata(key, msg)
+            return
+        target = os.path.join("cur", key + self.colon + msg.get_info())
+        os.rename(os.path.join(self.path, subpath), os.path.join(self.path, target))
+        self._update(key, target)
 
     def infos(self) -> dict[str, str]:
         """Key -> Maildir info (the part after the colon), in arrival order."""
@@ -178,9 +236,32 @@ class CRLFMaildir(Maildir):
 
 class HeaderFirstMessage(Message):
     """pymap's Maildir message, which reads and parses the whole file (every MIME part) for what
-    needs the header section alone (ENVELOPE, BODY[HEADER...], RFC822.HEADER): only that is read."""
+    needs the header section alone (ENVELOPE, BODY[HEADER...], RFC822.HEADER): only that is read.
 
-    __slots__ = ()
+    Its internal date (the file's mtime) is read when first asked for (INTERNALDATE, SEARCH by
+    date), not by the scan: a stat per message was most of the cost of a first SELECT."""
+
+    __slots__ = ("_when",)
+
+    @property  # type: ignore[override]
+    def internal_date(self) -> datetime:
+        if self._when is None:
+            maildir: CRLFMaildir = self._maildir  # type: ignore[assignment]
+            try:
+                mtime = os.stat(os.path.join(maildir.path, maildir._lookup(self._key))).st_mtime  # type: ignore[attr-defined]
+            except (KeyError, FileNotFoundError):  # expunged since: the time its name carries
+                mtime = (maildir_names.arrival(self._key or "") or (time.time(), 0))[0]
+            self._when = datetime.fromtimestamp(mtime)
+        return self._when
+
+    @internal_date.setter
+    def internal_date(self, when: datetime | None) -> None:
+        # pymap's __init__ sets it; the scan passes None (not read yet), or a date already known.
+        self._when = when
+
+    def known_date(self) -> datetime | None:
+        """The internal date if it was read already (no stat)."""
+        return self._when
 
     async def load_content(self, requirement: FetchRequirement) -> LoadedMessage:
         maildir: CRLFMaildir | None = self._maildir  # type: ignore[assignment]
@@ -246,7 +327,10 @@ class SelectedFolder(SelectedMailbox):
     def _state(self) -> tuple[Any, ...]:
         view: ClientView = self._messages  # type: ignore[assignment]
         flags = self._session_flags
-        return view.version, self._is_deleted, frozenset(flags.recent_uids), frozenset(flags.flags.items())
+        # \Recent UIDs are added only with new messages (or at SELECT) and dropped only with
+        # expunged ones, both of which change the view's version: their count says the rest. (A
+        # copy of the set cost the session of a first SELECT, with 10,000 of them, 0.3 ms a command.)
+        return view.version, self._is_deleted, flags.recent, frozenset(flags.flags.items())
 
     def fork(self, command: Command) -> tuple[SelectedMailbox, Iterable[UntaggedResponse]]:
         state = self._state()
@@ -280,10 +364,14 @@ class MailSession(Session):
         selected = SelectedFolder(mbx.mailbox_id, readonly or mbx.readonly, PermanentFlags(mbx.permanent_flags),
                                   SessionFlags(mbx.session_flags), selected_set=mbx.selected_set, lookup=name,
                                   _messages=ClientView())
-        if not selected.readonly:
+        if selected.readonly:  # EXAMINE claims nothing: it reports those left for the next SELECT
+            recent = mbx.unclaimed()
+        else:
             await mbx.claim_recent(selected)
+            claimed = selected.session_flags.recent_uids
+            recent = lambda message: message.uid in claimed  # noqa: E731
         await mbx.update_selected(selected)
-        return mbx.snapshot_of(selected.messages.numbered()), selected  # type: ignore[attr-defined]
+        return mbx.snapshot_of(selected.messages.numbered(), recent), selected  # type: ignore[attr-defined]
 
 
 class CachedMailboxData(MailboxData):
@@ -293,8 +381,11 @@ class CachedMailboxData(MailboxData):
     re-reads the uidlist for every message a command touches: on 10,000 messages that is seconds
     per command. Every change to a Maildir folder (delivery, flag rename, move, expunge, uidlist
     rewrite) changes the mtime of new/, cur/ or the uidlist, so a scan is reused while those are
-    unchanged. A stamp younger than _SETTLE_NS is not trusted: a second change within the same
-    filesystem timestamp tick would leave it unchanged."""
+    unchanged. A directory changed less than _SETTLE_NS ago is not trusted: a second change within
+    the same filesystem timestamp tick would leave its mtime unchanged. The uidlist is trusted at
+    once: every writer replaces it by a rename (a new inode; Dovecot, which may append in place,
+    grows it), so a file that kept its inode, size and mtime kept its content - the first FETCH
+    after the SELECT that wrote 10,000 UIDs uses that SELECT's scan."""
 
     def __init__(self, mailbox_id: ObjectId, maildir: Maildir, path: str) -> None:
         super().__init__(mailbox_id, maildir, path)
@@ -312,7 +403,7 @@ class CachedMailboxData(MailboxData):
             stats = [os.stat(os.path.join(self._path, part)) for part in ("new", "cur", UidList.FILE_NAME)]
         except FileNotFoundError:
             return None
-        if time.time_ns() - max(st.st_mtime_ns for st in stats) < _SETTLE_NS:
+        if time.time_ns() - max(stats[0].st_mtime_ns, stats[1].st_mtime_ns) < _SETTLE_NS:
             return None
         return tuple(value for st in stats for value in (st.st_ino, st.st_size, st.st_mtime_ns))
 
@@ -321,7 +412,11 @@ class CachedMailboxData(MailboxData):
         stamp = self._folder_stamp()
         if stamp is None or stamp != self._reset_stamp:
             if stamp is None or _SYNCED.get(self._path) != stamp:
-                await self._sync_uidlist()
+                written = await self._sync_uidlist()
+                if written is not None and stamp is not None:
+                    # new/ and cur/ as they were before the listing the UIDs were given from (a file
+                    # delivered since changes them), the uidlist as written.
+                    stamp = stamp[:6] + written
                 if stamp is not None:
                     _remember(_SYNCED, self._path, stamp)
                 self._uid_validity, self._next_uid = self._header
@@ -339,15 +434,32 @@ class CachedMailboxData(MailboxData):
                 await self._current()
         return self
 
-    async def _sync_uidlist(self) -> None:
-        """pymap's reset (a UID for every file the uidlist lacks), which rewrites the whole uidlist
-        on every call: only when a file has no UID yet. A SELECT's own moves from new/ to cur/ and
-        flag changes rename files under the same key, so the command after it writes nothing."""
-        keys = await self._get_keys()
+    async def _sync_uidlist(self) -> tuple[int, int, int] | None:
+        """A UID for every file the uidlist lacks, in arrival order, in one write of the uidlist;
+        the stamp of the uidlist written, None when nothing was. (pymap's reset rewrites the whole
+        uidlist on every call, after sorting and statting every file.) A flag change renames a
+        file under the same key, so the command after it writes nothing."""
+        maildir: CRLFMaildir = self._maildir  # type: ignore[assignment]
+        async with self.messages_lock.read_lock():
+            toc = dict(maildir.table())
         known = {rec.key for rec in (await self._uid_records()).values()}
-        if self._records_stamp is None or not known.issuperset(keys):
-            await super().reset()
-            await self._uid_records()
+        if self._records_stamp is not None and known.issuperset(toc):
+            return None
+        async with UidList.write_lock(self._path):
+            uidl = _UidList.file_read(self._path)
+            missing = sorted(toc.keys() - {rec.key for rec in uidl.records}, key=arrival_key)
+            # The email and thread IDs pymap gives each message (RFC 8474), in its format, from
+            # one call for random bytes rather than two per message.
+            ids = os.urandom(32 * len(missing)).hex()
+            for n, key in enumerate(missing):
+                fields = {"E": f"(M{ids[64 * n:64 * n + 32]})", "T": f"(T{ids[64 * n + 32:64 * n + 64]})"}
+                uidl.set(Record(uidl.next_uid, fields, key + ":" + toc[key].partition(maildir.colon)[2]))
+                uidl.next_uid += 1
+            if missing:
+                uidl.file_write()
+            written = self._uidlist_stamp()
+            self._keep(uidl, written)  # what was just written needs no parsing
+        return written if missing else None
 
     async def _current(self) -> dict[int, Message]:
         stamp = self._folder_stamp()
@@ -359,8 +471,8 @@ class CachedMailboxData(MailboxData):
     async def _scan(self, stamp: tuple[int, ...] | None) -> dict[int, Message]:
         """pymap's `messages()`, from another session's scan of the same folder state, or
         incrementally from the last scan: a message whose file kept its name is the same message,
-        one renamed (flags, new/ to cur/) keeps its internal date (a rename keeps the mtime). Only
-        files not seen before are stat'ed; no message file is read."""
+        one renamed (flags, new/ to cur/) keeps its internal date (a rename keeps the mtime). No file
+        is stat'ed nor read: the listing and the uidlist are all it takes."""
         shared = _SCANS.get(self._path)
         if stamp is not None and shared is not None and shared.stamp == stamp:
             self._scanned = shared
@@ -372,33 +484,35 @@ class CachedMailboxData(MailboxData):
             previous = None  # the UIDs name other files now
         maildir: CRLFMaildir = self._maildir  # type: ignore[assignment]
         flags = self.maildir_flags
+        flag_sets: dict[str, frozenset[Flag]] = {}  # a folder's files carry a handful of flag combinations
+        known_messages = previous.messages if previous is not None else {}
+        known_subpaths = previous.subpaths if previous is not None else {}
         messages: dict[int, Message] = {}
         subpaths: dict[int, str] = {}
+        new = "new" + os.sep
         async with self.messages_lock.read_lock():
             toc = maildir.table()
             for rec in records:
                 uid = rec.uid
-                subpath = toc.get(rec.key)
+                key = rec.key
+                subpath = toc.get(key)
                 if subpath is None:
                     continue
-                known = previous.messages.get(uid) if previous is not None else None
-                if known is not None and previous.subpaths[uid] == subpath:  # type: ignore[union-attr]
-                    messages[uid] = known
-                    subpaths[uid] = subpath
-                    continue
-                if known is not None and known._key == rec.key:  # type: ignore[attr-defined]
-                    when = known.internal_date
-                else:
-                    try:
-                        when = datetime.fromtimestamp(os.stat(os.path.join(maildir.path, subpath)).st_mtime)
-                    except FileNotFoundError:
-                        continue
-                subdir, _, name = subpath.partition(os.sep)
-                messages[uid] = HeaderFirstMessage(
-                    uid, when, flags.from_maildir(maildir_names.split(name, maildir.colon)[1]),
-                    email_id=ObjectId.maybe(rec.fields.get("E")), thread_id=ObjectId.maybe(rec.fields.get("T")),
-                    recent=subdir == "new", maildir=maildir, key=rec.key)
                 subpaths[uid] = subpath
+                known = known_messages.get(uid)
+                if known is not None and known_subpaths[uid] == subpath:
+                    messages[uid] = known
+                    continue
+                # A renamed file keeps its mtime: its date, if read, holds; otherwise it is read when asked.
+                when = known.known_date() if known is not None and known._key == key else None  # type: ignore[attr-defined]
+                letters = maildir_names.split(subpath, maildir.colon)[1]
+                flag_set = flag_sets.get(letters)
+                if flag_set is None:
+                    flag_set = flag_sets[letters] = flags.from_maildir(letters)
+                fields = rec.fields
+                messages[uid] = HeaderFirstMessage(
+                    uid, when, flag_set, email_id=_object_id(fields.get("E")), thread_id=_object_id(fields.get("T")),
+                    recent=subpath.startswith(new), maildir=maildir, key=key)
         scan = _Scan(stamp, validity, messages, subpaths)
         self._scanned = scan
         if stamp is not None:
@@ -410,19 +524,27 @@ class CachedMailboxData(MailboxData):
             yield message
 
     async def snapshot(self) -> MailboxSnapshot:
-        return self.snapshot_of(enumerate((await self._current()).values(), 1))
+        return self.snapshot_of(enumerate((await self._current()).values(), 1), self.unclaimed())
 
-    def snapshot_of(self, messages: Iterable[tuple[int, CachedMessage]]) -> MailboxSnapshot:
-        """pymap's snapshot (the counts SELECT and STATUS report) of (sequence number, message) pairs."""
-        exists = recent = unseen = 0
+    def unclaimed(self) -> Callable[[CachedMessage], bool]:
+        """Whether a message is \\Recent for the next SELECT (what STATUS and EXAMINE count): still
+        in new/, and no session had it as \\Recent yet."""
+        first = first_recent(self._path, self._uid_validity)
+        return lambda message: message.recent and message.uid >= first  # type: ignore[attr-defined]
+
+    def snapshot_of(self, messages: Iterable[tuple[int, CachedMessage]],
+                    recent: Callable[[CachedMessage], bool]) -> MailboxSnapshot:
+        """pymap's snapshot (the counts SELECT and STATUS report) of (sequence number, message)
+        pairs, of which `recent` says which count as \\Recent."""
+        exists = recents = unseen = 0
         first_unseen: int | None = None
         for exists, message in messages:
-            recent += message.recent  # type: ignore[attr-defined]
+            recents += recent(message)
             if Seen not in message.permanent_flags:
                 unseen += 1
                 first_unseen = first_unseen or exists
         return MailboxSnapshot(self.mailbox_id, self.readonly, self.uid_validity, self.permanent_flags,
-                               self.session_flags, exists, recent, unseen, first_unseen, self._next_uid)
+                               self.session_flags, exists, recents, unseen, first_unseen, self._next_uid)
 
     async def update_selected(self, selected: SelectedMailbox, *,
                               wait_on: Event | None = None) -> SelectedMailbox:
@@ -451,15 +573,26 @@ class CachedMailboxData(MailboxData):
         return await super().get(uid, cached_msg)
 
     async def claim_recent(self, selected: SelectedMailbox) -> None:
-        # pymap parses the whole uidlist on every SELECT, even with new/ empty as it mostly is,
-        # and looks the keys up in a generator, which each miss exhausts: most new messages lost
-        # their \Recent.
-        async with self.messages_lock.write_lock():
-            keys = set(self._maildir.claim_new())
-        if keys:
-            for rec in (await self._uid_records()).values():
-                if rec.key in keys:
-                    selected.session_flags.add_recent(rec.uid)
+        # pymap moves every file of new/ to cur/ to mark it seen: 10,000 renames on a first SELECT.
+        # As Dovecot (maildir_empty_new = no), the folder's first-recent UID says instead which
+        # messages no session has had as \Recent yet; they stay in new/ until their flags change.
+        # Taken and moved on under the uidlist's lock, so exactly one session (of any process or
+        # node sharing the Maildir) gets each.
+        maildir: CRLFMaildir = self._maildir  # type: ignore[assignment]
+        async with UidList.write_lock(self._path):
+            header = UidList.file_open(self._path)  # its first line: mostly, all is claimed already
+            validity, next_uid = header.uid_validity, header.next_uid
+            first = first_recent(self._path, validity)
+            if first >= next_uid:
+                return
+            records = self._locked_records()
+            async with self.messages_lock.read_lock():
+                toc = maildir.table()
+            new = "new" + os.sep
+            for uid, rec in records.items():
+                if uid >= first and toc.get(rec.key, "").startswith(new):
+                    selected.session_flags.add_recent(uid)
+            _write_first_recent(self._path, validity, next_uid)
 
     async def update(self, uid: int, cached_msg: CachedMessage, flag_set: frozenset[Flag], mode: FlagOp) -> Message:
         self._messages_stamp = None
@@ -467,17 +600,30 @@ class CachedMailboxData(MailboxData):
 
     async def _uid_records(self) -> dict[int, Record]:
         """The uidlist's records by UID, parsed again only when the file was replaced."""
-        try:
-            st = os.stat(UidList.get_file(self._path))
-            stamp: tuple[int, int, int] | None = (st.st_ino, st.st_size, st.st_mtime_ns)
-        except FileNotFoundError:
-            stamp = None
+        stamp = self._uidlist_stamp()
         if stamp is None or stamp != self._records_stamp:
             async with UidList.with_read(self._path) as uidl:
-                self._records = {rec.uid: rec for rec in uidl.records}
-                self._header = (uidl.uid_validity, uidl.next_uid)
-            self._records_stamp = stamp
+                self._keep(uidl, stamp)
         return self._records
+
+    def _locked_records(self) -> dict[int, Record]:
+        """_uid_records for a caller holding the uidlist's write lock (with_read would wait for it)."""
+        stamp = self._uidlist_stamp()
+        if stamp is None or stamp != self._records_stamp:
+            self._keep(UidList.file_read(self._path), stamp)
+        return self._records
+
+    def _uidlist_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(UidList.get_file(self._path))
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_size, st.st_mtime_ns
+
+    def _keep(self, uidl: UidList, stamp: tuple[int, int, int] | None) -> None:
+        self._records = {rec.uid: rec for rec in uidl.records}
+        self._header = (uidl.uid_validity, uidl.next_uid)
+        self._records_stamp = stamp
 
     async def _record(self, uid: int) -> Record:
         return (await self._uid_records())[uid]

@@ -15,7 +15,9 @@ reported in milliseconds per command (the round trip through imaplib included).
 Round 1 is cold (mailsrv writes its dovecot-uidlist, Dovecot builds its index); the other rounds
 are reported as their median. The ratio is mailsrv / Dovecot: below 1 mailsrv is faster.
 Dovecot (Debian `dovecot-imapd`) runs from its own config file under a temp dir, on a free loopback
-port, passwd-file auth; it never touches the machine's own configuration.
+port, passwd-file auth holding the same argon2id hash mailsrv stores (--dovecot-passwords plain: the
+password in clear, as the figures before 2026-12-05 were taken); it never touches the machine's own
+configuration.
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from mailsrv.directory.passwords import hash_password
 
 from mail_bench import DOMAIN, USER, USER_PASSWORD, Mailsrv, maildir, provision
 
@@ -109,15 +113,27 @@ def mailsrv_imap(data_dir: Path) -> Mailsrv:
     return Mailsrv(config, needs=("web", "SMTP", "IMAP"))
 
 
-class Dovecot:
-    """Dovecot serving `users` (all with USER_PASSWORD); `mail` is the Maildir, in which "%n" stands
-    for the user's name; `extra` is appended to the configuration (e.g. process limits)."""
+def stored_password(scheme: str) -> str:
+    """USER_PASSWORD as Dovecot's passwd-file stores it: "argon2id" is the very hash mailsrv keeps
+    (argon2id, 19 MiB, t=2), which Dovecot verifies with libsodium, so that a login costs both
+    servers the same work; "plain" is the password in clear (a cheaper login than mailsrv's)."""
+    if scheme == "plain":
+        return f"{{PLAIN}}{USER_PASSWORD}"
+    return f"{{ARGON2ID}}{hash_password(USER_PASSWORD)}"
 
-    def __init__(self, tmp: Path, mail: Path | str, users: Sequence[str] = (USER,), extra: str = "") -> None:
+
+class Dovecot:
+    """Dovecot serving `users` (all with USER_PASSWORD, stored as `stored_password(scheme)`); `mail`
+    is the Maildir, in which "%n" stands for the user's name; `extra` is appended to the
+    configuration (e.g. process limits)."""
+
+    def __init__(self, tmp: Path, mail: Path | str, users: Sequence[str] = (USER,), extra: str = "",
+                 scheme: str = "plain") -> None:
         self.tmp = tmp
         self.port = free_port()
         (tmp / "run").mkdir()
-        (tmp / "passwd").write_text("".join(f"{user}:{{PLAIN}}{USER_PASSWORD}::::::\n" for user in users))
+        stored = stored_password(scheme)
+        (tmp / "passwd").write_text("".join(f"{user}:{stored}::::::\n" for user in users))
         self.config = tmp / "dovecot.conf"
         self.config.write_text(f"""
 base_dir = {tmp}/run
@@ -188,6 +204,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--commands", type=int, default=200)
     parser.add_argument("--no-dovecot", action="store_true")
+    parser.add_argument("--dovecot-passwords", choices=("argon2id", "plain"), default="argon2id",
+                        help="how Dovecot's passwd-file stores the password: the same argon2id hash as "
+                             "mailsrv's (default: a login costs both the same), or in clear")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="imap-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -202,7 +221,7 @@ def main() -> None:
         if not args.no_dovecot:
             dovecot_mail = tmp / "dovecot" / "Maildir"
             shutil.copytree(inbox, dovecot_mail)
-            dovecot = Dovecot(tmp / "dovecot", dovecot_mail)
+            dovecot = Dovecot(tmp / "dovecot", dovecot_mail, scheme=args.dovecot_passwords)
             dovecot.start()
             try:
                 results["dovecot"] = run_rounds("dovecot", dovecot.port, USER, args)
@@ -213,7 +232,8 @@ def main() -> None:
             results["mailsrv"] = run_rounds("mailsrv", mailsrv.ports["IMAP"], f"{USER}@{DOMAIN}", args)
         finally:
             mailsrv.stop()
-    print(f"\n{args.messages}-message INBOX, {args.fetch} messages fetched one by one; seconds")
+    print(f"\n{args.messages}-message INBOX, {args.fetch} messages fetched one by one, Dovecot's passwords "
+          f"{args.dovecot_passwords}; seconds")
     header = f"{'':22}" + "".join(f"{step:>10}" for step in (*STEPS, "total"))
     print(header)
     table = {name: summary(rounds) for name, rounds in results.items()}

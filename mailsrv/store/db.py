@@ -259,9 +259,10 @@ class Store:
 
     def fetch(self, query: Select, params: Mapping[str, Any]) -> list[tuple]:
         """The rows of one SELECT (its own consistent snapshot), run as a prepared statement on one of
-        the store's own driver connections (autocommit, outside SQLAlchemy's pool): for the reads of every SOAP call (its login) and IMAP
-        command, where SQLAlchemy's connection, transaction and result handling cost several times
-        the query (~100 us against ~15 us). The same SQL on SQLite and PostgreSQL; the columns come
+        the store's own driver connections (autocommit, outside SQLAlchemy's pool; under
+        mailsrv.core.on_loop.run, PostgreSQL's awaited on the loop): for the reads of every SOAP call
+        (its login) and IMAP command, where SQLAlchemy's connection, transaction and result handling
+        cost several times the query (~100 us against ~15 us). The same SQL on SQLite and PostgreSQL; the columns come
         back converted as SQLAlchemy would convert them."""
         prepared = self._prepared.get(query) or self._prepare(query)
         values = {**prepared.defaults, **params}

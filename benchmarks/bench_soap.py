@@ -175,7 +175,7 @@ def main() -> None:
         config.write_text(f'data_dir = "{tmp}/data"\ndatabase_url = "{args.database_url}"\n'
                           f'[server]\nworkers = {args.workers}\n'
                           f'[listen]\nweb = "127.0.0.1:{port}"\nsmtp = ""\nsubmission = ""\nimap = ""\npop3 = ""\nwebs = ""\nsubmissions = ""\nimaps = ""\npop3s = ""\n')
-        subprocess.run([*MAILSRV, "admin", "reset", "--username", ADMIN[0], "--password", ADMIN[1],
+        subprocess.run([*MAILSRV, "admin", "reset", "--create", "--username", ADMIN[0], "--password", ADMIN[1],
                         "--config", str(config)], check=True, stdout=subprocess.DEVNULL)
         log = Path(tmp) / "server.log"
         with log.open("wb") as log_file:

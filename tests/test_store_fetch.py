@@ -1,14 +1,20 @@
 """Store.fetch, the prepared reads of every SOAP login and IMAP command outside SQLAlchemy's execution
 layer: the same rows, converted the same way, as a SQLAlchemy read on SQLite and PostgreSQL; what
 another connection commits is seen by the next read; a PostgreSQL connection the server dropped is
-replaced without the caller seeing an error."""
+replaced without the caller seeing an error. Each as read from any thread, and as read on an event
+loop's thread by a quick SOAP call (mailsrv.core.on_loop), where PostgreSQL's reads are awaited on
+the loop's own connections and leave the loop serving others meanwhile."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
+from collections.abc import Callable, Iterator
 
 import pytest
-from sqlalchemy import bindparam, exists, select, text
+from sqlalchemy import bindparam, exists, func, select, text
+
+from mailsrv.core import on_loop
 
 from mailsrv.core.actor import Actor, Role
 from mailsrv.store.models import Domain, LoginFailure
@@ -29,42 +35,74 @@ def server(make_server):
     return server
 
 
+POSTGRESQL = os.environ.get("MAILSRV_TEST_DATABASE_URL", "").startswith("postgresql")
+
+
+@pytest.fixture(params=["thread", "loop"])
+def fetch(request, server) -> Iterator[Callable]:
+    """server.store.fetch as called from a worker thread, or on an event loop's thread."""
+    if request.param == "thread":
+        yield server.store.fetch
+        return
+    with asyncio.Runner() as runner:
+        yield lambda query, params: runner.run(on_loop.run(server.store.fetch, query, params))
+
+
 def sqlalchemy_rows(server, params):
     with server.store.reading() as s:
         return [tuple(row) for row in s.execute(QUERY, params)]
 
 
-def test_rows_and_their_conversions_are_sqlalchemys(server):
+def test_rows_and_their_conversions_are_sqlalchemys(server, fetch):
     params = {"since": SINCE, "prefix": ""}
-    rows = server.store.fetch(QUERY, params)
+    rows = fetch(QUERY, params)
     assert rows == sqlalchemy_rows(server, params)
     assert [(name, settings["maxusers"], failed) for name, settings, _, failed in rows] == [
         ("a.example", 7, False), ("b.example", 7, False)]
 
 
-def test_a_change_committed_elsewhere_is_read_at_once(server):
+def test_a_change_committed_elsewhere_is_read_at_once(server, fetch):
     params = {"since": SINCE, "prefix": "a."}
-    assert server.store.fetch(QUERY, params)[0][3] is False
+    assert fetch(QUERY, params)[0][3] is False
     with server.store.session() as s:
         s.add(LoginFailure(client_ip="192.0.2.1", login="x", at=SINCE + dt.timedelta(days=1)))
-    assert server.store.fetch(QUERY, params)[0][3] is True
-    assert server.store.fetch(QUERY, params) == sqlalchemy_rows(server, params)
+    assert fetch(QUERY, params)[0][3] is True
+    assert fetch(QUERY, params) == sqlalchemy_rows(server, params)
 
 
-@pytest.mark.skipif(not os.environ.get("MAILSRV_TEST_DATABASE_URL", "").startswith("postgresql"),
-                    reason="PostgreSQL's connections only")
-def test_a_dropped_postgresql_connection_is_replaced(server):
+@pytest.mark.skipif(not POSTGRESQL, reason="PostgreSQL's connections only")
+def test_a_dropped_postgresql_connection_is_replaced(server, fetch):
     params = {"since": SINCE, "prefix": "b."}
-    assert len(server.store.fetch(QUERY, params)) == 1
+    assert len(fetch(QUERY, params)) == 1
     with server.store.engine.connect() as conn:
         # Every other connection of this database: fetch's own among them.
         conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                           "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
-    assert [row[0] for row in server.store.fetch(QUERY, params)] == ["b.example"]
+    assert [row[0] for row in fetch(QUERY, params)] == ["b.example"]
 
 
-def test_a_closed_store_reads_again_on_new_connections(server):
+def test_a_closed_store_reads_again_on_new_connections(server, fetch):
     params = {"since": SINCE, "prefix": "a."}
-    assert len(server.store.fetch(QUERY, params)) == 1
+    assert len(fetch(QUERY, params)) == 1
     server.store.close()  # before a fork, `mailsrv serve` closes what the workers must not share
-    assert [row[0] for row in server.store.fetch(QUERY, params)] == ["a.example"]
+    assert [row[0] for row in fetch(QUERY, params)] == ["a.example"]
+
+
+@pytest.mark.skipif(not POSTGRESQL, reason="PostgreSQL's reads are the ones awaited on the loop")
+def test_a_read_on_the_loop_leaves_it_serving_others(server):
+    async def both() -> list[str]:
+        done: list[str] = []
+
+        async def read() -> None:
+            await on_loop.run(server.store.fetch, select(func.pg_sleep(0.2)), {})
+            done.append("read")
+
+        async def other() -> None:
+            await asyncio.sleep(0)
+            done.append("other")
+
+        await asyncio.gather(read(), other())
+        return done
+
+    # A read blocking the loop's thread would finish before the other task could even start.
+    assert asyncio.run(both()) == ["other", "read"]

@@ -143,12 +143,10 @@ class Authenticator:
     def quick_login(self, login: str | None, password: str | None, client_ip: str,
                     protocol: str = "webservice") -> Actor | None:
         """`login`'s actor when it can be given at once on the caller's thread (an event loop's):
-        one local read, a password verified before against the same stored hash, nothing to count
-        or write down (no recent failure concerning the login, its last-login time current). None
-        otherwise, and always on PostgreSQL, whose reads are network round trips: `login` then
-        decides, counts and records in full."""
-        if not self.store.is_sqlite:
-            return None
+        one read (awaited on the loop on PostgreSQL: mailsrv.core.on_loop), a password verified
+        before against the same stored hash, nothing to count or write down (no recent failure
+        concerning the login, its last-login time current). None otherwise: `login` then decides,
+        counts and records in full."""
         name = (login or "").strip().lower()
         principal = self._principal(name, client_ip, protocol, self.clock.now())
         if (principal.recent_failures or principal.note_due or principal.actor is None

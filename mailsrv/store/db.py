@@ -1,7 +1,9 @@
 """The database handle: engine, sessions and migrations on open."""
 from __future__ import annotations
 
+import asyncio
 import functools
+from abc import ABC, abstractmethod
 import queue
 import sqlite3
 import threading
@@ -17,6 +19,7 @@ from sqlalchemy import Connection, Dialect, Engine, Executable, Select, create_e
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailsrv.core import on_loop
 from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.store.models import Base
 
@@ -27,6 +30,8 @@ _READ_ONLY = "mailsrv_read_only"
 # Store.fetch's connections at most (per process): as many as the SOAP clients and mail sessions
 # that read at the same instant; beyond, a reader waits for one (its read takes microseconds).
 _FETCH_CONNECTIONS = 16
+# And on each event loop that reads PostgreSQL there (its quick SOAP calls).
+_LOOP_FETCH_CONNECTIONS = 8
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -70,7 +75,6 @@ class _Prepared:
     binds: tuple[tuple[str, Callable[[Any], Any] | None], ...]
     positional: bool
     results: tuple[Callable[[Any], Any] | None, ...]  # each column's conversion (JSON, datetimes on SQLite)
-
 
     def arguments(self, params: Mapping[str, Any]) -> Any:
         """The driver's parameters for `params`: the statement's own values, the caller's over them."""
@@ -134,6 +138,123 @@ def fetch_in(s: Session, query: Select, params: Mapping[str, Any]) -> list[tuple
         cursor.close()
 
 
+class _Drivers(ABC):
+    """`fetch`'s own driver connections, outside SQLAlchemy's pool: bounded (PostgreSQL counts
+    connections), each kept open with its prepared statements, autocommit (each read its own
+    snapshot). A slot holds an idle connection, or None for one not opened yet; a reader waits
+    for a slot. Subclasses say how a reader waits, and how a connection is opened, read and closed."""
+
+    def __init__(self) -> None:
+        self._opened: list[Any] = []  # every open connection, idle or reading, for `close_all`
+        self._lock = threading.Lock()
+
+    @abstractmethod
+    def take(self) -> Any: ...
+
+    @abstractmethod
+    def give(self, conn: Any) -> None: ...
+
+    @abstractmethod
+    def run(self, conn: Any, sql: str, args: Any) -> list[tuple]: ...
+
+    @abstractmethod
+    def _connect(self) -> Any: ...
+
+    def _finish(self, conn: Any) -> None:
+        conn.close()
+
+    def open(self) -> Any:
+        conn = self._connect()
+        with self._lock:
+            self._opened.append(conn)
+        return conn
+
+    def close(self, conn: Any) -> None:
+        with self._lock:
+            if conn in self._opened:
+                self._opened.remove(conn)
+        self._finish(conn)
+
+    def close_all(self) -> None:
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for conn in opened:
+            self._finish(conn)
+
+
+class _ThreadDrivers(_Drivers):
+    """For reads on any thread (sqlite3 or psycopg's blocking connections): a reader blocks."""
+
+    def __init__(self, connect: Callable[[], Any], count: int) -> None:
+        super().__init__()
+        self._new = connect
+        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for _ in range(count):
+            self._idle.put(None)
+
+    def take(self) -> Any:
+        return self._idle.get()
+
+    def give(self, conn: Any) -> None:
+        self._idle.put(conn)
+
+    def _connect(self) -> Any:
+        return self._new()
+
+    def run(self, conn: Any, sql: str, args: Any) -> list[tuple]:
+        if isinstance(conn, sqlite3.Connection):
+            return conn.execute(sql, args).fetchall()
+        return conn.execute(sql, args, prepare=True).fetchall()
+
+    def close_all(self) -> None:
+        super().close_all()
+        # The idle slots become unopened ones (a slot taken by a read in progress comes back as is).
+        idle = 0
+        while True:
+            try:
+                self._idle.get_nowait()
+            except queue.Empty:
+                break
+            idle += 1
+        for _ in range(idle):
+            self._idle.put(None)
+
+
+class _LoopDrivers(_Drivers):
+    """For PostgreSQL reads on one event loop's thread, under mailsrv.core.on_loop.run: psycopg's
+    asyncio connections, each step awaited on the loop (on_loop.wait), which serves other
+    requests meanwhile. Used by that loop only, so its slots are an asyncio queue."""
+
+    def __init__(self, cargs: list[Any], cparams: dict[str, Any], count: int) -> None:
+        super().__init__()
+        self._cargs, self._cparams = cargs, cparams
+        self._idle: asyncio.Queue[Any] = asyncio.Queue()
+        for _ in range(count):
+            self._idle.put_nowait(None)
+
+    def take(self) -> Any:
+        return self._idle.get_nowait() if not self._idle.empty() else on_loop.wait(self._idle.get())
+
+    def give(self, conn: Any) -> None:
+        self._idle.put_nowait(conn)
+
+    def run(self, conn: Any, sql: str, args: Any) -> list[tuple]:
+        return on_loop.wait(_fetch_all(conn, sql, args))
+
+    def _connect(self) -> Any:
+        import psycopg  # only a server on PostgreSQL reads on its loop
+        return on_loop.wait(psycopg.AsyncConnection.connect(*self._cargs, autocommit=True, **self._cparams))
+
+    def _finish(self, conn: Any) -> None:
+        # Synchronously, from any thread (Store.close): all AsyncConnection.close does but awaiting.
+        conn.pgconn.finish()
+
+
+async def _fetch_all(conn: Any, sql: str, args: Any) -> list[tuple]:
+    cursor = await conn.execute(sql, args, prepare=True)
+    return await cursor.fetchall()
+
+
 class Store:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -157,14 +278,9 @@ class Store:
         self._writers: AbstractContextManager[object] = threading.RLock() if self.is_sqlite else nullcontext()
         self._read_engine = self.engine.execution_options(**{_READ_ONLY: True})
         self._readers = sessionmaker(self._read_engine, expire_on_commit=False)
-        # `fetch`'s own driver connections: bounded (PostgreSQL counts connections), each kept open
-        # with its prepared statements; `_drivers` lists them all for `close`.
-        # A slot is an open connection, or None for one not opened yet; a reader waits for a slot.
-        self._idle_drivers: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        for _ in range(_FETCH_CONNECTIONS):
-            self._idle_drivers.put(None)
-        self._drivers: list[Any] = []
-        self._drivers_lock = threading.Lock()
+        self._thread_drivers = _ThreadDrivers(self._connect_driver, _FETCH_CONNECTIONS)
+        # PostgreSQL reads made on an event loop's thread (mailsrv.core.on_loop), per loop.
+        self._loop_drivers: dict[asyncio.AbstractEventLoop, _LoopDrivers] = {}
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration; nodes starting together take turns."""
@@ -205,42 +321,42 @@ class Store:
 
     def fetch(self, query: Select, params: Mapping[str, Any]) -> list[tuple]:
         """The rows of one SELECT (its own consistent snapshot), run as a prepared statement on one of
-        the store's own driver connections (autocommit, outside SQLAlchemy's pool): for the reads of every SOAP call (its login) and IMAP
-        command, where SQLAlchemy's connection, transaction and result handling cost several times
-        the query (~100 us against ~15 us). The same SQL on SQLite and PostgreSQL; the columns come
+        the store's own driver connections (autocommit, outside SQLAlchemy's pool; under
+        mailsrv.core.on_loop.run, PostgreSQL's awaited on the loop): for the reads of every SOAP call
+        (its login) and IMAP command, where SQLAlchemy's connection, transaction and result handling
+        cost several times the query (~100 us against ~15 us). The same SQL on SQLite and PostgreSQL; the columns come
         back converted as SQLAlchemy would convert them."""
         prepared = _prepare(self.engine.dialect, query)
         return prepared.rows(self._execute(prepared.sql, prepared.arguments(params)))
 
     def _execute(self, sql: str, args: Any) -> list[tuple]:
-        conn = self._idle_drivers.get()
+        # On an event loop's thread, under mailsrv.core.on_loop.run (the quick SOAP calls), a read
+        # of PostgreSQL, a network round trip, is awaited on the loop's own asyncio connections so
+        # that the loop serves other requests meanwhile; SQLite's, a local read, runs where it is.
+        drivers = self._drivers_here() if not self.is_sqlite and on_loop.active() else self._thread_drivers
+        conn = drivers.take()
         try:
             if conn is None:
-                conn = self._open_driver()
+                conn = drivers.open()
             try:
-                rows = self._run(conn, sql, args)
+                rows = drivers.run(conn, sql, args)
             except self.engine.dialect.loaded_dbapi.OperationalError:
                 if self.is_sqlite:
                     raise
                 # A connection the server closed (a restart, an idle timeout): once more on a new one.
-                self._close_driver(conn)
+                drivers.close(conn)
                 conn = None  # closed: not closed again if reopening fails
-                conn = self._open_driver()
-                rows = self._run(conn, sql, args)
+                conn = drivers.open()
+                rows = drivers.run(conn, sql, args)
         except BaseException:
             if conn is not None:
-                self._close_driver(conn)
-            self._idle_drivers.put(None)
+                drivers.close(conn)
+            drivers.give(None)
             raise
-        self._idle_drivers.put(conn)
+        drivers.give(conn)
         return rows
 
-    def _run(self, conn: Any, sql: str, args: Any) -> list[tuple]:
-        if self.is_sqlite:
-            return conn.execute(sql, args).fetchall()
-        return conn.execute(sql, args, prepare=True).fetchall()
-
-    def _open_driver(self) -> Any:
+    def _connect_driver(self) -> Any:
         dialect = self.engine.dialect
         cargs, cparams = dialect.create_connect_args(self.engine.url)
         if self.is_sqlite:
@@ -250,15 +366,19 @@ class Store:
             _sqlite_pragmas(conn, None)  # autocommit: each SELECT its own snapshot
         else:
             conn.autocommit = True
-        with self._drivers_lock:
-            self._drivers.append(conn)
         return conn
 
-    def _close_driver(self, conn: Any) -> None:
-        with self._drivers_lock:
-            if conn in self._drivers:
-                self._drivers.remove(conn)
-        conn.close()
+    def _drivers_here(self) -> _LoopDrivers:
+        """The running loop's connections (made on first use: only loops that read have any)."""
+        loop = asyncio.get_running_loop()
+        drivers = self._loop_drivers.get(loop)
+        if drivers is None:
+            # Those of loops closed since (a test's, a restarted listener's) are no one's any more.
+            for ended in [other for other in self._loop_drivers if other.is_closed()]:
+                self._loop_drivers.pop(ended).close_all()
+            cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
+            drivers = self._loop_drivers[loop] = _LoopDrivers(cargs, cparams, _LOOP_FETCH_CONNECTIONS)
+        return drivers
 
     def check_reachable(self) -> None:
         """Raise unless the database can be opened and read now, on a new connection: a pooled one
@@ -284,18 +404,8 @@ class Store:
 
     def close(self) -> None:
         """Close every connection; like the engine's pool, `fetch` opens new ones if used again."""
-        with self._drivers_lock:
-            drivers, self._drivers = self._drivers, []
-        for conn in drivers:
-            conn.close()
-        # The idle slots become unopened ones (a slot taken by a read in progress comes back as is).
-        idle = 0
-        while True:
-            try:
-                self._idle_drivers.get_nowait()
-            except queue.Empty:
-                break
-            idle += 1
-        for _ in range(idle):
-            self._idle_drivers.put(None)
+        self._thread_drivers.close_all()
+        loop_drivers, self._loop_drivers = list(self._loop_drivers.values()), {}
+        for drivers in loop_drivers:
+            drivers.close_all()
         self.engine.dispose()

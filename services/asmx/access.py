@@ -31,7 +31,7 @@ NOT_QUICK = object()
 class Access:
     """The parameters carrying the caller's login name and password; None for an anonymous operation.
     `quick`: the handler only reads, at most one prepared read (mailsrv.store.db.Store.fetch), so
-    that with the login's quick path it may run on the event loop's thread."""
+    that with the login's quick path it may run on the event loop's thread (mailsrv.core.on_loop)."""
     credentials: tuple[str, str] | None
     # The request carries a whole address list: its body may be up to `[web] max_list_request_bytes`
     # instead of `max_request_bytes` (services.asmx.endpoint, decided before the body is read).
@@ -51,10 +51,10 @@ class Access:
         actor = call.engine.auth.login(params.get(user), params.get(password), call.client_ip)
         return handler(call, actor, **rest)
 
-
     def run_quick(self, handler: Handler, call: Call, params: Mapping[str, Any]) -> Any:
-        """`run` on the caller's thread when the login is quick (Authenticator.quick_login) and the
-        handler declared quick; else NOT_QUICK, and nothing was done but one read."""
+        """`run` on the event loop's thread, under mailsrv.core.on_loop.run, when the login is quick
+        (Authenticator.quick_login) and the handler declared quick; else NOT_QUICK, and nothing was
+        done but one read."""
         if not self.quick or self.credentials is None:
             return NOT_QUICK
         user, password = self.credentials

@@ -246,7 +246,16 @@ class SelectedFolder(SelectedMailbox):
     def _state(self) -> tuple[Any, ...]:
         view: ClientView = self._messages  # type: ignore[assignment]
         flags = self._session_flags
-        return view.version, self._is_deleted, frozenset(flags.recent_uids), frozenset(flags.flags.items())
+        # \Recent's UIDs by their count: the set only loses UIDs to an expunge, which changes the
+        # view's version, so an equal count is the same set (a copy of 10,000 UIDs cost more than
+        # the rest of a NOOP).
+        return view.version, self._is_deleted, len(flags.recent_uids), frozenset(flags.flags.items())
+
+    @property
+    def unchanged(self) -> bool:
+        """Whether nothing happened to this view since the command that made it ended: a command
+        that changes nothing has no update to tell the client."""
+        return self._compared is not None and self._state() == self._compared
 
     def fork(self, command: Command) -> tuple[SelectedMailbox, Iterable[UntaggedResponse]]:
         state = self._state()
@@ -257,6 +266,17 @@ class SelectedFolder(SelectedMailbox):
         copy, untagged = super().fork(command)
         copy._compared = state  # type: ignore[attr-defined]
         return copy, untagged
+
+
+@dataclass(frozen=True)
+class SettledFolder:
+    """A folder on disk exactly as a client view shows it: its messages' files, found without
+    pymap's reset, lookups or update_selected."""
+    path: str
+    subpaths: dict[int, str]  # UID -> "cur/<name>"
+
+    def file(self, uid: int) -> str:
+        return os.path.join(self.path, self.subpaths[uid])
 
 
 class MailSession(Session):
@@ -315,6 +335,16 @@ class CachedMailboxData(MailboxData):
         if time.time_ns() - max(st.st_mtime_ns for st in stats) < _SETTLE_NS:
             return None
         return tuple(value for st in stats for value in (st.st_ino, st.st_size, st.st_mtime_ns))
+
+    def settled(self, view: SynchronizedMessages) -> SettledFolder | None:
+        """The folder if it is still on disk exactly as this session last scanned it (three stats),
+        and `view` (a client view of it) shows that scan; None otherwise."""
+        stamp = self._folder_stamp()
+        scan = self._scanned
+        if (stamp is None or stamp != self._messages_stamp or stamp != self._reset_stamp or scan is None
+                or scan.messages is not self._messages or self._applied.get(view) is not self._messages):
+            return None
+        return SettledFolder(self._path, scan.subpaths)
 
     async def reset(self) -> MailboxData:
         # pymap calls this at the start of every command.
@@ -550,6 +580,10 @@ class MailFolders(MailboxSet):
                 mailbox_id = ObjectId(uidl.global_uid)
             mailbox = self._mailboxes[name] = CachedMailboxData(mailbox_id, maildir, path)
         return await mailbox.reset()
+
+    def opened(self, name: str) -> CachedMailboxData | None:
+        """The folder this session opened as `name`, as it was then (nothing read)."""
+        return self._mailboxes.get(name)
 
     async def add_mailbox(self, name: str) -> ObjectId:
         # pymap's session turns ValueError into NO [ALREADYEXISTS].

@@ -7,29 +7,35 @@ and input limits: pymap reads any literal a client announces, before login too, 
 """
 from __future__ import annotations
 
+import asyncio
+import os
 import re
 import ssl
 import sys
 from argparse import Namespace
 from asyncio import StreamReader, StreamWriter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from contextlib import AsyncExitStack, closing
 from contextvars import ContextVar
-from typing import cast
+from typing import Any, TypeVar, cast
 
 from proxyprotocol.sock import SocketInfo
 from pymap.backend.maildir import Config as MaildirConfig
 from pymap.bytes import WriteStream
-from pymap.concurrent import Subsystem
-from pymap.context import connection_exit
+from pymap.concurrent import Event, Subsystem
+from pymap.config import IMAPConfig
+from pymap.context import connection_exit, subsystem
 from pymap.imap import IMAPConnection, IMAPServer
 from pymap.imap.state import ConnectionState
+from pymap.interfaces.login import LoginInterface
 from pymap.interfaces.message import MessageInterface
 from pymap.interfaces.session import SessionInterface
 from pymap.parsing import EndLine, Params, Space
 from pymap.parsing.command import Command, CommandAuth, CommandNoArgs, CommandSelect
+from pymap.parsing.command.any import NoOpCommand
 from pymap.parsing.command.auth import CommandMailboxArg, ListCommand
-from pymap.parsing.command.select import FetchCommand
+from pymap.parsing.command.nonauth import AuthenticateCommand, LoginCommand
+from pymap.parsing.command.select import FetchCommand, IdleCommand
 from pymap.parsing.commands import Commands, InvalidCommand
 from pymap.parsing.response import (
     CommandResponse,
@@ -54,7 +60,7 @@ from pysasl.creds.server import ServerCredentials
 from pysasl.hashing import BuiltinHash
 
 from mailsrv.access.imap.accounts import MailboxUser
-from mailsrv.access.imap.maildir import message_bytes, stored_size
+from mailsrv.access.imap.maildir import MailFolders, SettledFolder, message_bytes, stored_size, to_crlf
 from mailsrv.core import events
 from mailsrv.core.sessions import peer_ip
 from mailsrv.mailstore.disk import SPECIAL_FOLDERS
@@ -75,6 +81,15 @@ _LITERAL_PLUS = re.compile(rb"{(\d+)\+}\r?\n$")  # pymap's IMAPConnection._liter
 _APPEND = re.compile(rb"[^ ]* APPEND ", re.IGNORECASE)
 # FETCH items answered from the scan and the file's size alone (besides a whole BODY.PEEK[]).
 _LEAN_ITEMS = (b"FLAGS", b"UID", b"RFC822.SIZE", b"INTERNALDATE")
+# What a command answered on the event loop's thread may read at most; a bigger one goes to the
+# thread pool, from where the loop keeps serving the other sessions meanwhile.
+_LOOP_MESSAGES = 64
+_LOOP_BYTES = 1024 * 1024
+_T = TypeVar("_T")
+
+
+def _is_lean(cmd: FetchCommand) -> bool:
+    return all(attr.value in _LEAN_ITEMS or _is_whole_peek(attr) for attr in cmd.attributes)
 
 
 def _is_whole_peek(attr: FetchAttribute) -> bool:
@@ -98,6 +113,36 @@ def _size_or_zero(message: MessageInterface) -> int:
         return stored_size(message)  # type: ignore[arg-type]
     except (KeyError, FileNotFoundError):
         return 0
+
+
+class _NotOnLoop(Exception):
+    """A command begun on the event loop's thread that pymap must answer after all: more to read
+    than the loop should, or a file renamed since its folder was found settled."""
+
+
+class _SettledFiles:
+    """The message files of a settled folder, read on the event loop's thread (_LOOP_BYTES at most)."""
+
+    def __init__(self, folder: SettledFolder) -> None:
+        self.folder = folder
+        self.left = _LOOP_BYTES
+
+    def size(self, message: MessageInterface) -> int:
+        try:
+            return os.stat(self.folder.file(message.uid)).st_size
+        except FileNotFoundError:
+            raise _NotOnLoop() from None
+
+    def data(self, message: MessageInterface) -> bytes:
+        try:
+            with open(self.folder.file(message.uid), "rb") as file:
+                size = os.fstat(file.fileno()).st_size
+                if size > self.left:
+                    raise _NotOnLoop()
+                self.left -= size
+                return to_crlf(file.read())
+        except FileNotFoundError:
+            raise _NotOnLoop() from None
 
 
 class _FetchLines(UntaggedResponse):
@@ -200,7 +245,27 @@ class MailboxConfig(MaildirConfig):
 
 
 class MailConnectionState(ConnectionState):
+    """pymap's connection state, run on the event loop's thread (MailImapConnection._exec): NOOP and
+    lean FETCHes of a selected folder unchanged on disk are answered right there, everything else
+    by pymap in its thread pool, where its blocking file and database access belongs."""
     _user: MailboxUser | None = None
+
+    def __init__(self, login: LoginInterface, config: IMAPConfig) -> None:
+        super().__init__(login, config)
+        self._loop = asyncio.get_running_loop()
+
+    def _pooled(self, work: Coroutine[Any, Any, _T]) -> Awaitable[_T]:
+        """`work` in pymap's thread pool; already there (LOGIN's do_authenticate), right where it is."""
+        if asyncio.get_running_loop() is self._loop:
+            return subsystem.get().execute(work)
+        return work
+
+    async def do_authenticate(self, cmd: AuthenticateCommand | LoginCommand,
+                              creds: ServerCredentials | None) -> CommandResponse:
+        return await self._pooled(super().do_authenticate(cmd, creds))
+
+    async def receive_updates(self, cmd: IdleCommand, done: Event) -> Iterable[UntaggedResponse]:
+        return await self._pooled(super().receive_updates(cmd, done))
 
     async def _login(self, creds: ServerCredentials) -> SessionInterface:
         # pymap's, remembering who logged in for the check before each command.
@@ -221,11 +286,50 @@ class MailConnectionState(ConnectionState):
         return capability
 
     async def do_command(self, cmd: Command) -> CommandResponse:
-        # Runs in a worker thread, so the blocking database read is fine here.
-        if self._user is not None and not self._user.credentials_current():
-            response = ResponseNo(cmd.tag, b"Session ended: the password was changed or the account disabled.")
-            response.add_untagged(ResponseBye(b"The password was changed or the account disabled; log in again."))
-            return response
+        checked = False
+        if self._user is not None and self._selected is not None and (
+                isinstance(cmd, NoOpCommand) or (isinstance(cmd, FetchCommand) and _is_lean(cmd))):
+            # The commands a client repeats most, for which pymap's thread hand-over, parsing of
+            # the folder's state and comparison of the client view with it cost several times the
+            # answer.
+            if not await self._user.credentials_still_current():
+                return self._ended(cmd)
+            checked = True
+            answer = self._answer_on_loop(cmd)
+            if answer is not None:
+                return answer
+        return await self._pooled(self._by_pymap(cmd, checked))
+
+    @staticmethod
+    def _ended(cmd: Command) -> CommandResponse:
+        response = ResponseNo(cmd.tag, b"Session ended: the password was changed or the account disabled.")
+        response.add_untagged(ResponseBye(b"The password was changed or the account disabled; log in again."))
+        return response
+
+    def _answer_on_loop(self, cmd: NoOpCommand | FetchCommand) -> CommandResponse | None:
+        """The answer when the selected folder is on disk exactly as the client was last told (so
+        there is no update to send, as pymap would find) and what the command reads is small; None
+        when pymap must answer."""
+        selected = self.selected
+        folder = cast(MailFolders, self.session.mailbox_set).opened(selected.lookup)  # type: ignore[attr-defined]
+        settled = folder.settled(selected.messages) if folder is not None else None
+        if settled is None or not selected.unchanged:  # type: ignore[attr-defined]
+            return None
+        if isinstance(cmd, NoOpCommand):
+            return ResponseOk(cmd.tag, cmd.command + b" completed.")
+        messages = selected.messages.get_all(cmd.sequence_set)
+        if len(messages) > _LOOP_MESSAGES:
+            return None
+        files = _SettledFiles(settled)
+        try:
+            return self._lean_fetch(cmd, messages, files.size, files.data)
+        except _NotOnLoop:
+            return None
+
+    async def _by_pymap(self, cmd: Command, checked: bool) -> CommandResponse:
+        # In a worker thread, so the blocking database read is fine here.
+        if not checked and self._user is not None and not self._user.credentials_current():
+            return self._ended(cmd)
         parse_exc = cmd.parse_exc if isinstance(cmd, InvalidCommand) else None
         if parse_exc is not None and parse_exc.code is not None and bytes(parse_exc.code) == bytes(_TOOBIG):
             # A literal refused before its continuation: APPEND's message is NO (RFC 7889), the rest BAD.
@@ -271,7 +375,7 @@ class MailConnectionState(ConnectionState):
         return ResponseNo(cmd.tag, b"Quotas are set by the mail administrator.", ResponseCode.of(b"NOPERM")), None
 
     async def do_fetch(self, cmd: FetchCommand) -> tuple[ResponseOk, SelectedMailbox | None]:
-        if not all(attr.value in _LEAN_ITEMS or _is_whole_peek(attr) for attr in cmd.attributes):
+        if not _is_lean(cmd):
             return await super().do_fetch(cmd)
         # A client's sync (`UID FETCH 1:* (FLAGS)`, often with RFC822.SIZE and INTERNALDATE) and
         # opening a message (`UID FETCH n (BODY.PEEK[])`) answered without pymap's generic
@@ -282,18 +386,24 @@ class MailConnectionState(ConnectionState):
         if not cmd.uid:
             self.selected.hide_expunged = True
         messages, updates = await self.session.fetch_messages(self.selected, cmd.sequence_set, False)
+        return self._lean_fetch(cmd, messages, _size_or_zero, _stored_or_empty), updates
+
+    def _lean_fetch(self, cmd: FetchCommand, messages: Iterable[tuple[int, MessageInterface]],
+                    size: Callable[[MessageInterface], int], data: Callable[[MessageInterface], bytes]) -> ResponseOk:
+        """A lean FETCH's answer, each message's file size and bytes as `size` and `data` give them."""
         response = ResponseOk(cmd.tag, cmd.command + b" completed.")
         lines: list[bytes] = []
-        formatters = [self._formatter(attr) for attr in cmd.attributes]
+        formatters = [self._formatter(attr, size, data) for attr in cmd.attributes]
         for seq, message in messages:
             if message.expunged:
                 response.code = ResponseCode.of(b"EXPUNGEISSUED")
             items = b" ".join([formatter(message) for formatter in formatters])
             lines.append(b"* %d FETCH (%b)\r\n" % (seq, items))
         response.add_untagged(_FetchLines(lines))
-        return response, updates
+        return response
 
-    def _formatter(self, attr: FetchAttribute) -> Callable[[MessageInterface], bytes]:
+    def _formatter(self, attr: FetchAttribute, size: Callable[[MessageInterface], int],
+                   data: Callable[[MessageInterface], bytes]) -> Callable[[MessageInterface], bytes]:
         """How one lean FETCH item is written, chosen once per command rather than per message."""
         value = attr.value
         if value == b"UID":
@@ -311,13 +421,13 @@ class MailConnectionState(ConnectionState):
                 return line
             return flags
         if value == b"RFC822.SIZE":
-            return lambda message: b"RFC822.SIZE %d" % _size_or_zero(message)
+            return lambda message: b"RFC822.SIZE %d" % size(message)
         if value == b"INTERNALDATE":
             return lambda message: b"INTERNALDATE %b" % bytes(DateTime(message.internal_date))
 
         def body(message: MessageInterface) -> bytes:
-            data = _stored_or_empty(message)
-            return b"BODY[] {%d}\r\n%b" % (len(data), data)
+            content = data(message)
+            return b"BODY[] {%d}\r\n%b" % (len(content), content)
         return body
 
     async def do_list(self, cmd: ListCommand) -> tuple[ResponseOk, SelectedMailbox | None]:
@@ -416,6 +526,11 @@ class MailImapConnection(IMAPConnection):
         if isinstance(interrupt.expected, ExpectContinuation):
             self._charge(interrupt.expected.literal_length)
         await super()._interrupt(state, interrupt, continuations)
+
+    def _exec(self, future: Awaitable[_T]) -> Awaitable[_T]:
+        # pymap hands every call into the connection state (greeting, commands, AUTHENTICATE, IDLE
+        # updates) to its thread pool; MailConnectionState sends there what must go.
+        return future
 
     async def send_error_disconnect(self) -> None:
         exc = sys.exc_info()[1]

@@ -336,16 +336,6 @@ class CachedMailboxData(MailboxData):
             return None
         return tuple(value for st in stats for value in (st.st_ino, st.st_size, st.st_mtime_ns))
 
-    def settled(self, view: SynchronizedMessages) -> SettledFolder | None:
-        """The folder if it is still on disk exactly as this session last scanned it (three stats),
-        and `view` (a client view of it) shows that scan; None otherwise."""
-        stamp = self._folder_stamp()
-        scan = self._scanned
-        if (stamp is None or stamp != self._messages_stamp or stamp != self._reset_stamp or scan is None
-                or scan.messages is not self._messages or self._applied.get(view) is not self._messages):
-            return None
-        return SettledFolder(self._path, scan.subpaths)
-
     async def reset(self) -> MailboxData:
         # pymap calls this at the start of every command.
         stamp = self._folder_stamp()
@@ -467,6 +457,16 @@ class CachedMailboxData(MailboxData):
             selected.set_messages(list(current.values()))
             self._applied[selected.messages] = current
         return selected
+
+    def settled(self, view: SynchronizedMessages) -> SettledFolder | None:
+        """The folder if it is still on disk exactly as this session last scanned it (three stats),
+        and `view` (a client view of it) shows that scan; None otherwise."""
+        stamp = self._folder_stamp()
+        scan = self._scanned
+        if (stamp is None or stamp != self._messages_stamp or stamp != self._reset_stamp or scan is None
+                or scan.messages is not self._messages or self._applied.get(view) is not self._messages):
+            return None
+        return SettledFolder(self._path, scan.subpaths)
 
     async def _get_keys(self) -> dict[str, str]:
         # pymap stats every message twice here; the names already say it all.

@@ -35,8 +35,9 @@ from pymap.parsing.command import Command, CommandAuth, CommandNoArgs, CommandSe
 from pymap.parsing.command.any import NoOpCommand
 from pymap.parsing.command.auth import CommandMailboxArg, ListCommand
 from pymap.parsing.command.nonauth import AuthenticateCommand, LoginCommand
-from pymap.parsing.command.select import FetchCommand, IdleCommand
+from pymap.parsing.command.select import FetchCommand, IdleCommand, UidFetchCommand
 from pymap.parsing.commands import Commands, InvalidCommand
+from pymap.parsing.exceptions import NotParseable
 from pymap.parsing.response import (
     CommandResponse,
     Response,
@@ -53,6 +54,7 @@ from pymap.parsing.specials.astring import AString
 from pymap.parsing.specials.datetime_ import DateTime
 from pymap.parsing.specials.fetchattr import FetchAttribute
 from pymap.parsing.specials.flag import Flag
+from pymap.parsing.specials.sequenceset import SequenceSet
 from pymap.parsing.state import ExpectContinuation, ParsingInterrupt
 from pymap.selected import SelectedMailbox
 from pysasl import SASLAuth
@@ -145,6 +147,16 @@ class _SettledFiles:
             raise _NotOnLoop() from None
 
 
+class _Completed(ResponseOk):
+    """pymap's OK, its line written without pymap's BytesFormat, whose typing.Protocol checks cost
+    more than the rest of a NOOP answered on the loop."""
+
+    @property
+    def text(self) -> bytes:
+        code = self.code
+        return b"OK %b %b" % (code, self._text) if code is not None else b"OK %b" % self._text
+
+
 class _FetchLines(UntaggedResponse):
     """Untagged FETCH responses as wire lines: pymap's response object per line costs more than
     the formatting, and 10,000 of them at once set off full garbage collections."""
@@ -156,6 +168,46 @@ class _FetchLines(UntaggedResponse):
     def write(self, writer: WriteStream) -> None:
         for line in self.lines:
             writer.write(line)
+
+
+# `tag [UID ]FETCH set items`, one space apart, with no literal: pymap's Tag characters.
+_FETCH = re.compile(rb"([\x21\x23\x24\x26\x27\x2C-\x5B\x5D\x5E-\x7A\x7C\x7E]+) (UID )?FETCH ([0-9:*,]+)"
+                    rb"( [^{\r\n]+\r?\n)\Z", re.IGNORECASE)
+_FETCH_ITEMS_KEPT = 256
+
+
+class MailCommands(Commands):
+    """pymap's parser, with what a FETCH asks for (its attribute list, after the sequence set)
+    parsed once per distinct text: a client repeats a few of them with other tags and messages,
+    and parsing `(BODY.PEEK[])` again each time cost as much as answering it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._fetch_items: dict[tuple[bool, bytes], FetchCommand] = {}
+
+    def parse(self, buf: memoryview, params: Params) -> tuple[Command, memoryview]:
+        match = _FETCH.match(buf)
+        if match is None:
+            return super().parse(buf, params)
+        uid = match[2] is not None
+        command_name = b"UID FETCH" if uid else b"FETCH"
+        items = self._fetch_items.get((uid, match[4]))
+        if items is None:
+            # pymap's parse of the same items after another sequence set (the set ends at the space).
+            items, _ = super().parse(memoryview(b"t " + command_name + b" 1" + match[4]), params)
+            if not isinstance(items, FetchCommand):
+                return super().parse(buf, params)  # pymap's own refusal of the whole line
+            if len(self._fetch_items) >= _FETCH_ITEMS_KEPT:
+                self._fetch_items.clear()
+            self._fetch_items[(uid, match[4])] = items
+        try:
+            sequence_set, rest = SequenceSet.parse(memoryview(match[3]), params.copy(uid=uid))
+        except NotParseable:
+            rest = b"?"
+        if rest:
+            return super().parse(buf, params)
+        command = (UidFetchCommand if uid else FetchCommand)(match[1], sequence_set, items.attributes, items.options)
+        return command, buf[len(buf):]
 
 
 class NamespaceCommand(CommandNoArgs, CommandAuth):
@@ -229,7 +281,7 @@ class MailboxConfig(MaildirConfig):
 
     @property
     def commands(self) -> Commands:
-        commands = Commands()
+        commands = MailCommands()
         for command in (NamespaceCommand, UnselectCommand, GetQuotaRootCommand, GetQuotaCommand, SetQuotaCommand):
             commands.register(command)
         return commands
@@ -316,7 +368,7 @@ class MailConnectionState(ConnectionState):
         if settled is None or not selected.unchanged:  # type: ignore[attr-defined]
             return None
         if isinstance(cmd, NoOpCommand):
-            return ResponseOk(cmd.tag, cmd.command + b" completed.")
+            return _Completed(cmd.tag, cmd.command + b" completed.")
         messages = selected.messages.get_all(cmd.sequence_set)
         if len(messages) > _LOOP_MESSAGES:
             return None
@@ -391,7 +443,7 @@ class MailConnectionState(ConnectionState):
     def _lean_fetch(self, cmd: FetchCommand, messages: Iterable[tuple[int, MessageInterface]],
                     size: Callable[[MessageInterface], int], data: Callable[[MessageInterface], bytes]) -> ResponseOk:
         """A lean FETCH's answer, each message's file size and bytes as `size` and `data` give them."""
-        response = ResponseOk(cmd.tag, cmd.command + b" completed.")
+        response = _Completed(cmd.tag, cmd.command + b" completed.")
         lines: list[bytes] = []
         formatters = [self._formatter(attr, size, data) for attr in cmd.attributes]
         for seq, message in messages:

@@ -246,16 +246,10 @@ class SelectedFolder(SelectedMailbox):
     def _state(self) -> tuple[Any, ...]:
         view: ClientView = self._messages  # type: ignore[assignment]
         flags = self._session_flags
-        # \Recent's UIDs by their count: the set only loses UIDs to an expunge, which changes the
-        # view's version, so an equal count is the same set (a copy of 10,000 UIDs cost more than
-        # the rest of a NOOP).
-        return view.version, self._is_deleted, len(flags.recent_uids), frozenset(flags.flags.items())
-
-    @property
-    def unchanged(self) -> bool:
-        """Whether nothing happened to this view since the command that made it ended: a command
-        that changes nothing has no update to tell the client."""
-        return self._compared is not None and self._state() == self._compared
+        # \Recent UIDs are added only with new messages (or at SELECT) and dropped only with
+        # expunged ones, both of which change the view's version: their count says the rest. (A
+        # copy of the set cost the session of a first SELECT, with 10,000 of them, 0.3 ms a command.)
+        return view.version, self._is_deleted, flags.recent, frozenset(flags.flags.items())
 
     def fork(self, command: Command) -> tuple[SelectedMailbox, Iterable[UntaggedResponse]]:
         state = self._state()
@@ -266,6 +260,12 @@ class SelectedFolder(SelectedMailbox):
         copy, untagged = super().fork(command)
         copy._compared = state  # type: ignore[attr-defined]
         return copy, untagged
+
+    @property
+    def unchanged(self) -> bool:
+        """Whether nothing happened to this view since the command that made it ended: a command
+        that changes nothing has no update to tell the client."""
+        return self._compared is not None and self._state() == self._compared
 
 
 @dataclass(frozen=True)

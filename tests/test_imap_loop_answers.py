@@ -32,6 +32,7 @@ COMMANDS = [
     b"UID FETCH 2 (FLAGS)",
     b"FETCH 1:* (FLAGS UID RFC822.SIZE INTERNALDATE)",
     b"UID FETCH 1:* FAST",
+    b"UID FETCH 1:* (UID FLAGS)",
     b"UID FETCH 3 (BODY.PEEK[])",
     b"FETCH 2,4 (BODY.PEEK[] FLAGS)",
     b"uid fetch 4 BODY.PEEK[]",
@@ -186,3 +187,22 @@ def test_an_update_is_told_once_by_a_loop_answer(mailbox: MailboxHarness) -> Non
     assert client.send(b"UID FETCH 2 (FLAGS)") == b"* 2 FETCH (FLAGS () UID 2)\r\nt4 OK UID FETCH completed.\r\n"
     assert client.send(b"NOOP") == b"t5 OK NOOP completed.\r\n"
     client.close()
+
+
+def test_a_fetch_too_big_for_the_loop_is_pymaps_bytes_too(mailbox: MailboxHarness, pymap_port: int) -> None:
+    client = mailbox.imap()
+    for n in range(70):  # more messages than one answer on the loop takes
+        client.append("INBOX", r"(\Seen)" if n % 3 else "", imaplib.Time2Internaldate(1_700_000_000 + n),
+                      message(f"appended {n}", "Some text.\r\n" * n))
+    client.logout()
+    time.sleep(SETTLE_SECONDS)
+    ours, theirs = RawImap(mailbox.ports["imap"]), RawImap(pymap_port)
+    for client in (ours, theirs):
+        client.send(f"LOGIN {ALICE} {USER_PASSWORD}".encode())
+        client.send(b"EXAMINE INBOX")
+    for command in (b"UID FETCH 1:* (FLAGS RFC822.SIZE)", b"FETCH 1:* (BODY.PEEK[] INTERNALDATE)", b"NOOP"):
+        answer = ours.send(command)
+        assert answer == theirs.send(command), command
+        assert answer.count(b" FETCH (") == (70 if command != b"NOOP" else 0)
+    ours.close()
+    theirs.close()

@@ -140,15 +140,22 @@ class _SettledFiles:
             raise _NotOnLoop() from None
 
     def data(self, message: MessageInterface) -> bytes:
+        # os-level calls: a Python file object costs more than the read of a small message.
         try:
-            with open(self.folder.file(message.uid), "rb") as file:
-                size = os.fstat(file.fileno()).st_size
-                if size > self.left:
-                    raise _NotOnLoop()
-                self.left -= size
-                return to_crlf(file.read())
+            fd = os.open(self.folder.file(message.uid), os.O_RDONLY)
         except FileNotFoundError:
             raise _NotOnLoop() from None
+        try:
+            size = os.fstat(fd).st_size
+            if size > self.left:
+                raise _NotOnLoop()
+            self.left -= size
+            content = os.read(fd, size)
+            while len(content) < size and (more := os.read(fd, size - len(content))):
+                content += more
+        finally:
+            os.close(fd)
+        return to_crlf(content)
 
 
 class _Completed(ResponseOk):

@@ -548,7 +548,9 @@ class MailImapConnection(IMAPConnection):
         self._append_limit = state.append_limit if isinstance(state, MailConnectionState) else None
         # pymap's parser refuses a synchronising literal over this before sending "+" (APPEND's
         # message; every other string is held to 4 KB by pymap itself).
-        self.params = Params(max_append_len=self._append_limit or LITERAL_LIMIT)
+        limit = self._append_limit or LITERAL_LIMIT
+        if self.params.max_append_len != limit:  # made once per limit, not per command
+            self.params = Params(max_append_len=limit)
         self._first_line = True
         try:
             return await super().read_command(state)

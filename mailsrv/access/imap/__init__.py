@@ -33,8 +33,8 @@ Overrides of their internals:
 - protocol.MailConnectionState (ConnectionState): `_login`, `do_command`, `do_fetch`, `do_list`,
   `do_authenticate` and `receive_updates` (sent to pymap's thread pool, as `do_command` but for its
   answers on the loop); reads `_session`, `_selected`, sets `_selected`; NAMESPACE/UNSELECT/
-  GETQUOTA(ROOT)/SETQUOTA rely on the `do_<name>` dispatch; GETQUOTAROOT is a `CommandMailboxArg` (pymap.parsing.command.auth, not in
-  its `__all__`).
+  GETQUOTA(ROOT)/SETQUOTA rely on the `do_<name>` dispatch; GETQUOTAROOT is a `CommandMailboxArg`
+  (pymap.parsing.command.auth, not in its `__all__`).
 - protocol.MailImapConnection (IMAPConnection): `readline` (pymap's, capped; `_LITERAL_PLUS` is
   pymap's `_literal_plus`), `_interrupt`, `read_command`, `send_error_disconnect`, `write_response`,
   `start_tls` (calls pymap's, then logs the handshake), `_exec` (runs on the loop what pymap hands

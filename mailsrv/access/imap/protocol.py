@@ -89,8 +89,6 @@ _LEAN_ITEMS = (b"FLAGS", b"UID", b"RFC822.SIZE", b"INTERNALDATE")
 _LOOP_MESSAGES = 64
 _LOOP_BYTES = 1024 * 1024
 _T = TypeVar("_T")
-
-
 _uid = attrgetter("uid")
 
 
@@ -449,7 +447,8 @@ class MailConnectionState(ConnectionState):
         # the MIME structure to re-serialise it or just to count its bytes: the file is stored CRLF
         # exactly as sent, so its size is the RFC 822 size. PEEK sets no \Seen, so no flag update
         # is needed.
-        answer = self._answer_settled(cmd, on_loop=False)  # one too big for the loop
+        # A settled folder (a set too big for the loop): the view holds what fetch_messages would find.
+        answer = self._answer_settled(cmd, on_loop=False)
         if answer is not None:
             return answer, None  # type: ignore[return-value]
         if not cmd.uid:

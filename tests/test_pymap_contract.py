@@ -12,6 +12,7 @@ import importlib.metadata
 import inspect
 import mailbox
 import os
+import re
 import ssl
 from collections.abc import Callable
 from datetime import datetime
@@ -130,6 +131,10 @@ OVERRIDDEN = [
     (ConnectionState, "do_command", "(self, cmd: 'Command') -> 'CommandResponse'"),
     (ConnectionState, "do_fetch", "(self, cmd: 'FetchCommand') -> '_CommandRet'"),
     (ConnectionState, "do_list", "(self, cmd: 'ListCommand') -> '_CommandRet'"),
+    (ConnectionState, "do_authenticate", "(self, cmd: '_AuthCommands', creds: 'ServerCredentials | None') "
+     "-> 'CommandResponse'"),
+    (ConnectionState, "receive_updates", "(self, cmd: 'IdleCommand', done: 'Event') -> 'Iterable[UntaggedResponse]'"),
+    (IMAPConnection, "_exec", "(self, future: 'Awaitable[_Ret]') -> 'Awaitable[_Ret]'"),
     (IMAPConnection, "__init__", "(self, commands: 'Commands', config: 'IMAPConfig', reader: 'StreamReader', "
      "writer: 'StreamWriter', sock_info: 'SocketInfo') -> 'None'"),
     (IMAPConnection, "readline", "(self) -> 'memoryview'"),
@@ -141,6 +146,8 @@ OVERRIDDEN = [
     (IMAPServer, "__init__", "(self, login: 'LoginInterface', config: 'IMAPConfig') -> 'None'"),
     (IMAPServer, "__call__", "(self, reader: 'StreamReader', writer: 'StreamWriter', sock_info: 'SocketInfo') "
      "-> 'None'"),
+    # MailCommands
+    (Commands, "parse", "(self, buf: 'memoryview', params: 'Params') -> 'tuple[Command, memoryview]'"),
 ]
 
 
@@ -543,6 +550,15 @@ def test_stream_reader_refuses_a_line_over_its_limit() -> None:
 def _config() -> MailboxConfig:
     return MailboxConfig(hostname="mail.test", tls_context=ssl.create_default_context(ssl.Purpose.CLIENT_AUTH),
                          starttls=True, allow_plaintext_auth=False, subsystem=Subsystem.for_asyncio())
+
+
+def test_connection_hands_the_state_calls_to_exec() -> None:
+    """MailImapConnection._exec runs them on the loop; MailConnectionState sends to the thread pool
+    those that block (do_authenticate, receive_updates, and do_command but for its loop answers):
+    a new call handed to _exec would now run on the loop unseen."""
+    handed = set(re.findall(r"self\._exec\(\s*state\.(\w+)", inspect.getsource(IMAPConnection)))
+    assert handed == {"do_greeting", "do_authenticate", "do_command", "receive_updates"}, \
+        f"pymap's IMAPConnection now hands {sorted(handed)} to _exec: check MailConnectionState's thread hand-overs"
 
 
 def test_connection_state_logs_in_through_login_and_dispatches_by_name() -> None:

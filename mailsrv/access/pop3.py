@@ -143,7 +143,7 @@ class Pop3Connection:
 
     async def dispatch(self, command: str, argument: str) -> bool:
         """Answer one command; False when the connection is to close."""
-        if self.identity is not None and not await asyncio.to_thread(self.identity.credentials_current):
+        if self.identity is not None and not await self.identity.credentials_still_current():
             # Not even QUIT's deletions are made for a session whose password is no longer valid.
             await self.send("-ERR [AUTH] the password was changed or the account disabled; log in again")
             return False

@@ -26,7 +26,16 @@ from mailsrv.core.networks import address_in, ip_allowed, parse_network
 from mailsrv.directory.abuse import BRUTE_FORCE, AbuseRules, service_of
 from mailsrv.directory.passwords import Verifier
 from mailsrv.store.db import Store
-from mailsrv.store.models import AbuseBlock, AdminIpRestriction, Domain, LoginFailure, SystemAdmin, User, UserLogin
+from mailsrv.store.models import (
+    AbuseBlock,
+    AdminIpRestriction,
+    DirectoryGeneration,
+    Domain,
+    LoginFailure,
+    SystemAdmin,
+    User,
+    UserLogin,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +95,17 @@ _ADMIN_QUERY = (
     select(SystemAdmin.password_hash, SystemAdmin.setup_pending, AdminIpRestriction.network, _FAILURES)
     .select_from(SystemAdmin).outerjoin(AdminIpRestriction, AdminIpRestriction.admin_id == SystemAdmin.id)
     .where(SystemAdmin.username == bindparam("name")).order_by(AdminIpRestriction.id))
-_CREDENTIALS_QUERY = (select(User.credential_epoch, User.settings, Domain.settings)
+# A session's user as the check before each IMAP and POP3 command reads it: the two "isenabled"
+# settings alone (a key that is not there reads as None: enabled, as in _enabled; settings are
+# written typed, never as a JSON null), with the directory generation of the same snapshot, which
+# every change of users' or domains' settings raises (migration 0007's triggers).
+_GENERATION = (select(DirectoryGeneration.generation).where(DirectoryGeneration.id == 1)).scalar_subquery()
+_CREDENTIALS_QUERY = (select(User.credential_epoch, User.settings["isenabled"], Domain.settings["isenabled"], _GENERATION)
                       .join(Domain, User.domain_id == Domain.id).where(User.id == bindparam("user_id")))
+# While the generation has not moved, the settings are as they were: the epoch (raised by a password
+# change, which the triggers do not see) is all to read, without the settings' JSON.
+_EPOCH_QUERY = select(User.credential_epoch, _GENERATION).where(User.id == bindparam("user_id"))
+_ENABLED_KEPT = 4096  # users whose enabled state is remembered
 
 
 def _within(now: dt.datetime, last: dt.datetime | None, period: dt.timedelta) -> bool:
@@ -107,6 +125,8 @@ class Authenticator:
         self.abuse = abuse or AbuseRules(store, security)
         self.whitelisted = whitelisted
         self.verifier = Verifier()
+        # user id -> the directory generation at which the user and its domain were found enabled.
+        self._enabled_at: dict[int, int] = {}
         try:
             self.trusted = [net for spec in security.trusted_networks for net in parse_network(spec)]
         except ValueError as exc:
@@ -170,8 +190,26 @@ class Authenticator:
         """Whether a mailbox user may go on with a session it opened: its password is still the one
         it logged in with, and it and its domain still exist and are enabled. Asked by IMAP and POP3
         sessions at every command, so one indexed read."""
-        rows = self.store.fetch(_CREDENTIALS_QUERY, {"user_id": actor.user_id})
-        return bool(rows) and rows[0][0] == actor.credential_epoch and _enabled(rows[0][1], rows[0][2])
+        params = {"user_id": actor.user_id}
+        known = self._enabled_at.get(actor.user_id)
+        if known is not None:
+            rows = self.store.fetch(_EPOCH_QUERY, params)
+            if not rows:
+                return False
+            epoch, generation = rows[0]
+            if generation == known:
+                return bool(epoch == actor.credential_epoch)
+        rows = self.store.fetch(_CREDENTIALS_QUERY, params)
+        if not rows:
+            return False
+        epoch, user_enabled, domain_enabled, generation = rows[0]
+        if not all(value is None or bool(value) for value in (user_enabled, domain_enabled)):
+            self._enabled_at.pop(actor.user_id, None)
+            return False
+        if len(self._enabled_at) >= _ENABLED_KEPT:
+            self._enabled_at.clear()
+        self._enabled_at[actor.user_id] = generation
+        return bool(epoch == actor.credential_epoch)
 
     def _record(self, name: str, client_ip: str, now: dt.datetime, failed: bool, note_user: int | None = None,
                 protocol: str = "") -> None:

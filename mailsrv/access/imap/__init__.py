@@ -35,16 +35,23 @@ Overrides of their internals:
   `_inbox_maildir`; pymap's session turns its ValueError into NO [ALREADYEXISTS].
 - maildir.stored_size, message_bytes (IMAP FETCH and POP3): read pymap Message `_maildir`, `_key`.
 - maildir.remove_stale_locks: pymap's uidlist lock file name, honoured by pymap for 10 minutes.
-- protocol.MailConnectionState (ConnectionState): `_login`, `do_command`, `do_fetch`, `do_list`;
-  reads `_session`, sets `_selected`; NAMESPACE/UNSELECT/GETQUOTA(ROOT)/SETQUOTA rely on the
-  `do_<name>` dispatch; GETQUOTAROOT is a `CommandMailboxArg` (pymap.parsing.command.auth, not in
-  its `__all__`).
+- protocol.MailConnectionState (ConnectionState): `_login`, `do_command`, `do_fetch`, `do_list`,
+  `do_authenticate` and `receive_updates` (sent to pymap's thread pool, as `do_command` but for its
+  answers on the loop); reads `_session`, `_selected`, sets `_selected`; NAMESPACE/UNSELECT/
+  GETQUOTA(ROOT)/SETQUOTA rely on the `do_<name>` dispatch; GETQUOTAROOT is a `CommandMailboxArg`
+  (pymap.parsing.command.auth, not in its `__all__`).
 - protocol.MailImapConnection (IMAPConnection): `readline` (pymap's, capped; `_LITERAL_PLUS` is
   pymap's `_literal_plus`), `_interrupt`, `read_command`, `send_error_disconnect`, `write_response`,
-  `start_tls` (calls pymap's, then logs the handshake);
+  `start_tls` (calls pymap's, then logs the handshake), `_exec` (runs on the loop what pymap hands
+  it: the state's greeting, commands, AUTHENTICATE and IDLE updates);
   relies on pymap's parser refusing a synchronising literal over `Params.max_append_len` (APPEND) or
   4096 bytes (any other string) with TOOBIG before sending "+".
 - protocol.MailImapServer (IMAPServer): `__call__`, reading `_login` and `_config`.
+- protocol.MailCommands (Commands): `parse`, building FETCH commands from pymap's SequenceSet.parse
+  and a FETCH it parsed before with the same items (tests/test_imap_loop_answers.py compares the
+  answers with pymap's own server's).
+- maildir.CachedMailboxData.settled, SelectedFolder.unchanged, MailFolders.opened: what the loop
+  answers read (the scan's files, the view's state) without pymap's reset and update_selected.
 
 Process-wide caches (maildir.py; everything else lives and dies with one session):
 - `_SYNCED`: folder path -> the folder stamp at which its uidlist was last brought in sync.

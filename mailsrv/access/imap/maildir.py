@@ -342,6 +342,23 @@ class SelectedFolder(SelectedMailbox):
         copy._compared = state  # type: ignore[attr-defined]
         return copy, untagged
 
+    @property
+    def unchanged(self) -> bool:
+        """Whether nothing happened to this view since the command that made it ended: a command
+        that changes nothing has no update to tell the client."""
+        return self._compared is not None and self._state() == self._compared
+
+
+@dataclass(frozen=True)
+class SettledFolder:
+    """A folder on disk exactly as a client view shows it: its messages' files, found without
+    pymap's reset, lookups or update_selected."""
+    path: str
+    subpaths: dict[int, str]  # UID -> "cur/<name>"
+
+    def file(self, uid: int) -> str:
+        return os.path.join(self.path, self.subpaths[uid])
+
 
 class MailSession(Session):
     def __init__(self, *args: Any, append_limit: int, room: Callable[[int], str | None], **kwargs: Any) -> None:
@@ -560,6 +577,16 @@ class CachedMailboxData(MailboxData):
             self._applied[selected.messages] = current
         return selected
 
+    def settled(self, view: SynchronizedMessages) -> SettledFolder | None:
+        """The folder if it is still on disk exactly as this session last scanned it (three stats),
+        and `view` (a client view of it) shows that scan; None otherwise."""
+        stamp = self._folder_stamp()
+        scan = self._scanned
+        if (stamp is None or stamp != self._messages_stamp or stamp != self._reset_stamp or scan is None
+                or scan.messages is not self._messages or self._applied.get(view) is not self._messages):
+            return None
+        return SettledFolder(self._path, scan.subpaths)
+
     async def _get_keys(self) -> dict[str, str]:
         # pymap stats every message twice here; the names already say it all.
         async with self.messages_lock.read_lock():
@@ -696,6 +723,10 @@ class MailFolders(MailboxSet):
                 mailbox_id = ObjectId(uidl.global_uid)
             mailbox = self._mailboxes[name] = CachedMailboxData(mailbox_id, maildir, path)
         return await mailbox.reset()
+
+    def opened(self, name: str) -> CachedMailboxData | None:
+        """The folder this session opened as `name`, as it was then (nothing read)."""
+        return self._mailboxes.get(name)
 
     async def add_mailbox(self, name: str) -> ObjectId:
         # pymap's session turns ValueError into NO [ALREADYEXISTS].

@@ -7,30 +7,38 @@ and input limits: pymap reads any literal a client announces, before login too, 
 """
 from __future__ import annotations
 
+import asyncio
+import os
 import re
 import ssl
 import sys
 from argparse import Namespace
 from asyncio import StreamReader, StreamWriter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from contextlib import AsyncExitStack, closing
 from contextvars import ContextVar
-from typing import cast
+from operator import attrgetter
+from typing import Any, TypeVar, cast
 
 from proxyprotocol.sock import SocketInfo
 from pymap.backend.maildir import Config as MaildirConfig
 from pymap.bytes import WriteStream
-from pymap.concurrent import Subsystem
-from pymap.context import connection_exit
+from pymap.concurrent import Event, Subsystem
+from pymap.config import IMAPConfig
+from pymap.context import connection_exit, subsystem
 from pymap.imap import IMAPConnection, IMAPServer
 from pymap.imap.state import ConnectionState
+from pymap.interfaces.login import LoginInterface
 from pymap.interfaces.message import MessageInterface
 from pymap.interfaces.session import SessionInterface
 from pymap.parsing import EndLine, Params, Space
 from pymap.parsing.command import Command, CommandAuth, CommandNoArgs, CommandSelect
+from pymap.parsing.command.any import NoOpCommand
 from pymap.parsing.command.auth import CommandMailboxArg, ListCommand
-from pymap.parsing.command.select import FetchCommand
+from pymap.parsing.command.nonauth import AuthenticateCommand, LoginCommand
+from pymap.parsing.command.select import FetchCommand, IdleCommand, UidFetchCommand
 from pymap.parsing.commands import Commands, InvalidCommand
+from pymap.parsing.exceptions import NotParseable
 from pymap.parsing.response import (
     CommandResponse,
     Response,
@@ -47,6 +55,7 @@ from pymap.parsing.specials.astring import AString
 from pymap.parsing.specials.datetime_ import DateTime
 from pymap.parsing.specials.fetchattr import FetchAttribute
 from pymap.parsing.specials.flag import Flag
+from pymap.parsing.specials.sequenceset import SequenceSet
 from pymap.parsing.state import ExpectContinuation, ParsingInterrupt
 from pymap.selected import SelectedMailbox
 from pysasl import SASLAuth
@@ -54,7 +63,7 @@ from pysasl.creds.server import ServerCredentials
 from pysasl.hashing import BuiltinHash
 
 from mailsrv.access.imap.accounts import MailboxUser
-from mailsrv.access.imap.maildir import message_bytes, stored_size
+from mailsrv.access.imap.maildir import MailFolders, SettledFolder, message_bytes, stored_size, to_crlf
 from mailsrv.core import events
 from mailsrv.core.sessions import peer_ip
 from mailsrv.mailstore.disk import SPECIAL_FOLDERS
@@ -75,6 +84,16 @@ _LITERAL_PLUS = re.compile(rb"{(\d+)\+}\r?\n$")  # pymap's IMAPConnection._liter
 _APPEND = re.compile(rb"[^ ]* APPEND ", re.IGNORECASE)
 # FETCH items answered from the scan and the file's size alone (besides a whole BODY.PEEK[]).
 _LEAN_ITEMS = (b"FLAGS", b"UID", b"RFC822.SIZE", b"INTERNALDATE")
+# What a command answered on the event loop's thread may read at most; a bigger one goes to the
+# thread pool, from where the loop keeps serving the other sessions meanwhile.
+_LOOP_MESSAGES = 64
+_LOOP_BYTES = 1024 * 1024
+_T = TypeVar("_T")
+_uid = attrgetter("uid")
+
+
+def _is_lean(cmd: FetchCommand) -> bool:
+    return all(attr.value in _LEAN_ITEMS or _is_whole_peek(attr) for attr in cmd.attributes)
 
 
 def _is_whole_peek(attr: FetchAttribute) -> bool:
@@ -100,6 +119,53 @@ def _size_or_zero(message: MessageInterface) -> int:
         return 0
 
 
+class _NotOnLoop(Exception):
+    """A command begun on the event loop's thread that pymap must answer after all: more to read
+    than the loop should, or a file renamed since its folder was found settled."""
+
+
+class _SettledFiles:
+    """The message files of a settled folder, read on the event loop's thread (_LOOP_BYTES at most)."""
+
+    def __init__(self, folder: SettledFolder) -> None:
+        self.folder = folder
+        self.left = _LOOP_BYTES
+
+    def size(self, message: MessageInterface) -> int:
+        try:
+            return os.stat(self.folder.file(message.uid)).st_size
+        except FileNotFoundError:
+            raise _NotOnLoop() from None
+
+    def data(self, message: MessageInterface) -> bytes:
+        # os-level calls: a Python file object costs more than the read of a small message.
+        try:
+            fd = os.open(self.folder.file(message.uid), os.O_RDONLY)
+        except FileNotFoundError:
+            raise _NotOnLoop() from None
+        try:
+            size = os.fstat(fd).st_size
+            if size > self.left:
+                raise _NotOnLoop()
+            self.left -= size
+            content = os.read(fd, size)
+            while len(content) < size and (more := os.read(fd, size - len(content))):
+                content += more
+        finally:
+            os.close(fd)
+        return to_crlf(content)
+
+
+class _Completed(ResponseOk):
+    """pymap's OK, its line written without pymap's BytesFormat, whose typing.Protocol checks cost
+    more than the rest of a NOOP answered on the loop."""
+
+    @property
+    def text(self) -> bytes:
+        code = self.code
+        return b"OK %b %b" % (code, self._text) if code is not None else b"OK %b" % self._text
+
+
 class _FetchLines(UntaggedResponse):
     """Untagged FETCH responses as wire lines: pymap's response object per line costs more than
     the formatting, and 10,000 of them at once set off full garbage collections."""
@@ -111,6 +177,46 @@ class _FetchLines(UntaggedResponse):
     def write(self, writer: WriteStream) -> None:
         for line in self.lines:
             writer.write(line)
+
+
+# `tag [UID ]FETCH set items`, one space apart, with no literal: pymap's Tag characters.
+_FETCH = re.compile(rb"([\x21\x23\x24\x26\x27\x2C-\x5B\x5D\x5E-\x7A\x7C\x7E]+) (UID )?FETCH ([0-9:*,]+)"
+                    rb"( [^{\r\n]+\r?\n)\Z", re.IGNORECASE)
+_FETCH_ITEMS_KEPT = 256
+
+
+class MailCommands(Commands):
+    """pymap's parser, with what a FETCH asks for (its attribute list, after the sequence set)
+    parsed once per distinct text: a client repeats a few of them with other tags and messages,
+    and parsing `(BODY.PEEK[])` again each time cost as much as answering it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._fetch_items: dict[tuple[bool, bytes], FetchCommand] = {}
+
+    def parse(self, buf: memoryview, params: Params) -> tuple[Command, memoryview]:
+        match = _FETCH.match(buf)
+        if match is None:
+            return super().parse(buf, params)
+        uid = match[2] is not None
+        command_name = b"UID FETCH" if uid else b"FETCH"
+        items = self._fetch_items.get((uid, match[4]))
+        if items is None:
+            # pymap's parse of the same items after another sequence set (the set ends at the space).
+            items, _ = super().parse(memoryview(b"t " + command_name + b" 1" + match[4]), params)
+            if not isinstance(items, FetchCommand):
+                return super().parse(buf, params)  # pymap's own refusal of the whole line
+            if len(self._fetch_items) >= _FETCH_ITEMS_KEPT:
+                self._fetch_items.clear()
+            self._fetch_items[(uid, match[4])] = items
+        try:
+            sequence_set, rest = SequenceSet.parse(memoryview(match[3]), params.copy(uid=uid))
+        except NotParseable:
+            rest = b"?"
+        if rest:
+            return super().parse(buf, params)
+        command = (UidFetchCommand if uid else FetchCommand)(match[1], sequence_set, items.attributes, items.options)
+        return command, buf[len(buf):]
 
 
 class NamespaceCommand(CommandNoArgs, CommandAuth):
@@ -184,7 +290,7 @@ class MailboxConfig(MaildirConfig):
 
     @property
     def commands(self) -> Commands:
-        commands = Commands()
+        commands = MailCommands()
         for command in (NamespaceCommand, UnselectCommand, GetQuotaRootCommand, GetQuotaCommand, SetQuotaCommand):
             commands.register(command)
         return commands
@@ -200,7 +306,27 @@ class MailboxConfig(MaildirConfig):
 
 
 class MailConnectionState(ConnectionState):
+    """pymap's connection state, run on the event loop's thread (MailImapConnection._exec): NOOP and
+    lean FETCHes of a selected folder unchanged on disk are answered right there, everything else
+    by pymap in its thread pool, where its blocking file and database access belongs."""
     _user: MailboxUser | None = None
+
+    def __init__(self, login: LoginInterface, config: IMAPConfig) -> None:
+        super().__init__(login, config)
+        self._loop = asyncio.get_running_loop()
+
+    def _pooled(self, work: Coroutine[Any, Any, _T]) -> Awaitable[_T]:
+        """`work` in pymap's thread pool; already there (LOGIN's do_authenticate), right where it is."""
+        if asyncio.get_running_loop() is self._loop:
+            return subsystem.get().execute(work)
+        return work
+
+    async def do_authenticate(self, cmd: AuthenticateCommand | LoginCommand,
+                              creds: ServerCredentials | None) -> CommandResponse:
+        return await self._pooled(super().do_authenticate(cmd, creds))
+
+    async def receive_updates(self, cmd: IdleCommand, done: Event) -> Iterable[UntaggedResponse]:
+        return await self._pooled(super().receive_updates(cmd, done))
 
     async def _login(self, creds: ServerCredentials) -> SessionInterface:
         # pymap's, remembering who logged in for the check before each command.
@@ -221,11 +347,53 @@ class MailConnectionState(ConnectionState):
         return capability
 
     async def do_command(self, cmd: Command) -> CommandResponse:
-        # Runs in a worker thread, so the blocking database read is fine here.
-        if self._user is not None and not self._user.credentials_current():
-            response = ResponseNo(cmd.tag, b"Session ended: the password was changed or the account disabled.")
-            response.add_untagged(ResponseBye(b"The password was changed or the account disabled; log in again."))
-            return response
+        checked = False
+        if self._user is not None and self._selected is not None and (
+                isinstance(cmd, NoOpCommand) or (isinstance(cmd, FetchCommand) and _is_lean(cmd))):
+            # The commands a client repeats most, for which pymap's thread hand-over, parsing of
+            # the folder's state and comparison of the client view with it cost several times the
+            # answer.
+            if not await self._user.credentials_still_current():
+                return self._ended(cmd)
+            checked = True
+            answer = self._answer_settled(cmd, on_loop=True)
+            if answer is not None:
+                return answer
+        return await self._pooled(self._by_pymap(cmd, checked))
+
+    @staticmethod
+    def _ended(cmd: Command) -> CommandResponse:
+        response = ResponseNo(cmd.tag, b"Session ended: the password was changed or the account disabled.")
+        response.add_untagged(ResponseBye(b"The password was changed or the account disabled; log in again."))
+        return response
+
+    def _answer_settled(self, cmd: NoOpCommand | FetchCommand, on_loop: bool) -> CommandResponse | None:
+        """The answer when the selected folder is on disk exactly as the client was last told, so
+        that there is no update to send (pymap would find none) and the client view's messages
+        are the folder's; None when pymap must answer. `on_loop`: on the event loop's thread, which
+        reads little (None for more)."""
+        selected = self.selected
+        folder = cast(MailFolders, self.session.mailbox_set).opened(selected.lookup)  # type: ignore[attr-defined]
+        settled = folder.settled(selected.messages) if folder is not None else None
+        if settled is None or not selected.unchanged:  # type: ignore[attr-defined]
+            return None
+        if isinstance(cmd, NoOpCommand):
+            return _Completed(cmd.tag, cmd.command + b" completed.")
+        messages = selected.messages.get_all(cmd.sequence_set)
+        if not on_loop:
+            return self._lean_fetch(cmd, messages, _size_or_zero, _stored_or_empty)
+        if len(messages) > _LOOP_MESSAGES:
+            return None
+        files = _SettledFiles(settled)
+        try:
+            return self._lean_fetch(cmd, messages, files.size, files.data)
+        except _NotOnLoop:
+            return None
+
+    async def _by_pymap(self, cmd: Command, checked: bool) -> CommandResponse:
+        # In a worker thread, so the blocking database read is fine here.
+        if not checked and self._user is not None and not self._user.credentials_current():
+            return self._ended(cmd)
         parse_exc = cmd.parse_exc if isinstance(cmd, InvalidCommand) else None
         if parse_exc is not None and parse_exc.code is not None and bytes(parse_exc.code) == bytes(_TOOBIG):
             # A literal refused before its continuation: APPEND's message is NO (RFC 7889), the rest BAD.
@@ -271,7 +439,7 @@ class MailConnectionState(ConnectionState):
         return ResponseNo(cmd.tag, b"Quotas are set by the mail administrator.", ResponseCode.of(b"NOPERM")), None
 
     async def do_fetch(self, cmd: FetchCommand) -> tuple[ResponseOk, SelectedMailbox | None]:
-        if not all(attr.value in _LEAN_ITEMS or _is_whole_peek(attr) for attr in cmd.attributes):
+        if not _is_lean(cmd):
             return await super().do_fetch(cmd)
         # A client's sync (`UID FETCH 1:* (FLAGS)`, often with RFC822.SIZE and INTERNALDATE) and
         # opening a message (`UID FETCH n (BODY.PEEK[])`) answered without pymap's generic
@@ -279,25 +447,37 @@ class MailConnectionState(ConnectionState):
         # the MIME structure to re-serialise it or just to count its bytes: the file is stored CRLF
         # exactly as sent, so its size is the RFC 822 size. PEEK sets no \Seen, so no flag update
         # is needed.
+        # A settled folder (a set too big for the loop): the view holds what fetch_messages would find.
+        answer = self._answer_settled(cmd, on_loop=False)
+        if answer is not None:
+            return answer, None  # type: ignore[return-value]
         if not cmd.uid:
             self.selected.hide_expunged = True
         messages, updates = await self.session.fetch_messages(self.selected, cmd.sequence_set, False)
-        response = ResponseOk(cmd.tag, cmd.command + b" completed.")
-        lines: list[bytes] = []
-        formatters = [self._formatter(attr) for attr in cmd.attributes]
-        for seq, message in messages:
-            if message.expunged:
-                response.code = ResponseCode.of(b"EXPUNGEISSUED")
-            items = b" ".join([formatter(message) for formatter in formatters])
-            lines.append(b"* %d FETCH (%b)\r\n" % (seq, items))
-        response.add_untagged(_FetchLines(lines))
-        return response, updates
+        return self._lean_fetch(cmd, messages, _size_or_zero, _stored_or_empty), updates
 
-    def _formatter(self, attr: FetchAttribute) -> Callable[[MessageInterface], bytes]:
-        """How one lean FETCH item is written, chosen once per command rather than per message."""
+    def _lean_fetch(self, cmd: FetchCommand, messages: Sequence[tuple[int, MessageInterface]],
+                    size: Callable[[MessageInterface], int], data: Callable[[MessageInterface], bytes]) -> ResponseOk:
+        """A lean FETCH's answer, each message's file size and bytes as `size` and `data` give them.
+        Written column by column (each item of every message, then the lines from one template):
+        a `UID FETCH 1:* (FLAGS)` of 10,000 messages is a loop of Python calls per item."""
+        response = _Completed(cmd.tag, cmd.command + b" completed.")
+        found = [message for _, message in messages]
+        if any(message.expunged for message in found):
+            response.code = ResponseCode.of(b"EXPUNGEISSUED")
+        # An item asked for twice (UID FETCH adds UID to a list that may have it) is written once, as pymap does.
+        items = [self._item(attr, size, data) for attr in dict.fromkeys(cmd.attributes)]
+        template = b"* %%d FETCH (%b)\r\n" % b" ".join(item for item, _ in items)
+        columns = [[value(message) for message in found] for _, value in items]
+        response.add_untagged(_FetchLines([template % row for row in zip([seq for seq, _ in messages], *columns)]))
+        return response
+
+    def _item(self, attr: FetchAttribute, size: Callable[[MessageInterface], int],
+              data: Callable[[MessageInterface], bytes]) -> tuple[bytes, Callable[[MessageInterface], Any]]:
+        """How one lean FETCH item is written: its part of the line's template, and its value."""
         value = attr.value
         if value == b"UID":
-            return lambda message: b"UID %d" % message.uid
+            return b"UID %d", _uid
         if value == b"FLAGS":
             session_flags = self.selected.session_flags
             # A folder has few distinct flag sets: each is sorted and joined once per command.
@@ -305,20 +485,20 @@ class MailConnectionState(ConnectionState):
 
             def flags(message: MessageInterface) -> bytes:
                 found = message.get_flags(session_flags)
-                line = written.get(found)
-                if line is None:
-                    line = written[found] = b"FLAGS (%b)" % b" ".join(sorted(bytes(flag) for flag in found))
-                return line
-            return flags
+                listed = written.get(found)
+                if listed is None:
+                    listed = written[found] = b" ".join(sorted(bytes(flag) for flag in found))
+                return listed
+            return b"FLAGS (%b)", flags
         if value == b"RFC822.SIZE":
-            return lambda message: b"RFC822.SIZE %d" % _size_or_zero(message)
+            return b"RFC822.SIZE %d", size
         if value == b"INTERNALDATE":
-            return lambda message: b"INTERNALDATE %b" % bytes(DateTime(message.internal_date))
+            return b"INTERNALDATE %b", lambda message: bytes(DateTime(message.internal_date))
 
         def body(message: MessageInterface) -> bytes:
-            data = _stored_or_empty(message)
-            return b"BODY[] {%d}\r\n%b" % (len(data), data)
-        return body
+            content = data(message)
+            return b"{%d}\r\n%b" % (len(content), content)
+        return b"BODY[] %b", body
 
     async def do_list(self, cmd: ListCommand) -> tuple[ResponseOk, SelectedMailbox | None]:
         # pymap's do_list, with the special folders' RFC 6154 attribute added to LIST (not LSUB).
@@ -367,7 +547,9 @@ class MailImapConnection(IMAPConnection):
         self._append_limit = state.append_limit if isinstance(state, MailConnectionState) else None
         # pymap's parser refuses a synchronising literal over this before sending "+" (APPEND's
         # message; every other string is held to 4 KB by pymap itself).
-        self.params = Params(max_append_len=self._append_limit or LITERAL_LIMIT)
+        limit = self._append_limit or LITERAL_LIMIT
+        if self.params.max_append_len != limit:  # made once per limit, not per command
+            self.params = Params(max_append_len=limit)
         self._first_line = True
         try:
             return await super().read_command(state)
@@ -416,6 +598,11 @@ class MailImapConnection(IMAPConnection):
         if isinstance(interrupt.expected, ExpectContinuation):
             self._charge(interrupt.expected.literal_length)
         await super()._interrupt(state, interrupt, continuations)
+
+    def _exec(self, future: Awaitable[_T]) -> Awaitable[_T]:
+        # pymap hands every call into the connection state (greeting, commands, AUTHENTICATE, IDLE
+        # updates) to its thread pool; MailConnectionState sends there what must go.
+        return future
 
     async def send_error_disconnect(self) -> None:
         exc = sys.exc_info()[1]

@@ -170,9 +170,7 @@ class MailsrvSMTP(SMTP):
         greeting (RFC 5321 3.1); the others are greeted with the server settings as they are now."""
         assert self.session is not None
         try:
-            refusal = await self.event_handler.connect_refusal(_peer_ip(self.session))
-            if refusal is None:
-                await self.event_handler.begin_session(self)
+            refusal = await self.event_handler.open_session(self)
         except Exception:
             log.exception("could not read the address lists or server settings for a new SMTP session")
             refusal = "421 4.3.0 Service not available; please try again later"
@@ -321,20 +319,22 @@ class Handler:
         actor = _actor(session)
         return self.intake.client(_peer_ip(session), actor.login if actor else None)
 
-    async def connect_refusal(self, ip: str) -> Reply | None:
-        return await self.intake.connect_refusal(ip)
-
     async def handle_exception(self, error: Exception) -> str:
         log.error("SMTP session error", exc_info=error)
         return str(TEMPORARY_FAILURE)
 
-    async def begin_session(self, server: MailsrvSMTP) -> None:
-        """Apply the server settings of now to a new session: its name (unless its local IP has one
-        of its own) and its DATA size cap."""
-        await self.intake.begin()
+    async def open_session(self, server: MailsrvSMTP) -> Reply | None:
+        """A new session: the refusal to send instead of the greeting (mailsrv.mta.intake), or None
+        once the server settings of now apply to it: its name (unless its local IP has one of its
+        own) and its DATA size cap."""
+        assert server.session is not None
+        refusal = await self.intake.connect_refusal(_peer_ip(server.session))
+        if refusal is not None:
+            return refusal
         settings = self.intake.settings
         server.hostname = server.local_name or settings.hostname
         server.data_size_limit = settings.max_message_bytes or None
+        return None
 
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Transaction, hostname: str,
                           responses: list[str]) -> list[str]:
@@ -458,7 +458,7 @@ async def start_listener(intake: Intake, auth: Authenticator, config: SmtpConfig
     loop = asyncio.get_running_loop()
 
     def session() -> MailsrvSMTP:
-        # hostname and data_size_limit are the session's own, set by Handler.begin_session; the
+        # hostname and data_size_limit are the session's own, set by Handler.open_session; the
         # hostname given here only spares aiosmtpd a getfqdn() (a DNS lookup) per connection.
         return MailsrvSMTP(handler, hostname=config.hostname, ident="ESMTP mailsrv",
                            tls_context=None if implicit_tls else tls_context, sessions=sessions, greetings=greetings,

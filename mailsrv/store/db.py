@@ -1,6 +1,7 @@
 """The database handle: engine, sessions and migrations on open."""
 from __future__ import annotations
 
+import asyncio
 import queue
 import sqlite3
 import threading
@@ -8,7 +9,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -26,6 +27,7 @@ _READ_ONLY = "mailsrv_read_only"
 # Store.fetch's connections at most (per process): as many as the SOAP clients and mail sessions
 # that read at the same instant; beyond, a reader waits for one (its read takes microseconds).
 _FETCH_CONNECTIONS = 16
+T = TypeVar("T")
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -155,6 +157,15 @@ class Store:
             return rows
         return [tuple(value if convert is None or value is None else convert(value)
                       for convert, value in zip(prepared.results, row)) for row in rows]
+
+    async def run_read(self, read: Callable[..., T], *args: Any) -> T:
+        """`read(*args)` from a coroutine, for a read made of a few `fetch`es (the checks of every
+        SMTP connection and transaction): on SQLite on the caller's thread, the event loop's, where
+        such a local read takes microseconds and the hand-over to a worker thread and back costs
+        several times that; in a worker thread on PostgreSQL, whose reads are network round trips."""
+        if self.is_sqlite:
+            return read(*args)
+        return await asyncio.to_thread(read, *args)
 
     def _prepare(self, query: Select) -> _Prepared:
         dialect = self.engine.dialect

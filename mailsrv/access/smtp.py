@@ -108,6 +108,13 @@ class Transaction(Envelope):
         self.accepted: list[tuple[str, Deliver]] = []  # (RCPT address, its resolution)
 
 
+# `<local@domain>` with a dot-atom local part (RFC 5322's atext) and an LDH domain, and the blanks
+# after it, when no comment follows: where the email package's get_angle_addr answers the same
+# address and the same rest (it drops blanks and comments after the ">"), as a test that compares
+# both on generated input shows.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_PLAIN_ADDRESS = re.compile(rf"<({_ATEXT}+(?:\.{_ATEXT}+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(?![ \t]*\()[ \t]*")
+
 _END = b"\r\n.\r\n"  # the end of the DATA: a line holding one dot (after the CRLF of the line before)
 
 
@@ -193,15 +200,22 @@ class MailsrvSMTP(SMTP):
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd's parse of the address of MAIL and RCPT (the address, and the parameters after
-        it), without the typing Protocol class it defines on every call: building that class took
-        three quarters of the parse."""
+        it), without the typing Protocol class it defines on every call (three quarters of the
+        parse), and with the usual `<dot-atom@domain>` taken by a regular expression: the email
+        package's parser costs ~40 us an address, the expression gives the same answer in ~1 us.
+        An address the parser fails on is malformed (553), an unclosed domain literal too, on
+        which it raises AttributeError (aiosmtpd's answer was then a 451)."""
         if not arg:
             return "", ""
-        try:
-            address, rest = get_angle_addr(arg) if arg.lstrip().startswith("<") else get_addr_spec(arg)
-        except HeaderParseError:
-            return None, None
-        addr = address.addr_spec
+        plain = _PLAIN_ADDRESS.match(arg)
+        if plain is not None:
+            addr, rest = plain.group(1), arg[plain.end():]
+        else:
+            try:
+                address, rest = get_angle_addr(arg) if arg.lstrip().startswith("<") else get_addr_spec(arg)
+                addr = address.addr_spec
+            except (HeaderParseError, AttributeError):
+                return None, None
         if self.local_part_limit and len(addr.rpartition("@")[0]) > self.local_part_limit:
             return None, None
         return addr, rest

@@ -6,7 +6,8 @@ their message.
                                                  [--rounds 3] [--database-url URL]
 
 One `mailsrv serve` (provisioned as in benchmarks/throughput_smtp.py: one domain, one mailbox) takes
-the sessions from an asyncio client in this process, `--concurrency` at a time; printed per round:
+the sessions from an asyncio client in a process of its own (this one reads the server's log),
+`--concurrency` at a time; printed per round:
 sessions per second and the server's CPU time per session (user + system, every process and
 thread of it, from /proc), which is what the server spends whatever else loads the machine.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -76,15 +78,21 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1, help="[server] workers (0: one per core)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--database-url", default="")
+    parser.add_argument("--client", type=int, metavar="PORT", help=argparse.SUPPRESS)  # the client process
     args = parser.parse_args()
+    if args.client:
+        asyncio.run(sessions(args.client, args.sessions, args.concurrency))
+        return 0
+    client = [sys.executable, __file__, "--concurrency", str(args.concurrency), "--client"]
     with tempfile.TemporaryDirectory(prefix="mailsrv-sessions-") as name:
         server = Mailsrv(provision(Path(name), args.database_url, args.workers))
         server.start()
         try:
-            asyncio.run(sessions(server.smtp_port, 200, args.concurrency))  # warm-up: caches, connections
+            # A warm-up: caches, connections.
+            subprocess.run([*client, str(server.smtp_port), "--sessions", "200"], check=True)
             for round_ in range(1, args.rounds + 1):
                 cpu, start = cpu_seconds(server.process.pid), time.monotonic()
-                asyncio.run(sessions(server.smtp_port, args.sessions, args.concurrency))
+                subprocess.run([*client, str(server.smtp_port), "--sessions", str(args.sessions)], check=True)
                 elapsed, spent = time.monotonic() - start, cpu_seconds(server.process.pid) - cpu
                 print(f"round {round_}: {args.sessions / elapsed:.0f} sessions/s, server CPU "
                       f"{spent / args.sessions * 1e6:.0f} us per session ({args.sessions} sessions, "

@@ -3,13 +3,15 @@ RCPT, RSET and QUIT (no DATA, so no spool and no delivery), as smtp-source's ses
 their message.
 
     .venv/bin/python benchmarks/smtp_sessions.py [--sessions 5000] [--concurrency 16] [--workers 1]
-                                                 [--rounds 3] [--database-url URL]
+                                                 [--rounds 3] [--database-url URL] [--dos-rule]
 
 One `mailsrv serve` (provisioned as in benchmarks/throughput_smtp.py: one domain, one mailbox) takes
 the sessions from an asyncio client in a process of its own (this one reads the server's log),
 `--concurrency` at a time; printed per round:
 sessions per second and the server's CPU time per session (user + system, every process and
 thread of it, from /proc), which is what the server spends whatever else loads the machine.
+`--dos-rule`: with an abuse detection DoS rule for SMTP that counts every connection (its
+threshold out of reach).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mail_bench import DOMAIN, USER, Mailsrv, provision
+from mail_bench import ADMIN, DOMAIN, USER, Mailsrv, provision
 
 COMMANDS = [b"EHLO client.example\r\n", b"MAIL FROM:<sender@client.example> SIZE=4096\r\n",
             f"RCPT TO:<{USER}@{DOMAIN}>\r\n".encode(), b"RSET\r\n", b"QUIT\r\n"]
@@ -71,6 +73,18 @@ async def sessions(port: int, count: int, concurrency: int) -> None:
     await asyncio.gather(*(client() for _ in range(concurrency)))
 
 
+def add_dos_rule(config: Path) -> None:
+    from mailsrv.core.config import parse_config
+    from mailsrv.server import MailServer
+
+    server = MailServer(parse_config(config.read_text()))
+    try:
+        actor = server.login(*ADMIN, "127.0.0.1")
+        server.abuse_rules.add(actor, "DOS", "SMTP", "Block", 60, 500_000, 60, "", "counts every connection")
+    finally:
+        server.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, default=5000)
@@ -78,6 +92,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1, help="[server] workers (0: one per core)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--database-url", default="")
+    parser.add_argument("--dos-rule", action="store_true")
     parser.add_argument("--client", type=int, metavar="PORT", help=argparse.SUPPRESS)  # the client process
     args = parser.parse_args()
     if args.client:
@@ -85,7 +100,10 @@ def main() -> int:
         return 0
     client = [sys.executable, __file__, "--concurrency", str(args.concurrency), "--client"]
     with tempfile.TemporaryDirectory(prefix="mailsrv-sessions-") as name:
-        server = Mailsrv(provision(Path(name), args.database_url, args.workers))
+        config = provision(Path(name), args.database_url, args.workers)
+        if args.dos_rule:
+            add_dos_rule(config)
+        server = Mailsrv(config)
         server.start()
         try:
             # A warm-up: caches, connections.

@@ -452,6 +452,7 @@ class Tallies:
                     tally.writing, tally.pending = tally.pending, 0
                 self.unwritten = False
             written: list[tuple[_Tally, int]] = []
+            committed = False
             try:
                 with self.store.session() as s:
                     live = set(s.execute(select(AbuseRule.id).where(AbuseRule.kind == DOS)).scalars())
@@ -462,11 +463,12 @@ class Tallies:
                         written.append((tally, count))
                         if counted == subject and decide is not None:
                             decide(s, rule, count)
+                committed = True
             finally:
                 with self._lock:
                     for _, tally in batch:
                         tally.writing = 0  # written, or lost with the failed transaction
-                    for tally, count in written:
+                    for tally, count in written if committed else ():
                         tally.stored = count
                     if len(self._tallies) > _TALLIES:
                         self._tallies = {key: tally for key, tally in self._tallies.items() if tally.pending}

@@ -159,7 +159,8 @@ class MailServer:
         # authentication (SPF, DKIM, DMARC), then blocklists and the content filters; SpamAssassin
         # last so that its score adds to the blocklists'.
         self.filters = Pipeline((
-            AbuseDetection(self.abuse_rules, self.clock, AbuseNotices(self.resolver, self.spool, self.clock)),
+            AbuseDetection(self.abuse_rules, self.resolver, self.clock,
+                           AbuseNotices(self.resolver, self.spool, self.clock)),
             GreylistingCheck(self.greylisting, self.resolver, self.clock),
             SenderAuthentication(self.sender_dns, lambda: self.resolver.settings),
             DnsblCheck(self.dns, options.antispam),

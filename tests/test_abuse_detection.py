@@ -15,9 +15,12 @@ import pytest
 from conftest import web_listener
 from contract_clients import ZeepClient, ok
 from mailbox_support import MailboxHarness
-from smtp_support import ADMIN, USER_PASSWORD, first_line, make_harness, send
+from serve_support import wait_until
+from smtp_support import ADMIN, USER_PASSWORD, MailHarness, first_line, make_harness, send
+from sqlalchemy import func, select
 
 from mailsrv.core.errors import ResultCode
+from mailsrv.store.models import AbuseCounter
 
 SA = "svcServerAdmin"
 AUTH = {"authUsername": ADMIN[0], "authPassword": ADMIN[1]}
@@ -104,6 +107,31 @@ def test_dos_connections_past_the_threshold_are_refused_at_connect_and_the_block
     assert abuse.status() == "0"
     assert abuse.greeting("127.0.0.9").startswith(b"220 ")
     refused(abuse.soap("UnblockAddress", address="127.0.0.9"), ResultCode.NOT_BLOCKED)
+
+
+def test_dos_connections_to_two_nodes_add_up_once_each_has_written_its_counts(abuse):
+    """Each node counts connections in memory and writes them within FLUSH_SECONDS; a node decides
+    on the store's count plus its own, so the block comes at the threshold over both nodes."""
+    ok(abuse.soap("AddDOSAbuseDetectionRule", service="SMTP", timeframe=10, connectionsBeforeBlock=4,
+                  timeToBlock=60, description="flood"))
+    second = MailHarness(abuse.data_dir, abuse.clock)  # another node on the same store
+    try:
+        for _ in range(2):
+            assert abuse.greeting("127.0.0.9").startswith(b"220 ")
+
+        def stored() -> int:
+            with abuse.server.store.reading() as s:
+                return int(s.execute(select(func.sum(AbuseCounter.count))
+                                     .where(AbuseCounter.subject == "127.0.0.9")).scalar() or 0)
+        wait_until(lambda: stored() == 2, "the first node writes its two connections")
+        for _ in range(2):  # the third and the fourth, on the other node
+            assert first_line(second.smtp_port, "127.0.0.9")[0].startswith(b"220 ")
+        line, closed = first_line(second.smtp_port, "127.0.0.9")
+        assert line.startswith(b"421 4.7.0 Blocked by abuse detection") and closed
+        assert abuse.greeting("127.0.0.9").startswith(b"421 4.7.0 ")  # the block is the store's: every node's
+        assert abuse.blocked() == [("127.0.0.9", "SMTP", "DOS")]
+    finally:
+        second.stop()
 
 
 def test_brute_force_counts_failures_across_smtp_pop_and_imap_and_its_block_refuses_at_connect(abuse):

@@ -189,6 +189,10 @@ def test_a_broken_client_does_not_take_the_listener_down(mail):
         smtp.sock.sendall(b"\xff\xfe garbage\r\n" + b"MAIL FROM:<" + b"x" * 5000 + b">\r\n")
         smtp.close()
     with mail.client() as smtp:
+        smtp.ehlo()
+        assert smtp.docmd("MAIL", "FROM:<bob@[192.0.2.1>")[0] == 553  # an unclosed domain literal: malformed
+        assert smtp.mail("ext@example.org")[0] == 250
+    with mail.client() as smtp:
         send(smtp, "ext@example.org", ["alice@a.test"], MSG)
 
 

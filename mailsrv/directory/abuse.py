@@ -13,9 +13,17 @@ The event that brings a subject's count to the rule's threshold within its time 
 a block of the subject for the service for `block_minutes` (the subject's later connections,
 logins or sending are refused) and/or one notification mail per window to the rule's address.
 
-Counting is one atomic UPSERT per event into the rule's fixed window (`abuse_counters`, one row per
-rule and subject, restarted when its window has passed): exact across nodes, at the price of fixed
-windows (a burst straddling two windows may reach twice the threshold before it is blocked).
+Counting is an atomic UPSERT into the rule's fixed window (`abuse_counters`, one row per rule and
+subject, restarted when its window has passed), at the price of fixed windows (a burst straddling
+two windows may reach twice the threshold before it is blocked). Every event is one UPSERT, but
+DoS connections, which come with every session, are counted in memory per process (`Tallies`) and
+written in batches, at most FLUSH_SECONDS after they came: a connection costs no write unless it
+may be the one past a threshold, and then one transaction writes what this process counted and
+decides against the store's total. So on one node (or worker process) the block comes exactly at
+the threshold; with several, each decides on the store's count as of its last write plus its own,
+so a client spreading its connections over N processes may get at most the connections the other
+N-1 took within FLUSH_SECONDS past the threshold before it is blocked. Counts not yet written when
+a process is killed are lost (at most FLUSH_SECONDS' worth: a rate estimate, no mail is at stake).
 Blocks expire by time (`until`); those in force count in RequestStatus's `blockedaddresses` and
 are lifted with UnblockAddress (which forgets the subject's counts too, so it is not blocked again
 at its next event). Whitelisted clients (the IP whitelist for that protocol, the `[security]`
@@ -29,7 +37,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import bindparam, case, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -60,6 +68,11 @@ _DEFAULT_ACTION = {DOS: BLOCK, HARVESTING: BLOCK, BRUTE_FORCE: BLOCK, BOUNCES: N
 _LIMIT_MINUTES = 60 * 24 * 366
 _EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
 DEFAULT_ID = "default"
+# How long DoS connections counted in memory wait at most before they are written (see above).
+FLUSH_SECONDS = 0.5
+# Subjects whose DoS count a process keeps: past it, those with nothing left to write are
+# forgotten (read again at their next connection).
+_TALLIES = 100_000
 
 
 def blocked_text(until: dt.datetime) -> str:
@@ -129,7 +142,39 @@ class BlockView:
     reason: str
 
 
+@dataclass(frozen=True)
+class Admission:
+    """A new connection as `AbuseRules.connect` finds it: refused until `until` (None: it goes on),
+    or `settle`: it may be the one past a DoS threshold, which `AbuseRules.settle` decides."""
+    until: dt.datetime | None = None
+    settle: bool = False
+
+
+@dataclass
+class _Tally:
+    """One subject's connections under one DoS rule in the rule's window starting `window_start`,
+    as this process knows them: the store's count when it last read or wrote it, what it is writing
+    now and what it counted since."""
+    window_start: dt.datetime
+    stored: int
+    writing: int = 0
+    pending: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.stored + self.writing + self.pending
+
+
 _GENERATION = select(DirectoryGeneration.generation).where(DirectoryGeneration.id == 1)
+_RULES = select(AbuseRule.id, AbuseRule.kind, AbuseRule.service, AbuseRule.action, AbuseRule.timeframe_minutes,
+                AbuseRule.threshold, AbuseRule.block_minutes, AbuseRule.notify, AbuseRule.description) \
+    .order_by(AbuseRule.id)
+# Prepared reads (Store.fetch) of every SMTP connection.
+_BLOCKED = select(func.max(AbuseBlock.until)).where(
+    AbuseBlock.subject == bindparam("subject"),
+    or_(AbuseBlock.service == bindparam("service"), AbuseBlock.service == ALL), AbuseBlock.until > bindparam("now"))
+_COUNTER = select(AbuseCounter.window_start, AbuseCounter.count).where(
+    AbuseCounter.rule_id == bindparam("rule_id"), AbuseCounter.subject == bindparam("subject"))
 
 
 def _minutes(value: int | None, what: str, least: int = 1) -> int:
@@ -139,8 +184,27 @@ def _minutes(value: int | None, what: str, least: int = 1) -> int:
     return number
 
 
+def window_of(rule: Rule, now: dt.datetime) -> dt.datetime:
+    """The start of the rule's fixed window that `now` is in."""
+    return _EPOCH + ((now - _EPOCH) // rule.window) * rule.window
+
+
 def _insert(s: Session):  # type: ignore[no-untyped-def]
     return postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def count_events(s: Session, rule: Rule, subject: str, start: dt.datetime, events: int = 1) -> int:
+    """Add `events` of `subject` to the rule's window beginning at `start` (`window_of`); the count
+    in it, these included. A window older than the stored one (written late: another node has
+    moved on) adds nothing."""
+    stored = AbuseCounter.window_start
+    statement = _insert(s)(AbuseCounter).values(rule_id=rule.id, subject=subject, window_start=start, count=events)
+    statement = statement.on_conflict_do_update(
+        index_elements=[AbuseCounter.rule_id, AbuseCounter.subject],
+        set_={"count": case((stored == start, AbuseCounter.count + events), (stored < start, events),
+                            else_=AbuseCounter.count),
+              "window_start": case((stored < start, start), else_=stored)}).returning(AbuseCounter.count)
+    return int(s.execute(statement).scalar_one())
 
 
 class AbuseRules:
@@ -155,6 +219,7 @@ class AbuseRules:
         self._generation: int | None = None
         self._rules: tuple[Rule, ...] = ()
         self._lock = threading.Lock()
+        self.tallies = Tallies(store)  # the DoS connections counted here
 
     # -- the rules ----------------------------------------------------------------------------
 
@@ -204,7 +269,7 @@ class AbuseRules:
         brute-force rule is stored."""
         actor.require_system()
         with self.store.read_connection() as conn:
-            rules = self._load(conn)
+            rules = self._load(conn.execute(_RULES).all())
         return [r for r in self._with_default(rules) if kind is None or r.kind == kind]
 
     def _with_default(self, rules: Sequence[Rule]) -> list[Rule]:
@@ -213,31 +278,33 @@ class AbuseRules:
         return [*rules, self.default_brute_force]
 
     @staticmethod
-    def _load(conn: Connection) -> tuple[Rule, ...]:
-        return tuple(Rule(r.id, r.kind, r.service, r.action, dt.timedelta(minutes=r.timeframe_minutes), r.threshold,
-                          dt.timedelta(minutes=r.block_minutes), r.notify, r.description)
-                     for r in conn.execute(select(AbuseRule).order_by(AbuseRule.id)))
+    def _load(rows: Sequence[Sequence]) -> tuple[Rule, ...]:  # type: ignore[type-arg]
+        return tuple(Rule(rule_id, kind, service, action, dt.timedelta(minutes=timeframe), threshold,
+                          dt.timedelta(minutes=block), notify, description)
+                     for rule_id, kind, service, action, timeframe, threshold, block, notify, description in rows)
 
     def rules(self, conn: Connection, kind: str, service: str) -> list[Rule]:
         """The rules of `kind` covering `service` as of the generation read now in `conn` (blocking)."""
         generation = int(conn.execute(_GENERATION).scalar() or 0)
         if generation != self._generation:
-            rules = self._load(conn)
-            with self._lock:
-                self._generation, self._rules = generation, rules
+            self._keep(generation, self._load(conn.execute(_RULES).all()))
+        return self._of(kind, service)
+
+    def rules_at(self, generation: int | None, kind: str, service: str) -> list[Rule]:
+        """As `rules`, for the directory generation the caller has just read (blocking only when it
+        moved: one prepared read of the rules, after the generation, so never older than it)."""
+        if generation is None or generation != self._generation:
+            self._keep(generation, self._load(self.store.fetch(_RULES, {})))
+        return self._of(kind, service)
+
+    def _keep(self, generation: int | None, rules: tuple[Rule, ...]) -> None:
+        with self._lock:
+            self._generation, self._rules = generation, rules
+
+    def _of(self, kind: str, service: str) -> list[Rule]:
         return [r for r in self._with_default(self._rules) if r.kind == kind and r.covers(service)]
 
     # -- events, counters and blocks ----------------------------------------------------------
-
-    def count(self, s: Session, rule: Rule, subject: str, now: dt.datetime) -> int:
-        """Add one event of `subject` to the rule's current window; the count in it, this one included."""
-        start = _EPOCH + ((now - _EPOCH) // rule.window) * rule.window
-        statement = _insert(s)(AbuseCounter).values(rule_id=rule.id, subject=subject, window_start=start, count=1)
-        statement = statement.on_conflict_do_update(
-            index_elements=[AbuseCounter.rule_id, AbuseCounter.subject],
-            set_={"count": case((AbuseCounter.window_start == start, AbuseCounter.count + 1), else_=1),
-                  "window_start": start}).returning(AbuseCounter.count)
-        return int(s.execute(statement).scalar_one())
 
     def event(self, kind: str, service: str, subject: str, now: dt.datetime) -> list[Trigger]:
         """Count one event under every rule of `kind` for `service`; the rules it triggered, their
@@ -245,7 +312,7 @@ class AbuseRules:
         with self.store.session() as s:
             triggers = []
             for rule in self.rules(s.connection(), kind, service):
-                count = self.count(s, rule, subject, now)
+                count = count_events(s, rule, subject, window_of(rule, now))
                 if count >= rule.threshold:
                     triggers.append(self._trigger(s, rule, subject, count, now))
             return triggers
@@ -273,25 +340,42 @@ class AbuseRules:
         return conn.execute(select(func.max(AbuseBlock.until)).where(
             AbuseBlock.subject == subject, AbuseBlock.service.in_((service, ALL)), AbuseBlock.until > now)).scalar()
 
-    def connect(self, ip: str, service: str, now: dt.datetime, exempt: Callable[[], bool]) -> dt.datetime | None:
-        """A new connection of `ip` to `service`: until when it is refused (blocked already, or this
-        connection crossed a DoS rule), None to go on. `exempt` (the whitelists) is asked only when
-        a block would apply. Blocking: one read, and one write transaction when DoS rules count."""
-        with self.store.read_connection() as conn:  # a write only when a DoS rule counts
-            until = self.blocked_in(conn, ip, service, now)
-            rules = self.rules(conn, DOS, service) if until is None else []
+    def blocked_until(self, subject: str, service: str, now: dt.datetime) -> dt.datetime | None:
+        """`blocked_in`, as one prepared read of its own (Store.fetch)."""
+        [(until,)] = self.store.fetch(_BLOCKED, {"subject": subject, "service": service, "now": now})
+        return until  # type: ignore[no-any-return]
+
+    def connect(self, ip: str, service: str, now: dt.datetime, generation: int | None,
+                exempt: Callable[[], bool]) -> Admission:
+        """A new connection of `ip` to `service`, under the rules of the directory `generation` the
+        caller has just read: refused when `ip` is blocked already, else counted under the DoS rules
+        (in memory); `settle` when it may be the one past a threshold. `exempt` (the whitelists) is
+        asked only when a block or a count would apply. Blocking: prepared reads only (Store.fetch),
+        one, and another for a subject this process has not counted in the rule's window yet."""
+        until = self.blocked_until(ip, service, now)
         if until is not None:
-            return None if exempt() else until
+            return Admission(None if exempt() else until)
+        rules = self.rules_at(generation, DOS, service)
         if not rules or exempt():
-            return None
-        with self.store.session() as s:
-            for rule in rules:
-                count = self.count(s, rule, ip, now)
-                if count > rule.threshold:  # `threshold` connections go ahead; the next ones are refused
-                    self.block(s, rule, ip, now)
-                    log.warning("abuse detection: DoS rule %s blocks %s (%d connections)", rule.uid, ip, count)
-                    return now + rule.block
-        return None
+            return Admission()
+        return Admission(settle=self.tallies.add(rules, ip, now))
+
+    def settle(self, ip: str, service: str, now: dt.datetime) -> dt.datetime | None:
+        """After a connection `connect` could not decide: write every count this process holds and
+        block `ip` when the store's count is past a DoS rule's threshold; until when it is refused,
+        None when it goes on (blocking: one write transaction)."""
+        until = None
+
+        def decide(s: Session, rule: Rule, count: int) -> None:
+            nonlocal until
+            # `threshold` connections go ahead; the next ones are refused.
+            if until is None and rule.covers(service) and count > rule.threshold:
+                self.block(s, rule, ip, now)
+                log.warning("abuse detection: DoS rule %s blocks %s (%d connections)", rule.uid, ip, count)
+                until = now + rule.block
+
+        self.tallies.write(now, ip, decide)
+        return until
 
     def blocked_count(self, s: Session, now: dt.datetime) -> int:
         return int(s.execute(select(func.count(func.distinct(AbuseBlock.subject))).where(AbuseBlock.until > now))
@@ -316,3 +400,75 @@ class AbuseRules:
             s.execute(delete(AbuseCounter).where(AbuseCounter.subject == text))
             s.execute(delete(LoginFailure).where(LoginFailure.client_ip == text))
         log.info("abuse detection: %s unblocked", text)
+
+
+class Tallies:
+    """The DoS connections this process counted and has not all written yet (see the module's
+    docstring), per rule and client address."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._tallies: dict[tuple[Rule, str], _Tally] = {}
+        self._lock = threading.Lock()  # the tallies: counted on the event loop, written from a worker thread
+        self._writing = threading.Lock()  # one write at a time: a tally's `writing` is one batch
+        self.unwritten = False  # some count waits to be written
+
+    def add(self, rules: Sequence[Rule], subject: str, now: dt.datetime) -> bool:
+        """Count one connection of `subject` under `rules`; whether it may be past one's threshold
+        (as the store counted at its last read or write here, plus what this process counted since).
+        Blocking only for a subject not counted here in a rule's current window: its stored count
+        is read first (a prepared read), so that one process alone blocks exactly at the threshold."""
+        crossed = False
+        for rule in rules:
+            crossed = self._one_more(rule, subject, window_of(rule, now)) > rule.threshold or crossed
+        return crossed
+
+    def _one_more(self, rule: Rule, subject: str, start: dt.datetime) -> int:
+        """One more connection of `subject` under `rule` in the window beginning at `start`; the total."""
+        stored: int | None = None
+        while True:
+            with self._lock:
+                tally = self._tallies.get((rule, subject))
+                if (tally is None or tally.window_start != start) and stored is not None:
+                    # What was counted in a window that has passed no longer matters: dropped unwritten.
+                    tally = self._tallies[(rule, subject)] = _Tally(start, stored)
+                if tally is not None and tally.window_start == start:
+                    tally.pending += 1
+                    self.unwritten = True
+                    return tally.total
+            rows = self.store.fetch(_COUNTER, {"rule_id": rule.id, "subject": subject})
+            stored = int(rows[0][1]) if rows and rows[0][0] == start else 0
+
+    def write(self, now: dt.datetime, subject: str | None = None,
+              decide: Callable[[Session, Rule, int], None] | None = None) -> None:
+        """Write what was counted (blocking: one transaction), each stored count read back by the
+        same statement; `decide(session, rule, count)` is told `subject`'s under each rule it was
+        counted under, in that transaction (even when another write took its last counts)."""
+        with self._writing:
+            with self._lock:
+                batch = [((rule, counted), tally) for (rule, counted), tally in self._tallies.items()
+                         if tally.pending or counted == subject]
+                for _, tally in batch:
+                    tally.writing, tally.pending = tally.pending, 0
+                self.unwritten = False
+            written: list[tuple[_Tally, int]] = []
+            committed = False
+            try:
+                with self.store.session() as s:
+                    live = set(s.execute(select(AbuseRule.id).where(AbuseRule.kind == DOS)).scalars())
+                    for (rule, counted), tally in batch:
+                        if rule.id not in live or tally.window_start != window_of(rule, now):
+                            continue  # a rule deleted since, a window that has passed: nothing to decide on
+                        count = count_events(s, rule, counted, tally.window_start, tally.writing)
+                        written.append((tally, count))
+                        if counted == subject and decide is not None:
+                            decide(s, rule, count)
+                committed = True
+            finally:
+                with self._lock:
+                    for _, tally in batch:
+                        tally.writing = 0  # written, or lost with the failed transaction
+                    for tally, count in written if committed else ():
+                        tally.stored = count
+                    if len(self._tallies) > _TALLIES:
+                        self._tallies = {key: tally for key, tally in self._tallies.items() if tally.pending}

@@ -239,6 +239,7 @@ class Intake:
         self.list_server = list_server  # what mail to a list's own addresses is handed to
         self.filters = filters or Pipeline()  # mail hygiene (mailsrv.mta.filtering), at every stage
         self.signer = signer  # DKIM signing of authenticated senders' mail, after the filters
+        self._generation: int | None = None  # the directory generation `begin` last brought everything to
 
     def client(self, ip: str, login: str | None) -> Client:
         """Who is sending, as the relay policy sees it (with the address lists `begin` last read, under
@@ -251,24 +252,29 @@ class Intake:
         return self.resolver.settings
 
     async def connect_refusal(self, ip: str) -> Reply | None:
-        """The answer instead of the greeting for a client the SMTP IP blacklist refuses, else None
-        (the lists as the store has them now: one read of the directory generation)."""
-        lists = await asyncio.to_thread(self.lists.current)
-        if lists.refused(SMTP, ip):
+        """Start a session (`begin`): the answer instead of the greeting for a client the SMTP IP
+        blacklist or a check (abuse detection) refuses, else None."""
+        await self.begin()
+        if self.lists.snapshot().refused(SMTP, ip):
             events.emit("blocked", protocol="smtp", ip=ip)
             return BLACKLISTED
         return await self.filters.connect(self.client(ip, None))
 
     async def begin(self) -> None:
         """Start a session or a mail transaction: the directory lookups, address lists and `settings`
-        answer for the store as it is now (mailsrv.mta.recipients: one read of the directory generation)."""
-        await asyncio.to_thread(self._refresh)
+        answer for the store as it is now (mailsrv.mta.recipients): one prepared read of the
+        directory generation, on the event loop's thread (Store.run_read); what it keys
+        is read again, in a worker thread, only when it moved."""
+        resolver = self.resolver
+        if await resolver.store.run_read(resolver.stored_generation) != self._generation:
+            await asyncio.to_thread(self._refresh)
 
     def _refresh(self) -> None:
         generation = self.resolver.refresh()
         self.lists.at(generation)
         if self.incoming is not None:
             self.incoming.gateways.at(generation)
+        self._generation = generation
 
     async def _lookup(self, kind: str, *args: str) -> Any:
         # A cached answer costs no thread hop: most RCPTs, and every MAIL of a known sender domain.

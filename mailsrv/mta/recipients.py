@@ -209,6 +209,11 @@ class Resolver:
                 self._cache[key] = value
         return value
 
+    def stored_generation(self) -> int:
+        """The directory generation in the store now: one prepared read (Store.fetch), blocking."""
+        rows = self.store.fetch(_GENERATION, {})
+        return int(rows[0][0] or 0) if rows else 0
+
     @staticmethod
     def _read_generation(s: Connection) -> int:
         return int(s.execute(_GENERATION).scalar() or 0)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -30,8 +30,9 @@ _READ_ONLY = "mailsrv_read_only"
 # Store.fetch's connections at most (per process): as many as the SOAP clients and mail sessions
 # that read at the same instant; beyond, a reader waits for one (its read takes microseconds).
 _FETCH_CONNECTIONS = 16
-# And on each event loop that reads PostgreSQL there (its quick SOAP calls).
+# And on each event loop that reads PostgreSQL there (quick SOAP calls, the checks of mail sessions).
 _LOOP_FETCH_CONNECTIONS = 8
+T = TypeVar("T")
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -328,6 +329,14 @@ class Store:
         back converted as SQLAlchemy would convert them."""
         prepared = _prepare(self.engine.dialect, query)
         return prepared.rows(self._execute(prepared.sql, prepared.arguments(params)))
+
+    async def run_read(self, read: Callable[..., T], *args: Any) -> T:
+        """`read(*args)` from a coroutine, on the event loop's thread, for a read made of a few
+        `fetch`es and nothing else that blocks (the checks of every SMTP connection and transaction,
+        of every IMAP and POP3 command): SQLite's local reads take microseconds there, less than the
+        hand-over to a worker thread and back; PostgreSQL's round trips are awaited on the loop
+        (mailsrv.core.on_loop), which serves other sessions meanwhile."""
+        return await on_loop.run(read, *args)
 
     def _execute(self, sql: str, args: Any) -> list[tuple]:
         # On an event loop's thread, under mailsrv.core.on_loop.run (the quick SOAP calls), a read

@@ -113,12 +113,9 @@ class MailboxUser(IdentityInterface):
         return self.auth.credentials_current(self.actor)
 
     async def credentials_still_current(self) -> bool:
-        """credentials_current from the event loop's thread: read right there on SQLite (a local
-        indexed read, cheaper than the hand-over to a thread), in a thread on PostgreSQL, where the
-        read is a network round trip the loop must not wait for."""
-        if self.auth.store.is_sqlite:
-            return self.credentials_current()
-        return await asyncio.to_thread(self.credentials_current)
+        """credentials_current from the event loop's thread, without a hand-over to a worker thread
+        (Store.run_read: its reads are prepared `fetch`es)."""
+        return await self.auth.store.run_read(self.credentials_current)
 
     @property
     def name(self) -> str:

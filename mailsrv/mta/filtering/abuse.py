@@ -2,7 +2,8 @@
 
 - connect: a client address blocked for SMTP (by any node, any rule) gets 421 4.7.0 instead of the
   greeting; otherwise the connection is counted under the DoS rules, and the one past a rule's
-  threshold is refused and blocks the address.
+  threshold is refused and blocks the address. The counts are kept in memory and written by a
+  task of this check, at most FLUSH_SECONDS after they were made (mailsrv.directory.abuse).
 - RCPT of an unknown recipient: counted under the harvesting rules; the one that reaches a rule's
   threshold blocks the address, and that session's later RCPTs and MAILs get 421 4.7.0 too.
 - MAIL of an authenticated user that an internal-spammer rule blocked: 550 5.7.1.
@@ -21,7 +22,16 @@ from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 
 from mailsrv.core.clock import Clock
-from mailsrv.directory.abuse import BOUNCES, HARVESTING, INTERNAL_SPAMMER, SMTP, AbuseRules, Trigger, blocked_text
+from mailsrv.directory.abuse import (
+    BOUNCES,
+    FLUSH_SECONDS,
+    HARVESTING,
+    INTERNAL_SPAMMER,
+    SMTP,
+    AbuseRules,
+    Trigger,
+    blocked_text,
+)
 from mailsrv.mta.filtering.pipeline import Check, Findings
 from mailsrv.mta.intake import Submission, spool_recipients
 from mailsrv.mta.policy import Client, Reply
@@ -77,13 +87,15 @@ class AbuseNotices:
 class AbuseDetection(Check):
     name = "abuse"
 
-    def __init__(self, rules: AbuseRules, clock: Clock, notices: AbuseNotices) -> None:
+    def __init__(self, rules: AbuseRules, resolver: Resolver, clock: Clock, notices: AbuseNotices) -> None:
         self.rules = rules
+        self.resolver = resolver  # its generation, read by the intake as the session opens, keys the rules
         self.clock = clock
         self.notices = notices
         # The blocks this node set during a session (harvesting): its later commands are refused
         # without a read; other sessions meet the stored block at connect.
         self._blocked: dict[str, dt.datetime] = {}
+        self._writer: asyncio.Task[None] | None = None  # writes the DoS counts, while there are some
 
     @staticmethod
     def _exempt(client: Client) -> bool:
@@ -97,12 +109,30 @@ class AbuseDetection(Check):
         return until
 
     async def connect(self, client: Client) -> Reply | None:
-        exempt = self._exempt(client)
-        until = await asyncio.to_thread(self.rules.connect, client.ip, SMTP, self.clock.now(), lambda: exempt)
+        exempt, now = self._exempt(client), self.clock.now()
+        admission = await self.rules.store.run_read(self.rules.connect, client.ip, SMTP, now,
+                                                    self.resolver.generation, lambda: exempt)
+        until = admission.until
+        if admission.settle:
+            until = await asyncio.to_thread(self.rules.settle, client.ip, SMTP, now)
+        if self.rules.tallies.unwritten and self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write_counts())
         if until is None:
             return None
         log.info("abuse detection: connection of %s refused, blocked until %s", client.ip, until)
         return _blocked_reply(until)
+
+    async def _write_counts(self) -> None:
+        """Write the DoS counts every FLUSH_SECONDS while connections are counted."""
+        try:
+            while self.rules.tallies.unwritten:
+                await asyncio.sleep(FLUSH_SECONDS)
+                try:
+                    await asyncio.to_thread(self.rules.tallies.write, self.clock.now())
+                except Exception:  # they are lost; the next connections are counted again
+                    log.exception("abuse detection: could not write the DoS connection counts")
+        finally:
+            self._writer = None
 
     async def mail(self, client: Client, sender: str) -> Reply | None:
         held = self._held(client.ip)

@@ -339,7 +339,7 @@ class Store:
         return await on_loop.run(read, *args)
 
     def _execute(self, sql: str, args: Any) -> list[tuple]:
-        # On an event loop's thread, under mailsrv.core.on_loop.run (the quick SOAP calls), a read
+        # On an event loop's thread, under mailsrv.core.on_loop.run (quick SOAP calls, Store.run_read), a read
         # of PostgreSQL, a network round trip, is awaited on the loop's own asyncio connections so
         # that the loop serves other requests meanwhile; SQLite's, a local read, runs where it is.
         drivers = self._drivers_here() if not self.is_sqlite and on_loop.active() else self._thread_drivers
@@ -383,8 +383,11 @@ class Store:
         drivers = self._loop_drivers.get(loop)
         if drivers is None:
             # Those of loops closed since (a test's, a restarted listener's) are no one's any more.
+            # Two loops' threads may find the same ended loop at once: each closes only what it took.
             for ended in [other for other in self._loop_drivers if other.is_closed()]:
-                self._loop_drivers.pop(ended).close_all()
+                gone = self._loop_drivers.pop(ended, None)
+                if gone is not None:
+                    gone.close_all()
             cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
             drivers = self._loop_drivers[loop] = _LoopDrivers(cargs, cparams, _LOOP_FETCH_CONNECTIONS)
         return drivers

@@ -46,7 +46,7 @@ from mailsrv.core.actor import Actor
 from mailsrv.core.config import SecurityConfig
 from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.store.db import Store
-from mailsrv.store.models import AbuseBlock, AbuseCounter, AbuseRule, DirectoryGeneration, LoginFailure
+from mailsrv.store.models import AbuseBlock, AbuseCounter, AbuseRule, LoginFailure, directory_generation
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,6 @@ class _Tally:
         return self.stored + self.writing + self.pending
 
 
-_GENERATION = select(DirectoryGeneration.generation).where(DirectoryGeneration.id == 1)
 _RULES = select(AbuseRule.id, AbuseRule.kind, AbuseRule.service, AbuseRule.action, AbuseRule.timeframe_minutes,
                 AbuseRule.threshold, AbuseRule.block_minutes, AbuseRule.notify, AbuseRule.description) \
     .order_by(AbuseRule.id)
@@ -285,7 +284,7 @@ class AbuseRules:
 
     def rules(self, conn: Connection, kind: str, service: str) -> list[Rule]:
         """The rules of `kind` covering `service` as of the generation read now in `conn` (blocking)."""
-        generation = int(conn.execute(_GENERATION).scalar() or 0)
+        generation = directory_generation(conn)
         if generation != self._generation:
             self._keep(generation, self._load(conn.execute(_RULES).all()))
         return self._of(kind, service)

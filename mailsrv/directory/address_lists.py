@@ -50,7 +50,7 @@ from mailsrv.core import names
 from mailsrv.core.actor import Actor
 from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.store.db import Store
-from mailsrv.store.models import DirectoryGeneration, IpListEntry, NameListEntry
+from mailsrv.store.models import IpListEntry, NameListEntry, directory_generation
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +221,6 @@ class Snapshot:
 
 
 EMPTY = Snapshot()
-_GENERATION = select(DirectoryGeneration.generation).where(DirectoryGeneration.id == 1)
 _IP_ROWS = select(IpListEntry.list, IpListEntry.first, IpListEntry.last, IpListEntry.smtp, IpListEntry.pop,
                   IpListEntry.imap, IpListEntry.disable_greylisting)
 _NAME_ROWS = select(NameListEntry.list, NameListEntry.name)
@@ -299,7 +298,7 @@ class AddressLists:
         (logged), and the session meets the failure at its first command that needs the store."""
         try:
             with self.store.read_connection() as conn:
-                return self.at(int(conn.execute(_GENERATION).scalar() or 0), conn)
+                return self.at(directory_generation(conn), conn)
         except SQLAlchemyError:
             log.exception("could not read the address lists; using those read last")
             return self._snapshot
@@ -310,7 +309,7 @@ class AddressLists:
             return self._snapshot
         if conn is None:
             with self.store.read_connection() as fresh:
-                return self.at(int(fresh.execute(_GENERATION).scalar() or 0), fresh)
+                return self.at(directory_generation(fresh), fresh)
         snapshot = load(conn)
         with self._lock:
             self._generation, self._snapshot = generation, snapshot

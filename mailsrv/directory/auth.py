@@ -27,9 +27,9 @@ from mailsrv.directory.abuse import BRUTE_FORCE, AbuseRules, service_of
 from mailsrv.directory.passwords import Verifier
 from mailsrv.store.db import Store
 from mailsrv.store.models import (
+    CURRENT_GENERATION,
     AbuseBlock,
     AdminIpRestriction,
-    DirectoryGeneration,
     Domain,
     LoginFailure,
     SystemAdmin,
@@ -99,7 +99,7 @@ _ADMIN_QUERY = (
 # settings alone (a key that is not there reads as None: enabled, as in _enabled; settings are
 # written typed, never as a JSON null), with the directory generation of the same snapshot, which
 # every change of users' or domains' settings raises (migration 0007's triggers).
-_GENERATION = (select(DirectoryGeneration.generation).where(DirectoryGeneration.id == 1)).scalar_subquery()
+_GENERATION = CURRENT_GENERATION.scalar_subquery()
 _CREDENTIALS_QUERY = (select(User.credential_epoch, User.settings["isenabled"], Domain.settings["isenabled"], _GENERATION)
                       .join(Domain, User.domain_id == Domain.id).where(User.id == bindparam("user_id")))
 # While the generation has not moved, the settings are as they were: the epoch (raised by a password

@@ -25,9 +25,8 @@ from mailsrv.core.config import GreylistingConfig
 from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.directory.address_lists import IpSet, client_address, parse_span
 from mailsrv.store.db import Store
-from mailsrv.store.models import DirectoryGeneration, GreylistFilter, GreylistTriplet
+from mailsrv.store.models import GreylistFilter, GreylistTriplet, directory_generation
 
-_GENERATION = select(DirectoryGeneration.generation).where(DirectoryGeneration.id == 1)
 IP, RANGE = "IP", "Range"
 
 
@@ -107,7 +106,7 @@ class Greylisting:
         if generation == self._generation:
             return
         with self.store.read_connection() as conn:
-            fresh = int(conn.execute(_GENERATION).scalar() or 0)
+            fresh = directory_generation(conn)
             rows = conn.execute(select(GreylistFilter.first, GreylistFilter.last)).all()
         spans = IpSet((ipaddress.ip_address(first), ipaddress.ip_address(last)) for first, last in rows)
         with self._lock:

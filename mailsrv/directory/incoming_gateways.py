@@ -33,10 +33,10 @@ from mailsrv.core.names import ServerAddress
 from mailsrv.directory.address_lists import client_address, parse_span
 from mailsrv.store.db import Store
 from mailsrv.store.models import (
-    DirectoryGeneration,
     Domain,
     DomainAlias,
     IncomingGatewayRow,
+    directory_generation,
 )
 
 GATEWAY, BACKUP_MX = "Gateway", "BackupMX"
@@ -48,7 +48,6 @@ SPAM_ACTIONS = ("None", "AddHeader", "PrefixSubject", "Delete")
 SPAM_FIELDS = ("spamLowAction", "spamLowArgs", "spamMedAction", "spamMedArgs", "spamHighAction", "spamHighArgs")
 ARGS_LIMIT = 1000
 
-_GENERATION = select(DirectoryGeneration.generation).where(DirectoryGeneration.id == 1)
 
 
 def parse_primary(raw: str | None) -> ServerAddress:
@@ -193,7 +192,7 @@ class IncomingGateways:
         """The gateways as the store has them now: one read of the generation, the rows only when it
         moved (blocking)."""
         with self.store.read_connection() as conn:
-            return self.at(int(conn.execute(_GENERATION).scalar() or 0), conn)
+            return self.at(directory_generation(conn), conn)
 
     def at(self, generation: int, conn: Connection | None = None) -> tuple[IncomingGateway, ...]:
         """The gateways as of `generation`, just read by the caller (blocking when they must be read)."""

@@ -36,8 +36,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import select
-
 from mailsrv.core import soap_client
 from mailsrv.core.names import ServerAddress
 from mailsrv.directory import gateways as gateway_store
@@ -45,14 +43,13 @@ from mailsrv.directory.gateways import Gateway, SmLogin
 from mailsrv.directory.system_settings import SystemSettings
 from mailsrv.mta.routing import Hop, Route
 from mailsrv.store.db import Store
-from mailsrv.store.models import DirectoryGeneration
+from mailsrv.store.models import directory_generation
 
 log = logging.getLogger(__name__)
 
 ROUND_ROBIN, FAILOVER, LEAST_QUEUED = "RoundRobin", "Failover", "LeastQueued"
 SPOOL_COUNT_SECONDS = 5.0
 SOAP_TIMEOUT_SECONDS = 5.0
-_GENERATION = select(DirectoryGeneration.generation).where(DirectoryGeneration.id == 1)
 
 
 def destination(gateway: Gateway) -> str:
@@ -113,7 +110,7 @@ class GatewayRouter:
             values = self.settings.read(conn)
             if not values["gatewayenabled"]:
                 return None
-            generation = int(conn.execute(_GENERATION).scalar() or 0)
+            generation = directory_generation(conn)
             if generation != self._generation:
                 loaded = gateway_store.load(conn)
                 with self._lock:

@@ -55,12 +55,13 @@ from mailsrv.mta import list_addresses
 from mailsrv.mta.list_addresses import ListCommandAddress
 from mailsrv.store.db import Store
 from mailsrv.store.models import (
+    CURRENT_GENERATION,
     Alias,
-    DirectoryGeneration,
     Domain,
     DomainAlias,
     MailingList,
     User,
+    directory_generation,
 )
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,6 @@ _LOOKUP = (
     .outerjoin(User, and_(User.domain_id == Domain.id, User.name == bindparam("local")))
     .outerjoin(Alias, and_(Alias.domain_id == Domain.id, Alias.name == bindparam("local")))
     .where(or_(Domain.name == bindparam("domain"), DomainAlias.name == bindparam("domain"))))
-_GENERATION = select(DirectoryGeneration.generation).where(DirectoryGeneration.id == 1)
 
 
 def _setting(values: dict[str, Any], key: str) -> Any:
@@ -182,7 +182,7 @@ class Resolver:
         """Read the directory generation and, when it moved, forget every answer of an older one and
         read the server settings again (blocking); the generation read."""
         with self.store.read_connection() as s:
-            generation = self._read_generation(s)
+            generation = directory_generation(s)
             # Read after the generation: settings newer than it are retired by the next refresh.
             fresh = SmtpSettings.of(self.system.read(s)) if generation != self._generation else None
         with self._lock:
@@ -200,7 +200,7 @@ class Resolver:
         """`compute`'s answer on a fresh read connection, kept under `key` for this generation (blocking)."""
         known = self._generation  # `settings` belong to it: an answer computed across a refresh is not kept
         with self.store.read_connection() as s:
-            generation = self._read_generation(s)
+            generation = directory_generation(s)
             value = compute(s)
         with self._lock:
             if generation == self._generation == known:
@@ -211,12 +211,8 @@ class Resolver:
 
     def stored_generation(self) -> int:
         """The directory generation in the store now: one prepared read (Store.fetch), blocking."""
-        rows = self.store.fetch(_GENERATION, {})
+        rows = self.store.fetch(CURRENT_GENERATION, {})
         return int(rows[0][0] or 0) if rows else 0
-
-    @staticmethod
-    def _read_generation(s: Connection) -> int:
-        return int(s.execute(_GENERATION).scalar() or 0)
 
     def lookup(self, kind: str, *args: str) -> Any:
         """`resolve`, `domain` or `owned_by` (`kind`) of `args`, answered from the cache of the generation
@@ -327,7 +323,7 @@ class Resolver:
         return ListCommandAddress(f"{local}@{domain.name}", domain.name, name, action, token)
 
     def _allowed_forwards(self, s: Connection, address: str, forwards: list[str]) -> list[str]:
-        lists = self.lists.at(self._read_generation(s), s)
+        lists = self.lists.at(directory_generation(s), s)
         allowed = [target for target in forwards if not lists.forwarding_blocked(target)]
         if len(allowed) != len(forwards):
             log.warning("forwarding of %s to a blacklisted domain dropped: %s", address,

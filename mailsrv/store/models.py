@@ -19,6 +19,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    select,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -335,6 +336,15 @@ class DirectoryGeneration(Base):
     __tablename__ = "directory_generation"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     generation: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+# The generation as every cache keyed by it reads it (its one row); no row yet reads as 0.
+CURRENT_GENERATION = select(DirectoryGeneration.generation).where(DirectoryGeneration.id == 1)
+
+
+def directory_generation(conn: Any) -> int:
+    """The directory generation as `conn`'s transaction (a Connection or Session) sees it."""
+    return int(conn.execute(CURRENT_GENERATION).scalar() or 0)
 
 
 class MaildirRename(Base):

@@ -142,6 +142,21 @@ def test_malformed_records_and_dns_failures_are_results_never_refusals(mail):
     assert folder == "" and "dmarc=permerror (no single From domain)" in results(head)
 
 
+def test_a_sender_domains_answers_are_taken_from_the_cache_while_their_ttl_lasts(mail):
+    """The checks of a domain's later messages are answered from the resolver's cache (on the event
+    loop, mailsrv.core.dns.CacheView): the same verdicts as from DNS, even once DNS fails."""
+    mail.dns.ttl = 300
+    publish(mail, "bank.test", spf="v=spf1 ip4:127.0.0.1 -all", dmarc="v=DMARC1; p=reject")
+    publish(mail, "shop.test", spf="v=spf1 -all", dmarc="v=DMARC1; p=quarantine")
+    passed, junk = deliver(mail, "billing@bank.test"), deliver(mail, "sales@shop.test")
+    assert "spf=pass" in results(passed[1]) and "dmarc=pass (p=reject dis=none)" in results(passed[1])
+    assert junk[0] == ".Junk" and "dmarc=fail (p=quarantine dis=quarantine)" in results(junk[1])
+    mail.dns.records = {}  # from now on every question fails (SERVFAIL)
+    assert results(deliver(mail, "billing@bank.test")[1]) == results(passed[1])
+    folder, head = deliver(mail, "sales@shop.test")
+    assert folder == ".Junk" and results(head) == results(junk[1])
+
+
 def test_record_parsing_and_alignment():
     assert parse_record("v=DMARC1; p=Reject; sp=none; pct=20; adkim=s", subdomain=False) == \
         Record("reject", 20, strict_dkim=True)

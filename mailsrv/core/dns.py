@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import socket
+from typing import Any
 
 import dns.exception
+import dns.rdataclass
+import dns.rdatatype
 import dns.resolver
 
 from mailsrv.core.errors import MailsrvError, ResultCode
@@ -38,6 +41,38 @@ def make_resolver(nameservers: list[str], cached: bool = False) -> dns.resolver.
     if cached:
         resolver.cache = dns.resolver.LRUCache(10_000)
     return resolver
+
+
+class NotCached(Exception):
+    """A question `CacheView` cannot answer from the cache: not a DNSException, so that no check
+    takes it for a DNS failure (which would be a result of its own)."""
+
+
+class CacheView(dns.resolver.Resolver):
+    """A cached resolver's answers without any query: what its cache holds (negative answers too,
+    under their TTL), and NotCached for anything else, with `missed` set, which stays set even when
+    the check that asked swallowed the exception. The sender checks at acceptance run with one on
+    the event loop (no thread hop: a sender domain's names are asked for every message), and again
+    in a worker thread with the resolver itself when it `missed`."""
+
+    def __init__(self, resolver: dns.resolver.Resolver) -> None:  # pylint: disable=super-init-not-called
+        self.__dict__.update(vars(resolver))  # the same settings and the same cache object
+        self.missed = False
+
+    def resolve(self, qname: Any, rdtype: Any = dns.rdatatype.A, rdclass: Any = dns.rdataclass.IN,
+                tcp: bool = False, source: str | None = None, raise_on_no_answer: bool = True,
+                source_port: int = 0, lifetime: float | None = None,
+                search: bool | None = None) -> dns.resolver.Answer:
+        # dnspython's own cache walk (Resolver.resolve's first step): the same answers, the same
+        # NXDOMAIN and NoAnswer, as the resolver would give from its cache.
+        answer = None
+        if self.cache is not None:
+            resolution = dns.resolver._Resolution(self, qname, rdtype, rdclass, tcp, raise_on_no_answer, search)
+            _, answer = resolution.next_request()
+        if answer is None:
+            self.missed = True
+            raise NotCached(f"{qname} {rdtype}")
+        return answer
 
 
 def is_local(address: str) -> bool:

@@ -28,6 +28,7 @@ import dns.resolver
 from mailsrv.core import events
 from mailsrv.core.actor import Actor
 from mailsrv.core.clock import Clock
+from mailsrv.core.dns import CacheView, NotCached
 from mailsrv.directory.address_lists import SMTP, AddressLists
 from mailsrv.directory.domain_limits import (
     Charge,
@@ -496,11 +497,19 @@ class Intake:
         asks for it, or `spfcheck` for an untrusted client; else "". Authenticated clients are never checked."""
         if actor or not (self.settings.spf_check and not trusted or self.settings.spf_needed):
             return ""
-        return await asyncio.to_thread(self._spf_check, client_ip, sender or f"postmaster@{helo}", helo)
+        sender = sender or f"postmaster@{helo}"
+        cached = CacheView(self.dns)
+        result = self._spf_check(cached, client_ip, sender, helo)  # on the loop: no DNS to wait for
+        if not cached.missed:
+            return result
+        return await asyncio.to_thread(self._spf_check, self.dns, client_ip, sender, helo)
 
-    def _spf_check(self, client_ip: str, sender: str, helo: str) -> str:
+    @staticmethod
+    def _spf_check(resolver: dns.resolver.Resolver, client_ip: str, sender: str, helo: str) -> str:
         try:
-            return spf_check.check(self.dns, client_ip, sender, helo)
+            return spf_check.check(resolver, client_ip, sender, helo)
+        except NotCached:  # the caller asks again with the resolver itself
+            return ""
         except Exception:  # the result only decides whether we answer: never refuse mail over it
             log.exception("SPF check of %s failed", sender)
             return "temperror"

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import dns.exception
 import dns.resolver
 
+from mailsrv.core.dns import CacheView, NotCached
 from mailsrv.directory.system_settings import (
     DMARC_MARK,
     DMARC_OFF,
@@ -188,23 +189,17 @@ class SenderAuthentication(Check):
         settings = self.settings()
         if not (settings.spf_check or settings.dkim_verify or settings.dmarc_action != DMARC_OFF):
             return None
-        return await asyncio.to_thread(self._judge, message, findings, settings)
-
-    def _judge(self, message: Submission, findings: Findings, settings: SmtpSettings) -> Reply | None:
-        spf_domain = (message.sender.rpartition("@")[2] if message.sender else message.helo).lower()
-        if message.spf_result:
-            identity = f"smtp.mailfrom={_pvalue(message.sender)}" if message.sender else f"smtp.helo={_pvalue(message.helo)}"
-            findings.auth_results.append(f"spf={message.spf_result} {identity}")
-        dkim_results = dkim.verify(self.resolver, message.content) if settings.dkim_verify else []
-        findings.auth_results += [r.resinfo() for r in dkim_results]
-        if settings.dmarc_action == DMARC_OFF:
-            verdict = None
-        else:
-            verdict = evaluate(self.resolver, message.content, message.spf_result, spf_domain, dkim_results,
-                               self.sample())
-            findings.auth_results.append(verdict.resinfo())
+        sample = self.sample() if settings.dmarc_action != DMARC_OFF else 0.0
+        cached = CacheView(self.resolver)
+        try:  # on the loop when every DNS answer it needs is cached: a sender domain's mail after its first
+            results, verdict = self._authenticate(cached, message, settings, sample)
+        except NotCached:
+            pass
+        if cached.missed:  # from scratch in a worker thread, where DNS may block
+            results, verdict = await asyncio.to_thread(self._authenticate, self.resolver, message, settings, sample)
+        findings.auth_results += results
         log.info("sender authentication of %s from %s: %s", message.sender or "<>", message.client_ip,
-                 "; ".join(findings.auth_results) or "not checked")
+                 "; ".join(results) or "not checked")
         if verdict is None or verdict.result != "fail" or verdict.disposition == NONE:
             return None
         action = settings.dmarc_action
@@ -216,3 +211,20 @@ class SenderAuthentication(Check):
         elif action in (DMARC_QUARANTINE, DMARC_REJECT):
             findings.folder = JUNK
         return None
+
+    @staticmethod
+    def _authenticate(resolver: dns.resolver.Resolver, message: Submission, settings: SmtpSettings,
+                      sample: float) -> tuple[list[str], Verdict | None]:
+        """The Authentication-Results method results (SPF, DKIM, DMARC) and the DMARC verdict, None
+        when DMARC is off (blocking: DNS, unless `resolver` is a CacheView)."""
+        results = []
+        if message.spf_result:
+            identity = f"smtp.mailfrom={_pvalue(message.sender)}" if message.sender else f"smtp.helo={_pvalue(message.helo)}"
+            results.append(f"spf={message.spf_result} {identity}")
+        dkim_results = dkim.verify(resolver, message.content) if settings.dkim_verify else []
+        results += [r.resinfo() for r in dkim_results]
+        if settings.dmarc_action == DMARC_OFF:
+            return results, None
+        spf_domain = (message.sender.rpartition("@")[2] if message.sender else message.helo).lower()
+        verdict = evaluate(resolver, message.content, message.spf_result, spf_domain, dkim_results, sample)
+        return [*results, verdict.resinfo()], verdict

@@ -152,9 +152,10 @@ def test_a_sender_domains_answers_are_taken_from_the_cache_while_their_ttl_lasts
     assert "spf=pass" in results(passed[1]) and "dmarc=pass (p=reject dis=none)" in results(passed[1])
     assert junk[0] == ".Junk" and "dmarc=fail (p=quarantine dis=quarantine)" in results(junk[1])
     mail.dns.records = {}  # from now on every question fails (SERVFAIL)
-    assert results(deliver(mail, "billing@bank.test")[1]) == results(passed[1])
-    folder, head = deliver(mail, "sales@shop.test")
-    assert folder == ".Junk" and results(head) == results(junk[1])
+    for _ in range(2):  # the cached answers, then the results worked out from them (mailsrv.core.dns.Memo)
+        assert results(deliver(mail, "billing@bank.test")[1]) == results(passed[1])
+        folder, head = deliver(mail, "sales@shop.test")
+        assert folder == ".Junk" and results(head) == results(junk[1])
 
 
 def test_record_parsing_and_alignment():

@@ -28,7 +28,7 @@ import dns.resolver
 from mailsrv.core import events
 from mailsrv.core.actor import Actor
 from mailsrv.core.clock import Clock
-from mailsrv.core.dns import CacheView, NotCached
+from mailsrv.core.dns import CacheView, Memo, NotCached
 from mailsrv.directory.address_lists import SMTP, AddressLists
 from mailsrv.directory.domain_limits import (
     Charge,
@@ -241,6 +241,8 @@ class Intake:
         self.filters = filters or Pipeline()  # mail hygiene (mailsrv.mta.filtering), at every stage
         self.signer = signer  # DKIM signing of authenticated senders' mail, after the filters
         self._generation: int | None = None  # the directory generation `begin` last brought everything to
+        # (client IP, sender, HELO) -> SPF result: pyspf's is a function of them and of DNS alone.
+        self._spf_results: Memo[tuple[str, str, str], str] = Memo()
 
     def client(self, ip: str, login: str | None) -> Client:
         """Who is sending, as the relay policy sees it (with the address lists `begin` last read, under
@@ -497,12 +499,16 @@ class Intake:
         asks for it, or `spfcheck` for an untrusted client; else "". Authenticated clients are never checked."""
         if actor or not (self.settings.spf_check and not trusted or self.settings.spf_needed):
             return ""
-        sender = sender or f"postmaster@{helo}"
-        cached = CacheView(self.dns)
-        result = self._spf_check(cached, client_ip, sender, helo)  # on the loop: no DNS to wait for
-        if not cached.missed:
+        key = (client_ip, sender or f"postmaster@{helo}", helo)
+        result: str | None = self._spf_results.get(key)
+        if result is not None:
             return result
-        return await asyncio.to_thread(self._spf_check, self.dns, client_ip, sender, helo)
+        cached = CacheView(self.dns)
+        result = self._spf_check(cached, *key)  # on the loop: no DNS to wait for
+        if not cached.missed:
+            self._spf_results.put(key, result, cached)
+            return result
+        return await asyncio.to_thread(self._spf_check, self.dns, *key)
 
     @staticmethod
     def _spf_check(resolver: dns.resolver.Resolver, client_ip: str, sender: str, helo: str) -> str:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import dns.exception
 import dns.resolver
 
-from mailsrv.core.dns import CacheView, NotCached
+from mailsrv.core.dns import CacheView, Memo, NotCached
 from mailsrv.directory.system_settings import (
     DMARC_MARK,
     DMARC_OFF,
@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 NONE, QUARANTINE, REJECT = "none", "quarantine", "reject"
 _POLICIES = (NONE, QUARANTINE, REJECT)
 _MILDER = {REJECT: QUARANTINE, QUARANTINE: NONE, NONE: NONE}
+_UNKNOWN = object()
 
 
 class DmarcTempError(Exception):
@@ -147,14 +148,15 @@ def from_domain(content: bytes) -> str | None:
     return domains.pop() if len(domains) == 1 else None
 
 
-def evaluate(resolver: dns.resolver.Resolver, content: bytes, spf_result: str, spf_domain: str,
+def evaluate(policy: Callable[[str], Record | None], content: bytes, spf_result: str, spf_domain: str,
              dkim_results: list[dkim.DkimResult], sample: float) -> Verdict:
-    """The DMARC verdict (blocking: DNS). `sample` in [0, 1) decides `pct`."""
+    """The DMARC verdict, with `policy` the From domain's published policy (`lookup`; blocking: DNS).
+    `sample` in [0, 1) decides `pct`."""
     domain = from_domain(content)
     if not domain:
         return Verdict("permerror", reason="no single From domain")
     try:
-        record = lookup(resolver, domain)
+        record = policy(domain)
     except DmarcTempError as exc:
         return Verdict("temperror", domain, reason=f"DNS {exc}")
     except DmarcPermError as exc:
@@ -182,6 +184,7 @@ class SenderAuthentication(Check):
         self.resolver = resolver
         self.settings = settings
         self.sample = sample
+        self._policies: Memo[str, Record | None] = Memo()  # From domain -> its published policy
 
     async def data(self, message: Submission, findings: Findings) -> Reply | None:
         if message.actor is not None or message.trusted:  # our own user, our own network: not judged
@@ -212,8 +215,7 @@ class SenderAuthentication(Check):
             findings.folder = JUNK
         return None
 
-    @staticmethod
-    def _authenticate(resolver: dns.resolver.Resolver, message: Submission, settings: SmtpSettings,
+    def _authenticate(self, resolver: dns.resolver.Resolver, message: Submission, settings: SmtpSettings,
                       sample: float) -> tuple[list[str], Verdict | None]:
         """The Authentication-Results method results (SPF, DKIM, DMARC) and the DMARC verdict, None
         when DMARC is off (blocking: DNS, unless `resolver` is a CacheView)."""
@@ -226,5 +228,13 @@ class SenderAuthentication(Check):
         if settings.dmarc_action == DMARC_OFF:
             return results, None
         spf_domain = (message.sender.rpartition("@")[2] if message.sender else message.helo).lower()
-        verdict = evaluate(resolver, message.content, message.spf_result, spf_domain, dkim_results, sample)
+
+        def policy(domain: str) -> Record | None:
+            found = self._policies.get(domain, _UNKNOWN)
+            if found is _UNKNOWN:
+                found = lookup(resolver, domain)
+                if isinstance(resolver, CacheView):
+                    self._policies.put(domain, found, resolver)
+            return found  # type: ignore[no-any-return]
+        verdict = evaluate(policy, message.content, message.spf_result, spf_domain, dkim_results, sample)
         return [*results, verdict.resinfo()], verdict

@@ -12,7 +12,7 @@ import pytest
 from dns_server import txt
 from smtp_support import MailHarness, mail, send  # noqa: F401 (the fixture)
 
-from mailsrv.mta.filtering.dmarc import DmarcPermError, Record, aligned, parse_record
+from mailsrv.mta.filtering.dmarc import DmarcPermError, Record, aligned, from_domain, parse_record
 
 
 def message(sender: str) -> bytes:
@@ -156,6 +156,21 @@ def test_a_sender_domains_answers_are_taken_from_the_cache_while_their_ttl_lasts
         assert results(deliver(mail, "billing@bank.test")[1]) == results(passed[1])
         folder, head = deliver(mail, "sales@shop.test")
         assert folder == ".Junk" and results(head) == results(junk[1])
+
+
+@pytest.mark.parametrize(("header", "domain"), [
+    (b"From: a@b.example\r\nTo: x@y.example", "b.example"),
+    (b"Subject: hi\r\nFROM: \"Q, x\"\r\n\t<e@F.example.>", "f.example"),  # folded, any case
+    (b"From: a@b.example\r\nFrom: c@d.example", None),  # two From domains
+    (b"From: a@b.example, c@B.example", "b.example"),
+    (b"From : a@b.example", None),  # not a From field
+    (b"From someone Tue Mar 10 09:30:15 2026\r\nFrom: a@c.example", "c.example"),  # an mbox line
+    (b" folded first\r\nFrom: a@c.example", "c.example"),
+    (b"From: \xc3\xa9 <a@d.example>", "d.example"),  # 8-bit
+    (b"To: x@y.example", None),
+])
+def test_the_from_domain_is_the_header_parsers(header, domain):
+    assert from_domain(header + b"\r\n\r\nFrom: body@e.example\r\n") == domain
 
 
 def test_record_parsing_and_alignment():

@@ -294,6 +294,14 @@ class _SqliteWriters:
         finally:
             self._lock.release()
 
+    def close(self) -> None:
+        """Close the lock file (Store.close); the next writer opens it again."""
+        with self._lock:
+            if self._depth == 0:  # else left open: a session in progress in this thread holds the flock
+                if self._fd is not None and self._pid == os.getpid():
+                    os.close(self._fd)
+                self._fd, self._pid = None, 0
+
     def _file(self) -> int | None:
         if self._path is not None and self._pid != os.getpid():
             try:
@@ -462,6 +470,8 @@ class Store:
     def close(self) -> None:
         """Close every connection; like the engine's pool, `fetch` opens new ones if used again."""
         self._thread_drivers.close_all()
+        if isinstance(self._writers, _SqliteWriters):
+            self._writers.close()
         loop_drivers, self._loop_drivers = list(self._loop_drivers.values()), {}
         for drivers in loop_drivers:
             drivers.close_all()

@@ -12,7 +12,7 @@ import pytest
 from dns_server import txt
 from smtp_support import MailHarness, mail, send  # noqa: F401 (the fixture)
 
-from mailsrv.mta.filtering.dmarc import DmarcPermError, Record, aligned, parse_record
+from mailsrv.mta.filtering.dmarc import DmarcPermError, Record, aligned, from_domain, parse_record
 
 
 def message(sender: str) -> bytes:
@@ -140,6 +140,37 @@ def test_malformed_records_and_dns_failures_are_results_never_refusals(mail):
     # No usable From header: nothing to align with.
     folder, head = deliver(mail, "x@broken.test", b"Subject: no from\r\n\r\nhi\r\n")
     assert folder == "" and "dmarc=permerror (no single From domain)" in results(head)
+
+
+def test_a_sender_domains_answers_are_taken_from_the_cache_while_their_ttl_lasts(mail):
+    """The checks of a domain's later messages are answered from the resolver's cache (on the event
+    loop, mailsrv.core.dns.CacheView): the same verdicts as from DNS, even once DNS fails."""
+    mail.dns.ttl = 300
+    publish(mail, "bank.test", spf="v=spf1 ip4:127.0.0.1 -all", dmarc="v=DMARC1; p=reject")
+    publish(mail, "shop.test", spf="v=spf1 -all", dmarc="v=DMARC1; p=quarantine")
+    passed, junk = deliver(mail, "billing@bank.test"), deliver(mail, "sales@shop.test")
+    assert "spf=pass" in results(passed[1]) and "dmarc=pass (p=reject dis=none)" in results(passed[1])
+    assert junk[0] == ".Junk" and "dmarc=fail (p=quarantine dis=quarantine)" in results(junk[1])
+    mail.dns.records = {}  # from now on every question fails (SERVFAIL)
+    for _ in range(2):  # the cached answers, then the results worked out from them (mailsrv.core.dns.Memo)
+        assert results(deliver(mail, "billing@bank.test")[1]) == results(passed[1])
+        folder, head = deliver(mail, "sales@shop.test")
+        assert folder == ".Junk" and results(head) == results(junk[1])
+
+
+@pytest.mark.parametrize(("header", "domain"), [
+    (b"From: a@b.example\r\nTo: x@y.example", "b.example"),
+    (b"Subject: hi\r\nFROM: \"Q, x\"\r\n\t<e@F.example.>", "f.example"),  # folded, any case
+    (b"From: a@b.example\r\nFrom: c@d.example", None),  # two From domains
+    (b"From: a@b.example, c@B.example", "b.example"),
+    (b"From : a@b.example", None),  # not a From field
+    (b"From someone Tue Mar 10 09:30:15 2026\r\nFrom: a@c.example", "c.example"),  # an mbox line
+    (b" folded first\r\nFrom: a@c.example", "c.example"),
+    (b"From: \xc3\xa9 <a@d.example>", "d.example"),  # 8-bit
+    (b"To: x@y.example", None),
+])
+def test_the_from_domain_is_the_header_parsers(header, domain):
+    assert from_domain(header + b"\r\n\r\nFrom: body@e.example\r\n") == domain
 
 
 def test_record_parsing_and_alignment():

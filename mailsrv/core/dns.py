@@ -2,11 +2,19 @@
 its DNS has published our token for it (a domain alias's proof of control)."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
+import math
 import socket
+import time
+from typing import Any, Generic, TypeVar
 
 import dns.exception
+import dns.name
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
 import dns.resolver
 
 from mailsrv.core.errors import MailsrvError, ResultCode
@@ -38,6 +46,77 @@ def make_resolver(nameservers: list[str], cached: bool = False) -> dns.resolver.
     if cached:
         resolver.cache = dns.resolver.LRUCache(10_000)
     return resolver
+
+
+class NotCached(Exception):
+    """A question `CacheView` cannot answer from the cache: not a DNSException, so that no check
+    takes it for a DNS failure (which would be a result of its own)."""
+
+
+_name = functools.lru_cache(maxsize=4096)(dns.name.from_text)  # a sender domain's names, every message
+
+
+class CacheView(dns.resolver.Resolver):
+    """A cached resolver's answers without any query: what its cache holds (negative answers too,
+    under their TTL), and NotCached for anything else, with `missed` set, which stays set even when
+    the check that asked swallowed the exception. The sender checks at acceptance run with one on
+    the event loop (no thread hop: a sender domain's names are asked for every message), and again
+    in a worker thread with the resolver itself when it `missed`. `expires`: when the first of the
+    answers it gave expires (time.time(), as the cache's), until which a result worked out from
+    them holds (`Memo`)."""
+
+    def __init__(self, resolver: dns.resolver.Resolver) -> None:  # pylint: disable=super-init-not-called
+        self.__dict__.update(vars(resolver))  # the same settings and the same cache object
+        self.missed = False
+        self.expires = math.inf
+
+    def resolve(self, qname: Any, rdtype: Any = dns.rdatatype.A, rdclass: Any = dns.rdataclass.IN,
+                tcp: bool = False, source: str | None = None, raise_on_no_answer: bool = True,
+                source_port: int = 0, lifetime: float | None = None,
+                search: bool | None = None) -> dns.resolver.Answer:
+        # The cache walk of Resolver.resolve (dnspython's _Resolution.next_request) for the one name
+        # of a query without a search list, as the sender checks ask: the same answers, NoAnswer
+        # and NXDOMAIN as the resolver would give from its cache.
+        if self.cache is not None and search is False:
+            name = _name(qname) if isinstance(qname, str) else qname.derelativize(dns.name.root)
+            rdtype, rdclass = dns.rdatatype.RdataType.make(rdtype), dns.rdataclass.RdataClass.make(rdclass)
+            answer = self.cache.get((name, rdtype, rdclass))
+            if answer is not None:
+                self.expires = min(self.expires, answer.expiration)
+                if answer.rrset is None and raise_on_no_answer:
+                    raise dns.resolver.NoAnswer(response=answer.response)
+                return answer
+            answer = self.cache.get((name, dns.rdatatype.ANY, rdclass))
+            if answer is not None and answer.response.rcode() == dns.rcode.NXDOMAIN:
+                self.expires = min(self.expires, answer.expiration)
+                raise dns.resolver.NXDOMAIN(qnames=[name], responses={name: answer.response})
+        self.missed = True
+        raise NotCached(f"{qname} {rdtype}")
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Memo(Generic[K, V]):
+    """Results worked out from a CacheView's answers alone, each kept until the first of those
+    answers expires: the same inputs and the same DNS make the same result, without the work."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._results: dict[K, tuple[V, float]] = {}
+
+    def get(self, key: K, default: Any = None) -> Any:
+        """The result kept for `key`, `default` when there is none (or it has expired)."""
+        found = self._results.get(key)
+        return found[0] if found is not None and found[1] > time.time() else default
+
+    def put(self, key: K, value: V, view: CacheView) -> None:
+        if view.missed or view.expires <= time.time():
+            return
+        if len(self._results) >= self._size:  # senders churn: start over rather than track age
+            self._results.clear()
+        self._results[key] = (value, view.expires)
 
 
 def is_local(address: str) -> bool:

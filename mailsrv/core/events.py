@@ -13,6 +13,7 @@ Text lines look like Postfix's:
 """
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,13 @@ log = logging.getLogger("mailsrv.events")
 Fields = dict[str, Any]
 
 
+@functools.cache
+def _child(metric: Any, *labels: str) -> Any:
+    # A metric's child for these labels, as metric.labels(...) gives it (made at its first use,
+    # then kept by the metric): without the lock and the label checks of every call.
+    return metric.labels(*labels)
+
+
 @dataclass(frozen=True)
 class Event:
     level: int
@@ -33,19 +41,19 @@ class Event:
 
 
 def _session_opened(fields: Fields) -> None:
-    metrics.SESSIONS.labels(fields["protocol"]).inc()
-    metrics.SESSIONS_OPEN.labels(fields["protocol"]).inc()
+    _child(metrics.SESSIONS, fields["protocol"]).inc()
+    _child(metrics.SESSIONS_OPEN, fields["protocol"]).inc()
 
 
 def _delivery(fields: Fields) -> None:
-    metrics.DELIVERIES.labels(fields["kind"], fields["status"]).inc()
+    _child(metrics.DELIVERIES, fields["kind"], fields["status"]).inc()
     if fields["status"] == SENT:
-        metrics.DELIVERED_BYTES.labels(fields["kind"]).inc(fields["size"])
+        _child(metrics.DELIVERED_BYTES, fields["kind"]).inc(fields["size"])
 
 
 def _received(fields: Fields) -> None:
-    metrics.RECEIVED.labels(fields["path"]).inc()
-    metrics.RECEIVED_BYTES.labels(fields["path"]).inc(fields["size"])
+    _child(metrics.RECEIVED, fields["path"]).inc()
+    _child(metrics.RECEIVED_BYTES, fields["path"]).inc(fields["size"])
 
 
 # A delivery's status (Postfix's words).
@@ -56,16 +64,16 @@ INFO, WARNING, DEBUG = logging.INFO, logging.WARNING, logging.DEBUG
 VOCABULARY: dict[str, Event] = {
     # protocol (smtp, submission, pop3, imap), ip
     "connect": Event(INFO, _session_opened),
-    "disconnect": Event(INFO, lambda f: metrics.SESSIONS_OPEN.labels(f["protocol"]).dec()),
+    "disconnect": Event(INFO, lambda f: _child(metrics.SESSIONS_OPEN, f["protocol"]).dec()),
     # protocol, ip, version, cipher
     "tls": Event(INFO),
     # protocol (smtp, pop3, imap, webmail, soap), ip, login
     "auth_ok": Event(INFO),
-    "auth_failed": Event(WARNING, lambda f: metrics.AUTH_FAILURES.labels(f["protocol"]).inc()),
+    "auth_failed": Event(WARNING, lambda f: _child(metrics.AUTH_FAILURES, f["protocol"]).inc()),
     # protocol, ip, login: refused without a try, past the brute-force limits (mailsrv.directory.auth)
-    "auth_locked": Event(WARNING, lambda f: metrics.BLOCKED.labels(f["protocol"], "lockout").inc()),
+    "auth_locked": Event(WARNING, lambda f: _child(metrics.BLOCKED, f["protocol"], "lockout").inc()),
     # protocol, ip: on the server's blacklist for that protocol
-    "blocked": Event(WARNING, lambda f: metrics.BLOCKED.labels(f["protocol"], "blacklist").inc()),
+    "blocked": Event(WARNING, lambda f: _child(metrics.BLOCKED, f["protocol"], "blacklist").inc()),
     # [id] from, size, nrcpt, path (direct: written into the mailboxes at acceptance; spool), ip, login
     "queued": Event(INFO, _received),
     # [id] to, kind (local, remote), relay, delay, dsn, status (sent, deferred, bounced), reply, size

@@ -4,10 +4,11 @@ fields: mailsrv.core.events.
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
+import re
 import sys
+import time
 from typing import Any
 
 from mailsrv.core.config import LogConfig
@@ -19,13 +20,28 @@ _IPS = frozenset({"ip"})
 _TRANSLATE = {code: f"\\x{code:02x}" for code in range(32)} | {0x7f: "\\x7f", ord("\\"): "\\\\"}
 
 
+_UNCLEAN = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
 def _clean(value: Any) -> str:
     # Clients choose logins and addresses: no control character may end a line or forge another.
-    return str(value).translate(_TRANSLATE)
+    text = str(value)
+    return text if _UNCLEAN.search(text) is None else text.translate(_TRANSLATE)  # one C scan mostly
+
+
+_second: tuple[int, str] = (-1, "")  # the last second _stamp wrote out, and how
 
 
 def _stamp(record: logging.LogRecord) -> str:
-    return dt.datetime.fromtimestamp(record.created, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    # Many lines a second: the date and time of day are worked out once a second, not per line.
+    global _second
+    second = int(record.created)
+    micros = round((record.created - second) * 1e6)  # rounded to the microsecond, as datetime does
+    if micros == 1_000_000:
+        second, micros = second + 1, 0
+    if _second[0] != second:
+        _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{_second[1]}.{micros // 1000:03d}Z"
 
 
 def _text_fields(fields: dict[str, Any]) -> str:

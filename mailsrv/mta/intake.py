@@ -28,6 +28,7 @@ import dns.resolver
 from mailsrv.core import events
 from mailsrv.core.actor import Actor
 from mailsrv.core.clock import Clock
+from mailsrv.core.dns import CacheView, Memo, NotCached
 from mailsrv.directory.address_lists import SMTP, AddressLists
 from mailsrv.directory.domain_limits import (
     Charge,
@@ -240,6 +241,8 @@ class Intake:
         self.filters = filters or Pipeline()  # mail hygiene (mailsrv.mta.filtering), at every stage
         self.signer = signer  # DKIM signing of authenticated senders' mail, after the filters
         self._generation: int | None = None  # the directory generation `begin` last brought everything to
+        # (client IP, sender, HELO) -> SPF result: pyspf's is a function of them and of DNS alone.
+        self._spf_results: Memo[tuple[str, str, str], str] = Memo()
 
     def client(self, ip: str, login: str | None) -> Client:
         """Who is sending, as the relay policy sees it (with the address lists `begin` last read, under
@@ -496,11 +499,23 @@ class Intake:
         asks for it, or `spfcheck` for an untrusted client; else "". Authenticated clients are never checked."""
         if actor or not (self.settings.spf_check and not trusted or self.settings.spf_needed):
             return ""
-        return await asyncio.to_thread(self._spf_check, client_ip, sender or f"postmaster@{helo}", helo)
+        key = (client_ip, sender or f"postmaster@{helo}", helo)
+        result: str | None = self._spf_results.get(key)
+        if result is not None:
+            return result
+        cached = CacheView(self.dns)
+        result = self._spf_check(cached, *key)  # on the loop: no DNS to wait for
+        if not cached.missed:
+            self._spf_results.put(key, result, cached)
+            return result
+        return await asyncio.to_thread(self._spf_check, self.dns, *key)
 
-    def _spf_check(self, client_ip: str, sender: str, helo: str) -> str:
+    @staticmethod
+    def _spf_check(resolver: dns.resolver.Resolver, client_ip: str, sender: str, helo: str) -> str:
         try:
-            return spf_check.check(self.dns, client_ip, sender, helo)
+            return spf_check.check(resolver, client_ip, sender, helo)
+        except NotCached:  # the caller asks again with the resolver itself
+            return ""
         except Exception:  # the result only decides whether we answer: never refuse mail over it
             log.exception("SPF check of %s failed", sender)
             return "temperror"

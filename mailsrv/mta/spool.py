@@ -91,6 +91,11 @@ FILE_WRITERS = 32
 # Free space a message must leave on the spool's filesystem: the database, the Maildirs and the
 # other sessions' messages usually share it.
 RESERVE_BYTES = 1024 * 1024
+# Spool.has_room takes the free space it saw for up to ROOM_SECONDS while ROOM_SLACK_BYTES more
+# than a message needs are free: the spool's filesystem does not fill that much that fast, and
+# were it to, the message's write would meet ENOSPC and answer 452 all the same.
+ROOM_SECONDS = 1.0
+ROOM_SLACK_BYTES = 256 * 1024 * 1024
 
 PENDING, DEFERRED, DELIVERED, FAILED = "pending", "deferred", "delivered", "failed"
 OPEN = (PENDING, DEFERRED)
@@ -366,6 +371,7 @@ class Spool:
         self._file_writers = concurrent.futures.ThreadPoolExecutor(FILE_WRITERS, thread_name_prefix="spool-file")
         # Who tells senders about failed recipients (mailsrv.mta.bounces).
         self.notifier = notifier
+        self._free_bytes, self._free_at = 0, -ROOM_SECONDS  # has_room's last statvfs
 
     def watch(self) -> asyncio.Event:
         """An event that `notify` sets: the caller clears it, then waits on it for new work."""
@@ -389,8 +395,13 @@ class Spool:
 
     def has_room(self, size: int) -> bool:
         """Whether a message of `size` bytes fits on the spool's filesystem with RESERVE_BYTES to spare."""
-        usage = os.statvfs(self.directory)
-        return usage.f_bavail * usage.f_frsize >= size + RESERVE_BYTES
+        now = time.monotonic()
+        # Every MAIL asks: a statvfs (a syscall, and the GIL to win back from the spool's writers)
+        # at most every ROOM_SECONDS while the free space dwarfs any message; near full, each time.
+        if now - self._free_at > ROOM_SECONDS or self._free_bytes < size + RESERVE_BYTES + ROOM_SLACK_BYTES:
+            usage = os.statvfs(self.directory)
+            self._free_bytes, self._free_at = usage.f_bavail * usage.f_frsize, now
+        return self._free_bytes >= size + RESERVE_BYTES
 
     async def enqueue(self, message: IncomingMessage) -> None:
         """Return once the message is durably spooled, or delivered when it has `copies`; raise if it

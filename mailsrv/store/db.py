@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import functools
+import os
 from abc import ABC, abstractmethod
 import queue
 import sqlite3
@@ -256,6 +258,60 @@ async def _fetch_all(conn: Any, sql: str, args: Any) -> list[tuple]:
     return await cursor.fetchall()
 
 
+class _SqliteWriters:
+    """Store.session's turn to write on SQLite, which has one writer at a time and whose busy
+    handler polls with sleeps (of 1, 2, 5, ... up to 100 ms): among a process's threads writing at
+    once (8 clients adding domains), an unlucky one kept losing the race and failed with "database
+    is locked" after the 10 s timeout, and two workers' group commits each lost ~1.4 ms a group
+    asleep while the other had long committed. So the writers of a process queue on a lock, and
+    those of the processes sharing the file (the workers, the CLI) on an flock of
+    `<database>-writelock`, taken before BEGIN IMMEDIATE: the next writer wakes the moment the
+    last one's commit is done. The kernel drops the flock of a process that dies. Where the lock
+    file cannot be opened (a read-only directory), the busy handler alone keeps them apart."""
+
+    def __init__(self, database: str | None) -> None:
+        self._lock = threading.RLock()
+        self._path = database if database and database != ":memory:" and not database.startswith("file:") else None
+        self._depth = 0  # a session opened inside another holds the flock already
+        self._fd: int | None = None
+        self._pid = 0  # the process that opened _fd: a forked child opens its own
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        try:
+            if self._depth == 0 and (fd := self._file()) is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._lock.release()
+            raise
+        self._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        try:
+            if self._depth == 0 and self._fd is not None and self._pid == os.getpid():
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        """Close the lock file (Store.close); the next writer opens it again."""
+        with self._lock:
+            if self._depth == 0:  # else left open: a session in progress in this thread holds the flock
+                if self._fd is not None and self._pid == os.getpid():
+                    os.close(self._fd)
+                self._fd, self._pid = None, 0
+
+    def _file(self) -> int | None:
+        if self._path is not None and self._pid != os.getpid():
+            try:
+                self._fd = os.open(f"{self._path}-writelock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError:
+                self._path = self._fd = None
+            self._pid = os.getpid()
+        return self._fd
+
+
 class Store:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -271,12 +327,9 @@ class Store:
         else:
             self.engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        # SQLite has one writer at a time, and its busy handler polls with sleeps of up to 100 ms:
-        # among a process's threads writing at once (8 clients adding domains), an unlucky one kept
-        # losing the race and failed with "database is locked" after the 10 s timeout. This
-        # process's writers queue on a lock instead and meet the busy handler only against other
-        # processes. (PostgreSQL takes row locks: nothing to queue for there.)
-        self._writers: AbstractContextManager[object] = threading.RLock() if self.is_sqlite else nullcontext()
+        # PostgreSQL takes row locks: nothing to queue for there.
+        self._writers: AbstractContextManager[object] = \
+            _SqliteWriters(make_url(url).database) if self.is_sqlite else nullcontext()
         self._read_engine = self.engine.execution_options(**{_READ_ONLY: True})
         self._readers = sessionmaker(self._read_engine, expire_on_commit=False)
         self._thread_drivers = _ThreadDrivers(self._connect_driver, _FETCH_CONNECTIONS)
@@ -417,6 +470,8 @@ class Store:
     def close(self) -> None:
         """Close every connection; like the engine's pool, `fetch` opens new ones if used again."""
         self._thread_drivers.close_all()
+        if isinstance(self._writers, _SqliteWriters):
+            self._writers.close()
         loop_drivers, self._loop_drivers = list(self._loop_drivers.values()), {}
         for drivers in loop_drivers:
             drivers.close_all()

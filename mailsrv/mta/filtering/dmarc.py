@@ -22,6 +22,7 @@ import asyncio
 import email.utils
 import logging
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING
 import dns.exception
 import dns.resolver
 
+from mailsrv.core.dns import CacheView, Memo, NotCached
 from mailsrv.directory.system_settings import (
     DMARC_MARK,
     DMARC_OFF,
@@ -50,6 +52,7 @@ log = logging.getLogger(__name__)
 NONE, QUARANTINE, REJECT = "none", "quarantine", "reject"
 _POLICIES = (NONE, QUARANTINE, REJECT)
 _MILDER = {REJECT: QUARANTINE, QUARANTINE: NONE, NONE: NONE}
+_UNKNOWN = object()
 
 
 class DmarcTempError(Exception):
@@ -137,23 +140,55 @@ def lookup(resolver: dns.resolver.Resolver, domain: str) -> Record | None:
     return None
 
 
+_FIELD = re.compile(rb"[\041-\071\073-\176]+:")  # a field name and its colon, as email.feedparser's headerRE
+
+
+def _plain_from_values(head: bytes) -> list[str] | None:
+    """The values of the From fields in `head` (a header block, each line ending CRLF) as
+    email.parser's compat32 parse gives them, for a plain block: ASCII, CRLF line ends only, each
+    line a field or the continuation of one (no mbox "From " line). None for any other: the parser
+    itself decides, with its rules for the malformed."""
+    if not head.isascii() or not head.count(b"\r") == head.count(b"\n") == head.count(b"\r\n"):
+        return None
+    fields: list[list[bytes]] = []
+    for line in head.split(b"\r\n")[:-1]:
+        if line[:1] in (b" ", b"\t"):
+            if not fields:
+                return None
+            fields[-1].append(line)
+        elif _FIELD.match(line) and not line.startswith(b"From "):
+            fields.append([line])
+        else:
+            return None
+    values = []
+    for first, *more in fields:
+        name, _, value = first.partition(b":")
+        if name.lower() == b"from":  # compat32's header_source_parse
+            values.append(b"\r\n".join([value.lstrip(b" \t"), *more]).rstrip(b"\r\n").decode("ascii"))
+    return values
+
+
 def from_domain(content: bytes) -> str | None:
     """The one domain of the From header, None when there is none or several."""
     end = content.find(b"\r\n\r\n")
-    header = BytesHeaderParser(policy=compat32).parsebytes(content if end < 0 else content[:end + 2])
-    addresses = email.utils.getaddresses([str(v) for v in header.get_all("From", [])])
+    values = _plain_from_values(content[:end + 2]) if end >= 0 else None
+    if values is None:  # spare the common header the parser, which costs more than the rest of DMARC
+        header = BytesHeaderParser(policy=compat32).parsebytes(content if end < 0 else content[:end + 2])
+        values = [str(v) for v in header.get_all("From", [])]
+    addresses = email.utils.getaddresses(values)
     domains = {address.rpartition("@")[2].lower().rstrip(".") for _, address in addresses if "@" in address}
     return domains.pop() if len(domains) == 1 else None
 
 
-def evaluate(resolver: dns.resolver.Resolver, content: bytes, spf_result: str, spf_domain: str,
+def evaluate(policy: Callable[[str], Record | None], content: bytes, spf_result: str, spf_domain: str,
              dkim_results: list[dkim.DkimResult], sample: float) -> Verdict:
-    """The DMARC verdict (blocking: DNS). `sample` in [0, 1) decides `pct`."""
+    """The DMARC verdict, with `policy` the From domain's published policy (`lookup`; blocking: DNS).
+    `sample` in [0, 1) decides `pct`."""
     domain = from_domain(content)
     if not domain:
         return Verdict("permerror", reason="no single From domain")
     try:
-        record = lookup(resolver, domain)
+        record = policy(domain)
     except DmarcTempError as exc:
         return Verdict("temperror", domain, reason=f"DNS {exc}")
     except DmarcPermError as exc:
@@ -181,6 +216,7 @@ class SenderAuthentication(Check):
         self.resolver = resolver
         self.settings = settings
         self.sample = sample
+        self._policies: Memo[str, Record | None] = Memo()  # From domain -> its published policy
 
     async def data(self, message: Submission, findings: Findings) -> Reply | None:
         if message.actor is not None or message.trusted:  # our own user, our own network: not judged
@@ -188,23 +224,17 @@ class SenderAuthentication(Check):
         settings = self.settings()
         if not (settings.spf_check or settings.dkim_verify or settings.dmarc_action != DMARC_OFF):
             return None
-        return await asyncio.to_thread(self._judge, message, findings, settings)
-
-    def _judge(self, message: Submission, findings: Findings, settings: SmtpSettings) -> Reply | None:
-        spf_domain = (message.sender.rpartition("@")[2] if message.sender else message.helo).lower()
-        if message.spf_result:
-            identity = f"smtp.mailfrom={_pvalue(message.sender)}" if message.sender else f"smtp.helo={_pvalue(message.helo)}"
-            findings.auth_results.append(f"spf={message.spf_result} {identity}")
-        dkim_results = dkim.verify(self.resolver, message.content) if settings.dkim_verify else []
-        findings.auth_results += [r.resinfo() for r in dkim_results]
-        if settings.dmarc_action == DMARC_OFF:
-            verdict = None
-        else:
-            verdict = evaluate(self.resolver, message.content, message.spf_result, spf_domain, dkim_results,
-                               self.sample())
-            findings.auth_results.append(verdict.resinfo())
+        sample = self.sample() if settings.dmarc_action != DMARC_OFF else 0.0
+        cached = CacheView(self.resolver)
+        try:  # on the loop when every DNS answer it needs is cached: a sender domain's mail after its first
+            results, verdict = self._authenticate(cached, message, settings, sample)
+        except NotCached:
+            pass
+        if cached.missed:  # from scratch in a worker thread, where DNS may block
+            results, verdict = await asyncio.to_thread(self._authenticate, self.resolver, message, settings, sample)
+        findings.auth_results += results
         log.info("sender authentication of %s from %s: %s", message.sender or "<>", message.client_ip,
-                 "; ".join(findings.auth_results) or "not checked")
+                 "; ".join(results) or "not checked")
         if verdict is None or verdict.result != "fail" or verdict.disposition == NONE:
             return None
         action = settings.dmarc_action
@@ -216,3 +246,27 @@ class SenderAuthentication(Check):
         elif action in (DMARC_QUARANTINE, DMARC_REJECT):
             findings.folder = JUNK
         return None
+
+    def _authenticate(self, resolver: dns.resolver.Resolver, message: Submission, settings: SmtpSettings,
+                      sample: float) -> tuple[list[str], Verdict | None]:
+        """The Authentication-Results method results (SPF, DKIM, DMARC) and the DMARC verdict, None
+        when DMARC is off (blocking: DNS, unless `resolver` is a CacheView)."""
+        results = []
+        if message.spf_result:
+            identity = f"smtp.mailfrom={_pvalue(message.sender)}" if message.sender else f"smtp.helo={_pvalue(message.helo)}"
+            results.append(f"spf={message.spf_result} {identity}")
+        dkim_results = dkim.verify(resolver, message.content) if settings.dkim_verify else []
+        results += [r.resinfo() for r in dkim_results]
+        if settings.dmarc_action == DMARC_OFF:
+            return results, None
+        spf_domain = (message.sender.rpartition("@")[2] if message.sender else message.helo).lower()
+
+        def policy(domain: str) -> Record | None:
+            found = self._policies.get(domain, _UNKNOWN)
+            if found is _UNKNOWN:
+                found = lookup(resolver, domain)
+                if isinstance(resolver, CacheView):
+                    self._policies.put(domain, found, resolver)
+            return found  # type: ignore[no-any-return]
+        verdict = evaluate(policy, message.content, message.spf_result, spf_domain, dkim_results, sample)
+        return [*results, verdict.resinfo()], verdict

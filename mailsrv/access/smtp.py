@@ -106,6 +106,7 @@ class Transaction(Envelope):
         self.sender = ""  # MAIL FROM, "" for the null sender <>
         self.declared_size = 0  # MAIL FROM SIZE=, 0 when not given
         self.own_domain: DomainInfo | None = None  # the authenticated sender's domain
+        self.client: Client | None = None  # who sends, as the relay policy saw it at MAIL
         self.accepted: list[tuple[str, Deliver]] = []  # (RCPT address, its resolution)
 
 
@@ -475,17 +476,22 @@ class Handler:
         await self.intake.begin()
         declared = _declared_size(mail_options)
         own = await self.intake.domain(actor.domain) if actor else None
-        refusal = await self.intake.check_sender(self._client(session), actor, own, sender, declared)
+        # Once per transaction, with the address lists `begin` just read: the relay networks and
+        # address-list checks are not repeated at each RCPT and at DATA.
+        client = self._client(session)
+        refusal = await self.intake.check_sender(client, actor, own, sender, declared)
         if refusal:
             return str(refusal)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         envelope.sender, envelope.declared_size, envelope.own_domain = sender, declared, own
+        envelope.client = client
         return "250 2.1.0 Sender OK"
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Transaction, address: str,
                           rcpt_options: list[str]) -> str:
-        result = await self.intake.check_recipient(self._client(session), envelope.sender, envelope.own_domain,
+        assert envelope.client is not None  # aiosmtpd answers an RCPT before a MAIL itself
+        result = await self.intake.check_recipient(envelope.client, envelope.sender, envelope.own_domain,
                                                    envelope.accepted, address, envelope.declared_size)
         if isinstance(result, Reply):
             return str(result)
@@ -504,7 +510,8 @@ class Handler:
             return str(TEMPORARY_FAILURE)
 
     async def _accept(self, server: SMTP, session: Session, envelope: Transaction) -> str:
-        actor, client = _actor(session), self._client(session)
+        actor, client = _actor(session), envelope.client
+        assert client is not None
         outcome = await self.intake.submit(Submission(
             sender=envelope.sender, content=envelope.original_content or b"", accepted=envelope.accepted,
             own_domain=envelope.own_domain, actor=actor, client_ip=_peer_ip(session),

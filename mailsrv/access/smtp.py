@@ -256,6 +256,24 @@ class MailsrvSMTP(SMTP):
             self._sessions.opened(SMTP_SESSION, ip)
             self._counted = True
 
+    _deadline = 0.0
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """aiosmtpd cancels its timer and sets a new one at every command; here the deadline moves
+        and the one timer, when it fires before it, sets itself again for what is left."""
+        self._deadline = self.loop.time() + (duration or self._timeout_duration)
+        handle = self._timeout_handle
+        if handle is None or handle.cancelled() or handle.when() > self._deadline:
+            if handle is not None:
+                handle.cancel()
+            self._timeout_handle = self.loop.call_at(self._deadline, self._timeout_cb)
+
+    def _timeout_cb(self) -> None:
+        if self.loop.time() < self._deadline:
+            self._timeout_handle = self.loop.call_at(self._deadline, self._timeout_cb)
+            return
+        super()._timeout_cb()
+
     def connection_lost(self, error: Exception | None) -> None:
         if self._counted and self._sessions is not None:
             self._counted = False

@@ -57,7 +57,7 @@ import logging
 import re
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
 from typing import Any
@@ -158,24 +158,6 @@ class _PipelinedReader(asyncio.StreamReader):
 _Command = Callable[[Any, str], Awaitable[None]]
 
 
-class _BoundCommands(Mapping[str, Callable[[str], Awaitable[None]]]):
-    """aiosmtpd's table of a session's commands (`_smtp_methods`, name to bound method), each bound
-    when looked up: binding the dozen of them at every connection was a fifth of its set-up, and a
-    session uses five or six."""
-
-    def __init__(self, session: MailsrvSMTP, functions: dict[str, _Command]) -> None:
-        self._session, self._functions = session, functions
-
-    def __getitem__(self, name: str) -> Callable[[str], Awaitable[None]]:
-        return self._functions[name].__get__(self._session)  # type: ignore[attr-defined,no-any-return]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._functions)
-
-    def __len__(self) -> int:
-        return len(self._functions)
-
-
 def _pipelinable(command: _Command) -> _Command:
     """An SMTP command whose replies may wait for the next command's when that one is already
     read (RFC 2920's MAIL, RCPT, RSET and the group ends EHLO, HELO, NOOP and DATA). The others
@@ -218,9 +200,9 @@ class MailsrvSMTP(SMTP):
         ~130 us a connection, more than the rest of the session's set-up), and they are the same
         for every session of a listener: one session is built by it as the template, and each
         connection's is a copy of it with stream state of its own and the commands and built-in
-        mechanisms bound to itself (the commands when used: _BoundCommands)."""
+        mechanisms bound to itself."""
         template = cls(handler, **kwargs)
-        commands = {name: method.__func__ for name, method in template._smtp_methods.items()}
+        commands = {name: method.__name__ for name, method in template._smtp_methods.items()}
         builtin = {name: mechanism.method.__name__ for name, mechanism in template._auth_methods.items()
                    if mechanism.is_builtin}
 
@@ -229,7 +211,7 @@ class MailsrvSMTP(SMTP):
             new.__dict__.update(template.__dict__)
             asyncio.StreamReaderProtocol.__init__(new, _PipelinedReader(loop=new.loop, limit=new.line_length_limit),
                                                   client_connected_cb=new._cb_client_connected, loop=new.loop)
-            new._smtp_methods = _BoundCommands(new, commands)
+            new._smtp_methods = {name: getattr(new, method) for name, method in commands.items()}
             new._auth_methods = {**template._auth_methods,
                                  **{name: _AuthMechAttr(getattr(new, method), True) for name, method in builtin.items()}}
             return new

@@ -212,6 +212,20 @@ def test_data_is_read_to_its_end_marker_exactly_and_a_pipelined_command_after_it
     assert message.endswith(stored) and message.split(b"\r\n\r\n", 1)[0].count(b"Received:") == 1
 
 
+def test_a_client_that_sends_a_whole_session_in_one_write_gets_every_reply_in_order(mail):
+    """Replies held while the next command is already read (pipelining) all go out, in order, the
+    354 even though the data came before it, and an unknown command's reply between them."""
+    import socket
+    transaction = b"MAIL FROM:<ext@example.org>\r\nRCPT TO:<alice@a.test>\r\nDATA\r\nSubject: s\r\n\r\nbody\r\n.\r\n"
+    with socket.create_connection(("127.0.0.1", mail.smtp_port), timeout=30) as sock:
+        sock.sendall(b"EHLO client.test\r\n" + transaction + b"NOOP\r\nBOGUS\r\n" + transaction + b"RSET\r\nQUIT\r\n")
+        replies = sock.makefile("rb").read().split(b"\r\n")
+    codes = [reply[:4] for reply in replies if reply and not reply.startswith(b"250-")]
+    assert codes == [b"220 ", b"250 ", b"250 ", b"250 ", b"354 ", b"250 ", b"250 ", b"500 ",
+                     b"250 ", b"250 ", b"354 ", b"250 ", b"250 ", b"221 "]
+    assert len(mail.messages("alice@a.test")) == 2
+
+
 def test_a_line_over_1000_octets_is_refused_after_the_data_and_nothing_is_delivered(mail):
     replies = raw_session(mail, b"Subject: s\r\n\r\n" + b"x" * 1000 + b"\r\n.\r\n")
     assert replies[3].startswith(b"500 5.5.2 Line too long") and replies[4][:3] == b"221"

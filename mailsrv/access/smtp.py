@@ -52,11 +52,12 @@ import base64
 import binascii
 import datetime as dt
 import email.utils
+import functools
 import logging
 import re
 import socket
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
 from typing import Any
@@ -105,6 +106,7 @@ class Transaction(Envelope):
         self.sender = ""  # MAIL FROM, "" for the null sender <>
         self.declared_size = 0  # MAIL FROM SIZE=, 0 when not given
         self.own_domain: DomainInfo | None = None  # the authenticated sender's domain
+        self.client: Client | None = None  # who sends, as the relay policy saw it at MAIL
         self.accepted: list[tuple[str, Deliver]] = []  # (RCPT address, its resolution)
 
 
@@ -126,6 +128,51 @@ def _partial_end(tail: bytes | bytearray) -> int:
     return 0
 
 
+class _PipelinedReader(asyncio.StreamReader):
+    """A session's read buffer, and the replies it holds back while the client's next command is
+    already in that buffer (RFC 2920: a pipelining client's MAIL, RCPT and DATA get their three
+    replies in one write; an EHLO answer's lines go out together). Every write is a system call
+    that also delivers to the client; the held replies go out at the latest when a read is about
+    to wait for the client, which therefore never waits for a reply that was not sent."""
+
+    def __init__(self, *, loop: asyncio.AbstractEventLoop, limit: int) -> None:
+        super().__init__(loop=loop, limit=limit)
+        self.held: list[bytes] = []
+
+    def send_held(self) -> None:
+        if self.held:
+            assert self._transport is not None  # type: ignore[attr-defined]
+            self._transport.write(b"".join(self.held))  # type: ignore[attr-defined]
+            self.held.clear()
+
+    def has_command(self) -> bool:
+        """Whether a whole command line is already in the buffer (aiosmtpd reads lines up to LF)."""
+        return b"\n" in self._buffer  # type: ignore[attr-defined]
+
+    async def _wait_for_data(self, func_name: str) -> None:
+        # asyncio's StreamReader calls this when, and only when, a read must wait for more input.
+        self.send_held()
+        await super()._wait_for_data(func_name)  # type: ignore[misc]
+
+
+_Command = Callable[[Any, str], Awaitable[None]]
+
+
+def _pipelinable(command: _Command) -> _Command:
+    """An SMTP command whose replies may wait for the next command's when that one is already
+    read (RFC 2920's MAIL, RCPT, RSET and the group ends EHLO, HELO, NOOP and DATA). The others
+    (QUIT, STARTTLS, AUTH, ...) and aiosmtpd's own error replies send what is held at once, as
+    they may close or change the transport right after."""
+    @functools.wraps(command)
+    async def run(self: MailsrvSMTP, arg: str) -> None:
+        self._pipelining = True
+        try:
+            await command(self, arg)
+        finally:
+            self._pipelining = False
+    return run
+
+
 class MailsrvSMTP(SMTP):
     """aiosmtpd's SMTP session with enhanced status codes on the replies it makes itself, and a
     DATA reader that takes the message in blocks rather than line by line.
@@ -134,6 +181,8 @@ class MailsrvSMTP(SMTP):
     answer carries one; a HELO client was never told, so its replies stay plain."""
 
     _in_ehlo = False
+    _pipelining = False
+    _reader: _PipelinedReader
 
     def __init__(self, handler: Any, *, sessions: OpenSessions | None = None, greetings: Greetings | None = None,
                  **kwargs: Any) -> None:
@@ -160,7 +209,7 @@ class MailsrvSMTP(SMTP):
         def session() -> MailsrvSMTP:
             new = cls.__new__(cls)
             new.__dict__.update(template.__dict__)
-            asyncio.StreamReaderProtocol.__init__(new, asyncio.StreamReader(loop=new.loop, limit=new.line_length_limit),
+            asyncio.StreamReaderProtocol.__init__(new, _PipelinedReader(loop=new.loop, limit=new.line_length_limit),
                                                   client_connected_cb=new._cb_client_connected, loop=new.loop)
             new._smtp_methods = {name: getattr(new, method) for name, method in commands.items()}
             new._auth_methods = {**template._auth_methods,
@@ -188,6 +237,24 @@ class MailsrvSMTP(SMTP):
         if self._sessions is not None:
             self._sessions.opened(SMTP_SESSION, ip)
             self._counted = True
+
+    _deadline = 0.0
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """aiosmtpd cancels its timer and sets a new one at every command; here the deadline moves
+        and the one timer, when it fires before it, sets itself again for what is left."""
+        self._deadline = self.loop.time() + (duration or self._timeout_duration)
+        handle = self._timeout_handle
+        if handle is None or handle.cancelled() or handle.when() > self._deadline:
+            if handle is not None:
+                handle.cancel()
+            self._timeout_handle = self.loop.call_at(self._deadline, self._timeout_cb)
+
+    def _timeout_cb(self) -> None:
+        if self.loop.time() < self._deadline:
+            self._timeout_handle = self.loop.call_at(self._deadline, self._timeout_cb)
+            return
+        super()._timeout_cb()
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._counted and self._sessions is not None:
@@ -236,18 +303,40 @@ class MailsrvSMTP(SMTP):
             return
         await super()._handle_client()
 
+    @_pipelinable
     async def smtp_EHLO(self, hostname: str) -> None:
         self._in_ehlo = True
         try:
             await super().smtp_EHLO(hostname)
         finally:
             self._in_ehlo = False
+        await self._send_held()
+
+    smtp_HELO = _pipelinable(SMTP.smtp_HELO)
+    smtp_MAIL = _pipelinable(SMTP.smtp_MAIL)
+    smtp_RCPT = _pipelinable(SMTP.smtp_RCPT)
+    smtp_RSET = _pipelinable(SMTP.smtp_RSET)
+    smtp_NOOP = _pipelinable(SMTP.smtp_NOOP)
 
     async def push(self, status: Any) -> None:
-        if isinstance(status, str) and not self._in_ehlo and self.session is not None and self.session.extended_smtp:
-            status = with_enhanced_code(status)
-        await super().push(status)
+        """aiosmtpd's push, with the enhanced status code, and held back while the client's next
+        pipelined command is already read (_PipelinedReader); the lines of an EHLO answer until its
+        last."""
+        if isinstance(status, str):
+            if not self._in_ehlo and self.session is not None and self.session.extended_smtp:
+                status = with_enhanced_code(status)
+            status = bytes(status, "utf-8" if self.enable_SMTPUTF8 else "ascii")
+        self._reader.held.append(status + b"\r\n")
+        if not self._in_ehlo:
+            await self._send_held()
 
+    async def _send_held(self) -> None:
+        if self._pipelining and self._reader.has_command():
+            return
+        self._reader.send_held()
+        await self._writer.drain()
+
+    @_pipelinable
     async def smtp_DATA(self, arg: str) -> None:
         """aiosmtpd's DATA with the same checks, limits and answers (552 too much data, 500 line too
         long, both once the data has ended), reading blocks up to the end marker instead of one
@@ -405,17 +494,22 @@ class Handler:
         await self.intake.begin()
         declared = _declared_size(mail_options)
         own = await self.intake.domain(actor.domain) if actor else None
-        refusal = await self.intake.check_sender(self._client(session), actor, own, sender, declared)
+        # Once per transaction, with the address lists `begin` just read: the relay networks and
+        # address-list checks are not repeated at each RCPT and at DATA.
+        client = self._client(session)
+        refusal = await self.intake.check_sender(client, actor, own, sender, declared)
         if refusal:
             return str(refusal)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         envelope.sender, envelope.declared_size, envelope.own_domain = sender, declared, own
+        envelope.client = client
         return "250 2.1.0 Sender OK"
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Transaction, address: str,
                           rcpt_options: list[str]) -> str:
-        result = await self.intake.check_recipient(self._client(session), envelope.sender, envelope.own_domain,
+        assert envelope.client is not None  # aiosmtpd answers an RCPT before a MAIL itself
+        result = await self.intake.check_recipient(envelope.client, envelope.sender, envelope.own_domain,
                                                    envelope.accepted, address, envelope.declared_size)
         if isinstance(result, Reply):
             return str(result)
@@ -434,7 +528,8 @@ class Handler:
             return str(TEMPORARY_FAILURE)
 
     async def _accept(self, server: SMTP, session: Session, envelope: Transaction) -> str:
-        actor, client = _actor(session), self._client(session)
+        actor, client = _actor(session), envelope.client
+        assert client is not None
         outcome = await self.intake.submit(Submission(
             sender=envelope.sender, content=envelope.original_content or b"", accepted=envelope.accepted,
             own_domain=envelope.own_domain, actor=actor, client_ip=_peer_ip(session),

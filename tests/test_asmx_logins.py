@@ -1,6 +1,8 @@
 """Logins over SOAP on two nodes sharing one store: what one node changes about a login (password,
 disabling, IP restrictions) is refused at once by the other, however often the old credentials
-were just accepted there; and a wrong password is refused and counted on every call."""
+were just accepted there; and a wrong password is refused and counted on every call. Likewise what
+one node changes about a domain or a user is read at once on the other, however often the old
+values were just read there, and a domain administrator reads its own domain only."""
 from __future__ import annotations
 
 import re
@@ -17,6 +19,7 @@ from mailsrv.server import MailServer
 
 ADMIN, PASSWORD, NEW_PASSWORD = "chief", "Sturdy-pass-123", "Other-pass-456"
 DOMAIN, USER, USER_PASSWORD = "nodes.example", "postmaster@nodes.example", "Domain-pass-123"
+OTHER_DOMAIN, OTHER_USER = "other.example", "postmaster@other.example"  # its password: USER_PASSWORD
 LIMITS = "[security]\nmax_failures_per_login = 3\nbackoff_seconds = 60\n"
 
 
@@ -38,7 +41,8 @@ def nodes(make_server) -> Iterator[tuple[Node, Node]]:
     """Two MailServers on one database and one data directory, each with its own web listener."""
     first, second = make_server(LIMITS), make_server(LIMITS)
     first.admins.reset_primary(ADMIN, PASSWORD)
-    first.domains.add(Actor(Role.SYSTEM_ADMIN, ADMIN), DOMAIN, "", "postmaster", USER_PASSWORD, "", "", {})
+    for domain in (DOMAIN, OTHER_DOMAIN):
+        first.domains.add(Actor(Role.SYSTEM_ADMIN, ADMIN), domain, "", "postmaster", USER_PASSWORD, "", "", {})
     with serving(first) as one, serving(second) as other:
         yield one, other
 
@@ -120,3 +124,52 @@ def test_wrong_passwords_after_many_right_ones_are_refused_counted_and_lock_the_
     assert edition(second, (ADMIN, PASSWORD), "127.0.0.3") == -3
     assert edition(first, (ADMIN, PASSWORD), "127.0.0.3") == -3
     assert edition(second, (ADMIN, PASSWORD), "127.0.0.4") == 0
+
+
+# Each: a read control panels make in loops, a change of what it answers made through the other
+# node, and a text in the answer once the change is read.
+_READ_AFTER_CHANGE = {
+    "GetDomainSettings": (("svcDomainAdmin", "GetDomainSettings", {"domainName": DOMAIN}),
+                          ("svcDomainAdmin", "SetRequestedDomainSettings",
+                           {"DomainName": DOMAIN, "newSettings": "<string>maxusers=7</string>"}),
+                          "<MaxDomainUsers>7</MaxDomainUsers>"),
+    "GetPrimaryDomainAdmin": (("svcDomainAdmin", "GetPrimaryDomainAdmin", {"DomainName": DOMAIN}),
+                              ("svcDomainAdmin", "SetPrimaryDomainAdmin", {"DomainName": DOMAIN, "AdminUserName": "ada"}),
+                              "<PrimaryAdmin>ada</PrimaryAdmin>"),
+    "GetUser": (("svcUserAdmin", "GetUser", {"EmailAddress": f"ada@{DOMAIN}"}),
+                ("svcUserAdmin", "UpdateUser", {"EmailAddress": f"ada@{DOMAIN}", "NewPassword": "", "NewFirstName": "Ada",
+                                                "NewLastName": "", "IsDomainAdmin": "true"}),
+                "<FirstName>Ada</FirstName>"),
+    "GetUsers": (("svcUserAdmin", "GetUsers", {"DomainName": DOMAIN}),
+                 ("svcUserAdmin", "AddUser", {"NewUsername": "bea", "NewPassword": "User-pass-123", "DomainName": DOMAIN,
+                                              "FirstName": "", "LastName": "", "IsDomainAdmin": "false"}),
+                 "<UserName>bea</UserName>"),
+}
+
+
+@pytest.mark.parametrize("read_name", list(_READ_AFTER_CHANGE))
+def test_a_domain_or_user_changed_on_one_node_is_read_at_once_on_the_other(
+        nodes: tuple[Node, Node], read_name: str) -> None:
+    first, second = nodes
+    assert code(call(first, "svcUserAdmin", "AddUser", (ADMIN, PASSWORD), NewUsername="ada",
+                     NewPassword="User-pass-123", DomainName=DOMAIN, FirstName="", LastName="", IsDomainAdmin="true")) == 0
+    (service, read, params), (change_service, change, change_params), changed = _READ_AFTER_CHANGE[read_name]
+    for login in ((ADMIN, PASSWORD), (USER, USER_PASSWORD)):
+        answers = [call(second, service, read, login, **params) for _ in range(3)]
+        assert [code(answer) for answer in answers] == [0, 0, 0]
+        assert not any(changed in answer.text for answer in answers)
+    assert code(call(first, change_service, change, (ADMIN, PASSWORD), **change_params)) == 0
+    for login in ((ADMIN, PASSWORD), (USER, USER_PASSWORD)):
+        answer = call(second, service, read, login, **params)
+        assert code(answer) == 0 and changed in answer.text
+
+
+@pytest.mark.parametrize("read_name", list(_READ_AFTER_CHANGE))
+def test_a_domain_administrator_is_refused_another_domain_just_read_by_others(
+        nodes: tuple[Node, Node], read_name: str) -> None:
+    first, second = nodes
+    assert code(call(first, "svcUserAdmin", "AddUser", (ADMIN, PASSWORD), NewUsername="ada",
+                     NewPassword="User-pass-123", DomainName=DOMAIN, FirstName="", LastName="", IsDomainAdmin="true")) == 0
+    service, read, params = _READ_AFTER_CHANGE[read_name][0]
+    assert [code(call(second, service, read, login, **params)) for login in ((ADMIN, PASSWORD), (USER, USER_PASSWORD))] == [0, 0]
+    assert code(call(second, service, read, (OTHER_USER, USER_PASSWORD), **params)) == -5  # PERMISSION_DENIED

@@ -75,31 +75,34 @@ class _Principal:
     networks: list[str]  # a system administrator's IP restrictions
     note_due: bool  # a user whose last-login time for this protocol is older than its resolution
     recent_failures: bool  # failures inside the window from this address or at this name
+    generation: int  # the directory generation of the read's snapshot (Store.directory_at)
 
 
 # An unknown name always goes through the full brute-force rules: guessing names is what they are for.
-_NO_PRINCIPAL = _Principal(None, None, [], False, True)
+_NO_PRINCIPAL = _Principal(None, None, [], False, True, 0)
 
 # The two lookups a login makes, built once: every SOAP call and IMAP/POP3 login runs one of them.
+# Each reads the directory generation too, with which the rest of a quick call reads the directory
+# from the process's memory (Store.fetch_directory).
+_GENERATION = CURRENT_GENERATION.scalar_subquery()
 _FAILURES = or_(exists().where(LoginFailure.at >= bindparam("since"),
                                or_(LoginFailure.client_ip == bindparam("ip"), LoginFailure.login == bindparam("name"))),
                 exists().where(AbuseBlock.subject == bindparam("ip"), AbuseBlock.until > bindparam("now"))
                 ).label("recent_failures")
 _USER_QUERY = (
     select(User.id, User.name, User.password_hash, User.is_domain_admin, User.settings, User.credential_epoch,
-           Domain.name, Domain.settings, UserLogin.at, _FAILURES)
+           Domain.name, Domain.settings, UserLogin.at, _FAILURES, _GENERATION)
     .select_from(User).join(Domain, User.domain_id == Domain.id)
     .outerjoin(UserLogin, and_(UserLogin.user_id == User.id, UserLogin.protocol == bindparam("protocol")))
     .where(Domain.name == bindparam("domain"), User.name == bindparam("local")))
 _ADMIN_QUERY = (
-    select(SystemAdmin.password_hash, SystemAdmin.setup_pending, AdminIpRestriction.network, _FAILURES)
+    select(SystemAdmin.password_hash, SystemAdmin.setup_pending, AdminIpRestriction.network, _FAILURES, _GENERATION)
     .select_from(SystemAdmin).outerjoin(AdminIpRestriction, AdminIpRestriction.admin_id == SystemAdmin.id)
     .where(SystemAdmin.username == bindparam("name")).order_by(AdminIpRestriction.id))
 # A session's user as the check before each IMAP and POP3 command reads it: the two "isenabled"
 # settings alone (a key that is not there reads as None: enabled, as in _enabled; settings are
 # written typed, never as a JSON null), with the directory generation of the same snapshot, which
 # every change of users' or domains' settings raises (migration 0007's triggers).
-_GENERATION = CURRENT_GENERATION.scalar_subquery()
 _CREDENTIALS_QUERY = (select(User.credential_epoch, User.settings["isenabled"], Domain.settings["isenabled"], _GENERATION)
                       .join(Domain, User.domain_id == Domain.id).where(User.id == bindparam("user_id")))
 # While the generation has not moved, the settings are as they were: the epoch (raised by a password
@@ -161,19 +164,19 @@ class Authenticator:
         return actor
 
     def quick_login(self, login: str | None, password: str | None, client_ip: str,
-                    protocol: str = "webservice") -> Actor | None:
-        """`login`'s actor when it can be given at once on the caller's thread (an event loop's):
-        one read (awaited on the loop on PostgreSQL: mailsrv.core.on_loop), a password verified
-        before against the same stored hash, nothing to count or write down (no recent failure
-        concerning the login, its last-login time current). None otherwise: `login` then decides,
-        counts and records in full."""
+                    protocol: str = "webservice") -> tuple[Actor, int] | None:
+        """`login`'s actor, with the directory generation its read saw (for Store.directory_at), when
+        it can be given at once on the caller's thread (an event loop's): one read (awaited on the
+        loop on PostgreSQL: mailsrv.core.on_loop), a password verified before against the same
+        stored hash, nothing to count or write down (no recent failure concerning the login, its
+        last-login time current). None otherwise: `login` then decides, counts and records in full."""
         name = (login or "").strip().lower()
         principal = self._principal(name, client_ip, protocol, self.clock.now())
         if (principal.recent_failures or principal.note_due or principal.actor is None
                 or principal.password_hash is None or not self.verifier.remembered(principal.password_hash, password)
                 or (principal.networks and not ip_allowed(client_ip, principal.networks))):
             return None
-        return principal.actor
+        return principal.actor, principal.generation
 
     def blocked_until(self, client_ip: str, protocol: str) -> dt.datetime | None:
         """Until when abuse detection refuses a new connection of `client_ip` over `protocol`: a
@@ -293,18 +296,18 @@ class Authenticator:
             if not rows:
                 return _NO_PRINCIPAL
             user_id, user_name, password_hash, is_domain_admin, user_settings, epoch, domain, domain_settings, \
-                last_login, failures = rows[0]
+                last_login, failures, generation = rows[0]
             # Clients that log in on every call (SOAP, POP3 pollers) would otherwise turn each
             # read into a write; last-login times are kept to the minute.
             return _Principal(password_hash, _user_actor(user_id, user_name, is_domain_admin, user_settings, epoch,
                                                          domain, domain_settings),
-                              [], not _within(now, last_login, LOGIN_TIME_RESOLUTION), bool(failures))
+                              [], not _within(now, last_login, LOGIN_TIME_RESOLUTION), bool(failures), generation)
         rows = self.store.fetch(_ADMIN_QUERY, {"since": since, "now": now, "ip": client_ip, "name": name})
         if not rows:
             return _NO_PRINCIPAL
         password_hash, setup_pending = rows[0][0], rows[0][1]
         return _Principal(password_hash, Actor(Role.SYSTEM_ADMIN, name, setup_pending=setup_pending),
-                          [r[2] for r in rows if r[2] is not None], False, bool(rows[0][3]))
+                          [r[2] for r in rows if r[2] is not None], False, bool(rows[0][3]), rows[0][4])
 
     def _check(self, principal: _Principal, password: str | None, client_ip: str) -> tuple[Actor | None, bool]:
         """(actor or None, refused by IP restrictions)."""

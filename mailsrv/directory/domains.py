@@ -58,14 +58,14 @@ class DomainPage:
     rows: list[DomainRow]
 
 
-def _not_found(name: str) -> MailsrvError:
+def domain_not_found(name: str) -> MailsrvError:
     return MailsrvError(ResultCode.DOMAIN_NOT_FOUND, f"The domain {name} does not exist.")
 
 
 def get_domain(s: Session, name: str) -> Domain:
     domain = s.execute(select(Domain).where(Domain.name == name)).scalar_one_or_none()
     if domain is None:
-        raise _not_found(name)
+        raise domain_not_found(name)
     return domain
 
 
@@ -214,10 +214,11 @@ class Domains:
     def get(self, actor: Actor, raw_name: str | None) -> DomainView:
         name = names.domain_name(raw_name)
         actor.require_domain(name)
-        # One prepared read: no ORM objects, and no write lock taken for a read.
-        rows = self.store.fetch(_VIEW, {"name": name})
+        # One prepared read (none while the directory has not changed since it was made): no ORM
+        # objects, and no write lock taken for a read.
+        rows = self.store.fetch_directory(_VIEW, {"name": name})
         if not rows:
-            raise _not_found(name)
+            raise domain_not_found(name)
         name, path, primary_admin, values = rows[0]
         return DomainView(name, path, primary_admin, {**settings.defaults(settings.DOMAIN), **values})
 

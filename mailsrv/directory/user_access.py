@@ -59,10 +59,14 @@ def by_name(name: str, uid: str) -> tuple[str, str]:
 
 # --- lookups and rights ---------------------------------------------------------------------------
 
+def user_not_found(name: str, domain: str) -> MailsrvError:
+    return MailsrvError(ResultCode.USER_NOT_FOUND, f"The user {name}@{domain} does not exist.")
+
+
 def get_user(s: Session, domain: Domain, name: str) -> User:
     user = s.execute(select(User).where(User.domain_id == domain.id, User.name == name)).scalar_one_or_none()
     if user is None:
-        raise MailsrvError(ResultCode.USER_NOT_FOUND, f"The user {name}@{domain.name} does not exist.")
+        raise user_not_found(name, domain.name)
     return user
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from mailsrv.core import names, settings
@@ -21,7 +21,7 @@ from mailsrv.core.actor import Actor, Role
 from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.directory import passwords
 from mailsrv.directory.auth import Authenticator
-from mailsrv.directory.domains import domain_for, get_domain, limit_reached
+from mailsrv.directory.domains import domain_not_found, get_domain, limit_reached
 from mailsrv.directory.mailing_lists import name_is_list
 from mailsrv.directory.user_access import (
     NAME_LIMIT,
@@ -31,6 +31,7 @@ from mailsrv.directory.user_access import (
     managed_domain,
     managed_user,
     name_in,
+    user_not_found,
 )
 from mailsrv.mailstore.disk import Disk
 from mailsrv.store.db import Store
@@ -87,6 +88,16 @@ def _user_dir(domain_path: str | Path, name: str) -> Path:
 
 def _view(user: User) -> UserView:
     return UserView(user.name, user.first_name, user.last_name, user.is_domain_admin)
+
+
+# What Users.get and Users.list read, built once (control panels read users in a loop), from the
+# domain: no row, no domain; a row of NULLs, a domain without the user (or without users).
+_VIEW_COLUMNS = (User.name, User.first_name, User.last_name, User.is_domain_admin)
+_USER = (select(*_VIEW_COLUMNS).select_from(Domain)
+         .outerjoin(User, and_(User.domain_id == Domain.id, User.name == bindparam("name")))
+         .where(Domain.name == bindparam("domain")))
+_USERS = (select(*_VIEW_COLUMNS).select_from(Domain).outerjoin(User, User.domain_id == Domain.id)
+          .where(Domain.name == bindparam("domain")).order_by(User.name))
 
 
 def _lock_domain(s: Session, domain: Domain) -> None:
@@ -198,14 +209,20 @@ class Users:
                 user.settings = {**user.settings, "maxsize": size}
 
     def get(self, actor: Actor, raw_address: str | None) -> UserView:
-        with managed_user(self.store, actor, raw_address) as (_, user):
-            return _view(user)
+        name, domain = managed_address(actor, raw_address)
+        rows = self.store.fetch_directory(_USER, {"name": name, "domain": domain})
+        if not rows:
+            raise domain_not_found(domain)
+        if rows[0][0] is None:
+            raise user_not_found(name, domain)
+        return UserView(*rows[0])
 
     def list(self, actor: Actor, raw_domain: str | None) -> list[UserView]:
-        with self.store.session() as s:
-            domain = domain_for(s, actor, raw_domain)
-            return [_view(u) for u in s.execute(select(User).where(User.domain_id == domain.id)
-                                                .order_by(User.name)).scalars()]
+        domain = managed_domain(actor, raw_domain)
+        rows = self.store.fetch_directory(_USERS, {"domain": domain})
+        if not rows:
+            raise domain_not_found(domain)
+        return [UserView(*row) for row in rows if row[0] is not None]
 
     def authenticate(self, raw_user: str | None, raw_domain: str | None, password: str | None,
                      client_ip: str) -> None:

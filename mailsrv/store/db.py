@@ -11,6 +11,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailsrv.core import on_loop
 from mailsrv.core.errors import MailsrvError, ResultCode
-from mailsrv.store.models import Base
+from mailsrv.store.models import CURRENT_GENERATION, Base
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Any constant works; it only has to be the same on every node sharing the database.
@@ -34,6 +35,11 @@ _READ_ONLY = "mailsrv_read_only"
 _FETCH_CONNECTIONS = 16
 # And on each event loop that reads PostgreSQL there (quick SOAP calls, the checks of mail sessions).
 _LOOP_FETCH_CONNECTIONS = 8
+# Answers of Store.fetch_directory kept per process; past this, the cache starts again empty.
+_DIRECTORY_ANSWERS_KEPT = 4096
+# The directory generation the current call read with its first statement (its login), while
+# Store.directory_at is in force; None: not known.
+_KNOWN_GENERATION: ContextVar[int | None] = ContextVar("mailsrv_directory_generation", default=None)
 T = TypeVar("T")
 
 
@@ -253,6 +259,12 @@ class _LoopDrivers(_Drivers):
         conn.pgconn.finish()
 
 
+@functools.cache
+def _with_generation(query: Select) -> Select:
+    """`query` with the directory generation of its snapshot as one more, last, column."""
+    return query.add_columns(CURRENT_GENERATION.scalar_subquery())
+
+
 async def _fetch_all(conn: Any, sql: str, args: Any) -> list[tuple]:
     cursor = await conn.execute(sql, args, prepare=True)
     return await cursor.fetchall()
@@ -335,6 +347,8 @@ class Store:
         self._thread_drivers = _ThreadDrivers(self._connect_driver, _FETCH_CONNECTIONS)
         # PostgreSQL reads made on an event loop's thread (mailsrv.core.on_loop), per loop.
         self._loop_drivers: dict[asyncio.AbstractEventLoop, _LoopDrivers] = {}
+        # fetch_directory's answers: (query, parameters) -> (the generation they were read at, rows).
+        self._directory_answers: dict[tuple[Select, tuple], tuple[int, list[tuple]]] = {}
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration; nodes starting together take turns."""
@@ -382,6 +396,40 @@ class Store:
         back converted as SQLAlchemy would convert them."""
         prepared = _prepare(self.engine.dialect, query)
         return prepared.rows(self._execute(prepared.sql, prepared.arguments(params)))
+
+    @contextmanager
+    def directory_at(self, generation: int) -> Iterator[None]:
+        """Inside the block, `fetch_directory` takes `generation` for the directory's current one: the
+        number the call's first statement read (its login, mailsrv.directory.auth), so that what was
+        read at that number already comes from this process's memory instead of the database. The
+        call then sees the directory as it was at its login, as if it had read everything then."""
+        token = _KNOWN_GENERATION.set(generation)
+        try:
+            yield
+        finally:
+            _KNOWN_GENERATION.reset(token)
+
+    def fetch_directory(self, query: Select, params: Mapping[str, Any]) -> list[tuple]:
+        """As `fetch`, for a SELECT of directory columns whose every change raises the directory
+        generation (the triggers of migrations 0007 and 0024), its WHERE on such columns too: under
+        `directory_at` with the generation an earlier answer was read at, that answer again without
+        a round trip (control panels read the same domains and users call after call); else read,
+        with the generation of the same snapshot, and kept. A change through any node raises the
+        number, so the next call on every node reads afresh. The rows are shared: never changed."""
+        key = (query, tuple(sorted(params.items())))
+        known = _KNOWN_GENERATION.get()
+        if known is not None:
+            kept = self._directory_answers.get(key)
+            if kept is not None and kept[0] == known:
+                return kept[1]
+        rows = self.fetch(_with_generation(query), params)
+        if not rows:  # an empty answer carries no generation: read again next time
+            return rows
+        answer = [row[:-1] for row in rows]
+        if len(self._directory_answers) >= _DIRECTORY_ANSWERS_KEPT:
+            self._directory_answers.clear()
+        self._directory_answers[key] = (rows[0][-1], answer)
+        return answer
 
     async def run_read(self, read: Callable[..., T], *args: Any) -> T:
         """`read(*args)` from a coroutine, on the event loop's thread, for a read made of a few
@@ -466,6 +514,8 @@ class Store:
         with self.engine.begin() as conn:
             Base.metadata.drop_all(conn)
             conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        # A new schema counts generations from 0 again.
+        self._directory_answers.clear()
 
     def close(self) -> None:
         """Close every connection; like the engine's pool, `fetch` opens new ones if used again."""

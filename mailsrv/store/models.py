@@ -330,9 +330,11 @@ class Node(Base):
 
 class DirectoryGeneration(Base):
     """One row (id 1) whose number database triggers raise with every change to what SMTP's recipient
-    lookups read (domains, users, aliases, domain aliases, server settings; migration 0007). Each node caches those
-    lookups under the number it read and drops the cache once it sees another one, so a change made
-    through any node applies to the next SMTP transaction on every node (mailsrv.mta.recipients)."""
+    lookups read (domains, users, aliases, domain aliases, server settings; migration 0007) and what
+    SOAP's reads of domains and users return (migration 0024). Each node caches those lookups under
+    the number it read and drops the cache once it sees another one, so a change made through any
+    node applies to the next SMTP transaction and SOAP call on every node (mailsrv.mta.recipients,
+    mailsrv.store.db.Store.fetch_directory)."""
     __tablename__ = "directory_generation"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     generation: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -54,14 +54,19 @@ class Access:
     def run_quick(self, handler: Handler, call: Call, params: Mapping[str, Any]) -> Any:
         """`run` on the event loop's thread, under mailsrv.core.on_loop.run, when the login is quick
         (Authenticator.quick_login) and the handler declared quick; else NOT_QUICK, and nothing was
-        done but one read."""
+        done but one read. The handler reads the directory as the login's read saw it, what was read
+        at that generation already from the process's memory (Store.directory_at)."""
         if not self.quick or self.credentials is None:
             return NOT_QUICK
         user, password = self.credentials
-        actor = call.engine.auth.quick_login(params.get(user), params.get(password), call.client_ip)
-        if actor is None:
+        auth = call.engine.auth
+        login = auth.quick_login(params.get(user), params.get(password), call.client_ip)
+        if login is None:
             return NOT_QUICK
-        return handler(call, actor, **{name: value for name, value in params.items() if name not in self.credentials})
+        actor, generation = login
+        with auth.store.directory_at(generation):
+            return handler(call, actor, **{name: value for name, value in params.items()
+                                           if name not in self.credentials})
 
 
 def _declare(access: Access) -> Callable[[H], H]:

@@ -114,7 +114,7 @@ def GetDomainUsers(call: Call, actor: Actor, DomainName: str | None) -> dict[str
     return {"Users": members.users, "DomainAliases": members.domain_aliases, "CatchAll": members.has_catch_all}
 
 
-@authenticated()
+@authenticated(quick=True)
 def GetPrimaryDomainAdmin(call: Call, actor: Actor, DomainName: str | None) -> dict[str, str]:
     return {"PrimaryAdmin": call.engine.domains.primary_admin(actor, DomainName)}
 
@@ -124,7 +124,7 @@ def SetPrimaryDomainAdmin(call: Call, actor: Actor, DomainName: str | None, Admi
     call.engine.domains.set_primary_admin(actor, DomainName, AdminUserName)
 
 
-@authenticated()
+@authenticated(quick=True)
 def GetRequestedDomainSettings(call: Call, actor: Actor, DomainName: str | None,
                                requestedSettings: list[str | None]) -> dict[str, Any]:
     return {"settingValues": call.engine.domains.requested_settings(actor, DomainName, requestedSettings)}

@@ -68,12 +68,12 @@ def UpdateUser2(call: Call, actor: Actor, EmailAddress: str | None, NewPassword:
                              NewLastName, IsDomainAdmin, maxMailboxSize)
 
 
-@authenticated()
+@authenticated(quick=True)
 def GetUser(call: Call, actor: Actor, EmailAddress: str | None) -> dict[str, Any]:
     return {"UserInfo": _user_info(call.engine.users.get(actor, EmailAddress))}
 
 
-@authenticated()
+@authenticated(quick=True)
 def GetUsers(call: Call, actor: Actor, DomainName: str | None) -> dict[str, Any]:
     users = call.engine.users.list(actor, DomainName)
     return {"Users": [_user_info(u) for u in users]}

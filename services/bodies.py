@@ -3,9 +3,9 @@ stream in, so a chunked body without a length is cut at the limit too, and never
 limit is read, parsed or spooled to disk."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Message
 
@@ -21,11 +21,9 @@ class BodyTooLarge(Exception):
         return PlainTextResponse(f"The request body is larger than {self.limit} bytes.", 413, headers=headers)
 
 
-def counted(request: Request, limit: int | None) -> Request:
-    """`request` with its body counted as it streams in (None: no cap): reading past `limit` bytes,
-    or a body declared larger, raises BodyTooLarge before a byte more is handed on."""
-    if limit is None:
-        return request
+def _counting(request: Request, limit: int) -> Callable[[], Awaitable[Message]]:
+    """`request`'s receive, raising BodyTooLarge before handing on a byte past `limit` (or anything
+    of a body declared larger)."""
     declared = request.headers.get("content-length", "")
     received = 0
 
@@ -39,8 +37,27 @@ def counted(request: Request, limit: int | None) -> Request:
             raise BodyTooLarge(limit)
         return message
 
-    return Request(request.scope, receive)
+    return receive
+
+
+def counted(request: Request, limit: int | None) -> Request:
+    """`request` with its body counted as it streams in (None: no cap): reading past `limit` bytes,
+    or a body declared larger, raises BodyTooLarge before a byte more is handed on."""
+    if limit is None:
+        return request
+    return Request(request.scope, _counting(request, limit))
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    return await counted(request, limit).body()
+    """The whole body of `request`, counted as `counted` counts it. Read from the ASGI messages
+    directly: Starlette's body() over a counted request cost ~6% of a quick SOAP call's CPU (a
+    second Request, an async generator and its aclosing, each call)."""
+    receive = _counting(request, limit)
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)

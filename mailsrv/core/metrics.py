@@ -7,6 +7,7 @@ whichever worker gives it. Figures the store holds (spool depth and age) are rea
 """
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
@@ -27,7 +28,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-__all__ = ["CONTENT_TYPE_LATEST", "scrape", "use_directory", "process_ended"]
+__all__ = ["CONTENT_TYPE_LATEST", "scrape", "use_directory", "process_ended", "soap_call"]
 
 RECEIVED = Counter("mailsrv_messages_received_total",
                    "Messages accepted, by how: delivered into the mailboxes at acceptance or spooled",
@@ -50,6 +51,20 @@ SOAP_SECONDS = Histogram("mailsrv_soap_call_seconds", "SOAP call latency, login 
                          buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 
 _ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@functools.cache
+def _soap_children(service: str, operation: str, code: int) -> tuple[Counter, Histogram]:
+    return SOAP_CALLS.labels(service, operation, str(code)), SOAP_SECONDS.labels(service, operation)
+
+
+def soap_call(service: str, operation: str, code: int, seconds: float) -> None:
+    """Count a SOAP call that answered `code` (0 done, -1 a server fault) after `seconds`. Its
+    labelled values are remembered (a few per operation): finding them by labels() each call took a
+    lock and rebuilt their key, ~4% of a quick call's CPU."""
+    calls, latency = _soap_children(service, operation, code)
+    calls.inc()
+    latency.observe(seconds)
 
 
 def use_directory(root: Path) -> None:

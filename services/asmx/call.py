@@ -1,8 +1,7 @@
 """What an operation handler receives besides its contract parameters (and, when it needs one, its caller)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from mailsrv.core.clock import Clock
 from mailsrv.directory.abuse import AbuseRules
@@ -68,8 +67,8 @@ class Engine(Protocol):
     clock: Clock
 
 
-@dataclass(frozen=True)
-class Call:
+class Call(NamedTuple):
+    """One per request: a named tuple, made for a fraction of a frozen dataclass's cost."""
     engine: Engine
     # The address of the TCP peer, used for system-admin IP restrictions and brute-force counting.
     client_ip: str

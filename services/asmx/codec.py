@@ -37,12 +37,19 @@ def _is_nil(element: etree._Element) -> bool:
     return element.get(XSI_NIL) in ("true", "1")
 
 
+_IN_TNS = f"{{{TNS}}}"
+
+
 def _named_children(element: etree._Element) -> Iterable[tuple[str, etree._Element]]:
+    # Read from the Clark name ({namespace}local) as it is: a QName object per child cost more
+    # than the rest of decoding a login's parameters.
     for child in element:
-        if isinstance(child.tag, str):
-            qname = etree.QName(child)
-            if qname.namespace in (TNS, None):
-                yield qname.localname, child
+        tag = child.tag
+        if isinstance(tag, str):
+            if not tag.startswith("{"):
+                yield tag, child
+            elif tag.startswith(_IN_TNS):
+                yield tag[len(_IN_TNS):], child
 
 
 def convert(type_name: str, path: str, text: str) -> Any:

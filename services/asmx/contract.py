@@ -56,6 +56,14 @@ class ComplexType:
     def field_names(self) -> frozenset[str]:
         return frozenset(f.name for f in self.fields)
 
+    @cached_property
+    def outcome_status(self) -> str | None:
+        """The field saying whether the call succeeded (Result, or LoginValidated for LoginResult)
+        when this type reports an outcome (it also has ResultCode), else None."""
+        if "ResultCode" not in self.field_names:
+            return None
+        return next((name for name in ("Result", "LoginValidated") if name in self.field_names), None)
+
     @property
     def item(self) -> Field | None:
         """The item field when this is an ArrayOfX type: ASP.NET repeats elements only there."""

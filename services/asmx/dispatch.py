@@ -29,8 +29,6 @@ from services.asmx.contract import ComplexType, Operation, Service
 from services.asmx.faults import RequestError
 from services.asmx.registry import BoundService
 
-_STATUS_FIELDS = ("Result", "LoginValidated")
-
 # The threads every call's login and handler run in (as many as anyio's default limit, which
 # Starlette's run_in_threadpool uses). asyncio's own hand-over to a pool costs a third of
 # run_in_threadpool's per call (no capacity limiter, no cancel scope), and each call pays it once.
@@ -42,9 +40,8 @@ def _outcome_type(service: Service, op: Operation) -> tuple[ComplexType, str] | 
     if op.result is None or op.result.simple:
         return None
     complex_type = service.types[op.result.type]
-    names = {f.name for f in complex_type.fields}
-    status = next((s for s in _STATUS_FIELDS if s in names), None)
-    return (complex_type, status) if status and "ResultCode" in names else None
+    status = complex_type.outcome_status
+    return (complex_type, status) if status else None
 
 
 def _success(service: Service, op: Operation, returned: Any) -> Any:
@@ -109,8 +106,7 @@ async def invoke(bound: BoundService, op: Operation, params: dict[str, Any], cal
         raise
     finally:
         service = bound.contract.name
-        metrics.SOAP_CALLS.labels(service, op.name, str(code)).inc()
-        metrics.SOAP_SECONDS.labels(service, op.name).observe(time.perf_counter() - started)
+        metrics.soap_call(service, op.name, code, time.perf_counter() - started)
         event = "admin_read" if _READS.match(op.name) else "admin"
         if events.is_enabled(event):
             who = params.get(access.credentials[0]) if access.credentials else None

@@ -35,12 +35,15 @@ from services.bodies import BodyTooLarge, read_body
 
 log = logging.getLogger(__name__)
 
-_PATH = re.compile(r"/(?P<service>[^/]+)\.asmx(?:/(?P<operation>[^/]+))?", re.IGNORECASE)
+# Where the services are (services.app sends every request whose path starts so to this app).
+SERVICES_PREFIX = "/services/"
+_PATH = re.compile(r"/services/(?P<service>[^/]+)\.asmx(?:/(?P<operation>[^/]+))?", re.IGNORECASE)
 
 
 def _client_host(request: Request) -> str:
     """The TCP peer's address (no proxy headers are trusted)."""
-    return request.client.host if request.client else ""
+    client = request.scope.get("client")
+    return client[0] if client else ""
 
 
 def _media_type(request: Request) -> tuple[str, Mapping[str, str]]:
@@ -48,12 +51,23 @@ def _media_type(request: Request) -> tuple[str, Mapping[str, str]]:
     return soap.parse_content_type(header) if header else ("", {})
 
 
+class _SoapAnswer(Response):
+    """A SOAP response or fault: its two headers written at once, where Starlette's Response
+    looks its content type over and builds them anew for every call."""
+
+    def __init__(self, body: bytes, status_code: int, version: soap.SoapVersion) -> None:
+        self.status_code = status_code
+        self.body = body
+        self.background = None
+        self.raw_headers = [(b"content-length", str(len(body)).encode()), (b"content-type", version.content_type_header)]
+
+
 def _method_not_allowed(allowed: str) -> Response:
     return PlainTextResponse("Method not allowed.", 405, headers={"Allow": allowed})
 
 
 class AsmxApp:
-    """Serves every bound service over one engine; mounted at /Services by services.app."""
+    """Serves every bound service over one engine, at /Services (services.app)."""
 
     def __init__(self, server: Engine, services: Mapping[str, BoundService], max_body: int,
                  max_list_body: int) -> None:
@@ -76,10 +90,7 @@ class AsmxApp:
         await response(scope, receive, send)
 
     async def _route(self, request: Request) -> Response:
-        # The part of the path below the mount point (/Services), as the client spelled it.
-        path, mount = request.scope["path"], request.scope.get("root_path", "")
-        rest = path[len(mount):] if path.startswith(mount) else path
-        match = _PATH.fullmatch(rest)
+        match = _PATH.fullmatch(request.scope["path"])
         bound = self.services.get(match["service"].lower()) if match else None
         if match is None or bound is None:
             return HTMLResponse(helppages.not_found_page(request.url.path), 404)
@@ -135,16 +146,16 @@ class AsmxApp:
             body = await read_body(request, self._limit(bound, named))
         except BodyTooLarge as exc:
             what = named.name if named is not None else "this request"
-            return Response(soap.fault(version, "Client", f"The request body is larger than {exc.limit} bytes, "
-                                       f"the most {what} may carry."), 413, media_type=version.content_type)
+            return _SoapAnswer(soap.fault(version, "Client", f"The request body is larger than {exc.limit} bytes, "
+                                          f"the most {what} may carry."), 413, version)
 
         async def work() -> Response:
             op, element = soap.read_request(contract, version, body, action)
             value = await invoke(bound, op, decode_request(contract, op, element), self._call(request))
-            return Response(soap.response(contract, version, op, value), media_type=version.content_type)
+            return _SoapAnswer(soap.response(contract, version, op, value), 200, version)
 
         def refuse(code: str, message: str) -> Response:
-            return Response(soap.fault(version, code, message), 500, media_type=version.content_type)
+            return _SoapAnswer(soap.fault(version, code, message), 500, version)
 
         return await self._answer(f"{contract.name} SOAP call", work, refuse)
 

@@ -256,6 +256,13 @@ class MailsrvSMTP(SMTP):
             return
         super()._timeout_cb()
 
+    def eof_received(self) -> bool | None:
+        # aiosmtpd cancels the session's coroutine at the client's EOF: replies already made but
+        # held for the next pipelined command go out first, as they would have without holding.
+        if self.transport is not None and not self.transport.is_closing():
+            self._reader.send_held()
+        return super().eof_received()
+
     def connection_lost(self, error: Exception | None) -> None:
         if self._counted and self._sessions is not None:
             self._counted = False

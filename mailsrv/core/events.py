@@ -13,7 +13,6 @@ Text lines look like Postfix's:
 """
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,13 +25,6 @@ log = logging.getLogger("mailsrv.events")
 Fields = dict[str, Any]
 
 
-@functools.cache
-def _child(metric: Any, *labels: str) -> Any:
-    # A metric's child for these labels, as metric.labels(...) gives it (made at its first use,
-    # then kept by the metric): without the lock and the label checks of every call.
-    return metric.labels(*labels)
-
-
 @dataclass(frozen=True)
 class Event:
     level: int
@@ -41,19 +33,19 @@ class Event:
 
 
 def _session_opened(fields: Fields) -> None:
-    _child(metrics.SESSIONS, fields["protocol"]).inc()
-    _child(metrics.SESSIONS_OPEN, fields["protocol"]).inc()
+    metrics.child(metrics.SESSIONS, fields["protocol"]).inc()
+    metrics.child(metrics.SESSIONS_OPEN, fields["protocol"]).inc()
 
 
 def _delivery(fields: Fields) -> None:
-    _child(metrics.DELIVERIES, fields["kind"], fields["status"]).inc()
+    metrics.child(metrics.DELIVERIES, fields["kind"], fields["status"]).inc()
     if fields["status"] == SENT:
-        _child(metrics.DELIVERED_BYTES, fields["kind"]).inc(fields["size"])
+        metrics.child(metrics.DELIVERED_BYTES, fields["kind"]).inc(fields["size"])
 
 
 def _received(fields: Fields) -> None:
-    _child(metrics.RECEIVED, fields["path"]).inc()
-    _child(metrics.RECEIVED_BYTES, fields["path"]).inc(fields["size"])
+    metrics.child(metrics.RECEIVED, fields["path"]).inc()
+    metrics.child(metrics.RECEIVED_BYTES, fields["path"]).inc(fields["size"])
 
 
 # A delivery's status (Postfix's words).
@@ -64,16 +56,16 @@ INFO, WARNING, DEBUG = logging.INFO, logging.WARNING, logging.DEBUG
 VOCABULARY: dict[str, Event] = {
     # protocol (smtp, submission, pop3, imap), ip
     "connect": Event(INFO, _session_opened),
-    "disconnect": Event(INFO, lambda f: _child(metrics.SESSIONS_OPEN, f["protocol"]).dec()),
+    "disconnect": Event(INFO, lambda f: metrics.child(metrics.SESSIONS_OPEN, f["protocol"]).dec()),
     # protocol, ip, version, cipher
     "tls": Event(INFO),
     # protocol (smtp, pop3, imap, webmail, soap), ip, login
     "auth_ok": Event(INFO),
-    "auth_failed": Event(WARNING, lambda f: _child(metrics.AUTH_FAILURES, f["protocol"]).inc()),
+    "auth_failed": Event(WARNING, lambda f: metrics.child(metrics.AUTH_FAILURES, f["protocol"]).inc()),
     # protocol, ip, login: refused without a try, past the brute-force limits (mailsrv.directory.auth)
-    "auth_locked": Event(WARNING, lambda f: _child(metrics.BLOCKED, f["protocol"], "lockout").inc()),
+    "auth_locked": Event(WARNING, lambda f: metrics.child(metrics.BLOCKED, f["protocol"], "lockout").inc()),
     # protocol, ip: on the server's blacklist for that protocol
-    "blocked": Event(WARNING, lambda f: _child(metrics.BLOCKED, f["protocol"], "blacklist").inc()),
+    "blocked": Event(WARNING, lambda f: metrics.child(metrics.BLOCKED, f["protocol"], "blacklist").inc()),
     # [id] from, size, nrcpt, path (direct: written into the mailboxes at acceptance; spool), ip, login
     "queued": Event(INFO, _received),
     # [id] to, kind (local, remote), relay, delay, dsn, status (sent, deferred, bounced), reply, size

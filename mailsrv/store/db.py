@@ -143,17 +143,25 @@ class _Drivers(ABC):
     """`fetch`'s own driver connections, outside SQLAlchemy's pool: bounded (PostgreSQL counts
     connections), each kept open with its prepared statements, autocommit (each read its own
     snapshot). A slot holds an idle connection, or None for one not opened yet; a reader waits
-    for a slot. Subclasses say how a reader waits, and how a connection is opened, read and closed."""
+    for a slot. Subclasses say how a reader waits, and how a connection is opened, read and closed.
+
+    A connection is closed only while no reader holds it: `close_all` closes the idle ones and
+    leaves each held one to its reader, who closes it when giving it back. psycopg's close does
+    not wait for a query in progress on another thread, whose libpq calls then use the freed
+    connection: its socket's number, reused by the next connection opened, had that one's replies
+    read by the old query, and that one's reader waited forever."""
 
     def __init__(self) -> None:
-        self._opened: list[Any] = []  # every open connection, idle or reading, for `close_all`
+        self._opened: set[Any] = set()  # every connection open and not closed by `close_all`
+        self._held: set[Any] = set()  # those a reader holds
         self._lock = threading.Lock()
 
     @abstractmethod
-    def take(self) -> Any: ...
+    def _wait(self) -> Any:
+        """A slot's content, once one is free."""
 
     @abstractmethod
-    def give(self, conn: Any) -> None: ...
+    def _put(self, conn: Any) -> None: ...
 
     @abstractmethod
     def run(self, conn: Any, sql: str, args: Any) -> list[tuple]: ...
@@ -164,22 +172,45 @@ class _Drivers(ABC):
     def _finish(self, conn: Any) -> None:
         conn.close()
 
+    def take(self) -> Any:
+        """An idle connection, held until given back; None for a slot to open one in."""
+        conn = self._wait()
+        with self._lock:
+            if conn not in self._opened:  # closed by `close_all` while idle
+                return None
+            self._held.add(conn)
+        return conn
+
+    def give(self, conn: Any) -> None:
+        """Hand back the slot taken, with its connection (None if closed)."""
+        with self._lock:
+            self._held.discard(conn)
+            retired = conn is not None and conn not in self._opened
+        if retired:  # `close_all` ran while it was held
+            self._finish(conn)
+            conn = None
+        self._put(conn)
+
     def open(self) -> Any:
+        """A new connection, held by the caller."""
         conn = self._connect()
         with self._lock:
-            self._opened.append(conn)
+            self._opened.add(conn)
+            self._held.add(conn)
         return conn
 
     def close(self, conn: Any) -> None:
+        """Close a connection the caller holds."""
         with self._lock:
-            if conn in self._opened:
-                self._opened.remove(conn)
+            self._opened.discard(conn)
+            self._held.discard(conn)
         self._finish(conn)
 
     def close_all(self) -> None:
         with self._lock:
-            opened, self._opened = self._opened, []
-        for conn in opened:
+            idle = self._opened - self._held
+            self._opened = set()
+        for conn in idle:
             self._finish(conn)
 
 
@@ -193,10 +224,10 @@ class _ThreadDrivers(_Drivers):
         for _ in range(count):
             self._idle.put(None)
 
-    def take(self) -> Any:
+    def _wait(self) -> Any:
         return self._idle.get()
 
-    def give(self, conn: Any) -> None:
+    def _put(self, conn: Any) -> None:
         self._idle.put(conn)
 
     def _connect(self) -> Any:
@@ -206,19 +237,6 @@ class _ThreadDrivers(_Drivers):
         if isinstance(conn, sqlite3.Connection):
             return conn.execute(sql, args).fetchall()
         return conn.execute(sql, args, prepare=True).fetchall()
-
-    def close_all(self) -> None:
-        super().close_all()
-        # The idle slots become unopened ones (a slot taken by a read in progress comes back as is).
-        idle = 0
-        while True:
-            try:
-                self._idle.get_nowait()
-            except queue.Empty:
-                break
-            idle += 1
-        for _ in range(idle):
-            self._idle.put(None)
 
 
 class _LoopDrivers(_Drivers):
@@ -233,10 +251,10 @@ class _LoopDrivers(_Drivers):
         for _ in range(count):
             self._idle.put_nowait(None)
 
-    def take(self) -> Any:
+    def _wait(self) -> Any:
         return self._idle.get_nowait() if not self._idle.empty() else on_loop.wait(self._idle.get())
 
-    def give(self, conn: Any) -> None:
+    def _put(self, conn: Any) -> None:
         self._idle.put_nowait(conn)
 
     def run(self, conn: Any, sql: str, args: Any) -> list[tuple]:
@@ -384,7 +402,8 @@ class Store:
         if drivers is None:
             # Those of loops closed since (a test's, a restarted listener's) are no one's any more.
             # Two loops' threads may find the same ended loop at once: each closes only what it took.
-            for ended in [other for other in self._loop_drivers if other.is_closed()]:
+            # (A snapshot of the keys: another loop's thread may add its own meanwhile.)
+            for ended in [other for other in list(self._loop_drivers) if other.is_closed()]:
                 gone = self._loop_drivers.pop(ended, None)
                 if gone is not None:
                     gone.close_all()

@@ -132,6 +132,7 @@ def test_dos_connections_to_two_nodes_add_up_once_each_has_written_its_counts(ab
         assert abuse.blocked() == [("127.0.0.9", "SMTP", "DOS")]
     finally:
         second.stop()
+        second.dns.close()
 
 
 def test_brute_force_counts_failures_across_smtp_pop_and_imap_and_its_block_refuses_at_connect(abuse):

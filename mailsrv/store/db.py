@@ -104,12 +104,19 @@ def _prepare(dialect: Dialect, query: Executable) -> _Prepared:
                      compiled.positional, results)
 
 
-def _driver(s: Session) -> tuple[Dialect, Any]:
-    """The dialect and driver connection of `s`'s transaction, its pending ORM changes flushed first
-    (as Session.execute does: what the caller added goes before, and its locks are taken in that order)."""
+@contextmanager
+def _cursor(s: Session, statement: Executable) -> Iterator[tuple[_Prepared, Any]]:
+    """`statement` prepared for `s`'s dialect, and a driver cursor in `s`'s transaction, closed when the
+    block ends. `s`'s pending ORM changes are flushed first (as Session.execute does: what the caller
+    added goes before, and its locks are taken in that order)."""
     s.flush()
     conn = s.connection()
-    return conn.dialect, conn.connection.driver_connection
+    prepared = _prepare(conn.dialect, statement)
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        yield prepared, cursor
+    finally:
+        cursor.close()
 
 
 def execute_many(s: Session, statement: Executable, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -118,25 +125,15 @@ def execute_many(s: Session, statement: Executable, rows: Sequence[Mapping[str, 
     of accepted mail, where SQLAlchemy's work per statement cost more than the statements themselves."""
     if not rows:
         return
-    dialect, driver = _driver(s)
-    prepared = _prepare(dialect, statement)
-    cursor = driver.cursor()
-    try:
+    with _cursor(s, statement) as (prepared, cursor):
         cursor.executemany(prepared.sql, [prepared.arguments(row) for row in rows])
-    finally:
-        cursor.close()
 
 
 def fetch_in(s: Session, query: Select, params: Mapping[str, Any]) -> list[tuple]:
     """As `Store.fetch`, in the transaction of `s` (what it reads is what that transaction commits against)."""
-    dialect, driver = _driver(s)
-    prepared = _prepare(dialect, query)
-    cursor = driver.cursor()
-    try:
+    with _cursor(s, query) as (prepared, cursor):
         cursor.execute(prepared.sql, prepared.arguments(params))
         return prepared.rows(cursor.fetchall())
-    finally:
-        cursor.close()
 
 
 class _Drivers(ABC):

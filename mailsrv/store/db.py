@@ -143,7 +143,8 @@ class _Drivers(ABC):
     for a slot. Subclasses say how a reader waits, and how a connection is opened, read and closed.
 
     A connection is closed only while no reader holds it: `close_all` closes the idle ones and
-    leaves each held one to its reader, who closes it when giving it back. psycopg's close does
+    leaves each held one to its reader, who closes it when giving it back (unless no reader can:
+    then it closes them all). psycopg's close does
     not wait for a query in progress on another thread, whose libpq calls then use the freed
     connection: its socket's number, reused by the next connection opened, had that one's replies
     read by the old query, and that one's reader waited forever."""
@@ -168,6 +169,10 @@ class _Drivers(ABC):
 
     def _finish(self, conn: Any) -> None:
         conn.close()
+
+    def _abandoned(self) -> bool:
+        """Whether no reader can use a connection it holds any more (none of them will give it back)."""
+        return False
 
     def take(self) -> Any:
         """An idle connection, held until given back; None for a slot to open one in."""
@@ -205,9 +210,9 @@ class _Drivers(ABC):
 
     def close_all(self) -> None:
         with self._lock:
-            idle = self._opened - self._held
+            closing = self._opened if self._abandoned() else self._opened - self._held
             self._opened = set()
-        for conn in idle:
+        for conn in closing:
             self._finish(conn)
 
 
@@ -241,8 +246,9 @@ class _LoopDrivers(_Drivers):
     asyncio connections, each step awaited on the loop (on_loop.wait), which serves other
     requests meanwhile. Used by that loop only, so its slots are an asyncio queue."""
 
-    def __init__(self, cargs: list[Any], cparams: dict[str, Any], count: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, cargs: list[Any], cparams: dict[str, Any], count: int) -> None:
         super().__init__()
+        self._loop = loop
         self._cargs, self._cparams = cargs, cparams
         self._idle: asyncio.Queue[Any] = asyncio.Queue()
         for _ in range(count):
@@ -264,6 +270,10 @@ class _LoopDrivers(_Drivers):
     def _finish(self, conn: Any) -> None:
         # Synchronously, from any thread (Store.close): all AsyncConnection.close does but awaiting.
         conn.pgconn.finish()
+
+    def _abandoned(self) -> bool:
+        # A read suspended on a closed loop never resumes (a server stopped mid-read).
+        return self._loop.is_closed()
 
 
 async def _fetch_all(conn: Any, sql: str, args: Any) -> list[tuple]:
@@ -405,7 +415,7 @@ class Store:
                 if gone is not None:
                     gone.close_all()
             cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
-            drivers = self._loop_drivers[loop] = _LoopDrivers(cargs, cparams, _LOOP_FETCH_CONNECTIONS)
+            drivers = self._loop_drivers[loop] = _LoopDrivers(loop, cargs, cparams, _LOOP_FETCH_CONNECTIONS)
         return drivers
 
     def check_reachable(self) -> None:

@@ -13,7 +13,6 @@ each round and the ratio of the medians.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import datetime as dt
 import statistics
@@ -22,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from address_lists import _load
-from mail_bench import ADMIN, DOMAIN, USER, Mailsrv, provision
+from mail_bench import ADMIN, DOMAIN, USER, Mailsrv, command_line, provision
 
 SENDER = "sender@client.example"
 GREYLISTING = "[greylisting]\nenabled = true\n"
@@ -52,14 +51,10 @@ def switch_on(config: Path, dos: bool) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=500)
-    parser.add_argument("--sessions", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of each kind, alternating")
+    parser = command_line(__doc__, "the 'off' server's store (default: SQLite)",
+                          messages=500, sessions=8, workers=1, rounds=3)
     parser.add_argument("--without-dos", action="store_true",
                         help="no DoS rule: connections are not counted (only the block is read at connect)")
-    parser.add_argument("--database-url", default="", help="the 'off' server's store (default: SQLite)")
     parser.add_argument("--database-url-on", default="", help="the 'on' server's store (default: SQLite)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mailsrv-abuse-") as name:

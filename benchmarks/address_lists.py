@@ -13,7 +13,6 @@ the medians ("with" / "without"): on a shared machine single rounds vary more th
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import sys
@@ -21,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mail_bench import DOMAIN, USER, Mailsrv, provision
+from mail_bench import DOMAIN, USER, Mailsrv, command_line, provision
 
 BODY = b"From: sender@client.example\r\nSubject: bench\r\n\r\n" + (b"x" * 70 + b"\r\n") * 30
 
@@ -92,13 +91,7 @@ def set_lists(config: Path, entries: int, on: bool) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=500)
-    parser.add_argument("--sessions", type=int, default=8)
-    parser.add_argument("--entries", type=int, default=1000)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of each kind, alternating")
-    parser.add_argument("--database-url", default="")
+    parser = command_line(__doc__, messages=500, sessions=8, entries=1000, workers=1, rounds=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mailsrv-lists-") as name:
         data_dir = Path(name).resolve()

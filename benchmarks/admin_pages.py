@@ -21,7 +21,6 @@ table in that database is dropped first and at the end.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import datetime as dt
 import statistics
@@ -41,7 +40,8 @@ from mailsrv.store.db import Store
 from mailsrv.store.models import Domain, TrafficDaily
 from services.app import create_app
 
-ADMIN = ("benchadmin", "Bench-pass-123")
+from mail_bench import ADMIN, command_line
+
 LAST_DAY = dt.date(2026, 12, 1)
 
 
@@ -79,11 +79,7 @@ def timed(client: httpx.Client, url: str, requests: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--domains", type=int, default=10_000)
-    parser.add_argument("--days", type=int, default=365)
-    parser.add_argument("--requests", type=int, default=20)
-    parser.add_argument("--database-url", default="")
+    parser = command_line(__doc__, domains=10_000, days=365, requests=20)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mailsrv-admin-pages-") as tmp:
         if args.database_url:

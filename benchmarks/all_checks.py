@@ -23,7 +23,6 @@ accepted msg/s per round and the medians' ratios.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import statistics
@@ -33,7 +32,7 @@ from pathlib import Path
 
 from abuse_greylisting import switch_on
 from content_filters import ZONES, set_filters, start_clamd, start_spamd
-from mail_bench import Mailsrv, provision
+from mail_bench import Mailsrv, command_line, provision
 from sender_auth import load, set_sender_checks, signed_message
 from throughput_smtp import free_port, postfix_config, postfix_running
 
@@ -64,17 +63,11 @@ def start_milters(directory: Path, dns: DnsServer, spamd: Daemon, clamd: Daemon,
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=300)
-    parser.add_argument("--sessions", type=int, default=8)
-    parser.add_argument("--size", type=int, default=4096)
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of each kind, in turn")
-    parser.add_argument("--spamd-children", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=1)
+    parser = command_line(__doc__, "the 'off' server's store (default: SQLite)",
+                          messages=300, sessions=8, size=4096, rounds=3, spamd_children=2, workers=1)
     parser.add_argument("--no-postfix", action="store_true")
     parser.add_argument("--filters", default="rbl,spamd,clamd",
                         help="the content filters of 'on' (and so the milters: spamd in it, spamass-milter)")
-    parser.add_argument("--database-url", default="", help="the 'off' server's store (default: SQLite)")
     parser.add_argument("--database-url-on", default="", help="the 'on' server's store (default: SQLite)")
     args = parser.parse_args()
     filters = set(args.filters.split(","))

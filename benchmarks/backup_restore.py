@@ -13,35 +13,29 @@ restored `mailsrv stats` against the messages acknowledged before and after the 
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import smtplib
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from mail_bench import DOMAIN, MAILSRV, ROOT, USER, Mailsrv, provision
+from mail_bench import DOMAIN, USER, Mailsrv, command_line, mailsrv, provision
 
 BODY = "From: far@away.example\r\nSubject: bench\r\n\r\n" + ("x" * 76 + "\r\n") * 40
 
 
 def command(*args: str) -> tuple[float, dict]:
     started = time.monotonic()
-    done = subprocess.run([*MAILSRV, *args, "--json"], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    done = mailsrv(*args, "--json", capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(done.stderr)
     return time.monotonic() - started, json.loads(done.stdout)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--messages", type=int, default=5000)
-    parser.add_argument("--database-url", default="")
+    parser = command_line(__doc__, messages=5000)
     parser.add_argument("--restore-database-url", default="")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:

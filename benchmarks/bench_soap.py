@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/bench_soap.py [--seconds 10] [--clients 8] [--large 10000] [--database-url URL]
 
-Starts `mailsrv serve` (this interpreter's mailsrv, so PYTHONPATH picks the code measured) on a
-fresh data directory, then measures with N concurrent keep-alive clients (raw HTTP/1.1 SOAP 1.1
+Starts `mailsrv serve` (this checkout's mailsrv, run by this interpreter) on a fresh data
+directory, then measures with N concurrent keep-alive clients (raw HTTP/1.1 SOAP 1.1
 posts, one connection per client):
   - the floor: a bare Starlette endpoint under the same uvicorn settings (mailsrv.serve.serve_web,
     one process) that reads the same request and answers GetEdition's response bytes, with no
@@ -18,7 +18,6 @@ import argparse
 import http.client
 import itertools
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,20 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ADMIN = ("bench", "Measure-pass-123")
-DOMAIN = "bench.example"
-
-
-# `mailsrv ...` run by this interpreter, importing mailsrv as this process does (PYTHONPATH, then
-# the installed one): the console script would take the installed one, and -P keeps the working
-# directory out of sys.path.
-MAILSRV = [sys.executable, "-P", "-c", "import sys; from mailsrv.cli import main; sys.exit(main())"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from mail_bench import ADMIN, DOMAIN, Mailsrv, command_line, environment, free_port, mailsrv
 
 
 def envelope(op: str, params: dict[str, str]) -> bytes:
@@ -154,11 +140,8 @@ def per_call_ms(client: Client, calls: int, make_call) -> float:  # type: ignore
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_line(__doc__, clients=8, large=10000)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--large", type=int, default=10000)
-    parser.add_argument("--database-url", default="")
     parser.add_argument("--skip-large", action="store_true", help="only the calls/s figures")
     parser.add_argument("--workers", type=int, default=1,
                         help="[server] workers of mailsrv (the floor is one process; CPU per call is the first process's)")
@@ -169,37 +152,31 @@ def main() -> None:
         return
 
     with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
         config = Path(tmp) / "mailsrv.toml"
         # Only the web listener: the mail ports may be taken by other servers on the machine.
         config.write_text(f'data_dir = "{tmp}/data"\ndatabase_url = "{args.database_url}"\n'
                           f'[server]\nworkers = {args.workers}\n'
-                          f'[listen]\nweb = "127.0.0.1:{port}"\nsmtp = ""\nsubmission = ""\nimap = ""\npop3 = ""\nwebs = ""\nsubmissions = ""\nimaps = ""\npop3s = ""\n')
-        subprocess.run([*MAILSRV, "admin", "reset", "--create", "--username", ADMIN[0], "--password", ADMIN[1],
-                        "--config", str(config)], check=True, stdout=subprocess.DEVNULL)
-        log = Path(tmp) / "server.log"
-        with log.open("wb") as log_file:
-            server = subprocess.Popen([*MAILSRV, "serve", "--config", str(config)], stderr=log_file)
+                          '[listen]\nweb = "127.0.0.1:0"\nsmtp = ""\nsubmission = ""\nimap = ""\npop3 = ""\nwebs = ""\nsubmissions = ""\nimaps = ""\npop3s = ""\n')
+        mailsrv("admin", "reset", "--create", "--username", ADMIN[0], "--password", ADMIN[1], "--config", str(config),
+                check=True, stdout=subprocess.DEVNULL)
+        # A server error answers a generic fault: its cause, in the server's log, is printed as it comes.
+        server = Mailsrv(config, needs=("web",))
+        server.start()
         try:
-            edition = wait_for(port)
+            edition = wait_for(server.web_port)
             floor_port = free_port()
             answer = Path(tmp) / "floor-answer.xml"
             answer.write_bytes(edition)
-            floor = subprocess.Popen([sys.executable, __file__, "--floor-server", str(floor_port), str(answer)])
+            floor = subprocess.Popen([sys.executable, __file__, "--floor-server", str(floor_port), str(answer)],
+                                     env=environment())
             try:
                 wait_for(floor_port)
-                run(port, server.pid, floor_port, floor.pid, args)
-            except Exception:
-                # A server error answers a generic fault: its cause is in the server's log.
-                print("server log (last 40 lines):", *log.read_text(errors="replace").splitlines()[-40:],
-                      sep="\n", file=sys.stderr)
-                raise
+                run(server.web_port, server.process.pid, floor_port, floor.pid, args)
             finally:
                 floor.terminate()
                 floor.wait(30)
         finally:
-            server.terminate()
-            server.wait(30)
+            server.stop()
 
 
 def wait_for(port: int) -> bytes:

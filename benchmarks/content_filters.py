@@ -14,7 +14,6 @@ as another node would; --filters picks which are on), and so on. Printed: accept
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import sys
@@ -22,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from address_lists import _load
-from mail_bench import ADMIN, ROOT, Mailsrv, provision
+from mail_bench import ADMIN, ROOT, Mailsrv, command_line, provision
 
 sys.path.insert(0, str(ROOT / "tests"))
 from content_daemons import start_clamd, start_spamd  # noqa: E402  (the tests' daemons on loopback)
@@ -49,14 +48,8 @@ def set_filters(config: Path, on: set[str], spamd_port: int, clamd_port: int) ->
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=300)
-    parser.add_argument("--sessions", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of each kind, alternating")
-    parser.add_argument("--spamd-children", type=int, default=2)
+    parser = command_line(__doc__, messages=300, sessions=8, rounds=3, spamd_children=2, workers=1)
     parser.add_argument("--filters", default="rbl,spamd,clamd", help="the filters of the 'on' rounds")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--database-url", default="")
     args = parser.parse_args()
     dns = DnsServer({(f"1.0.0.127.{ZONES[0]}", "A"): ["127.0.0.2"]})
     with tempfile.TemporaryDirectory(prefix="mailsrv-filters-") as name:

@@ -40,7 +40,8 @@ from mailsrv.server import MailServer
 from mailsrv.store.db import Store
 from mailsrv.store.models import SpoolRecipient
 
-ROOT = Path(__file__).resolve().parents[1]
+from mail_bench import ROOT, command_line, free_port
+
 sys.path.insert(0, str(ROOT / "tests"))
 from dns_server import DnsServer  # noqa: E402  (the tests' DNS server, on loopback UDP)
 
@@ -54,12 +55,6 @@ class Sink:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         self.received += 1
         return "250 2.0.0 stored"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def enqueue(server: MailServer, domain: str, count: int) -> None:
@@ -141,11 +136,8 @@ async def main_async(args: argparse.Namespace, data_dir: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backlog", type=int, default=10_000)
-    parser.add_argument("--live", type=int, default=1000)
+    parser = command_line(__doc__, backlog=10_000, live=1000)
     parser.add_argument("--dead", choices=["refuse", "hang"], default="refuse")
-    parser.add_argument("--database-url", default="")
     args = parser.parse_args()
     if args.database_url:
         Store(args.database_url).drop_all()

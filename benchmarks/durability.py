@@ -27,7 +27,6 @@ doubled or miscounted.
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import re
 import smtplib
@@ -37,7 +36,7 @@ import threading
 import time
 from pathlib import Path
 
-from mail_bench import DOMAIN, USER, Mailsrv, maildir, maildir_files, provision
+from mail_bench import DOMAIN, USER, Mailsrv, command_line, maildir, maildir_files, provision
 from sqlalchemy import func, select
 
 from mailsrv.core.config import parse_config
@@ -100,11 +99,7 @@ def client(port: int, work: Submission) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=1000)
-    parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--kill-after", type=int, default=300)
-    parser.add_argument("--database-url", default="")
+    parser = command_line(__doc__, messages=1000, connections=8, kill_after=300)
     parser.add_argument("--fault-point", default="")
     args = parser.parse_args()
 

@@ -45,7 +45,7 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from mail_bench import ROOT, Mailsrv, provision
+from mail_bench import ROOT, Mailsrv, command_line, provision
 
 sys.path.insert(0, str(ROOT / "tests"))
 from dns_server import DnsServer  # noqa: E402  (the tests' DNS server, on loopback UDP)
@@ -204,13 +204,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=600)
-    parser.add_argument("--sessions", type=int, default=8)
-    parser.add_argument("--size", type=int, default=2048)
+    parser = command_line(__doc__, "shared database (default: one SQLite file)", messages=600, sessions=8, size=2048)
     parser.add_argument("--sink-delay", type=float, default=0.05, help="seconds the sink takes per message")
     parser.add_argument("--workers", type=int, default=1, help="[server] workers of each server")
-    parser.add_argument("--database-url", default="", help="shared database (default: one SQLite file)")
     parser.add_argument("--timeout", type=float, default=180, help="seconds to wait for the deliveries")
     return run(parser.parse_args())
 

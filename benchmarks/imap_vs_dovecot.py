@@ -36,17 +36,11 @@ from pathlib import Path
 
 from mailsrv.directory.passwords import hash_password
 
-from mail_bench import DOMAIN, USER, USER_PASSWORD, Mailsrv, maildir, provision
+from mail_bench import DOMAIN, USER, USER_PASSWORD, Mailsrv, command_line, free_port, maildir, provision
 
 _NOBODY = 65534
 STEPS = ("login", "select", "flags", "fetch")
 PER_COMMAND = ("noop", "uid-flags")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def fill_inbox(root: Path, count: int) -> None:
@@ -198,11 +192,7 @@ def summary(rounds: list[dict[str, float]]) -> tuple[dict[str, float], dict[str,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--messages", type=int, default=10_000)
-    parser.add_argument("--fetch", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--commands", type=int, default=200)
+    parser = command_line(__doc__, None, messages=10_000, fetch=100, rounds=3, commands=200)
     parser.add_argument("--no-dovecot", action="store_true")
     parser.add_argument("--dovecot-passwords", choices=("argon2id", "plain"), default="argon2id",
                         help="how Dovecot's passwd-file stores the password: the same argon2id hash as "

@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import datetime as dt
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -40,11 +39,11 @@ from mailsrv.server import MailServer
 from mailsrv.store.db import Store
 from mailsrv.store.models import SUBSCRIBER, Domain, ListMember, MailingList, User
 
-ROOT = Path(__file__).resolve().parents[1]
+from mail_bench import ADMIN, ROOT, command_line, free_port
+
 sys.path.insert(0, str(ROOT / "tests"))
 from dns_server import DnsServer  # noqa: E402  (the tests' DNS server, on loopback UDP)
 
-ADMIN = ("sysadmin", "Secret-pass-123")
 CONTENT = (b"From: Poster <poster@client.example>\r\nTo: team@l0.example\r\nSubject: news\r\n"
            b"Message-ID: <post@client.example>\r\n\r\n" + (b"x" * 76 + b"\r\n") * 13)
 
@@ -56,12 +55,6 @@ class Sink:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         self.received += len(envelope.rcpt_tos)
         return "250 2.0.0 stored"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def populate(server: MailServer, local: list[str], remote: list[str], per_domain: int) -> list[NewRecipient]:
@@ -182,10 +175,7 @@ async def main_async(args: argparse.Namespace, data_dir: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--subscribers", type=int, default=10_000)
-    parser.add_argument("--domains", type=int, default=100)
-    parser.add_argument("--database-url", default="")
+    parser = command_line(__doc__, subscribers=10_000, domains=100)
     args = parser.parse_args()
     if args.database_url:
         Store(args.database_url).drop_all()

@@ -20,7 +20,6 @@ dropped first and at the end.
 """
 from __future__ import annotations
 
-import argparse
 import resource
 import sys
 import tempfile
@@ -41,7 +40,8 @@ from mailsrv.store.db import Store
 from mailsrv.store.models import SUBSCRIBER, ListMember
 from services.app import create_app
 
-ADMIN = ("benchadmin", "Bench-pass-123")
+from mail_bench import ADMIN, command_line
+
 DOMAIN = "lists.bench.test"
 
 
@@ -98,9 +98,7 @@ def over_http(server: MailServer, n: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--subscribers", type=int, default=100_000)
-    parser.add_argument("--database-url", default="")
+    parser = command_line(__doc__, subscribers=100_000)
     args = parser.parse_args()
     n = args.subscribers
     with tempfile.TemporaryDirectory(prefix="mailsrv-list-subscribers-") as tmp:

@@ -23,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from mail_bench import MAILSRV, ROOT, Mailsrv, maildir, maildir_files, provision
-from throughput_smtp import free_port, load
+from mail_bench import MAILSRV, ROOT, Mailsrv, command_line, free_port, maildir, maildir_files, provision
+from throughput_smtp import load
 
 VARIANTS = {"off": 'level = "WARNING"\n', "text": 'format = "text"\n', "json": 'format = "json"\n'}
 
@@ -91,13 +91,7 @@ def per_event(count: int = 50_000) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=2000)
-    parser.add_argument("--sessions", type=int, default=16)
-    parser.add_argument("--size", type=int, default=4096)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=0, help="[server] workers (0: one per core)")
-    parser.add_argument("--database-url", default="")
+    parser = command_line(__doc__, messages=2000, sessions=16, size=4096, rounds=3, workers=0)
     parser.add_argument("--per-event", action="store_true",
                         help="only the cost of one event line in this process, per format (no server)")
     args = parser.parse_args()

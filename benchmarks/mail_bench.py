@@ -1,14 +1,17 @@
-"""What the mail benchmarks share: a provisioned data directory, `mailsrv serve` as a child process
-with its SMTP and web listeners on free loopback ports, the spool count over SOAP, and the Maildir.
+"""What the benchmarks share: their command line, a provisioned data directory, `mailsrv` commands and
+`mailsrv serve` as child processes (its SMTP and web listeners on free loopback ports), the spool
+count over SOAP, and the Maildir.
 
 Listeners are configured on port 0 and their bound addresses read from the server's log lines, so
 no other process can take a port between choosing and binding it.
 """
 from __future__ import annotations
 
+import argparse
 import http.client
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +29,46 @@ DOMAIN = "bench.example"
 USER = "inbox"
 USER_PASSWORD = "Mailbox-key-123"
 _LISTENER = re.compile(r"(\w+) listener (\(SOAP/HTTP\) on http://|on )([\d.]+):(\d+)")
+
+
+# The help of the options many benchmarks have (`command_line`).
+_HELP = {
+    "messages": "messages sent",
+    "sessions": "SMTP sessions at once",
+    "size": "bytes of each message",
+    "rounds": "rounds of each kind, in turn",
+    "workers": "[server] workers of mailsrv (0: one per core)",
+}
+
+
+def command_line(doc: str, database: str | None = "the store's URL (default: SQLite in the data directory)",
+                 **numbers: int) -> argparse.ArgumentParser:
+    """A benchmark's command line: `doc` (its module's docstring) as --help's description; --database-url
+    helped by `database` (None: no such option); an integer option for each of `numbers`, with its
+    default (`messages=500`: --messages, 500 unless given)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, default in numbers.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=default, help=_HELP.get(name))
+    if database is not None:
+        parser.add_argument("--database-url", default="", help=database)
+    return parser
+
+
+def environment() -> dict[str, str]:
+    """A child `mailsrv`'s environment: this one, with this checkout on the path whatever PYTHONPATH said."""
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def free_port() -> int:
+    """A loopback port free now, for a peer (a sink, Postfix, Dovecot) that must be told its port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def mailsrv(*args: str, **options: object) -> subprocess.CompletedProcess:
+    """`mailsrv *args` (an admin command) as a child process, this checkout's; `options` as subprocess.run's."""
+    return subprocess.run([*MAILSRV, *args], env=environment(), **options)  # type: ignore[call-overload]
 
 
 def provision(data_dir: Path, database_url: str = "", workers: int = 0) -> Path:
@@ -82,7 +125,7 @@ class Mailsrv:
     def start(self, timeout: float = 60) -> None:
         self.ports = {}
         self.process = subprocess.Popen([*MAILSRV, "serve", "--config", str(self.config)],
-                                        stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT), **self.env})
+                                        stderr=subprocess.PIPE, env={**environment(), **self.env})
         ready = threading.Event()
         threading.Thread(target=self._read_log, args=(ready,), daemon=True).start()
         if not ready.wait(timeout):

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imap_vs_dovecot import Dovecot, fill_inbox, free_port, mailsrv_imap
-from mail_bench import ADMIN, DOMAIN, USER_PASSWORD, maildir
+from mail_bench import ADMIN, DOMAIN, USER_PASSWORD, command_line, maildir
 from throughput_smtp import postfix_config, postfix_running
 
 _OPENING = 32  # sessions being opened at once: a reconnect storm, not a queue of 1,000 handshakes
@@ -309,10 +309,7 @@ def report(stages: list[Stage], sessions: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sessions", type=int, default=1000)
-    parser.add_argument("--users", type=int, default=1000)
-    parser.add_argument("--messages", type=int, default=20)
+    parser = command_line(__doc__, None, sessions=1000, users=1000, messages=20)
     parser.add_argument("--no-dovecot", action="store_true")
     parser.add_argument("--no-postfix", action="store_true")
     args = parser.parse_args()

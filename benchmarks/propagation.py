@@ -17,7 +17,6 @@ table in that database is dropped first and at the end.
 """
 from __future__ import annotations
 
-import argparse
 import resource
 import tempfile
 import time
@@ -32,7 +31,7 @@ from mailsrv.server import MailServer
 from mailsrv.store.db import Store
 from mailsrv.store.models import Domain
 
-ADMIN = ("benchadmin", "Bench-pass-123")
+from mail_bench import ADMIN, command_line
 
 
 def rss_mb() -> float:
@@ -59,10 +58,7 @@ def propagate(server: MailServer, assignment: str) -> tuple[float, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--domains", type=int, default=100_000)
-    parser.add_argument("--batch", type=int, default=1000)
-    parser.add_argument("--database-url", default="")
+    parser = command_line(__doc__, domains=100_000, batch=1000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mailsrv-propagation-") as tmp:
         if args.database_url:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from mail_bench import ADMIN, ROOT, Mailsrv
+from mail_bench import ADMIN, ROOT, Mailsrv, command_line
 from throughput_smtp import free_port, postfix_config, postfix_running
 
 sys.path.insert(0, str(ROOT / "tests"))
@@ -129,13 +129,9 @@ def run_postfix(args: argparse.Namespace, tmp: Path, sink: Sink, sink_port: int)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=1000)
-    parser.add_argument("--sessions", type=int, default=8)
-    parser.add_argument("--size", type=int, default=4096)
+    parser = command_line(__doc__, messages=1000, sessions=8, size=4096)
     parser.add_argument("--workers", type=int, default=0, help="the gateway's [server] workers (0: one per core)")
     parser.add_argument("--no-postfix", action="store_true")
-    parser.add_argument("--database-url", default="")
     args = parser.parse_args()
     if shutil.which("smtp-source") is None:
         print("smtp-source not found: apt-get install -y postfix", file=sys.stderr)

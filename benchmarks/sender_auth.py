@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import dkim
-from mail_bench import DOMAIN, ROOT, USER, Mailsrv, provision
+from mail_bench import DOMAIN, ROOT, USER, Mailsrv, command_line, provision
 
 sys.path.insert(0, str(ROOT / "tests"))
 from dns_server import DnsServer, txt  # noqa: E402  (the tests' loopback DNS server)
@@ -99,11 +99,7 @@ def run(args: argparse.Namespace, tmp: Path, dns: DnsServer, message: bytes, che
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=2000)
-    parser.add_argument("--sessions", type=int, default=16)
-    parser.add_argument("--size", type=int, default=4096)
-    parser.add_argument("--database-url", default="")
+    parser = command_line(__doc__, messages=2000, sessions=16, size=4096)
     parser.add_argument("--ttl", type=int, default=300, help="the records' TTL (0: every message asks the DNS)")
     args = parser.parse_args()
     dns = DnsServer({("client.example", "TXT"): [txt("v=spf1 ip4:127.0.0.1 -all")],

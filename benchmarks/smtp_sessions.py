@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mail_bench import ADMIN, DOMAIN, USER, Mailsrv, provision
+from mail_bench import ADMIN, DOMAIN, USER, Mailsrv, command_line, provision
 
 COMMANDS = [b"EHLO client.example\r\n", b"MAIL FROM:<sender@client.example> SIZE=4096\r\n",
             f"RCPT TO:<{USER}@{DOMAIN}>\r\n".encode(), b"RSET\r\n", b"QUIT\r\n"]
@@ -86,12 +86,7 @@ def add_dos_rule(config: Path) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sessions", type=int, default=5000)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=1, help="[server] workers (0: one per core)")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--database-url", default="")
+    parser = command_line(__doc__, sessions=5000, concurrency=16, workers=1, rounds=3)
     parser.add_argument("--dos-rule", action="store_true")
     parser.add_argument("--client", type=int, metavar="PORT", help=argparse.SUPPRESS)  # the client process
     args = parser.parse_args()

@@ -27,13 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from mail_bench import DOMAIN, USER, Mailsrv, maildir, maildir_files, provision
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from mail_bench import DOMAIN, USER, Mailsrv, command_line, free_port, maildir, maildir_files, provision
 
 
 def load(port: int, args: argparse.Namespace, count: Callable[[], int]) -> tuple[float, float]:
@@ -137,12 +131,8 @@ def run_postfix(args: argparse.Namespace, tmp: Path) -> tuple[float, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=2000)
-    parser.add_argument("--sessions", type=int, default=16)
-    parser.add_argument("--size", type=int, default=4096)
+    parser = command_line(__doc__, messages=2000, sessions=16, size=4096)
     parser.add_argument("--no-postfix", action="store_true")
-    parser.add_argument("--database-url", default="")
     parser.add_argument("--workers", type=int, nargs="+", default=[0],
                         help="[server] workers, one mailsrv run for each value given (0: one per core)")
     args = parser.parse_args()

@@ -16,6 +16,7 @@ from typing import NoReturn
 
 import pytest
 import uvicorn
+from dns_server import THREAD_NAME as DNS_SERVER_THREAD
 from smtp_peer import free_port
 
 from mailsrv.core.config import parse_config
@@ -30,6 +31,19 @@ def unavailable(message: str) -> NoReturn:
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def dns_servers_closed() -> Iterator[None]:
+    """Fails the test whose DnsServer outlives its teardown: its thread and bound port would stay for
+    the rest of the run (dozens of them late in a full run before each was closed)."""
+    def running() -> set[threading.Thread]:
+        return {thread for thread in threading.enumerate() if thread.name.startswith(DNS_SERVER_THREAD)}
+
+    before = running()
+    yield
+    left = running() - before
+    assert not left, f"DnsServer not closed: {sorted(thread.name for thread in left)}"
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterable
+from contextlib import suppress
+from types import TracebackType
 
 import dns.flags
 import dns.message
@@ -14,6 +16,9 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
+# The name of every DnsServer's thread: tests/conftest.py checks that none outlives its test.
+THREAD_NAME = "DnsServer"
+
 
 class DnsServer:
     """`records` maps (name, type) to a list of rdata texts, e.g. ("example.com", "MX"): ["10 mx.example.com."],
@@ -21,7 +26,8 @@ class DnsServer:
 
     A name without any record is answered with `unknown`: NXDOMAIN, or SERVFAIL to stand for a
     DNS that cannot be reached (the SMTP harness: mail to unknown domains stays deferred). Questions
-    for a name in `silent` get no answer at all: the asker times out."""
+    for a name in `silent` get no answer at all: the asker times out. `close` it (or use it as a
+    context manager) to end its thread."""
 
     def __init__(self, records: dict[tuple[str, str], list[str]], unknown: int = dns.rcode.NXDOMAIN,
                  bind: tuple[str, int] = ("127.0.0.1", 0), ttl: int = 0) -> None:
@@ -35,7 +41,8 @@ class DnsServer:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(bind)  # a fixed port 53 for a resolver that cannot be told a port (opendkim's)
         self.address = f"{bind[0]}:{self.sock.getsockname()[1]}"
-        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._closing = False
+        self._thread = threading.Thread(target=self._serve, name=f"{THREAD_NAME} {self.address}", daemon=True)
         self._thread.start()
 
     def add(self, records: dict[tuple[str, str], list[str]]) -> None:
@@ -72,12 +79,28 @@ class DnsServer:
                 wire, peer = self.sock.recvfrom(4096)
             except OSError:
                 return
+            if self._closing:
+                return
             answer = self._answer(wire)
             if answer is not None:
                 self.sock.sendto(answer, peer)
 
     def close(self) -> None:
+        """Stop answering; the thread has ended when this returns. Closing the socket alone left the
+        thread blocked in recvfrom, and the port bound, for the rest of the run: shutting its reading
+        down wakes it (on an unconnected UDP socket Linux does so, though it says ENOTCONN)."""
+        self._closing = True
+        with suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RD)
+        self._thread.join()
         self.sock.close()
+
+    def __enter__(self) -> DnsServer:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
 
 
 def parse_zone_line(line: str) -> tuple[str, str, str]:

@@ -100,6 +100,11 @@ class MailHarness:
         self.stop()
         self.start()
 
+    def close(self) -> None:
+        """Stop for good: the server, and the DNS server (which a restart keeps)."""
+        self.stop()
+        self.dns.close()
+
     # -- clients ----------------------------------------------------------------------------
 
     def client(self, submission: bool = False, tls: bool = False) -> smtplib.SMTP:
@@ -176,7 +181,7 @@ def two_nodes(tmp_path, extra_config: str = "", own_clocks: bool = False) -> Ite
         try:
             yield first, second
         finally:
-            second.stop()  # before the first node's teardown empties the database
+            second.close()  # before the first node's teardown empties the database
 
 
 @pytest.fixture
@@ -211,8 +216,7 @@ def make_harness(tmp_path: Path, extra_config: str = "", kind: type[H] = MailHar
     finally:
         if harness.database_url:
             harness.server.store.drop_all()
-        harness.stop()
-        harness.dns.close()
+        harness.close()
 
 
 def send(smtp: smtplib.SMTP, sender: str, recipients: list[str], content: bytes,

@@ -131,7 +131,7 @@ def test_dos_connections_to_two_nodes_add_up_once_each_has_written_its_counts(ab
         assert abuse.greeting("127.0.0.9").startswith(b"421 4.7.0 ")  # the block is the store's: every node's
         assert abuse.blocked() == [("127.0.0.9", "SMTP", "DOS")]
     finally:
-        second.stop()
+        second.close()
 
 
 def test_brute_force_counts_failures_across_smtp_pop_and_imap_and_its_block_refuses_at_connect(abuse):

@@ -369,4 +369,4 @@ def test_a_change_through_one_node_applies_to_the_next_connection_on_another(lis
             assert smtp.mail("x@elsewhere.test")[0] == 250
             assert smtp.rcpt("friend@far.test")[0] == 250
     finally:
-        second.stop()
+        second.close()

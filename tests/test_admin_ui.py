@@ -43,8 +43,7 @@ def fresh(tmp_path: Path) -> Iterator[WebHarness]:
         web.stop()
         if mail.database_url:
             mail.server.store.drop_all()
-        mail.stop()
-        mail.dns.close()
+        mail.close()
 
 
 def shot(page, name: str, phone: bool = False) -> None:  # type: ignore[no-untyped-def]

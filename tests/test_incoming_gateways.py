@@ -104,8 +104,7 @@ def backup(tmp_path: Path) -> Iterator[Node]:
     finally:
         if harness.database_url:
             harness.server.store.drop_all()
-        harness.stop()
-        harness.dns.close()
+        harness.close()
 
 
 @pytest.fixture
@@ -368,7 +367,7 @@ def test_a_change_through_one_node_holds_for_the_next_session_on_another(backup:
         code, reply = rcpt(other, f"alice@{DOMAIN}")
         assert (code, reply[:5]) == (550, b"5.7.1")
     finally:
-        other.stop()
+        other.close()
 
 
 # -- the primary's API client against a hostile or silent peer ------------------------------------

@@ -251,8 +251,7 @@ def nodes(web) -> Iterator[tuple[WebHarness, MailHarness]]:
     try:
         yield web, second
     finally:
-        second.stop()
-        second.dns.close()
+        second.close()
 
 
 def test_a_change_through_one_node_holds_for_the_next_session_on_another(nodes):

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import bindparam, exists, func, select, text
@@ -17,6 +19,7 @@ from sqlalchemy import bindparam, exists, func, select, text
 from mailsrv.core import on_loop
 
 from mailsrv.core.actor import Actor, Role
+from mailsrv.store.db import _FETCH_CONNECTIONS
 from mailsrv.store.models import Domain, LoginFailure
 
 SINCE = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
@@ -86,6 +89,38 @@ def test_a_closed_store_reads_again_on_new_connections(server, fetch):
     assert len(fetch(QUERY, params)) == 1
     server.store.close()  # before a fork, `mailsrv serve` closes what the workers must not share
     assert [row[0] for row in fetch(QUERY, params)] == ["a.example"]
+
+
+def test_a_store_closed_during_a_read_lets_that_read_finish(server, monkeypatch):
+    """Store.close (a test's teardown, `mailsrv serve` before a fork) while another thread reads: the read
+    ends with its rows on the connection it holds, closed afterwards; later reads use new ones. (On
+    PostgreSQL, a connection closed under a query in progress had its freed libpq state used by that
+    query, which could read the replies of the next connection opened and leave its reader waiting.)"""
+    drivers = server.store._thread_drivers
+    reading, closed = threading.Event(), threading.Event()
+    run = drivers.run
+    ran_on: list[object] = []
+
+    def paused(conn, sql, args):
+        ran_on.append(conn)
+        reading.set()
+        closed.wait(30)
+        return run(conn, sql, args)
+
+    params = {"since": SINCE, "prefix": "a."}
+    assert len(server.store.fetch(QUERY, params)) == 1  # the connection then held is an idle one
+    monkeypatch.setattr(drivers, "run", paused)
+    with ThreadPoolExecutor(1) as pool:
+        read = pool.submit(server.store.fetch, QUERY, params)
+        assert reading.wait(30)
+        server.store.close()
+        closed.set()
+        assert [row[0] for row in read.result(30)] == ["a.example"]
+    assert len(ran_on) == 1  # not once more on a new connection: the one it held stayed open
+    monkeypatch.undo()
+    # Every slot once: the one given back after the close among them.
+    for _ in range(_FETCH_CONNECTIONS):
+        assert [row[0] for row in server.store.fetch(QUERY, params)] == ["a.example"]
 
 
 @pytest.mark.skipif(not POSTGRESQL, reason="PostgreSQL's reads are the ones awaited on the loop")

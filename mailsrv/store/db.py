@@ -112,12 +112,19 @@ def _prepare(dialect: Dialect, query: Executable) -> _Prepared:
                      compiled.positional, results)
 
 
-def _driver(s: Session) -> tuple[Dialect, Any]:
-    """The dialect and driver connection of `s`'s transaction, its pending ORM changes flushed first
-    (as Session.execute does: what the caller added goes before, and its locks are taken in that order)."""
+@contextmanager
+def _cursor(s: Session, statement: Executable) -> Iterator[tuple[_Prepared, Any]]:
+    """`statement` prepared for `s`'s dialect, and a driver cursor in `s`'s transaction, closed when the
+    block ends. `s`'s pending ORM changes are flushed first (as Session.execute does: what the caller
+    added goes before, and its locks are taken in that order)."""
     s.flush()
     conn = s.connection()
-    return conn.dialect, conn.connection.driver_connection
+    prepared = _prepare(conn.dialect, statement)
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        yield prepared, cursor
+    finally:
+        cursor.close()
 
 
 def execute_many(s: Session, statement: Executable, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -126,42 +133,41 @@ def execute_many(s: Session, statement: Executable, rows: Sequence[Mapping[str, 
     of accepted mail, where SQLAlchemy's work per statement cost more than the statements themselves."""
     if not rows:
         return
-    dialect, driver = _driver(s)
-    prepared = _prepare(dialect, statement)
-    cursor = driver.cursor()
-    try:
+    with _cursor(s, statement) as (prepared, cursor):
         cursor.executemany(prepared.sql, [prepared.arguments(row) for row in rows])
-    finally:
-        cursor.close()
 
 
 def fetch_in(s: Session, query: Select, params: Mapping[str, Any]) -> list[tuple]:
     """As `Store.fetch`, in the transaction of `s` (what it reads is what that transaction commits against)."""
-    dialect, driver = _driver(s)
-    prepared = _prepare(dialect, query)
-    cursor = driver.cursor()
-    try:
+    with _cursor(s, query) as (prepared, cursor):
         cursor.execute(prepared.sql, prepared.arguments(params))
         return prepared.rows(cursor.fetchall())
-    finally:
-        cursor.close()
 
 
 class _Drivers(ABC):
     """`fetch`'s own driver connections, outside SQLAlchemy's pool: bounded (PostgreSQL counts
     connections), each kept open with its prepared statements, autocommit (each read its own
     snapshot). A slot holds an idle connection, or None for one not opened yet; a reader waits
-    for a slot. Subclasses say how a reader waits, and how a connection is opened, read and closed."""
+    for a slot. Subclasses say how a reader waits, and how a connection is opened, read and closed.
+
+    A connection is closed only while no reader holds it: `close_all` closes the idle ones and
+    leaves each held one to its reader, who closes it when giving it back (unless no reader can:
+    then it closes them all). psycopg's close does
+    not wait for a query in progress on another thread, whose libpq calls then use the freed
+    connection: its socket's number, reused by the next connection opened, had that one's replies
+    read by the old query, and that one's reader waited forever."""
 
     def __init__(self) -> None:
-        self._opened: list[Any] = []  # every open connection, idle or reading, for `close_all`
+        self._opened: set[Any] = set()  # every connection open and not closed by `close_all`
+        self._held: set[Any] = set()  # those a reader holds
         self._lock = threading.Lock()
 
     @abstractmethod
-    def take(self) -> Any: ...
+    def _wait(self) -> Any:
+        """A slot's content, once one is free."""
 
     @abstractmethod
-    def give(self, conn: Any) -> None: ...
+    def _put(self, conn: Any) -> None: ...
 
     @abstractmethod
     def run(self, conn: Any, sql: str, args: Any) -> list[tuple]: ...
@@ -172,22 +178,49 @@ class _Drivers(ABC):
     def _finish(self, conn: Any) -> None:
         conn.close()
 
+    def _abandoned(self) -> bool:
+        """Whether no reader can use a connection it holds any more (none of them will give it back)."""
+        return False
+
+    def take(self) -> Any:
+        """An idle connection, held until given back; None for a slot to open one in."""
+        conn = self._wait()
+        with self._lock:
+            if conn not in self._opened:  # closed by `close_all` while idle
+                return None
+            self._held.add(conn)
+        return conn
+
+    def give(self, conn: Any) -> None:
+        """Hand back the slot taken, with its connection (None if closed)."""
+        with self._lock:
+            self._held.discard(conn)
+            retired = conn is not None and conn not in self._opened
+        if retired:  # `close_all` ran while it was held
+            self._finish(conn)
+            conn = None
+        self._put(conn)
+
     def open(self) -> Any:
+        """A new connection, held by the caller."""
         conn = self._connect()
         with self._lock:
-            self._opened.append(conn)
+            self._opened.add(conn)
+            self._held.add(conn)
         return conn
 
     def close(self, conn: Any) -> None:
+        """Close a connection the caller holds."""
         with self._lock:
-            if conn in self._opened:
-                self._opened.remove(conn)
+            self._opened.discard(conn)
+            self._held.discard(conn)
         self._finish(conn)
 
     def close_all(self) -> None:
         with self._lock:
-            opened, self._opened = self._opened, []
-        for conn in opened:
+            closing = self._opened if self._abandoned() else self._opened - self._held
+            self._opened = set()
+        for conn in closing:
             self._finish(conn)
 
 
@@ -201,10 +234,10 @@ class _ThreadDrivers(_Drivers):
         for _ in range(count):
             self._idle.put(None)
 
-    def take(self) -> Any:
+    def _wait(self) -> Any:
         return self._idle.get()
 
-    def give(self, conn: Any) -> None:
+    def _put(self, conn: Any) -> None:
         self._idle.put(conn)
 
     def _connect(self) -> Any:
@@ -215,36 +248,24 @@ class _ThreadDrivers(_Drivers):
             return conn.execute(sql, args).fetchall()
         return conn.execute(sql, args, prepare=True).fetchall()
 
-    def close_all(self) -> None:
-        super().close_all()
-        # The idle slots become unopened ones (a slot taken by a read in progress comes back as is).
-        idle = 0
-        while True:
-            try:
-                self._idle.get_nowait()
-            except queue.Empty:
-                break
-            idle += 1
-        for _ in range(idle):
-            self._idle.put(None)
-
 
 class _LoopDrivers(_Drivers):
     """For PostgreSQL reads on one event loop's thread, under mailsrv.core.on_loop.run: psycopg's
     asyncio connections, each step awaited on the loop (on_loop.wait), which serves other
     requests meanwhile. Used by that loop only, so its slots are an asyncio queue."""
 
-    def __init__(self, cargs: list[Any], cparams: dict[str, Any], count: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, cargs: list[Any], cparams: dict[str, Any], count: int) -> None:
         super().__init__()
+        self._loop = loop
         self._cargs, self._cparams = cargs, cparams
         self._idle: asyncio.Queue[Any] = asyncio.Queue()
         for _ in range(count):
             self._idle.put_nowait(None)
 
-    def take(self) -> Any:
+    def _wait(self) -> Any:
         return self._idle.get_nowait() if not self._idle.empty() else on_loop.wait(self._idle.get())
 
-    def give(self, conn: Any) -> None:
+    def _put(self, conn: Any) -> None:
         self._idle.put_nowait(conn)
 
     def run(self, conn: Any, sql: str, args: Any) -> list[tuple]:
@@ -257,6 +278,10 @@ class _LoopDrivers(_Drivers):
     def _finish(self, conn: Any) -> None:
         # Synchronously, from any thread (Store.close): all AsyncConnection.close does but awaiting.
         conn.pgconn.finish()
+
+    def _abandoned(self) -> bool:
+        # A read suspended on a closed loop never resumes (a server stopped mid-read).
+        return self._loop.is_closed()
 
 
 @functools.cache
@@ -485,12 +510,13 @@ class Store:
         if drivers is None:
             # Those of loops closed since (a test's, a restarted listener's) are no one's any more.
             # Two loops' threads may find the same ended loop at once: each closes only what it took.
-            for ended in [other for other in self._loop_drivers if other.is_closed()]:
+            # (A snapshot of the keys: another loop's thread may add its own meanwhile.)
+            for ended in [other for other in list(self._loop_drivers) if other.is_closed()]:
                 gone = self._loop_drivers.pop(ended, None)
                 if gone is not None:
                     gone.close_all()
             cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
-            drivers = self._loop_drivers[loop] = _LoopDrivers(cargs, cparams, _LOOP_FETCH_CONNECTIONS)
+            drivers = self._loop_drivers[loop] = _LoopDrivers(loop, cargs, cparams, _LOOP_FETCH_CONNECTIONS)
         return drivers
 
     def check_reachable(self) -> None:

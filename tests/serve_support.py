@@ -1,7 +1,9 @@
 """`mailsrv serve` as a child process of a test: real processes, real sockets, real signals."""
 from __future__ import annotations
 
+import functools
 import queue
+import resource
 import re
 import signal
 import subprocess
@@ -34,10 +36,15 @@ def listen_table(web: str = "127.0.0.1:0", listen: str = "") -> str:
 class Serving:
     """`mailsrv serve` in the background, its stderr read line by line as it comes."""
 
-    def __init__(self, config: Path, env: dict[str, str]) -> None:
+    def __init__(self, config: Path, env: dict[str, str], *, open_files: int | None = None) -> None:
+        """`open_files`: the soft limit of open files the server starts with (set in the child
+        alone: lowered in this process, the test's own open files could exceed it)."""
+        limit = None if open_files is None else \
+            functools.partial(resource.setrlimit, resource.RLIMIT_NOFILE,
+                              (open_files, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
         self.process = subprocess.Popen([MAILSRV, "serve", "--config", str(config)], env=env,
                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, text=True)
+                                        stderr=subprocess.PIPE, text=True, preexec_fn=limit)
         self.lines: queue.Queue[str] = queue.Queue()
         self.log: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()

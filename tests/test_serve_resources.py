@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import imaplib
 import re
-import resource
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -76,13 +75,7 @@ def test_the_server_holds_more_connections_than_the_soft_open_files_limit_it_was
     # Services usually start with a soft limit of 1,024 open files; a low one here stands for it.
     config = write_config(tmp_path / "mailsrv.toml", database_url)
     config.write_text(config.read_text().replace('smtp = ""', 'smtp = "127.0.0.1:0"'))
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (STARTED_WITH_OPEN_FILES, hard))
-    try:
-        serving = Serving(config, env)  # inherits the limit
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    with serving, contextlib.ExitStack() as clients:
+    with Serving(config, env, open_files=STARTED_WITH_OPEN_FILES) as serving, contextlib.ExitStack() as clients:
         port = int(serving.wait_for(re.compile(r"SMTP listener on [\d.]+:(\d+)"))[1])
         for _ in range(2 * STARTED_WITH_OPEN_FILES):
             client = clients.enter_context(socket.create_connection(("127.0.0.1", port), timeout=30))

@@ -157,8 +157,8 @@ def main() -> None:
         config.write_text(f'data_dir = "{tmp}/data"\ndatabase_url = "{args.database_url}"\n'
                           f'[server]\nworkers = {args.workers}\n'
                           '[listen]\nweb = "127.0.0.1:0"\nsmtp = ""\nsubmission = ""\nimap = ""\npop3 = ""\nwebs = ""\nsubmissions = ""\nimaps = ""\npop3s = ""\n')
-        mailsrv("admin", "reset", "--create", "--username", ADMIN[0], "--password", ADMIN[1], "--config", str(config),
-                check=True, stdout=subprocess.DEVNULL)
+        mailsrv("admin", "reset", "--create", "--username", ADMIN[0], "--config", str(config),
+                input=f"{ADMIN[1]}\n", text=True, check=True, stdout=subprocess.DEVNULL)
         # A server error answers a generic fault: its cause, in the server's log, is printed as it comes.
         server = Mailsrv(config, needs=("web",))
         server.start()

@@ -2,12 +2,14 @@
 its DNS has published our token for it (a domain alias's proof of control)."""
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import hmac
 import math
 import socket
 import time
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import dns.exception
@@ -92,6 +94,23 @@ class CacheView(dns.resolver.Resolver):
                 raise dns.resolver.NXDOMAIN(qnames=[name], responses={name: answer.response})
         self.missed = True
         raise NotCached(f"{qname} {rdtype}")
+
+
+T = TypeVar("T")
+
+
+async def cache_first(resolver: dns.resolver.Resolver, work: Callable[[dns.resolver.Resolver], T]) -> tuple[T, CacheView]:
+    """`work(resolver)`: on the event loop with a CacheView of `resolver` when every DNS answer it
+    asks for is cached (no thread hop), else again from scratch in a worker thread with the resolver
+    itself, where DNS may block. The view tells a Memo whether, and until when, the result holds."""
+    view = CacheView(resolver)
+    try:
+        result = work(view)
+    except NotCached:
+        pass
+    if view.missed:  # also when `work` swallowed the NotCached
+        return await asyncio.to_thread(work, resolver), view
+    return result, view
 
 
 K = TypeVar("K")

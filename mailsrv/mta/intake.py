@@ -28,7 +28,7 @@ import dns.resolver
 from mailsrv.core import events
 from mailsrv.core.actor import Actor
 from mailsrv.core.clock import Clock
-from mailsrv.core.dns import CacheView, Memo, NotCached
+from mailsrv.core.dns import Memo, NotCached, cache_first
 from mailsrv.directory.address_lists import SMTP, AddressLists
 from mailsrv.directory.domain_limits import (
     Charge,
@@ -500,15 +500,12 @@ class Intake:
         if actor or not (self.settings.spf_check and not trusted or self.settings.spf_needed):
             return ""
         key = (client_ip, sender or f"postmaster@{helo}", helo)
-        result: str | None = self._spf_results.get(key)
-        if result is not None:
-            return result
-        cached = CacheView(self.dns)
-        result = self._spf_check(cached, *key)  # on the loop: no DNS to wait for
-        if not cached.missed:
-            self._spf_results.put(key, result, cached)
-            return result
-        return await asyncio.to_thread(self._spf_check, self.dns, *key)
+        kept: str | None = self._spf_results.get(key)
+        if kept is not None:
+            return kept
+        result, view = await cache_first(self.dns, lambda resolver: self._spf_check(resolver, *key))
+        self._spf_results.put(key, result, view)
+        return result
 
     @staticmethod
     def _spf_check(resolver: dns.resolver.Resolver, client_ip: str, sender: str, helo: str) -> str:

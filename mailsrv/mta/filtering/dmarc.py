@@ -18,7 +18,6 @@ is accepted, never refused or lost over either.
 """
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import logging
 import random
@@ -32,7 +31,7 @@ from typing import TYPE_CHECKING
 import dns.exception
 import dns.resolver
 
-from mailsrv.core.dns import CacheView, Memo, NotCached
+from mailsrv.core.dns import CacheView, Memo, cache_first
 from mailsrv.directory.system_settings import (
     DMARC_MARK,
     DMARC_OFF,
@@ -225,13 +224,9 @@ class SenderAuthentication(Check):
         if not (settings.spf_check or settings.dkim_verify or settings.dmarc_action != DMARC_OFF):
             return None
         sample = self.sample() if settings.dmarc_action != DMARC_OFF else 0.0
-        cached = CacheView(self.resolver)
-        try:  # on the loop when every DNS answer it needs is cached: a sender domain's mail after its first
-            results, verdict = self._authenticate(cached, message, settings, sample)
-        except NotCached:
-            pass
-        if cached.missed:  # from scratch in a worker thread, where DNS may block
-            results, verdict = await asyncio.to_thread(self._authenticate, self.resolver, message, settings, sample)
+        # On the loop when every DNS answer it needs is cached: a sender domain's mail after its first.
+        (results, verdict), _ = await cache_first(
+            self.resolver, lambda resolver: self._authenticate(resolver, message, settings, sample))
         findings.auth_results += results
         log.info("sender authentication of %s from %s: %s", message.sender or "<>", message.client_ip,
                  "; ".join(results) or "not checked")

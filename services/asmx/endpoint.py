@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 # Where the services are (services.app sends every request whose path starts so to this app).
 SERVICES_PREFIX = "/services/"
-_PATH = re.compile(r"/services/(?P<service>[^/]+)\.asmx(?:/(?P<operation>[^/]+))?", re.IGNORECASE)
+_PATH = re.compile(re.escape(SERVICES_PREFIX) + r"(?P<service>[^/]+)\.asmx(?:/(?P<operation>[^/]+))?", re.IGNORECASE)
 
 
 def _client_host(request: Request) -> str:

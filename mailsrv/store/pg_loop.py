@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
@@ -27,6 +27,13 @@ from mailsrv.core import on_loop
 # SQLAlchemy's psycopg dialect writes parameters as %(name)s and a literal % as %%.
 _PLACEHOLDER = re.compile(rb"%%|%\(([^)]+)\)s")
 _FATAL = pq.ExecStatus.FATAL_ERROR
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 @functools.cache
@@ -57,15 +64,31 @@ class LoopConnection:
         self._transformer = Transformer(conn)
         self._statements: dict[tuple[bytes, tuple[int, ...]], bytes] = {}
         self._waiting: asyncio.Future[None] | None = None
+        # Watched for as long as it is open: adding and removing the watch for each read cost
+        # two epoll_ctl calls a read. What arrives between reads (a notice, the server's goodbye)
+        # is consumed; a connection found broken is no longer watched, and its next read fails.
+        self._fd = self._pgconn.socket
+        self._loop.add_reader(self._fd, self._readable)
 
     @classmethod
     async def connect(cls, *args: Any, **kwargs: Any) -> LoopConnection:
         return cls(await psycopg.AsyncConnection.connect(*args, autocommit=True, **kwargs))
 
     def close(self) -> None:
-        """Close from any thread (Store.close) without awaiting: the socket is never watched
-        between reads, and a read in progress closes its own connection."""
+        """Close from any thread (Store.close) without awaiting. The watch goes first (the socket's
+        number may be reused as soon as it is closed), removed by the loop's own thread while that
+        loop runs."""
+        if self._loop.is_running() and _running_loop() is not self._loop:
+            self._loop.call_soon_threadsafe(self.close)
+            return
+        if not self._loop.is_closed():
+            self._unwatch()
         self._pgconn.finish()
+
+    def _unwatch(self) -> None:
+        if self._fd >= 0:
+            self._loop.remove_reader(self._fd)
+            self._fd = -1
 
     def fetch(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """The rows of `sql` (pyformat, as SQLAlchemy compiles it) with `params`."""
@@ -90,11 +113,15 @@ class LoopConnection:
         """The one result of what was just sent, once the server has answered it all."""
         pgconn = self._pgconn
         while pgconn.flush():  # a send larger than the socket's buffer
-            self._await(self._loop.add_writer, self._loop.remove_writer, self._writable)
+            self._loop.add_writer(self._fd, self._writable)
+            try:
+                self._await()
+            finally:
+                self._loop.remove_writer(self._fd)
         results = []
         while True:
             if pgconn.is_busy():
-                self._await(self._loop.add_reader, self._loop.remove_reader, self._readable)
+                self._await()
             result = pgconn.get_result()
             if result is None:
                 break
@@ -106,26 +133,24 @@ class LoopConnection:
             raise psycopg.OperationalError(pgconn.get_error_message(self._encoding))
         return results[-1]
 
-    def _await(self, watch: Callable[..., None], unwatch: Callable[[int], None], ready: Callable[[], None]) -> None:
+    def _await(self) -> None:
+        """Until the socket's watch says it is done (the reply is in, or it can be written)."""
         self._waiting = self._loop.create_future()
-        fd = self._pgconn.socket
-        watch(fd, ready)
         try:
             on_loop.wait(self._waiting)
         finally:
-            unwatch(fd)
             self._waiting = None
 
     def _readable(self) -> None:
         waiting = self._waiting
-        if waiting is None or waiting.done():
-            return
         try:
             self._pgconn.consume_input()
         except psycopg.OperationalError as error:
-            waiting.set_exception(error)
+            self._unwatch()
+            if waiting is not None and not waiting.done():
+                waiting.set_exception(error)
             return
-        if not self._pgconn.is_busy():
+        if waiting is not None and not waiting.done() and not self._pgconn.is_busy():
             waiting.set_result(None)
 
     def _writable(self) -> None:

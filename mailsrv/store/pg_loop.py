@@ -37,8 +37,9 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 
 @functools.cache
-def _numbered(sql: str) -> tuple[bytes, tuple[str, ...]]:
-    """`sql` with PostgreSQL's $1, $2 ... for its parameters, and their names in that order."""
+def _numbered(sql: str) -> tuple[bytes, tuple[str, ...], list[PyFormat]]:
+    """`sql` with PostgreSQL's $1, $2 ... for its parameters, their names in that order, and the
+    format psycopg is to choose for each."""
     names: list[str] = []
 
     def number(match: re.Match[bytes]) -> bytes:
@@ -49,7 +50,8 @@ def _numbered(sql: str) -> tuple[bytes, tuple[str, ...]]:
             names.append(name)
         return b"$%d" % (names.index(name) + 1)
 
-    return _PLACEHOLDER.sub(number, sql.encode()), tuple(names)
+    query = _PLACEHOLDER.sub(number, sql.encode())
+    return query, tuple(names), [PyFormat.AUTO] * len(names)
 
 
 class LoopConnection:
@@ -92,9 +94,9 @@ class LoopConnection:
 
     def fetch(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """The rows of `sql` (pyformat, as SQLAlchemy compiles it) with `params`."""
-        query, names = _numbered(sql)
+        query, names, chosen = _numbered(sql)
         transformer = self._transformer
-        values = transformer.dump_sequence([params[name] for name in names], [PyFormat.AUTO] * len(names))
+        values = transformer.dump_sequence([params[name] for name in names], chosen)
         types, formats = transformer.types, transformer.formats
         key = (query, types)
         statement = self._statements.get(key)

@@ -73,6 +73,19 @@ def test_a_change_committed_elsewhere_is_read_at_once(server, fetch):
     assert fetch(QUERY, params) == sqlalchemy_rows(server, params)
 
 
+def test_a_parameter_given_as_none_then_as_a_value(server, fetch):
+    # PostgreSQL's loop connections prepare a statement per parameter types: None goes untyped.
+    assert fetch(QUERY, {"since": SINCE, "prefix": None}) == []
+    assert [row[0] for row in fetch(QUERY, {"since": SINCE, "prefix": "b."})] == ["b.example"]
+
+
+@pytest.mark.skipif(not POSTGRESQL, reason="PostgreSQL's errors (SQLite's sqrt(-1) is NULL)")
+def test_a_failed_read_raises_and_the_next_one_reads(server, fetch):
+    with pytest.raises(Exception, match="square root of a negative number"):
+        fetch(select(func.sqrt(bindparam("x"))), {"x": -1})
+    assert [row[0] for row in fetch(QUERY, {"since": SINCE, "prefix": "a."})] == ["a.example"]
+
+
 @pytest.mark.skipif(not POSTGRESQL, reason="PostgreSQL's connections only")
 def test_a_dropped_postgresql_connection_is_replaced(server, fetch):
     params = {"since": SINCE, "prefix": "b."}

@@ -250,9 +250,9 @@ class _ThreadDrivers(_Drivers):
 
 
 class _LoopDrivers(_Drivers):
-    """For PostgreSQL reads on one event loop's thread, under mailsrv.core.on_loop.run: psycopg's
-    asyncio connections, each step awaited on the loop (on_loop.wait), which serves other
-    requests meanwhile. Used by that loop only, so its slots are an asyncio queue."""
+    """For PostgreSQL reads on one event loop's thread, under mailsrv.core.on_loop.run: connections
+    read through libpq (mailsrv.store.pg_loop), each reply awaited on the loop (on_loop.wait),
+    which serves other requests meanwhile. Used by that loop only, so its slots are an asyncio queue."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, cargs: list[Any], cparams: dict[str, Any], count: int) -> None:
         super().__init__()
@@ -269,15 +269,11 @@ class _LoopDrivers(_Drivers):
         self._idle.put_nowait(conn)
 
     def run(self, conn: Any, sql: str, args: Any) -> list[tuple]:
-        return on_loop.wait(_fetch_all(conn, sql, args))
+        return conn.fetch(sql, args)
 
     def _connect(self) -> Any:
-        import psycopg  # only a server on PostgreSQL reads on its loop
-        return on_loop.wait(psycopg.AsyncConnection.connect(*self._cargs, autocommit=True, **self._cparams))
-
-    def _finish(self, conn: Any) -> None:
-        # Synchronously, from any thread (Store.close): all AsyncConnection.close does but awaiting.
-        conn.pgconn.finish()
+        from mailsrv.store.pg_loop import LoopConnection  # psycopg: only a server on PostgreSQL reads on its loop
+        return on_loop.wait(LoopConnection.connect(*self._cargs, **self._cparams))
 
     def _abandoned(self) -> bool:
         # A read suspended on a closed loop never resumes (a server stopped mid-read).
@@ -288,11 +284,6 @@ class _LoopDrivers(_Drivers):
 def _with_generation(query: Select) -> Select:
     """`query` with the directory generation of its snapshot as one more, last, column."""
     return query.add_columns(CURRENT_GENERATION.scalar_subquery())
-
-
-async def _fetch_all(conn: Any, sql: str, args: Any) -> list[tuple]:
-    cursor = await conn.execute(sql, args, prepare=True)
-    return await cursor.fetchall()
 
 
 class _SqliteWriters:
@@ -466,7 +457,7 @@ class Store:
 
     def _execute(self, sql: str, args: Any) -> list[tuple]:
         # On an event loop's thread, under mailsrv.core.on_loop.run (quick SOAP calls, Store.run_read), a read
-        # of PostgreSQL, a network round trip, is awaited on the loop's own asyncio connections so
+        # of PostgreSQL, a network round trip, is awaited on the loop's own connections so
         # that the loop serves other requests meanwhile; SQLite's, a local read, runs where it is.
         drivers = self._drivers_here() if not self.is_sqlite and on_loop.active() else self._thread_drivers
         conn = drivers.take()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from sqlalchemy import and_, bindparam, delete, exists, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -66,10 +66,10 @@ def _user_actor(user_id: int, user_name: str, is_domain_admin: bool, user_settin
                  credential_epoch=credential_epoch)
 
 
-@dataclass(frozen=True)
-class _Principal:
+class _Principal(NamedTuple):
     """What the store says about a login name, read in one query: whom a right password makes the
-    caller, and whether the brute-force rules have anything to weigh."""
+    caller, and whether the brute-force rules have anything to weigh. A named tuple: one is made for
+    every login, at a fraction of a frozen dataclass's cost."""
     password_hash: str | None  # None: no such login
     actor: Actor | None  # None: no such login, or the user or its domain is disabled
     networks: list[str]  # a system administrator's IP restrictions

@@ -83,7 +83,17 @@ def use_directory(root: Path) -> None:
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(mode=0o700)
     os.environ[_ENV] = str(directory)
-    values.ValueClass = values.MultiProcessValue()
+    values.ValueClass = values.MultiProcessValue(_process_id)
+
+
+# This process's id for the multiprocess values, which ask at every increment whether a fork
+# happened (three system calls a SOAP call with os.getpid); a forked worker learns its own at the fork.
+_pid = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
+
+
+def _process_id() -> int:
+    return _pid[0]
 
 
 def _running(pid: int) -> bool:

@@ -72,6 +72,8 @@ def get_domain(s: Session, name: str) -> Domain:
 # What Domains.get reads, built once: control panels read thousands of domains in a loop.
 _NAMES = select(Domain.name).order_by(Domain.name)
 _VIEW = select(Domain.name, Domain.path, Domain.primary_admin, Domain.settings).where(Domain.name == bindparam("name"))
+# Under a domain's stored settings in its view (made once: every GetDomainSettings asks).
+_SETTING_DEFAULTS = settings.defaults(settings.DOMAIN)
 
 
 def domain_for(s: Session, actor: Actor, raw_name: str | None) -> Domain:
@@ -220,7 +222,7 @@ class Domains:
         if not rows:
             raise domain_not_found(name)
         name, path, primary_admin, values = rows[0]
-        return DomainView(name, path, primary_admin, {**settings.defaults(settings.DOMAIN), **values})
+        return DomainView(name, path, primary_admin, {**_SETTING_DEFAULTS, **values})
 
     def update(self, actor: Actor, raw_name: str | None, changes: Mapping[str, Any], system_only: bool = False) -> None:
         """Every change of a domain's settings goes through here, so the rights on its keys hold for

@@ -452,7 +452,10 @@ class Store:
         `fetch`es and nothing else that blocks (the checks of every SMTP connection and transaction,
         of every IMAP and POP3 command): SQLite's local reads take microseconds there, less than the
         hand-over to a worker thread and back; PostgreSQL's round trips are awaited on the loop
-        (mailsrv.core.on_loop), which serves other sessions meanwhile."""
+        (mailsrv.core.on_loop), which serves other sessions meanwhile. SQLite's reads never wait on
+        the loop, so `read` is called as it is, without the greenlet's two switches."""
+        if self.is_sqlite:
+            return read(*args)
         return await on_loop.run(read, *args)
 
     def _execute(self, sql: str, args: Any) -> list[tuple]:

@@ -52,7 +52,7 @@ class Access:
         return handler(call, actor, **rest)
 
     def run_quick(self, handler: Handler, call: Call, params: Mapping[str, Any]) -> Any:
-        """`run` on the event loop's thread, under mailsrv.core.on_loop.run, when the login is quick
+        """`run` on the event loop's thread, under Store.run_read (mailsrv.store.db), when the login is quick
         (Authenticator.quick_login) and the handler declared quick; else NOT_QUICK, and nothing was
         done but one read. The handler reads the directory as the login's read saw it, what was read
         at that generation already from the process's memory (Store.directory_at)."""

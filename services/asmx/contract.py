@@ -64,9 +64,10 @@ class ComplexType:
             return None
         return next((name for name in ("Result", "LoginValidated") if name in self.field_names), None)
 
-    @property
+    @cached_property
     def item(self) -> Field | None:
-        """The item field when this is an ArrayOfX type: ASP.NET repeats elements only there."""
+        """The item field when this is an ArrayOfX type: ASP.NET repeats elements only there
+        (asked for every complex value written or read: worked out once)."""
         if len(self.fields) == 1 and self.fields[0].repeated:
             return self.fields[0]
         return None

@@ -4,7 +4,7 @@ operation's result.
 The login is made here, once, from the parameters the handler's declaration names
 (services/asmx/access.py); a refused login is a MailsrvError like any other refusal. The login and
 the handler use the database, so they run in this module's thread pool, but for a quick call's
-(services.asmx.access.Access.quick), run on the event loop's thread (mailsrv.core.on_loop). Their outcome is filled in
+(services.asmx.access.Access.quick), run on the event loop's thread (mailsrv.store.db.Store.run_read). Their outcome is filled in
 as services/asmx/ops/__init__.py promises: a result type carrying `ResultCode` gets Result
 (LoginValidated for LoginResult) = true and ResultCode = 0 unless the handler supplied them, and a
 MailsrvError becomes Result=false with its code and message. A result type that cannot express a
@@ -20,7 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from mailsrv.core import events, metrics, on_loop
+from mailsrv.core import events, metrics
 from mailsrv.core.errors import MailsrvError
 from services.asmx.access import NOT_QUICK
 from services.asmx.call import Call
@@ -94,8 +94,9 @@ async def invoke(bound: BoundService, op: Operation, params: dict[str, Any], cal
     try:
         # A quick call on the loop's thread: the hand-over to a worker and back cost as much CPU as
         # the rest of the call (~65 us of ~140 for GetEdition). Its reads of PostgreSQL are awaited
-        # on the loop (mailsrv.core.on_loop), which serves other requests meanwhile.
-        returned = await on_loop.run(access.run_quick, handler, call, params) if access.quick else NOT_QUICK
+        # on the loop (Store.run_read), which serves other requests meanwhile.
+        returned = (await call.engine.auth.store.run_read(access.run_quick, handler, call, params)
+                    if access.quick else NOT_QUICK)
         if returned is NOT_QUICK:
             returned = await asyncio.get_running_loop().run_in_executor(_WORKERS, access.run, handler, call, params)
     except MailsrvError as error:

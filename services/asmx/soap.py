@@ -95,8 +95,10 @@ def read_request(service: Service, version: SoapVersion, body: bytes,
         raise RequestError("The request is not a SOAP envelope.")
     # The children walked rather than find(): its path machinery cost ~3 times the walk.
     body_tag = version.body_tag
-    soap_body = next((child for child in envelope if child.tag == body_tag), None)
-    if soap_body is None:
+    for soap_body in envelope:
+        if soap_body.tag == body_tag:
+            break
+    else:
         raise RequestError("The SOAP envelope has no Body.")
     payload = [child for child in soap_body if isinstance(child.tag, str)]
     if len(payload) != 1:

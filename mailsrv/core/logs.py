@@ -8,10 +8,7 @@ import json
 import logging
 import re
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from mailsrv.core.config import LogConfig
@@ -99,36 +96,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
-class _Gathered(threading.local):
-    records: list[logging.LogRecord] | None = None  # inside `together` on this thread: those logged so far
-
-
-_gathered = _Gathered()
-
-
-class _Gathering(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes each line as it comes, or inside `together` those of the block at its end."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if _gathered.records is None:
-            super().emit(record)
-        else:
-            _gathered.records.append(record)
-
-    def emit_all(self, records: list[logging.LogRecord]) -> None:
-        try:
-            text = "".join(self.format(record) + self.terminator for record in records)
-            self.acquire()
-            try:
-                self.stream.write(text)
-                self.flush()
-            finally:
-                self.release()
-        except Exception:
-            self.handleError(records[-1])
-
-
-class _ReopenableFile(_Gathering, logging.FileHandler):
+class _ReopenableFile(logging.FileHandler):
     """A file handler that `reopen` points at the file of that name now (after logrotate moved it)."""
 
     def reopen(self) -> None:
@@ -149,7 +117,7 @@ def configure(config: LogConfig) -> None:
     parent's, file included)."""
     global _handler
     handler: logging.Handler = (_ReopenableFile(config.file, encoding="utf-8", delay=False) if config.file
-                                else _Gathering(sys.stderr))
+                                else logging.StreamHandler(sys.stderr))
     handler.setFormatter(JsonFormatter() if config.format == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -169,22 +137,3 @@ def reopen() -> None:
     """SIGHUP: reopen the log file, if logging to one."""
     if isinstance(_handler, _ReopenableFile):
         _handler.reopen()
-
-
-@contextmanager
-def together() -> Iterator[None]:
-    """The lines this thread logs in the block, written at its end in one write: a group commit's
-    lines (a message's `queued` and `delivery`, for each of the group's messages) cost one system
-    call, and a reader of the log one wake-up, instead of one each."""
-    handler = _handler
-    if _gathered.records is not None or not isinstance(handler, _Gathering):
-        yield
-        return
-    records: list[logging.LogRecord] = []
-    _gathered.records = records
-    try:
-        yield
-    finally:
-        _gathered.records = None
-        if records:
-            handler.emit_all(records)

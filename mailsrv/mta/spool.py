@@ -71,7 +71,7 @@ from typing import Protocol
 from sqlalchemy import bindparam, delete, false, func, insert, or_, select, true, update
 from sqlalchemy.orm import Session
 
-from mailsrv.core import events, logs
+from mailsrv.core import events
 from mailsrv.core.actor import Actor
 from mailsrv.core.clock import Clock
 from mailsrv.core.errors import MailsrvError, ResultCode
@@ -518,9 +518,8 @@ class Spool:
             self._discard(messages)
             raise
         self._discard([m for m in messages if m.id in refused])
-        with logs.together():
-            for m in spooled + direct:
-                _log_accepted(m)
+        for m in spooled + direct:
+            _log_accepted(m)
         for companion in taken:
             try:
                 companion.committed()
@@ -725,9 +724,8 @@ class Spool:
             finished += [job.message.path for job, _ in jobs if job.message.id in closed]
             # Last, after every message row lock: counter rows are always locked after those.
             record(s, *received)
-        with logs.together():
-            for job, recipient, outcome, status in logged:
-                _log_outcome(job, recipient, outcome, status, now)
+        for job, recipient, outcome, status in logged:
+            _log_outcome(job, recipient, outcome, status, now)
         for path in finished:
             path.unlink(missing_ok=True)
 

@@ -16,10 +16,11 @@ file write and fsync per mailbox instead of spool file, rows, claim, delivery an
    Maildir name (mailsrv.mailstore.maildir_names.new_key, as local delivery names its files);
 2. the group commit fsyncs each tmp/ directory once, and each new/ directory the previous group
    renamed into; then, in the one transaction of the group (its statements prepared and run by the
-   driver, mailsrv.store.db.execute_many; a group of such messages alone runs in the driver's own
-   transaction, Store.driver_transaction, without an ORM session), records the counters (MessagesReceived/BytesReceived
-   per mailbox, MessagesSent/BytesSent for an authenticated sender) and a `maildir_renames` row per
-   copy, and deletes the rows of the previous group, whose renames are now durable;
+   driver, mailsrv.store.db.execute_many; a group of such messages alone in the driver's own
+   transaction, Store.driver_transaction, without an ORM session), records the counters
+   (MessagesReceived/BytesReceived per mailbox, MessagesSent/BytesSent for an authenticated
+   sender) and a `maildir_renames` row per copy, and deletes the rows of the previous group,
+   whose renames are now durable;
 3. after the commit it renames every tmp/<name> to new/<name>; then the sessions get 250. The mail
    is visible at once; that the rename is durable only the next group's fsync of new/ makes sure,
    and until then the copy's row is there for `sweep` to redo it after a crash.

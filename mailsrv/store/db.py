@@ -392,10 +392,6 @@ class Store:
         self._read_engine = self.engine.execution_options(**{_READ_ONLY: True})
         self._readers = sessionmaker(self._read_engine, expire_on_commit=False)
         self._thread_drivers = _ThreadDrivers(self._connect_driver, _FETCH_CONNECTIONS)
-        # `driver_transaction`'s: one, always the same, so its caches (SQLite's pages, the prepared
-        # statements) stay warm; SQLite has one writer at a time anyway, and the group commit that
-        # uses it is one task a process.
-        self._write_drivers = _ThreadDrivers(self._connect_driver, 1)
         # PostgreSQL reads made on an event loop's thread (mailsrv.core.on_loop), per loop.
         self._loop_drivers: dict[asyncio.AbstractEventLoop, _LoopDrivers] = {}
         # fetch_directory's answers: (query, parameters) -> (the generation they were read at, rows).
@@ -420,10 +416,10 @@ class Store:
 
     @contextmanager
     def driver_transaction(self) -> Iterator[DriverTransaction]:
-        """As `session`, for a unit of work made only of `execute_many` and `fetch_in`: on a driver
-        connection of its own, outside SQLAlchemy's pool, begun and ended by the driver (BEGIN IMMEDIATE on SQLite, so
+        """As `session`, for a unit of work made only of `execute_many` and `fetch_in`: on one of
+        `fetch`'s driver connections, begun and ended by the driver (BEGIN IMMEDIATE on SQLite, so
         it queues for the write lock as a session does)."""
-        drivers = self._write_drivers
+        drivers = self._thread_drivers
         with self._storage_errors(), self._writers:
             conn = drivers.take()
             kept = None  # given back for reuse only once its transaction has ended as it should
@@ -602,7 +598,6 @@ class Store:
     def close(self) -> None:
         """Close every connection; like the engine's pool, `fetch` opens new ones if used again."""
         self._thread_drivers.close_all()
-        self._write_drivers.close_all()
         if isinstance(self._writers, _SqliteWriters):
             self._writers.close()
         loop_drivers, self._loop_drivers = list(self._loop_drivers.values()), {}

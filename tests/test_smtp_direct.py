@@ -113,6 +113,36 @@ def test_a_crash_between_commit_and_rename_is_finished_by_a_node_that_outlives_i
     assert received(mail, "alice@a.test") == (1, len(BODY))
 
 
+# The group commit's insert of rename rows refused by the database itself, until dropped.
+REFUSE_RENAMES = {
+    "sqlite": ["CREATE TRIGGER refuse BEFORE INSERT ON maildir_renames BEGIN SELECT RAISE(ABORT, 'refused'); END"],
+    "postgresql": ["CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$",
+                   "CREATE TRIGGER refuse BEFORE INSERT ON maildir_renames FOR EACH ROW EXECUTE FUNCTION refuse()"],
+}
+ALLOW_RENAMES = {"sqlite": ["DROP TRIGGER refuse"],
+                 "postgresql": ["DROP TRIGGER refuse ON maildir_renames", "DROP FUNCTION refuse()"]}
+
+
+def test_a_commit_the_database_fails_answers_451_and_the_next_message_is_delivered_once(mail):
+    engine = mail.server.store.engine
+    with engine.begin() as conn:
+        for statement in REFUSE_RENAMES[engine.dialect.name]:
+            conn.exec_driver_sql(statement)
+    with mail.client() as smtp:
+        assert smtp.ehlo()[0] == 250 and smtp.mail("ext@example.org")[0] == 250
+        assert smtp.rcpt("alice@a.test")[0] == 250
+        assert smtp.data(BODY)[0] == 451
+    assert mail.messages("alice@a.test") == [] and received(mail, "alice@a.test") == (0, 0)
+    assert os.listdir(mail.maildir("alice@a.test") / "tmp") == []
+    with engine.begin() as conn:
+        for statement in ALLOW_RENAMES[engine.dialect.name]:
+            conn.exec_driver_sql(statement)
+    with mail.client() as smtp:
+        send(smtp, "ext@example.org", ["alice@a.test"], BODY)
+    [stored] = mail.messages("alice@a.test")
+    assert stored.endswith(BODY) and received(mail, "alice@a.test") == (1, len(BODY))
+
+
 def test_a_crash_before_the_commit_leaves_nothing_visible_and_nothing_counted(mail):
     """A copy written into tmp/ whose transaction never committed: swept once old enough."""
     tmp = mail.maildir("alice@a.test") / "tmp"

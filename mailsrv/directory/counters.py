@@ -11,9 +11,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Insert, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
 
-from mailsrv.store.db import execute_many
+from mailsrv.store.db import Transaction, dialect_of, execute_many
 from mailsrv.store.models import TrafficDaily
 
 _COLUMNS = ("messages_received", "messages_sent", "bytes_received", "bytes_sent")
@@ -30,7 +29,7 @@ class TrafficEvent:
     bytes_sent: int = 0
 
 
-def record(s: Session, *events: TrafficEvent) -> None:
+def record(s: Transaction, *events: TrafficEvent) -> None:
     """Add the events to their rows: summed per (domain, user, day), one upsert per row in one
     executemany (mailsrv.store.db.execute_many: every group commit of accepted mail runs it).
 
@@ -42,7 +41,7 @@ def record(s: Session, *events: TrafficEvent) -> None:
         for name in _COLUMNS:
             row[name] += getattr(event, name)
     if totals:
-        execute_many(s, _upsert(s.get_bind().dialect.name),
+        execute_many(s, _upsert(dialect_of(s).name),
                      [{"domain_id": domain_id, "user_id": user_id, "day": day, **values}
                       for (domain_id, user_id, day), values in sorted(totals.items())])
 

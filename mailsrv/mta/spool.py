@@ -16,9 +16,11 @@ file write and fsync per mailbox instead of spool file, rows, claim, delivery an
    Maildir name (mailsrv.mailstore.maildir_names.new_key, as local delivery names its files);
 2. the group commit fsyncs each tmp/ directory once, and each new/ directory the previous group
    renamed into; then, in the one transaction of the group (its statements prepared and run by the
-   driver, mailsrv.store.db.execute_many), records the counters (MessagesReceived/BytesReceived
-   per mailbox, MessagesSent/BytesSent for an authenticated sender) and a `maildir_renames` row per
-   copy, and deletes the rows of the previous group, whose renames are now durable;
+   driver, mailsrv.store.db.execute_many; a group of such messages alone in the driver's own
+   transaction, Store.driver_transaction, without an ORM session), records the counters
+   (MessagesReceived/BytesReceived per mailbox, MessagesSent/BytesSent for an authenticated
+   sender) and a `maildir_renames` row per copy, and deletes the rows of the previous group,
+   whose renames are now durable;
 3. after the commit it renames every tmp/<name> to new/<name>; then the sessions get 250. The mail
    is visible at once; that the rename is durable only the next group's fsync of new/ makes sure,
    and until then the copy's row is there for `sweep` to redo it after a crash.
@@ -78,7 +80,7 @@ from mailsrv.directory.counters import TrafficEvent, record
 from mailsrv.directory.domain_limits import Charge, charge, hour_of
 from mailsrv.mailstore.disk import Disk, fault_point, fsync_directory
 from mailsrv.mta.destinations import domain_of, fair_due, pause
-from mailsrv.store.db import Store, execute_many, fetch_in, storage_refused
+from mailsrv.store.db import Store, Transaction, execute_many, fetch_in, storage_refused
 from mailsrv.store.models import Domain, MaildirRename, SpoolMessage, SpoolRecipient, User
 
 log = logging.getLogger(__name__)
@@ -312,6 +314,8 @@ class _Waiting:
 _ADD_RENAME = insert(MaildirRename).values(name=bindparam("name"), maildir=bindparam("maildir"))
 _DROP_RENAME = delete(MaildirRename).where(MaildirRename.name == bindparam("name"))
 _USER_NAME = select(User.name).where(User.id == bindparam("id"))
+_SENDER_IDS = select(Domain.id, User.id).join(User, User.domain_id == Domain.id).where(
+    Domain.name == bindparam("domain"), User.name == bindparam("user"))
 
 
 def write_durably(path: Path, *parts: bytes) -> None:
@@ -483,7 +487,11 @@ class Spool:
                 fsync_directory(tmp_dir)
             # After tmp/: on a journalling filesystem that fsync has mostly made these renames durable.
             _fsync_directories(self._renamed_into)
-            with self.store.session() as s:
+            # A group of direct deliveries alone (most inbound mail) needs only prepared statements:
+            # the driver's own transaction, without an ORM session to set up and tear down. Charges,
+            # spool rows and companions are then none, and what adds them never sees it.
+            orm = any(m.spooled or m.companions or m.charges for m in messages)
+            with self.store.session() if orm else self.store.driver_transaction() as s:
                 # First: the hourly usage rows are the first rows this transaction locks (domain_limits).
                 refused.update(charge(s, [(m.id, hour_of(m.received_at), m.charges) for m in messages if m.charges]))
                 # The previous group's files are in new/, durably: their rows can go.
@@ -541,7 +549,7 @@ class Spool:
                 companion.discard()
 
     @staticmethod
-    def _gone(s: Session, direct: list[IncomingMessage]) -> dict[str, str]:
+    def _gone(s: Transaction, direct: list[IncomingMessage]) -> dict[str, str]:
         """The messages of `direct` with a mailbox whose user is no longer there: id -> that mailbox."""
         # One prepared read per mailbox: a group's messages mostly go to a few.
         users = {user_id: rows[0][0] if (rows := fetch_in(s, _USER_NAME, {"id": user_id})) else None
@@ -567,13 +575,12 @@ class Spool:
                         for r in m.recipients]))
 
     @staticmethod
-    def _sent_event(s: Session, m: IncomingMessage, sent_by: tuple[str, str]) -> TrafficEvent | None:
+    def _sent_event(s: Transaction, m: IncomingMessage, sent_by: tuple[str, str]) -> TrafficEvent | None:
         domain_name, user_name = sent_by
-        ids = s.execute(select(Domain.id, User.id).join(User, User.domain_id == Domain.id)
-                        .where(Domain.name == domain_name, User.name == user_name)).first()
-        if ids is None:  # a user deleted mid-session has nobody left to bill
+        ids = fetch_in(s, _SENDER_IDS, {"domain": domain_name, "user": user_name})
+        if not ids:  # a user deleted mid-session has nobody left to bill
             return None
-        return TrafficEvent(ids[0], ids[1], m.received_at.astimezone(dt.timezone.utc).date(),
+        return TrafficEvent(ids[0][0], ids[0][1], m.received_at.astimezone(dt.timezone.utc).date(),
                             messages_sent=1, bytes_sent=len(m.content))
 
     async def close(self) -> None:
@@ -789,8 +796,8 @@ class Spool:
         if pending:
             _fsync_directories(_rename_into_new([MaildirCopy(Path(maildir), name, "", 0, 0, "")
                                                  for name, maildir in pending]))
-            with self.store.session() as s:
-                execute_many(s, _DROP_RENAME, [{"name": name} for name, _ in pending])
+            with self.store.driver_transaction() as tx:
+                execute_many(tx, _DROP_RENAME, [{"name": name} for name, _ in pending])
         return len(pending)
 
     def _sweep_maildirs(self, cutoff: float) -> int:

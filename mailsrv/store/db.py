@@ -112,34 +112,56 @@ def _prepare(dialect: Dialect, query: Executable) -> _Prepared:
                      compiled.positional, results)
 
 
+class DriverTransaction:
+    """A write transaction on one of the store's own driver connections (`Store.driver_transaction`),
+    for `execute_many` and `fetch_in` alone: no SQLAlchemy connection, transaction or ORM session
+    to set up and tear down, which cost the group commit of accepted mail more than its statements."""
+
+    def __init__(self, dialect: Dialect, driver: Any) -> None:
+        self.dialect = dialect
+        self.driver = driver
+
+
+# What `execute_many` and `fetch_in` run in.
+Transaction = Session | DriverTransaction
+
+
+def dialect_of(tx: Transaction) -> Dialect:
+    return tx.dialect if isinstance(tx, DriverTransaction) else tx.get_bind().dialect
+
+
 @contextmanager
-def _cursor(s: Session, statement: Executable) -> Iterator[tuple[_Prepared, Any]]:
-    """`statement` prepared for `s`'s dialect, and a driver cursor in `s`'s transaction, closed when the
-    block ends. `s`'s pending ORM changes are flushed first (as Session.execute does: what the caller
-    added goes before, and its locks are taken in that order)."""
-    s.flush()
-    conn = s.connection()
-    prepared = _prepare(conn.dialect, statement)
-    cursor = conn.connection.driver_connection.cursor()
+def _cursor(tx: Transaction, statement: Executable) -> Iterator[tuple[_Prepared, Any]]:
+    """`statement` prepared for `tx`'s dialect, and a driver cursor in `tx`'s transaction, closed when the
+    block ends. A session's pending ORM changes are flushed first (as Session.execute does: what the
+    caller added goes before, and its locks are taken in that order)."""
+    if isinstance(tx, DriverTransaction):
+        dialect, driver = tx.dialect, tx.driver
+    else:
+        tx.flush()
+        conn = tx.connection()
+        dialect, driver = conn.dialect, conn.connection.driver_connection
+    prepared = _prepare(dialect, statement)
+    cursor = driver.cursor()
     try:
         yield prepared, cursor
     finally:
         cursor.close()
 
 
-def execute_many(s: Session, statement: Executable, rows: Sequence[Mapping[str, Any]]) -> None:
+def execute_many(tx: Transaction, statement: Executable, rows: Sequence[Mapping[str, Any]]) -> None:
     """`statement` (an INSERT, UPDATE or DELETE of bindparams) once for each of `rows`, in order, in the
-    transaction of `s`: prepared once and handed to the driver in one executemany. For the group commit
+    transaction `tx`: prepared once and handed to the driver in one executemany. For the group commit
     of accepted mail, where SQLAlchemy's work per statement cost more than the statements themselves."""
     if not rows:
         return
-    with _cursor(s, statement) as (prepared, cursor):
+    with _cursor(tx, statement) as (prepared, cursor):
         cursor.executemany(prepared.sql, [prepared.arguments(row) for row in rows])
 
 
-def fetch_in(s: Session, query: Select, params: Mapping[str, Any]) -> list[tuple]:
-    """As `Store.fetch`, in the transaction of `s` (what it reads is what that transaction commits against)."""
-    with _cursor(s, query) as (prepared, cursor):
+def fetch_in(tx: Transaction, query: Select, params: Mapping[str, Any]) -> list[tuple]:
+    """As `Store.fetch`, in the transaction `tx` (what it reads is what that transaction commits against)."""
+    with _cursor(tx, query) as (prepared, cursor):
         cursor.execute(prepared.sql, prepared.arguments(params))
         return prepared.rows(cursor.fetchall())
 
@@ -380,9 +402,39 @@ class Store:
     def session(self) -> Iterator[Session]:
         """A unit of work: committed when the block ends, rolled back if it raises. A database whose
         disk is full or read-only refuses it as STORAGE_ERROR (-70), not as a server fault."""
+        with self._storage_errors(), self._writers, self._sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def driver_transaction(self) -> Iterator[DriverTransaction]:
+        """As `session`, for a unit of work made only of `execute_many` and `fetch_in`: on one of
+        `fetch`'s driver connections, begun and ended by the driver (BEGIN IMMEDIATE on SQLite, so
+        it queues for the write lock as a session does)."""
+        drivers = self._thread_drivers
+        with self._storage_errors(), self._writers:
+            conn = drivers.take()
+            kept = None  # given back for reuse only once its transaction has ended as it should
+            try:
+                if conn is None:
+                    conn = drivers.open()
+                conn.execute("BEGIN IMMEDIATE" if self.is_sqlite else "BEGIN")
+                try:
+                    yield DriverTransaction(self.engine.dialect, conn)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    kept = conn
+                    raise
+                conn.execute("COMMIT")
+                kept = conn
+            finally:
+                if conn is not None and kept is None:  # a failed BEGIN, COMMIT or ROLLBACK: state unknown
+                    drivers.close(conn)
+                drivers.give(kept)
+
+    @contextmanager
+    def _storage_errors(self) -> Iterator[None]:
         try:
-            with self._writers, self._sessions() as session, session.begin():
-                yield session
+            yield
         except (OperationalError, self.engine.dialect.loaded_dbapi.OperationalError) as exc:
             # Raw from the driver too: `execute_many` runs on it directly.
             if not storage_refused(getattr(exc, "orig", exc)):

@@ -483,7 +483,9 @@ class Spool:
                 fsync_directory(tmp_dir)
             # After tmp/: on a journalling filesystem that fsync has mostly made these renames durable.
             _fsync_directories(self._renamed_into)
-            with self.store.session() as s:
+            # Direct deliveries alone, the usual group, are driver statements only: pipelined (Store.session).
+            pipelined = not spooled and not any(m.companions or m.charges or m.sent_by for m in messages)
+            with self.store.session(pipelined) as s:
                 # First: the hourly usage rows are the first rows this transaction locks (domain_limits).
                 refused.update(charge(s, [(m.id, hour_of(m.received_at), m.charges) for m in messages if m.charges]))
                 # The previous group's files are in new/, durably: their rows can go.

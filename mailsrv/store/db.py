@@ -409,7 +409,13 @@ class Store:
     def driver_transaction(self) -> Iterator[DriverTransaction]:
         """As `session`, for a unit of work made only of `execute_many` and `fetch_in`: on one of
         `fetch`'s driver connections, begun and ended by the driver (BEGIN IMMEDIATE on SQLite, so
-        it queues for the write lock as a session does)."""
+        it queues for the write lock as a session does).
+
+        On PostgreSQL the block runs in a psycopg pipeline, BEGIN and COMMIT included: the server is
+        waited for only where `fetch_in` reads rows and once at the end, not once a statement (the
+        group commit of accepted mail: at its mailbox check and at the end, instead of at each statement). A statement that fails there is
+        raised at the next wait, the statements after it are skipped, and the ROLLBACK below, outside
+        the pipeline, ends the transaction."""
         drivers = self._thread_drivers
         with self._storage_errors(), self._writers:
             conn = drivers.take()
@@ -417,14 +423,19 @@ class Store:
             try:
                 if conn is None:
                     conn = drivers.open()
-                conn.execute("BEGIN IMMEDIATE" if self.is_sqlite else "BEGIN")
                 try:
-                    yield DriverTransaction(self.engine.dialect, conn)
+                    with nullcontext() if self.is_sqlite else conn.pipeline():
+                        conn.execute("BEGIN IMMEDIATE" if self.is_sqlite else "BEGIN")
+                        yield DriverTransaction(self.engine.dialect, conn)
+                        conn.execute("COMMIT")
                 except BaseException:
-                    conn.execute("ROLLBACK")
-                    kept = conn
+                    try:
+                        conn.execute("ROLLBACK")
+                    except Exception:
+                        pass  # its state unknown (a failed BEGIN or COMMIT): closed below; the block's error is the one raised
+                    else:
+                        kept = conn
                     raise
-                conn.execute("COMMIT")
                 kept = conn
             finally:
                 if conn is not None and kept is None:  # a failed BEGIN, COMMIT or ROLLBACK: state unknown

@@ -11,7 +11,10 @@ Overrides of their internals:
   `Message.load_content` reads through `bytes()`; `_path` and `_lookup` read; `update_metadata`
   (pymap's `update` calls it) moves a message of new/ to cur/, calls pymap's `_update`.
 - maildir.HeaderFirstMessage (pymap Maildir Message): `internal_date` a property over BaseMessage's
-  slot of that name (which its `__init__` assigns), read from the file when first asked;
+  slot of that name (which its `__init__` assigns), read from the file when first asked; `scanned`
+  sets every slot of BaseMessage and Message itself (`uid`, `expunged`, `_permanent_flags`,
+  `_flags_key`, `_email_id`, `_thread_id`, `recent`, `_maildir`, `_key`), `email_id` and
+  `thread_id` properties over the last two;
   `load_content` (reads `_maildir`, `_key`;
   builds pymap's `LoadedMessage`), for a requirement without BODY; pymap asks BODY for
   `BODY.PEEK[HEADER...]` (its `FetchAttribute.requirement` checks for `BODY` only), so that fetch still

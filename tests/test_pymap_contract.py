@@ -148,6 +148,9 @@ OVERRIDDEN = [
      "-> 'None'"),
     # MailCommands
     (Commands, "parse", "(self, buf: 'memoryview', params: 'Params') -> 'tuple[Command, memoryview]'"),
+    (UidList, "write", "(self, fp: 'IO[str]') -> 'None'"),
+    (UidList, "_build_header", "(self) -> 'str'"),
+    (UidList, "_build_line", "(rec: 'Record') -> 'str'"),
 ]
 
 

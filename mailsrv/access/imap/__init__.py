@@ -19,6 +19,8 @@ Overrides of their internals:
   builds pymap's `LoadedMessage`), for a requirement without BODY; pymap asks BODY for
   `BODY.PEEK[HEADER...]` (its `FetchAttribute.requirement` checks for `BODY` only), so that fetch still
   parses the whole message.
+- maildir._UidList (UidList): `_build_line` (one Record's line), `write` (the file pymap's `file_write`
+  writes) from `_build_header` and `records`.
 - maildir.ClientView (SynchronizedMessages): `_update`, `_remove`; reads `_uids`, `_sorted`,
   `_seqs_cache`, `_cache`, `_pending_remove`.
 - maildir.SelectedFolder (SelectedMailbox): `fork` builds pymap's copy from its slots (`_mailbox_id`,

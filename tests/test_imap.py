@@ -195,6 +195,31 @@ def test_flags_persist_across_sessions(mailbox: MailboxHarness) -> None:
     client.logout()
 
 
+def test_email_and_thread_ids_are_kept_across_sessions_and_flag_changes(mailbox: MailboxHarness) -> None:
+    """RFC 8474: each message has its own EMAILID and THREADID, the same in every session."""
+    for subject in ("first", "second"):
+        mailbox.deliver_to(ALICE, message(subject))
+
+    def object_ids(client: imaplib.IMAP4) -> dict[int, tuple[str, str]]:
+        typ, data = client.uid("FETCH", "1:*", "(EMAILID THREADID)")
+        assert typ == "OK", data
+        return {int(re.search(r"UID (\d+)", line)[1]): (re.search(r"EMAILID (\S+)", line)[1],
+                                                        re.search(r"THREADID (\S+)", line)[1])
+                for line in map(bytes.decode, data)}
+
+    client = mailbox.imap()
+    client.select("INBOX")
+    first = object_ids(client)
+    client.uid("STORE", "1", "+FLAGS", r"(\Seen)")
+    assert object_ids(client) == first
+    client.logout()
+    client = mailbox.imap()
+    client.select("INBOX")
+    assert object_ids(client) == first
+    client.logout()
+    assert len(first) == 2 and len({ids[0] for ids in first.values()}) == 2
+
+
 def test_users_see_only_their_own_mail(mailbox: MailboxHarness) -> None:
     mailbox.deliver_to(ALICE, message("for alice"))
     mailbox.deliver_to(BOB, message("for bob"))

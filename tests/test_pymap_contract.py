@@ -148,6 +148,9 @@ OVERRIDDEN = [
      "-> 'None'"),
     # MailCommands
     (Commands, "parse", "(self, buf: 'memoryview', params: 'Params') -> 'tuple[Command, memoryview]'"),
+    (UidList, "write", "(self, fp: 'IO[str]') -> 'None'"),
+    (UidList, "_build_header", "(self) -> 'str'"),
+    (UidList, "_build_line", "(rec: 'Record') -> 'str'"),
 ]
 
 
@@ -214,6 +217,23 @@ def test_base_message_assigns_its_internal_date_slot_in_init() -> None:
     assert "internal_date" in BaseMessage.__slots__, "BaseMessage no longer has an internal_date slot"
     assert "self.internal_date" in inspect.getsource(BaseMessage.__init__), \
         "BaseMessage.__init__ no longer assigns internal_date: HeaderFirstMessage's property would never be set"
+
+
+def test_a_scanned_message_is_the_one_pymaps_constructor_makes(maildir_root: Path) -> None:
+    """HeaderFirstMessage.scanned sets the slots pymap's constructors would: same slots, same values."""
+    from mailsrv.access.imap.maildir import CRLFMaildir, HeaderFirstMessage
+    from pymap.parsing.specials import ObjectId
+    maildir = CRLFMaildir(str(maildir_root), create=False)
+    flags = frozenset([Seen])
+    when = datetime(2026, 1, 2, 3, 4, 5)
+    built = HeaderFirstMessage(7, when, flags, email_id=ObjectId(b"Mabc"), thread_id=ObjectId(b"Tdef"),
+                               recent=True, maildir=maildir, key="1.M2P3.host")
+    scanned = HeaderFirstMessage.scanned(7, flags, "Mabc", "Tdef", True, maildir, "1.M2P3.host", when)
+    slots = {slot for cls in HeaderFirstMessage.__mro__ for slot in getattr(cls, "__slots__", ())}
+    plain = slots - {"_email_id", "_thread_id"}  # held as the uidlist's text until asked for
+    assert {slot: getattr(scanned, slot) for slot in plain} == {slot: getattr(built, slot) for slot in plain}
+    assert (scanned.email_id, scanned.thread_id) == (built.email_id, built.thread_id)
+    assert HeaderFirstMessage.scanned(7, flags, None, None, True, maildir, "k", None).email_id == ObjectId(None)
 
 
 def test_maildir_looks_keys_up_through_refresh_and_toc(maildir_root: Path) -> None:

@@ -86,6 +86,16 @@ def test_a_failed_read_raises_and_the_next_one_reads(server, fetch):
     assert [row[0] for row in fetch(QUERY, {"since": SINCE, "prefix": "a."})] == ["a.example"]
 
 
+def test_reads_one_after_another_share_one_connection(server, fetch):
+    """A quiet server's reads each find the connection the last one used, rather than each of
+    the first few opening one of their own (each open cost more than the read)."""
+    params = {"since": SINCE, "prefix": "a."}
+    for _ in range(2 * _FETCH_CONNECTIONS):
+        assert len(fetch(QUERY, params)) == 1
+    store = server.store
+    assert sum(len(drivers._opened) for drivers in (store._thread_drivers, *store._loop_drivers.values())) == 1
+
+
 @pytest.mark.skipif(not POSTGRESQL, reason="PostgreSQL's connections only")
 def test_a_dropped_postgresql_connection_is_replaced(server, fetch):
     params = {"since": SINCE, "prefix": "b."}

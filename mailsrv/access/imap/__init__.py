@@ -11,11 +11,16 @@ Overrides of their internals:
   `Message.load_content` reads through `bytes()`; `_path` and `_lookup` read; `update_metadata`
   (pymap's `update` calls it) moves a message of new/ to cur/, calls pymap's `_update`.
 - maildir.HeaderFirstMessage (pymap Maildir Message): `internal_date` a property over BaseMessage's
-  slot of that name (which its `__init__` assigns), read from the file when first asked;
+  slot of that name (which its `__init__` assigns), read from the file when first asked; `scanned`
+  sets every slot of BaseMessage and Message itself (`uid`, `expunged`, `_permanent_flags`,
+  `_flags_key`, `_email_id`, `_thread_id`, `recent`, `_maildir`, `_key`), `email_id` and
+  `thread_id` properties over the last two;
   `load_content` (reads `_maildir`, `_key`;
   builds pymap's `LoadedMessage`), for a requirement without BODY; pymap asks BODY for
   `BODY.PEEK[HEADER...]` (its `FetchAttribute.requirement` checks for `BODY` only), so that fetch still
   parses the whole message.
+- maildir._UidList (UidList): `_build_line` (one Record's line), `write` (the file pymap's `file_write`
+  writes) from `_build_header` and `records`.
 - maildir.ClientView (SynchronizedMessages): `_update`, `_remove`; reads `_uids`, `_sorted`,
   `_seqs_cache`, `_cache`, `_pending_remove`.
 - maildir.SelectedFolder (SelectedMailbox): `fork` builds pymap's copy from its slots (`_mailbox_id`,

@@ -55,7 +55,7 @@ from pymap.parsing.specials.astring import AString
 from pymap.parsing.specials.datetime_ import DateTime
 from pymap.parsing.specials.fetchattr import FetchAttribute
 from pymap.parsing.specials.flag import Flag
-from pymap.parsing.specials.sequenceset import SequenceSet
+from pymap.parsing.specials.sequenceset import MaxValue, SequenceSet
 from pymap.parsing.state import ExpectContinuation, ParsingInterrupt
 from pymap.selected import SelectedMailbox
 from pysasl import SASLAuth
@@ -101,6 +101,18 @@ def _is_whole_peek(attr: FetchAttribute) -> bool:
     section = attr.section
     return (attr.value == b"BODY.PEEK" and attr.partial is None and section is not None
             and not section.parts and section.specifier is None and not section.headers)
+
+
+def _most_named(seq_set: SequenceSet, top: int) -> int:
+    """How many numbers `seq_set` names at most up to `top` (its `*`), from its ranges alone."""
+    count = 0
+    for elem in seq_set.value:
+        if not isinstance(elem, tuple):
+            count += 1
+            continue
+        first, last = sorted(top if isinstance(end, MaxValue) else end for end in elem)
+        count += max(0, min(last, top) - first + 1)
+    return count
 
 
 def _stored_or_empty(message: MessageInterface) -> bytes:
@@ -379,11 +391,13 @@ class MailConnectionState(ConnectionState):
             return None
         if isinstance(cmd, NoOpCommand):
             return _Completed(cmd.tag, cmd.command + b" completed.")
-        messages = selected.messages.get_all(cmd.sequence_set)
+        view = selected.messages
+        if on_loop and _most_named(cmd.sequence_set, view.max_uid if cmd.uid else view.exists) > _LOOP_MESSAGES:
+            # Told before the messages are looked up: the thread pool would look them up again.
+            return None
+        messages = view.get_all(cmd.sequence_set)
         if not on_loop:
             return self._lean_fetch(cmd, messages, _size_or_zero, _stored_or_empty)
-        if len(messages) > _LOOP_MESSAGES:
-            return None
         files = _SettledFiles(settled)
         try:
             return self._lean_fetch(cmd, messages, files.size, files.data)

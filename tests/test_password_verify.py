@@ -15,6 +15,8 @@ PASSWORD = "Correct-horse-9"
     # Hashes made elsewhere (an imported account): more lanes, the argon2i variant.
     PasswordHasher(time_cost=1, memory_cost=8192, parallelism=2).hash(PASSWORD),
     PasswordHasher(time_cost=1, memory_cost=8192, type=Type.I).hash(PASSWORD),
+    # Longer than libsodium reads (a 64-byte salt and tag).
+    PasswordHasher(time_cost=1, memory_cost=8192, salt_len=64, hash_len=64).hash(PASSWORD),
 ])
 def test_a_stored_hash_verifies_its_password_only(stored: str) -> None:
     assert Verifier().verify(stored, PASSWORD)

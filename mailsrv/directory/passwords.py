@@ -29,13 +29,17 @@ def hash_password(password: str) -> str:
         return _hasher.hash(password)
 
 
+_SODIUM_PREFIX = nacl.pwhash.argon2id.STRPREFIX.decode()
+
+
 def _argon2_verify(stored_hash: str, password: str) -> None:
     """argon2-cffi's verify, within the process's argon2 slots; raises as it does. An argon2id hash
     (every one hash_password makes) is verified by libsodium (PyNaCl), whose vectorised argon2 takes
     about half argon2-cffi's time on the same parameters (18 against 30-40 ms here): a login's cost
     on a worker that has not seen that password yet."""
     with _ARGON2_SLOTS:
-        if not stored_hash.startswith(nacl.pwhash.argon2id.STRPREFIX.decode()):
+        # libsodium reads at most PWHASH_SIZE bytes of hash (longer salts or tags are argon2-cffi's).
+        if not stored_hash.startswith(_SODIUM_PREFIX) or len(stored_hash) > nacl.pwhash.argon2id.PWHASH_SIZE:
             _hasher.verify(stored_hash, password)
             return
         try:

@@ -86,10 +86,6 @@ def _user_dir(domain_path: str | Path, name: str) -> Path:
     return Disk.maildir(domain_path, name).parent
 
 
-def _view(user: User) -> UserView:
-    return UserView(user.name, user.first_name, user.last_name, user.is_domain_admin)
-
-
 # What Users.get and Users.list read, built once (control panels read users in a loop), from the
 # domain: no row, no domain; a row of NULLs, a domain without the user (or without users).
 _VIEW_COLUMNS = (User.name, User.first_name, User.last_name, User.is_domain_admin)

@@ -147,12 +147,17 @@ _READ_AFTER_CHANGE = {
 }
 
 
+def _add_domain_admin(node: Node) -> None:
+    """ada, a domain administrator of DOMAIN: the user whose reads _READ_AFTER_CHANGE makes."""
+    assert code(call(node, "svcUserAdmin", "AddUser", (ADMIN, PASSWORD), NewUsername="ada",
+                     NewPassword="User-pass-123", DomainName=DOMAIN, FirstName="", LastName="", IsDomainAdmin="true")) == 0
+
+
 @pytest.mark.parametrize("read_name", list(_READ_AFTER_CHANGE))
 def test_a_domain_or_user_changed_on_one_node_is_read_at_once_on_the_other(
         nodes: tuple[Node, Node], read_name: str) -> None:
     first, second = nodes
-    assert code(call(first, "svcUserAdmin", "AddUser", (ADMIN, PASSWORD), NewUsername="ada",
-                     NewPassword="User-pass-123", DomainName=DOMAIN, FirstName="", LastName="", IsDomainAdmin="true")) == 0
+    _add_domain_admin(first)
     (service, read, params), (change_service, change, change_params), changed = _READ_AFTER_CHANGE[read_name]
     for login in ((ADMIN, PASSWORD), (USER, USER_PASSWORD)):
         answers = [call(second, service, read, login, **params) for _ in range(3)]
@@ -168,8 +173,7 @@ def test_a_domain_or_user_changed_on_one_node_is_read_at_once_on_the_other(
 def test_a_domain_administrator_is_refused_another_domain_just_read_by_others(
         nodes: tuple[Node, Node], read_name: str) -> None:
     first, second = nodes
-    assert code(call(first, "svcUserAdmin", "AddUser", (ADMIN, PASSWORD), NewUsername="ada",
-                     NewPassword="User-pass-123", DomainName=DOMAIN, FirstName="", LastName="", IsDomainAdmin="true")) == 0
+    _add_domain_admin(first)
     service, read, params = _READ_AFTER_CHANGE[read_name][0]
     assert [code(call(second, service, read, login, **params)) for login in ((ADMIN, PASSWORD), (USER, USER_PASSWORD))] == [0, 0]
     assert code(call(second, service, read, (OTHER_USER, USER_PASSWORD), **params)) == -5  # PERMISSION_DENIED

@@ -67,10 +67,10 @@ def run(args: argparse.Namespace, tmp: Path, name: str, round_: int) -> tuple[fl
     server = LoggingMailsrv(config, ports)
     server.start()
     try:
-        accepted, end_to_end = load(server.smtp_port, args, lambda: len(maildir_files(maildir(data_dir))))
+        rates = load(server.smtp_port, args, lambda: len(maildir_files(maildir(data_dir))))
     finally:
         server.stop()
-    return accepted, end_to_end, sum(1 for _ in log.open(errors="replace"))
+    return rates.accepted, rates.end_to_end, sum(1 for _ in log.open(errors="replace"))
 
 
 def per_event(count: int = 50_000) -> None:

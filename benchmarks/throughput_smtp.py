@@ -7,7 +7,8 @@
 Load: Postfix's `smtp-source` (Debian package postfix) sends --messages messages of --size bytes
 over --sessions concurrent sessions to one mailbox. Printed per server:
   accepted msg/s    messages / smtp-source's elapsed time (every DATA answered 250);
-  end-to-end msg/s  messages / time until all of them are files in the Maildir.
+  end-to-end msg/s  messages / time until all of them are files in the Maildir;
+  machine CPU       the machine's busy CPU a message over that time (smtp-source's included).
 Postfix runs from a throwaway configuration directory under /tmp (`postfix -c DIR start-fg`), SMTP on
 a free loopback port, virtual Maildir delivery; it never touches the machine's own configuration.
 """
@@ -25,14 +26,35 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from mail_bench import DOMAIN, USER, Mailsrv, command_line, free_port, maildir, maildir_files, provision
 
 
-def load(port: int, args: argparse.Namespace, count: Callable[[], int]) -> tuple[float, float]:
-    """(accepted msg/s, end-to-end msg/s) of one smtp-source run against 127.0.0.1:port."""
-    start = time.monotonic()
+@dataclass(frozen=True)
+class Rates:
+    accepted: float  # msg/s
+    end_to_end: float  # msg/s
+    # The machine's busy CPU (user, system, interrupts; not idle or I/O wait) a message, in ms, from
+    # /proc/stat over the whole load, smtp-source's and this process's included: on a machine whose
+    # speed varies from run to run, steadier than the rates, and what a mail server costs its host.
+    cpu_ms: float | None
+
+
+def busy_ticks() -> int | None:
+    """The machine's busy CPU time so far, in clock ticks (None where there is no /proc/stat)."""
+    try:
+        with open("/proc/stat") as stat:
+            ticks = [int(field) for field in stat.readline().split()[1:]]
+    except OSError:
+        return None
+    return sum(ticks) - ticks[3] - ticks[4]  # idle, iowait
+
+
+def load(port: int, args: argparse.Namespace, count: Callable[[], int]) -> Rates:
+    """The rates of one smtp-source run against 127.0.0.1:port."""
+    start, busy = time.monotonic(), busy_ticks()
     subprocess.run(["smtp-source", "-c", "-l", str(args.size), "-m", str(args.messages), "-s", str(args.sessions),
                     "-f", "sender@client.example", "-t", f"{USER}@{DOMAIN}", "-M", "client.example",
                     f"127.0.0.1:{port}"], check=True, stdout=subprocess.DEVNULL)
@@ -41,10 +63,13 @@ def load(port: int, args: argparse.Namespace, count: Callable[[], int]) -> tuple
         if time.monotonic() - start > 600:
             raise RuntimeError(f"only {count()} of {args.messages} messages arrived")
         time.sleep(0.05)
-    return args.messages / accepted, args.messages / (time.monotonic() - start)
+    elapsed, busy_after = time.monotonic() - start, busy_ticks()
+    cpu_ms = (None if busy is None or busy_after is None
+              else (busy_after - busy) / os.sysconf("SC_CLK_TCK") * 1000 / args.messages)
+    return Rates(args.messages / accepted, args.messages / elapsed, cpu_ms)
 
 
-def run_mailsrv(args: argparse.Namespace, tmp: Path, workers: int) -> tuple[float, float]:
+def run_mailsrv(args: argparse.Namespace, tmp: Path, workers: int) -> Rates:
     data_dir = tmp / f"mailsrv-{workers}"
     data_dir.mkdir()
     server = Mailsrv(provision(data_dir, args.database_url, workers))
@@ -123,11 +148,16 @@ def postfix_running(directory: Path, port: int) -> Iterator[subprocess.Popen[byt
         master.wait(30)
 
 
-def run_postfix(args: argparse.Namespace, tmp: Path) -> tuple[float, float]:
+def run_postfix(args: argparse.Namespace, tmp: Path) -> Rates:
     directory, mail_root, port = tmp / "postfix", tmp / "postfix-mail", free_port()
     postfix_config(directory, port, mail_root)
     with postfix_running(directory, port):
         return load(port, args, lambda: len(maildir_files(mail_root / USER / "Maildir")))
+
+
+def describe(rates: Rates) -> str:
+    cpu = f", machine CPU {rates.cpu_ms:.2f} ms a message" if rates.cpu_ms is not None else ""
+    return f"accepted {rates.accepted:.0f} msg/s, end-to-end {rates.end_to_end:.0f} msg/s{cpu}"
 
 
 def main() -> int:
@@ -149,9 +179,8 @@ def main() -> int:
                 store.drop_all()
                 store.close()
             mailsrv = run_mailsrv(args, tmp, workers)
-            print(f"mailsrv (workers = {workers or 'one per core'}): accepted {mailsrv[0]:.0f} msg/s, "
-                  f"end-to-end {mailsrv[1]:.0f} msg/s ({args.messages} x {args.size} B, {args.sessions} sessions)",
-                  flush=True)
+            print(f"mailsrv (workers = {workers or 'one per core'}): {describe(mailsrv)} "
+                  f"({args.messages} x {args.size} B, {args.sessions} sessions)", flush=True)
         if args.no_postfix:
             return 0
         try:
@@ -159,8 +188,11 @@ def main() -> int:
         except (subprocess.CalledProcessError, RuntimeError, KeyError) as exc:
             print(f"postfix: not measured ({exc})")
             return 0
-        print(f"postfix: accepted {postfix[0]:.0f} msg/s, end-to-end {postfix[1]:.0f} msg/s")
-        print(f"mailsrv / postfix: accepted {mailsrv[0] / postfix[0]:.2f}, end-to-end {mailsrv[1] / postfix[1]:.2f}")
+        print(f"postfix: {describe(postfix)}")
+        print(f"mailsrv / postfix: accepted {mailsrv.accepted / postfix.accepted:.2f}, "
+              f"end-to-end {mailsrv.end_to_end / postfix.end_to_end:.2f}"
+              + (f", machine CPU a message {mailsrv.cpu_ms / postfix.cpu_ms:.2f}"
+                 if mailsrv.cpu_ms and postfix.cpu_ms else ""))
     return 0
 
 

@@ -8,7 +8,7 @@ over SOAP through any node answers for the next SMTP transaction on every node. 
 session's first transaction whose MAIL comes within OPENING_REUSE_SECONDS of the session's opening
 uses the generation read at the opening (`reuses_opening`), so a change applies to every transaction
 begun after it in a session opened after it, and to every transaction begun OPENING_REUSE_SECONDS
-after it (docs/architecture.md, "Directory generation"). A lookup stores its
+after it (docs/performance.md, "PostgreSQL (sixth round)"). A lookup stores its
 answer under the generation it read BEFORE its queries: an answer read while a change was being
 committed is kept only under the older number, which the change retires. The server settings
 (mailsrv.directory.system_settings) raise the same number, so `refresh` re-reads them only when it

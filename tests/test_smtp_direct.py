@@ -16,7 +16,10 @@ from pathlib import Path
 import pytest
 from smtp_support import DOMAIN, MailHarness, make_harness, send, two_nodes, without_sender_checks
 
+from mailsrv.directory.abuse import BlockEnd
 from mailsrv.mailstore.disk import FAULT_POINT_VARIABLE
+from mailsrv.mta import recipients
+from mailsrv.mta.recipients import OPENING_REUSE_SECONDS, Opening, reuses_opening
 
 BODY = b"Subject: direct\r\n\r\nstraight into the mailbox\r\n"
 
@@ -175,6 +178,31 @@ def test_a_user_deleted_through_one_node_is_refused_by_the_next_transaction_on_t
     assert rcpt(first, "bob@a.test") == 250  # answered from the cache now
     second.server.users.delete(second.admin(), "bob", DOMAIN)
     assert rcpt(first, "bob@a.test") == 550
+
+
+def test_a_sessions_first_mail_soon_after_its_opening_uses_the_generation_read_then():
+    opened = Opening("192.0.2.1", BlockEnd(None), read_at=100.0)
+    assert reuses_opening(opened, 100.0 + OPENING_REUSE_SECONDS / 2)
+    assert not reuses_opening(opened, 100.0 + OPENING_REUSE_SECONDS)
+    assert not reuses_opening(None, 100.0)
+
+
+@pytest.mark.parametrize("reuse_seconds, first, second", [(3600.0, 250, 550), (0.0, 550, 550)])
+def test_a_change_made_after_a_session_opened_applies_from_its_first_transaction_begun_too_late_to_reuse_it(
+        nodes, monkeypatch, reuse_seconds, first, second):
+    """A session's first transaction within the reuse time answers as of the session's opening; its
+    next transactions, and a first one begun later, as of their MAIL."""
+    monkeypatch.setattr(recipients, "OPENING_REUSE_SECONDS", reuse_seconds)
+    one, other = nodes
+    assert rcpt(one, "bob@a.test") == 250  # kept under the generation: answered from memory while it holds
+    with one.client() as smtp:
+        smtp.ehlo()  # the session is open: its generation read
+        other.server.users.delete(other.admin(), "bob", DOMAIN)
+        smtp.mail("ext@example.org")
+        assert smtp.rcpt("bob@a.test")[0] == first
+        smtp.rset()
+        smtp.mail("ext@example.org")
+        assert smtp.rcpt("bob@a.test")[0] == second
 
 
 def test_an_alias_added_and_changed_through_one_node_resolves_anew_on_the_other(nodes):

@@ -143,6 +143,18 @@ class BlockView:
 
 
 @dataclass(frozen=True)
+class BlockEnd:
+    """The end of a subject's latest block for a service as read (BLOCK_END), expired or not; None:
+    it was never blocked."""
+    end: dt.datetime | None
+
+
+def unexpired(end: dt.datetime | None, now: dt.datetime) -> dt.datetime | None:
+    """A block's end while it still holds at `now`, else None."""
+    return end if end is not None and end > now else None
+
+
+@dataclass(frozen=True)
 class Admission:
     """A new connection as `AbuseRules.connect` finds it: refused until `until` (None: it goes on),
     or `settle`: it may be the one past a DoS threshold, which `AbuseRules.settle` decides."""
@@ -168,10 +180,13 @@ class _Tally:
 _RULES = select(AbuseRule.id, AbuseRule.kind, AbuseRule.service, AbuseRule.action, AbuseRule.timeframe_minutes,
                 AbuseRule.threshold, AbuseRule.block_minutes, AbuseRule.notify, AbuseRule.description) \
     .order_by(AbuseRule.id)
-# Prepared reads (Store.fetch) of every SMTP connection.
-_BLOCKED = select(func.max(AbuseBlock.until)).where(
+# Prepared reads (Store.fetch) of every SMTP connection. The end of a subject's latest block for a
+# service, expired or not (`unexpired` compares it with the caller's clock): without the clock's time
+# among its parameters it can also be read with the directory generation as an SMTP session opens,
+# one statement (mailsrv.mta.recipients).
+BLOCK_END = select(func.max(AbuseBlock.until)).where(
     AbuseBlock.subject == bindparam("subject"),
-    or_(AbuseBlock.service == bindparam("service"), AbuseBlock.service == ALL), AbuseBlock.until > bindparam("now"))
+    or_(AbuseBlock.service == bindparam("service"), AbuseBlock.service == ALL))
 _COUNTER = select(AbuseCounter.window_start, AbuseCounter.count).where(
     AbuseCounter.rule_id == bindparam("rule_id"), AbuseCounter.subject == bindparam("subject"))
 
@@ -341,17 +356,18 @@ class AbuseRules:
 
     def blocked_until(self, subject: str, service: str, now: dt.datetime) -> dt.datetime | None:
         """`blocked_in`, as one prepared read of its own (Store.fetch)."""
-        [(until,)] = self.store.fetch(_BLOCKED, {"subject": subject, "service": service, "now": now})
-        return until  # type: ignore[no-any-return]
+        [(end,)] = self.store.fetch(BLOCK_END, {"subject": subject, "service": service})
+        return unexpired(end, now)
 
     def connect(self, ip: str, service: str, now: dt.datetime, generation: int | None,
-                exempt: Callable[[], bool]) -> Admission:
+                exempt: Callable[[], bool], known: BlockEnd | None = None) -> Admission:
         """A new connection of `ip` to `service`, under the rules of the directory `generation` the
         caller has just read: refused when `ip` is blocked already, else counted under the DoS rules
         (in memory); `settle` when it may be the one past a threshold. `exempt` (the whitelists) is
-        asked only when a block or a count would apply. Blocking: prepared reads only (Store.fetch),
-        one, and another for a subject this process has not counted in the rule's window yet."""
-        until = self.blocked_until(ip, service, now)
+        asked only when a block or a count would apply. Blocking: prepared reads only (Store.fetch):
+        the block, unless the caller read it with the generation (`known`), and another for a
+        subject this process has not counted in the rule's window yet."""
+        until = self.blocked_until(ip, service, now) if known is None else unexpired(known.end, now)
         if until is not None:
             return Admission(None if exempt() else until)
         rules = self.rules_at(generation, DOS, service)

@@ -257,19 +257,20 @@ class Intake:
     async def connect_refusal(self, ip: str) -> Reply | None:
         """Start a session (`begin`): the answer instead of the greeting for a client the SMTP IP
         blacklist or a check (abuse detection) refuses, else None."""
-        await self.begin()
+        await self.begin(ip)
         if self.lists.snapshot().refused(SMTP, ip):
             events.emit("blocked", protocol="smtp", ip=ip)
             return BLACKLISTED
         return await self.filters.connect(self.client(ip, None))
 
-    async def begin(self) -> None:
-        """Start a session or a mail transaction: the directory lookups, address lists and `settings`
-        answer for the store as it is now (mailsrv.mta.recipients): one prepared read of the
-        directory generation, on the event loop's thread (Store.run_read); what it keys
-        is read again, in a worker thread, only when it moved."""
+    async def begin(self, client_ip: str | None = None) -> None:
+        """Start a session (of `client_ip`) or a mail transaction: the directory lookups, address lists
+        and `settings` answer for the store as it is now (mailsrv.mta.recipients): one prepared read
+        of the directory generation (at a session's start with the client's abuse block), on the
+        event loop's thread (Store.run_read); what it keys is read again, in a worker thread, only
+        when it moved."""
         resolver = self.resolver
-        if await resolver.store.run_read(resolver.stored_generation) != self._generation:
+        if await resolver.store.run_read(resolver.stored_generation, client_ip) != self._generation:
             await asyncio.to_thread(self._refresh)
 
     def _refresh(self) -> None:

@@ -4,7 +4,11 @@ Answers are cached in memory (bounded) under the store's directory generation, a
 database triggers raise in the transaction of every change to what these lookups read (migration
 0007, mailsrv.store.models.DirectoryGeneration). `refresh` reads it (one primary-key read) at the
 start of each mail transaction and drops the cache when it moved, so a domain, user or alias changed
-over SOAP through any node answers for the next SMTP transaction on every node. A lookup stores its
+over SOAP through any node answers for the next SMTP transaction on every node. One exception: a
+session's first transaction whose MAIL comes within OPENING_REUSE_SECONDS of the session's opening
+uses the generation read at the opening (`reuses_opening`), so a change applies to every transaction
+begun after it in a session opened after it, and to every transaction begun OPENING_REUSE_SECONDS
+after it (docs/performance.md, "PostgreSQL (sixth round)"). A lookup stores its
 answer under the generation it read BEFORE its queries: an answer read while a change was being
 committed is kept only under the older number, which the change retires. The server settings
 (mailsrv.directory.system_settings) raise the same number, so `refresh` re-reads them only when it
@@ -35,7 +39,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Hashable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +49,7 @@ from sqlalchemy import Connection, and_, bindparam, or_, select
 
 from mailsrv.core import names, settings
 from mailsrv.core.errors import MailsrvError
+from mailsrv.directory.abuse import BLOCK_END, SMTP, BlockEnd
 from mailsrv.directory.address_lists import AddressLists
 from mailsrv.directory.domain_limits import (
     NO_CAPS,
@@ -70,6 +77,32 @@ MAX_DEPTH = 10
 # Answers kept per process: each is a few hundred bytes, and a miss costs one query.
 CACHE_ENTRIES = 50_000
 MISS = object()  # `cached` found nothing
+# How long after a session's opening read its first MAIL may still use the generation read then
+# (`reuses_opening`): a client that sends EHLO and MAIL at once takes a millisecond or two.
+OPENING_REUSE_SECONDS = 1.0
+# A session's opening read: the directory generation and the client's SMTP block, one statement.
+_OPENING = select(CURRENT_GENERATION.scalar_subquery(), BLOCK_END.scalar_subquery())
+
+
+@dataclass(frozen=True)
+class Opening:
+    """What an SMTP session's opening read (`Resolver.stored_generation` with the client) found
+    besides the generation, kept in the session's task (a context variable) for its connect and
+    first MAIL."""
+    client_ip: str
+    block: BlockEnd  # the client's SMTP block (mailsrv.directory.abuse)
+    read_at: float  # time.monotonic()
+
+
+def reuses_opening(opening: Opening | None, now: float) -> bool:
+    """Whether a MAIL at `now` (time.monotonic()) may use the generation read at the session's
+    opening instead of reading it again: only its first transaction's, within OPENING_REUSE_SECONDS."""
+    return opening is not None and now - opening.read_at < OPENING_REUSE_SECONDS
+
+
+# The opening of the session whose task this is, until its first MAIL (every SMTP session runs in a
+# task of its own; on_loop.run's reads share their task's context).
+_SESSION_OPENING: ContextVar[Opening | None] = ContextVar("mailsrv_smtp_opening", default=None)
 
 
 @dataclass(frozen=True)
@@ -209,10 +242,28 @@ class Resolver:
                 self._cache[key] = value
         return value
 
-    def stored_generation(self) -> int:
-        """The directory generation in the store now: one prepared read (Store.fetch), blocking."""
+    def stored_generation(self, client_ip: str | None = None) -> int:
+        """The directory generation in the store now: one prepared read (Store.fetch), blocking. With
+        `client_ip` (an SMTP session's opening) the client's SMTP block is read in the same statement
+        and kept for `opening`. Without, at a session's first MAIL that `reuses_opening`, no read: the
+        generation this process last brought its answers to, read at the opening or since."""
+        if client_ip is not None:
+            [(generation, end)] = self.store.fetch(_OPENING, {"subject": client_ip, "service": SMTP})
+            _SESSION_OPENING.set(Opening(client_ip, BlockEnd(end), time.monotonic()))
+            return int(generation or 0)
+        opening = _SESSION_OPENING.get()
+        if opening is not None:
+            _SESSION_OPENING.set(None)
+            if self._generation is not None and reuses_opening(opening, time.monotonic()):
+                return self._generation
         rows = self.store.fetch(CURRENT_GENERATION, {})
         return int(rows[0][0] or 0) if rows else 0
+
+    @staticmethod
+    def opening(client_ip: str) -> Opening | None:
+        """The opening read of the caller's SMTP session, when it was of `client_ip`."""
+        opening = _SESSION_OPENING.get()
+        return opening if opening is not None and opening.client_ip == client_ip else None
 
     def lookup(self, kind: str, *args: str) -> Any:
         """`resolve`, `domain` or `owned_by` (`kind`) of `args`, answered from the cache of the generation

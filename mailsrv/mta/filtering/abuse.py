@@ -110,8 +110,9 @@ class AbuseDetection(Check):
 
     async def connect(self, client: Client) -> Reply | None:
         exempt, now = self._exempt(client), self.clock.now()
-        admission = await self.rules.store.run_read(self.rules.connect, client.ip, SMTP, now,
-                                                    self.resolver.generation, lambda: exempt)
+        opening = self.resolver.opening(client.ip)  # the block, read with the generation as the session opened
+        admission = await self.rules.store.run_read(self.rules.connect, client.ip, SMTP, now, self.resolver.generation,
+                                                    lambda: exempt, opening.block if opening else None)
         until = admission.until
         if admission.settle:
             until = await asyncio.to_thread(self.rules.settle, client.ip, SMTP, now)

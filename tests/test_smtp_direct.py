@@ -146,6 +146,20 @@ def test_a_commit_the_database_fails_answers_451_and_the_next_message_is_deliver
     assert stored.endswith(BODY) and received(mail, "alice@a.test") == (1, len(BODY))
 
 
+def test_a_maildir_without_tmp_gets_the_message_through_the_spool_once(mail):
+    """The copy cannot be written (mailsrv.mta.spool, Spool.enqueue): the message is spooled
+    instead, for every recipient, and the queue's delivery creates tmp/."""
+    os.rmdir(mail.maildir("alice@a.test") / "tmp")
+    with mail.client() as smtp:
+        send(smtp, "ext@example.org", ["alice@a.test", "bob@a.test"], BODY)
+    assert mail.messages("alice@a.test") == [] and mail.messages("bob@a.test") == []
+    mail.deliver()
+    for address in ("alice@a.test", "bob@a.test"):
+        [stored] = mail.messages(address)
+        assert stored.endswith(BODY) and received(mail, address) == (1, len(BODY))
+    assert mail.server.spool.count() == 0
+
+
 def test_a_crash_before_the_commit_leaves_nothing_visible_and_nothing_counted(mail):
     """A copy written into tmp/ whose transaction never committed: swept once old enough."""
     tmp = mail.maildir("alice@a.test") / "tmp"

@@ -228,8 +228,10 @@ class SenderAuthentication(Check):
         (results, verdict), _ = await cache_first(
             self.resolver, lambda resolver: self._authenticate(resolver, message, settings, sample))
         findings.auth_results += results
-        log.info("sender authentication of %s from %s: %s", message.sender or "<>", message.client_ip,
-                 "; ".join(results) or "not checked")
+        # The verdicts are the message's Authentication-Results header: a line a message of its own,
+        # beside the event log's (mailsrv.core.events), only when debugging.
+        log.debug("sender authentication of %s from %s: %s", message.sender or "<>", message.client_ip,
+                  "; ".join(results) or "not checked")
         if verdict is None or verdict.result != "fail" or verdict.disposition == NONE:
             return None
         action = settings.dmarc_action

@@ -62,7 +62,7 @@ from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
 from typing import Any
 
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session, _AuthMechAttr
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session, _AuthMechAttr, syntax
 
 from mailsrv.core import events
 from mailsrv.core.actor import Actor
@@ -310,7 +310,9 @@ class MailsrvSMTP(SMTP):
             return
         await super()._handle_client()
 
+    # aiosmtpd's HELP lists a command by its syntax: given again to the ones overridden here.
     @_pipelinable
+    @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str) -> None:
         self._in_ehlo = True
         try:
@@ -344,6 +346,7 @@ class MailsrvSMTP(SMTP):
         await self._writer.drain()
 
     @_pipelinable
+    @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
         """aiosmtpd's DATA with the same checks, limits and answers (552 too much data, 500 line too
         long, both once the data has ended), reading blocks up to the end marker instead of one

@@ -52,7 +52,6 @@ import base64
 import binascii
 import datetime as dt
 import email.utils
-import functools
 import logging
 import re
 import socket
@@ -167,22 +166,11 @@ class _PipelinedReader(asyncio.StreamReader):
         await super()._wait_for_data(func_name)  # type: ignore[misc]
 
 
-_Command = Callable[[Any, str], Awaitable[None]]
-
-
-def _pipelinable(command: _Command) -> _Command:
-    """An SMTP command whose replies may wait for the next command's when that one is already
-    read (RFC 2920's MAIL, RCPT, RSET and the group ends EHLO, HELO, NOOP and DATA). The others
-    (QUIT, STARTTLS, AUTH, ...) and aiosmtpd's own error replies send what is held at once, as
-    they may close or change the transport right after."""
-    @functools.wraps(command)
-    async def run(self: MailsrvSMTP, arg: str) -> None:
-        self._pipelining = True
-        try:
-            await command(self, arg)
-        finally:
-            self._pipelining = False
-    return run
+# The SMTP commands whose replies may wait for the next command's when that one is already read
+# (RFC 2920's MAIL, RCPT, RSET and the group ends EHLO, HELO, NOOP and DATA). The others (QUIT,
+# STARTTLS, AUTH, ...) and the loop's own error replies send what is held at once, as they may
+# close or change the transport right after.
+_PIPELINABLE = frozenset({"EHLO", "HELO", "MAIL", "RCPT", "RSET", "NOOP", "DATA"})
 
 
 class MailsrvSMTP(SMTP):
@@ -288,6 +276,13 @@ class MailsrvSMTP(SMTP):
 
     def _create_envelope(self) -> Transaction:
         return Transaction()
+
+    def _call_handler_hook(self, command: str, *args: Any) -> Awaitable[Any]:
+        """aiosmtpd's, giving the hook's coroutine to await rather than awaiting it in one more."""
+        hook = self._handle_hooks.get(command)
+        if hook is None:
+            return _missing()
+        return hook(self, self.session, self.envelope, *args)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd's parse of the address of MAIL and RCPT (the address, and the parameters after
@@ -401,7 +396,11 @@ class MailsrvSMTP(SMTP):
             await self.push(f'500 Error: command "{command}" not recognized')
             return
         self._reset_timeout()  # a valid command
-        await method(self, arg)
+        self._pipelining = command in _PIPELINABLE
+        try:
+            await method(self, arg)
+        finally:
+            self._pipelining = False
 
     _bogus_budget = BOGUS_LIMIT
 
@@ -421,7 +420,6 @@ class MailsrvSMTP(SMTP):
             await self.push(status)
 
     # aiosmtpd's HELP lists a command by its syntax: given again to the ones overridden here.
-    @_pipelinable
     @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str) -> None:
         self._in_ehlo = True
@@ -430,12 +428,6 @@ class MailsrvSMTP(SMTP):
         finally:
             self._in_ehlo = False
         await self._send_held()
-
-    smtp_HELO = _pipelinable(SMTP.smtp_HELO)
-    smtp_MAIL = _pipelinable(SMTP.smtp_MAIL)
-    smtp_RCPT = _pipelinable(SMTP.smtp_RCPT)
-    smtp_RSET = _pipelinable(SMTP.smtp_RSET)
-    smtp_NOOP = _pipelinable(SMTP.smtp_NOOP)
 
     async def push(self, status: Any) -> None:
         """aiosmtpd's push, with the enhanced status code, and held back while the client's next
@@ -453,9 +445,12 @@ class MailsrvSMTP(SMTP):
         if self._pipelining and self._reader.has_command():
             return
         self._reader.send_held()
-        await self._writer.drain()
+        # StreamWriter.drain waits, or raises for a lost connection, only when the transport paused
+        # our writes or is closing: its coroutine and checks skipped otherwise, as at most replies.
+        transport = self.transport
+        if self._paused or transport is None or transport.is_closing():
+            await self._writer.drain()
 
-    @_pipelinable
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
         """aiosmtpd's DATA with the same checks, limits and answers (552 too much data, 500 line too
@@ -520,6 +515,10 @@ class MailsrvSMTP(SMTP):
             if too_much:
                 del data[:-len(_END)]  # keep only what the marker check needs
         return bytes(memoryview(data)[2:-3]), too_much  # one copy, not two
+
+
+async def _missing() -> Any:
+    return MISSING
 
 
 class _AiosmtpdNoise(logging.Filter):

@@ -52,7 +52,6 @@ import base64
 import binascii
 import datetime as dt
 import email.utils
-import functools
 import logging
 import re
 import socket
@@ -62,7 +61,19 @@ from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
 from typing import Any
 
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session, _AuthMechAttr
+from aiosmtpd.smtp import (
+    ALLOWED_BEFORE_STARTTLS,
+    BOGUS_LIMIT,
+    MISSING,
+    SMTP,
+    AuthResult,
+    Envelope,
+    Session,
+    TLSSetupException,
+    _AuthMechAttr,
+    syntax,
+)
+from aiosmtpd.smtp import log as aiosmtpd_log
 
 from mailsrv.core import events
 from mailsrv.core.actor import Actor
@@ -155,22 +166,11 @@ class _PipelinedReader(asyncio.StreamReader):
         await super()._wait_for_data(func_name)  # type: ignore[misc]
 
 
-_Command = Callable[[Any, str], Awaitable[None]]
-
-
-def _pipelinable(command: _Command) -> _Command:
-    """An SMTP command whose replies may wait for the next command's when that one is already
-    read (RFC 2920's MAIL, RCPT, RSET and the group ends EHLO, HELO, NOOP and DATA). The others
-    (QUIT, STARTTLS, AUTH, ...) and aiosmtpd's own error replies send what is held at once, as
-    they may close or change the transport right after."""
-    @functools.wraps(command)
-    async def run(self: MailsrvSMTP, arg: str) -> None:
-        self._pipelining = True
-        try:
-            await command(self, arg)
-        finally:
-            self._pipelining = False
-    return run
+# The SMTP commands whose replies may wait for the next command's when that one is already read
+# (RFC 2920's MAIL, RCPT, RSET and the group ends EHLO, HELO, NOOP and DATA). The others (QUIT,
+# STARTTLS, AUTH, ...) and the loop's own error replies send what is held at once, as they may
+# close or change the transport right after.
+_PIPELINABLE = frozenset({"EHLO", "HELO", "MAIL", "RCPT", "RSET", "NOOP", "DATA"})
 
 
 class MailsrvSMTP(SMTP):
@@ -199,10 +199,14 @@ class MailsrvSMTP(SMTP):
         commands and the AUTH mechanisms by introspection (inspect.getmembers, dir, signature:
         ~130 us a connection, more than the rest of the session's set-up), and they are the same
         for every session of a listener: one session is built by it as the template, and each
-        connection's is a copy of it with stream state of its own and the commands and built-in
-        mechanisms bound to itself."""
+        connection's is a copy of it with stream state of its own (and aiosmtpd's built-in AUTH
+        mechanisms, when the handler does not replace them, bound to itself)."""
         template = cls(handler, **kwargs)
-        commands = {name: method.__name__ for name, method in template._smtp_methods.items()}
+        # The command loop (_handle_client) serves neither of these.
+        assert template._proxy_timeout is None and not template._enforce_call_limit
+        # The commands as functions, shared by the listener's sessions: the command loop passes the
+        # session itself (binding them to each new session was ~2 of the ~5.5 us of its set-up).
+        template._smtp_methods = {name: getattr(cls, method.__name__) for name, method in template._smtp_methods.items()}
         builtin = {name: mechanism.method.__name__ for name, mechanism in template._auth_methods.items()
                    if mechanism.is_builtin}
 
@@ -211,9 +215,10 @@ class MailsrvSMTP(SMTP):
             new.__dict__.update(template.__dict__)
             asyncio.StreamReaderProtocol.__init__(new, _PipelinedReader(loop=new.loop, limit=new.line_length_limit),
                                                   client_connected_cb=new._cb_client_connected, loop=new.loop)
-            new._smtp_methods = {name: getattr(new, method) for name, method in commands.items()}
-            new._auth_methods = {**template._auth_methods,
-                                 **{name: _AuthMechAttr(getattr(new, method), True) for name, method in builtin.items()}}
+            if builtin:  # aiosmtpd calls these with the session as argument: bound to it, not to the template
+                new._auth_methods = {**template._auth_methods,
+                                     **{name: _AuthMechAttr(getattr(new, method), True)
+                                        for name, method in builtin.items()}}
             return new
         return session
 
@@ -272,6 +277,13 @@ class MailsrvSMTP(SMTP):
     def _create_envelope(self) -> Transaction:
         return Transaction()
 
+    def _call_handler_hook(self, command: str, *args: Any) -> Awaitable[Any]:
+        """aiosmtpd's, giving the hook's coroutine to await rather than awaiting it in one more."""
+        hook = self._handle_hooks.get(command)
+        if hook is None:
+            return _missing()
+        return hook(self, self.session, self.envelope, *args)
+
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd's parse of the address of MAIL and RCPT (the address, and the parameters after
         it), without the typing Protocol class it defines on every call (three quarters of the
@@ -308,9 +320,107 @@ class MailsrvSMTP(SMTP):
             assert self.transport is not None
             self.transport.close()
             return
-        await super()._handle_client()
+        await self.push(f"220 {self.hostname} {self.__ident__}")
+        while self.transport is not None:
+            try:
+                await self._serve_command()
+            except (asyncio.CancelledError, ConnectionResetError):  # the connection was lost
+                self._writer.close()
+                raise
+            except Exception as error:
+                await self._answer_exception(error)
 
-    @_pipelinable
+    async def _serve_command(self) -> None:
+        """Read one command line and run its command, with aiosmtpd's answers to a line that is too
+        long, empty, not ASCII or unknown. aiosmtpd's loop also logs each line at DEBUG and INFO,
+        which its logger never writes here (start_listener), after sanitising its arguments for
+        that log: ~20 us a message of smtp-source's, a twelfth of the protocol path's CPU. Neither PROXY nor command call
+        limits, which its loop also serves, are used by mailsrv's listeners (factory)."""
+        assert self.session is not None
+        try:
+            line = await self._reader.readuntil()
+        except asyncio.LimitOverrunError as error:
+            # Too long: the rest of the line read and dropped, then the 500.
+            await self._reader.read(error.consumed)
+            while True:
+                try:
+                    await self._reader.readuntil()
+                    break
+                except asyncio.LimitOverrunError as more:
+                    await self._reader.read(more.consumed)
+            await self.push("500 Command line too long")
+            return
+        line = line.rstrip(b"\r\n")
+        if not line:
+            await self.push("500 Error: bad syntax")
+            return
+        command_bytes, _, arg_bytes = line.partition(b" ")
+        # The command name must be ASCII; the argument is UTF-8 (surrogate escapes keep the bytes)
+        # when SMTPUTF8 is on, else strict ASCII.
+        try:
+            command = command_bytes.upper().decode("ascii")
+        except UnicodeDecodeError:
+            await self.push("500 Error: bad syntax")
+            return
+        arg: str | None = None
+        if arg_bytes:
+            arg_bytes = arg_bytes.strip()
+            if self.enable_SMTPUTF8:
+                arg = str(arg_bytes, encoding="utf-8", errors="surrogateescape")
+            else:
+                try:
+                    arg = str(arg_bytes, encoding="ascii", errors="strict")
+                except UnicodeDecodeError:
+                    await self.push("500 Error: strict ASCII mode")
+                    return
+        limit = self.command_size_limits[command] if self.session.extended_smtp else self.command_size_limit
+        if len(line) > limit:
+            await self.push("500 Command line too long")
+            return
+        if not self._tls_handshake_okay and command != "QUIT":
+            await self.push("554 Command refused due to lack of security")
+            return
+        if self.require_starttls and not self._tls_protocol and command not in ALLOWED_BEFORE_STARTTLS:
+            await self.push("530 Must issue a STARTTLS command first")  # RFC 3207 4
+            return
+        method = self._smtp_methods.get(command)
+        if method is None:
+            aiosmtpd_log.warning("%r unrecognised: %s", self.session.peer, command)
+            self._bogus_budget -= 1
+            if self._bogus_budget < 1:
+                aiosmtpd_log.warning("%r too many bogus commands", self.session.peer)
+                await self.push("502 5.5.1 Too many unrecognized commands, goodbye.")
+                assert self.transport is not None
+                self.transport.close()
+                return
+            await self.push(f'500 Error: command "{command}" not recognized')
+            return
+        self._reset_timeout()  # a valid command
+        self._pipelining = command in _PIPELINABLE
+        try:
+            await method(self, arg)
+        finally:
+            self._pipelining = False
+
+    _bogus_budget = BOGUS_LIMIT
+
+    async def _answer_exception(self, error: Exception) -> None:
+        """As aiosmtpd answers a command that raised: the handler's reply (or a 500); a failed TLS
+        set-up ends the connection."""
+        try:
+            status = await self.handle_exception(error)
+        except Exception as inner:
+            aiosmtpd_log.exception("%r Exception in handle_exception()", self.session and self.session.peer)
+            status = f"500 Error: ({inner.__class__.__name__}) {inner}"
+        if isinstance(error, TLSSetupException):
+            assert self.transport is not None
+            self.transport.close()
+            self.connection_lost(error)
+        else:
+            await self.push(status)
+
+    # aiosmtpd's HELP lists a command by its syntax: given again to the ones overridden here.
+    @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str) -> None:
         self._in_ehlo = True
         try:
@@ -318,12 +428,6 @@ class MailsrvSMTP(SMTP):
         finally:
             self._in_ehlo = False
         await self._send_held()
-
-    smtp_HELO = _pipelinable(SMTP.smtp_HELO)
-    smtp_MAIL = _pipelinable(SMTP.smtp_MAIL)
-    smtp_RCPT = _pipelinable(SMTP.smtp_RCPT)
-    smtp_RSET = _pipelinable(SMTP.smtp_RSET)
-    smtp_NOOP = _pipelinable(SMTP.smtp_NOOP)
 
     async def push(self, status: Any) -> None:
         """aiosmtpd's push, with the enhanced status code, and held back while the client's next
@@ -341,9 +445,13 @@ class MailsrvSMTP(SMTP):
         if self._pipelining and self._reader.has_command():
             return
         self._reader.send_held()
-        await self._writer.drain()
+        # StreamWriter.drain waits, or raises for a lost connection, only when the transport paused
+        # our writes or is closing: its coroutine and checks skipped otherwise, as at most replies.
+        transport = self.transport
+        if self._paused or transport is None or transport.is_closing():
+            await self._writer.drain()
 
-    @_pipelinable
+    @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
         """aiosmtpd's DATA with the same checks, limits and answers (552 too much data, 500 line too
         long, both once the data has ended), reading blocks up to the end marker instead of one
@@ -409,6 +517,10 @@ class MailsrvSMTP(SMTP):
         return bytes(memoryview(data)[2:-3]), too_much  # one copy, not two
 
 
+async def _missing() -> Any:
+    return MISSING
+
+
 class _AiosmtpdNoise(logging.Filter):
     """aiosmtpd warns that Session.login_data is deprecated on every successful AUTH, from its
     own code; that says nothing about our server."""
@@ -440,6 +552,19 @@ def _printable(text: str) -> str:
     return re.sub(r"[^!-~]", "?", text)[:255]
 
 
+_last_date: tuple[tuple[float, dt.timedelta | None], str] = ((0.0, None), "")  # header_date's last second
+
+
+def header_date(when: dt.datetime) -> str:
+    """email.utils.format_datetime(when), worked out once a second: many messages come in a second,
+    and the formatting took ~7 us of each."""
+    global _last_date
+    second = (when.timestamp() // 1, when.utcoffset())  # the date names the second in its offset
+    if _last_date[0] != second:
+        _last_date = (second, email.utils.format_datetime(when))
+    return _last_date[1]
+
+
 def received_header(session: Session, hostname: str, message_id: str, recipients: list[str],
                     when: dt.datetime) -> str:
     """The RFC 5321 trace header, with the RFC 3848 protocol name (ESMTP, ESMTPS, ESMTPSA, …)."""
@@ -447,7 +572,7 @@ def received_header(session: Session, hostname: str, message_id: str, recipients
     protocol = ("ESMTP" if session.extended_smtp else "SMTP") + ("S" if session.ssl else "") \
         + ("A" if _actor(session) else "")
     literal = f"IPv6:{ip}" if ":" in ip else ip
-    stamp = email.utils.format_datetime(when)
+    stamp = header_date(when)
     lines = [f"Received: from {_printable(session.host_name or '') or 'unknown'} ([{literal}])",
              f"\tby {hostname} (mailsrv) with {protocol} id {message_id}"]
     if len(recipients) == 1:

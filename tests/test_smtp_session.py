@@ -106,6 +106,24 @@ def test_submission_requires_auth_before_mail(mail):
         send(smtp, "bob@a.test", ["alice@a.test"], MSG)
 
 
+def test_the_mail_line_limit_is_each_session_own_and_not_raised_by_repeated_ehlo(mail):
+    # RFC 5321 4.5.3.1.4: 512 bytes, plus 26 for SIZE's parameter (RFC 1870) and 10 for SMTPUTF8's,
+    # once advertised. Another client's EHLOs, or this one's repeated, raise it no further.
+    long_sender = "s" * 400 + "@example.org"
+    with mail.client() as other:
+        for _ in range(30):
+            other.ehlo()
+    with mail.client() as smtp:
+        for _ in range(30):
+            smtp.ehlo()
+        line = f"MAIL FROM:<{long_sender}> SIZE=100"
+        assert len(line) < 538
+        assert smtp.docmd(line)[0] == 250
+        smtp.rset()
+        too_long = f"MAIL FROM:<{'s' * 560}@example.org>"
+        assert smtp.docmd(too_long) == (500, b"5.5.2 Command line too long")
+
+
 def test_size_limits_at_mail_rcpt_and_after_data(tmp_path):
     for mail in make_harness(tmp_path, "max_message_kb = 100\n"):
         mail.server.domains.update(mail.admin(), DOMAIN, {"maxmessagesize": 2})  # KB

@@ -50,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
 import datetime as dt
 import email.utils
 import logging
@@ -422,6 +423,11 @@ class MailsrvSMTP(SMTP):
     # aiosmtpd's HELP lists a command by its syntax: given again to the ones overridden here.
     @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str) -> None:
+        # aiosmtpd raises MAIL's line limit at each EHLO (SIZE, SMTPUTF8) in a dict of its class,
+        # cleared by each session's __init__, which the sessions of a listener share (factory): every
+        # EHLO of any client would raise every session's limit for good. This session's own, from
+        # the RFC 5321 limit again at each EHLO.
+        self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit)
         self._in_ehlo = True
         try:
             await super().smtp_EHLO(hostname)

@@ -14,6 +14,7 @@ from services.asmx.access import Access
 from services.asmx.codec import decode_request
 from services.asmx.contract import load_service
 from services.asmx.dispatch import invoke
+from services.asmx.endpoint import _first_headers
 from services.asmx.faults import RequestError, ResultShapeError
 from services.asmx.helppages import LOCAL_ONLY, is_local_client, operation_page
 from services.asmx.registry import BoundService
@@ -120,6 +121,28 @@ def test_results_follow_the_wsdl():
         b'<soap:Body><RemoveFromMigrationQueueResponse xmlns="http://tempuri.org/"/></soap:Body></soap:Envelope>')
     with pytest.raises(ResultShapeError, match="no field Usrname"):
         soap.response(ADMINS, soap.SOAP11, op, {"Admins": [{"Usrname": "typo"}]})
+
+
+def test_request_headers_read_in_one_pass_take_the_first_of_each():
+    scope = {"headers": [(b"soapaction", b'"http://tempuri.org/A"'), (b"content-type", b"text/xml"),
+                         (b"soapaction", b'"http://tempuri.org/B"')]}
+    assert _first_headers(scope, b"content-type", b"soapaction", b"content-length") == [
+        "text/xml", '"http://tempuri.org/A"', None]
+
+
+def test_result_fields_written_unindented_and_indented_alike():
+    """A SOAP result's simple fields are written by write_members itself (no indent); the HTTP
+    bindings' indented ones by the general path: the same text, escapes and refusals either way."""
+    op = ALIASES.operations["GetAlias"]
+    value = {"Result": True, "ResultCode": 7, "Message": "a<b & c\r", "AliasInfo": {"Name": "t>", "Addresses": []}}
+    soap_text = soap.response(ALIASES, soap.SOAP11, op, value).decode()
+    bare = httpbind.result_document(ALIASES, op, value).decode()
+    for fragment in ("<Result>true</Result>", "<ResultCode>7</ResultCode>", "<Message>a&lt;b &amp; c&#13;</Message>",
+                     "<Name>t&gt;</Name>"):
+        assert fragment in soap_text and fragment in bare
+    for write in (lambda v: soap.response(ALIASES, soap.SOAP11, op, v), lambda v: httpbind.result_document(ALIASES, op, v)):
+        with pytest.raises(ValueError, match="XML compatible"):
+            write({**value, "Message": "bell\x07"})
 
 
 def test_bare_result_document_is_indented_like_xmlserializer():

@@ -88,8 +88,10 @@ class _Prepared:
     def arguments(self, params: Mapping[str, Any]) -> Any:
         """The driver's parameters for `params`: the statement's own values, the caller's over them."""
         values = {**self.defaults, **params}
-        converted = [(name, values[name] if process is None else process(values[name])) for name, process in self.binds]
-        return [value for _, value in converted] if self.positional else dict(converted)
+        # One pass, no (name, value) pairs made on the way: run for every login's read.
+        if self.positional:
+            return [values[name] if process is None else process(values[name]) for name, process in self.binds]
+        return {name: values[name] if process is None else process(values[name]) for name, process in self.binds}
 
     def rows(self, rows: list[tuple]) -> list[tuple]:
         """The driver's rows with their columns converted as SQLAlchemy would convert them."""

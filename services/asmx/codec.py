@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ from lxml import etree
 
 from services.asmx.contract import ComplexType, Field, Operation, Service
 from services.asmx.faults import RequestError, ResultShapeError
-from services.asmx.values import VALUE_TYPE_DEFAULTS, BadValue, format_value, is_value_type, parse_value
+from services.asmx.values import VALUE_TYPE_DEFAULTS, BadValue, format_value, formatter, is_value_type, parse_value
 from services.asmx.xmlutil import TNS, XSI_NIL
 
 
@@ -111,6 +111,7 @@ _ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"}
 # What XML 1.0 text cannot carry, and lxml refuses as element text: C0 controls but tab, LF and CR,
 # surrogates, U+FFFE and U+FFFF.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_NOT_XML_MESSAGE = "All strings must be XML compatible: Unicode or ASCII, no NULL bytes or control characters"
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ def text(type_name: str, value: Any) -> str:
     """A simple value as escaped element text; ValueError for what XML cannot carry."""
     formatted = format_value(type_name, value)
     if _NOT_XML.search(formatted):
-        raise ValueError("All strings must be XML compatible: Unicode or ASCII, no NULL bytes or control characters")
+        raise ValueError(_NOT_XML_MESSAGE)
     return formatted.translate(_ESCAPES)
 
 
@@ -179,6 +180,29 @@ def _write_one(service: Service, out: list[str], field: Field, value: Any, inden
     out.append(tags.end)
 
 
+@dataclass(frozen=True)
+class _Member:
+    """How a field of a complex type is written: `formatter` set for a single simple value with
+    no indent (nearly every field of a SOAP result), which `write_members` writes itself."""
+    field: Field
+    tags: _Tags
+    formatter: Callable[[Any], str] | None
+
+
+# Each complex type's members, by the type's id (its hash would hash every field each call); the
+# type is kept with them, alive, so that its id is never another's.
+_MEMBERS: dict[int, tuple[ComplexType, tuple[_Member, ...]]] = {}
+
+
+def _members(complex_type: ComplexType) -> tuple[_Member, ...]:
+    known = _MEMBERS.get(id(complex_type))
+    if known is None:
+        members = tuple(_Member(f, _tags(f.name), formatter(f.type) if f.simple and not f.repeated else None)
+                        for f in complex_type.fields)
+        known = _MEMBERS[id(complex_type)] = (complex_type, members)
+    return known[1]
+
+
 def write_members(service: Service, out: list[str], complex_type: ComplexType, value: Any,
                   indent: str | None = None) -> None:
     """Append the children of a complex value (an array's items, or its fields) to `out`."""
@@ -186,5 +210,14 @@ def write_members(service: Service, out: list[str], complex_type: ComplexType, v
         write(service, out, item, value, indent)
         return
     check_keys(complex_type, value)
-    for f in complex_type.fields:
-        write(service, out, f, member(value, f.name), indent)
+    get = value.get if type(value) is dict else functools.partial(member, value)
+    for m in _members(complex_type):
+        field_value = get(m.field.name)
+        # A simple value written here, as _write_one would write it, without its two calls a field.
+        if m.formatter is not None and field_value is not None and indent is None:
+            formatted = m.formatter(field_value)
+            if _NOT_XML.search(formatted):
+                raise ValueError(_NOT_XML_MESSAGE)
+            out += (m.tags.start, formatted.translate(_ESCAPES), m.tags.end)
+        else:
+            write(service, out, m.field, field_value, indent)

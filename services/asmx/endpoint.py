@@ -17,11 +17,12 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from typing import NamedTuple
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.asmx import helppages, httpbind, soap
 from services.asmx.call import Call, Engine
@@ -46,20 +47,32 @@ def _client_host(request: Request) -> str:
     return client[0] if client else ""
 
 
-def _media_type(request: Request) -> tuple[str, Mapping[str, str]]:
-    header = request.headers.get("content-type")
+def _media_type(header: str | None) -> tuple[str, Mapping[str, str]]:
     return soap.parse_content_type(header) if header else ("", {})
 
 
-class _SoapAnswer(Response):
-    """A SOAP response or fault: its two headers written at once, where Starlette's Response
-    looks its content type over and builds them anew for every call."""
+def _first_headers(scope: Scope, *names: bytes) -> list[str | None]:
+    """The first value of each header of `names` (in lower case, as ASGI gives them), None when
+    absent: one pass over the request's headers, where Starlette's Headers makes one a lookup."""
+    found: dict[bytes, str] = {}
+    for key, value in scope["headers"]:
+        if key in names and key not in found:
+            found[key] = value.decode("latin-1")
+    return [found.get(name) for name in names]
 
-    def __init__(self, body: bytes, status_code: int, version: soap.SoapVersion) -> None:
-        self.status_code = status_code
-        self.body = body
-        self.background = None
-        self.raw_headers = [(b"content-length", str(len(body)).encode()), (b"content-type", version.content_type_header)]
+
+class _SoapAnswer(NamedTuple):
+    """A SOAP response or fault, an ASGI app that sends its two messages itself: Starlette's
+    Response builds its headers anew for every call, looking its content type over."""
+    body: bytes
+    status_code: int
+    version: soap.SoapVersion
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code,
+                    "headers": [(b"content-length", str(len(self.body)).encode()),
+                                (b"content-type", self.version.content_type_header)]})
+        await send({"type": "http.response.body", "body": self.body})
 
 
 def _method_not_allowed(allowed: str) -> Response:
@@ -89,7 +102,7 @@ class AsmxApp:
             response = exc.response()
         await response(scope, receive, send)
 
-    async def _route(self, request: Request) -> Response:
+    async def _route(self, request: Request) -> ASGIApp:
         match = _PATH.fullmatch(request.scope["path"])
         bound = self.services.get(match["service"].lower()) if match else None
         if match is None or bound is None:
@@ -106,8 +119,8 @@ class AsmxApp:
         return Call(engine=self.engine, client_ip=_client_host(request))
 
     @staticmethod
-    async def _answer(label: str, work: Callable[[], Awaitable[Response]],
-                      refuse: Callable[[str, str], Response]) -> Response:
+    async def _answer(label: str, work: Callable[[], Awaitable[ASGIApp]],
+                      refuse: Callable[[str, str], ASGIApp]) -> ASGIApp:
         """Run `work`; a request error becomes `refuse(code, message)`, anything else a logged server error."""
         try:
             return await work()
@@ -133,33 +146,35 @@ class AsmxApp:
             return HTMLResponse(helppages.operation_page(contract, op, request.url.path, host, local))
         return HTMLResponse(helppages.service_page(contract))
 
-    async def _soap(self, request: Request, bound: BoundService) -> Response:
-        media_type, params = _media_type(request)
+    async def _soap(self, request: Request, bound: BoundService) -> ASGIApp:
+        content_type, soap_action, declared = _first_headers(request.scope, b"content-type", b"soapaction",
+                                                             b"content-length")
+        media_type, params = _media_type(content_type)
         version = soap.version_for(media_type)
         if version is None:
             return PlainTextResponse("SOAP requests are text/xml (SOAP 1.1) or application/soap+xml (SOAP 1.2).",
                                      415)
-        action = request.headers.get("soapaction") if version is soap.SOAP11 else params.get("action")
+        action = soap_action if version is soap.SOAP11 else params.get("action")
         contract = bound.contract
         named = soap.action_operation(contract, action)
         try:
-            body = await read_body(request, self._limit(bound, named))
+            body = await read_body(request.receive, declared or "", self._limit(bound, named))
         except BodyTooLarge as exc:
             what = named.name if named is not None else "this request"
             return _SoapAnswer(soap.fault(version, "Client", f"The request body is larger than {exc.limit} bytes, "
                                           f"the most {what} may carry."), 413, version)
 
-        async def work() -> Response:
+        async def work() -> ASGIApp:
             op, element = soap.read_request(contract, version, body, action)
             value = await invoke(bound, op, decode_request(contract, op, element), self._call(request))
             return _SoapAnswer(soap.response(contract, version, op, value), 200, version)
 
-        def refuse(code: str, message: str) -> Response:
+        def refuse(code: str, message: str) -> ASGIApp:
             return _SoapAnswer(soap.fault(version, code, message), 500, version)
 
         return await self._answer(f"{contract.name} SOAP call", work, refuse)
 
-    async def _http_binding(self, request: Request, bound: BoundService, name: str) -> Response:
+    async def _http_binding(self, request: Request, bound: BoundService, name: str) -> ASGIApp:
         contract = bound.contract
         op = contract.lookup(name)
         if op is None or not op.http_verbs:
@@ -169,16 +184,16 @@ class AsmxApp:
         if request.method == "GET":
             pairs = request.query_params.multi_items()
         else:
-            media_type, _ = _media_type(request)
+            media_type, _ = _media_type(request.headers.get("content-type"))
             if media_type not in ("", httpbind.FORM_MEDIA_TYPE):
                 return PlainTextResponse(f"HTTP POST parameters are {httpbind.FORM_MEDIA_TYPE}.", 415)
-            body = await read_body(request, self._limit(bound, op))
+            body = await read_body(request.receive, request.headers.get("content-length", ""), self._limit(bound, op))
             try:
                 pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
             except UnicodeDecodeError:
                 return PlainTextResponse("The form body is not UTF-8.", 500)
 
-        async def work() -> Response:
+        async def work() -> ASGIApp:
             value = await invoke(bound, op, httpbind.decode_pairs(contract, op, pairs), self._call(request))
             return Response(httpbind.result_document(contract, op, value), media_type=XML_CONTENT_TYPE)
 

@@ -143,3 +143,8 @@ def parse_value(type_name: str, text: str) -> Any:
 
 def format_value(type_name: str, value: Any) -> str:
     return _FORMATTERS[type_name](value)
+
+
+def formatter(type_name: str) -> Callable[[Any], str]:
+    """`format_value` for one type, looked up once."""
+    return _FORMATTERS[type_name]

@@ -111,7 +111,6 @@ _ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"}
 # What XML 1.0 text cannot carry, and lxml refuses as element text: C0 controls but tab, LF and CR,
 # surrogates, U+FFFE and U+FFFF.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-_NOT_XML_MESSAGE = "All strings must be XML compatible: Unicode or ASCII, no NULL bytes or control characters"
 
 
 @dataclass(frozen=True)
@@ -130,9 +129,13 @@ def _tags(name: str) -> _Tags:
 
 def text(type_name: str, value: Any) -> str:
     """A simple value as escaped element text; ValueError for what XML cannot carry."""
-    formatted = format_value(type_name, value)
+    return _escaped(format_value(type_name, value))
+
+
+def _escaped(formatted: str) -> str:
+    """A formatted simple value as element text; ValueError for what XML cannot carry."""
     if _NOT_XML.search(formatted):
-        raise ValueError(_NOT_XML_MESSAGE)
+        raise ValueError("All strings must be XML compatible: Unicode or ASCII, no NULL bytes or control characters")
     return formatted.translate(_ESCAPES)
 
 
@@ -215,9 +218,6 @@ def write_members(service: Service, out: list[str], complex_type: ComplexType, v
         field_value = get(m.field.name)
         # A simple value written here, as _write_one would write it, without its two calls a field.
         if m.formatter is not None and field_value is not None and indent is None:
-            formatted = m.formatter(field_value)
-            if _NOT_XML.search(formatted):
-                raise ValueError(_NOT_XML_MESSAGE)
-            out += (m.tags.start, formatted.translate(_ESCAPES), m.tags.end)
+            out += (m.tags.start, _escaped(m.formatter(field_value)), m.tags.end)
         else:
             write(service, out, m.field, field_value, indent)

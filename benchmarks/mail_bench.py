@@ -160,10 +160,11 @@ class Mailsrv:
             fcntl.fcntl(stream.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
         tail = b""
         while block := stream.read1(1 << 20):
-            lines = (tail + block).split(b"\n")
-            tail = lines.pop()
-            if _worth_showing(block):
-                sys.stderr.write("".join(raw.decode(errors="replace") + "\n" for raw in lines if _worth_showing(raw)))
+            # The complete lines, looked over whole: a line begun in the last block ends in this one.
+            complete, _, tail = (tail + block).rpartition(b"\n")
+            if _worth_showing(complete):
+                sys.stderr.write("".join(raw.decode(errors="replace") + "\n"
+                                         for raw in complete.split(b"\n") if _worth_showing(raw)))
             time.sleep(LOG_DRAIN_SECONDS)
 
     def kill(self) -> None:

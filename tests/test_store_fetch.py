@@ -164,3 +164,45 @@ def test_a_read_on_the_loop_leaves_it_serving_others(server):
 
     # A read blocking the loop's thread would finish before the other task could even start.
     assert asyncio.run(both()) == ["other", "read"]
+
+
+def _on_one_turn(server, reads: list[tuple]) -> list:
+    """`reads` (query, params) asked for by as many quick calls in the same turn of one loop: their
+    rows, or the exception each raised."""
+    async def all_at_once() -> list:
+        return await asyncio.gather(*(on_loop.run(server.store.fetch, query, params) for query, params in reads),
+                                    return_exceptions=True)
+
+    with asyncio.Runner() as runner:
+        return runner.run(all_at_once())
+
+
+@pytest.mark.skipif(not POSTGRESQL, reason="PostgreSQL's reads on the loop are pipelined")
+def test_reads_asked_in_one_turn_share_one_connection(server):
+    """Eight calls reading at once on one loop: each gets its own rows, from one pipeline on one
+    connection (each read used to take a connection of its own, and a send and a reply of its own)."""
+    reads = [(QUERY, {"since": SINCE, "prefix": prefix}) for prefix in ("a.", "b.", "", "c.") * 2]
+    answers = _on_one_turn(server, reads)
+    assert [[row[0] for row in rows] for rows in answers] == [
+        ["a.example"], ["b.example"], ["a.example", "b.example"], []] * 2
+    assert [len(drivers._opened) for drivers in server.store._loop_drivers.values()] == [1]
+
+
+@pytest.mark.skipif(not POSTGRESQL, reason="PostgreSQL's errors (SQLite's sqrt(-1) is NULL)")
+def test_a_failed_read_leaves_the_others_in_its_pipeline_their_rows(server):
+    """An error aborts the statements after it up to the pipeline's end: they are sent again."""
+    ok = (QUERY, {"since": SINCE, "prefix": "a."})
+    answers = _on_one_turn(server, [ok, (select(func.sqrt(bindparam("x"))), {"x": -1}), ok, ok])
+    assert "square root of a negative number" in str(answers[1])
+    assert [[row[0] for row in rows] for rows in answers[::2] + answers[3:]] == [["a.example"]] * 3
+
+
+@pytest.mark.skipif(not POSTGRESQL, reason="PostgreSQL's connections only")
+def test_a_pipeline_on_a_dropped_connection_is_sent_again(server):
+    params = {"since": SINCE, "prefix": "b."}
+    assert len(_on_one_turn(server, [(QUERY, params)])[0]) == 1
+    with server.store.engine.connect() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+    answers = _on_one_turn(server, [(QUERY, params)] * 5)
+    assert [[row[0] for row in rows] for rows in answers] == [["b.example"]] * 5

@@ -172,7 +172,7 @@ class _Drivers(ABC):
     """`fetch`'s own driver connections, outside SQLAlchemy's pool: bounded (PostgreSQL counts
     connections), each kept open with its prepared statements, autocommit (each read its own
     snapshot). A reader waits for a slot, and takes with it an idle connection, or None for one
-    to open. Subclasses say how a reader waits, and how a connection is opened, read and closed.
+    to open. Subclasses say how a reader waits for a slot and reads.
 
     A connection is closed only while no reader holds it: `close_all` closes the idle ones and
     leaves each held one to its reader, who closes it when giving it back (unless no reader can:
@@ -187,17 +187,8 @@ class _Drivers(ABC):
         self._lock = threading.Lock()
 
     @abstractmethod
-    def _wait(self) -> Any:
-        """A slot's content, once one is free."""
-
-    @abstractmethod
-    def _put(self, conn: Any) -> None: ...
-
-    @abstractmethod
-    def run(self, conn: Any, sql: str, args: Any) -> list[tuple]: ...
-
-    @abstractmethod
-    def _connect(self) -> Any: ...
+    def _put(self, conn: Any) -> None:
+        """Free a slot, with its connection (None: none open in it)."""
 
     def _finish(self, conn: Any) -> None:
         conn.close()
@@ -206,12 +197,18 @@ class _Drivers(ABC):
         """Whether no reader can use a connection it holds any more (none of them will give it back)."""
         return False
 
-    def take(self) -> Any:
-        """An idle connection, held until given back; None for a slot to open one in."""
-        conn = self._wait()
+    def _hold(self, conn: Any) -> Any:
+        """A slot's connection, now held by its reader; None for a slot to open one in."""
         with self._lock:
             if conn not in self._opened:  # closed by `close_all` while idle
                 return None
+            self._held.add(conn)
+        return conn
+
+    def _adopt(self, conn: Any) -> Any:
+        """`conn`, just opened, held by the caller."""
+        with self._lock:
+            self._opened.add(conn)
             self._held.add(conn)
         return conn
 
@@ -224,14 +221,6 @@ class _Drivers(ABC):
             self._finish(conn)
             conn = None
         self._put(conn)
-
-    def open(self) -> Any:
-        """A new connection, held by the caller."""
-        conn = self._connect()
-        with self._lock:
-            self._opened.add(conn)
-            self._held.add(conn)
-        return conn
 
     def close(self, conn: Any) -> None:
         """Close a connection the caller holds."""
@@ -262,20 +251,22 @@ class _ThreadDrivers(_Drivers):
         for _ in range(count):
             self._slots.put(None)
 
-    def _wait(self) -> Any:
+    def take(self) -> Any:
+        """An idle connection, held until given back; None for a slot to open one in."""
         self._slots.get()
         try:
-            return self._idle.pop()
+            return self._hold(self._idle.pop())
         except IndexError:
             return None
+
+    def open(self) -> Any:
+        """A new connection, held by the caller."""
+        return self._adopt(self._new())
 
     def _put(self, conn: Any) -> None:
         if conn is not None:
             self._idle.append(conn)  # before the slot: whoever takes it finds this connection
         self._slots.put(None)
-
-    def _connect(self) -> Any:
-        return self._new()
 
     def run(self, conn: Any, sql: str, args: Any) -> list[tuple]:
         if isinstance(conn, sqlite3.Connection):
@@ -286,29 +277,67 @@ class _ThreadDrivers(_Drivers):
 class _LoopDrivers(_Drivers):
     """For PostgreSQL reads on one event loop's thread, under mailsrv.core.on_loop.run: connections
     read through libpq (mailsrv.store.pg_loop), each reply awaited on the loop (on_loop.wait),
-    which serves other requests meanwhile. Used by that loop only, so its slots are an asyncio queue."""
+    which serves other requests meanwhile. The reads asked for in one turn of the loop go to the
+    server together, in one pipeline on one connection (mailsrv.store.pg_loop says why). Used by
+    that loop only, so its slots are an asyncio queue."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, cargs: list[Any], cparams: dict[str, Any], count: int) -> None:
+        from mailsrv.store import pg_loop  # psycopg: only a server on PostgreSQL reads on its loop
         super().__init__()
+        self._pg_loop = pg_loop
         self._loop = loop
         self._cargs, self._cparams = cargs, cparams
         # Last in, first out, for the reason _ThreadDrivers says (a PostgreSQL connection costs more).
         self._idle: asyncio.Queue[Any] = asyncio.LifoQueue()
         for _ in range(count):
             self._idle.put_nowait(None)
+        self._asked: list[pg_loop.Read] = []
+        self._sending: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
 
-    def _wait(self) -> Any:
-        return self._idle.get_nowait() if not self._idle.empty() else on_loop.wait(self._idle.get())
+    def read(self, sql: str, args: Mapping[str, Any]) -> list[tuple]:
+        """The rows of `sql` with `args`, read under on_loop.run with the others asked for in this
+        turn of the loop."""
+        answer: asyncio.Future[list[tuple]] = self._loop.create_future()
+        self._asked.append(self._pg_loop.Read(sql, args, answer))
+        if len(self._asked) == 1:
+            self._loop.call_soon(self._send_asked)
+        return on_loop.wait(answer)
+
+    def _send_asked(self) -> None:
+        reads, self._asked = self._asked, []
+        task = self._loop.create_task(self._send(reads))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, reads: list[Any]) -> None:
+        conn = self._hold(await self._idle.get())
+        try:
+            if conn is None:
+                conn = self._adopt(await self._connect())
+            try:
+                await conn.read(reads)
+            except self._pg_loop.OperationalError:
+                # A connection the server closed (a restart, an idle timeout): once more on a new one.
+                self.close(conn)
+                conn = None  # closed: not closed again if reopening fails
+                conn = self._adopt(await self._connect())
+                await conn.read([read for read in reads if not read.answer.done()])
+        except BaseException as error:
+            if conn is not None:
+                self.close(conn)
+            self._put(None)
+            for read in reads:
+                read.settle(error=error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        self.give(conn)
+
+    def _connect(self) -> Any:
+        return self._pg_loop.LoopConnection.connect(*self._cargs, **self._cparams)
 
     def _put(self, conn: Any) -> None:
         self._idle.put_nowait(conn)
-
-    def run(self, conn: Any, sql: str, args: Any) -> list[tuple]:
-        return conn.fetch(sql, args)
-
-    def _connect(self) -> Any:
-        from mailsrv.store.pg_loop import LoopConnection  # psycopg: only a server on PostgreSQL reads on its loop
-        return on_loop.wait(LoopConnection.connect(*self._cargs, **self._cparams))
 
     def _abandoned(self) -> bool:
         # A read suspended on a closed loop never resumes (a server stopped mid-read).
@@ -538,7 +567,9 @@ class Store:
         # On an event loop's thread, under mailsrv.core.on_loop.run (quick SOAP calls, Store.run_read), a read
         # of PostgreSQL, a network round trip, is awaited on the loop's own connections so
         # that the loop serves other requests meanwhile; SQLite's, a local read, runs where it is.
-        drivers = self._drivers_here() if not self.is_sqlite and on_loop.active() else self._thread_drivers
+        if not self.is_sqlite and on_loop.active():
+            return self._drivers_here().read(sql, args)
+        drivers = self._thread_drivers
         conn = drivers.take()
         try:
             if conn is None:

@@ -1,4 +1,5 @@
-"""PostgreSQL reads awaited on an event loop (mailsrv.core.on_loop), driven through libpq directly.
+"""PostgreSQL reads awaited on an event loop (mailsrv.core.on_loop), driven through libpq directly,
+those asked for in one turn of the loop sent together in one pipeline.
 
 A quick SOAP call's login is one read; psycopg's AsyncCursor.execute spent about as much CPU around
 that read as the read's own round trip (its async lock, a cursor and a transformer per execute, the
@@ -9,24 +10,38 @@ parameters dumped by one transformer kept with the connection, sent and flushed,
 watched on the loop until the reply is in, its rows loaded by psycopg's loaders (the same Python
 values as a cursor's). Errors are psycopg's: a dropped connection raises OperationalError, which
 mailsrv.store.db reconnects on, as before.
+
+Under load, the quick SOAP calls and mail sessions of one loop ask for their reads in the same turn
+(three a turn on average, one to eight, with 8 SOAP clients): each read sent on its own cost a send
+that wakes a server process, and a wake-up for its reply, ~15 % of a GetEdition's CPU on
+PostgreSQL. A connection stays in libpq's pipeline mode, and a turn's reads go out in one send;
+their replies come back together, ended by one Sync. Between two Syncs the statements are one
+implicit transaction, but under READ COMMITTED (PostgreSQL's default, which these connections
+keep) each still reads its own snapshot. A statement's error aborts the ones after it up to the
+Sync: those are sent again, once, in a pipeline of their own.
 """
 from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import errors, pq
 from psycopg.adapt import PyFormat, Transformer
 
-from mailsrv.core import on_loop
-
 # SQLAlchemy's psycopg dialect writes parameters as %(name)s and a literal % as %%.
 _PLACEHOLDER = re.compile(rb"%%|%\(([^)]+)\)s")
 _FATAL = pq.ExecStatus.FATAL_ERROR
+_ABORTED = pq.ExecStatus.PIPELINE_ABORTED
+_SYNC = pq.ExecStatus.PIPELINE_SYNC
+Rows = list[tuple[Any, ...]]
+# What a read raises when its connection failed: the caller sends it again on a new one.
+OperationalError = psycopg.OperationalError
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -54,9 +69,26 @@ def _numbered(sql: str) -> tuple[bytes, tuple[str, ...], list[PyFormat]]:
     return query, tuple(names), [PyFormat.AUTO] * len(names)
 
 
+@dataclass(frozen=True)
+class Read:
+    """One read asked for: `sql` (pyformat, as SQLAlchemy compiles it) with `params`, its rows or
+    its error set on `answer`."""
+    sql: str
+    params: Mapping[str, Any]
+    answer: asyncio.Future[Rows]
+
+    def settle(self, rows: Rows | None = None, error: BaseException | None = None) -> None:
+        # A reader whose call was cancelled has cancelled its future: the pipeline goes on without it.
+        if not self.answer.done():
+            if error is None:
+                self.answer.set_result(rows)  # type: ignore[arg-type]
+            else:
+                self.answer.set_exception(error)
+
+
 class LoopConnection:
-    """One autocommit connection whose reads are awaited on the loop that opened it (under
-    on_loop.run), one at a time (mailsrv.store.db's slots see to that)."""
+    """One autocommit connection in pipeline mode whose reads are awaited on the loop that opened it,
+    one pipeline at a time (mailsrv.store.db's slots see to that)."""
 
     def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
         self._conn = conn  # kept for its adapters, and so that nothing else closes the socket
@@ -65,7 +97,9 @@ class LoopConnection:
         self._loop = asyncio.get_running_loop()
         self._transformer = Transformer(conn)
         self._statements: dict[tuple[bytes, tuple[int, ...]], bytes] = {}
+        self._names = itertools.count()
         self._waiting: asyncio.Future[None] | None = None
+        self._pgconn.enter_pipeline_mode()
         # Watched for as long as it is open: adding and removing the watch for each read cost
         # two epoll_ctl calls a read. What arrives between reads (a notice, the server's goodbye)
         # is consumed; a connection found broken is no longer watched, and its next read fails.
@@ -92,54 +126,83 @@ class LoopConnection:
             self._loop.remove_reader(self._fd)
             self._fd = -1
 
-    def fetch(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        """The rows of `sql` (pyformat, as SQLAlchemy compiles it) with `params`."""
-        query, names, chosen = _numbered(sql)
-        transformer = self._transformer
-        values = transformer.dump_sequence([params[name] for name in names], chosen)
-        types, formats = transformer.types, transformer.formats
-        key = (query, types)
-        statement = self._statements.get(key)
-        if statement is None:
-            # Per parameter types, as psycopg keys them: a None is sent untyped.
-            statement = b"mailsrv_%d" % len(self._statements)
-            self._pgconn.send_prepare(statement, query, param_types=types)
-            self._result()
-            self._statements[key] = statement
-        self._pgconn.send_query_prepared(statement, values, param_formats=formats)
-        result = self._result()
-        transformer.set_pgresult(result)
-        return transformer.load_rows(0, result.ntuples, tuple)
-
-    def _result(self) -> pq.abc.PGresult:
-        """The one result of what was just sent, once the server has answered it all."""
-        pgconn = self._pgconn
+    async def read(self, reads: list[Read], again: bool = True) -> None:
+        """Answer each of `reads`, sent in one pipeline. Raises OperationalError if the connection
+        fails (the reads not yet answered are then the caller's to send again)."""
+        pgconn, transformer = self._pgconn, self._transformer
+        sent: list[tuple[Read, tuple[bytes, tuple[int, ...]] | None]] = []
+        for read in reads:
+            query, names, chosen = _numbered(read.sql)
+            values = transformer.dump_sequence([read.params[name] for name in names], chosen)
+            types, formats = transformer.types, transformer.formats
+            key = (query, types)
+            statement = self._statements.get(key)
+            preparing = statement is None
+            if statement is None:
+                # Per parameter types, as psycopg keys them: a None is sent untyped.
+                statement = self._statements[key] = b"mailsrv_%d" % next(self._names)
+                pgconn.send_prepare(statement, query, param_types=types)
+            pgconn.send_query_prepared(statement, values, param_formats=formats)
+            sent.append((read, key if preparing else None))
+        pgconn.pipeline_sync()
         while pgconn.flush():  # a send larger than the socket's buffer
             self._loop.add_writer(self._fd, self._writable)
             try:
-                self._await()
+                await self._await()
             finally:
                 self._loop.remove_writer(self._fd)
-        results = []
+        aborted: list[Read] = []
+        for read, preparing in sent:
+            results = await self._results() if preparing is None else [*await self._results(), *await self._results()]
+            error = next((result for result in results if result.status == _FATAL), None)
+            if preparing is not None and (error is not None or results[0].status == _ABORTED):
+                del self._statements[preparing]  # not prepared: prepared again when next sent
+            if error is not None:
+                exception = errors.error_from_result(error, encoding=self._encoding)
+                if isinstance(exception, OperationalError):  # the connection's (a server shutting down), not the read's
+                    raise exception
+                read.settle(error=exception)
+            elif results[-1].status == _ABORTED:
+                aborted.append(read)
+            else:
+                transformer.set_pgresult(results[-1])
+                read.settle(transformer.load_rows(0, results[-1].ntuples, tuple))
+        if (await self._next())[0].status != _SYNC:
+            raise psycopg.OperationalError("the pipeline's replies are out of step")
+        if aborted and again:
+            await self.read(aborted, again=False)
+        else:
+            for read in aborted:
+                read.settle(error=errors.PipelineAborted("aborted by an earlier statement's error"))
+
+    async def _results(self) -> list[pq.abc.PGresult]:
+        """The results of the pipeline's next statement."""
+        results = await self._next()
+        if not results:
+            raise psycopg.OperationalError(self._pgconn.get_error_message(self._encoding))
+        return results
+
+    async def _next(self) -> list[pq.abc.PGresult]:
+        """The pipeline's next results: a statement's (up to the None that ends them), or a Sync."""
+        pgconn = self._pgconn
+        results: list[pq.abc.PGresult] = []
         while True:
             if pgconn.is_busy():
-                self._await()
+                await self._await()
             result = pgconn.get_result()
             if result is None:
-                break
+                return results
             results.append(result)
-        for result in results:
-            if result.status == _FATAL:
-                raise errors.error_from_result(result, encoding=self._encoding)
-        if not results:
-            raise psycopg.OperationalError(pgconn.get_error_message(self._encoding))
-        return results[-1]
+            if result.status == _SYNC:  # not followed by a None
+                return results
 
-    def _await(self) -> None:
+    async def _await(self) -> None:
         """Until the socket's watch says it is done (the reply is in, or it can be written)."""
+        if self._fd < 0:
+            raise psycopg.OperationalError("the connection was found broken")
         self._waiting = self._loop.create_future()
         try:
-            on_loop.wait(self._waiting)
+            await self._waiting
         finally:
             self._waiting = None
 

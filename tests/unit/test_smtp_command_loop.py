@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from aiosmtpd.smtp import SMTP
 
 from mailsrv.access.smtp import MailsrvSMTP
@@ -63,3 +64,15 @@ def test_the_command_loop_answers_as_aiosmtpds():
     ours, theirs = asyncio.run(_both())
     assert ours == theirs
     assert ours[-2].startswith(b"502 5.5.1") and ours[-1] == b""
+
+
+
+@pytest.mark.parametrize("options", [{"proxy_protocol_timeout": 5}, {"command_call_limit": 20}])
+def test_a_listener_asking_for_what_the_command_loop_does_not_serve_is_refused(options):
+    """PROXY and aiosmtpd's per-command call limits are served by aiosmtpd's loop, not ours: a
+    listener asking for them fails to start instead of silently going without (even under -O)."""
+    async def make() -> None:
+        MailsrvSMTP.factory(Greets(), hostname="mx.test", loop=asyncio.get_running_loop(), **options)
+
+    with pytest.raises(ValueError, match="neither the PROXY protocol nor"):
+        asyncio.run(make())

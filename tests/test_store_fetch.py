@@ -206,3 +206,11 @@ def test_a_pipeline_on_a_dropped_connection_is_sent_again(server):
                           "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
     answers = _on_one_turn(server, [(QUERY, params)] * 5)
     assert [[row[0] for row in rows] for rows in answers] == [["b.example"]] * 5
+
+
+@pytest.mark.skipif(not POSTGRESQL, reason="PostgreSQL's reads on the loop are pipelined")
+def test_a_read_whose_value_cannot_be_sent_fails_alone(server):
+    ok = (QUERY, {"since": SINCE, "prefix": "b."})
+    answers = _on_one_turn(server, [ok, (select(bindparam("x")), {"x": object()}), ok])
+    assert "cannot adapt" in str(answers[1])
+    assert [[row[0] for row in rows] for rows in (answers[0], answers[2])] == [["b.example"]] * 2

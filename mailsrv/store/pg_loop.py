@@ -133,7 +133,11 @@ class LoopConnection:
         sent: list[tuple[Read, tuple[bytes, tuple[int, ...]] | None]] = []
         for read in reads:
             query, names, chosen = _numbered(read.sql)
-            values = transformer.dump_sequence([read.params[name] for name in names], chosen)
+            try:
+                values = transformer.dump_sequence([read.params[name] for name in names], chosen)
+            except Exception as error:  # a value psycopg cannot send: that read's error, nothing of it sent
+                read.settle(error=error)
+                continue
             types, formats = transformer.types, transformer.formats
             key = (query, types)
             statement = self._statements.get(key)

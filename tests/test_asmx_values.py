@@ -14,7 +14,7 @@ from services.asmx.access import Access
 from services.asmx.codec import decode_request
 from services.asmx.contract import load_service
 from services.asmx.dispatch import invoke
-from services.asmx.endpoint import _first_headers
+from services.asmx.endpoint import _soap_headers
 from services.asmx.faults import RequestError, ResultShapeError
 from services.asmx.helppages import LOCAL_ONLY, is_local_client, operation_page
 from services.asmx.registry import BoundService
@@ -126,8 +126,9 @@ def test_results_follow_the_wsdl():
 def test_request_headers_read_in_one_pass_take_the_first_of_each():
     scope = {"headers": [(b"soapaction", b'"http://tempuri.org/A"'), (b"content-type", b"text/xml"),
                          (b"soapaction", b'"http://tempuri.org/B"')]}
-    assert _first_headers(scope, b"content-type", b"soapaction", b"content-length") == [
-        "text/xml", '"http://tempuri.org/A"', None]
+    assert _soap_headers(scope) == ("text/xml", '"http://tempuri.org/A"', "")
+    scope["headers"] += [(b"content-length", b"5"), (b"content-type", b"application/soap+xml"), (b"content-length", b"9")]
+    assert _soap_headers(scope) == ("text/xml", '"http://tempuri.org/A"', "5")
 
 
 def test_result_fields_written_unindented_and_indented_alike():

@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -25,6 +25,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailsrv.core import on_loop
 from mailsrv.core.errors import MailsrvError, ResultCode
 from mailsrv.store.models import CURRENT_GENERATION, Base
+
+if TYPE_CHECKING:
+    from mailsrv.store import pg_wire
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Any constant works; it only has to be the same on every node sharing the database.
@@ -117,11 +120,15 @@ def _prepare(dialect: Dialect, query: Executable) -> _Prepared:
 class DriverTransaction:
     """A write transaction on one of the store's own driver connections (`Store.driver_transaction`),
     for `execute_many` and `fetch_in` alone: no SQLAlchemy connection, transaction or ORM session
-    to set up and tear down, which cost the group commit of accepted mail more than its statements."""
+    to set up and tear down, which cost the group commit of accepted mail more than its statements.
+    On SQLite run by the driver (`driver`, sqlite3's connection), on PostgreSQL sent in one pipeline
+    through libpq (`pipeline`)."""
 
-    def __init__(self, dialect: Dialect, driver: Any) -> None:
+    def __init__(self, dialect: Dialect, driver: sqlite3.Connection | None = None,
+                 pipeline: pg_wire.Transaction | None = None) -> None:
         self.dialect = dialect
         self.driver = driver
+        self.pipeline = pipeline
 
 
 # What `execute_many` and `fetch_in` run in.
@@ -139,6 +146,7 @@ def _cursor(tx: Transaction, statement: Executable) -> Iterator[tuple[_Prepared,
     caller added goes before, and its locks are taken in that order)."""
     if isinstance(tx, DriverTransaction):
         dialect, driver = tx.dialect, tx.driver
+        assert driver is not None  # on PostgreSQL, its pipeline is used instead
     else:
         tx.flush()
         conn = tx.connection()
@@ -157,12 +165,20 @@ def execute_many(tx: Transaction, statement: Executable, rows: Sequence[Mapping[
     of accepted mail, where SQLAlchemy's work per statement cost more than the statements themselves."""
     if not rows:
         return
+    if isinstance(tx, DriverTransaction) and tx.pipeline is not None:
+        prepared = _prepare(tx.dialect, statement)
+        for row in rows:
+            tx.pipeline.execute(prepared.sql, prepared.arguments(row))
+        return
     with _cursor(tx, statement) as (prepared, cursor):
         cursor.executemany(prepared.sql, [prepared.arguments(row) for row in rows])
 
 
 def fetch_in(tx: Transaction, query: Select, params: Mapping[str, Any]) -> list[tuple]:
     """As `Store.fetch`, in the transaction `tx` (what it reads is what that transaction commits against)."""
+    if isinstance(tx, DriverTransaction) and tx.pipeline is not None:
+        prepared = _prepare(tx.dialect, query)
+        return prepared.rows(tx.pipeline.fetch(prepared.sql, prepared.arguments(params)))
     with _cursor(tx, query) as (prepared, cursor):
         cursor.execute(prepared.sql, prepared.arguments(params))
         return prepared.rows(cursor.fetchall())
@@ -453,11 +469,13 @@ class Store:
         `fetch`'s driver connections, begun and ended by the driver (BEGIN IMMEDIATE on SQLite, so
         it queues for the write lock as a session does).
 
-        On PostgreSQL the block runs in a psycopg pipeline, BEGIN and COMMIT included: the server is
-        waited for only where `fetch_in` reads rows and once at the end, not once a statement (the
-        group commit of accepted mail: at its mailbox check and at the end, instead of at each statement). A statement that fails there is
-        raised at the next wait, the statements after it are skipped, and the ROLLBACK below, outside
-        the pipeline, ends the transaction."""
+        On PostgreSQL the block is sent in one pipeline through libpq (mailsrv.store.pg_wire), BEGIN and
+        COMMIT included: the server is waited for only where `fetch_in` reads rows and once at the
+        end, not once a statement (the group commit of accepted mail: at its mailbox check and at the
+        end, instead of at each statement). A statement that fails there is raised at the next wait,
+        the statements after it are skipped, and the block ends without a COMMIT (which the server,
+        had it come, would have answered ROLLBACK: that raises too); the connection, its
+        transaction left open, is closed, and the server rolls it back."""
         drivers = self._thread_drivers
         with self._storage_errors(), self._writers:
             conn = drivers.take()
@@ -465,11 +483,16 @@ class Store:
             try:
                 if conn is None:
                     conn = drivers.open()
+                if not self.is_sqlite:
+                    pipeline = conn.begin()
+                    yield DriverTransaction(self.engine.dialect, pipeline=pipeline)
+                    pipeline.commit()
+                    kept = conn
+                    return
                 try:
-                    with nullcontext() if self.is_sqlite else conn.pipeline():
-                        conn.execute("BEGIN IMMEDIATE" if self.is_sqlite else "BEGIN")
-                        yield DriverTransaction(self.engine.dialect, conn)
-                        conn.execute("COMMIT")
+                    conn.execute("BEGIN IMMEDIATE")
+                    yield DriverTransaction(self.engine.dialect, conn)
+                    conn.execute("COMMIT")
                 except BaseException:
                     try:
                         conn.execute("ROLLBACK")
@@ -597,12 +620,12 @@ class Store:
         cargs, cparams = dialect.create_connect_args(self.engine.url)
         if self.is_sqlite:
             cparams["check_same_thread"] = False  # taken by whichever thread reads next
-        conn = dialect.loaded_dbapi.connect(*cargs, **cparams)
-        if self.is_sqlite:
+            conn = dialect.loaded_dbapi.connect(*cargs, **cparams)
             _sqlite_pragmas(conn, None)  # autocommit: each SELECT its own snapshot
-        else:
-            conn.autocommit = True
-        return conn
+            return conn
+        from mailsrv.store import pg_wire  # psycopg: only on PostgreSQL
+        # psycopg's own connection, which can also run driver_transaction's pipelines.
+        return pg_wire.Connection.connect(*cargs, autocommit=True, **cparams)
 
     def _drivers_here(self) -> _LoopDrivers:
         """The running loop's connections (made on first use: only loops that read have any)."""

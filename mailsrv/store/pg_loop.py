@@ -23,23 +23,15 @@ Sync: those are sent again, once, in a pipeline of their own.
 from __future__ import annotations
 
 import asyncio
-import functools
-import itertools
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import errors, pq
-from psycopg.adapt import PyFormat, Transformer
+from psycopg.adapt import Transformer
 
-# SQLAlchemy's psycopg dialect writes parameters as %(name)s and a literal % as %%.
-_PLACEHOLDER = re.compile(rb"%%|%\(([^)]+)\)s")
-_FATAL = pq.ExecStatus.FATAL_ERROR
-_ABORTED = pq.ExecStatus.PIPELINE_ABORTED
-_SYNC = pq.ExecStatus.PIPELINE_SYNC
-Rows = list[tuple[Any, ...]]
+from mailsrv.store.pg_wire import ABORTED, FATAL, SYNC, Key, Rows, Statements
 # What a read raises when its connection failed: the caller sends it again on a new one.
 OperationalError = psycopg.OperationalError
 
@@ -49,24 +41,6 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
-
-
-@functools.cache
-def _numbered(sql: str) -> tuple[bytes, tuple[str, ...], list[PyFormat]]:
-    """`sql` with PostgreSQL's $1, $2 ... for its parameters, their names in that order, and the
-    format psycopg is to choose for each."""
-    names: list[str] = []
-
-    def number(match: re.Match[bytes]) -> bytes:
-        if match.group(1) is None:
-            return b"%"
-        name = match.group(1).decode()
-        if name not in names:
-            names.append(name)
-        return b"$%d" % (names.index(name) + 1)
-
-    query = _PLACEHOLDER.sub(number, sql.encode())
-    return query, tuple(names), [PyFormat.AUTO] * len(names)
 
 
 @dataclass(frozen=True)
@@ -96,8 +70,7 @@ class LoopConnection:
         self._encoding = conn.info.encoding
         self._loop = asyncio.get_running_loop()
         self._transformer = Transformer(conn)
-        self._statements: dict[tuple[bytes, tuple[int, ...]], bytes] = {}
-        self._names = itertools.count()
+        self._statements = Statements(self._pgconn, self._transformer)
         self._waiting: asyncio.Future[None] | None = None
         self._pgconn.enter_pipeline_mode()
         # Watched for as long as it is open: adding and removing the watch for each read cost
@@ -130,24 +103,14 @@ class LoopConnection:
         """Answer each of `reads`, sent in one pipeline. Raises OperationalError if the connection
         fails (the reads not yet answered are then the caller's to send again)."""
         pgconn, transformer = self._pgconn, self._transformer
-        sent: list[tuple[Read, tuple[bytes, tuple[int, ...]] | None]] = []
+        sent: list[tuple[Read, Key | None]] = []
         for read in reads:
-            query, names, chosen = _numbered(read.sql)
             try:
-                values = transformer.dump_sequence([read.params[name] for name in names], chosen)
+                sent.append((read, self._statements.send(read.sql, read.params)))
+            except OperationalError:
+                raise
             except Exception as error:  # a value psycopg cannot send: that read's error, nothing of it sent
                 read.settle(error=error)
-                continue
-            types, formats = transformer.types, transformer.formats
-            key = (query, types)
-            statement = self._statements.get(key)
-            preparing = statement is None
-            if statement is None:
-                # Per parameter types, as psycopg keys them: a None is sent untyped.
-                statement = self._statements[key] = b"mailsrv_%d" % next(self._names)
-                pgconn.send_prepare(statement, query, param_types=types)
-            pgconn.send_query_prepared(statement, values, param_formats=formats)
-            sent.append((read, key if preparing else None))
         pgconn.pipeline_sync()
         while pgconn.flush():  # a send larger than the socket's buffer
             self._loop.add_writer(self._fd, self._writable)
@@ -158,20 +121,20 @@ class LoopConnection:
         aborted: list[Read] = []
         for read, preparing in sent:
             results = await self._results() if preparing is None else [*await self._results(), *await self._results()]
-            error = next((result for result in results if result.status == _FATAL), None)
-            if preparing is not None and (error is not None or results[0].status == _ABORTED):
-                del self._statements[preparing]  # not prepared: prepared again when next sent
+            error = next((result for result in results if result.status == FATAL), None)
+            if preparing is not None and (error is not None or results[0].status == ABORTED):
+                self._statements.forget(preparing)
             if error is not None:
                 exception = errors.error_from_result(error, encoding=self._encoding)
                 if isinstance(exception, OperationalError):  # the connection's (a server shutting down), not the read's
                     raise exception
                 read.settle(error=exception)
-            elif results[-1].status == _ABORTED:
+            elif results[-1].status == ABORTED:
                 aborted.append(read)
             else:
                 transformer.set_pgresult(results[-1])
                 read.settle(transformer.load_rows(0, results[-1].ntuples, tuple))
-        if (await self._next())[0].status != _SYNC:
+        if (await self._next())[0].status != SYNC:
             raise psycopg.OperationalError("the pipeline's replies are out of step")
         if aborted and again:
             await self.read(aborted, again=False)
@@ -197,7 +160,7 @@ class LoopConnection:
             if result is None:
                 return results
             results.append(result)
-            if result.status == _SYNC:  # not followed by a None
+            if result.status == SYNC:  # not followed by a None
                 return results
 
     async def _await(self) -> None:

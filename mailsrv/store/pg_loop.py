@@ -31,7 +31,7 @@ import psycopg
 from psycopg import errors, pq
 from psycopg.adapt import Transformer
 
-from mailsrv.store.pg_wire import ABORTED, FATAL, SYNC, Key, Rows, Statements
+from mailsrv.store.pg_wire import ABORTED, FATAL, SYNC, Key, Rows, Statements, take_ready
 # What a read raises when its connection failed: the caller sends it again on a new one.
 OperationalError = psycopg.OperationalError
 
@@ -151,17 +151,10 @@ class LoopConnection:
 
     async def _next(self) -> list[pq.abc.PGresult]:
         """The pipeline's next results: a statement's (up to the None that ends them), or a Sync."""
-        pgconn = self._pgconn
         results: list[pq.abc.PGresult] = []
-        while True:
-            if pgconn.is_busy():
-                await self._await()
-            result = pgconn.get_result()
-            if result is None:
-                return results
-            results.append(result)
-            if result.status == SYNC:  # not followed by a None
-                return results
+        while not take_ready(self._pgconn, results):
+            await self._await()
+        return results
 
     async def _await(self) -> None:
         """Until the socket's watch says it is done (the reply is in, or it can be written)."""

@@ -57,6 +57,19 @@ def numbered(sql: str) -> tuple[bytes, tuple[str, ...], list[PyFormat]]:
     return query, tuple(names), [PyFormat.AUTO] * len(names)
 
 
+def take_ready(pgconn: pq.abc.PGconn, results: list[pq.abc.PGresult]) -> bool:
+    """Add to `results` what has come of the pipeline's next results (a statement's, up to the None
+    that ends them, or a Sync); whether they are all in."""
+    while not pgconn.is_busy():
+        result = pgconn.get_result()
+        if result is None:
+            return True
+        results.append(result)
+        if result.status == SYNC:  # not followed by a None
+            return True
+    return False
+
+
 class Statements:
     """The statements prepared on one connection in pipeline mode, each the first time it is sent."""
 
@@ -193,17 +206,10 @@ class Transaction:
 
     def _next(self) -> list[pq.abc.PGresult]:
         """The pipeline's next results: a statement's (up to the None that ends them), or a Sync."""
-        pgconn = self._pgconn
         results: list[pq.abc.PGresult] = []
-        while True:
-            while pgconn.is_busy():
-                self._wait(select.POLLIN)
-            result = pgconn.get_result()
-            if result is None:
-                return results
-            results.append(result)
-            if result.status == SYNC:  # not followed by a None
-                return results
+        while not take_ready(self._pgconn, results):
+            self._wait(select.POLLIN)
+        return results
 
     def _wait(self, events: int) -> None:
         """Until the socket can be read (what came is then taken in) or, if asked, written."""

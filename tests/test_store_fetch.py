@@ -83,6 +83,8 @@ def test_a_parameter_given_as_none_then_as_a_value(server, fetch):
 def test_a_failed_read_raises_and_the_next_one_reads(server, fetch):
     with pytest.raises(Exception, match="square root of a negative number"):
         fetch(select(func.sqrt(bindparam("x"))), {"x": -1})
+    # The same statement, prepared before it failed, reads with another value.
+    assert fetch(select(func.sqrt(bindparam("x"))), {"x": 4}) == [(2.0,)]
     assert [row[0] for row in fetch(QUERY, {"since": SINCE, "prefix": "a."})] == ["a.example"]
 
 

@@ -31,7 +31,7 @@ import psycopg
 from psycopg import errors, pq
 from psycopg.adapt import Transformer
 
-from mailsrv.store.pg_wire import ABORTED, FATAL, SYNC, Key, Rows, Statements, take_ready
+from mailsrv.store.pg_wire import ABORTED, FATAL, Key, Rows, Statements, expect_sync, loaded_rows, take_ready
 # What a read raises when its connection failed: the caller sends it again on a new one.
 OperationalError = psycopg.OperationalError
 
@@ -102,7 +102,7 @@ class LoopConnection:
     async def read(self, reads: list[Read], again: bool = True) -> None:
         """Answer each of `reads`, sent in one pipeline. Raises OperationalError if the connection
         fails (the reads not yet answered are then the caller's to send again)."""
-        pgconn, transformer = self._pgconn, self._transformer
+        pgconn = self._pgconn
         sent: list[tuple[Read, Key | None]] = []
         for read in reads:
             try:
@@ -121,21 +121,17 @@ class LoopConnection:
         aborted: list[Read] = []
         for read, preparing in sent:
             results = await self._results() if preparing is None else [*await self._results(), *await self._results()]
-            error = next((result for result in results if result.status == FATAL), None)
-            if preparing is not None and (error is not None or results[0].status == ABORTED):
-                self._statements.forget(preparing)
-            if error is not None:
-                exception = errors.error_from_result(error, encoding=self._encoding)
+            result = self._statements.answer(preparing, results)
+            if result.status == FATAL:
+                exception = errors.error_from_result(result, encoding=self._encoding)
                 if isinstance(exception, OperationalError):  # the connection's (a server shutting down), not the read's
                     raise exception
                 read.settle(error=exception)
-            elif results[-1].status == ABORTED:
+            elif result.status == ABORTED:
                 aborted.append(read)
             else:
-                transformer.set_pgresult(results[-1])
-                read.settle(transformer.load_rows(0, results[-1].ntuples, tuple))
-        if (await self._next())[0].status != SYNC:
-            raise psycopg.OperationalError("the pipeline's replies are out of step")
+                read.settle(loaded_rows(self._transformer, result))
+        expect_sync(await self._next())
         if aborted and again:
             await self.read(aborted, again=False)
         else:

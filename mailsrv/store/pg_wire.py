@@ -32,7 +32,7 @@ from psycopg.adapt import PyFormat, Transformer
 _PLACEHOLDER = re.compile(rb"%%|%\(([^)]+)\)s")
 FATAL = pq.ExecStatus.FATAL_ERROR
 ABORTED = pq.ExecStatus.PIPELINE_ABORTED
-SYNC = pq.ExecStatus.PIPELINE_SYNC
+_SYNC = pq.ExecStatus.PIPELINE_SYNC
 _COMMAND_OK = pq.ExecStatus.COMMAND_OK
 Rows = list[tuple[Any, ...]]
 # A statement as prepared on a connection: its query and its parameters' types.
@@ -65,7 +65,7 @@ def take_ready(pgconn: pq.abc.PGconn, results: list[pq.abc.PGresult]) -> bool:
         if result is None:
             return True
         results.append(result)
-        if result.status == SYNC:  # not followed by a None
+        if result.status == _SYNC:  # not followed by a None
             return True
     return False
 
@@ -97,9 +97,26 @@ class Statements:
         self._pgconn.send_query_prepared(statement, values, param_formats=transformer.formats)
         return key if preparing else None
 
-    def forget(self, key: Key) -> None:
-        """`key`'s preparation failed or was aborted: prepared again when next sent."""
-        del self._names[key]
+    def answer(self, preparing: Key | None, results: list[pq.abc.PGresult]) -> pq.abc.PGresult:
+        """The result that answers a statement `send` sent (`preparing`, what `send` returned;
+        `results`, its replies, the preparation's first): its first error, else its own, which is
+        PIPELINE_ABORTED when an earlier statement failed. A preparation that failed or was aborted
+        is forgotten, to be made again when the statement is next sent."""
+        if preparing is not None and results[0].status in (FATAL, ABORTED):
+            del self._names[preparing]
+        return next((result for result in results if result.status == FATAL), results[-1])
+
+
+def loaded_rows(transformer: Transformer, result: pq.abc.PGresult) -> Rows:
+    """A statement's rows, as psycopg's loaders give them."""
+    transformer.set_pgresult(result)
+    return transformer.load_rows(0, result.ntuples, tuple)
+
+
+def expect_sync(results: list[pq.abc.PGresult]) -> None:
+    """Raise unless `results`, read after every statement's, are the Sync that ends them."""
+    if len(results) != 1 or results[0].status != _SYNC:
+        raise psycopg.OperationalError("the pipeline's replies are out of step")
 
 
 class Connection(psycopg.Connection[Any]):
@@ -151,10 +168,7 @@ class Transaction:
         """The rows of one SELECT, read in the transaction: what was sent before is waited for too,
         and its first error raised."""
         self.execute(sql, params)
-        result = self._sync()
-        transformer = self._wire.transformer
-        transformer.set_pgresult(result)
-        return transformer.load_rows(0, result.ntuples, tuple)
+        return loaded_rows(self._wire.transformer, self._sync())
 
     def commit(self) -> None:
         """COMMIT, and the connection out of pipeline mode (as psycopg expects to find it). Raises
@@ -182,14 +196,10 @@ class Transaction:
         last: pq.abc.PGresult | None = None
         for preparing in owed:
             results = self._results() if preparing is None else [*self._results(), *self._results()]
-            if preparing is not None and results[0].status in (FATAL, ABORTED):
-                wire.statements.forget(preparing)
-            last = results[-1]
-            if error is None:
-                error = next((result for result in results if result.status == FATAL), None)
-        sync = self._next()
-        if len(sync) != 1 or sync[0].status != SYNC:
-            raise psycopg.OperationalError("the pipeline's replies are out of step")
+            last = wire.statements.answer(preparing, results)
+            if error is None and last.status == FATAL:
+                error = last
+        expect_sync(self._next())
         if error is not None:
             raise errors.error_from_result(error, encoding=wire.encoding)
         assert last is not None  # a Sync is sent after a statement
